@@ -1,0 +1,20 @@
+"""Message schemas of the MQTT API (pydantic models; camelCase on the wire, as OMDP has it)."""
+
+from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
+from broker.schemas.dead_letter import DeadLetter
+from broker.schemas.meter_reading import (
+    MeterIndividual,
+    MeterReading,
+    MeterReadingBatch,
+    OperationalPropertyRef,
+    PhysicalMeterType,
+    PropertyValue,
+    parse_meter_message,
+)
+from broker.schemas.status import ConcentratorStatus, MeterHealth
+
+__all__ = [
+    "CommandError", "CommandResponse", "CommandStatus", "ConcentratorStatus", "DeadLetter",
+    "GenericCommand", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch",
+    "OperationalPropertyRef", "PhysicalMeterType", "PropertyValue", "parse_meter_message",
+]

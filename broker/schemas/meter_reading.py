@@ -1,0 +1,137 @@
+"""OMDP MeterReading and PropertyValue, as they travel over MQTT.
+
+Field names follow the OMDP data model (camelCase on the wire). Where the OMDP material is
+inconsistent, the resolution is written in ``docs/OMDP.md``: ``physicalMeterType`` is the
+name (``physicalMeter`` is accepted on input), ``propertyDescription`` is the name
+(``propertyName`` is accepted on input), identifiers are real UUIDs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+# Namespace for reading ids derived from (meter, reading time): a re-read or a redelivery of
+# the same reading carries the same id, which is what makes writes idempotent end to end.
+READING_ID_NAMESPACE = uuid.UUID("6f1d8c3e-5b0a-4c57-9a53-2f1f5d0e7a11")
+
+
+def _require_tz(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timezone information must be included")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_require_tz)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class OperationalPropertyRef(_Wire):
+    """The operational property a value is of, as carried inside a PropertyValue."""
+
+    property_id: str = Field(alias="propertyId", min_length=1, max_length=128)
+    property_description: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("propertyDescription", "propertyName"),
+        serialization_alias="propertyDescription",
+    )
+    allowed_units: list[str] | None = Field(default=None, alias="allowedUnits")
+
+
+class PropertyValue(_Wire):
+    """One measured value: numeric or text, with unit, time and operational property."""
+
+    unit: str | None = Field(default=None, max_length=32)
+    date: AwareDatetime
+    numerical_value: float | None = Field(default=None, alias="numericalValue", allow_inf_nan=False)
+    text_value: str | None = Field(default=None, alias="textValue", max_length=1024)
+    operational_property: OperationalPropertyRef = Field(alias="operationalPropertyDefinition")
+
+    @model_validator(mode="after")
+    def _one_value(self) -> PropertyValue:
+        if (self.numerical_value is None) == (self.text_value is None):
+            raise ValueError("exactly one of numericalValue and textValue must be given")
+        return self
+
+    @property
+    def property_id(self) -> str:
+        return self.operational_property.property_id
+
+
+class PhysicalMeterType(_Wire):
+    physical_element_id: uuid.UUID | None = Field(default=None, alias="physicalElementId")
+    physical_element_name: str | None = Field(default=None, alias="physicalElementName")
+    physical_element_version_id: str | None = Field(default=None, alias="physicalElementVersionId")
+    physical_element_is_virtual: bool = Field(default=False, alias="physicalElementIsVirtual")
+    physical_meter_class: Literal["ELECTRICITY", "GAS", "WATER", "HEAT"] | None = Field(
+        default=None, alias="physicalMeterClass"
+    )
+
+
+class MeterIndividual(_Wire):
+    meter_individual_id: str = Field(alias="meterIndividualId", min_length=1, max_length=128, pattern=r"^[^/+#\x00]+$")
+    household_id: str | None = Field(default=None, alias="householdId")
+    physical_meter_type: PhysicalMeterType | None = Field(
+        default=None,
+        validation_alias=AliasChoices("physicalMeterType", "physicalMeter"),
+        serialization_alias="physicalMeterType",
+    )
+
+
+class MeterReading(_Wire):
+    """One OMDP MeterReading: a meter's values at one reading time."""
+
+    meter_reading_identifier: uuid.UUID = Field(alias="meterReadingIdentifier")
+    reading_time: AwareDatetime = Field(alias="readingTime")
+    sequence_number: int | None = Field(default=None, alias="sequenceNumber")
+    fault_code: str | None = Field(default=None, alias="faultCode", max_length=64)
+    property_values: list[PropertyValue] = Field(alias="propertyValues", min_length=1, max_length=512)
+    meter_individual: MeterIndividual = Field(alias="meterIndividual")
+    # Gridwire extension: True for readings recovered from the meter's load profile (backfill).
+    historical: bool = False
+
+    @property
+    def meter_id(self) -> str:
+        return self.meter_individual.meter_individual_id
+
+    @staticmethod
+    def derive_id(meter_id: str, reading_time: datetime) -> uuid.UUID:
+        """The reading id for a meter at a time; the same inputs always give the same id."""
+        return uuid.uuid5(READING_ID_NAMESPACE, f"{meter_id}|{_require_tz(reading_time).isoformat()}")
+
+    def to_wire(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class MeterReadingBatch(_Wire):
+    """Several readings in one MQTT message (the concentrator batches to cut per-message cost)."""
+
+    meter_readings: list[MeterReading] = Field(alias="meterReadings", min_length=1, max_length=10_000)
+
+    def to_wire(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+_BATCH = TypeAdapter(MeterReadingBatch)
+_SINGLE = TypeAdapter(MeterReading)
+
+
+def parse_meter_message(payload: bytes | str) -> list[MeterReading]:
+    """Parse an MQTT payload holding one MeterReading or a batch.
+
+    Raises ``ValueError`` (``pydantic.ValidationError`` is one) naming what is wrong.
+    """
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"payload is not JSON: {exc}") from exc
+    if isinstance(document, dict) and "meterReadings" in document:
+        return list(_BATCH.validate_python(document).meter_readings)
+    return [_SINGLE.validate_python(document)]

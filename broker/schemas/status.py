@@ -1,0 +1,42 @@
+"""Concentrator status: birth on connect, death as the MQTT will; both retained."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.schemas.meter_reading import AwareDatetime
+
+
+class MeterHealth(BaseModel):
+    """How reading one meter is going, as the concentrator sees it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    meter_id: str = Field(alias="meterId")
+    protocol: str
+    healthy: bool = True
+    last_success: datetime | None = Field(default=None, alias="lastSuccess")
+    consecutive_failures: int = Field(default=0, alias="consecutiveFailures")
+    last_error: str | None = Field(default=None, alias="lastError")
+
+
+class ConcentratorStatus(BaseModel):
+    """Published retained on ``concentrator/{cid}/status``: ONLINE at birth, OFFLINE as the will."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    concentrator_id: str = Field(alias="concentratorId")
+    state: Literal["ONLINE", "OFFLINE"]
+    timestamp: AwareDatetime
+    # Increases with each birth, so a late will from an old connection can be told apart.
+    session: int = 0
+    software_version: str | None = Field(default=None, alias="softwareVersion")
+    meters: list[MeterHealth] = Field(default_factory=list)
+    outbox_backlog: int | None = Field(default=None, alias="outboxBacklog")
+    reason: str | None = None
+
+    def to_wire(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -1,0 +1,239 @@
+"""The Gridwire topic tree: builders, validators and the one parser of incoming topics.
+
+Every topic the platform publishes or subscribes to is built here, so the tree in
+``docs/ARCHITECTURE.md`` and the ACLs generated in :mod:`broker.acl` have a single source.
+
+Layout (each layer its own subtree, so ACLs can fence them)::
+
+    smartMeterMessage/{meter}/{topic}                              adapter -> concentrator (local, OMDP)
+    concentrator/{cid}/smartMeterMessage/{meter}/{topic}           concentrator -> cloud (OMDP)
+    concentrator/{cid}/status                                      birth / death (retained, LWT)
+    concentrator/{cid}/command                                     core -> concentrator generic commands
+    concentrator/{cid}/response                                    concentrator -> core command results
+    concentrator/{cid}/time/request | time/response                NTP-style time exchange
+    concentrator/{cid}/firmware/{...}                              OTA (reserved)
+    device/{device}/command | response | status                    MQTT-native devices
+    domain/{domain}/request/{org} | response/{org}                 functional requests and results
+    core/request/{org} | core/response/{org}                       generic commands routed by the core
+    app/{org}/{domain}/{kind}                                      notifications for an organisation's apps
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+MAX_TOPIC_BYTES = 65535
+# A topic level we build from an identifier: no wildcards, no separators, no NUL, no '$' lead.
+_LEVEL_RE = re.compile(r"^[^/+#\x00]+$")
+
+SMART_METER_MESSAGE = "smartMeterMessage"
+CONCENTRATOR = "concentrator"
+
+
+class TopicError(ValueError):
+    """A topic or topic filter that MQTT or the Gridwire tree does not allow."""
+
+
+class ReadingTopic(StrEnum):
+    """The OMDP ``specificTopic`` values the platform uses for meter data."""
+
+    METER_READING = "meterReading"
+    # Readings recovered from a meter's own load profile after an outage.
+    HISTORICAL = "historicalMeterReading"
+
+
+def validate_level(value: str, *, what: str = "topic level") -> str:
+    """Return ``value`` if it can stand as one level of a published topic, else raise TopicError."""
+    if not isinstance(value, str) or not value:
+        raise TopicError(f"{what} must be a non-empty string")
+    if not _LEVEL_RE.match(value):
+        raise TopicError(f"{what} {value!r} may not contain '/', '+', '#' or NUL")
+    if value.startswith("$"):
+        raise TopicError(f"{what} {value!r} may not start with '$'")
+    _check_utf8(value, what=what)
+    return value
+
+
+def validate_publish_topic(topic: str) -> str:
+    """Return ``topic`` if a client may publish to it (no wildcards, UTF-8, length), else raise."""
+    if not topic:
+        raise TopicError("topic must not be empty")
+    if "+" in topic or "#" in topic:
+        raise TopicError(f"wildcards are not allowed in a publish topic: {topic!r}")
+    if "\x00" in topic:
+        raise TopicError("topic may not contain NUL")
+    _check_utf8(topic, what="topic")
+    return topic
+
+
+def validate_filter(topic_filter: str) -> str:
+    """Return ``topic_filter`` if MQTT allows it as a subscription filter, else raise TopicError."""
+    if not topic_filter:
+        raise TopicError("topic filter must not be empty")
+    if "\x00" in topic_filter:
+        raise TopicError("topic filter may not contain NUL")
+    _check_utf8(topic_filter, what="topic filter")
+    levels = topic_filter.split("/")
+    if levels[0] == "$share":
+        if len(levels) < 3 or not levels[1] or "+" in levels[1] or "#" in levels[1]:
+            raise TopicError(f"malformed shared subscription: {topic_filter!r}")
+        levels = levels[2:]
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise TopicError(f"'#' must be a whole last level: {topic_filter!r}")
+        if "+" in level and level != "+":
+            raise TopicError(f"'+' must be a whole level: {topic_filter!r}")
+    return topic_filter
+
+
+def _check_utf8(value: str, *, what: str) -> None:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise TopicError(f"{what} is not valid UTF-8") from exc
+    if size > MAX_TOPIC_BYTES:
+        raise TopicError(f"{what} is {size} bytes, more than MQTT's {MAX_TOPIC_BYTES}")
+
+
+# --- builders -----------------------------------------------------------------------------
+
+
+def local_meter_message(meter: str, topic: str) -> str:
+    """Adapter -> concentrator topic, exactly as OMDP names it."""
+    return f"{SMART_METER_MESSAGE}/{validate_level(meter, what='meter id')}/{validate_level(topic)}"
+
+
+def concentrator_meter_message(cid: str, meter: str, topic: str) -> str:
+    """Concentrator -> cloud topic for meter data, exactly as OMDP names it."""
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/{local_meter_message(meter, topic)}"
+
+
+def forward_local(cid: str, local_topic: str) -> str:
+    """The cloud topic a concentrator forwards a local adapter topic to, unmodified below the prefix."""
+    parsed = parse(local_topic)
+    if parsed.kind != "local_meter_message":
+        raise TopicError(f"not an adapter topic: {local_topic!r}")
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/{local_topic}"
+
+
+def concentrator_status(cid: str) -> str:
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/status"
+
+
+def concentrator_command(cid: str) -> str:
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/command"
+
+
+def concentrator_response(cid: str) -> str:
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/response"
+
+
+def concentrator_time(cid: str, direction: str) -> str:
+    if direction not in ("request", "response"):
+        raise TopicError(f"time direction must be request or response, not {direction!r}")
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/time/{direction}"
+
+
+def concentrator_firmware(cid: str, *rest: str) -> str:
+    tail = "/".join(validate_level(level) for level in rest)
+    base = f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/firmware"
+    return f"{base}/{tail}" if tail else base
+
+
+def device_topic(device: str, kind: str) -> str:
+    if kind not in ("command", "response", "status"):
+        raise TopicError(f"device topic kind must be command, response or status, not {kind!r}")
+    return f"device/{validate_level(device, what='device id')}/{kind}"
+
+
+def domain_topic(domain: str, direction: str, org: str) -> str:
+    if direction not in ("request", "response"):
+        raise TopicError(f"domain direction must be request or response, not {direction!r}")
+    return f"domain/{validate_level(domain, what='domain')}/{direction}/{validate_level(org, what='organisation')}"
+
+
+def core_topic(direction: str, org: str) -> str:
+    if direction not in ("request", "response"):
+        raise TopicError(f"core direction must be request or response, not {direction!r}")
+    return f"core/{direction}/{validate_level(org, what='organisation')}"
+
+
+def app_topic(org: str, domain: str, kind: str) -> str:
+    return (
+        f"app/{validate_level(org, what='organisation')}/{validate_level(domain, what='domain')}"
+        f"/{validate_level(kind)}"
+    )
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared-subscription filter: members of ``group`` split the messages."""
+    return validate_filter(f"$share/{validate_level(group, what='share group')}/{topic_filter}")
+
+
+# Filters the cloud subscribes to.
+ALL_METER_MESSAGES = f"{CONCENTRATOR}/+/{SMART_METER_MESSAGE}/+/+"
+ALL_CONCENTRATOR_STATUS = f"{CONCENTRATOR}/+/status"
+ALL_CONCENTRATOR_RESPONSES = f"{CONCENTRATOR}/+/response"
+ALL_TIME_REQUESTS = f"{CONCENTRATOR}/+/time/request"
+ALL_LOCAL_METER_MESSAGES = f"{SMART_METER_MESSAGE}/+/+"
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+_PARSER = re.compile(
+    r"""^(?:
+      concentrator/(?P<cm_cid>[^/]+)/smartMeterMessage/(?P<cm_meter>[^/]+)/(?P<cm_topic>[^/]+)
+    | smartMeterMessage/(?P<lm_meter>[^/]+)/(?P<lm_topic>[^/]+)
+    | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response)
+    | concentrator/(?P<ct_cid>[^/]+)/time/(?P<ct_dir>request|response)
+    | concentrator/(?P<cf_cid>[^/]+)/firmware(?P<cf_rest>(?:/[^/]+)*)
+    | device/(?P<dv_device>[^/]+)/(?P<dv_kind>command|response|status)
+    | domain/(?P<dm_domain>[^/]+)/(?P<dm_dir>request|response)/(?P<dm_org>[^/]+)
+    | core/(?P<co_dir>request|response)/(?P<co_org>[^/]+)
+    | app/(?P<ap_org>[^/]+)/(?P<ap_domain>[^/]+)/(?P<ap_kind>[^/]+)
+    )$""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """What a Gridwire topic names. Fields a kind does not use are None."""
+
+    kind: str
+    concentrator: str | None = None
+    meter: str | None = None
+    topic: str | None = None
+    device: str | None = None
+    domain: str | None = None
+    organisation: str | None = None
+    direction: str | None = None
+    rest: tuple[str, ...] = ()
+
+
+def parse(topic: str) -> ParsedTopic:
+    """Parse a concrete topic of the Gridwire tree; raise TopicError for anything else."""
+    m = _PARSER.match(topic)
+    if m is None:
+        raise TopicError(f"not a Gridwire topic: {topic[:200]!r}")
+    g = m.groupdict()
+    if g["cm_cid"] is not None:
+        return ParsedTopic("meter_message", concentrator=g["cm_cid"], meter=g["cm_meter"], topic=g["cm_topic"])
+    if g["lm_meter"] is not None:
+        return ParsedTopic("local_meter_message", meter=g["lm_meter"], topic=g["lm_topic"])
+    if g["cs_cid"] is not None:
+        return ParsedTopic(f"concentrator_{g['cs_kind']}", concentrator=g["cs_cid"])
+    if g["ct_cid"] is not None:
+        return ParsedTopic("concentrator_time", concentrator=g["ct_cid"], direction=g["ct_dir"])
+    if g["cf_cid"] is not None:
+        rest = tuple(level for level in g["cf_rest"].split("/") if level)
+        return ParsedTopic("concentrator_firmware", concentrator=g["cf_cid"], rest=rest)
+    if g["dv_device"] is not None:
+        return ParsedTopic(f"device_{g['dv_kind']}", device=g["dv_device"])
+    if g["dm_domain"] is not None:
+        return ParsedTopic("domain", domain=g["dm_domain"], direction=g["dm_dir"], organisation=g["dm_org"])
+    if g["co_dir"] is not None:
+        return ParsedTopic("core", direction=g["co_dir"], organisation=g["co_org"])
+    return ParsedTopic("app", organisation=g["ap_org"], domain=g["ap_domain"], topic=g["ap_kind"])

@@ -1,0 +1,1 @@
+"""Gridwire edge layer."""

@@ -1,0 +1,1 @@
+"""Gridwire firmware_ota layer."""

@@ -1,0 +1,1 @@
+"""Gridwire gridwire layer."""
