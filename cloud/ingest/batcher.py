@@ -1,0 +1,123 @@
+"""Groups readings from many MQTT messages into few InfluxDB writes, and tells each message
+when its readings are stored, so it is acknowledged only then."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from broker.schemas import MeterReading
+from broker.session import Backoff
+from cloud.store.errors import StoreRejected, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Writer = Callable[..., Awaitable[int]]
+
+
+@dataclass(slots=True)
+class _Entry:
+    readings: Sequence[MeterReading]
+    concentrator_id: str | None
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class WriteBatcher:
+    """Flushes when ``max_readings`` are waiting or ``max_delay`` passed since the first.
+
+    While the store is unavailable it retries the same batch with capped backoff and does
+    not resolve anyone: messages stay unacknowledged, the broker's receive maximum stops the
+    flow, and the durable session holds the rest. If the store rejects a batch (bad data),
+    the batch is split per message so one bad message cannot hold back the others; the
+    rejected message's future gets the StoreRejected and its handler dead-letters it.
+    """
+
+    def __init__(self, *, write: Writer, max_readings: int = 5000, max_delay: float = 0.1,
+                 backoff: Backoff = Backoff(initial=0.2, maximum=5.0)) -> None:
+        self._write = write
+        self.max_readings = max_readings
+        self.max_delay = max_delay
+        self._backoff = backoff
+        self._pending: list[_Entry] = []
+        self._count = 0
+        self._full = asyncio.Event()
+        self._first = asyncio.Event()
+        self.written = 0
+        self.batches = 0
+        self.retries = 0
+
+    async def submit(self, readings: Sequence[MeterReading], *, concentrator_id: str | None) -> None:
+        """Return once ``readings`` are stored; raise StoreRejected if the store refuses them."""
+        entry = _Entry(readings, concentrator_id)
+        self._pending.append(entry)
+        self._count += len(readings)
+        self._first.set()
+        if self._count >= self.max_readings:
+            self._full.set()
+        await entry.done
+
+    async def run(self) -> None:
+        while True:
+            await self._first.wait()
+            try:
+                await asyncio.wait_for(self._full.wait(), self.max_delay)
+            except TimeoutError:
+                pass
+            batch, self._pending, self._count = self._pending, [], 0
+            self._first.clear()
+            self._full.clear()
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[_Entry]) -> None:
+        try:
+            await self._write_with_retry(batch)
+        except StoreRejected as exc:
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+                return
+            for entry in batch:
+                try:
+                    await self._write_with_retry([entry])
+                except StoreRejected as exc:
+                    _fail(entry, exc)
+                else:
+                    _succeed(entry)
+            return
+        for entry in batch:
+            _succeed(entry)
+
+    async def _write_with_retry(self, batch: list[_Entry]) -> None:
+        attempt = 0
+        while True:
+            try:
+                for concentrator, readings in _by_concentrator(batch).items():
+                    await self._write(readings, concentrator_id=concentrator)
+                self.written += sum(len(e.readings) for e in batch)
+                self.batches += 1
+                return
+            except StoreUnavailable as exc:
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                self.retries += 1
+                log.warning("store unavailable (%s); retrying %d readings in %.1fs", exc,
+                            sum(len(e.readings) for e in batch), delay)
+                await asyncio.sleep(delay)
+
+
+def _by_concentrator(batch: list[_Entry]) -> dict[str | None, list[MeterReading]]:
+    grouped: dict[str | None, list[MeterReading]] = {}
+    for entry in batch:
+        grouped.setdefault(entry.concentrator_id, []).extend(entry.readings)
+    return grouped
+
+
+def _succeed(entry: _Entry) -> None:
+    if not entry.done.done():
+        entry.done.set_result(None)
+
+
+def _fail(entry: _Entry, exc: Exception) -> None:
+    if not entry.done.done():
+        entry.done.set_exception(exc)
