@@ -1,0 +1,6 @@
+"""Admin and installation web API of the registry (FastAPI routers; the app wires them in)."""
+
+from cloud.api_admin.deps import current_org, get_registry
+from cloud.api_admin.routes import admin_router, installation_router, router
+
+__all__ = ["admin_router", "current_org", "get_registry", "installation_router", "router"]

@@ -1,0 +1,33 @@
+"""Command line for the registry: ``gridwire registry migrate --url ...``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from cloud.registry.migrate import head_revision, migrate
+
+app = typer.Typer(help="The device registry (devices, organisations, authorisations).", no_args_is_help=True)
+
+
+@app.callback()
+def registry() -> None:
+    """The device registry (devices, organisations, authorisations)."""
+
+
+URL_HELP = "SQLAlchemy async URL, e.g. sqlite+aiosqlite:///var/lib/gridwire/registry.db or postgresql+asyncpg://user@host/db"
+
+
+@app.command("migrate")
+def migrate_command(
+    url: str = typer.Option(..., "--url", envvar="GRIDWIRE_REGISTRY_URL", help=URL_HELP),
+    revision: str = typer.Option("head", "--revision", help="Alembic revision to upgrade to."),
+) -> None:
+    """Create or upgrade the registry schema to the newest revision (safe to repeat)."""
+    try:
+        reached = asyncio.run(migrate(url, revision=revision))
+    except Exception as exc:  # a CLI boundary: show the reason, exit non-zero
+        typer.echo(f"registry migration failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"registry schema at revision {reached} (head {head_revision()})")

@@ -1,0 +1,136 @@
+"""Which function groups allow which device functions: the authorisation map, pure.
+
+An organisation holds, per device, a set of function groups (OWNER, INSTALLATION, ...). A
+function (a thing an organisation asks the platform to do with a device) is allowed when
+any held group allows it. OWNER allows everything, including handing out authorisations.
+
+Meter data: reading stored readings (:attr:`DeviceFunction.READ_METER_DATA`, the OMDP query
+API) is allowed to OWNER, AD_HOC and MONITORING. AD_HOC is for on-demand reads, MONITORING for
+periodic collection, and either may look at what was collected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class FunctionGroup(StrEnum):
+    """A bundle of device functions an organisation may be authorised for on a device."""
+
+    OWNER = "OWNER"
+    INSTALLATION = "INSTALLATION"
+    AD_HOC = "AD_HOC"
+    MANAGEMENT = "MANAGEMENT"
+    FIRMWARE = "FIRMWARE"
+    SCHEDULING = "SCHEDULING"
+    CONFIGURATION = "CONFIGURATION"
+    MONITORING = "MONITORING"
+    METADATA_MANAGEMENT = "METADATA_MANAGEMENT"
+
+
+class DeviceFunction(StrEnum):
+    """One thing an organisation can ask the platform to do with a device."""
+
+    GET_ACTUAL_METER_READS = "GET_ACTUAL_METER_READS"
+    GET_PERIODIC_METER_READS = "GET_PERIODIC_METER_READS"
+    READ_METER_DATA = "READ_METER_DATA"
+    SET_LIGHT = "SET_LIGHT"
+    GET_LIGHT_STATUS = "GET_LIGHT_STATUS"
+    SET_SCHEDULE = "SET_SCHEDULE"
+    SET_TARIFF_SCHEDULE = "SET_TARIFF_SCHEDULE"
+    DISCONNECT = "DISCONNECT"
+    RECONNECT = "RECONNECT"
+    SET_LOAD = "SET_LOAD"
+    SET_POWER_LIMIT = "SET_POWER_LIMIT"
+    SYNCHRONIZE_TIME = "SYNCHRONIZE_TIME"
+    UPDATE_FIRMWARE = "UPDATE_FIRMWARE"
+    GET_FIRMWARE_VERSION = "GET_FIRMWARE_VERSION"
+    SET_CONFIGURATION = "SET_CONFIGURATION"
+    GET_CONFIGURATION = "GET_CONFIGURATION"
+    GET_STATUS = "GET_STATUS"
+    READ_ALARMS = "READ_ALARMS"
+    GET_DEVICE = "GET_DEVICE"
+    ADD_DEVICE = "ADD_DEVICE"
+    UPDATE_DEVICE = "UPDATE_DEVICE"
+    DECOMMISSION_DEVICE = "DECOMMISSION_DEVICE"
+    SET_OWNER = "SET_OWNER"
+    SET_DEVICE_AUTHORISATION = "SET_DEVICE_AUTHORISATION"
+    UPDATE_KEY = "UPDATE_KEY"
+
+
+G = FunctionGroup
+F = DeviceFunction
+
+# Groups other than OWNER that allow each function. An empty set means OWNER only.
+_ALLOWED_BY: dict[DeviceFunction, frozenset[FunctionGroup]] = {
+    F.GET_ACTUAL_METER_READS: frozenset({G.AD_HOC}),
+    F.GET_PERIODIC_METER_READS: frozenset({G.AD_HOC, G.MONITORING}),
+    F.READ_METER_DATA: frozenset({G.AD_HOC, G.MONITORING}),
+    F.SET_LIGHT: frozenset({G.AD_HOC}),
+    F.GET_LIGHT_STATUS: frozenset({G.AD_HOC, G.MONITORING}),
+    F.SET_SCHEDULE: frozenset({G.SCHEDULING}),
+    F.SET_TARIFF_SCHEDULE: frozenset({G.SCHEDULING}),
+    F.DISCONNECT: frozenset({G.AD_HOC}),
+    F.RECONNECT: frozenset({G.AD_HOC}),
+    F.SET_LOAD: frozenset({G.AD_HOC}),
+    F.SET_POWER_LIMIT: frozenset({G.AD_HOC, G.CONFIGURATION}),
+    F.SYNCHRONIZE_TIME: frozenset({G.MANAGEMENT, G.AD_HOC}),
+    F.UPDATE_FIRMWARE: frozenset({G.FIRMWARE}),
+    F.GET_FIRMWARE_VERSION: frozenset({G.FIRMWARE, G.MANAGEMENT, G.MONITORING}),
+    F.SET_CONFIGURATION: frozenset({G.CONFIGURATION}),
+    F.GET_CONFIGURATION: frozenset({G.CONFIGURATION, G.MANAGEMENT}),
+    F.GET_STATUS: frozenset({G.AD_HOC, G.MANAGEMENT, G.MONITORING}),
+    F.READ_ALARMS: frozenset({G.MANAGEMENT, G.MONITORING}),
+    # Seeing a device's registry entry needs only some authorisation on it.
+    F.GET_DEVICE: frozenset(set(FunctionGroup) - {G.OWNER}),
+    F.ADD_DEVICE: frozenset({G.INSTALLATION}),
+    F.UPDATE_DEVICE: frozenset({G.INSTALLATION, G.METADATA_MANAGEMENT}),
+    F.DECOMMISSION_DEVICE: frozenset({G.INSTALLATION}),
+    # Security-sensitive: who else may act on the device, and its keys.
+    F.SET_OWNER: frozenset(),
+    F.SET_DEVICE_AUTHORISATION: frozenset(),
+    F.UPDATE_KEY: frozenset(),
+}
+
+ALLOWED_BY: Mapping[DeviceFunction, frozenset[FunctionGroup]] = MappingProxyType(
+    {function: groups | {G.OWNER} for function, groups in _ALLOWED_BY.items()}
+)
+
+# A decommissioned device still has history an organisation may look at, and nothing else.
+ALLOWED_WHEN_DECOMMISSIONED: frozenset[DeviceFunction] = frozenset({F.READ_METER_DATA, F.GET_DEVICE})
+
+
+def groups_allowing(function: DeviceFunction) -> frozenset[FunctionGroup]:
+    """Every function group that allows ``function`` (always including OWNER)."""
+    return ALLOWED_BY[DeviceFunction(function)]
+
+
+def functions_of(group: FunctionGroup) -> frozenset[DeviceFunction]:
+    """Every function that ``group`` allows."""
+    return frozenset(f for f, groups in ALLOWED_BY.items() if group in groups)
+
+
+def is_allowed(groups: Iterable[FunctionGroup | str], function: DeviceFunction | str) -> bool:
+    """Whether holding ``groups`` on a device allows ``function`` on it.
+
+    Unknown group names allow nothing; an unknown function raises ValueError, because asking
+    about a function the platform does not have is a programming error, not a denial.
+    """
+    allowed = groups_allowing(DeviceFunction(function))
+    for group in groups:
+        try:
+            if FunctionGroup(group) in allowed:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def is_allowed_on(groups: Iterable[FunctionGroup | str], function: DeviceFunction | str, *,
+                  decommissioned: bool) -> bool:
+    """Like :func:`is_allowed`, also refusing all but history reads on a decommissioned device."""
+    if decommissioned and DeviceFunction(function) not in ALLOWED_WHEN_DECOMMISSIONED:
+        return False
+    return is_allowed(groups, function)

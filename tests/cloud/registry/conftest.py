@@ -1,0 +1,27 @@
+"""A migrated registry on each backend (SQLite file and a fresh PostgreSQL database)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cloud.registry import OrganisationCreate, PlatformRole, Registry, migrate
+
+
+@pytest.fixture
+async def registry(registry_url: str) -> AsyncIterator[Registry]:
+    """A Registry over a database brought up by the real migrations (never create_all)."""
+    await migrate(registry_url)
+    async with Registry(url=registry_url) as reg:
+        yield reg
+
+
+@pytest.fixture
+async def orgs(registry: Registry) -> dict[str, str]:
+    """Three organisations: a utility, an app vendor and a platform administrator."""
+    for ident, name, role in (("utility", "City Utility", PlatformRole.USER),
+                              ("app", "Energy App", PlatformRole.USER),
+                              ("ops", "Platform Ops", PlatformRole.ADMIN)):
+        await registry.add_organisation(OrganisationCreate(identification=ident, name=name, role=role))
+    return {"utility": "utility", "app": "app", "ops": "ops"}
