@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -104,7 +104,10 @@ class MeterReading(_Wire):
     @staticmethod
     def derive_id(meter_id: str, reading_time: datetime) -> uuid.UUID:
         """The reading id for a meter at a time; the same inputs always give the same id."""
-        return uuid.uuid5(READING_ID_NAMESPACE, f"{meter_id}|{_require_tz(reading_time).isoformat()}")
+        # In UTC, so the same instant written with another offset (P1's local time, DLMS's
+        # deviation, a UTC backfill) gives the same id.
+        instant = _require_tz(reading_time).astimezone(UTC)
+        return uuid.uuid5(READING_ID_NAMESPACE, f"{meter_id}|{instant.isoformat()}")
 
     def to_wire(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

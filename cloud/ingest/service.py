@@ -1,0 +1,83 @@
+"""The ingest service as a process: settings from ``GRIDWIRE_*`` variables, run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broker.session import MqttSession
+from cloud.deadletters import DeadLetterStore
+from cloud.ingest.batcher import WriteBatcher
+from cloud.ingest.consumer import IngestConsumer
+from cloud.store.influx import InfluxStore
+
+log = logging.getLogger(__name__)
+
+
+class IngestSettings(BaseSettings):
+    """Where ingest reads from and writes to; e.g. ``GRIDWIRE_MQTT_HOST``, ``GRIDWIRE_INFLUX_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDWIRE_", extra="ignore")
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "gridwire-cloud"
+    mqtt_password: SecretStr | None = None
+    # Stable per process so a restarted process resumes its durable session.
+    ingest_client_id: str = Field(default_factory=lambda: f"ingest-{socket.gethostname()}-{os.getpid()}")
+    ingest_receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    ingest_batch_readings: int = Field(default=5000, ge=1)
+    ingest_batch_delay: float = Field(default=0.1, gt=0)
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "gridwire"
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
+    database_url: str = "sqlite+aiosqlite:///var/gridwire.sqlite"
+
+
+async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
+    """Connect, subscribe, and store readings until ``stop`` is set."""
+    store = InfluxStore(url=settings.influx_url, database=settings.influx_database,
+                        username=settings.influx_username,
+                        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+                        token=settings.influx_token.get_secret_value() if settings.influx_token else None)
+    dead_letters = DeadLetterStore.from_url(settings.database_url)
+    session = MqttSession(client_id=settings.ingest_client_id, host=settings.mqtt_host, port=settings.mqtt_port,
+                          username=settings.mqtt_username,
+                          password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+                          receive_maximum=settings.ingest_receive_maximum)
+    batcher = WriteBatcher(write=store.write_readings, max_readings=settings.ingest_batch_readings,
+                           max_delay=settings.ingest_batch_delay)
+    consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
+                              name=settings.ingest_client_id)
+    try:
+        await dead_letters.create_schema()
+        await _ensure_database(store)
+        await session.connect()
+        log.info("ingest %s: reading from %s:%d into %s/%s", settings.ingest_client_id, settings.mqtt_host,
+                 settings.mqtt_port, settings.influx_url, settings.influx_database)
+        await consumer.run(stop)
+    finally:
+        await session.close()
+        await store.aclose()
+        await dead_letters.aclose()
+
+
+async def _ensure_database(store: InfluxStore) -> None:
+    from cloud.store.errors import StoreUnavailable
+
+    delay = 0.2
+    while True:
+        try:
+            await store.ensure_database()
+            return
+        except StoreUnavailable as exc:
+            log.warning("InfluxDB not ready (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,190 @@
+"""The one ``gridwire`` command: every Gridwire process and tool is a subcommand of it.
+
+Imports happen inside the commands, so ``gridwire --help`` is quick and an edge-only install
+never imports cloud packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Gridwire: an open smart-grid platform (meters at the edge, MQTT in the middle, cloud API).")
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated meters and devices, for tests and the demo.")
+cloud_app = typer.Typer(no_args_is_help=True, help="Cloud services: ingest, API and the command layers.")
+broker_app = typer.Typer(no_args_is_help=True, help="The broker contract: Mosquitto config, ACLs, passwords.")
+concentrator_app = typer.Typer(no_args_is_help=True, help="The concentrator appliance (edge).")
+app.add_typer(sim_app, name="sim")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(broker_app, name="broker")
+app.add_typer(concentrator_app, name="concentrator")
+
+
+def _registry_app() -> typer.Typer:
+    from cloud.registry.cli import app as registry_app
+
+    return registry_app
+
+
+app.add_typer(_registry_app(), name="registry", help="The device registry: schema migrations.")
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="Python logging level.")]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_until_signal(main) -> None:
+    """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+# --- the one-box platform -----------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its data and configs.")] = Path(
+        "var/demo"),
+    meters: Annotated[int, typer.Option(help="Simulated P1 meters on the concentrator.")] = 3,
+    api_port: Annotated[int, typer.Option(help="Port of the web API.")] = 8080,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the demo's Mosquitto.")] = 18830,
+    influx_port: Annotated[int, typer.Option(help="Port of the demo's influxd.")] = 18086,
+    interval: Annotated[float, typer.Option(help="Seconds between telegrams of each simulated meter.")] = 1.0,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Run the whole platform on one machine: Mosquitto, influxd, ingest, the API and a
+    concentrator with simulated meters, on embedded defaults (SQLite)."""
+    from gridwire.demo import DemoOptions, run_demo
+
+    _logging(log_level)
+    options = DemoOptions(directory=directory, meters=meters, api_port=api_port, mqtt_port=mqtt_port,
+                          influx_port=influx_port, interval=interval, duration=duration)
+    run_until_signal(lambda stop: run_demo(options, stop))
+
+
+# --- edge ---------------------------------------------------------------------------------------
+
+
+@concentrator_app.command("run")
+def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file.")],
+                     log_level: LogLevel = "INFO") -> None:
+    """Run a concentrator: read its meters, keep readings in the durable outbox, forward them."""
+    from edge.concentrator import Concentrator
+    from edge.config import ConfigError, load_config
+
+    _logging(log_level)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run_until_signal(lambda stop: Concentrator(config=cfg).run(stop))
+
+
+@concentrator_app.command("check")
+def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file.")]) -> None:
+    """Validate a concentrator config file; errors name the file, the meter and the field."""
+    from edge.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{config}: concentrator {cfg.concentrator_id}, {len(cfg.meters)} meter(s): ok")
+
+
+@sim_app.command("p1")
+def sim_p1(
+    interval: Annotated[float, typer.Option(help="Seconds between telegrams.")] = 1.0,
+    count: Annotated[Optional[int], typer.Option(help="Stop after this many telegrams.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="Write to this pyserial URL instead of a new pty.")] = None,
+    start: Annotated[Optional[datetime], typer.Option(help="Meter time of the first telegram (UTC).")] = None,
+    corrupt_crc_every: Annotated[Optional[int], typer.Option(help="Corrupt the CRC of every Nth telegram.")] = None,
+    truncate_every: Annotated[Optional[int], typer.Option(help="Truncate every Nth telegram.")] = None,
+) -> None:
+    """A simulated DSMR 5 meter writing P1 telegrams to a pty; prints the pty's path."""
+    from edge.p1.cli import sim_p1 as run
+
+    run(interval=interval, count=count, url=url, start=start, corrupt_crc_every=corrupt_crc_every,
+        truncate_every=truncate_every)
+
+
+# --- cloud --------------------------------------------------------------------------------------
+
+
+@cloud_app.command("ingest")
+def cloud_ingest(log_level: LogLevel = "INFO") -> None:
+    """Run one ingest process (settings from GRIDWIRE_* variables: MQTT_HOST, INFLUX_URL, ...).
+    Start more of them to share the load: they form one MQTT shared subscription."""
+    from cloud.ingest.service import IngestSettings, run_ingest
+
+    _logging(log_level)
+    settings = IngestSettings()
+    run_until_signal(lambda stop: run_ingest(settings, stop))
+
+
+@cloud_app.command("api")
+def cloud_api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+              port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+              log_level: LogLevel = "INFO") -> None:
+    """Serve the web API (OpenAPI at /docs; settings from GRIDWIRE_* variables)."""
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.settings import Settings
+
+    _logging(log_level)
+    uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level=log_level.lower())
+
+
+# --- broker -------------------------------------------------------------------------------------
+
+
+@broker_app.command("config")
+def broker_config(
+    out: Annotated[Path, typer.Option(help="Directory to write mosquitto.conf, passwords and acl into.")],
+    accounts: Annotated[Path, typer.Option(help="TOML file listing accounts: [[account]] username, password, "
+                                                "role (cloud|concentrator|app|device).")],
+    port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
+    bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
+    run_as: Annotated[Optional[str], typer.Option(help="User mosquitto switches to when started as root.")] = None,
+) -> None:
+    """Write the Mosquitto configuration Gridwire runs with (persistence, queue limits, ACLs)."""
+    import tomllib
+
+    from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
+
+    listed = tomllib.loads(accounts.read_text()).get("account", [])
+    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as,
+                       accounts=[Account(username=a["username"], password=a["password"], role=a["role"])
+                                 for a in listed])
+    conf = write_broker_files(cfg, out)
+    typer.echo(f"wrote {conf} ({len(listed)} accounts)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The one-box platform: Mosquitto, influxd, ingest, the web API and a concentrator with
+simulated P1 meters, all on this machine with embedded defaults (SQLite, local ports).
+
+Everything the demo writes lives under one directory (``var/demo`` by default): generated
+broker config, influxd data, the concentrator's outbox and config, adapter configs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from broker.mosquitto_conf import Account
+from gridwire.services import LocalInfluxd, LocalMosquitto
+
+log = logging.getLogger(__name__)
+
+CONCENTRATOR_ID = "demo-concentrator-1"
+ORG = "demo-utility"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    directory: Path
+    meters: int
+    api_port: int
+    mqtt_port: int
+    influx_port: int
+    interval: float
+    duration: float | None
+
+
+def meter_id(n: int) -> str:
+    """Stable, valid UUIDs for the demo's meters (the OMDP examples' ids are not valid UUIDs)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"gridwire-demo-meter-{n}"))
+
+
+def _write_adapter_config(path: Path, n: int) -> None:
+    path.write_text(yaml.safe_dump({
+        "meterIndividualId": meter_id(n),
+        "physicalMeterClass": "ELECTRICITY",
+        "protocol": "p1",
+        "subMeters": [{"channel": 1, "meterIndividualId": meter_id(1000 + n), "physicalMeterClass": "GAS"}],
+    }))
+
+
+def _write_concentrator_config(path: Path, *, mqtt_port: int, password: str, ports: list[str],
+                               adapters: list[Path]) -> None:
+    meters = "\n".join(
+        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
+        for port, adapter in zip(ports, adapters, strict=True)
+    )
+    path.write_text(
+        f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "{CONCENTRATOR_ID}"\n'
+        f'password = "{password}"\n\n{meters}'
+    )
+
+
+async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
+    """Start everything, print where to look, run until ``stop`` (or ``duration``)."""
+    import uvicorn
+
+    from cloud.api.app import create_app
+    from cloud.auth import ADMIN_SCOPE, issue_token
+    from cloud.ingest.service import IngestSettings, run_ingest
+    from cloud.settings import Settings
+    from edge.concentrator import Concentrator
+    from edge.config import load_config
+    from edge.p1.simulator import MeterModel, P1Simulator
+
+    root = options.directory.resolve()
+    edge_dir = root / "edge"
+    edge_dir.mkdir(parents=True, exist_ok=True)
+    cloud_password = secrets.token_urlsafe(16)
+    concentrator_password = secrets.token_urlsafe(16)
+    accounts = [Account(username="gridwire-cloud", password=cloud_password, role="cloud"),
+                Account(username=CONCENTRATOR_ID, password=concentrator_password, role="concentrator")]
+    mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts)
+    influxd = LocalInfluxd(directory=root / "influxdb", port=options.influx_port)
+    await asyncio.to_thread(mosquitto.start)
+    await asyncio.to_thread(influxd.start)
+
+    simulators = [P1Simulator(model=MeterModel(start=datetime.now(UTC).replace(microsecond=0),
+                                               equipment_id=f"E{n:016d}"), interval=options.interval)
+                  for n in range(options.meters)]
+    ports = [sim.open() for sim in simulators]
+    adapters = []
+    for n in range(options.meters):
+        adapter = edge_dir / f"meter-{n}.yaml"
+        _write_adapter_config(adapter, n)
+        adapters.append(adapter)
+    config_file = edge_dir / "concentrator.toml"
+    _write_concentrator_config(config_file, mqtt_port=options.mqtt_port, password=concentrator_password,
+                               ports=ports, adapters=adapters)
+    concentrator = Concentrator(config=load_config(config_file))
+
+    jwt_secret = secrets.token_urlsafe(32)
+    settings = Settings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret)
+    api = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=options.api_port,
+                                        log_level="warning", lifespan="on"))
+    ingest = IngestSettings(mqtt_host="127.0.0.1", mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
+                            ingest_client_id="demo-ingest-1", influx_url=influxd.url, influx_database="gridwire",
+                            database_url=f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}")
+    token = issue_token(secret=jwt_secret, org=ORG, scopes=[ADMIN_SCOPE], ttl=timedelta(days=1))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_ingest(ingest, stop), name="ingest")
+            tg.create_task(concentrator.run(stop), name="concentrator")
+            for sim in simulators:
+                await sim.start()
+            api_task = tg.create_task(api.serve(), name="api")
+            while not api.started:
+                await asyncio.sleep(0.05)
+            _announce(options, cloud_password, token, root)
+            if options.duration is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), options.duration)
+                stop.set()
+            await stop.wait()
+            api.should_exit = True
+            await api_task
+    finally:
+        for sim in simulators:
+            await sim.stop()
+        await asyncio.to_thread(mosquitto.stop)
+        await asyncio.to_thread(influxd.stop)
+
+
+def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path) -> None:
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    lines = [
+        "",
+        "Gridwire is running (Ctrl-C stops it).",
+        f"  web API     http://127.0.0.1:{options.api_port}/docs   (OpenAPI)",
+        f"  bearer      {token}",
+        "  query       curl -s -X POST http://127.0.0.1:%d/v1/meterReadings -H 'Authorization: Bearer %s' "
+        "-H 'Content-Type: application/json' -d '{\"readingTimeStart\": \"%s\", \"readingTimeEnd\": \"%s\", "
+        "\"pageSize\": 50}'" % (options.api_port, token, start, end),
+        f"  broker      mosquitto_sub -h 127.0.0.1 -p {options.mqtt_port} -u gridwire-cloud -P '{cloud_password}' "
+        "-V mqttv5 -v -t 'concentrator/#'",
+        f"  meters      {options.meters} simulated DSMR 5 meters (P1) on concentrator {CONCENTRATOR_ID}",
+        f"  data        {root}",
+        "",
+    ]
+    print("\n".join(lines), flush=True)  # noqa: T201 - the demo's whole point is to tell the user this
