@@ -1,0 +1,83 @@
+"""Build the cloud web API: the OMDP meter-reading routes, health, and any routers passed in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cloud.api.deps import Clock
+from cloud.api.routes import bulk, health, meter_readings
+from cloud.auth import MeterAccess, meters_from_claims
+from cloud.settings import Settings
+from cloud.store import InfluxStore, StoreRejected, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def store_from_settings(settings: Settings) -> InfluxStore:
+    """An InfluxStore configured by ``settings`` (the caller closes it)."""
+    return InfluxStore(
+        url=settings.influx_url, database=settings.influx_database, username=settings.influx_username,
+        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
+        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+        timeout=settings.influx_timeout,
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_access: MeterAccess | None = None,
+               extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None) -> FastAPI:
+    """The FastAPI app. A ``store`` passed in is used as is and left open; without one the
+    lifespan builds it from ``settings`` and closes it at shutdown. ``meter_access`` decides
+    which meters an organisation may read (default: the token's claims)."""
+    if settings.jwt_secret is None or not settings.jwt_secret.get_secret_value():
+        raise ValueError("GRIDWIRE_JWT_SECRET must be set: the API verifies bearer tokens with it")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.store is not None:
+            yield
+            return
+        owned = store_from_settings(settings)
+        if settings.influx_create_database:
+            try:
+                await owned.ensure_database()
+            except StoreUnavailable as exc:
+                # Serve anyway: /healthz reports it and queries answer 503 until InfluxDB is back.
+                log.warning("could not create database %s: %s", settings.influx_database, exc)
+        app.state.store = owned
+        try:
+            yield
+        finally:
+            app.state.store = None
+            await owned.aclose()
+
+    app = FastAPI(title="Gridwire cloud API", version="0.1.0", lifespan=lifespan,
+                  description="OMDP meter readings and the Gridwire platform services.")
+    app.state.settings = settings
+    app.state.store = store
+    app.state.meter_access = meter_access or meters_from_claims
+    app.state.clock = clock or _utc_now
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "the time-series store is unavailable; retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(StoreRejected)
+    async def _rejected(request: Request, exc: StoreRejected) -> JSONResponse:
+        log.warning("store refused %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": f"the store refused the request: {exc}"}, status_code=400)
+
+    for router in (health.router, meter_readings.router, bulk.router, *extra_routers):
+        app.include_router(router)
+    return app

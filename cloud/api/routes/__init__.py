@@ -1,0 +1,1 @@
+"""Routers of the cloud API, one module per area."""

@@ -1,0 +1,100 @@
+"""Bearer tokens for the cloud API: HS256 JWTs naming an organisation and what it may read.
+
+Claims: ``sub`` (who), ``org`` (the organisation), ``exp`` (required), ``scope`` (space-separated;
+``admin`` sees every meter), ``meters`` (the meter ids the organisation may read, used by the
+default meter-access resolver). Where an organisation may read is normally decided by the
+registry: pass another :data:`MeterAccess` callable to the app to ask it instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "HS256"
+ADMIN_SCOPE = "admin"
+# Tokens minted for another purpose (bulk links) carry ``typ``; a bearer token must not.
+BEARER_TYPES = (None, "access")
+
+
+class AuthError(Exception):
+    """A token that does not authenticate anyone; the message says why (safe to show the caller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the organisation, its scopes, and the meters its token lists."""
+
+    subject: str
+    org: str
+    scopes: frozenset[str] = frozenset()
+    meters: frozenset[str] | None = None
+    claims: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def admin(self) -> bool:
+        return ADMIN_SCOPE in self.scopes
+
+
+# Which meters a principal may read: a set, or None for every meter. Async so that a
+# registry lookup (database, cache) can stand behind it.
+MeterAccess = Callable[[Principal], Awaitable[frozenset[str] | None]]
+
+
+async def meters_from_claims(principal: Principal) -> frozenset[str] | None:
+    """The default MeterAccess: every meter for ``admin``, else the token's ``meters`` claim."""
+    if principal.admin:
+        return None
+    return principal.meters or frozenset()
+
+
+def issue_token(*, secret: str, org: str, subject: str | None = None, meters: Iterable[str] | None = None,
+                scopes: Iterable[str] = (), ttl: timedelta = timedelta(hours=1), now: datetime | None = None,
+                issuer: str | None = None) -> str:
+    """Sign a bearer token (for operators' tooling, the demo and tests)."""
+    moment = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": subject or org, "org": org, "iat": int(moment.timestamp()),
+        "exp": int((moment + ttl).timestamp()), "scope": " ".join(sorted(set(scopes))),
+    }
+    if meters is not None:
+        claims["meters"] = sorted(set(meters))
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, *, secret: str, now: datetime | None = None, issuer: str | None = None) -> Principal:
+    """Verify signature, expiry and shape of a bearer token; raise AuthError with the reason."""
+    try:
+        # Times are checked below against ``now`` so an injected clock governs them.
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
+                            options={"require": ["exp", "org"], "verify_exp": False, "verify_iat": False,
+                                     "verify_nbf": False})
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    moment = now or datetime.now(UTC)
+    if not isinstance(claims["exp"], int | float) or moment.timestamp() >= claims["exp"]:
+        raise AuthError("token has expired")
+    if isinstance(claims.get("nbf"), int | float) and moment.timestamp() < claims["nbf"]:
+        raise AuthError("token is not valid yet")
+    if claims.get("typ") not in BEARER_TYPES:
+        raise AuthError("not a bearer token")
+    org = claims["org"]
+    if not isinstance(org, str) or not org:
+        raise AuthError("token names no organisation")
+    meters = claims.get("meters")
+    if meters is not None and (not isinstance(meters, list) or not all(isinstance(m, str) for m in meters)):
+        raise AuthError("claim 'meters' must be a list of meter ids")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise AuthError("claim 'scope' must be a space-separated string")
+    return Principal(subject=str(claims.get("sub") or org), org=org, scopes=frozenset(scope.split()),
+                     meters=None if meters is None else frozenset(meters), claims=claims)

@@ -1,0 +1,228 @@
+"""The time-series store on InfluxDB, spoken over the v1 HTTP API (/write, /query, /ping).
+
+InfluxDB 1.x serves these natively and 2.x/3.x serve them for compatibility (authenticate
+with ``token`` there), so one client runs on all three. Writes are idempotent: a reading is
+one point keyed by (meter, readingTime), so a redelivered reading overwrites itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from broker.schemas import MeterReading
+from cloud.store import query as influxql
+from cloud.store.errors import StoreRejected, StoreUnavailable
+from cloud.store.line_protocol import LineProtocolError, encode_reading
+from cloud.store.query import ReadingQuery
+from cloud.store.rows import iter_readings
+
+log = logging.getLogger(__name__)
+
+# InfluxDB's default max-body-size is 25 MB; stay well under it whatever the batch size.
+_MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class InfluxStore:
+    """Meter readings in one InfluxDB database: write, query, count, stream, delete."""
+
+    def __init__(self, *, url: str, database: str, username: str | None = None, password: str | None = None,
+                 token: str | None = None, timeout: float = 10.0, batch_size: int = 5000,
+                 retention_policy: str | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self.batch_size = batch_size
+        self.retention_policy = retention_policy
+        self._params: dict[str, str] = {}
+        headers: dict[str, str] = {}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        elif username is not None:
+            self._params.update(u=username, p=password or "")
+        self._client = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> InfluxStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
+        _raise_for_status(response)
+        return response
+
+    async def _query(self, statement: str, *, database: bool = True) -> list[dict[str, Any]]:
+        """Run one statement; return its result's series (empty list when no rows)."""
+        data = {"q": statement, "epoch": "ns", **self._params}
+        if database:
+            data["db"] = self.database
+        response = await self._request("POST", "/query", data=data)
+        return _series_of(response.json(), statement)
+
+    # --- public API ----------------------------------------------------------------------------
+
+    async def ping(self) -> str:
+        """The server's version if it answers /ping; raises StoreUnavailable otherwise."""
+        response = await self._request("GET", "/ping")
+        return response.headers.get("X-Influxdb-Version", "unknown")
+
+    async def ensure_database(self) -> None:
+        """Create the database if missing (InfluxDB 1.x; on 2.x/3.x map a bucket with DBRP instead)."""
+        await self._query(f"CREATE DATABASE {influxql.quote_identifier(self.database)}", database=False)
+
+    async def write_readings(self, readings: Sequence[MeterReading], *, concentrator_id: str | None = None) -> int:
+        """Store ``readings``; return how many points were written.
+
+        Every reading is encoded before anything is sent, so a StoreRejected for bad readings
+        means none of the batch was written. StoreUnavailable means retry the whole batch:
+        points already written are simply overwritten by the retry.
+        """
+        lines: list[str] = []
+        bad: list[str] = []
+        problems: list[str] = []
+        for reading in readings:
+            try:
+                lines.append(encode_reading(reading, concentrator_id=concentrator_id))
+            except LineProtocolError as exc:
+                bad.append(str(reading.meter_reading_identifier))
+                problems.append(str(exc))
+        if bad:
+            raise StoreRejected("; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
+                                reading_ids=tuple(bad))
+        written = 0
+        for body, count in _chunks(lines, self.batch_size):
+            params = {"db": self.database, "precision": "ns", **self._params}
+            if self.retention_policy:
+                params["rp"] = self.retention_policy
+            await self._request("POST", "/write", params=params, content=body.encode("utf-8"))
+            written += count
+        log.debug("wrote %d points to %s", written, self.database)
+        return written
+
+    async def count_readings(self, query: ReadingQuery) -> int:
+        """How many readings match ``query``."""
+        if query.empty:
+            return 0
+        series = await self._query(influxql.count_statement(query))
+        if not series:
+            return 0
+        return int(series[0]["values"][0][1] or 0)
+
+    async def query_readings(self, query: ReadingQuery, *, limit: int | None = None,
+                             offset: int = 0) -> list[MeterReading]:
+        """Readings matching ``query`` in time order, ``limit`` of them from ``offset``."""
+        if query.empty or limit == 0:
+            return []
+        series = await self._query(influxql.select_statement(query, limit=limit, offset=offset))
+        readings: list[MeterReading] = []
+        for one in series:
+            readings.extend(iter_readings(one["columns"], one.get("values", [])))
+        return readings
+
+    async def stream_readings(self, query: ReadingQuery, *, limit: int | None = None,
+                              chunk_size: int = 5000) -> AsyncIterator[MeterReading]:
+        """Readings matching ``query`` in time order, fetched in chunks (for bulk downloads)."""
+        if query.empty or limit == 0:
+            return
+        data = {"q": influxql.select_statement(query, limit=limit), "db": self.database, "epoch": "ns",
+                "chunked": "true", "chunk_size": str(chunk_size), **self._params}
+        try:
+            async with self._client.stream("POST", "/query", data=data) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    _raise_for_status(response)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    for one in _series_of(json.loads(line), data["q"]):
+                        for reading in iter_readings(one["columns"], one.get("values", [])):
+                            yield reading
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url} failed mid-stream: {exc!r}") from exc
+
+    async def find_reading(self, reading_id: uuid.UUID | str, *,
+                           meters: frozenset[str] | None = None) -> tuple[str, int] | None:
+        """(meter, ns timestamp) of the reading with this id, among ``meters`` (None: all)."""
+        if meters is not None and not meters:
+            return None
+        series = await self._query(influxql.find_id_statement(str(reading_id), meters=meters))
+        for one in series:
+            columns = one["columns"]
+            for row in one.get("values", []):
+                return row[columns.index("meter")], int(row[columns.index("time")])
+        return None
+
+    async def delete_reading(self, reading_id: uuid.UUID | str, *, meters: frozenset[str] | None = None) -> bool:
+        """Delete the reading with this id; False if no such reading (among ``meters``)."""
+        found = await self.find_reading(reading_id, meters=meters)
+        if found is None:
+            return False
+        meter, stamp = found
+        await self._query(influxql.delete_statement(meter, stamp))
+        log.info("deleted reading %s (meter %s, t=%d)", reading_id, meter, stamp)
+        return True
+
+
+def _chunks(lines: list[str], batch_size: int) -> list[tuple[str, int]]:
+    """Group lines into write bodies of at most ``batch_size`` points and _MAX_BODY_BYTES."""
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        if current and (len(current) >= batch_size or size + len(line) > _MAX_BODY_BYTES):
+            chunks.append(("\n".join(current), len(current)))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        chunks.append(("\n".join(current), len(current)))
+    return chunks
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except (ValueError, AttributeError):
+        return response.text[:500]
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    text = _error_text(response)
+    # A missing database or refused credentials is a deployment fault, not bad data: retrying
+    # once it is fixed stores everything, where rejecting would set good readings aside.
+    if status >= 500 or status in (401, 403, 404, 429) or "database not found" in text:
+        raise StoreUnavailable(f"InfluxDB answered {status}: {text}")
+    raise StoreRejected(f"InfluxDB answered {status}: {text}")
+
+
+def _series_of(document: dict[str, Any], statement: str) -> list[dict[str, Any]]:
+    if "error" in document:
+        raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {document['error']}")
+    series: list[dict[str, Any]] = []
+    for result in document.get("results", []):
+        if "error" in result:
+            error = str(result["error"])
+            if "database not found" in error:
+                raise StoreUnavailable(f"InfluxDB: {error}")
+            raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {error}")
+        series.extend(result.get("series", []))
+    return series

@@ -1,0 +1,81 @@
+"""Rebuild OMDP MeterReadings from InfluxDB result rows (pure).
+
+Rows come from ``SELECT *`` with ``epoch=ns``: a ``time`` column in integer nanoseconds, the
+``meter`` tag, and every field key of the measurement (null where a point lacks it).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PhysicalMeterType, PropertyValue
+from cloud.store import schema
+from cloud.store.line_protocol import from_ns
+
+log = logging.getLogger(__name__)
+
+
+class _Layout:
+    """Which column holds what, worked out once per result series."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.index = {name: i for i, name in enumerate(columns)}
+        self.properties: dict[str, dict[str, int]] = {}
+        for i, name in enumerate(columns):
+            if name in ("time", schema.METER_TAG) or name in schema.META_FIELDS:
+                continue
+            pid, suffix = schema.split_field(name)
+            self.properties.setdefault(pid, {})[suffix] = i
+
+    def get(self, row: Sequence[Any], name: str) -> Any:
+        i = self.index.get(name)
+        return None if i is None else row[i]
+
+
+def iter_readings(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> Iterator[MeterReading]:
+    """MeterReadings for the rows of one result series; a malformed row is logged and skipped."""
+    layout = _Layout(columns)
+    for row in values:
+        try:
+            yield _reading(layout, row)
+        except (ValueError, TypeError) as exc:
+            log.warning("skipping a stored row that does not make a MeterReading (%s): %.200r", exc, row)
+
+
+def _reading(layout: _Layout, row: Sequence[Any]) -> MeterReading:
+    stamp = int(layout.get(row, "time"))
+    reading_time = from_ns(stamp)
+    values: list[PropertyValue] = []
+    for pid, cols in layout.properties.items():
+        number = row[cols[""]] if "" in cols else None
+        text = row[cols[schema.TEXT_SUFFIX]] if schema.TEXT_SUFFIX in cols else None
+        if number is None and text is None:
+            continue
+        unit = row[cols[schema.UNIT_SUFFIX]] if schema.UNIT_SUFFIX in cols else None
+        date = row[cols[schema.DATE_SUFFIX]] if schema.DATE_SUFFIX in cols else None
+        values.append(PropertyValue(
+            unit=unit,
+            date=reading_time if date is None else from_ns(int(date)),
+            numericalValue=None if number is None else float(number),
+            textValue=None if number is not None else str(text),
+            operationalPropertyDefinition=OperationalPropertyRef(propertyId=pid),
+        ))
+    meter_class = layout.get(row, schema.METER_CLASS)
+    individual = MeterIndividual(
+        meterIndividualId=layout.get(row, schema.METER_TAG),
+        physicalMeterType=None if meter_class is None else PhysicalMeterType(physicalMeterClass=meter_class),
+    )
+    sequence = layout.get(row, schema.SEQUENCE)
+    return MeterReading(
+        meterReadingIdentifier=uuid.UUID(layout.get(row, schema.READING_ID)),
+        readingTime=reading_time,
+        sequenceNumber=None if sequence is None else int(sequence),
+        faultCode=layout.get(row, schema.FAULT_CODE),
+        propertyValues=values,
+        meterIndividual=individual,
+        historical=bool(layout.get(row, schema.HISTORICAL)),
+    )
+

@@ -1,0 +1,1 @@
+"""Tests of the OMDP query web API."""
