@@ -1,0 +1,193 @@
+"""The concentrator's DLMS meter adapter: reads a meter per its profile and yields OMDP readings.
+
+It satisfies the poller's :class:`edge.polling.source.MeterSource` (``read()``), and offers
+the commands the core routes to DLMS meters (clock, disconnect/reconnect) and load-profile
+reads for gap backfill. Each call runs in its own association unless made inside
+``async with adapter.session():``, which shares one association between calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.schemas import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
+from edge.dlms.client import DlmsAssociation
+from edge.dlms.config import DlmsMeterConfig
+from edge.dlms.cosem_objects import from_gx_datetime, to_gx_datetime
+from edge.dlms.counter_store import InvocationCounterStore
+from edge.dlms.errors import DlmsProtocolError
+from edge.dlms.mapping import meter_reading, property_value, unit_symbol
+from edge.profiles import MeterProfile, load_profile
+
+from gurux_dlms.objects.GXDLMSClock import GXDLMSClock  # noqa: I001  (after edge.dlms.client applied the fixes)
+from gurux_dlms.objects.GXDLMSDisconnectControl import GXDLMSDisconnectControl
+from gurux_dlms.objects.GXDLMSProfileGeneric import GXDLMSProfileGeneric
+from gurux_dlms.objects.GXDLMSRegister import GXDLMSRegister
+
+logger = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DlmsMeterAdapter:
+    """Reads one DLMS meter (TCP/WRAPPER) and turns its values into OMDP MeterReadings."""
+
+    protocol = "dlms"
+
+    def __init__(self, *, config: DlmsMeterConfig, counters: InvocationCounterStore | None = None,
+                 profile: MeterProfile | None = None, meter: MeterIndividual | None = None,
+                 time_source: Callable[[], datetime] = _utcnow) -> None:
+        self.config = config
+        self.profile = profile or load_profile(config.profile)
+        self.meter = meter or MeterIndividual(
+            meterIndividualId=config.meter_id,
+            physicalMeterType=PhysicalMeterType(physicalElementName=self.profile.name,
+                                                physicalMeterClass=self.profile.meter_class))
+        self._counters = counters
+        self._time_source = time_source
+        self._association: DlmsAssociation | None = None
+        # Scaler and unit are static per register: read once per adapter, not per poll.
+        self._registers: dict[str, GXDLMSRegister] = {}
+        self._capture_objects: list[Any] | None = None
+
+    # --- MeterSource ----------------------------------------------------------------------
+    @property
+    def meter_id(self) -> str:
+        return self.config.meter_id
+
+    @property
+    def bus(self) -> str:
+        return self.config.bus or f"tcp:{self.config.host}:{self.config.port}"
+
+    @property
+    def interval(self) -> float:
+        return self.config.interval_s
+
+    async def read(self) -> list[MeterReading]:
+        return [await self.read_registers()]
+
+    # --- associations ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[DlmsMeterAdapter]:
+        """Share one association between the calls made inside the block."""
+        if self._association is not None:
+            yield self
+            return
+        async with DlmsAssociation(config=self.config, counters=self._counters) as association:
+            self._association = association
+            try:
+                yield self
+            finally:
+                self._association = None
+
+    @asynccontextmanager
+    async def _link(self) -> AsyncIterator[DlmsAssociation]:
+        async with self.session():
+            assert self._association is not None
+            yield self._association
+
+    # --- reads ----------------------------------------------------------------------------
+    async def read_registers(self) -> MeterReading:
+        """Read every register of the profile (value with scaler/unit) as one MeterReading."""
+        async with self._link() as link:
+            at = self._time_source().replace(microsecond=0)
+            values: list[PropertyValue] = []
+            for mapping in self.profile.registers:
+                register = await self._register(link, mapping.source)
+                await link.read(register, 2)
+                values.append(property_value(mapping, value=register.value, source_unit=unit_symbol(register.unit),
+                                             at=at))
+        return meter_reading(meter=self.meter, reading_time=at, values=values)
+
+    async def read_clock(self) -> tuple[datetime, int]:
+        """The meter's clock (UTC) and its COSEM clock status byte."""
+        async with self._link() as link:
+            clock = GXDLMSClock(self.profile.clock_obis)
+            await link.read(clock, 2)
+        status = getattr(clock.time, "status", 0)
+        return from_gx_datetime(clock.time), int(status or 0)
+
+    async def set_clock(self, moment: datetime) -> None:
+        """Write the meter's clock (attribute 2) to ``moment`` (an aware datetime)."""
+        if moment.tzinfo is None:
+            raise ValueError("set_clock needs an aware datetime")
+        async with self._link() as link:
+            clock = GXDLMSClock(self.profile.clock_obis)
+            clock.time = to_gx_datetime(moment)
+            await link.write(clock, 2)
+        logger.info("meter %s: clock set to %s", self.meter_id, moment.isoformat())
+
+    async def read_load_profile(self, start: datetime, end: datetime) -> list[MeterReading]:
+        """Interval readings with start <= time <= end from the meter's load profile (historical)."""
+        spec = self.profile.load_profile
+        if spec is None:
+            raise DlmsProtocolError(f"meter {self.meter_id}: profile {self.profile.name} has no load profile",
+                                    meter_id=self.meter_id)
+        async with self._link() as link:
+            generic = GXDLMSProfileGeneric(spec.obis)
+            if self._capture_objects is None:
+                await link.read(generic, 3)
+                self._capture_objects = list(generic.captureObjects)
+            generic.captureObjects.clear()
+            generic.captureObjects.extend(self._capture_objects)
+            columns = [obj.logicalName for obj, _ in self._capture_objects]
+            registers = {obis: await self._register(link, obis) for obis in columns[1:]
+                         if self.profile.mapping_for(obis) is not None}
+            rows = await link.read_rows_by_range(generic, start.astimezone(UTC), end.astimezone(UTC))
+        return [self._profile_row(row, columns, registers) for row in rows]
+
+    def _profile_row(self, row: list[Any], columns: list[str], registers: dict[str, GXDLMSRegister]) -> MeterReading:
+        at = from_gx_datetime(row[0])
+        values = []
+        for obis, raw in zip(columns[1:], row[1:], strict=False):
+            mapping = self.profile.mapping_for(obis)
+            register = registers.get(obis)
+            if mapping is None or register is None or raw is None:
+                continue
+            values.append(property_value(mapping, value=float(raw) * float(register.scaler),
+                                         source_unit=unit_symbol(register.unit), at=at))
+        return meter_reading(meter=self.meter, reading_time=at, values=values, historical=True)
+
+    # --- disconnect control ---------------------------------------------------------------
+    async def disconnect(self) -> bool:
+        """remote_disconnect; returns the output state read back (False = load disconnected)."""
+        return await self._switch(disconnect=True)
+
+    async def reconnect(self) -> bool:
+        """remote_reconnect; returns the output state read back (True = load connected)."""
+        return await self._switch(disconnect=False)
+
+    async def read_output_state(self) -> bool:
+        async with self._link() as link:
+            control = self._disconnect_control()
+            return bool(await link.read(control, 2))
+
+    async def _switch(self, *, disconnect: bool) -> bool:
+        async with self._link() as link:
+            control = self._disconnect_control()
+            frames = control.remoteDisconnect(link.client) if disconnect else control.remoteReconnect(link.client)
+            await link.call(frames)
+            state = bool(await link.read(control, 2))
+        logger.info("meter %s: %s, output state now %s", self.meter_id,
+                    "disconnected" if disconnect else "reconnected", state)
+        return state
+
+    def _disconnect_control(self) -> GXDLMSDisconnectControl:
+        if self.profile.disconnect_obis is None:
+            raise DlmsProtocolError(f"meter {self.meter_id}: profile {self.profile.name} has no disconnect control",
+                                    meter_id=self.meter_id)
+        return GXDLMSDisconnectControl(self.profile.disconnect_obis)
+
+    async def _register(self, link: DlmsAssociation, obis: str) -> GXDLMSRegister:
+        register = self._registers.get(obis)
+        if register is None:
+            register = GXDLMSRegister(obis)
+            await link.read(register, 3)
+            self._registers[obis] = register
+        return register

@@ -1,0 +1,202 @@
+"""One DLMS/COSEM association with a meter over TCP (WRAPPER): asyncio I/O around gurux's client.
+
+gurux's GXDLMSClient only builds and parses bytes; this module moves them over an asyncio
+stream, maps failures to :mod:`edge.dlms.errors`, and keeps the HLS invocation counter in an
+:class:`InvocationCounterStore` across associations and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from edge.dlms import gurux_fixes
+
+gurux_fixes.apply()
+
+from gurux_dlms.enums.Authentication import Authentication  # noqa: E402
+from gurux_dlms.enums.InterfaceType import InterfaceType  # noqa: E402
+from gurux_dlms.enums.Security import Security  # noqa: E402
+from gurux_dlms.GXDLMSClient import GXDLMSClient  # noqa: E402
+from gurux_dlms.GXDLMSException import GXDLMSException  # noqa: E402
+from gurux_dlms.GXReplyData import GXReplyData  # noqa: E402
+from gurux_dlms.secure.GXDLMSSecureClient import GXDLMSSecureClient  # noqa: E402
+
+from edge.dlms.config import DlmsMeterConfig, SecurityMode  # noqa: E402
+from edge.dlms.counter_store import InvocationCounterStore  # noqa: E402
+from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsProtocolError  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_HEADER = 8
+
+
+class DlmsAssociation:
+    """A TCP connection plus application association; use ``async with``."""
+
+    def __init__(self, *, config: DlmsMeterConfig, counters: InvocationCounterStore | None = None) -> None:
+        self.config = config
+        self._counters = counters
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.client = self._build_client()
+
+    @property
+    def meter_id(self) -> str:
+        return self.config.meter_id
+
+    def _build_client(self) -> GXDLMSClient:
+        cfg = self.config
+        mode = cfg.security
+        if mode is SecurityMode.HLS_GMAC:
+            client = GXDLMSSecureClient(True, cfg.client_address, cfg.server_address, Authentication.HIGH_GMAC,
+                                        None, InterfaceType.WRAPPER)
+            cipher = client.ciphering
+            cipher.security = Security.AUTHENTICATION_ENCRYPTION
+            cipher.systemTitle = bytearray(bytes.fromhex(cfg.client_system_title))
+            cipher.blockCipherKey = bytearray(cfg.key_bytes("block_cipher_key"))
+            cipher.authenticationKey = bytearray(cfg.key_bytes("authentication_key"))
+            return client
+        password = cfg.password.get_secret_value() if (mode is SecurityMode.LLS and cfg.password) else None
+        return GXDLMSClient(True, cfg.client_address, cfg.server_address, Authentication(mode.authentication), password,
+                            InterfaceType.WRAPPER)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> DlmsAssociation:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect and associate (AARQ/AARE, then HLS pass 3/4 when required)."""
+        cfg = self.config
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: cannot connect to {cfg.host}:{cfg.port}: {exc!r}",
+                                         meter_id=self.meter_id) from exc
+        if cfg.security is SecurityMode.HLS_GMAC:
+            start = self._counters.reserve(self.meter_id) if self._counters else 0
+            self.client.ciphering.invocationCounter = start
+        try:
+            reply = await self._exchange(self.client.aarqRequest())
+            try:
+                self.client.parseAareResponse(reply.data)
+            except (GXDLMSException, ValueError) as exc:
+                raise DlmsAuthenticationError(f"meter {self.meter_id} refused the association ({cfg.security}): "
+                                              f"{_describe(exc)}", meter_id=self.meter_id) from exc
+            if self.client.getIsAuthenticationRequired():
+                reply = await self._exchange(self.client.getApplicationAssociationRequest())
+                try:
+                    self.client.parseApplicationAssociationResponse(reply.data)
+                except Exception as exc:  # gurux raises bare Exception when StoC does not match
+                    raise DlmsAuthenticationError(
+                        f"meter {self.meter_id} failed HLS authentication (pass 3/4): wrong keys or system title",
+                        meter_id=self.meter_id) from exc
+        except BaseException:
+            await self._close_socket()
+            raise
+        logger.debug("meter %s: associated (%s)", self.meter_id, cfg.security)
+
+    async def close(self) -> None:
+        """Release the association (best effort) and close the socket; persist the counter."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(DlmsCommunicationError, DlmsProtocolError):
+            await self._exchange(self.client.releaseRequest())
+        await self._close_socket()
+
+    async def _close_socket(self) -> None:
+        if self.config.security is SecurityMode.HLS_GMAC and self._counters is not None:
+            self._counters.commit(self.meter_id, int(self.client.ciphering.invocationCounter))
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    # --- services -------------------------------------------------------------------------
+    async def read(self, obj: Any, attribute: int) -> Any:
+        """GET one attribute into ``obj`` (gurux applies register scalers) and return the value."""
+        reply = await self._exchange(self.client.read(obj, attribute))
+        self.client.updateValue(obj, attribute, reply.value)
+        return obj.getValues()[attribute - 1]
+
+    async def read_rows_by_range(self, profile: Any, start: datetime, end: datetime) -> list[list[Any]]:
+        """GET a profile generic's buffer with a range selector; ``profile.captureObjects`` must be known."""
+        reply = await self._exchange(self.client.readRowsByRange(profile, start, end))
+        self.client.updateValue(profile, 2, reply.value)
+        return list(profile.buffer)
+
+    async def write(self, obj: Any, attribute: int) -> None:
+        await self._exchange(self.client.write(obj, attribute))
+
+    async def call(self, frames: Any) -> None:
+        """Send the frames of an ACTION request built by gurux (e.g. remoteDisconnect)."""
+        await self._exchange(frames)
+
+    # --- transport ------------------------------------------------------------------------
+    async def _exchange(self, frames: Any) -> GXReplyData:
+        if isinstance(frames, (bytes, bytearray)):
+            frames = [frames]
+        reply = GXReplyData()
+        for frame in frames:
+            reply = GXReplyData()
+            outgoing: Any = frame
+            while True:
+                await self._send(outgoing)
+                await self._receive_into(reply)
+                if reply.error:
+                    raise DlmsProtocolError(f"meter {self.meter_id} answered error {reply.error}",
+                                            meter_id=self.meter_id)
+                if not reply.isMoreData():
+                    break
+                outgoing = self.client.receiverReady(reply)
+        return reply
+
+    async def _send(self, frame: Any) -> None:
+        if self._writer is None:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: not connected", meter_id=self.meter_id)
+        try:
+            self._writer.write(bytes(frame))
+            await asyncio.wait_for(self._writer.drain(), self.config.timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: send failed: {exc!r}",
+                                         meter_id=self.meter_id) from exc
+
+    async def _receive_into(self, reply: GXReplyData) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                header = await asyncio.wait_for(self._reader.readexactly(WRAPPER_HEADER), self.config.timeout_s)
+                length = int.from_bytes(header[6:8], "big")
+                body = await asyncio.wait_for(self._reader.readexactly(length), self.config.timeout_s)
+                try:
+                    complete = self.client.getData(bytearray(header + body), reply)
+                except GXDLMSException as exc:
+                    raise DlmsProtocolError(f"meter {self.meter_id}: {_describe(exc)}",
+                                            meter_id=self.meter_id) from exc
+                except Exception as exc:  # gurux raises ValueError/TypeError/IndexError on bad frames
+                    raise DlmsProtocolError(f"meter {self.meter_id}: cannot parse reply: {exc!r}",
+                                            meter_id=self.meter_id) from exc
+                if complete:
+                    return
+        except TimeoutError as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: no answer within {self.config.timeout_s}s",
+                                         meter_id=self.meter_id) from exc
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: connection lost: {exc!r}",
+                                         meter_id=self.meter_id) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """A gurux exception as text without any frame bytes (which could hold ciphered secrets)."""
+    if isinstance(exc, GXDLMSException):
+        return f"result {getattr(exc, 'result', '?')}, diagnostic {getattr(exc, 'diagnostic', '?')}"
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")

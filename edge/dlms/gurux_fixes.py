@@ -1,0 +1,397 @@
+"""Workarounds that make gurux-dlms 1.0.203's *server* classes usable, kept in one place.
+
+gurux-dlms is a port of the Gurux C#/Java libraries; its client side works, but the server
+side (used only by our meter simulator) calls methods that were never ported and has a few
+typos. Each fix below says what is broken and why the fix is the right behaviour. They are
+applied once, by :func:`apply`, and only after checking that the installed gurux-dlms is the
+version they were written against: on any other version the fixes may be wrong or needless,
+so we refuse to run rather than guess.
+
+Known server defects deliberately NOT patched, because the simulator does not reach them:
+GXDLMSProfileGeneric's own range filter (compares a datetime with 0) and column selection
+(wrong column count): the simulator's load-profile object encodes its buffer itself
+(edge.dlms.cosem_objects.ModelLoadProfile); the inactivity-timeout check (``int`` of a
+timedelta): we never set an inactivity timeout; handleRequest answering a failed command
+with an HDLC frame even on WRAPPER: our client reports it as a protocol error.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PINNED_GURUX_VERSION = "1.0.203"
+
+_applied = False
+
+
+class GuruxVersionError(RuntimeError):
+    """The installed gurux-dlms is not the version our server fixes were written for."""
+
+
+def check_version(installed: str | None = None) -> str:
+    """Return the gurux-dlms version (installed, or as given), raising GuruxVersionError if not pinned."""
+    if installed is None:
+        try:
+            installed = importlib.metadata.version("gurux-dlms")
+        except importlib.metadata.PackageNotFoundError as exc:
+            raise GuruxVersionError("gurux-dlms is not installed (pip install 'gridwire[edge]')") from exc
+    if installed != PINNED_GURUX_VERSION:
+        raise GuruxVersionError(
+            f"gurux-dlms {installed} is installed but edge.dlms.gurux_fixes was written for "
+            f"{PINNED_GURUX_VERSION}; install gurux-dlms=={PINNED_GURUX_VERSION} or re-check every fix"
+        )
+    return installed
+
+
+def apply() -> None:
+    """Apply every fix once (idempotent). Raises GuruxVersionError on an unpinned version."""
+    global _applied
+    if _applied:
+        return
+    check_version()
+    _fix_server_reply()
+    _fix_server_hooks()
+    _fix_value_event_args_iter()
+    _fix_settings_gbt_typo()
+    _fix_secure_server_cipher()
+    _fix_server_received_data_reset()
+    _fix_association_hls_reply()
+    _fix_aare_system_title()
+    _fix_aes_gcm_parameter_arguments()
+    _fix_association_accessors()
+    _fix_stdout_prints()
+    _fix_ln_parameters_accessors()
+    _fix_release_response_lengths()
+    _fix_initialize_object_list()
+    _applied = True
+    logger.debug("gurux-dlms %s server fixes applied", PINNED_GURUX_VERSION)
+
+
+def _fix_server_reply() -> None:
+    # GXDLMSServer.handleRequest/handleCommand call sr.setReply(), sr.getConnectionInfo(),
+    # sr.getCount() and sr.setCount() but the Python GXServerReply only has the attributes
+    # (the Java original has the accessors). Add accessors over the existing attributes.
+    from gurux_dlms.GXServerReply import GXServerReply
+
+    def set_reply(self: Any, value: Any) -> None:
+        self.reply = value
+
+    def get_connection_info(self: Any) -> Any:
+        return self.connectionInfo
+
+    def get_count(self: Any) -> int:
+        return self.count
+
+    def set_count(self: Any, value: int) -> None:
+        self.count = value
+
+    GXServerReply.setReply = set_reply
+    GXServerReply.getConnectionInfo = get_connection_info
+    GXServerReply.getCount = get_count
+    GXServerReply.setCount = set_count
+
+
+def _fix_server_hooks() -> None:
+    # GXDLMSLNCommandHandler calls server.notifyRead(), server.notifyConnected(info),
+    # server.getTransaction() and server.setTransaction(t), none of which exist on the Python
+    # GXDLMSServer. getTransaction/setTransaction are plain accessors of the existing
+    # ``transaction`` attribute. notifyRead() is called with no arguments (the pre-read hook
+    # has nothing to pass), so it is a no-op here; our simulator's COSEM objects refresh their
+    # own values in getValue(), which is called right after. notifyConnected forwards to
+    # onConnected, which is what the Java server does after HLS pass 3/4 succeeds.
+    from gurux_dlms.GXDLMSServer import GXDLMSServer
+
+    def get_transaction(self: Any) -> Any:
+        return self.transaction
+
+    def set_transaction(self: Any, value: Any) -> None:
+        self.transaction = value
+
+    def notify_read(self: Any, *args: Any) -> None:
+        return None
+
+    def notify_connected(self: Any, connection_info: Any) -> None:
+        self.onConnected(connection_info)
+
+    GXDLMSServer.getTransaction = get_transaction
+    GXDLMSServer.setTransaction = set_transaction
+    GXDLMSServer.notifyRead = notify_read
+    GXDLMSServer.notifyConnected = notify_connected
+
+
+def _fix_value_event_args_iter() -> None:
+    # handleMethodRequest does ``server.onPreAction(list(e))`` with a single ValueEventArgs,
+    # meaning "a list holding e" (the Java code builds new ValueEventArgs[]{e}). list() of a
+    # non-iterable raises TypeError, so every ACTION failed. Iterating an event as a
+    # one-element sequence of itself gives exactly the intended list.
+    from gurux_dlms.ValueEventArgs import ValueEventArgs
+
+    def iterate(self: Any) -> Any:
+        yield self
+
+    ValueEventArgs.__iter__ = iterate
+
+
+def _fix_settings_gbt_typo() -> None:
+    # getRequestNextDataBlock reads ``settings.gbtWndowSize`` (missing "i"); the attribute is
+    # ``gbtWindowSize``. Without this every multi-block GET (a load profile longer than one
+    # PDU) fails on the second block. A read-only alias is the exact intended value.
+    from gurux_dlms.GXDLMSSettings import GXDLMSSettings
+
+    if not hasattr(GXDLMSSettings, "gbtWndowSize"):
+        GXDLMSSettings.gbtWndowSize = property(lambda self: self.gbtWindowSize)
+
+
+def _fix_secure_server_cipher() -> None:
+    # GXDLMSSecureServer.__init__ stores its GXCiphering in ``settings.ciphering``, but all
+    # of the library (AARQ parsing, GMAC, encryption) reads ``settings.cipher``; so a "secure"
+    # server never deciphered anything and HLS-GMAC could not work. Point ``cipher`` at the
+    # same object (and keep ``ciphering`` for code that reads that name).
+    from gurux_dlms.GXCiphering import GXCiphering
+    from gurux_dlms.secure.GXDLMSSecureServer import GXDLMSSecureServer
+
+    original_init = GXDLMSSecureServer.__init__
+
+    def init(self: Any, association: Any, interface_type: Any) -> None:
+        original_init(self, association, interface_type)
+        if self.settings.cipher is None:
+            self.settings.cipher = getattr(self.settings, "ciphering", None) or GXCiphering(b"ABCDEFGH")
+        self.settings.ciphering = self.settings.cipher
+
+    GXDLMSSecureServer.__init__ = init
+
+
+def _fix_server_received_data_reset() -> None:
+    # When handleCommand raises, handleRequest runs ``self.receivedData.size(0)``; ``size`` is
+    # a property (an int) on GXByteBuffer, so this raises TypeError, the server's receive
+    # buffer is left full and the intended "unacceptable frame" reply is never sent. The code
+    # means "set the size to 0". We give the server's receive buffer a ``size`` that is still
+    # an int for every other use but can also be called to set the size.
+    from gurux_dlms.GXByteBuffer import GXByteBuffer
+    from gurux_dlms.GXDLMSServer import GXDLMSServer
+
+    class _CallableSize(int):
+        _owner: GXByteBuffer
+
+        def __call__(self, value: int) -> None:
+            GXByteBuffer.setsize(self._owner, value)
+
+    def get_size(buffer: GXByteBuffer) -> _CallableSize:
+        size = _CallableSize(GXByteBuffer.getSize(buffer))
+        size._owner = buffer
+        return size
+
+    class _ReceiveBuffer(GXByteBuffer):
+        size = property(get_size, GXByteBuffer.setsize)
+
+    original_init = GXDLMSServer.__init__
+
+    def init(self: Any, logical_name_referencing: Any, interface_type: Any) -> None:
+        original_init(self, logical_name_referencing, interface_type)
+        self.receivedData = _ReceiveBuffer()
+
+    GXDLMSServer.__init__ = init
+
+
+def _fix_association_hls_reply() -> None:
+    # GXDLMSAssociationLogicalName.invoke (method 1, reply_to_HLS_authentication) does
+    # ``GXByteBuffer(int(e.parameters))`` and ``int(e.parameters)`` on the client's octet
+    # string; int() of a bytearray raises TypeError, so HLS pass 3/4 always failed on the
+    # server. The intent (as in the Java original) is to use the bytes themselves: for
+    # HLS-GMAC read the security-control byte and invocation counter from them, compute our
+    # own GMAC over StoC and compare. Method 1 is re-implemented here with the bytes; other
+    # methods keep the original code.
+    from gurux_dlms.enums.Authentication import Authentication
+    from gurux_dlms.GXByteBuffer import GXByteBuffer
+    from gurux_dlms.GXSecure import GXSecure
+    from gurux_dlms.objects.enums.AssociationStatus import AssociationStatus
+    from gurux_dlms.objects.GXDLMSAssociationLogicalName import GXDLMSAssociationLogicalName
+
+    original_invoke = GXDLMSAssociationLogicalName.invoke
+
+    def invoke(self: Any, settings: Any, e: Any) -> Any:
+        if e.index != 1:
+            return original_invoke(self, settings, e)
+        if settings.authentication == Authentication.HIGH_ECDSA:
+            raise ValueError("ECDSA is not implemented.")
+        received = bytes(e.parameters or b"")
+        ic = 0
+        if settings.authentication == Authentication.HIGH_GMAC:
+            secret = settings.sourceSystemTitle
+            if len(received) < 5:
+                self.associationStatus = AssociationStatus.NON_ASSOCIATED
+                return None
+            buffer = GXByteBuffer(bytearray(received))
+            buffer.getUInt8()
+            ic = buffer.getUInt32()
+        else:
+            secret = self.secret
+        expected = GXSecure.secure(settings, settings.cipher, ic, settings.stoCChallenge, secret)
+        if bytes(expected) != received:
+            self.associationStatus = AssociationStatus.NON_ASSOCIATED
+            return None
+        if settings.authentication == Authentication.HIGH_GMAC:
+            secret = settings.cipher.systemTitle
+            ic = settings.cipher.invocationCounter
+        else:
+            secret = self.secret
+        self.associationStatus = AssociationStatus.ASSOCIATED
+        return GXSecure.secure(settings, settings.cipher, ic, settings.ctoSChallenge, secret)
+
+    GXDLMSAssociationLogicalName.invoke = invoke
+
+
+def _fix_aare_system_title() -> None:
+    # _GXAPDU.generateAARE writes the responding-AP-title (the server system title, needed
+    # for HLS-GMAC and for any ciphered association) as ``A4 <len(st)> 04`` followed by
+    # ``data.setUInt8()`` with no argument (TypeError, so no AARE at all) and then the title.
+    # The BER encoding meant is ``A4 <len(st)+2> 04 <len(st)> <st>``. We hand generateAARE a
+    # buffer whose argument-less setUInt8 completes exactly that: it corrects the outer
+    # length it has just written and writes the inner length. The AARE's own length is
+    # computed by generateAARE at the end, so it comes out right.
+    from gurux_dlms._GXAPDU import _GXAPDU
+    from gurux_dlms.GXByteBuffer import GXByteBuffer
+
+    class _AareBuffer(GXByteBuffer):
+        def setUInt8(self, item: Any = None, index: Any = None) -> None:  # noqa: N802
+            if item is None and index is None:
+                title_length = self.getUInt8(self.size - 2)
+                GXByteBuffer.setUInt8(self, title_length + 2, self.size - 2)
+                item = title_length
+            GXByteBuffer.setUInt8(self, item, index)
+
+    original = _GXAPDU.generateAARE.__func__
+
+    def generate_aare(cls: Any, settings: Any, data: Any, result: Any, diagnostic: Any, cipher: Any,
+                      error_data: Any, encrypted_data: Any) -> None:
+        aare = _AareBuffer()
+        original(cls, settings, aare, result, diagnostic, cipher, error_data, encrypted_data)
+        data.set(aare.array())
+
+    _GXAPDU.generateAARE = classmethod(generate_aare)
+
+
+def _fix_aes_gcm_parameter_arguments() -> None:
+    # GXDLMS.handleGloDedRequest (the server deciphering glo-/ded- requests after the AARQ:
+    # HLS pass 3 and every ciphered GET/SET/ACTION) builds
+    # ``AesGcmParameter(systemTitle, key, authenticationKey)``, but the constructor's first
+    # parameter is ``tag``; so the system title became the tag, the key the system title and
+    # the block cipher key was the authentication key, with no authentication key at all.
+    # Every other call passes an int tag first. A tag is always an int, so a bytes-like first
+    # argument can only be this call, and we shift the arguments to what it means.
+    from gurux_dlms.AesGcmParameter import AesGcmParameter
+
+    original_init = AesGcmParameter.__init__
+
+    def init(self: Any, tag: Any = 0, *args: Any, **kwargs: Any) -> None:
+        if isinstance(tag, (bytes, bytearray)) and len(args) == 2 and not kwargs:
+            original_init(self, 0, tag, *args)
+            return
+        original_init(self, tag, *args, **kwargs)
+
+    AesGcmParameter.__init__ = init
+
+
+def _fix_association_accessors() -> None:
+    # After HLS pass 3/4, handleMethodRequest calls obj.getAssociationStatus() and
+    # settings.setConnected(...); the Python classes only have the ``associationStatus`` and
+    # ``connected`` attributes (the accessors are Java names left in the port). Without
+    # them the reply to pass 3 was never sent. Plain accessors are the intended behaviour.
+    from gurux_dlms.GXDLMSSettings import GXDLMSSettings
+    from gurux_dlms.objects.GXDLMSAssociationLogicalName import GXDLMSAssociationLogicalName
+
+    if not hasattr(GXDLMSAssociationLogicalName, "getAssociationStatus"):
+        GXDLMSAssociationLogicalName.getAssociationStatus = lambda self: self.associationStatus
+    if not hasattr(GXDLMSSettings, "setConnected"):
+        def set_connected(self: Any, value: Any) -> None:
+            self.connected = value
+
+        GXDLMSSettings.setConnected = set_connected
+
+
+def _fix_stdout_prints() -> None:
+    # GXDLMSChippering prints "Encryption is applied." / "Authentication is applied." on
+    # every ciphered frame, and the client, APDU and security modules print diagnostics; on
+    # a concentrator that is stdout noise per read (the real errors are raised anyway).
+    # Shadow ``print`` in those modules only (module globals are looked up before builtins)
+    # and send the text to our debug log. The package re-exports classes under the module
+    # names, so the modules are taken from sys.modules, not by attribute.
+    import importlib
+
+    def quiet(*args: Any, **kwargs: Any) -> None:
+        logger.debug("gurux: %s", " ".join(str(a) for a in args))
+
+    for name in ("GXDLMSChippering", "GXDLMSClient", "GXDLMS", "GXSecure", "_GXAPDU",
+                 "GXDLMSSettings", "GXDLMSLNCommandHandler", "GXDLMSChipperingStream"):
+        module = importlib.import_module(f"gurux_dlms.{name}")
+        module.print = quiet  # type: ignore[attr-defined]
+
+
+def _fix_ln_parameters_accessors() -> None:
+    # handleSetRequestNormal (every SET, e.g. writing the clock) calls p.isMultipleBlocks()
+    # and p.setStatus(...) on GXDLMSLNParameters, which only has the ``multipleBlocks`` and
+    # ``status`` attributes (Java accessor names again); every SET failed with
+    # AttributeError. Plain accessors are what the handler means.
+    from gurux_dlms.GXDLMSLNParameters import GXDLMSLNParameters
+
+    if not hasattr(GXDLMSLNParameters, "isMultipleBlocks"):
+        GXDLMSLNParameters.isMultipleBlocks = lambda self: self.multipleBlocks
+    if not hasattr(GXDLMSLNParameters, "setStatus"):
+        def set_status(self: Any, value: Any) -> None:
+            self.status = value
+
+        GXDLMSLNParameters.setStatus = set_status
+
+
+def _fix_release_response_lengths() -> None:
+    # GXDLMSServer.handleReleaseRequest writes the RLRE as
+    # ``63 <len(ui)> 80 01 00 BE <1+len(ui)> 04 <len(ui)> <ui>``: both BER lengths are short
+    # (the RLRE length must cover everything after it: len(ui)+7; the user-information
+    # length must cover ``04 <len> <ui>``: len(ui)+2). gurux's own client ignores this, but
+    # strict clients (dlms-cosem) reject the release. We recompute both lengths from the
+    # bytes actually written, only when the layout is exactly the one above.
+    from gurux_dlms.GXDLMSServer import GXDLMSServer
+
+    original = GXDLMSServer.handleReleaseRequest
+
+    def handle_release_request(self: Any, data: Any) -> None:
+        original(self, data)
+        buffer = self.replyData
+        raw = bytes(buffer.array())
+        pos = raw.rfind(b"\x63", 0, max(0, len(raw) - 5))
+        while pos >= 0 and raw[pos + 2:pos + 6] != b"\x80\x01\x00\xbe":
+            pos = raw.rfind(b"\x63", 0, pos)
+        if pos < 0:
+            return
+        buffer.setUInt8(len(raw) - pos - 2, pos + 1)
+        buffer.setUInt8(len(raw) - (pos + 5) - 2, pos + 6)
+
+    GXDLMSServer.handleReleaseRequest = handle_release_request
+
+
+def _fix_initialize_object_list() -> None:
+    # GXDLMSServer.initialize() fills an association's empty object list with
+    # ``objectList.append(self.items)``: the whole collection as one element, which
+    # GXDLMSObjectCollection.append rejects (TypeError), so no server with an explicit
+    # association object could start. The intent is "the association lists every object";
+    # we fill empty association object lists item by item before the original runs (a
+    # non-empty list is left alone by it).
+    from gurux_dlms.GXDLMSServer import GXDLMSServer
+    from gurux_dlms.objects.GXDLMSAssociationLogicalName import GXDLMSAssociationLogicalName
+    from gurux_dlms.objects.GXDLMSAssociationShortName import GXDLMSAssociationShortName
+
+    original = GXDLMSServer.initialize
+
+    def initialize(self: Any) -> None:
+        for association in list(self.items):
+            if isinstance(association, (GXDLMSAssociationLogicalName, GXDLMSAssociationShortName)) \
+                    and len(association.objectList) == 0:
+                for item in list(self.items):
+                    association.objectList.append(item)
+        original(self)
+
+    GXDLMSServer.initialize = initialize

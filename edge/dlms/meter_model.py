@@ -1,0 +1,161 @@
+"""The simulated meter's state and physics: what its registers, clock and load profile say.
+
+Pure code (no sockets, no gurux): every value is a closed-form function of time, so a test can
+compute the exact expected reading for any instant, and two runs agree to the watt-hour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+# Energy counts from here; any fixed instant works, this one keeps uint32 Wh far from wrapping.
+ENERGY_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+DAY_S = 86_400.0
+PROFILE_PERIOD = timedelta(minutes=15)
+
+# Mean and daily swing of the household's import power, and its steady export (W).
+IMPORT_MEAN_W = 400.0
+IMPORT_SWING_W = 200.0
+EXPORT_MEAN_W = 120.0
+# Share of energy counted on tariff 1 (night/low); the rest is tariff 2.
+TARIFF1_SHARE = 0.4
+EXPORT_TARIFF1_SHARE = 0.5
+
+ENERGY_OBIS = ("1.0.1.8.1.255", "1.0.1.8.2.255", "1.0.2.8.1.255", "1.0.2.8.2.255")
+POWER_OBIS = "1.0.1.7.0.255"
+VOLTAGE_OBIS = "1.0.32.7.0.255"
+
+# COSEM clock status bits (IEC 62056-62, clock attribute 2 status byte).
+CLOCK_STATUS_OK = 0x00
+CLOCK_STATUS_INVALID = 0x01
+CLOCK_STATUS_DOUBTFUL = 0x02
+
+
+def _import_wh(t_s: float) -> float:
+    # Integral of IMPORT_MEAN + SWING*sin(2*pi*t/DAY) over [0, t], in Wh.
+    omega = 2 * math.pi / DAY_S
+    return (IMPORT_MEAN_W * t_s + IMPORT_SWING_W * (1 - math.cos(omega * t_s)) / omega) / 3600.0
+
+
+def _export_wh(t_s: float) -> float:
+    return EXPORT_MEAN_W * t_s / 3600.0
+
+
+def floor_to_period(moment: datetime, period: timedelta = PROFILE_PERIOD) -> datetime:
+    """The start of the profile period holding ``moment`` (periods aligned on ENERGY_EPOCH)."""
+    steps = (moment - ENERGY_EPOCH) // period
+    return ENERGY_EPOCH + steps * period
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One load-profile capture: the meter's clock at capture and the four energy registers (Wh)."""
+
+    time: datetime
+    energy_wh: tuple[int, int, int, int]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class MeterModel:
+    """A meter whose values advance deterministically with (possibly simulated) time."""
+
+    time_source: Callable[[], datetime] = _utcnow
+    serial: str = "GW0000000001"
+    # Meter clock = true time + offset + drift_ppm * (true time - drift_epoch).
+    clock_offset: timedelta = timedelta(0)
+    drift_ppm: float = 0.0
+    clock_status: int = CLOCK_STATUS_OK
+    history_days: int = 10
+    energy_base_wh: int = 1_000_000
+    output_state: bool = True
+    drift_epoch: datetime = field(default_factory=_utcnow)
+
+    # --- time ---------------------------------------------------------------------------
+    def true_now(self) -> datetime:
+        return self.time_source()
+
+    def meter_time_at(self, true_time: datetime) -> datetime:
+        drift = timedelta(seconds=(true_time - self.drift_epoch).total_seconds() * self.drift_ppm / 1e6)
+        return true_time + self.clock_offset + drift
+
+    def meter_now(self) -> datetime:
+        """What the meter's clock says right now."""
+        return self.meter_time_at(self.true_now())
+
+    def set_meter_time(self, value: datetime) -> None:
+        """Set the meter's clock (COSEM clock write): drift restarts from here."""
+        now = self.true_now()
+        self.drift_epoch = now
+        self.clock_offset = value - now
+
+    # --- registers ----------------------------------------------------------------------
+    def energy_at(self, obis: str, true_time: datetime) -> int:
+        """A cumulative energy register (Wh) at a true instant."""
+        t_s = (true_time - ENERGY_EPOCH).total_seconds()
+        base = self.energy_base_wh
+        if obis == "1.0.1.8.1.255":
+            return base + int(TARIFF1_SHARE * _import_wh(t_s))
+        if obis == "1.0.1.8.2.255":
+            return base + int((1 - TARIFF1_SHARE) * _import_wh(t_s))
+        if obis == "1.0.2.8.1.255":
+            return base // 10 + int(EXPORT_TARIFF1_SHARE * _export_wh(t_s))
+        if obis == "1.0.2.8.2.255":
+            return base // 10 + int((1 - EXPORT_TARIFF1_SHARE) * _export_wh(t_s))
+        raise KeyError(obis)
+
+    def power_at(self, true_time: datetime) -> int:
+        """Active import power (W); zero while the breaker is open."""
+        if not self.output_state:
+            return 0
+        t_s = (true_time - ENERGY_EPOCH).total_seconds()
+        return int(IMPORT_MEAN_W + IMPORT_SWING_W * math.sin(2 * math.pi * t_s / DAY_S))
+
+    def voltage_at(self, true_time: datetime) -> int:
+        """L1 voltage in 0.1 V (the register's scaler is -1)."""
+        t_s = (true_time - ENERGY_EPOCH).total_seconds()
+        return int(2300 + 20 * math.sin(2 * math.pi * t_s / 3600.0))
+
+    def register_value(self, obis: str) -> int:
+        now = self.true_now()
+        if obis in ENERGY_OBIS:
+            return self.energy_at(obis, now)
+        if obis == POWER_OBIS:
+            return self.power_at(now)
+        if obis == VOLTAGE_OBIS:
+            return self.voltage_at(now)
+        raise KeyError(obis)
+
+    # --- load profile -------------------------------------------------------------------
+    def profile_rows(self, start: datetime | None = None, end: datetime | None = None) -> list[ProfileRow]:
+        """Captures (in meter time) with start <= time <= end, limited to the stored history."""
+        newest = floor_to_period(self.meter_now())
+        oldest = newest - timedelta(days=self.history_days) + PROFILE_PERIOD
+        first = oldest if start is None else max(oldest, _ceil_to_period(start))
+        last = newest if end is None else min(newest, floor_to_period(end))
+        rows: list[ProfileRow] = []
+        moment = first
+        offset = self.meter_now() - self.true_now()
+        while moment <= last:
+            true_time = moment - offset
+            rows.append(ProfileRow(time=moment, energy_wh=tuple(self.energy_at(o, true_time) for o in ENERGY_OBIS)))  # type: ignore[arg-type]
+            moment += PROFILE_PERIOD
+        return rows
+
+    # --- disconnect control -------------------------------------------------------------
+    def disconnect(self) -> None:
+        self.output_state = False
+
+    def reconnect(self) -> None:
+        self.output_state = True
+
+
+def _ceil_to_period(moment: datetime) -> datetime:
+    floor = floor_to_period(moment)
+    return floor if floor == moment else floor + PROFILE_PERIOD

@@ -1,0 +1,137 @@
+"""An asyncio DLMS/COSEM meter simulator over TCP (WRAPPER), for tests, benches and the demo.
+
+One :class:`DlmsMeterSimulator` is one meter: a listening socket, a shared
+:class:`MeterModel` and one gurux server (:class:`CosemServer`) per connection. Faults for
+tests: ``unresponsive`` (frames are read and never answered, to exercise timeouts and
+retries) and down windows (connections are dropped while the meter is "down", to exercise
+gap backfill from the load profile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from edge.dlms.cosem_server import CosemServer, InvocationGuard, ServerSecurity
+from edge.dlms.meter_model import MeterModel
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_HEADER = 8
+
+
+class DlmsMeterSimulator:
+    """A simulated DLMS meter listening on TCP; ``async with`` starts and stops it."""
+
+    def __init__(self, *, model: MeterModel | None = None, security: ServerSecurity | None = None,
+                 host: str = "127.0.0.1", port: int = 0, name: str = "sim-meter") -> None:
+        self.model = model or MeterModel()
+        self.security = security or ServerSecurity()
+        self.host = host
+        self.name = name
+        self.guard = InvocationGuard()
+        # When True, requests are read but never answered (a hung meter).
+        self.unresponsive = False
+        self._requested_port = port
+        self._down_windows: list[tuple[datetime, datetime]] = []
+        self._down = False
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.frames_served = 0
+        self.connections_refused = 0
+        self.connections_accepted = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._on_connect, self.host, self._requested_port)
+        logger.info("DLMS simulator %s listening on %s:%d (%s)", self.name, self.host, self.port, self.security)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        # Closing the transports ends each handler's pending read with EOF, so handlers finish
+        # on their own; cancelling them instead makes asyncio log the cancelled callback.
+        for writer in list(self._writers):
+            writer.close()
+        handlers = list(self._handlers)
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=5.0)
+            for task in pending:
+                task.cancel()
+        await self._server.wait_closed()
+        self._server = None
+        logger.info("DLMS simulator %s stopped", self.name)
+
+    async def __aenter__(self) -> DlmsMeterSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("simulator is not started")
+        return self._server.sockets[0].getsockname()[1]
+
+    # --- faults ---------------------------------------------------------------------------
+    def set_down(self, down: bool) -> None:
+        """Take the meter off the network now (True) or bring it back (False)."""
+        self._down = down
+        if down:
+            for writer in list(self._writers):
+                writer.close()
+
+    def add_down_window(self, start: datetime, end: datetime) -> None:
+        """Make the meter unreachable while the model's true time is in [start, end)."""
+        if end <= start:
+            raise ValueError("a down window must end after it starts")
+        self._down_windows.append((start, end))
+
+    def is_down(self) -> bool:
+        if self._down:
+            return True
+        now = self.model.true_now()
+        return any(start <= now < end for start, end in self._down_windows)
+
+    # --- connections ----------------------------------------------------------------------
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        try:
+            if self.is_down():
+                self.connections_refused += 1
+                return
+            self.connections_accepted += 1
+            await self._serve(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            self._handlers.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name)
+        while True:
+            header = await reader.readexactly(WRAPPER_HEADER)
+            length = int.from_bytes(header[6:8], "big")
+            body = await reader.readexactly(length)
+            if self.is_down():
+                return
+            if self.unresponsive:
+                continue
+            reply = server.handle_frame(header + body)
+            if reply:
+                self.frames_served += 1
+                writer.write(reply)
+                await writer.drain()

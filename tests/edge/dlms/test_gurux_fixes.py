@@ -1,0 +1,28 @@
+"""The gurux server fixes refuse an unpinned gurux-dlms, and the AARE they repair is valid BER."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.dlms import gurux_fixes
+from edge.dlms.cosem_server import aarq_invocation_counter
+
+
+def test_installed_version_is_the_pinned_one() -> None:
+    assert gurux_fixes.check_version() == gurux_fixes.PINNED_GURUX_VERSION
+
+
+def test_other_version_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(gurux_fixes.GuruxVersionError, match=r"gurux-dlms 1\.0\.999 .* 1\.0\.203"):
+        gurux_fixes.check_version("1.0.999")
+
+
+def test_aarq_invocation_counter_parsing() -> None:
+    # AARQ with user-information holding a glo-initiateRequest: SC 0x30, IC 0x0000012C.
+    glo = bytes([0x21, 0x07, 0x30, 0x00, 0x00, 0x01, 0x2C, 0xAA, 0xBB])
+    user_info = bytes([0xBE, len(glo) + 2, 0x04, len(glo)]) + glo
+    context = bytes([0xA1, 0x09, 0x06, 0x07, 0x60, 0x85, 0x74, 0x05, 0x08, 0x01, 0x03])
+    body = context + user_info
+    assert aarq_invocation_counter(bytes([0x60, len(body)]) + body) == 300
+    assert aarq_invocation_counter(bytes([0x60, len(context)]) + context) is None
+    assert aarq_invocation_counter(b"\xc0\x01") is None
