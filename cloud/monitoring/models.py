@@ -1,0 +1,68 @@
+"""Monitoring tables: concentrator liveness, device connectivity, subscriptions, the event log.
+
+On the registry's declarative Base, created by migration ``0003_scheduling``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cloud.registry.models import ID_LENGTH, Base, UTCDateTime, utcnow
+
+
+class ConcentratorStateRow(Base):
+    """The last accepted birth or death of one concentrator."""
+
+    __tablename__ = "concentrator_state"
+
+    concentrator_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    # The birth counter and timestamp of the message that set the state: a will from an older
+    # connection (lower session, older timestamp) must not overwrite a newer birth.
+    session: Mapped[int] = mapped_column(Integer)
+    status_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    software_version: Mapped[str | None] = mapped_column(String(64))
+    outbox_backlog: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(512))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceConnectivityRow(Base):
+    """Whether the platform currently reaches a device, and since when."""
+
+    __tablename__ = "device_connectivity"
+
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(512))
+
+
+class NotificationSubscriptionRow(Base):
+    """One event type an organisation wants published to its apps."""
+
+    __tablename__ = "notification_subscription"
+    __table_args__ = (UniqueConstraint("organisation", "event_type", name="uq_notification_subscription_org_event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MonitoringEventRow(Base):
+    """An event as it was raised (the audit trail behind the notifications)."""
+
+    __tablename__ = "monitoring_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,61 @@
+"""Raising an event: log it, then publish it to every organisation entitled to and wanting it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import Protocol
+
+from paho.mqtt.properties import Properties
+
+from broker import topics
+from broker.session import publish_properties
+from cloud.monitoring.events import MONITORING_DOMAIN, NOTIFY_GROUPS, MonitoringEvent
+from cloud.monitoring.store import MonitoringStore
+from cloud.registry import DeviceNotFound, Registry
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the notifier needs from an MQTT session (:class:`broker.session.MqttSession` fits)."""
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> Awaitable[None]: ...
+
+
+class Notifier:
+    """Stores each event and publishes it on ``app/{org}/monitoring/{eventType}``."""
+
+    def __init__(self, *, store: MonitoringStore, registry: Registry, publisher: Publisher) -> None:
+        self.store = store
+        self.registry = registry
+        self.publisher = publisher
+
+    async def recipients(self, event: MonitoringEvent) -> set[str]:
+        """Organisations subscribed to the event's type and holding MONITORING or OWNER on its device."""
+        wanted = await self.store.subscribers(event.event_type)
+        if not wanted:
+            return set()
+        try:
+            grants = await self.registry.authorisations(event.device_id)
+        except DeviceNotFound:
+            log.warning("%s for unregistered device %s: logged, no organisation notified", event.event_type,
+                        event.device_id)
+            return set()
+        entitled = {g.organisation for g in grants if g.function_group in NOTIFY_GROUPS}
+        enabled = {org.identification for org in await self.registry.list_organisations() if org.enabled}
+        return wanted & entitled & enabled
+
+    async def raise_event(self, event: MonitoringEvent) -> set[str]:
+        """Log ``event`` and publish it to its recipients; return the organisations notified."""
+        await self.store.record_event(event)
+        log.info("event %s %s on %s: %s", event.severity, event.event_type, event.device_id, event.detail)
+        orgs = await self.recipients(event)
+        payload = event.to_wire()
+        for org in sorted(orgs):
+            props = publish_properties(correlation_data=event.event_id.bytes, content_type="application/json",
+                                       user_properties={"organisation": org, "severity": event.severity.value})
+            await self.publisher.publish(topics.app_topic(org, MONITORING_DOMAIN, event.event_type.value), payload,
+                                         qos=1, properties=props)
+        return orgs

@@ -1,0 +1,40 @@
+"""``GET /v1/devices/{id}/clockDrift``: a meter's clock drift history.
+
+Include in the API app with ``app.include_router(router)`` and set ``app.state.drift_store``
+(a :class:`~cloud.timesync.store.DriftStore`) in its lifespan. Who may read it: whoever may
+read the meter's data (the API's ``AllowedMetersDep``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+
+from cloud.api.deps import AllowedMetersDep
+from cloud.timesync.store import DriftRecord, DriftStore
+
+router = APIRouter(prefix="/v1/devices", tags=["time synchronisation"])
+
+
+def get_drift_store(request: Request) -> DriftStore:
+    store = getattr(request.app.state, "drift_store", None)
+    if store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the clock drift store is not set up")
+    return store
+
+
+DriftStoreDep = Annotated[DriftStore, Depends(get_drift_store)]
+
+
+@router.get("/{device_id}/clockDrift", response_model=list[DriftRecord], response_model_by_alias=True)
+async def clock_drift(device_id: str, store: DriftStoreDep, allowed: AllowedMetersDep,
+                      since: Annotated[datetime | None, Query(description="Only measurements from this time on.")] = None,
+                      ) -> list[DriftRecord]:
+    """The meter's clock drift measurements (meter minus reference, seconds), oldest first."""
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "since must carry a timezone offset")
+    if allowed is not None and device_id not in allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"your organisation may not read device {device_id!r}")
+    return await store.drift_history(device_id, since)

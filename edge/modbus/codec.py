@@ -1,0 +1,126 @@
+"""Pure conversion between Modbus register words and typed, scaled values.
+
+Modbus carries 16-bit big-endian words; multi-word values are stored high word first
+("big" word order) or low word first ("little", common on inverters). Scaling turns a raw
+integer into an engineering value: ``value = raw * multiplier``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from enum import StrEnum
+
+
+class DataType(StrEnum):
+    """What a point's registers hold."""
+
+    BOOL = "bool"
+    UINT16 = "uint16"
+    INT16 = "int16"
+    UINT32 = "uint32"
+    INT32 = "int32"
+    UINT64 = "uint64"
+    INT64 = "int64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+
+
+class WordOrder(StrEnum):
+    BIG = "big"
+    LITTLE = "little"
+
+
+class CodecError(ValueError):
+    """A value that does not fit the point's data type, or words of the wrong count."""
+
+
+# struct format and register count per register-backed type.
+_STRUCT: dict[DataType, tuple[str, int]] = {
+    DataType.UINT16: ("H", 1),
+    DataType.INT16: ("h", 1),
+    DataType.UINT32: ("I", 2),
+    DataType.INT32: ("i", 2),
+    DataType.UINT64: ("Q", 4),
+    DataType.INT64: ("q", 4),
+    DataType.FLOAT32: ("f", 2),
+    DataType.FLOAT64: ("d", 4),
+}
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def is_float(data_type: DataType) -> bool:
+    return data_type in (DataType.FLOAT32, DataType.FLOAT64)
+
+
+def register_count(data_type: DataType) -> int:
+    """How many 16-bit registers a value of ``data_type`` occupies (a bool occupies one bit)."""
+    if data_type is DataType.BOOL:
+        return 1
+    return _STRUCT[data_type][1]
+
+
+def int_range(data_type: DataType) -> tuple[int, int]:
+    """The smallest and largest raw integer ``data_type`` holds."""
+    if data_type is DataType.BOOL or is_float(data_type):
+        raise CodecError(f"{data_type} is not an integer type")
+    bits = 16 * register_count(data_type)
+    if data_type.value.startswith("u"):
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def decode(words: Sequence[int], data_type: DataType, word_order: WordOrder = WordOrder.BIG) -> int | float:
+    """The raw value held in ``words`` (exactly ``register_count(data_type)`` of them)."""
+    fmt, count = _STRUCT[data_type]
+    if len(words) != count:
+        raise CodecError(f"{data_type} needs {count} registers, got {len(words)}")
+    if any(not 0 <= word <= 0xFFFF for word in words):
+        raise CodecError(f"register words must be within 0..65535: {list(words)}")
+    ordered = list(words) if word_order is WordOrder.BIG else list(reversed(words))
+    return struct.unpack(f">{fmt}", struct.pack(f">{count}H", *ordered))[0]
+
+
+def encode(raw: int | float, data_type: DataType, word_order: WordOrder = WordOrder.BIG) -> list[int]:
+    """The register words holding raw value ``raw``; CodecError if it does not fit."""
+    fmt, count = _STRUCT[data_type]
+    if is_float(data_type):
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise CodecError(f"{data_type} needs a finite number, got {raw!r}")
+        if data_type is DataType.FLOAT32 and abs(raw) > FLOAT32_MAX:
+            raise CodecError(f"{raw!r} is out of range for float32")
+    else:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise CodecError(f"{data_type} needs an integer, got {raw!r}")
+        low, high = int_range(data_type)
+        if not low <= raw <= high:
+            raise CodecError(f"{raw} is out of range for {data_type} ({low}..{high})")
+    words = list(struct.unpack(f">{count}H", struct.pack(f">{fmt}", raw)))
+    return words if word_order is WordOrder.BIG else list(reversed(words))
+
+
+def to_engineering(raw: int | float, multiplier: float) -> float:
+    """The engineering value of a raw register value."""
+    value = raw * multiplier
+    # Keep 2305 * 0.1 at 230.5 rather than 230.50000000000003.
+    return round(value, 9) if multiplier != 1 else float(value)
+
+
+def to_raw(value: float, multiplier: float, data_type: DataType) -> int | float:
+    """The raw value to write so that the point reads ``value``; CodecError if it does not fit."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise CodecError(f"expected a finite number, got {value!r}")
+    scaled = value / multiplier
+    if is_float(data_type):
+        encode(scaled, data_type)  # range check
+        return scaled
+    raw = round(scaled)
+    low, high = int_range(data_type)
+    if not low <= raw <= high:
+        raise CodecError(
+            f"{value} is out of range: it needs raw {raw}, outside {data_type} {low}..{high}"
+            + (f" (scale {multiplier:g})" if multiplier != 1 else "")
+        )
+    return raw
