@@ -1,0 +1,36 @@
+"""Which device function a generic command exercises: what the core checks authorisation for.
+
+The core decides this itself rather than trusting a claim in the message, so a domain layer
+(or an application writing to a domain topic) cannot widen what an organisation may do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from cloud.registry.enums import Protocol
+from cloud.registry.functions import DeviceFunction
+
+F = DeviceFunction
+
+FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
+    "set_relay": F.SET_LIGHT,
+    "set_dim_level": F.SET_LIGHT,
+    "get_light_status": F.GET_LIGHT_STATUS,
+    "read_now": F.GET_ACTUAL_METER_READS,
+    "disconnect": F.DISCONNECT,
+    "connect": F.RECONNECT,
+    "set_clock": F.SYNCHRONIZE_TIME,
+    "get_firmware_version": F.GET_FIRMWARE_VERSION,
+    "set_relay_schedule": F.SET_TARIFF_SCHEDULE,
+    "get_status": F.GET_STATUS,
+})
+
+# Protocols whose devices take one command at a time (a DLMS association is single-client).
+SEQUENTIAL_PROTOCOLS: frozenset[Protocol] = frozenset({Protocol.DLMS})
+
+
+def function_of(command_name: str) -> DeviceFunction | None:
+    """The device function ``command_name`` needs, or None for a command the core does not know."""
+    return FUNCTION_OF.get(command_name)

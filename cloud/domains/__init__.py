@@ -1,0 +1,1 @@
+"""Functional domains: per domain a pure translator and a web router, and the generic consumer."""

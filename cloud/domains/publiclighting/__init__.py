@@ -1,0 +1,1 @@
+"""The public lighting domain: switch and dim street lights, read their status."""

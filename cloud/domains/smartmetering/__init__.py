@@ -1,0 +1,1 @@
+"""The smart metering domain: on-demand reads, disconnect/reconnect, time, firmware version."""

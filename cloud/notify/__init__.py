@@ -1,0 +1,1 @@
+"""Results to applications: functional responses, app notifications and signed webhooks."""

@@ -1,0 +1,98 @@
+"""The results consumer: command outcomes from the core become functional responses.
+
+Subscribed with ``$share/notify/core/response/+``. When every command of a functional
+request is final, the request is completed once (compare-and-set in the store; only the
+process that wins publishes) and its outcome goes to ``domain/<domain>/response/<org>``, to
+the organisation's apps on ``app/<org>/<domain>/<operation>``, and to its webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from broker import topics
+from broker.schemas.command import CommandError, CommandResponse, CommandStatus
+from broker.session import Message, MqttSession, publish_properties
+from cloud.core.commands import CommandRecord, CommandStore, FunctionalRecord
+from cloud.core.router import CORRELATION
+from cloud.domains.base import Domain
+from cloud.domains.catalogue import DOMAINS
+from cloud.domains.schemas import FunctionalResponse
+from cloud.notify.webhook import WebhookSender
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "notify"
+
+
+def outcome(domain: Domain | None, request: FunctionalRecord,
+            commands: Iterable[CommandRecord]) -> tuple[CommandStatus, dict | None, CommandError | None]:
+    """A functional request's status, result and error from its (all final) commands (pure)."""
+    commands = list(commands)
+    for command in commands:
+        if command.status is not CommandStatus.SUCCEEDED:
+            error = command.error or CommandError(code=command.status.value, message=f"{command.name} {command.status}")
+            return command.status, None, error
+    results = {c.name: c.result for c in commands}
+    if domain is not None and request.operation in domain.operations:
+        return CommandStatus.SUCCEEDED, domain.operations[request.operation].summarise(results), None
+    return CommandStatus.SUCCEEDED, {k: v for k, v in results.items()}, None
+
+
+class ResultsConsumer:
+    """Turns ``core/response/+`` into functional responses, app notifications and webhooks."""
+
+    def __init__(self, *, session: MqttSession, store: CommandStore, webhooks: WebhookSender | None = None,
+                 domains: Iterable[Domain] = DOMAINS.values(), share_group: str = SHARE_GROUP) -> None:
+        self._session = session
+        self._store = store
+        self._webhooks = webhooks
+        self._domains = {d.name: d for d in domains}
+        self._group = share_group
+
+    async def start(self) -> None:
+        await self._session.subscribe(topics.shared(self._group, "core/response/+"), self.handle)
+
+    async def handle(self, message: Message) -> None:
+        try:
+            response = CommandResponse.model_validate_json(message.payload)
+        except ValidationError as exc:
+            log.warning("dropping bad core response on %s: %s (payload %r)", message.topic, exc,
+                        message.payload[:200])
+            return
+        correlation = message.user_properties.get(CORRELATION)
+        if correlation is None:
+            command = await self._store.get(str(response.command_id))
+            if command is None:
+                log.warning("core response for unknown command %s dropped", response.command_id)
+                return
+            correlation = command.correlation_id
+        await self.settle(correlation)
+
+    async def settle(self, correlation_id: str) -> bool:
+        """Complete the functional request if all its commands are final; True if this call did it."""
+        request = await self._store.functional(correlation_id)
+        if request is None or request.status != "PENDING":
+            return False
+        commands = {c.id: c for c in await self._store.of_request(correlation_id)}
+        if any(cid not in commands or not commands[cid].status.final for cid in request.command_ids):
+            return False
+        ordered = [commands[cid] for cid in request.command_ids]
+        status, result, error = outcome(self._domains.get(request.domain), request, ordered)
+        if not await self._store.complete_functional(correlation_id, status=status, result=result, error=error):
+            return False
+        body = FunctionalResponse(correlationId=correlation_id, domain=request.domain, operation=request.operation,
+                                  deviceId=request.device, status=status, result=result, error=error,
+                                  completedAt=datetime.now(UTC)).to_wire()
+        props = publish_properties(correlation_data=bytes.fromhex(correlation_id.replace("-", "")))
+        await self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,
+                                    qos=1, properties=props)
+        await self._session.publish(topics.app_topic(request.organisation, request.domain, request.operation), body,
+                                    qos=1, properties=props)
+        if self._webhooks is not None:
+            self._webhooks.submit(request.organisation, body, event=f"{request.domain}.{request.operation}")
+        return True

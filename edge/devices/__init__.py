@@ -1,0 +1,1 @@
+"""MQTT-native device simulators (street lights) for tests, the demo and benchmarks."""

@@ -1,0 +1,37 @@
+"""Run a fleet of simulated street lights (``gridwire sim lights``) over a few MQTT sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+
+from broker.session import MqttSession
+from edge.devices.street_light import LightState, StreetLightFleet
+
+log = logging.getLogger(__name__)
+
+
+def light_ids(count: int, *, prefix: str = "light-") -> list[str]:
+    """``light-1`` .. ``light-<count>``: the ids the registry and the benchmark use."""
+    return [f"{prefix}{i}" for i in range(1, count + 1)]
+
+
+async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, username: str, password: str,
+                     sessions: int = 1, prefix: str = "light-") -> None:
+    """Serve ``count`` lights, split over ``sessions`` connections, until ``stop`` is set.
+
+    The connections split ``$share/lights/device/+/command`` and share the lights' states, so
+    the account needs the fleet role (read ``device/+/command``, write ``device/+/response``
+    and ``device/+/status``).
+    """
+    states = {light_id: LightState() for light_id in light_ids(count, prefix=prefix)}
+    async with AsyncExitStack() as exits:
+        for n in range(sessions):
+            session = await exits.enter_async_context(MqttSession(
+                client_id=f"light-fleet-{n}", host=host, port=port, username=username, password=password,
+                receive_maximum=1000, max_inflight=1000))
+            fleet = StreetLightFleet(session=session, lights=states, share_group="lights")
+            await fleet.start(publish_initial_status=n == 0)
+        log.info("%d street lights on %d session(s)", count, sessions)
+        await stop.wait()
