@@ -346,9 +346,11 @@ class MqttSession:
         self.connections += 1
         self.connected.set()
         log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
-        if not flags.session_present:
-            for topic_filter, (_handler, qos) in self._subscriptions.items():
-                asyncio.ensure_future(self._resubscribe(topic_filter, qos))
+        # Subscribe again even when the broker says it kept the session: mosquitto 2.0 restores
+        # a persisted session after a restart without its shared subscriptions, and
+        # subscribing again to a filter we hold is harmless.
+        for topic_filter, (_handler, qos) in self._subscriptions.items():
+            asyncio.ensure_future(self._resubscribe(topic_filter, qos))
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(None)
 

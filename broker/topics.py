@@ -10,7 +10,8 @@ Layout (each layer its own subtree, so ACLs can fence them)::
     concentrator/{cid}/status                                      birth / death (retained, LWT)
     concentrator/{cid}/command                                     core -> concentrator generic commands
     concentrator/{cid}/response                                    concentrator -> core command results
-    concentrator/{cid}/time/request | time/response                NTP-style time exchange
+    concentrator/{cid}/ack                                         cloud -> concentrator: readings stored
+    concentrator/{cid}/time/request | time/response | time/drift   NTP-style time exchange, meter drift
     concentrator/{cid}/firmware/{...}                              OTA (reserved)
     device/{device}/command | response | status                    MQTT-native devices
     domain/{domain}/request/{org} | response/{org}                 functional requests and results
@@ -130,9 +131,14 @@ def concentrator_response(cid: str) -> str:
     return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/response"
 
 
+def concentrator_ack(cid: str) -> str:
+    """Where the cloud confirms which of a concentrator's messages are stored (end-to-end ack)."""
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/ack"
+
+
 def concentrator_time(cid: str, direction: str) -> str:
-    if direction not in ("request", "response"):
-        raise TopicError(f"time direction must be request or response, not {direction!r}")
+    if direction not in ("request", "response", "drift"):
+        raise TopicError(f"time direction must be request, response or drift, not {direction!r}")
     return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/time/{direction}"
 
 
@@ -186,8 +192,8 @@ _PARSER = re.compile(
     r"""^(?:
       concentrator/(?P<cm_cid>[^/]+)/smartMeterMessage/(?P<cm_meter>[^/]+)/(?P<cm_topic>[^/]+)
     | smartMeterMessage/(?P<lm_meter>[^/]+)/(?P<lm_topic>[^/]+)
-    | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response)
-    | concentrator/(?P<ct_cid>[^/]+)/time/(?P<ct_dir>request|response)
+    | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response|ack)
+    | concentrator/(?P<ct_cid>[^/]+)/time/(?P<ct_dir>request|response|drift)
     | concentrator/(?P<cf_cid>[^/]+)/firmware(?P<cf_rest>(?:/[^/]+)*)
     | device/(?P<dv_device>[^/]+)/(?P<dv_kind>command|response|status)
     | domain/(?P<dm_domain>[^/]+)/(?P<dm_dir>request|response)/(?P<dm_org>[^/]+)

@@ -30,6 +30,8 @@ class Concentrator:
         self.outbox = Outbox(config.outbox)
         self.health: dict[str, MeterHealth] = {}
         self._birth_count = 0
+        # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
+        self.open_ports = 0
         b = config.broker
         tls = TlsSettings(ca_file=str(b.ca_file), cert_file=str(b.cert_file) if b.cert_file else None,
                           key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
@@ -39,7 +41,8 @@ class Concentrator:
             max_inflight=b.max_inflight, tls=tls,
             will=Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire()),
         )
-        self.forwarder = Forwarder(outbox=self.outbox, session=self.session, window=b.max_inflight)
+        self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
+                                   window=b.max_inflight, confirm_timeout=config.confirm_timeout)
 
     # --- readings in ----------------------------------------------------------------------------
 
@@ -111,8 +114,12 @@ class Concentrator:
             try:
                 async with P1Reader(port=meter.port, config=adapter) as reader:
                     backoff = 0.5
-                    async for reading in reader.readings():
-                        self.submit([reading])
+                    self.open_ports += 1
+                    try:
+                        async for reading in reader.readings():
+                            self.submit([reading])
+                    finally:
+                        self.open_ports -= 1
             except OSError as exc:
                 log.warning("P1 %s: %s; retrying in %.1fs", meter.port, exc, backoff)
                 self._mark_failure(adapter.meter_individual_id, "p1", str(exc))
@@ -130,6 +137,7 @@ class Concentrator:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("concentrator %s starting; %d messages waiting in the outbox", self.cid, len(self.outbox))
         await self.session.connect()
+        await self.forwarder.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),

@@ -51,6 +51,8 @@ class ConcentratorConfig(_Config):
     broker: BrokerSettings = BrokerSettings()
     outbox: Path = Path("var/outbox.sqlite")
     status_interval: float = Field(default=60.0, gt=0)
+    # Seconds to wait for the cloud to confirm a stored message before sending it again.
+    confirm_timeout: float = Field(default=30.0, gt=0)
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:

@@ -1,4 +1,5 @@
-"""Moves messages from the durable outbox to the broker, deleting each only after its PUBACK."""
+"""Moves messages from the durable outbox to the cloud; deletes each only when the cloud
+confirms it stored it, and publishes it again if that confirmation does not come."""
 
 from __future__ import annotations
 
@@ -6,32 +7,42 @@ import asyncio
 import logging
 import time
 
-from broker.session import MqttError, MqttSession, NegativeAckError, publish_properties
+from broker import topics
+from broker.schemas import SEQ_PROPERTY, DeliveryAck
+from broker.session import Message, MqttError, MqttSession, NegativeAckError, publish_properties
 from edge.outbox import Outbox, OutboxMessage
 
 log = logging.getLogger(__name__)
 
 
 class Forwarder:
-    """Publishes outbox messages at QoS 1 with a bounded number in flight.
+    """Publishes outbox messages at QoS 1, each with its sequence number.
 
-    Acknowledged messages are deleted in small batches (one fsync per batch rather than per
-    message). A message the broker refuses (not authorised, too large) can never succeed: it
-    is moved to ``rejected`` with the reason and deleted, so it cannot block the queue.
+    ``window`` bounds publishes awaiting PUBACK; ``max_unconfirmed`` bounds messages the
+    broker has but the cloud has not confirmed. A message unconfirmed for ``confirm_timeout``
+    seconds is published again (the cloud stores idempotently). A message the broker refuses
+    (not authorised, too large) can never succeed: it is logged, kept in ``rejected`` and
+    deleted, so it cannot block the queue.
     """
 
-    def __init__(self, *, outbox: Outbox, session: MqttSession, window: int = 200,
-                 delete_batch: int = 100, delete_interval: float = 0.05) -> None:
+    def __init__(self, *, outbox: Outbox, session: MqttSession, concentrator_id: str, window: int = 200,
+                 max_unconfirmed: int = 20_000, confirm_timeout: float = 30.0, delete_interval: float = 0.05) -> None:
         self._outbox = outbox
         self._session = session
+        self._cid = concentrator_id
         self._window = window
-        self._delete_batch = delete_batch
+        self._max_unconfirmed = max_unconfirmed
+        self._confirm_timeout = confirm_timeout
         self._delete_interval = delete_interval
         self._wakeup = asyncio.Event()
+        self._cursor = 0
         self._in_flight: set[int] = set()
-        self._acked: list[int] = []
-        self._acked_event = asyncio.Event()
+        self._unconfirmed: dict[int, float] = {}
+        self._resend: list[int] = []
+        self._confirmed: list[int] = []
         self.published = 0
+        self.republished = 0
+        self.confirmed = 0
         self.rejected: list[tuple[str, str]] = []
         self.expired = 0
 
@@ -39,12 +50,16 @@ class Forwarder:
         """Tell the forwarder new messages are in the outbox."""
         self._wakeup.set()
 
+    async def start(self) -> None:
+        """Subscribe to the cloud's confirmations (call once the session is connected)."""
+        await self._session.subscribe(topics.concentrator_ack(self._cid), self._on_ack)
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._deleter(), name="outbox-deleter")
+            tg.create_task(self._housekeeping(), name="outbox-housekeeping")
             slots = asyncio.Semaphore(self._window)
             while True:
-                batch = self._outbox.peek(limit=self._window, exclude=self._in_flight)
+                batch = self._next_batch()
                 if not batch:
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -54,47 +69,80 @@ class Forwarder:
                     self._in_flight.add(message.seq)
                     tg.create_task(self._publish(message, slots), name=f"outbox-publish-{message.seq}")
 
+    def _next_batch(self) -> list[OutboxMessage]:
+        room = self._max_unconfirmed - len(self._unconfirmed) - len(self._in_flight)
+        if room <= 0:
+            return []
+        if self._resend:
+            seqs, self._resend = self._resend[:room], self._resend[room:]
+            batch = self._outbox.get(seqs)
+            self.republished += len(batch)
+            return batch
+        batch = self._outbox.after(self._cursor, limit=min(room, self._window))
+        if batch:
+            self._cursor = batch[-1].seq
+        return batch
+
     async def _publish(self, message: OutboxMessage, slots: asyncio.Semaphore) -> None:
         try:
-            props = None
+            expiry = None
             if message.expires is not None:
                 remaining = message.expires - time.time()
                 if remaining <= 0:
                     self.expired += 1
-                    self._done(message.seq)
+                    self._confirm([message.seq])
                     return
-                props = publish_properties(message_expiry=int(remaining) + 1)
+                expiry = int(remaining) + 1
+            props = publish_properties(message_expiry=expiry, user_properties={SEQ_PROPERTY: str(message.seq)})
             await self._session.publish(message.topic, message.payload, qos=1, properties=props)
             self.published += 1
-            self._done(message.seq)
+            if message.seq in self._in_flight:  # not confirmed while we waited for the PUBACK
+                self._unconfirmed[message.seq] = time.monotonic()
         except NegativeAckError as exc:
             log.error("broker refused %s (reason %s); message removed from the outbox", message.topic,
                       exc.reason_code)
             self.rejected.append((message.topic, str(exc)))
-            self._done(message.seq)
+            self._confirm([message.seq])
         except MqttError:
             # Session closing; the message stays in the outbox for the next start.
-            self._in_flight.discard(message.seq)
+            pass
         finally:
+            self._in_flight.discard(message.seq)
             slots.release()
 
-    def _done(self, seq: int) -> None:
-        self._acked.append(seq)
-        if len(self._acked) >= self._delete_batch:
-            self._acked_event.set()
+    async def _on_ack(self, message: Message) -> None:
+        try:
+            seqs = DeliveryAck.model_validate_json(message.payload).expand()
+        except ValueError as exc:
+            log.warning("ignoring malformed delivery confirmation on %s: %s", message.topic, exc)
+            return
+        self._confirm(seqs)
 
-    async def _deleter(self) -> None:
+    def _confirm(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            self._unconfirmed.pop(seq, None)
+            self._in_flight.discard(seq)
+        self._confirmed.extend(seqs)
+        self._wakeup.set()
+
+    async def _housekeeping(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._acked_event.wait(), self._delete_interval)
-            except TimeoutError:
-                pass
-            self._acked_event.clear()
+            await asyncio.sleep(self._delete_interval)
             self.flush()
+            deadline = time.monotonic() - self._confirm_timeout
+            late = [seq for seq, sent in self._unconfirmed.items() if sent < deadline]
+            if late:
+                log.warning("%d messages unconfirmed after %.0fs; publishing them again", len(late),
+                            self._confirm_timeout)
+                for seq in late:
+                    del self._unconfirmed[seq]
+                self._resend.extend(late)
+                self._wakeup.set()
 
     def flush(self) -> None:
-        """Delete everything acknowledged so far."""
-        if self._acked:
-            done, self._acked = self._acked, []
+        """Delete everything confirmed so far."""
+        if self._confirmed:
+            done, self._confirmed = self._confirmed, []
+            before = len(self._outbox)
             self._outbox.delete(done)
-            self._in_flight.difference_update(done)
+            self.confirmed += before - len(self._outbox)

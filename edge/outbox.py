@@ -1,10 +1,10 @@
 """The concentrator's durable outbox: SQLite in WAL mode, fsynced on every commit.
 
 A message enters the outbox before anything else happens to it and leaves only after the
-broker acknowledged it (PUBACK), so neither a broker outage nor a concentrator killed
-mid-stream (SIGKILL, power loss) loses a reading. A message published but not yet deleted
-when the process dies is published again at start: delivery is at-least-once, and the
-cloud's writes are idempotent (readings carry ids derived from meter and time).
+cloud confirmed it stored it (see :mod:`broker.schemas.delivery`), so neither a broker
+outage or crash nor a concentrator killed mid-stream (SIGKILL, power loss) loses a reading.
+A message not yet confirmed when the process dies is published again at start: delivery is
+at-least-once, and the cloud's writes are idempotent (reading ids derive from meter and time).
 """
 
 from __future__ import annotations
@@ -77,20 +77,31 @@ class Outbox:
     def put(self, topic: str, payload: bytes, *, priority: int = 4, ttl: float | None = None) -> None:
         self.put_many([(topic, payload)], priority=priority, ttl=ttl)
 
-    def peek(self, *, limit: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[OutboxMessage]:
-        """The oldest highest-priority messages not in ``exclude`` (those already in flight)."""
+    def after(self, cursor: int, *, limit: int) -> list[OutboxMessage]:
+        """Messages with a sequence number above ``cursor``, oldest first."""
         rows = self._db.execute(
-            "SELECT seq, topic, payload, priority, expires FROM outbox ORDER BY priority, seq LIMIT ?",
-            (limit + len(exclude),),
+            "SELECT seq, topic, payload, priority, expires FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (cursor, limit),
         ).fetchall()
-        return [OutboxMessage(*row) for row in rows if row[0] not in exclude][:limit]
+        return [OutboxMessage(*row) for row in rows]
+
+    def get(self, seqs: list[int]) -> list[OutboxMessage]:
+        """The messages with these sequence numbers that are still in the outbox."""
+        found: list[OutboxMessage] = []
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [OutboxMessage(*row) for row in self._db.execute(
+                f"SELECT seq, topic, payload, priority, expires FROM outbox WHERE seq IN ({marks}) ORDER BY seq",
+                chunk).fetchall()]
+        return found
 
     def delete(self, seqs: list[int]) -> None:
         if not seqs:
             return
         with self._transaction():
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-        self._count -= len(seqs)
+            deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]).rowcount
+        self._count -= deleted
 
     def _transaction(self):
         return _Transaction(self._db)

@@ -2,6 +2,7 @@
 
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.schemas.dead_letter import DeadLetter
+from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck
 from broker.schemas.meter_reading import (
     MeterIndividual,
     MeterReading,
@@ -14,7 +15,8 @@ from broker.schemas.meter_reading import (
 from broker.schemas.status import ConcentratorStatus, MeterHealth
 
 __all__ = [
-    "CommandError", "CommandResponse", "CommandStatus", "ConcentratorStatus", "DeadLetter",
+    "CommandError", "CommandResponse", "CommandStatus", "ConcentratorStatus", "DeadLetter", "DeliveryAck",
+    "SEQ_PROPERTY",
     "GenericCommand", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch",
     "OperationalPropertyRef", "PhysicalMeterType", "PropertyValue", "parse_meter_message",
 ]

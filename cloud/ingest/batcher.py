@@ -15,12 +15,16 @@ from cloud.store.errors import StoreRejected, StoreUnavailable
 log = logging.getLogger(__name__)
 
 Writer = Callable[..., Awaitable[int]]
+# Told, after a write and before any message is acknowledged, which concentrator messages
+# (by sequence number) are now stored: the end-to-end confirmation the edge waits for.
+Confirm = Callable[[dict[str, list[int]]], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class _Entry:
     readings: Sequence[MeterReading]
     concentrator_id: str | None
+    seq: int | None
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -35,8 +39,9 @@ class WriteBatcher:
     """
 
     def __init__(self, *, write: Writer, max_readings: int = 5000, max_delay: float = 0.1,
-                 backoff: Backoff = Backoff(initial=0.2, maximum=5.0)) -> None:
+                 backoff: Backoff = Backoff(initial=0.2, maximum=5.0), confirm: Confirm | None = None) -> None:
         self._write = write
+        self._confirm = confirm
         self.max_readings = max_readings
         self.max_delay = max_delay
         self._backoff = backoff
@@ -48,9 +53,14 @@ class WriteBatcher:
         self.batches = 0
         self.retries = 0
 
-    async def submit(self, readings: Sequence[MeterReading], *, concentrator_id: str | None) -> None:
-        """Return once ``readings`` are stored; raise StoreRejected if the store refuses them."""
-        entry = _Entry(readings, concentrator_id)
+    def set_confirm(self, confirm: Confirm) -> None:
+        self._confirm = confirm
+
+    async def submit(self, readings: Sequence[MeterReading], *, concentrator_id: str | None,
+                     seq: int | None = None) -> None:
+        """Return once ``readings`` are stored (and confirmed to their concentrator when the
+        message carried a sequence number); raise StoreRejected if the store refuses them."""
+        entry = _Entry(readings, concentrator_id, seq)
         self._pending.append(entry)
         self._count += len(readings)
         self._first.set()
@@ -77,15 +87,34 @@ class WriteBatcher:
             if len(batch) == 1:
                 _fail(batch[0], exc)
                 return
+            stored = []
             for entry in batch:
                 try:
                     await self._write_with_retry([entry])
-                except StoreRejected as exc:
-                    _fail(entry, exc)
+                except StoreRejected as single:
+                    _fail(entry, single)
                 else:
-                    _succeed(entry)
+                    stored.append(entry)
+            await self._finish(stored)
             return
-        for entry in batch:
+        await self._finish(batch)
+
+    async def _finish(self, stored: list[_Entry]) -> None:
+        if self._confirm is not None:
+            confirmations: dict[str, list[int]] = {}
+            for entry in stored:
+                if entry.seq is not None and entry.concentrator_id is not None:
+                    confirmations.setdefault(entry.concentrator_id, []).append(entry.seq)
+            if confirmations:
+                try:
+                    await self._confirm(confirmations)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting handler
+                    # Stored but not confirmed: the messages stay unacknowledged and come back;
+                    # storing them again is harmless.
+                    for entry in stored:
+                        _fail(entry, exc)
+                    return
+        for entry in stored:
             _succeed(entry)
 
     async def _write_with_retry(self, batch: list[_Entry]) -> None:

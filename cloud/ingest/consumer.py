@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from broker import topics
-from broker.schemas import DeadLetter, MeterReading, parse_meter_message
+from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message
 from broker.session import Message, MqttSession
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
@@ -38,6 +38,8 @@ class IngestConsumer:
                  name: str = "ingest", checks: tuple[ReadingCheck, ...] = ()) -> None:
         self._session = session
         self._batcher = batcher
+        if batcher is not None:
+            batcher.set_confirm(self.confirm)
         self._dead_letters = dead_letters
         self.name = name
         self._checks = (check_reading, *checks)
@@ -64,11 +66,18 @@ class IngestConsumer:
             await self._reject(message, _reason(exc))
             return
         try:
-            await self._batcher.submit(readings, concentrator_id=concentrator)
+            await self._batcher.submit(readings, concentrator_id=concentrator, seq=_seq(message))
         except StoreRejected as exc:
             await self._reject(message, f"store rejected the readings: {exc}")
             return
         self.stored_messages += 1
+
+    async def confirm(self, seqs_by_concentrator: dict[str, list[int]]) -> None:
+        """Tell each concentrator which of its messages are stored (or dead-lettered)."""
+        await asyncio.gather(*(
+            self._session.publish(topics.concentrator_ack(cid), DeliveryAck.of(seqs).to_wire(), qos=1)
+            for cid, seqs in seqs_by_concentrator.items()
+        ))
 
     def _validate(self, message: Message) -> tuple[str, list[MeterReading]]:
         parsed = topics.parse(message.topic)
@@ -92,6 +101,25 @@ class IngestConsumer:
         await self._dead_letters.add(DeadLetter.of(topic=message.topic, payload=message.payload, reason=reason,
                                                    received_at=datetime.now(UTC), consumer=self.name))
         self.dead_lettered += 1
+        # Kept, so the concentrator may forget it: sending it again would only fail again.
+        seq, parsed = _seq(message), _concentrator_of(message.topic)
+        if seq is not None and parsed is not None:
+            await self.confirm({parsed: [seq]})
+
+
+def _seq(message: Message) -> int | None:
+    raw = message.user_properties.get(SEQ_PROPERTY)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _concentrator_of(topic: str) -> str | None:
+    try:
+        return topics.parse(topic).concentrator
+    except topics.TopicError:
+        return None
 
 
 def _reason(exc: ValueError) -> str:

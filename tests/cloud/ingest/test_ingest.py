@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from broker import topics
 from cloud.ingest.consumer import IngestConsumer
-from tests.cloud.ingest.conftest import concentrator_session
+from tests.fixtures.ingest import concentrator_session
 from tests.factories import payload, reading
 
 

@@ -1,0 +1,125 @@
+"""The whole P1 data path on real parts: simulator on a pty, concentrator, Mosquitto, ingest,
+influxd and the web API."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from cloud.api.app import create_app
+from cloud.auth import issue_token
+from cloud.settings import Settings
+from cloud.store.influx import InfluxStore
+from edge.p1.simulator import MeterModel, P1Simulator
+from gridwire.procs import ManagedProcess
+from tests.fixtures.ingest import IngestRig
+
+METER = "0b6f2c8e-1d3a-4c5b-9e7f-2a1b3c4d5e6f"
+T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)
+JWT_SECRET = "e2e-secret-not-for-production-use-only"
+
+
+def write_concentrator_files(directory: Path, *, port: str, mqtt_port: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "meter.yaml").write_text(yaml.safe_dump({
+        "meterIndividualId": METER, "physicalMeterClass": "ELECTRICITY", "protocol": "p1"}))
+    config = directory / "concentrator.toml"
+    config.write_text(
+        'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstatus_interval = 5\n\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "conc-1"\npassword = "conc-1-pw"\n\n'
+        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "meter.yaml"\n')
+    return config
+
+
+def simulator(count: int, *, interval: float = 0.005) -> P1Simulator:
+    return P1Simulator(model=MeterModel(start=T0, gas_channel=None), interval=interval, count=count)
+
+
+def expected_energy(model: MeterModel, count: int) -> dict[datetime, float]:
+    """OBIS_1.8.1 of every telegram, computed incrementally from the simulator's own model."""
+    from edge.p1.simulator import _Accumulator  # the model's integrator: the truth the meter sends
+
+    state, out = _Accumulator(model), {}
+    for n in range(count):
+        out[model.timestamp(n)] = float(state.values(n).delivered_t1)
+        state.add(n)
+    return out
+
+
+def stored_energy(influxd, db: str) -> list[tuple[datetime, float, str]]:
+    doc = influxd.query('SELECT "OBIS_1.8.1", "reading_id" FROM meter_reading', database=db)
+    series = doc["results"][0].get("series", [])
+    return [(datetime.fromtimestamp(row[0] / 1e9, UTC), row[1], row[2]) for s in series for row in s["values"]]
+
+
+def outbox_reading_times(path: Path) -> set[datetime]:
+    """Reading times of messages still in a (dead) concentrator's outbox."""
+    import json
+
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT payload FROM outbox").fetchall()
+    return {datetime.fromisoformat(json.loads(p)["readingTime"]).astimezone(UTC) for (p,) in rows}
+
+
+async def wait_for(predicate, *, timeout: float = 60.0, what: str = "condition") -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open_logged(config: Path, times: int) -> bool:
+    """Whether the concentrator process(es) logged opening the P1 port ``times`` times so far."""
+    log = config.parent / "concentrator.log"
+    return log.exists() and log.read_text(errors="replace").count(": open (") >= times
+
+
+def concentrator_process(config: Path) -> ManagedProcess:
+    return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "concentrator", "run", str(config),
+                                "--log-level", "INFO"], log=config.parent / "concentrator.log")
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    token: str
+
+    async def readings(self, start: datetime, end: datetime, *, page_size: int = 100) -> list[dict]:
+        out, page = [], 1
+        while True:
+            response = await self.client.post("/v1/meterReadings", headers={"Authorization": f"Bearer {self.token}"},
+                                              json={"readingTimeStart": start.isoformat(),
+                                                    "readingTimeEnd": end.isoformat(),
+                                                    "pageNumber": page, "pageSize": page_size})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            out += body["meterReadings"]
+            if page * page_size >= body["totalRows"]:
+                return out
+            page += 1
+
+
+@pytest.fixture
+async def api(influxd, influx_db) -> AsyncIterator[Api]:
+    store = InfluxStore(url=influxd.url, database=influx_db)
+    app = create_app(settings=Settings(influx_url=influxd.url, influx_database=influx_db, jwt_secret=JWT_SECRET),
+                     store=store)
+    token = issue_token(secret=JWT_SECRET, org="org-a", meters=[METER], ttl=timedelta(hours=1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        yield Api(client=client, token=token)
+    await store.aclose()
+
+
+__all__ = ["IngestRig"]
