@@ -182,6 +182,20 @@ def broker_config(
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")
 
 
+docs_app = typer.Typer(no_args_is_help=True, help="Generate the API documents kept in docs/.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("asyncapi")
+def docs_asyncapi(out: Annotated[Path, typer.Option(help="Where to write the AsyncAPI YAML.")] = Path(
+        "docs/asyncapi.yaml")) -> None:
+    """Write the MQTT API (AsyncAPI 2.6) generated from the topic tree and the message schemas."""
+    from gridwire.apidocs import asyncapi_yaml
+
+    out.write_text(asyncapi_yaml())
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     app()
 

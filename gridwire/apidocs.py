@@ -1,0 +1,131 @@
+"""The MQTT API as an AsyncAPI 2.6 document, generated from the topic tree and the pydantic
+schemas, so ``docs/asyncapi.yaml`` cannot drift from the code (a test compares them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from broker.schemas import (
+    CommandResponse,
+    ConcentratorStatus,
+    DeliveryAck,
+    GenericCommand,
+    MeterReading,
+    MeterReadingBatch,
+)
+
+CORRELATED = {"correlationId": {"location": "$message.header#/correlationData"}}
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+
+
+def _channel(description: str, *, params: dict[str, str], publisher: str, message: str,
+             subscriber: str, bindings: dict[str, Any] | None = None) -> dict[str, Any]:
+    channel: dict[str, Any] = {
+        "description": description,
+        "parameters": {name: {"description": text, "schema": {"type": "string"}} for name, text in params.items()},
+        # AsyncAPI 2: "publish" is what the application (here: whoever the summary names) sends.
+        "publish": {"summary": f"{publisher} publishes", "message": {"$ref": f"#/components/messages/{message}"}},
+        "subscribe": {"summary": f"{subscriber} subscribes", "message": {"$ref": f"#/components/messages/{message}"}},
+    }
+    if bindings:
+        channel["bindings"] = {"mqtt": bindings}
+    return channel
+
+
+def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI document as a dict."""
+    from edge.timesync import TimeRequest, TimeResponse
+
+    cid = {"cid": "concentrator id (its broker username)"}
+    meter = {"meter": "MeterIndividualId"}
+    models: list[type[BaseModel]] = [MeterReading, MeterReadingBatch, DeliveryAck, ConcentratorStatus,
+                                     GenericCommand, CommandResponse, TimeRequest, TimeResponse]
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = _schema(model)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    messages = {
+        "MeterReadings": {"name": "MeterReadings", "contentType": "application/json",
+                          "summary": "One OMDP MeterReading, or a batch {meterReadings: [...]}",
+                          "headers": {"type": "object", "properties": {"gw-seq": {
+                              "type": "string", "description": "MQTT 5 user property: the concentrator's outbox "
+                                                               "sequence number, echoed in DeliveryAck"}}},
+                          "payload": {"oneOf": [{"$ref": "#/components/schemas/MeterReading"},
+                                                {"$ref": "#/components/schemas/MeterReadingBatch"}]}},
+        "DeliveryAck": {"name": "DeliveryAck", "contentType": "application/json",
+                        "payload": {"$ref": "#/components/schemas/DeliveryAck"}},
+        "ConcentratorStatus": {"name": "ConcentratorStatus", "contentType": "application/json",
+                               "summary": "Retained; ONLINE at every connection, OFFLINE as the MQTT will",
+                               "payload": {"$ref": "#/components/schemas/ConcentratorStatus"}},
+        "GenericCommand": {"name": "GenericCommand", "contentType": "application/json",
+                           "summary": "Correlation data = command id bytes; response topic; message expiry = TTL",
+                           "correlationId": CORRELATED["correlationId"],
+                           "payload": {"$ref": "#/components/schemas/GenericCommand"}},
+        "CommandResponse": {"name": "CommandResponse", "contentType": "application/json",
+                            "correlationId": CORRELATED["correlationId"],
+                            "payload": {"$ref": "#/components/schemas/CommandResponse"}},
+        "TimeRequest": {"name": "TimeRequest", "contentType": "application/json",
+                        "payload": {"$ref": "#/components/schemas/TimeRequest"}},
+        "TimeResponse": {"name": "TimeResponse", "contentType": "application/json",
+                         "payload": {"$ref": "#/components/schemas/TimeResponse"}},
+    }
+    qos1 = {"qos": 1, "bindingVersion": "0.2.0"}
+    channels = {
+        "concentrator/{cid}/smartMeterMessage/{meter}/meterReading": _channel(
+            "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...)",
+            params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
+            subscriber="ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+)", bindings=qos1),
+        "concentrator/{cid}/smartMeterMessage/{meter}/historicalMeterReading": _channel(
+            "Readings recovered from the meter's load profile after an outage (historical: true)",
+            params={**cid, **meter}, publisher="concentrator", message="MeterReadings", subscriber="ingest",
+            bindings=qos1),
+        "concentrator/{cid}/ack": _channel(
+            "End-to-end confirmation: these outbox sequence numbers are stored; the concentrator may delete them",
+            params=cid, publisher="ingest", message="DeliveryAck", subscriber="concentrator", bindings=qos1),
+        "concentrator/{cid}/status": _channel(
+            "Concentrator liveness and meter health (retained)", params=cid, publisher="concentrator",
+            message="ConcentratorStatus", subscriber="monitoring ($share/monitoring/concentrator/+/status)",
+            bindings={**qos1, "retain": True}),
+        "concentrator/{cid}/command": _channel(
+            "Generic commands for devices behind the concentrator", params=cid, publisher="core",
+            message="GenericCommand", subscriber="concentrator", bindings=qos1),
+        "concentrator/{cid}/response": _channel(
+            "Command results, correlated", params=cid, publisher="concentrator", message="CommandResponse",
+            subscriber="core ($share/core/concentrator/+/response)", bindings=qos1),
+        "device/{device}/command": _channel(
+            "Generic commands for an MQTT-native device", params={"device": "device id"}, publisher="core",
+            message="GenericCommand", subscriber="device", bindings=qos1),
+        "device/{device}/response": _channel(
+            "Command results from an MQTT-native device", params={"device": "device id"}, publisher="device",
+            message="CommandResponse", subscriber="core ($share/core/device/+/response)", bindings=qos1),
+        "concentrator/{cid}/time/request": _channel(
+            "NTP-style time request (t1)", params=cid, publisher="concentrator", message="TimeRequest",
+            subscriber="time service ($share/timesync/concentrator/+/time/request)", bindings=qos1),
+        "concentrator/{cid}/time/response": _channel(
+            "Time response (t1, t2, t3)", params=cid, publisher="time service", message="TimeResponse",
+            subscriber="concentrator", bindings=qos1),
+    }
+    return {
+        "asyncapi": "2.6.0",
+        "info": {"title": "Gridwire MQTT API", "version": "0.1.0",
+                 "description": "Topics and payloads between Gridwire's layers. Built from broker/topics.py and "
+                                "broker/schemas/ by `gridwire docs asyncapi`; do not edit by hand. Domain, core "
+                                "and app topics (domain/{domain}/request|response/{org}, core/request|response/"
+                                "{org}, app/{org}/{domain}/{kind}) carry the functional requests and results "
+                                "described in docs/ARCHITECTURE.md."},
+        "servers": {"broker": {"url": "mqtt://localhost:1883", "protocol": "mqtt", "protocolVersion": "5",
+                               "description": "Mosquitto with the generated config: password auth, ACLs per role"}},
+        "channels": channels,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def asyncapi_yaml() -> str:
+    return yaml.safe_dump(asyncapi(), sort_keys=False, width=120)
