@@ -128,6 +128,30 @@ def sim_p1(
         truncate_every=truncate_every)
 
 
+@sim_app.command("lights")
+def sim_lights(
+    count: Annotated[int, typer.Option(help="How many street lights (ids light-1 .. light-N).")] = 100,
+    host: Annotated[str, typer.Option(help="Broker address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Broker port.")] = 1883,
+    username: Annotated[str, typer.Option(help="Broker account with the fleet role.")] = "fleet-lights",
+    password: Annotated[str, typer.Option(envvar="GRIDWIRE_FLEET_PASSWORD",
+                                          help="Its password (or GRIDWIRE_FLEET_PASSWORD).")] = "",
+    sessions: Annotated[int, typer.Option(help="MQTT connections sharing the lights' commands.")] = 1,
+    prefix: Annotated[str, typer.Option(help="Device id prefix.")] = "light-",
+    client_id: Annotated[str, typer.Option(help="Client id prefix of the sessions (-0, -1, ...).")] = "light-fleet",
+    initial_status: Annotated[bool, typer.Option(help="Publish each light's retained status at start.")] = True,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """A fleet of simulated MQTT-native street lights answering set_relay, set_dim_level and
+    get_light_status on device/<id>/command, over a few sessions of one fleet account."""
+    from edge.devices.service import run_lights
+
+    _logging(log_level)
+    run_until_signal(lambda stop: run_lights(stop, count=count, host=host, port=port, username=username,
+                                             password=password, sessions=sessions, prefix=prefix,
+                                             client_id=client_id, initial_status=initial_status))
+
+
 # --- cloud --------------------------------------------------------------------------------------
 
 
@@ -146,14 +170,61 @@ def cloud_ingest(log_level: LogLevel = "INFO") -> None:
 def cloud_api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
               port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
               log_level: LogLevel = "INFO") -> None:
-    """Serve the web API (OpenAPI at /docs; settings from GRIDWIRE_* variables)."""
+    """Serve the full platform web API: meter readings, admin and installation, the functional
+    domains (public lighting, smart metering, tariff switching) and clock drift (OpenAPI at
+    /docs). Migrates the registry at start. Settings from GRIDWIRE_* variables: JWT_SECRET
+    (required), REGISTRY_URL, MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, INFLUX_URL."""
     import uvicorn
 
-    from cloud.api.app import create_app
-    from cloud.settings import Settings
+    from cloud.platform import PlatformSettings, create_platform_app
 
     _logging(log_level)
-    uvicorn.run(create_app(settings=Settings()), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(create_platform_app(PlatformSettings()), host=host, port=port, log_level=log_level.lower())
+
+
+def _platform_process(name: str, log_level: str) -> None:
+    from cloud.platform import PlatformSettings, process_runner
+
+    _logging(log_level)
+    run_until_signal(process_runner(name, PlatformSettings()))
+
+
+@cloud_app.command("core")
+def cloud_core(log_level: LogLevel = "INFO") -> None:
+    """Run one core process: authorise generic commands, route them to devices, follow them to
+    an end (retries, time-to-live). Start more to share the load (MQTT shared subscription).
+    Settings from GRIDWIRE_* variables: REGISTRY_URL, MQTT_HOST, MQTT_PORT, MQTT_USERNAME,
+    MQTT_PASSWORD. Run `gridwire cloud api` (or `gridwire registry migrate`) first: it migrates."""
+    _platform_process("core", log_level)
+
+
+@cloud_app.command("domain")
+def cloud_domain(log_level: LogLevel = "INFO") -> None:
+    """Run one domain process: the functional-domain consumer (requests to generic commands) and
+    the results consumer (outcomes to apps and webhooks). Start more to share the load.
+    Settings as for `gridwire cloud core`."""
+    _platform_process("domain", log_level)
+
+
+@cloud_app.command("scheduler")
+def cloud_scheduler(log_level: LogLevel = "INFO") -> None:
+    """Run the scheduler: publish due schedules (meter reads, astronomical light switching)
+    exactly once however many copies run. Settings as for `gridwire cloud core`."""
+    _platform_process("scheduler", log_level)
+
+
+@cloud_app.command("monitor")
+def cloud_monitor(log_level: LogLevel = "INFO") -> None:
+    """Run device status monitoring: concentrator liveness, silent devices, events and
+    notifications. Settings as for `gridwire cloud core`."""
+    _platform_process("monitor", log_level)
+
+
+@cloud_app.command("timesync")
+def cloud_timesync(log_level: LogLevel = "INFO") -> None:
+    """Run the time service: answer concentrators' time requests and record meters' clock
+    drift. Settings as for `gridwire cloud core`."""
+    _platform_process("timesync", log_level)
 
 
 # --- broker -------------------------------------------------------------------------------------
@@ -163,7 +234,7 @@ def cloud_api(host: Annotated[str, typer.Option(help="Address to listen on.")] =
 def broker_config(
     out: Annotated[Path, typer.Option(help="Directory to write mosquitto.conf, passwords and acl into.")],
     accounts: Annotated[Path, typer.Option(help="TOML file listing accounts: [[account]] username, password, "
-                                                "role (cloud|concentrator|app|device).")],
+                                                "role (cloud|concentrator|app|device|fleet).")],
     port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
@@ -174,10 +245,20 @@ def broker_config(
 
     from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
 
+    import os
+
     listed = tomllib.loads(accounts.read_text()).get("account", [])
-    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as,
-                       accounts=[Account(username=a["username"], password=a["password"], role=a["role"])
-                                 for a in listed])
+    resolved = []
+    for entry in listed:
+        password = entry.get("password")
+        if password is None and "password_env" in entry:
+            password = os.environ.get(entry["password_env"])
+        if not password:
+            typer.echo(f"error: {accounts}: account {entry.get('username')!r} has no password "
+                       f"(set password, or the variable named by password_env)", err=True)
+            raise typer.Exit(2)
+        resolved.append(Account(username=entry["username"], password=password, role=entry["role"]))
+    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved)
     conf = write_broker_files(cfg, out)
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")
 
