@@ -11,8 +11,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cloud.api.deps import Clock
-from cloud.api.routes import bulk, health, meter_readings
+from cloud.api.routes import adapter_configs, bulk, health, meter_readings
+from cloud.api.routes import catalogue as catalogue_routes
+from cloud.api.routes import dead_letters as dead_letters_routes
 from cloud.auth import MeterAccess, meters_from_claims
+from cloud.catalogue import Catalogue, default_catalogue
+from cloud.deadletters import DeadLetterStore
 from cloud.settings import Settings
 from cloud.store import InfluxStore, StoreRejected, StoreUnavailable
 
@@ -34,10 +38,13 @@ def _utc_now() -> datetime:
 
 
 def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_access: MeterAccess | None = None,
-               extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None) -> FastAPI:
+               extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
+               dead_letters: DeadLetterStore | None = None, catalogue: Catalogue | None = None) -> FastAPI:
     """The FastAPI app. A ``store`` passed in is used as is and left open; without one the
     lifespan builds it from ``settings`` and closes it at shutdown. ``meter_access`` decides
-    which meters an organisation may read (default: the token's claims)."""
+    which meters an organisation may read (default: the token's claims). ``dead_letters`` is
+    listed at ``/v1/deadLetters`` (503 without one; the caller opens and closes it);
+    ``catalogue`` defaults to the OMDP catalogue shipped with Gridwire."""
     if settings.jwt_secret is None or not settings.jwt_secret.get_secret_value():
         raise ValueError("GRIDWIRE_JWT_SECRET must be set: the API verifies bearer tokens with it")
 
@@ -66,6 +73,8 @@ def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_ac
     app.state.store = store
     app.state.meter_access = meter_access or meters_from_claims
     app.state.clock = clock or _utc_now
+    app.state.dead_letters = dead_letters
+    app.state.catalogue = catalogue or default_catalogue()
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -78,6 +87,7 @@ def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_ac
         log.warning("store refused %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"the store refused the request: {exc}"}, status_code=400)
 
-    for router in (health.router, meter_readings.router, bulk.router, *extra_routers):
+    for router in (health.router, meter_readings.router, bulk.router, catalogue_routes.router,
+                   adapter_configs.router, dead_letters_routes.router, *extra_routers):
         app.include_router(router)
     return app
