@@ -1,33 +1,62 @@
 """The concentrator appliance: reads its meters, keeps readings in the durable outbox and
-forwards them to the cloud, announcing itself with a retained birth and an MQTT-will death."""
+forwards them to the cloud, runs the core's commands on its meters, backfills gaps from the
+meters' load profiles, and announces itself with a retained birth and an MQTT-will death.
+
+P1 meters push telegrams (one reader task each); DLMS and Modbus meters are read by the
+:class:`~edge.polling.MeterPoller` on their schedules. Every reading goes through
+:meth:`Concentrator.submit` into the outbox and the :class:`~edge.completeness.ReadingLedger`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from broker import topics
 from broker.schemas import ConcentratorStatus, MeterHealth, MeterReading
 from broker.session import MqttError, MqttSession, TlsSettings, Will
+from edge.backfill import Backfiller
+from edge.commands import CommandExecutor
+from edge.completeness import ReadingLedger
 from edge.config import ConcentratorConfig, P1Meter
 from edge.forwarder import Forwarder
+from edge.meter_set import MeterSet
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 SOFTWARE_VERSION = "gridwire-0.1.0"
+# Interval slot of meters without a profile period of their own (P1) for completeness.
+DEFAULT_PERIOD_S = 900.0
+
+
+class StatusWithCompleteness(ConcentratorStatus):
+    """The birth message plus per-meter completeness ({meterId: {date: ratio}}).
+
+    A Gridwire extension of the broker contract: readers that parse plain
+    ``ConcentratorStatus`` ignore the extra field.
+    """
+
+    completeness: dict[str, dict[str, float]] | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class Concentrator:
     """One concentrator process. ``run()`` until ``stop`` is set; SIGKILL-safe by construction."""
 
-    def __init__(self, *, config: ConcentratorConfig) -> None:
+    def __init__(self, *, config: ConcentratorConfig, clock: Callable[[], datetime] = _utcnow) -> None:
         self.config = config
         self.cid = config.concentrator_id
+        self.clock = clock
         self.outbox = Outbox(config.outbox)
+        self.ledger = ReadingLedger(config.state)
+        # Health of P1 meters (push-only); polled meters' health comes from the poller.
         self.health: dict[str, MeterHealth] = {}
         self._birth_count = 0
         # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
@@ -43,6 +72,16 @@ class Concentrator:
         )
         self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
                                    window=b.max_inflight, confirm_timeout=config.confirm_timeout)
+        self.meters = MeterSet(config=config, sink=self._sink, clock=clock)
+        self.poller = self.meters.poller
+        self.backfiller = Backfiller(poller=self.poller, sources=self.meters.profile_sources,
+                                     periods=self.meters.profile_periods, ledger=self.ledger, submit=self.submit,
+                                     settings=config.backfill, clock=clock)
+        self.meters.on_recovered(self.backfiller.on_recovered)
+        self.executor = CommandExecutor(session=self.session, concentrator_id=self.cid)
+        for device_id, handlers in self.meters.command_handlers(completeness=self.completeness,
+                                                                backfill=self.backfiller.backfill).items():
+            self.executor.register(device_id, handlers)
 
     # --- readings in ----------------------------------------------------------------------------
 
@@ -59,9 +98,21 @@ class Concentrator:
             local = topics.local_meter_message(reading.meter_id, kind)
             items.append((topics.forward_local(self.cid, local),
                           reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
-            self._mark_success(reading.meter_id, "p1")
+            if reading.meter_id not in self.meters.periods:
+                self._mark_success(reading.meter_id, "p1")
         self.outbox.put_many(items)
+        self.ledger.record(readings, self._period_of)
         self.forwarder.notify()
+
+    async def _sink(self, reading: MeterReading) -> None:
+        self.submit([reading])
+
+    def _period_of(self, meter_id: str) -> float:
+        return self.meters.periods.get(meter_id, DEFAULT_PERIOD_S)
+
+    def completeness(self, meter_id: str, days: int) -> dict[str, float]:
+        """{ISO date: intervals present / expected} of one meter for the last ``days`` days."""
+        return self.ledger.report(meter_id, period_s=self._period_of(meter_id), days=days, now=self.clock())
 
     def _mark_success(self, meter_id: str, protocol: str) -> None:
         health = self.health.get(meter_id)
@@ -74,11 +125,16 @@ class Concentrator:
     # --- status ---------------------------------------------------------------------------------
 
     def _status(self, state: str, *, reason: str | None = None) -> ConcentratorStatus:
-        return ConcentratorStatus(
+        online = state == "ONLINE"
+        days = self.config.completeness_days
+        return StatusWithCompleteness(
             concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._birth_count,
-            softwareVersion=SOFTWARE_VERSION, meters=list(self.health.values()) if state == "ONLINE" else [],
-            outboxBacklog=len(self.outbox) if state == "ONLINE" else None,
-            reason=reason or (f"host {socket.gethostname()}" if state == "ONLINE" else "connection lost"),
+            softwareVersion=SOFTWARE_VERSION,
+            meters=[*self.health.values(), *self.poller.health()] if online else [],
+            outboxBacklog=len(self.outbox) if online else None,
+            reason=reason or (f"host {socket.gethostname()}" if online else "connection lost"),
+            completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
+            if online and days else None,
         )
 
     async def publish_status(self) -> None:
@@ -138,6 +194,7 @@ class Concentrator:
         log.info("concentrator %s starting; %d messages waiting in the outbox", self.cid, len(self.outbox))
         await self.session.connect()
         await self.forwarder.start()
+        await self.executor.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),
@@ -145,10 +202,17 @@ class Concentrator:
                 for meter in self.config.meters:
                     if isinstance(meter, P1Meter):
                         tasks.append(tg.create_task(self._run_p1(meter), name=f"p1 {meter.port}"))
-                await stop.wait()
+                for meter_id in self.backfiller.meter_ids:
+                    tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
+                await self.poller.start()
+                try:
+                    await stop.wait()
+                finally:
+                    await self.poller.stop()
                 for task in tasks:
                     task.cancel()
         finally:
+            self.meters.close()
             self.forwarder.flush()
             if self.session.connected.is_set():
                 # A clean disconnect suppresses the will, so say goodbye ourselves.
@@ -160,3 +224,4 @@ class Concentrator:
                     log.warning("could not publish OFFLINE status on shutdown")
             await self.session.close()
             self.outbox.close()
+            self.ledger.close()

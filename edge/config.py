@@ -10,9 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from broker.topics import validate_level
+from edge.dlms.config import DlmsMeterConfig
+from edge.modbus.config import ModbusMeterConfig
 
 
 class ConfigError(ValueError):
@@ -43,7 +45,46 @@ class P1Meter(_Config):
     adapter_config: Path = Field(description="the OMDP SmartMeterAdapterConfig file for this meter")
 
 
-MeterEntry = Annotated[P1Meter, Field(discriminator="protocol")]
+class DlmsMeter(DlmsMeterConfig):
+    """A DLMS/COSEM meter over TCP (WRAPPER); its profile maps OBIS codes to OMDP properties.
+
+    ``interval_s`` is the poll schedule; the profile's load-profile period sets the
+    15-minute (or other) intervals that backfill and completeness count.
+    """
+
+    protocol: Literal["dlms"]
+
+
+class ModbusMeter(ModbusMeterConfig):
+    """A Modbus TCP/RTU device; its register map maps points to OMDP properties."""
+
+    protocol: Literal["modbus"]
+
+
+class PollingSettings(_Config):
+    """How the poller retries a meter that does not answer and when it calls it unhealthy."""
+
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=60.0, gt=0)
+    unhealthy_after: int = Field(default=3, ge=1)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+    # Requests in flight at once on one bus (a serial line, a TCP gateway, one meter's socket).
+    bus_limit: int = Field(default=1, ge=1)
+
+
+class BackfillSettings(_Config):
+    """Gap backfill from the meters' own load profiles."""
+
+    enabled: bool = True
+    # With no reading on record (first start), how far back to read the load profile.
+    initial_hours: float = Field(default=24.0, ge=0)
+    # Never read further back than this, whatever the gap (meters keep about 10 days).
+    max_days: float = Field(default=10.0, gt=0)
+    # Meter clocks may run ahead of ours: read this far past our "now" as well.
+    lookahead_hours: float = Field(default=24.0, ge=0)
+
+
+MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
 
 class ConcentratorConfig(_Config):
@@ -53,10 +94,30 @@ class ConcentratorConfig(_Config):
     status_interval: float = Field(default=60.0, gt=0)
     # Seconds to wait for the cloud to confirm a stored message before sending it again.
     confirm_timeout: float = Field(default=30.0, gt=0)
+    # Backfill cursors and completeness counts (SQLite), next to the outbox by default.
+    state: Path = Path("var/state.sqlite")
+    # DLMS HLS invocation counters (SQLite): must survive restarts, or meters refuse us.
+    invocation_counters: Path = Path("var/dlms-counters.sqlite")
+    # Days of completeness the status reports per meter.
+    completeness_days: int = Field(default=3, ge=0, le=31)
+    polling: PollingSettings = PollingSettings()
+    backfill: BackfillSettings = BackfillSettings()
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:
         validate_level(self.concentrator_id, what="concentrator_id")
+
+    @model_validator(mode="after")
+    def _unique_meter_ids(self) -> ConcentratorConfig:
+        seen: set[str] = set()
+        for meter in self.meters:
+            meter_id = getattr(meter, "meter_id", None)
+            if meter_id is None:
+                continue
+            if meter_id in seen:
+                raise ValueError(f"meter {meter_id}: meter_id appears twice")
+            seen.add(meter_id)
+        return self
 
 
 def load_config(path: Path | str) -> ConcentratorConfig:
@@ -83,8 +144,13 @@ def _describe(path: Path, raw: dict, exc: ValidationError) -> str:
         if len(loc) >= 2 and loc[0] == "meters" and isinstance(loc[1], int):
             meters = raw.get("meters", [])
             entry = meters[loc[1]] if loc[1] < len(meters) else {}
-            name = entry.get("adapter_config") or entry.get("port") or f"#{loc[1] + 1}"
-            where = f"meter {name}: " + ".".join(str(part) for part in loc[2:] if not str(part).startswith("function"))
+            entry = entry if isinstance(entry, dict) else {}
+            name = (entry.get("meter_id") or entry.get("meterIndividualId") or entry.get("adapter_config")
+                    or entry.get("port") or f"#{loc[1] + 1}")
+            # Drop the discriminator tag and validator names pydantic puts in the location.
+            fields = [str(part) for part in loc[2:]
+                      if not str(part).startswith("function") and str(part) not in ("p1", "dlms", "modbus")]
+            where = f"meter {name}: " + (".".join(fields) or "(entry)")
         problems.append(f"{where}: {error['msg']}")
     return f"{path}: " + "; ".join(problems)
 
@@ -95,4 +161,5 @@ def _resolve_paths(config: ConcentratorConfig, base: Path) -> ConcentratorConfig
 
     meters = [m.model_copy(update={"adapter_config": resolve(m.adapter_config)}) if isinstance(m, P1Meter) else m
               for m in config.meters]
-    return config.model_copy(update={"outbox": resolve(config.outbox), "meters": meters})
+    return config.model_copy(update={"outbox": resolve(config.outbox), "state": resolve(config.state),
+                                     "invocation_counters": resolve(config.invocation_counters), "meters": meters})

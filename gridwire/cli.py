@@ -128,6 +128,39 @@ def sim_p1(
         truncate_every=truncate_every)
 
 
+@sim_app.command("dlms")
+def sim_dlms(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (DLMS WRAPPER).")] = 4059,
+    security: Annotated[str, typer.Option(help="none, lls or hls-gmac (secrets from GRIDWIRE_DLMS_*).")] = "lls",
+    serial: Annotated[str, typer.Option(help="The meter's serial number.")] = "GW0000000001",
+    history_days: Annotated[int, typer.Option(help="Days of 15-minute load profile the meter keeps.")] = 10,
+    clock_offset_s: Annotated[float, typer.Option(help="Meter clock minus true time, in seconds.")] = 0.0,
+    drift_ppm: Annotated[float, typer.Option(help="Meter clock drift in parts per million.")] = 0.0,
+) -> None:
+    """A simulated DLMS/COSEM electricity meter over TCP until Ctrl-C."""
+    from edge.dlms.cli import sim_dlms as run
+
+    run(host=host, port=port, security=security, serial=serial, history_days=history_days,
+        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm)
+
+
+@sim_app.command("modbus")
+def sim_modbus(
+    map_name: Annotated[str, typer.Option("--map", help="Register map name (edge/modbus/maps) or YAML path.")] = (
+        "solar-inverter"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Modbus TCP port.")] = 5020,
+    unit_id: Annotated[int, typer.Option(help="Modbus unit id.")] = 1,
+    serial_port: Annotated[str, typer.Option(help="Speak Modbus RTU on this serial device instead.")] = "",
+    log_level: LogLevel = "INFO",
+) -> None:
+    """A simulated Modbus device from a register map until Ctrl-C."""
+    from edge.modbus.cli import sim_modbus as run
+
+    run(map_name=map_name, host=host, port=port, unit_id=unit_id, serial_port=serial_port, log_level=log_level)
+
+
 @sim_app.command("lights")
 def sim_lights(
     count: Annotated[int, typer.Option(help="How many street lights (ids light-1 .. light-N).")] = 100,

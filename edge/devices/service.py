@@ -18,20 +18,25 @@ def light_ids(count: int, *, prefix: str = "light-") -> list[str]:
 
 
 async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, username: str, password: str,
-                     sessions: int = 1, prefix: str = "light-") -> None:
+                     sessions: int = 1, prefix: str = "light-", client_id: str = "light-fleet",
+                     inflight: int = 1000, initial_status: bool = True,
+                     ready: asyncio.Event | None = None) -> None:
     """Serve ``count`` lights, split over ``sessions`` connections, until ``stop`` is set.
 
     The connections split ``$share/lights/device/+/command`` and share the lights' states, so
     the account needs the fleet role (read ``device/+/command``, write ``device/+/response``
-    and ``device/+/status``).
+    and ``device/+/status``). Session ``n`` has client id ``<client_id>-<n>``; ``ready`` is
+    set once every session subscribed.
     """
     states = {light_id: LightState() for light_id in light_ids(count, prefix=prefix)}
     async with AsyncExitStack() as exits:
         for n in range(sessions):
             session = await exits.enter_async_context(MqttSession(
-                client_id=f"light-fleet-{n}", host=host, port=port, username=username, password=password,
-                receive_maximum=1000, max_inflight=1000))
+                client_id=f"{client_id}-{n}", host=host, port=port, username=username, password=password,
+                receive_maximum=inflight, max_inflight=inflight))
             fleet = StreetLightFleet(session=session, lights=states, share_group="lights")
-            await fleet.start(publish_initial_status=n == 0)
+            await fleet.start(publish_initial_status=initial_status and n == 0)
         log.info("%d street lights on %d session(s)", count, sessions)
+        if ready is not None:
+            ready.set()
         await stop.wait()

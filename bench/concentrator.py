@@ -1,0 +1,177 @@
+"""Bench: readings/s one whole Concentrator sustains against simulated DLMS (LLS, HLS) and Modbus
+meters, its CPU seconds per reading, and its resident memory with many meters configured.
+
+The real concentrator runs in this process (poller, adapters, durable outbox, ledger,
+forwarder to a real Mosquitto); the simulated meters and a stand-in for the cloud (which
+confirms every stored message with a DeliveryAck, as ingest does) run in a child process,
+so ``time.process_time()`` here is the concentrator's own CPU.
+
+    .venv/bin/python bench/concentrator.py --meters 20 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from broker import topics  # noqa: E402
+from broker.mosquitto_conf import Account  # noqa: E402
+from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck  # noqa: E402
+from broker.session import Message, MqttSession  # noqa: E402
+from edge.dlms.cli import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, DEMO_PASSWORD, build_simulator  # noqa: E402
+from edge.modbus import ModbusSimulator, load_map  # noqa: E402
+from gridwire.procs import free_port  # noqa: E402
+from gridwire.services import LocalMosquitto  # noqa: E402
+
+CLOUD = Account(username="gridwire-cloud", password="bench-cloud-pw", role="cloud")
+CONC = Account(username="conc-1", password="bench-conc-pw", role="concentrator")
+
+
+# --- child: meters and the cloud's confirmations ---------------------------------------------------
+
+async def serve(kind: str, meters: int, mqtt_port: int) -> None:
+    """Start the simulators and an acking cloud; print the ports as one JSON line; run until stdin closes."""
+    if kind == "modbus":
+        register_map = load_map("solar-inverter")
+        sims: list = [ModbusSimulator(register_map=register_map) for _ in range(meters)]
+    else:
+        sims = [build_simulator(port=0, security=kind, serial=f"GWBENCH{n:05d}") for n in range(meters)]
+    for sim in sims:
+        await sim.start()
+    session = MqttSession(client_id="bench-cloud", host="127.0.0.1", port=mqtt_port, username=CLOUD.username,
+                          password=CLOUD.password, receive_maximum=1000)
+    await session.connect()
+    seqs: list[int] = []
+
+    async def on_reading(message: Message) -> None:
+        seq = message.user_properties.get(SEQ_PROPERTY)
+        if seq is not None:
+            seqs.append(int(seq))
+
+    async def acker() -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            if seqs:
+                batch, seqs[:] = DeliveryAck.of(seqs), []
+                await session.publish(topics.concentrator_ack("conc-1"), batch.to_wire(), qos=1)
+
+    await session.subscribe("concentrator/conc-1/smartMeterMessage/#", on_reading)
+    task = asyncio.create_task(acker())
+    sys.stdout.write(json.dumps([s.port for s in sims]) + "\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    task.cancel()
+    await session.close()
+    for sim in sims:
+        await sim.stop()
+
+
+# --- parent: the concentrator under test ----------------------------------------------------------
+
+def meter_entry(kind: str, n: int, port: int, interval: float) -> str:
+    if kind == "modbus":
+        return (f'[[meters]]\nprotocol = "modbus"\nmeterIndividualId = "mb-{n}"\nregisterMap = "solar-inverter"\n'
+                f'interval = {interval}\ntcp = {{ host = "127.0.0.1", port = {port} }}\n')
+    secrets = (f'password = "{DEMO_PASSWORD}"\n' if kind == "lls" else
+               f'block_cipher_key = "{DEMO_BLOCK_KEY}"\nauthentication_key = "{DEMO_AUTH_KEY}"\n')
+    return (f'[[meters]]\nprotocol = "dlms"\nmeter_id = "{kind}-{n}"\nhost = "127.0.0.1"\nport = {port}\n'
+            f'security = "{kind}"\nprofile = "smr-5"\ninterval_s = {interval}\n{secrets}')
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+async def measure(kind: str, meters: int, seconds: float, interval: float, mosquitto: LocalMosquitto,
+                  workdir: Path) -> dict:
+    from edge.concentrator import Concentrator
+    from edge.config import load_config
+
+    child = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--meters", str(meters),
+                              "--mqtt-port", str(mosquitto.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout is not None
+        ports = json.loads(child.stdout.readline())
+        directory = workdir / f"{kind}-{meters}"
+        directory.mkdir()
+        config = directory / "concentrator.toml"
+        config.write_text(
+            'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstate = "state.sqlite"\nstatus_interval = 5\n'
+            f'[broker]\nport = {mosquitto.port}\nusername = "conc-1"\npassword = "{CONC.password}"\n'
+            '[polling]\nbus_limit = 1\njitter = 0.0\n[backfill]\nenabled = false\n\n'
+            + "\n".join(meter_entry(kind, n, port, interval) for n, port in enumerate(ports)))
+        concentrator = Concentrator(config=load_config(config))
+        count = 0
+        submit = concentrator.submit
+
+        def counting(readings, **kwargs):  # noqa: ANN001, ANN003
+            nonlocal count
+            readings = list(readings)
+            count += len(readings)
+            submit(readings, **kwargs)
+
+        concentrator.submit = counting  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(concentrator.run(stop))
+        await asyncio.sleep(min(3.0, seconds / 3))  # warm-up: first associations, register scalers
+        start_count, cpu0, wall0 = count, time.process_time(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        readings, cpu, wall = count - start_count, time.process_time() - cpu0, time.perf_counter() - wall0
+        rss = rss_kib()
+        backlog = len(concentrator.outbox)
+        stop.set()
+        await task
+        return {"kind": kind, "meters": meters, "interval_s": interval, "seconds": round(wall, 1),
+                "readings": readings, "readings_per_s": round(readings / wall, 1),
+                "cpu_s": round(cpu, 2), "cpu_ms_per_reading": round(1000 * cpu / max(readings, 1), 3),
+                "cpu_share": round(cpu / wall, 2), "rss_mib": round(rss / 1024, 1), "outbox_backlog": backlog}
+    finally:
+        if child.stdin:
+            child.stdin.close()
+        child.wait(timeout=30)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        mosquitto = LocalMosquitto(directory=workdir / "mosquitto", port=free_port(), accounts=[CLOUD, CONC])
+        mosquitto.start()
+        try:
+            runs = [(kind, args.meters, args.interval) for kind in args.kinds.split(",")]
+            if args.many:
+                runs.append(("lls", args.many, args.many_interval))
+            for kind, meters, interval in runs:
+                result = await measure(kind, meters, args.seconds, interval, mosquitto, workdir)
+                print(json.dumps(result), flush=True)
+        finally:
+            mosquitto.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--mqtt-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--meters", type=int, default=20, help="meters per protocol run")
+    parser.add_argument("--interval", type=float, default=0.05, help="poll interval (s); small = saturate")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--kinds", default="lls,hls-gmac,modbus")
+    parser.add_argument("--many", type=int, default=100, help="then a run with this many DLMS LLS meters (0: skip)")
+    parser.add_argument("--many-interval", type=float, default=5.0)
+    cli = parser.parse_args()
+    if cli.serve:
+        asyncio.run(serve(cli.serve, cli.meters, cli.mqtt_port))
+    else:
+        asyncio.run(main(cli))

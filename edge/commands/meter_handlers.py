@@ -1,0 +1,132 @@
+"""Command handlers for the meters a concentrator polls (DLMS and Modbus), for the CommandExecutor.
+
+Every handler that talks to a meter holds the poller's ``exclusive(meter_id)`` (``read_now``
+goes through ``poll_now``, which takes it itself), so a command never interleaves with a
+poll's DLMS association or a Modbus request on the same bus. Meter errors become stable
+command error codes: a transient one DEVICE_UNREACHABLE, any other DEVICE_ERROR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from broker.schemas import MeterReading
+from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
+from edge.commands.executor import CommandHandler
+from edge.polling import MeterError, MeterPoller
+
+CompletenessQuery = Callable[[str, int], dict[str, float]]
+
+
+@asynccontextmanager
+async def meter_errors() -> AsyncIterator[None]:
+    """Turn a meter failure into the command failure the core understands."""
+    try:
+        yield
+    except MeterError as exc:
+        if exc.transient:
+            raise DeviceUnreachable(str(exc)) from exc
+        raise CommandFailed(ErrorCode.DEVICE_ERROR, str(exc)) from exc
+
+
+def reading_result(readings: list[MeterReading]) -> dict[str, Any]:
+    """What ``read_now`` answers: the readings' times, ids and values by property id."""
+    return {"readings": [{
+        "meterReadingIdentifier": str(r.meter_reading_identifier),
+        "readingTime": r.reading_time.isoformat(),
+        "values": {pv.property_id: ({"value": pv.numerical_value, "unit": pv.unit} if pv.numerical_value is not None
+                                    else {"text": pv.text_value}) for pv in r.property_values},
+    } for r in readings]}
+
+
+def _moment(params: dict[str, Any], key: str, default: datetime | None) -> datetime | None:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(str(raw))
+    except ValueError:
+        raise InvalidParameters(f"{key} must be an ISO 8601 time, not {raw!r}") from None
+    if moment.tzinfo is None:
+        raise InvalidParameters(f"{key} must carry a timezone offset")
+    return moment
+
+
+def common_handlers(*, meter_id: str, poller: MeterPoller,
+                    completeness: CompletenessQuery) -> dict[str, CommandHandler]:
+    """Handlers every polled meter has: read_now and get_completeness."""
+
+    async def read_now(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors():
+            return reading_result(await poller.poll_now(meter_id))
+
+    async def get_completeness(params: dict[str, Any]) -> dict[str, Any]:
+        days = int(params.get("days", 7))
+        if not 1 <= days <= 31:
+            raise InvalidParameters("days must be within 1..31")
+        return {"completeness": completeness(meter_id, days)}
+
+    return {"read_now": read_now, "get_completeness": get_completeness}
+
+
+def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: CompletenessQuery,
+                  backfill: Callable[..., Any] | None = None,
+                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, CommandHandler]:
+    """Handlers for one DLMS meter (``adapter`` is an :class:`edge.dlms.DlmsMeterAdapter`)."""
+    meter_id = adapter.meter_id
+
+    async def get_clock(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            moment, status = await adapter.read_clock()
+        return {"time": moment.isoformat(), "status": status, "offsetSeconds": (moment - clock()).total_seconds()}
+
+    async def set_clock(params: dict[str, Any]) -> dict[str, Any]:
+        moment = _moment(params, "time", None) or clock()
+        async with meter_errors(), poller.exclusive(meter_id):
+            await adapter.set_clock(moment)
+        return {"time": moment.isoformat()}
+
+    async def disconnect(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            return {"outputState": await adapter.disconnect()}
+
+    async def connect(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            return {"outputState": await adapter.reconnect()}
+
+    async def get_output_state(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            return {"outputState": await adapter.read_output_state()}
+
+    handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
+    handlers.update(get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
+                    get_output_state=get_output_state)
+    if backfill is not None:
+        async def run_backfill(params: dict[str, Any]) -> dict[str, Any]:
+            async with meter_errors():
+                count = await backfill(meter_id, start=_moment(params, "start", None), end=_moment(params, "end", None))
+            return {"readings": count}
+
+        handlers["backfill"] = run_backfill
+    return handlers
+
+
+def modbus_handlers(*, source: Any, poller: MeterPoller, completeness: CompletenessQuery) -> dict[str, CommandHandler]:
+    """Handlers for one Modbus meter (``source`` is an :class:`edge.modbus.ModbusMeterSource`)."""
+    meter_id = source.meter_id
+
+    async def write_register(params: dict[str, Any]) -> dict[str, Any]:
+        point = params.get("point") or params.get("name")
+        if not isinstance(point, str) or "value" not in params:
+            raise InvalidParameters("write_register needs 'point' (a point name of the register map) and 'value'")
+        value = params["value"]
+        async with meter_errors(), poller.exclusive(meter_id):
+            await source.write_point(point, value)
+        return {"point": point, "value": value}
+
+    handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
+    handlers["write_register"] = write_register
+    return handlers

@@ -1,0 +1,104 @@
+"""The concentrator's polled meters: DLMS adapters and Modbus sources built from its config.
+
+Builds one :class:`~edge.polling.MeterPoller` over every DLMS and Modbus meter, knows each
+meter's interval period (for completeness and backfill), which meters keep a load profile
+(for backfill), and the command handlers of each meter (for the command executor).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from edge.commands.executor import CommandHandler
+from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
+from edge.config import ConcentratorConfig, DlmsMeter, ModbusMeter
+from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
+from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource, RegisterMap, load_map
+from edge.polling import Backoff, MeterPoller, RecoveredHook, Sink
+
+log = logging.getLogger(__name__)
+
+
+class MeterSet:
+    """Every polled meter of one concentrator, with its poller."""
+
+    def __init__(self, *, config: ConcentratorConfig, sink: Sink, clock: Callable[[], datetime]) -> None:
+        polling = config.polling
+        self._clock = clock
+        self._hook: RecoveredHook | None = None
+        self.poller = MeterPoller(
+            sink=sink, on_recovered=self._recovered, default_bus_limit=polling.bus_limit, jitter=polling.jitter,
+            backoff=Backoff(base=polling.retry_base_s, cap=max(polling.retry_cap_s, polling.retry_base_s)),
+            unhealthy_after=polling.unhealthy_after, wall_clock=lambda: clock().timestamp())
+        self.dlms: dict[str, DlmsMeterAdapter] = {}
+        self.modbus: dict[str, ModbusMeterSource] = {}
+        # Seconds per interval slot, by meter: the load profile's period, else the poll interval.
+        self.periods: dict[str, float] = {}
+        self.connections = ModbusConnections()
+        self._counters: InvocationCounterStore | None = None
+        maps: dict[str, RegisterMap] = {}
+        for meter in config.meters:
+            if isinstance(meter, DlmsMeter):
+                if self._counters is None:
+                    self._counters = InvocationCounterStore(config.invocation_counters)
+                self._add_dlms(meter)
+            elif isinstance(meter, ModbusMeter):
+                if meter.register_map not in maps:
+                    maps[meter.register_map] = load_map(meter.register_map)
+                self._add_modbus(meter, maps[meter.register_map])
+
+    def _add_dlms(self, meter: DlmsMeter) -> None:
+        plain = DlmsMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
+        adapter = DlmsMeterAdapter(config=plain, counters=self._counters, time_source=self._clock)
+        spec = adapter.profile.load_profile
+        self.dlms[meter.meter_id] = adapter
+        self.periods[meter.meter_id] = spec.period_minutes * 60.0 if spec else meter.interval_s
+        self.poller.add(adapter)
+
+    def _add_modbus(self, meter: ModbusMeter, register_map: RegisterMap) -> None:
+        plain = ModbusMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
+        adapter = ModbusAdapter(register_map=register_map, meter_id=plain.meter_id,
+                                client=self.connections.client_for(plain), unit_id=plain.unit_id, clock=self._clock)
+        source = ModbusMeterSource(config=plain, adapter=adapter, clock=self._clock)
+        self.modbus[plain.meter_id] = source
+        self.periods[plain.meter_id] = plain.interval
+        self.poller.add(source)
+
+    # --- backfill ------------------------------------------------------------------------------
+
+    @property
+    def profile_sources(self) -> dict[str, DlmsMeterAdapter]:
+        """Meters with a load profile to backfill from."""
+        return {m: a for m, a in self.dlms.items() if a.profile.load_profile is not None}
+
+    @property
+    def profile_periods(self) -> dict[str, timedelta]:
+        return {m: timedelta(seconds=self.periods[m]) for m in self.profile_sources}
+
+    def on_recovered(self, hook: RecoveredHook) -> None:
+        """Run ``hook(meter_id, down_since, now)`` when a meter answers again after failures."""
+        self._hook = hook
+
+    async def _recovered(self, meter_id: str, down_since: datetime, now: datetime) -> None:
+        if self._hook is not None:
+            await self._hook(meter_id, down_since, now)
+
+    # --- commands -------------------------------------------------------------------------------
+
+    def command_handlers(self, *, completeness: CompletenessQuery,
+                         backfill: Callable[..., Any] | None = None) -> dict[str, dict[str, CommandHandler]]:
+        """Command handlers per meter id."""
+        out: dict[str, dict[str, CommandHandler]] = {}
+        for meter_id, adapter in self.dlms.items():
+            out[meter_id] = dlms_handlers(adapter=adapter, poller=self.poller, completeness=completeness,
+                                          backfill=backfill if meter_id in self.profile_sources else None,
+                                          clock=self._clock)
+        for meter_id, source in self.modbus.items():
+            out[meter_id] = modbus_handlers(source=source, poller=self.poller, completeness=completeness)
+        return out
+
+    def close(self) -> None:
+        self.connections.close()

@@ -1,0 +1,110 @@
+"""A meter that stops answering is retried and reported unhealthy while the others are read; the
+config's secrets never reach a log line or a repr; config errors name file, meter and field."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from broker import topics
+from broker.session import Message
+from edge.config import ConfigError, load_config
+from tests.edge.concentrator.conftest import AUTH_KEY, BLOCK_KEY, PASSWORD, dlms_entry, wait_for, write_config
+from tests.fixtures.ingest import cloud_session
+
+
+async def test_silent_meter_is_retried_and_reported_unhealthy_while_others_are_read(
+        tmp_path, mosquitto, clock, lls_sim, hls_sim, run_concentrator):
+    statuses: list[dict] = []
+
+    async def on_status(message: Message) -> None:
+        statuses.append(json.loads(message.payload))
+
+    cloud = cloud_session(mosquitto)
+    await cloud.connect()
+    await cloud.subscribe(topics.concentrator_status("conc-1"), on_status)
+    config = write_config(tmp_path, mqtt_port=mosquitto.port, initial_hours=0, status_interval=0.3,
+                          meters=[dlms_entry("lls-1", lls_sim, timeout=0.3), dlms_entry("hls-1", hls_sim)])
+    run = await run_concentrator(config, clock=clock)
+    await wait_for(lambda: run.concentrator.poller.health_of("lls-1").last_success, what="a first read")
+
+    lls_sim.unresponsive = True
+
+    def health(status: dict, meter: str) -> dict:
+        return next(m for m in status.get("meters", []) if m["meterId"] == meter)
+
+    def reported_unhealthy() -> bool:
+        return bool(statuses) and statuses[-1]["state"] == "ONLINE" and not health(statuses[-1], "lls-1")["healthy"]
+
+    await wait_for(reported_unhealthy, what="a status that reports lls-1 unhealthy")
+    failures, served = health(statuses[-1], "lls-1")["consecutiveFailures"], hls_sim.frames_served
+    await wait_for(lambda: health(statuses[-1], "lls-1")["consecutiveFailures"] > failures + 1,
+                   what="further retries")
+    await wait_for(lambda: hls_sim.frames_served > served + 10, what="the healthy meter to keep being read")
+    latest = statuses[-1]
+    assert health(latest, "hls-1")["healthy"] and health(latest, "hls-1")["consecutiveFailures"] == 0
+    assert "no answer within 0.3s" in health(latest, "lls-1")["lastError"]
+    assert set(latest["completeness"]) == {"lls-1", "hls-1"}
+
+    lls_sim.unresponsive = False
+    await wait_for(lambda: health(statuses[-1], "lls-1")["healthy"], what="lls-1 healthy again")
+    await run.finish()
+    await cloud.close()
+    assert statuses[-1]["state"] == "OFFLINE"
+
+
+async def test_dlms_secrets_never_reach_the_log_or_a_repr(tmp_path, mosquitto, clock, lls_sim, hls_sim,
+                                                            run_concentrator, caplog):
+    caplog.set_level(logging.DEBUG)
+    config_path = write_config(tmp_path, mqtt_port=mosquitto.port,
+                               meters=[dlms_entry("lls-1", lls_sim), dlms_entry("hls-1", hls_sim)])
+    config = load_config(config_path)
+    run = await run_concentrator(config_path, clock=clock)
+    await wait_for(lambda: run.concentrator.backfiller.runs >= 2 and run.concentrator.poller.health_of("hls-1").last_success,
+                   what="both meters read and backfilled")
+    await run.finish()
+
+    exposed = repr(config) + str(config) + repr(run.concentrator.meters.dlms) + caplog.text
+    assert "backfilled" in caplog.text  # the log really covers the start and the reads
+    for secret in (PASSWORD, BLOCK_KEY, AUTH_KEY, BLOCK_KEY.upper(), "conc-1-pw"):
+        assert secret not in exposed
+
+
+@pytest.mark.parametrize(("entry", "expected"), [
+    ('protocol = "dlms"\nmeter_id = "m-7"\nhost = "h"\nsecurity = "lls"\n', "meter m-7: (entry): Value error, security 'lls' needs a password"),
+    ('protocol = "dlms"\nmeter_id = "m-7"\nhost = "h"\nport = 99999\npassword = "x"\n', "meter m-7: port:"),
+    ('protocol = "dlms"\nmeter_id = "m-7"\nhost = "h"\nsecurity = "hls-gmac"\nblock_cipher_key = "zz-not-hex"\n'
+     'authentication_key = "00"\n', "block_cipher_key must be hex"),
+    ('protocol = "modbus"\nmeterIndividualId = "inv-3"\nregisterMap = "solar-inverter"\n', "meter inv-3: (entry): Value error, meter 'inv-3': give exactly one of tcp and serial"),
+    ('protocol = "zigbee"\nmeter_id = "z"\n', "meter z: (entry): Input tag 'zigbee'"),
+])
+def test_config_errors_name_file_meter_and_field_but_no_secret(tmp_path, entry, expected):
+    path = tmp_path / "c.toml"
+    path.write_text(f'concentrator_id = "c1"\n\n[[meters]]\n{entry}')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+    assert "zz-not-hex" not in message
+
+
+def test_duplicate_meter_ids_are_refused(tmp_path):
+    path = tmp_path / "c.toml"
+    entry = '[[meters]]\nprotocol = "dlms"\nmeter_id = "m-1"\nhost = "h"\npassword = "p"\n'
+    path.write_text(f'concentrator_id = "c1"\n{entry}{entry}')
+    with pytest.raises(ConfigError, match="meter m-1: meter_id appears twice"):
+        load_config(path)
+
+
+def test_the_example_config_is_valid():
+    from pathlib import Path
+
+    from edge.config import DlmsMeter, ModbusMeter, P1Meter
+
+    config = load_config(Path(__file__).parents[3] / "config" / "concentrator.example.toml")
+    kinds = [type(m) for m in config.meters]
+    assert kinds == [DlmsMeter, DlmsMeter, ModbusMeter, ModbusMeter, P1Meter]
+    assert "000102030405060708090a0b0c0d0e0f" not in repr(config)
