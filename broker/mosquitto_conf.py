@@ -27,7 +27,7 @@ CLOUD_ROLE = "cloud"
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A broker login. ``role`` decides its ACL: cloud, concentrator, app or device."""
+    """A broker login. ``role`` decides its ACL: cloud, concentrator, app, device or fleet."""
 
     username: str
     password: str
@@ -75,6 +75,8 @@ def render_acl(accounts: list[Account]) -> str:
       so provisioning a concentrator needs no ACL change (and with mTLS the certificate's CN
       becomes the username);
     - device (MQTT-native): only ``device/<its id>/#``;
+    - fleet (a gateway or simulator serving many MQTT-native devices): read every
+      ``device/+/command``, write ``device/+/response`` and ``device/+/status``;
     - app (username ``app.<org>``): read ``app/<org>/#``, write ``domain/+/request/<org>``,
       read ``domain/+/response/<org>``;
     - cloud services: everything.
@@ -89,6 +91,9 @@ def render_acl(accounts: list[Account]) -> str:
                       f"topic write domain/+/request/{org}", f"topic read domain/+/response/{org}", ""]
         elif account.role == "device":
             lines += [f"user {account.username}", f"topic readwrite device/{account.username}/#", ""]
+        elif account.role == "fleet":
+            lines += [f"user {account.username}", "topic read device/+/command", "topic write device/+/response",
+                      "topic write device/+/status", ""]
         elif account.role != "concentrator":
             raise ValueError(f"unknown broker role {account.role!r} for {account.username!r}")
     # Patterns apply to every user; only concentrators have no user block granting more.

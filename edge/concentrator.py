@@ -33,14 +33,7 @@ SOFTWARE_VERSION = "gridwire-0.1.0"
 DEFAULT_PERIOD_S = 900.0
 
 
-class StatusWithCompleteness(ConcentratorStatus):
-    """The birth message plus per-meter completeness ({meterId: {date: ratio}}).
 
-    A Gridwire extension of the broker contract: readers that parse plain
-    ``ConcentratorStatus`` ignore the extra field.
-    """
-
-    completeness: dict[str, dict[str, float]] | None = None
 
 
 def _utcnow() -> datetime:
@@ -66,7 +59,7 @@ class Concentrator:
                           key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
         self.session = MqttSession(
             client_id=f"concentrator-{self.cid}", host=b.host, port=b.port, username=b.username,
-            password=b.password.get_secret_value() if b.password else None, session_expiry=b.session_expiry,
+            password=b.secret(), session_expiry=b.session_expiry,
             max_inflight=b.max_inflight, tls=tls,
             will=Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire()),
         )
@@ -127,7 +120,7 @@ class Concentrator:
     def _status(self, state: str, *, reason: str | None = None) -> ConcentratorStatus:
         online = state == "ONLINE"
         days = self.config.completeness_days
-        return StatusWithCompleteness(
+        return ConcentratorStatus(
             concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._birth_count,
             softwareVersion=SOFTWARE_VERSION,
             meters=[*self.health.values(), *self.poller.health()] if online else [],

@@ -6,6 +6,7 @@ Errors name the file, the meter and the field. Secrets (broker password, DLMS ke
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -30,11 +31,25 @@ class BrokerSettings(_Config):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
+    # Read the password from this environment variable instead (keeps it out of the file).
+    password_env: str | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
     session_expiry: int = Field(default=7 * 24 * 3600, ge=0)
     max_inflight: int = Field(default=200, ge=1, le=65535)
+
+
+    def secret(self) -> str | None:
+        """The broker password: given inline, or from the variable ``password_env`` names."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"broker.password_env: variable {self.password_env} is not set")
+            return value
+        return None
 
 
 class P1Meter(_Config):

@@ -8,11 +8,11 @@ name (``physicalMeter`` is accepted on input), ``propertyDescription`` is the na
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
+import pydantic_core
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 # Namespace for reading ids derived from (meter, reading time): a re-read or a redelivery of
@@ -132,8 +132,10 @@ def parse_meter_message(payload: bytes | str) -> list[MeterReading]:
     Raises ``ValueError`` (``pydantic.ValidationError`` is one) naming what is wrong.
     """
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # pydantic-core's parser: several times faster than json.loads, and it refuses lone
+        # surrogates (json.loads lets them through, and they cannot be written as UTF-8).
+        document = pydantic_core.from_json(payload)
+    except ValueError as exc:
         raise ValueError(f"payload is not JSON: {exc}") from exc
     if isinstance(document, dict) and "meterReadings" in document:
         return list(_BATCH.validate_python(document).meter_readings)

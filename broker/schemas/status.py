@@ -37,6 +37,8 @@ class ConcentratorStatus(BaseModel):
     meters: list[MeterHealth] = Field(default_factory=list)
     outbox_backlog: int | None = Field(default=None, alias="outboxBacklog")
     reason: str | None = None
+    # Share of expected intervals present, per meter per day: {meterId: {"2026-03-02": 0.98}}.
+    completeness: dict[str, dict[str, float]] | None = None
 
     def to_wire(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -49,3 +49,13 @@ def test_compose_broker_is_the_mosquitto_the_tests_run():
     installed = re.search(r"mosquitto version (\d+\.\d+\.\d+)", out)
     assert installed, out[:200]
     assert image == f"eclipse-mosquitto:{installed.group(1)}"
+
+
+def test_compose_concentrator_config_is_valid(monkeypatch):
+    from edge.config import load_config
+
+    monkeypatch.setenv("GRIDWIRE_CONCENTRATOR_PASSWORD", "from-the-environment")
+    config = load_config(ROOT / "config" / "compose" / "concentrator.toml")
+    assert config.broker.secret() == "from-the-environment"
+    hosts = {getattr(m, "host", None) or getattr(getattr(m, "tcp", None), "host", None) for m in config.meters}
+    assert hosts <= set(COMPOSE["services"])  # every meter it reads is a service of the compose file
