@@ -36,6 +36,8 @@ class DemoOptions:
     influx_port: int
     interval: float
     duration: float | None
+    dlms_meters: int = 2
+    modbus_meters: int = 1
 
 
 def meter_id(n: int) -> str:
@@ -53,10 +55,21 @@ def _write_adapter_config(path: Path, n: int) -> None:
 
 
 def _write_concentrator_config(path: Path, *, mqtt_port: int, password: str, ports: list[str],
-                               adapters: list[Path]) -> None:
+                               adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int]) -> None:
     meters = "\n".join(
         f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
         for port, adapter in zip(ports, adapters, strict=True)
+    )
+    # The DLMS simulator's well-known demo password (edge/dlms/cli.py); a real meter's is secret.
+    meters += "\n".join(
+        f'\n[[meters]]\nprotocol = "dlms"\nmeter_id = "{meter_id(2000 + n)}"\nhost = "127.0.0.1"\n'
+        f'port = {port}\nsecurity = "lls"\npassword = "12345678"\nprofile = "dsmr-4.2.2"\ninterval_s = 15\n'
+        for n, port in enumerate(dlms_ports)
+    )
+    meters += "\n".join(
+        f'\n[[meters]]\nprotocol = "modbus"\nmeterIndividualId = "{meter_id(3000 + n)}"\n'
+        f'registerMap = "solar-inverter"\nunitId = 1\ninterval = 10\ntcp = {{ host = "127.0.0.1", port = {port} }}\n'
+        for n, port in enumerate(modbus_ports)
     )
     path.write_text(
         f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n\n'
@@ -75,7 +88,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     from cloud.settings import Settings
     from edge.concentrator import Concentrator
     from edge.config import load_config
+    from edge.dlms.cli import build_simulator
+    from edge.modbus.register_map import load_map
+    from edge.modbus.simulator import ModbusSimulator
     from edge.p1.simulator import MeterModel, P1Simulator
+    from gridwire.procs import free_port
 
     root = options.directory.resolve()
     edge_dir = root / "edge"
@@ -93,6 +110,12 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                                                equipment_id=f"E{n:016d}"), interval=options.interval)
                   for n in range(options.meters)]
     ports = [sim.open() for sim in simulators]
+    dlms = [build_simulator(host="127.0.0.1", port=free_port(), security="lls", serial=f"GWDEMO{n:06d}")
+            for n in range(options.dlms_meters)]
+    modbus = [ModbusSimulator(register_map=load_map("solar-inverter"), port=free_port())
+              for _ in range(options.modbus_meters)]
+    for device in (*dlms, *modbus):
+        await device.start()
     adapters = []
     for n in range(options.meters):
         adapter = edge_dir / f"meter-{n}.yaml"
@@ -100,7 +123,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         adapters.append(adapter)
     config_file = edge_dir / "concentrator.toml"
     _write_concentrator_config(config_file, mqtt_port=options.mqtt_port, password=concentrator_password,
-                               ports=ports, adapters=adapters)
+                               ports=ports, adapters=adapters, dlms_ports=[d.port for d in dlms],
+                               modbus_ports=[m.port for m in modbus])
     concentrator = Concentrator(config=load_config(config_file))
 
     jwt_secret = secrets.token_urlsafe(32)
@@ -131,6 +155,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     finally:
         for sim in simulators:
             await sim.stop()
+        for device in (*dlms, *modbus):
+            await device.stop()
         await asyncio.to_thread(mosquitto.stop)
         await asyncio.to_thread(influxd.stop)
 
@@ -148,7 +174,9 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path)
         "\"pageSize\": 50}'" % (options.api_port, token, start, end),
         f"  broker      mosquitto_sub -h 127.0.0.1 -p {options.mqtt_port} -u gridwire-cloud -P '{cloud_password}' "
         "-V mqttv5 -v -t 'concentrator/#'",
-        f"  meters      {options.meters} simulated DSMR 5 meters (P1) on concentrator {CONCENTRATOR_ID}",
+        f"  meters      on concentrator {CONCENTRATOR_ID}: {options.meters} DSMR 5 (P1), {options.dlms_meters} "
+        f"DLMS/COSEM (LLS, their last 24 h backfilled from the load profile), {options.modbus_meters} Modbus "
+        "inverter(s)",
         f"  data        {root}",
         "",
     ]
