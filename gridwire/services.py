@@ -127,16 +127,27 @@ class LocalInfluxd:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"influxd on {self.url} never answered /ping")
+                raise RuntimeError(f"influxd on {self.url} never answered /ping:\n{self.log_tail()}")
             time.sleep(0.05)
 
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
     def stop(self) -> None:
+        """Graceful stop (SIGTERM)."""
         self.process.stop()
 
     def kill(self) -> None:
+        """SIGKILL: what a crash or power cut looks like; the WAL carries the data over."""
         self.process.kill()
 
+    def log_tail(self) -> str:
+        log = self.directory / "influxd.log"
+        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+
     def query(self, q: str, *, database: str | None = None) -> dict:
+        """One InfluxQL statement over HTTP (set-up and checks; the product uses cloud.store)."""
         params = {"q": q, "epoch": "ns"}
         if database:
             params["db"] = database

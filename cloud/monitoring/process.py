@@ -10,34 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from broker.session import MqttSession
 from cloud.monitoring.monitor import StatusMonitor
 from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
+from cloud.process import CloudProcessSettings, default_client_id
 from cloud.registry import Registry
 from cloud.registry.db import create_engine
 
 log = logging.getLogger(__name__)
 
 
-class MonitorSettings(BaseSettings):
+class MonitorSettings(CloudProcessSettings):
     """Where the monitor listens and keeps state; e.g. ``GRIDWIRE_MQTT_HOST``, ``GRIDWIRE_REGISTRY_URL``."""
 
-    model_config = SettingsConfigDict(env_prefix="GRIDWIRE_", extra="ignore")
-
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
-    mqtt_username: str = "gridwire-cloud"
-    mqtt_password: SecretStr | None = None
-    registry_url: str = "sqlite+aiosqlite:///var/gridwire-registry.sqlite"
     # Stable per process so a restarted process resumes its durable session.
-    monitor_client_id: str = Field(default_factory=lambda: f"monitor-{socket.gethostname()}-{os.getpid()}")
+    monitor_client_id: str = Field(default_factory=lambda: default_client_id("monitor"))
     monitor_sweep_seconds: float = Field(default=60.0, gt=0)
     monitor_failures_offline: int = Field(default=3, ge=1)
 
@@ -46,9 +36,7 @@ async def run_monitor(settings: MonitorSettings, stop: asyncio.Event) -> None:
     """Consume concentrator status and sweep for silent devices until ``stop`` is set."""
     engine = create_engine(settings.registry_url)
     registry = Registry(engine=engine)
-    session = MqttSession(client_id=settings.monitor_client_id, host=settings.mqtt_host, port=settings.mqtt_port,
-                          username=settings.mqtt_username,
-                          password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+    session = settings.mqtt_session(settings.monitor_client_id)
     store = MonitoringStore(engine)
     monitor = StatusMonitor(store=store, registry=registry,
                             notifier=Notifier(store=store, registry=registry, publisher=session),

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
-from broker.session import MqttSession
 from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
+from cloud.process import CloudProcessSettings, default_client_id
 from cloud.registry import Registry
 from cloud.registry.db import create_engine
 from cloud.timesync.service import DriftRecorder, TimeService
@@ -27,17 +24,10 @@ from cloud.timesync.store import DriftStore
 log = logging.getLogger(__name__)
 
 
-class TimeSyncSettings(BaseSettings):
+class TimeSyncSettings(CloudProcessSettings):
     """Where the time service listens and stores drift; e.g. ``GRIDWIRE_MQTT_HOST``."""
 
-    model_config = SettingsConfigDict(env_prefix="GRIDWIRE_", extra="ignore")
-
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
-    mqtt_username: str = "gridwire-cloud"
-    mqtt_password: SecretStr | None = None
-    registry_url: str = "sqlite+aiosqlite:///var/gridwire-registry.sqlite"
-    timesync_client_id: str = Field(default_factory=lambda: f"timesync-{socket.gethostname()}-{os.getpid()}")
+    timesync_client_id: str = Field(default_factory=lambda: default_client_id("timesync"))
     # Meter drift beyond this raises a CLOCK_DRIFT event for subscribed organisations.
     timesync_drift_alarm_seconds: float = Field(default=10.0, gt=0)
 
@@ -47,9 +37,7 @@ async def run_timesync(settings: TimeSyncSettings, stop: asyncio.Event) -> None:
     engine = create_engine(settings.registry_url)
     # Durable, so no drift report is lost while we restart; stale time requests are not replayed
     # because they carry a message expiry of EXCHANGE_EXPIRY_SECONDS.
-    session = MqttSession(client_id=settings.timesync_client_id, host=settings.mqtt_host, port=settings.mqtt_port,
-                          username=settings.mqtt_username,
-                          password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None)
+    session = settings.mqtt_session(settings.timesync_client_id)
     notifier = Notifier(store=MonitoringStore(engine), registry=Registry(engine=engine), publisher=session)
     recorder = DriftRecorder(store=DriftStore(engine), notifier=notifier,
                              alarm_seconds=settings.timesync_drift_alarm_seconds)
