@@ -1,5 +1,11 @@
 """Groups readings from many MQTT messages into few InfluxDB writes, and tells each message
-when its readings are stored, so it is acknowledged only then."""
+when its readings are stored, so it is acknowledged only then.
+
+Readings arrive already encoded as line protocol (the consumer encodes while it validates),
+so a flush only joins strings. One write is in flight at a time while the next batch fills:
+handlers keep encoding and submitting during the HTTP round trip, and the broker's receive
+maximum bounds how much can pile up.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from broker.schemas import MeterReading
 from broker.session import Backoff
 from cloud.store.errors import StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[..., Awaitable[int]]
+# Writes line-protocol lines (``InfluxStore.write_lines``; ``write_readings`` accepts them too).
+Writer = Callable[[Sequence[str]], Awaitable[int]]
 # Told, after a write and before any message is acknowledged, which concentrator messages
 # (by sequence number) are now stored: the end-to-end confirmation the edge waits for.
 Confirm = Callable[[dict[str, list[int]]], Awaitable[None]]
@@ -22,7 +28,7 @@ Confirm = Callable[[dict[str, list[int]]], Awaitable[None]]
 
 @dataclass(slots=True)
 class _Entry:
-    readings: Sequence[MeterReading]
+    lines: Sequence[str]
     concentrator_id: str | None
     seq: int | None
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -38,7 +44,7 @@ class WriteBatcher:
     rejected message's future gets the StoreRejected and its handler dead-letters it.
     """
 
-    def __init__(self, *, write: Writer, max_readings: int = 5000, max_delay: float = 0.1,
+    def __init__(self, *, write: Writer, max_readings: int = 10_000, max_delay: float = 0.1,
                  backoff: Backoff = Backoff(initial=0.2, maximum=5.0), confirm: Confirm | None = None) -> None:
         self._write = write
         self._confirm = confirm
@@ -56,13 +62,13 @@ class WriteBatcher:
     def set_confirm(self, confirm: Confirm) -> None:
         self._confirm = confirm
 
-    async def submit(self, readings: Sequence[MeterReading], *, concentrator_id: str | None,
-                     seq: int | None = None) -> None:
-        """Return once ``readings`` are stored (and confirmed to their concentrator when the
-        message carried a sequence number); raise StoreRejected if the store refuses them."""
-        entry = _Entry(readings, concentrator_id, seq)
+    async def submit(self, lines: Sequence[str], *, concentrator_id: str | None, seq: int | None = None) -> None:
+        """Return once ``lines`` (one message's readings, encoded) are stored, and confirmed
+        to their concentrator when the message carried a sequence number; raise
+        StoreRejected if the store refuses them."""
+        entry = _Entry(lines, concentrator_id, seq)
         self._pending.append(entry)
-        self._count += len(readings)
+        self._count += len(lines)
         self._first.set()
         if self._count >= self.max_readings:
             self._full.set()
@@ -118,28 +124,20 @@ class WriteBatcher:
             _succeed(entry)
 
     async def _write_with_retry(self, batch: list[_Entry]) -> None:
+        lines = [line for entry in batch for line in entry.lines]
         attempt = 0
         while True:
             try:
-                for concentrator, readings in _by_concentrator(batch).items():
-                    await self._write(readings, concentrator_id=concentrator)
-                self.written += sum(len(e.readings) for e in batch)
+                await self._write(lines)
+                self.written += len(lines)
                 self.batches += 1
                 return
             except StoreUnavailable as exc:
                 delay = self._backoff.delay(attempt)
                 attempt += 1
                 self.retries += 1
-                log.warning("store unavailable (%s); retrying %d readings in %.1fs", exc,
-                            sum(len(e.readings) for e in batch), delay)
+                log.warning("store unavailable (%s); retrying %d readings in %.1fs", exc, len(lines), delay)
                 await asyncio.sleep(delay)
-
-
-def _by_concentrator(batch: list[_Entry]) -> dict[str | None, list[MeterReading]]:
-    grouped: dict[str | None, list[MeterReading]] = {}
-    for entry in batch:
-        grouped.setdefault(entry.concentrator_id, []).extend(entry.readings)
-    return grouped
 
 
 def _succeed(entry: _Entry) -> None:

@@ -2,8 +2,15 @@
 messages. Validates, batches into the store, acknowledges only after the write.
 
 Any number of these run side by side (``$share/ingest/...``); they hold no state of their
-own, so one killed mid-batch loses nothing: its unacknowledged messages go to the others
-or to it again when it is back.
+own, so one killed mid-batch loses nothing. What it had received but not acknowledged stays
+in its durable session on the broker (mosquitto 2.0 does not hand it to the others), and
+the broker goes on queueing its share of new messages there while it is away. So:
+
+- restarted with the same client id (``GRIDWIRE_INGEST_CLIENT_ID``) within the session
+  expiry, it resumes the session and stores all of that;
+- gone for good, its session expires after ``GRIDWIRE_INGEST_SESSION_EXPIRY`` seconds and
+  the broker drops it; the concentrators' outboxes, which never got a DeliveryAck for those
+  messages, send them again (after their confirm timeout) and the others store them.
 """
 
 from __future__ import annotations
@@ -20,15 +27,20 @@ from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, 
 from broker.session import Message, MqttSession
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
+from cloud.ingest.fast_encode import ValueCheck, encode_payload
 from cloud.store.errors import StoreRejected
-from cloud.store.line_protocol import check_reading
+from cloud.store.line_protocol import check_reading, encode_reading
 
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "ingest"
 
 # Extra checks a deployment adds (the catalogue: known property, allowed unit); reason or None.
+# A check that depends only on each value's (property id, unit, is text, meter class) may
+# carry that rule as a ``value_check`` attribute (a ValueCheck): the fast path then applies it
+# (memoised) instead of giving up the fast path for every message.
 ReadingCheck = Callable[[MeterReading], str | None]
+_MEMO_LIMIT = 4096
 
 
 class IngestConsumer:
@@ -43,12 +55,19 @@ class IngestConsumer:
         self._dead_letters = dead_letters
         self.name = name
         self._checks = (check_reading, *checks)
+        # The fast path knows the store's own checks, and a deployment's checks that say how
+        # to judge one value; any other check needs the models, so every message goes the full way.
+        rules = [getattr(check, "value_check", None) for check in checks]
+        self._fast = all(rule is not None for rule in rules)
+        self._value_check = _memoised(rules) if rules and self._fast else None
         self.stored_messages = 0
         self.dead_lettered = 0
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
-        await self._session.subscribe(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle)
+        topic_filter = topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES)
+        await self._session.subscribe(topic_filter, self.handle)
+        log.info("%s: subscribed to %s", self.name, topic_filter)
         self.ready.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -61,12 +80,12 @@ class IngestConsumer:
     async def handle(self, message: Message) -> None:
         """Store the message's readings, or dead-letter it with the reason; then it is acked."""
         try:
-            concentrator, readings = self._validate(message)
+            concentrator, lines = self._encode(message)
         except ValueError as exc:
             await self._reject(message, _reason(exc))
             return
         try:
-            await self._batcher.submit(readings, concentrator_id=concentrator, seq=_seq(message))
+            await self._batcher.submit(lines, concentrator_id=concentrator, seq=_seq(message))
         except StoreRejected as exc:
             await self._reject(message, f"store rejected the readings: {exc}")
             return
@@ -78,6 +97,19 @@ class IngestConsumer:
             self._session.publish(topics.concentrator_ack(cid), DeliveryAck.of(seqs).to_wire(), qos=1)
             for cid, seqs in seqs_by_concentrator.items()
         ))
+
+    def _encode(self, message: Message) -> tuple[str, list[str]]:
+        """The message's concentrator and its readings as line protocol; ValueError if invalid."""
+        parsed = topics.parse(message.topic)
+        if self._fast and parsed.kind == "meter_message":
+            assert parsed.concentrator is not None and parsed.meter is not None
+            lines = encode_payload(message.payload, meter=parsed.meter, concentrator_id=parsed.concentrator,
+                                   value_check=self._value_check)
+            if lines is not None:
+                return parsed.concentrator, lines
+        # Unusual or invalid: the full validator accepts it or says exactly what is wrong.
+        concentrator, readings = self._validate(message)
+        return concentrator, [encode_reading(r, concentrator_id=concentrator) for r in readings]
 
     def _validate(self, message: Message) -> tuple[str, list[MeterReading]]:
         parsed = topics.parse(message.topic)
@@ -105,6 +137,23 @@ class IngestConsumer:
         seq, parsed = _seq(message), _concentrator_of(message.topic)
         if seq is not None and parsed is not None:
             await self.confirm({parsed: [seq]})
+
+
+def _memoised(rules: list[ValueCheck | None]) -> ValueCheck:
+    """All ``rules`` as one ValueCheck, each distinct value shape judged once (bounded)."""
+    memo: dict[tuple[str, str | None, bool, str | None], bool] = {}
+
+    def check(pid: str, unit: str | None, is_text: bool, meter_class: str | None) -> bool:
+        key = (pid, unit, is_text, meter_class)
+        verdict = memo.get(key)
+        if verdict is None:
+            verdict = all(rule(*key) for rule in rules if rule is not None)
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = verdict
+        return verdict
+
+    return check
 
 
 def _seq(message: Message) -> int | None:

@@ -28,10 +28,19 @@ class IngestSettings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str = "gridwire-cloud"
     mqtt_password: SecretStr | None = None
-    # Stable per process so a restarted process resumes its durable session.
+    # Set it per instance and keep it across restarts (ingest-1, ingest-2, ...) so a restart
+    # resumes the durable session; the default (host and pid) is unique but new each start.
     ingest_client_id: str = Field(default_factory=lambda: f"ingest-{socket.gethostname()}-{os.getpid()}")
+    # How long the broker keeps this process's session while it is away. Within it, a restart
+    # with the same client id resumes the session and gets back the messages it held. The
+    # broker goes on giving an absent session its turn in the shared subscription, so one
+    # that never comes back would hold 1/N of the stream until expiry; after expiry the broker
+    # drops the session and the concentrators' outboxes send again what was never confirmed.
+    ingest_session_expiry: int = Field(default=300, ge=0)
+    # The broker's max_inflight_messages (1000) caps this further.
     ingest_receive_maximum: int = Field(default=2000, ge=1, le=65535)
-    ingest_batch_readings: int = Field(default=5000, ge=1)
+    # One write body per batch; a write in flight while the next batch fills.
+    ingest_batch_readings: int = Field(default=10_000, ge=1)
     ingest_batch_delay: float = Field(default=0.1, gt=0)
     influx_url: str = "http://127.0.0.1:8086"
     influx_database: str = "gridwire"
@@ -46,13 +55,15 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
     store = InfluxStore(url=settings.influx_url, database=settings.influx_database,
                         username=settings.influx_username,
                         password=settings.influx_password.get_secret_value() if settings.influx_password else None,
-                        token=settings.influx_token.get_secret_value() if settings.influx_token else None)
+                        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
+                        batch_size=settings.ingest_batch_readings)
     dead_letters = DeadLetterStore.from_url(settings.database_url)
     session = MqttSession(client_id=settings.ingest_client_id, host=settings.mqtt_host, port=settings.mqtt_port,
                           username=settings.mqtt_username,
                           password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
-                          receive_maximum=settings.ingest_receive_maximum)
-    batcher = WriteBatcher(write=store.write_readings, max_readings=settings.ingest_batch_readings,
+                          receive_maximum=settings.ingest_receive_maximum,
+                          session_expiry=settings.ingest_session_expiry)
+    batcher = WriteBatcher(write=store.write_lines, max_readings=settings.ingest_batch_readings,
                            max_delay=settings.ingest_batch_delay)
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
                               name=settings.ingest_client_id)
@@ -64,6 +75,9 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
                  settings.mqtt_port, settings.influx_url, settings.influx_database)
         await consumer.run(stop)
     finally:
+        log.info("ingest %s: stored %d messages (%d readings in %d writes, %d retries), dead-lettered %d",
+                 settings.ingest_client_id, consumer.stored_messages, batcher.written, batcher.batches,
+                 batcher.retries, consumer.dead_lettered)
         await session.close()
         await store.aclose()
         await dead_letters.aclose()

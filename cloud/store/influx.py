@@ -86,9 +86,12 @@ class InfluxStore:
         """Create the database if missing (InfluxDB 1.x; on 2.x/3.x map a bucket with DBRP instead)."""
         await self._query(f"CREATE DATABASE {influxql.quote_identifier(self.database)}", database=False)
 
-    async def write_readings(self, readings: Sequence[MeterReading], *, concentrator_id: str | None = None) -> int:
+    async def write_readings(self, readings: Sequence[MeterReading | str], *,
+                             concentrator_id: str | None = None) -> int:
         """Store ``readings``; return how many points were written.
 
+        A ``str`` item is a reading already encoded as one line of line protocol (ingest
+        encodes while it validates, see ``cloud.ingest.fast_encode``); it is sent as it is.
         Every reading is encoded before anything is sent, so a StoreRejected for bad readings
         means none of the batch was written. StoreUnavailable means retry the whole batch:
         points already written are simply overwritten by the retry.
@@ -97,6 +100,9 @@ class InfluxStore:
         bad: list[str] = []
         problems: list[str] = []
         for reading in readings:
+            if isinstance(reading, str):
+                lines.append(reading)
+                continue
             try:
                 lines.append(encode_reading(reading, concentrator_id=concentrator_id))
             except LineProtocolError as exc:
@@ -105,11 +111,16 @@ class InfluxStore:
         if bad:
             raise StoreRejected("; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""),
                                 reading_ids=tuple(bad))
+        return await self.write_lines(lines)
+
+    async def write_lines(self, lines: Sequence[str]) -> int:
+        """Send lines of line protocol (one point each) in bodies of at most ``batch_size``
+        points; return how many were written. Errors as for ``write_readings``."""
+        params = {"db": self.database, "precision": "ns", **self._params}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
         written = 0
         for body, count in _chunks(lines, self.batch_size):
-            params = {"db": self.database, "precision": "ns", **self._params}
-            if self.retention_policy:
-                params["rp"] = self.retention_policy
             await self._request("POST", "/write", params=params, content=body.encode("utf-8"))
             written += count
         log.debug("wrote %d points to %s", written, self.database)
@@ -179,8 +190,11 @@ class InfluxStore:
         return True
 
 
-def _chunks(lines: list[str], batch_size: int) -> list[tuple[str, int]]:
+def _chunks(lines: Sequence[str], batch_size: int) -> list[tuple[str, int]]:
     """Group lines into write bodies of at most ``batch_size`` points and _MAX_BODY_BYTES."""
+    if len(lines) <= batch_size and sum(map(len, lines)) + len(lines) <= _MAX_BODY_BYTES:
+        # The usual case (one ingest batch): one join, no per-line bookkeeping.
+        return [("\n".join(lines), len(lines))] if lines else []
     chunks: list[tuple[str, int]] = []
     current: list[str] = []
     size = 0

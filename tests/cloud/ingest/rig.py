@@ -1,0 +1,138 @@
+"""Ingest as real OS processes, and a concentrator that publishes with ``gw-seq`` and collects
+the cloud's DeliveryAcks: the pieces of the scale-out and failure tests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from broker import topics
+from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReadingBatch
+from broker.session import Message, MqttSession, publish_properties
+from gridwire.procs import ManagedProcess
+from tests.factories import reading
+
+ROOT = Path(__file__).resolve().parents[3]
+_SUMMARY = re.compile(r"stored (\d+) messages \((\d+) readings in (\d+) writes, (\d+) retries\), dead-lettered (\d+)")
+
+
+class IngestProcess:
+    """``gridwire cloud ingest`` in its own process, with a stable MQTT client id."""
+
+    def __init__(self, *, mosquitto, influxd, database: str, client_id: str, directory: Path,
+                 batch_delay: float = 0.05, env: dict[str, str] | None = None) -> None:
+        self.client_id = client_id
+        self.log = directory / f"{client_id}.log"
+        self._mosquitto, self._influxd, self._database = mosquitto, influxd, database
+        self._directory = directory
+        self._env = env or {}
+        self._starts = 0
+        self.process = self._process(batch_delay)
+
+    def _process(self, batch_delay: float) -> ManagedProcess:
+        env = {"GRIDWIRE_MQTT_HOST": self._mosquitto.host, "GRIDWIRE_MQTT_PORT": str(self._mosquitto.port),
+               "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
+               "GRIDWIRE_MQTT_PASSWORD": self._mosquitto.credentials("gridwire-cloud")["password"],
+               "GRIDWIRE_INGEST_CLIENT_ID": self.client_id, "GRIDWIRE_INGEST_BATCH_DELAY": str(batch_delay),
+               "GRIDWIRE_INFLUX_URL": self._influxd.url, "GRIDWIRE_INFLUX_DATABASE": self._database,
+               "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{self._directory}/{self.client_id}-dead.sqlite",
+               **self._env}
+        return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "ingest"], log=self.log,
+                              env=env, cwd=ROOT)
+
+    def start(self, *, batch_delay: float | None = None, timeout: float = 30.0) -> None:
+        """Start (again, with the same client id); return once it subscribed."""
+        if batch_delay is not None:
+            self.process = self._process(batch_delay)
+        self._starts += 1
+        self.process.start()
+        deadline = time.monotonic() + timeout
+        while self._log_text().count("subscribed to") < self._starts:
+            if not self.process.running:
+                raise RuntimeError(f"{self.client_id} exited:\n{self._log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.client_id} never subscribed:\n{self._log_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def summary(self) -> dict[str, int]:
+        """What the last run stored, from the line a graceful stop logs."""
+        found = _SUMMARY.findall(self._log_text())
+        assert found, f"{self.client_id} logged no summary:\n{self._log_text()[-3000:]}"
+        messages, readings, writes, retries, dead = map(int, found[-1])
+        return {"messages": messages, "readings": readings, "writes": writes, "retries": retries, "dead": dead}
+
+    def _log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def batch_payload(meter: str, first: int, count: int) -> bytes:
+    """A MeterReadingBatch of ``count`` readings of ``meter`` from index ``first`` (tests.factories values)."""
+    batch = MeterReadingBatch(meter_readings=[reading(meter, i) for i in range(first, first + count)])
+    return batch.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def expected_points(meter: str, first: int, count: int) -> dict[tuple[str, int], tuple[str, float]]:
+    """(meter, time ns) -> (reading id, OBIS_1.8.1) for what ``batch_payload`` sends."""
+    out = {}
+    for i in range(first, first + count):
+        r = reading(meter, i)
+        out[(meter, int(r.reading_time.timestamp()) * 10**9)] = (str(r.meter_reading_identifier), 1000 + i * 0.25)
+    return out
+
+
+def stored_points(influxd, database: str) -> dict[tuple[str, int], tuple[str, float]]:
+    """Every stored point, from influxd directly."""
+    doc = influxd.query('SELECT "reading_id", "OBIS_1.8.1" FROM meter_reading GROUP BY "meter"', database=database)
+    points = {}
+    for series in doc["results"][0].get("series", []):
+        for stamp, reading_id, energy in series["values"]:
+            points[(series["tags"]["meter"], stamp)] = (reading_id, energy)
+    return points
+
+
+class Concentrator:
+    """Publishes like the edge forwarder (QoS 1, ``gw-seq``) and records the DeliveryAcks it gets."""
+
+    def __init__(self, mosquitto, cid: str = "conc-1") -> None:
+        self.cid = cid
+        self.session = MqttSession(client_id=f"{cid}-{uuid.uuid4().hex[:6]}", host=mosquitto.host,
+                                   port=mosquitto.port, max_inflight=100, **mosquitto.credentials(cid))
+        self.acked: set[int] = set()
+        self.ack_messages = 0
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> Concentrator:
+        await self.session.connect()
+        await self.session.subscribe(topics.concentrator_ack(self.cid), self._on_ack)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+
+    async def _on_ack(self, message: Message) -> None:
+        self.acked.update(DeliveryAck.model_validate_json(message.payload).expand())
+        self.ack_messages += 1
+        self._changed.set()
+
+    async def publish(self, seq: int, meter: str, payload: bytes) -> None:
+        topic = topics.concentrator_meter_message(self.cid, meter, "meterReading")
+        await self.session.publish(topic, payload, qos=1,
+                                   properties=publish_properties(user_properties={SEQ_PROPERTY: str(seq)}))
+
+    async def wait_acked(self, predicate, timeout: float = 30.0) -> None:
+        """Return once ``predicate(acked)`` holds; TimeoutError otherwise."""
+        async def watch() -> None:
+            while not predicate(self.acked):
+                self._changed.clear()
+                await self._changed.wait()
+        await asyncio.wait_for(watch(), timeout)
