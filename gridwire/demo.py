@@ -137,7 +137,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     token = issue_token(secret=jwt_secret, org=ORG, scopes=[ADMIN_SCOPE], ttl=timedelta(days=1))
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(run_ingest(ingest, stop), name="ingest")
+            # Ingest subscribes first, so the concentrator's first messages have a subscriber
+            # (unconfirmed ones would be sent again anyway, after confirm_timeout).
+            ingest_ready = asyncio.Event()
+            tg.create_task(run_ingest(ingest, stop, ready=ingest_ready), name="ingest")
+            await asyncio.wait_for(ingest_ready.wait(), 30)
             tg.create_task(concentrator.run(stop), name="concentrator")
             for sim in simulators:
                 await sim.start()

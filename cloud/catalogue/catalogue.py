@@ -113,6 +113,20 @@ class Catalogue:
                 return f"{pid} is text and has no unit, but {value.unit!r} was given"
         return None
 
+    def allows(self, property_id: str, unit: str | None, is_text: bool, meter_class: str | None) -> bool:
+        """The same verdict as :meth:`check_value`, from the four facts it depends on (the
+        ingest fast path asks this without building models; answers are cached there)."""
+        definition = self._properties.get(property_id)
+        if definition is None:
+            return False
+        if meter_class is not None and meter_class not in definition.meter_classes:
+            return False
+        if definition.value_type == "number":
+            if is_text:
+                return False
+            return unit in definition.allowed_units if definition.allowed_units else unit is None
+        return is_text and unit is None
+
     def check(self, reading: MeterReading) -> str | None:
         """Why ``reading`` does not fit the catalogue (unknown property, unit not allowed, text for
         a number, property of another meter class), or None if it does."""

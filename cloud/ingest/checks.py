@@ -18,4 +18,6 @@ def catalogue_check(catalogue: Catalogue | None = None) -> Callable[[MeterReadin
         problem = chosen.check(reading)
         return f"not in the OMDP catalogue: {problem}" if problem else None
 
+    # Lets the consumer's fast path apply the same rule without building models.
+    check.value_check = chosen.allows  # type: ignore[attr-defined]
     return check

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from broker.session import MqttSession
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
+from cloud.ingest.checks import catalogue_check
 from cloud.ingest.consumer import IngestConsumer
 from cloud.store.influx import InfluxStore
 
@@ -48,9 +49,11 @@ class IngestSettings(BaseSettings):
     influx_password: SecretStr | None = None
     influx_token: SecretStr | None = None
     database_url: str = "sqlite+aiosqlite:///var/gridwire.sqlite"
+    # Dead-letter readings the OMDP catalogue does not allow (unknown property, wrong unit).
+    ingest_catalogue_check: bool = True
 
 
-async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
+async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Connect, subscribe, and store readings until ``stop`` is set."""
     store = InfluxStore(url=settings.influx_url, database=settings.influx_database,
                         username=settings.influx_username,
@@ -65,14 +68,17 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
                           session_expiry=settings.ingest_session_expiry)
     batcher = WriteBatcher(write=store.write_lines, max_readings=settings.ingest_batch_readings,
                            max_delay=settings.ingest_batch_delay)
+    checks = (catalogue_check(),) if settings.ingest_catalogue_check else ()
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
-                              name=settings.ingest_client_id)
+                              name=settings.ingest_client_id, checks=checks)
     try:
         await dead_letters.create_schema()
         await _ensure_database(store)
         await session.connect()
         log.info("ingest %s: reading from %s:%d into %s/%s", settings.ingest_client_id, settings.mqtt_host,
                  settings.mqtt_port, settings.influx_url, settings.influx_database)
+        if ready is not None:
+            asyncio.get_running_loop().create_task(_signal_when(consumer.ready, ready))
         await consumer.run(stop)
     finally:
         log.info("ingest %s: stored %d messages (%d readings in %d writes, %d retries), dead-lettered %d",
@@ -81,6 +87,11 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
         await session.close()
         await store.aclose()
         await dead_letters.aclose()
+
+
+async def _signal_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 async def _ensure_database(store: InfluxStore) -> None:
