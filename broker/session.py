@@ -177,6 +177,13 @@ class MqttSession:
         self._misc_task = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc-{self.client_id}")
         await self._connect_once()
 
+    async def drain(self, *, timeout: float) -> None:
+        """Let the handlers already running finish (and their messages be acknowledged), for at
+        most ``timeout`` seconds; for a graceful stop before :meth:`close`."""
+        running = [task for task in self._handler_tasks if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
     async def close(self) -> None:
         """Disconnect cleanly (no will is sent) and stop background tasks."""
         self._closing = True

@@ -75,6 +75,9 @@ class IngestConsumer:
             flusher = tg.create_task(self._batcher.run(), name=f"{self.name}-batcher")
             await self.start()
             await stop.wait()
+            # Graceful stop: messages being handled get written, confirmed and acknowledged
+            # (with the batcher still running); anything later is redelivered after a restart.
+            await self._session.drain(timeout=self._batcher.max_delay + 10.0)
             flusher.cancel()
 
     async def handle(self, message: Message) -> None:

@@ -60,8 +60,10 @@ async def test_two_processes_share_the_load_and_store_every_reading_once(ingests
         await conc.wait_acked(lambda acked: acked >= set(range(1, 201)))
     await asyncio.gather(asyncio.to_thread(a.stop), asyncio.to_thread(b.stop))
     shares = a.summary(), b.summary()
-    assert sum(s["messages"] for s in shares) == 240
-    assert all(s["messages"] >= 240 * 0.25 for s in shares), shares
+    # 200 distinct messages, plus those of the 40 repeats that arrived before the stop (a repeat
+    # may still be on its way when every sequence number is confirmed).
+    assert 200 <= sum(s["messages"] for s in shares) <= 240
+    assert all(s["messages"] >= 200 * 0.25 for s in shares), shares
     assert all(s["dead"] == 0 for s in shares)
     assert stored_points(influxd, influx_db) == expected(range(200))
 
