@@ -1,13 +1,18 @@
-"""Benchmark: switch N simulated street lights on through the web API and time the round trips.
+"""Benchmark: switch N simulated street lights on through the web API, every layer a real process.
 
-Starts its own Mosquitto and a SQLite registry (or uses ``--registry-url``), registers N
-MQTT-native lights, runs the API (uvicorn), domain, core and results consumers and a light
-fleet in this process, then POSTs ``/v1/publiclighting/devices/<id>/light`` for every light
-and waits for every ``app/<org>/publiclighting/setLight`` notification. Reports the time
-until the last one arrived and the per-request latency p50/p99 (POST sent -> notification).
+OSGP's headline is 40,000 street lights switched in under 5 minutes with two 2-CPU servers per
+layer. This starts Mosquitto, a fresh PostgreSQL database (or SQLite, or ``--registry-url``),
+registers N MQTT-native lights, and runs as separate processes: the platform API
+(``gridwire cloud api``), ``--cores`` core and ``--domains`` domain processes (shared
+subscriptions split the work) and a light fleet (``gridwire sim lights``). It then switches
+every light on through the API, per light (``POST /v1/publiclighting/devices/<id>/light``) or
+in bulk (``POST /v1/publiclighting/lights``, ``--bulk`` lights per call), and waits for every
+``app/<org>/publiclighting/setLight`` notification. It prints the time until the last one,
+the throughput, the latency per light (request sent -> notification) p50/p99, and the CPU
+seconds each process used (where the time goes).
 
     .venv/bin/python -m bench.lights_switch --lights 2000
-    .venv/bin/python -m bench.lights_switch --lights 40000 --cores 2 --fleet-sessions 4
+    .venv/bin/python -m bench.lights_switch --lights 40000 --bulk 500
 """
 
 from __future__ import annotations
@@ -15,136 +20,291 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import statistics
+import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+import uuid
+from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
+import asyncpg
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from broker.mosquitto_conf import Account
 from broker.session import Message, MqttSession
-from cloud.core.commands import CommandStore
-from cloud.core.router import CoreRouter
-from cloud.domains.consumer import DomainConsumer
-from cloud.notify.consumer import ResultsConsumer
+from cloud.auth import issue_token
+from cloud.core.models import CommandRow
 from cloud.registry import OrganisationCreate, Registry, migrate
 from cloud.registry.functions import FunctionGroup
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 from edge.devices.service import light_ids
-from edge.devices.street_light import LightState, StreetLightFleet
+from gridwire.procs import ManagedProcess, free_port
 from gridwire.services import LocalMosquitto
-from tests.cloud.core.harness import build_app, serve
-from tests.fixtures.procs import free_port
 
 ORG = "bench-org"
+SECRET = "bench-jwt-secret-" + uuid.uuid4().hex
 CLOUD = Account(username="gridwire-cloud", password="bench-cloud-pw", role="cloud")
+FLEET = Account(username="fleet-lights", password="bench-fleet-pw", role="fleet")
+PG_ADMIN = os.environ.get("GRIDWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-async def _register(registry: Registry, ids: list[str]) -> None:
-    """Bulk-register the lights (one transaction; the per-device API is too slow for 40,000)."""
-    await registry.add_organisation(OrganisationCreate(identification=ORG, name="Bench"))
-    async with registry.engine.begin() as conn:
-        org_id = (await conn.execute(Organisation.__table__.select().where(Organisation.identification == ORG))).first().id
-        await conn.execute(insert(Device), [
-            {"identification": i, "device_type": "STREET_LIGHT", "protocol": "MQTT", "state": "ACTIVE",
-             "comm_success_count": 0, "comm_failure_count": 0, "consecutive_failures": 0} for i in ids])
-        rows = (await conn.execute(Device.__table__.select().where(Device.identification.in_(ids)))).all()
-        await conn.execute(insert(DeviceAuthorisation), [
-            {"device_id": row.id, "organisation_id": org_id, "function_group": FunctionGroup.OWNER} for row in rows])
+async def _register(url: str, ids: list[str]) -> None:
+    """Bulk-register the lights (the per-device installation API is for people, not for 40,000)."""
+    async with Registry(url=url) as registry:
+        await registry.add_organisation(OrganisationCreate(identification=ORG, name="Bench"))
+        async with registry.engine.begin() as conn:
+            org_id = (await conn.execute(select(Organisation.id).where(Organisation.identification == ORG))).scalar_one()
+            for start in range(0, len(ids), 5000):
+                chunk = ids[start:start + 5000]
+                await conn.execute(insert(Device), [
+                    {"identification": i, "device_type": "STREET_LIGHT", "protocol": "MQTT", "state": "ACTIVE",
+                     "comm_success_count": 0, "comm_failure_count": 0, "consecutive_failures": 0} for i in chunk])
+                rows = (await conn.execute(select(Device.id).where(Device.identification.in_(chunk)))).scalars()
+                await conn.execute(insert(DeviceAuthorisation), [
+                    {"device_id": row, "organisation_id": org_id, "function_group": FunctionGroup.OWNER}
+                    for row in rows])
 
 
-async def run(*, lights: int, cores: int, fleet_sessions: int, concurrency: int, registry_url: str | None) -> dict:
-    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
-        broker = LocalMosquitto(directory=Path(tmp) / "mqtt", port=free_port(), accounts=[CLOUD])
-        broker.start()
+async def _succeeded(url: str) -> int:
+    async with Registry(url=url) as registry, registry.engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(CommandRow)
+                                   .where(CommandRow.status == "SUCCEEDED"))).scalar_one()
+
+
+@contextmanager
+def _postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database for one run, dropped afterwards."""
+    name = f"gw_bench_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=10)
         try:
-            return await _run(broker, Path(tmp), lights=lights, cores=cores, fleet_sessions=fleet_sessions,
-                              concurrency=concurrency, registry_url=registry_url)
+            await conn.execute(sql)
         finally:
-            broker.stop()
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _run(broker: LocalMosquitto, tmp: Path, *, lights: int, cores: int, fleet_sessions: int,
-               concurrency: int, registry_url: str | None) -> dict:
-    url = registry_url or f"sqlite+aiosqlite:///{tmp / 'registry.db'}"
-    await migrate(url)
-    ids = light_ids(lights)
+_PROFILED = """
+import cProfile, sys, time
+from gridwire.cli import main
+profile = cProfile.Profile(time.process_time)
+sys.argv[0] = "gridwire"
+try:
+    profile.runcall(main)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats({out!r})
+"""
 
-    def session(name: str) -> MqttSession:
-        return MqttSession(client_id=name, host=broker.host, port=broker.port, session_expiry=0,
-                           receive_maximum=1000, max_inflight=1000, **broker.credentials(CLOUD.username))
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_line(proc: ManagedProcess, text: str, *, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.log.exists() and text in proc.log.read_text(errors="replace"):
+            return
+        if not proc.running:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{' '.join(proc.argv)} did not log {text!r}:\n{proc.log.read_text(errors='replace')[-3000:]}")
+
+
+class Layers:
+    """The platform's processes for one run."""
+
+    def __init__(self, *, tmp: Path, broker: LocalMosquitto, url: str, lights: int, cores: int, domains: int,
+                 fleet_sessions: int, pool: int) -> None:
+        self.api_port = free_port()
+        env = {"GRIDWIRE_JWT_SECRET": SECRET, "GRIDWIRE_REGISTRY_URL": url, "GRIDWIRE_MQTT_HOST": broker.host,
+               "GRIDWIRE_MQTT_PORT": str(broker.port), "GRIDWIRE_MQTT_USERNAME": CLOUD.username,
+               "GRIDWIRE_MQTT_PASSWORD": CLOUD.password, "GRIDWIRE_INFLUX_CREATE_DATABASE": "false",
+               "GRIDWIRE_MIGRATE_ON_START": "false", "GRIDWIRE_REGISTRY_POOL_SIZE": str(pool)}
+        def cli(name: str) -> list[str]:
+            # GRIDWIRE_BENCH_PROFILE=<dir>: each process writes a CPU-time cProfile file there when it stops.
+            profile = os.environ.get("GRIDWIRE_BENCH_PROFILE")
+            if not profile:
+                return [sys.executable, "-m", "gridwire.cli"]
+            return [sys.executable, "-c", _PROFILED.format(out=str(Path(profile) / f"{name}.prof"))]
+
+        self.api = ManagedProcess(argv=[*cli("api"), "cloud", "api", "--port", str(self.api_port), "--log-level",
+                                        "WARNING"], log=tmp / "api.log", port=self.api_port, env=env)
+        self.cores = [ManagedProcess(argv=[*cli(f"core-{n}"), "cloud", "core"], log=tmp / f"core-{n}.log", env=env)
+                      for n in range(cores)]
+        self.domains = [ManagedProcess(argv=[*cli(f"domain-{n}"), "cloud", "domain"], log=tmp / f"domain-{n}.log",
+                                       env=env) for n in range(domains)]
+        self.fleet = ManagedProcess(argv=[
+            *cli("fleet"), "sim", "lights", "--count", str(lights), "--host", broker.host, "--port", str(broker.port),
+            "--username", FLEET.username, "--password", FLEET.password, "--sessions", str(fleet_sessions),
+            "--client-id", "bench-fleet", "--no-initial-status"], log=tmp / "fleet.log", env=env)
+
+    def all(self) -> dict[str, ManagedProcess]:
+        return {"api": self.api, **{f"core-{n}": p for n, p in enumerate(self.cores)},
+                **{f"domain-{n}": p for n, p in enumerate(self.domains)}, "fleet": self.fleet}
+
+    def start(self) -> None:
+        self.api.start(timeout=60)
+        for proc in (*self.cores, *self.domains, self.fleet):
+            proc.start()
+        for proc in self.cores:
+            _wait_for_line(proc, "core consumer")
+        for proc in self.domains:
+            _wait_for_line(proc, "domain consumer")
+        _wait_for_line(self.fleet, "street lights on")
+
+    def cpu(self) -> dict[str, float]:
+        return {name: round(_cpu_seconds(p.proc.pid), 1) for name, p in self.all().items()
+                if p.proc is not None and p.running}
+
+    def stop(self) -> None:
+        for proc in self.all().values():
+            proc.stop()
+
+
+async def _switch_all(base: str, broker: LocalMosquitto, ids: list[str], *, bulk: int, concurrency: int) -> dict:
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    early: dict[str, float] = {}
+    failures: list[dict] = []
+    all_done = asyncio.Event()
+
+    async def on_note(message: Message) -> None:
+        body = json.loads(message.payload)
+        now = time.perf_counter()
+        if body.get("status") != "SUCCEEDED" or not (body.get("result") or {}).get("on"):
+            failures.append(body)
+        started = sent_at.get(body["correlationId"])
+        if started is None:
+            early[body["correlationId"]] = now  # arrived before the 202 told us its id
+        else:
+            latencies.append(now - started)
+        if len(latencies) + len(early) + len(failures) >= len(ids):
+            all_done.set()
+
+    token = issue_token(secret=SECRET, org=ORG, ttl=timedelta(hours=2))
     async with AsyncExitStack() as exits:
-        registry = await exits.enter_async_context(Registry(url=url))
-        await _register(registry, ids)
-        store = CommandStore(registry.engine)
-        for n in range(cores):
-            core = CoreRouter(session=await exits.enter_async_context(session(f"core-{n}")), registry=registry,
-                              store=store)
-            await core.start()
-            exits.push_async_callback(core.close)
-        cloud = await exits.enter_async_context(session("domain"))
-        await DomainConsumer(session=cloud, store=store).start()
-        await ResultsConsumer(session=cloud, store=store).start()
-        states = {i: LightState() for i in ids}
-        for n in range(fleet_sessions):
-            fleet = StreetLightFleet(session=await exits.enter_async_context(session(f"fleet-{n}")), lights=states,
-                                     share_group="lights")
-            await fleet.start(publish_initial_status=False)
-
-        sent_at: dict[str, float] = {}
-        latencies: list[float] = []
-        all_done = asyncio.Event()
-
-        async def on_note(message: Message) -> None:
-            body = json.loads(message.payload)
-            started = sent_at.get(body["correlationId"])
-            if started is not None and body["status"] == "SUCCEEDED":
-                latencies.append(time.perf_counter() - started)
-            if len(latencies) == lights:
-                all_done.set()
-
-        app_session = await exits.enter_async_context(session("app"))
-        await app_session.subscribe(f"app/{ORG}/publiclighting/+", on_note)
-        api_session = await exits.enter_async_context(session("api"))
-        base = await exits.enter_async_context(serve(build_app(registry=registry, store=store, mqtt=api_session)))
-        http = await exits.enter_async_context(httpx.AsyncClient(base_url=base, timeout=60,
-                                                                 headers={"X-Org": ORG}))
+        watcher = await exits.enter_async_context(MqttSession(
+            client_id=f"bench-app-{os.getpid()}", host=broker.host, port=broker.port, session_expiry=0,
+            receive_maximum=5000, max_inflight=1000, **broker.credentials(CLOUD.username)))
+        await watcher.subscribe(f"app/{ORG}/publiclighting/+", on_note)
+        http = await exits.enter_async_context(httpx.AsyncClient(
+            base_url=base, timeout=120, headers={"Authorization": f"Bearer {token}"},
+            limits=httpx.Limits(max_connections=concurrency)))
         gate = asyncio.Semaphore(concurrency)
 
-        async def switch(light: str) -> None:
+        async def one(light: str) -> None:
             async with gate:
                 started = time.perf_counter()
                 answer = await http.post(f"/v1/publiclighting/devices/{light}/light", json={"on": True})
                 answer.raise_for_status()
-                sent_at[answer.json()["correlationId"]] = started
+                _sent(answer.json()["correlationId"], started)
+
+        async def many(chunk: list[str]) -> None:
+            async with gate:
+                started = time.perf_counter()
+                answer = await http.post("/v1/publiclighting/lights", json={"deviceIds": chunk, "on": True})
+                answer.raise_for_status()
+                for accepted in answer.json()["requests"]:
+                    _sent(accepted["correlationId"], started)
+
+        def _sent(correlation: str, started: float) -> None:
+            sent_at[correlation] = started
+            if correlation in early:
+                latencies.append(early.pop(correlation) - started)
 
         begin = time.perf_counter()
-        await asyncio.gather(*(switch(i) for i in ids))
-        accepted = time.perf_counter() - begin
-        await asyncio.wait_for(all_done.wait(), timeout=max(120.0, lights / 10))
+        if bulk > 1:
+            await asyncio.gather(*(many(ids[i:i + bulk]) for i in range(0, len(ids), bulk)))
+        else:
+            await asyncio.gather(*(one(i) for i in ids))
+        accepted_s = time.perf_counter() - begin
+        await asyncio.wait_for(all_done.wait(), timeout=max(300.0, len(ids) / 20))
         total = time.perf_counter() - begin
-        ordered = sorted(latencies)
-        return {"lights": lights, "cores": cores, "accepted_s": round(accepted, 2), "all_done_s": round(total, 2),
-                "throughput_per_s": round(lights / total, 1),
-                "p50_ms": round(1000 * statistics.median(ordered), 1),
-                "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
-                "all_on": all(s.on for s in states.values())}
+    ordered = sorted(latencies)
+    return {"accepted_s": round(accepted_s, 2), "all_done_s": round(total, 2),
+            "throughput_per_s": round(len(ids) / total, 1),
+            "p50_ms": round(1000 * statistics.median(ordered), 1) if ordered else None,
+            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1) if ordered else None,
+            "failed": len(failures)}
+
+
+def run(*, lights: int, cores: int, domains: int, fleet_sessions: int, bulk: int, concurrency: int,
+        registry_url: str | None, sqlite: bool, pool: int, logs: Path | None = None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        broker = LocalMosquitto(directory=tmp / "mqtt", port=free_port(), accounts=[CLOUD, FLEET])
+        broker.start()
+        try:
+            if registry_url is not None or sqlite:
+                return _run(tmp, broker, registry_url or f"sqlite+aiosqlite:///{tmp / 'registry.db'}", lights=lights,
+                            cores=cores, domains=domains, fleet_sessions=fleet_sessions, bulk=bulk,
+                            concurrency=concurrency, pool=pool, logs=logs)
+            with _postgres_database() as url:
+                return _run(tmp, broker, url, lights=lights, cores=cores, domains=domains,
+                            fleet_sessions=fleet_sessions, bulk=bulk, concurrency=concurrency, pool=pool, logs=logs)
+        finally:
+            broker.stop()
+
+
+def _run(tmp: Path, broker: LocalMosquitto, url: str, *, lights: int, cores: int, domains: int,
+         fleet_sessions: int, bulk: int, concurrency: int, pool: int, logs: Path | None) -> dict:
+    ids = light_ids(lights)
+    asyncio.run(migrate(url))
+    asyncio.run(_register(url, ids))
+    layers = Layers(tmp=tmp, broker=broker, url=url, lights=lights, cores=cores, domains=domains,
+                    fleet_sessions=fleet_sessions, pool=pool)
+    try:
+        layers.start()
+        cpu_before = layers.cpu()
+        figures = asyncio.run(_switch_all(f"http://127.0.0.1:{layers.api_port}", broker, ids, bulk=bulk,
+                                          concurrency=concurrency))
+        cpu_after = layers.cpu()
+    finally:
+        layers.stop()
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            for proc in layers.all().values():
+                shutil.copy(proc.log, logs / proc.log.name)
+    succeeded = asyncio.run(_succeeded(url))
+    return {"lights": lights, "database": url.split(":", 1)[0], "cores": cores, "domains": domains,
+            "bulk": bulk, "concurrency": concurrency, **figures, "commands_succeeded": succeeded,
+            "cpu_s": {name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 1) for name in cpu_after}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lights", type=int, default=2000)
-    parser.add_argument("--cores", type=int, default=1)
-    parser.add_argument("--fleet-sessions", type=int, default=1)
+    parser.add_argument("--cores", type=int, default=2, help="core processes")
+    parser.add_argument("--domains", type=int, default=2, help="domain (+ results) processes")
+    parser.add_argument("--fleet-sessions", type=int, default=2)
+    parser.add_argument("--bulk", type=int, default=0, help="lights per bulk request (0: one request per light)")
     parser.add_argument("--concurrency", type=int, default=50, help="API requests in flight at once")
-    parser.add_argument("--registry-url", default=None, help="default: a SQLite file in a temp directory")
+    parser.add_argument("--pool", type=int, default=10, help="database connections per process")
+    parser.add_argument("--registry-url", default=None, help="an existing, empty database to use")
+    parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of a new PostgreSQL database")
+    parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs into this directory")
     args = parser.parse_args()
-    result = asyncio.run(run(lights=args.lights, cores=args.cores, fleet_sessions=args.fleet_sessions,
-                             concurrency=args.concurrency, registry_url=args.registry_url))
+    result = run(lights=args.lights, cores=args.cores, domains=args.domains, fleet_sessions=args.fleet_sessions,
+                 bulk=args.bulk, concurrency=args.concurrency, registry_url=args.registry_url, sqlite=args.sqlite,
+                 pool=args.pool, logs=args.logs)
     print(json.dumps(result))  # noqa: T201 - a benchmark's output is its report
 
 

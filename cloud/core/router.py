@@ -28,7 +28,9 @@ from pydantic import ValidationError
 from broker import topics
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import Backoff, Message, MqttSession, publish_properties
+from cloud.core.access import accesses, permission
 from cloud.core.commands import CommandRecord, CommandStore
+from cloud.core.communication import SuccessLog
 from cloud.core.functions import SEQUENTIAL_PROTOCOLS, function_of
 from cloud.registry import DeviceDecommissioned, DeviceNotFound, Registry, Route
 
@@ -67,6 +69,7 @@ class CoreRouter:
         self._kick = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._routes: dict[str, tuple[float, Route]] = {}
+        self._successes = SuccessLog(store.engine, clock=store.now)
         # New commands this process took in (redeliveries not counted): for tests and metrics.
         self.commands_accepted = 0
 
@@ -82,6 +85,7 @@ class CoreRouter:
         if self._pump_task is not None:
             self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
+        await self._successes.close()
 
     # --- requests from the domain layer ------------------------------------------------------------
 
@@ -97,6 +101,8 @@ class CoreRouter:
         command = command.model_copy(update={"organisation": organisation})
         correlation = message.user_properties.get(CORRELATION) or str(command.command_id)
         domain = message.user_properties.get(DOMAIN, "core")
+        if await self._decide(command, organisation=organisation, correlation=correlation, domain=domain):
+            return
         record, new = await self._store.add(command, correlation_id=correlation, domain=domain)
         if not new and record.status is not S.QUEUED:
             log.info("command %s redelivered; already %s", record.id, record.status)
@@ -107,13 +113,42 @@ class CoreRouter:
             await self._finish(record, S.FAILED, error=CommandError(
                 code="UNSUPPORTED_COMMAND", message=f"the core does not know command {command.name!r}"))
             return
-        decision = await self._registry.permission(organisation, command.device_id, function)
+        decision = await permission(self._registry, organisation, command.device_id, function)
         if not decision.allowed:
             log.warning("refused %s on %s for %s: %s", command.name, command.device_id, organisation, decision.reason)
             await self._finish(record, S.FAILED, error=CommandError(code="NOT_AUTHORISED", message=decision.reason))
             return
         await self._store.make_due(record.id)
         await self._try_send(record)
+
+    async def _decide(self, command: GenericCommand, *, organisation: str, correlation: str, domain: str) -> bool:
+        """The fast path: decide a new command for a device that takes commands concurrently and
+        store it SENT (then publish it) or FAILED in one statement. False if the slow path must
+        handle it: a sequential device, an unknown device or command, or a redelivery."""
+        function = function_of(command.name)
+        if function is None or command.expires_at is None or command.expires_at <= self._store.now():
+            return False
+        found = (await accesses(self._registry, organisation, [command.device_id], function))[command.device_id]
+        route, decision = found.route, found.decision
+        if route is None or route.protocol in SEQUENTIAL_PROTOCOLS:
+            return False
+        self._remember(route)
+        if decision.allowed:
+            if not await self._store.add_decided(command, correlation_id=correlation, domain=domain, status=S.SENT):
+                return False
+            self.commands_accepted += 1
+            record = CommandRecord.of_new(command, correlation_id=correlation, domain=domain, status=S.SENT)
+            await self._publish_command(record, route)
+            return True
+        log.warning("refused %s on %s for %s: %s", command.name, command.device_id, organisation, decision.reason)
+        error = CommandError(code="NOT_AUTHORISED", message=decision.reason)
+        if not await self._store.add_decided(command, correlation_id=correlation, domain=domain, status=S.FAILED,
+                                             error=error):
+            return False
+        self.commands_accepted += 1
+        record = CommandRecord.of_new(command, correlation_id=correlation, domain=domain, status=S.FAILED)
+        await self._announce(record, S.FAILED, result=None, error=error)
+        return True
 
     async def _route(self, device: str) -> Route:
         """The device's route, cached briefly: a burst of commands to a fleet need not ask each time."""
@@ -122,10 +157,13 @@ class CoreRouter:
         if cached is not None and cached[0] > now:
             return cached[1]
         route = await self._registry.route(device)
+        self._remember(route)
+        return route
+
+    def _remember(self, route: Route) -> None:
         if len(self._routes) > ROUTE_CACHE_SIZE:
             self._routes.clear()
-        self._routes[device] = (now + ROUTE_CACHE_SECONDS, route)
-        return route
+        self._routes[route.device_id] = (time.monotonic() + ROUTE_CACHE_SECONDS, route)
 
     def _sequential(self, device: str) -> bool:
         """Whether ``device`` may hold a device lock (unknown: assume so, unlocking is harmless)."""
@@ -180,6 +218,15 @@ class CoreRouter:
         except ValidationError as exc:
             log.warning("dropping bad response on %s: %s (payload %r)", message.topic, exc, message.payload[:200])
             return
+        if response.status.final and not (response.status is S.FAILED and response.error is not None
+                                          and response.error.transient):
+            # The common case in one statement: end the command, learn what it was.
+            done = await self._store.finish_returning(str(response.command_id), response.status,
+                                                      device=response.device_id, result=response.result,
+                                                      error=response.error)
+            if done is not None:
+                await self._finished(done, response.status, result=response.result, error=response.error)
+                return
         record = await self._store.get(str(response.command_id))
         if record is None:
             log.warning("response on %s for unknown command %s dropped", message.topic, response.command_id)
@@ -224,13 +271,22 @@ class CoreRouter:
         if not await self._store.finish(record.id, status, result=result, error=error):
             log.info("command %s already final; %s ignored", record.id, status)
             return
-        if self._sequential(record.device):
-            await self._store.unlock_device(record.device, record.id)
-        self._kick.set()
+        await self._finished(record, status, result=result, error=error)
+
+    async def _finished(self, record: CommandRecord, status: CommandStatus, *, result: dict | None,
+                        error: CommandError | None) -> None:
+        """After a command became final: free its device, count the communication, tell the domain."""
+        if self._sequential(record.device) and await self._store.unlock_command(record.id):
+            self._kick.set()  # a command waiting for this device can go now
         if status is S.SUCCEEDED:
-            await self._note_communication(record.device, success=True)
+            await self._successes.success(record.device)
         elif status is S.TIMEOUT or (error is not None and error.code == "DEVICE_UNREACHABLE"):
             await self._note_communication(record.device, success=False, reason=error.message if error else None)
+        await self._announce(record, status, result=result, error=error)
+
+    async def _announce(self, record: CommandRecord, status: CommandStatus, *, result: dict | None,
+                        error: CommandError | None) -> None:
+        """Publish a command's final outcome on ``core/response/<org>``."""
         response = CommandResponse(commandId=record.id, deviceId=record.device, status=status, result=result,
                                    error=error, completedAt=self._store.now())
         props = publish_properties(correlation_data=uuid.UUID(record.id).bytes,

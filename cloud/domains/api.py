@@ -8,8 +8,10 @@ Authorisation is checked here, before anything is published; the core checks it 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,16 +19,37 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from broker import topics
 from broker.session import MqttSession, publish_properties
-from cloud.api_admin.deps import OrgId, RegistryDep
-from cloud.core.commands import CommandStore
+from cloud.api_admin.deps import OrgId
+from cloud.core.access import permission, permissions
+from cloud.core.commands import CommandStore, NewFunctional
 from cloud.domains.base import Domain
-from cloud.domains.consumer import TranslationError, record, translate
-from cloud.domains.schemas import Accepted, CommandPublic, FunctionalRequest, RequestResult
+from cloud.registry import Registry
+from cloud.domains.consumer import RECORDED, TranslationError, record, translate
+from cloud.domains.schemas import (
+    Accepted,
+    AcceptedFor,
+    BulkAccepted,
+    CommandPublic,
+    FunctionalRequest,
+    RequestResult,
+)
 
 log = logging.getLogger(__name__)
 
 
-def get_commands(request: Request) -> CommandStore:
+# The dependencies are coroutines: FastAPI runs plain functions in a worker thread, a hop
+# that cost more than the rest of a switch request together.
+
+
+async def get_registry(request: Request) -> Registry:
+    """The registry the app put in ``app.state.registry``."""
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise RuntimeError("app.state.registry is not set; build the Registry in the app's lifespan")
+    return registry
+
+
+async def get_commands(request: Request) -> CommandStore:
     """The command store the app put in ``app.state.commands``."""
     store = getattr(request.app.state, "commands", None)
     if store is None:
@@ -34,7 +57,7 @@ def get_commands(request: Request) -> CommandStore:
     return store
 
 
-def get_mqtt(request: Request) -> MqttSession:
+async def get_mqtt(request: Request) -> MqttSession:
     """The connected MQTT session the app put in ``app.state.mqtt``."""
     session = getattr(request.app.state, "mqtt", None)
     if session is None:
@@ -42,6 +65,7 @@ def get_mqtt(request: Request) -> MqttSession:
     return session
 
 
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 CommandsDep = Annotated[CommandStore, Depends(get_commands)]
 MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
 
@@ -49,16 +73,15 @@ MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
 class Submitter:
     """Everything a domain route needs to accept a functional request (a dependency)."""
 
-    def __init__(self, org: OrgId, registry: RegistryDep, store: CommandsDep, mqtt: MqttDep,
-                 ttl_seconds: Annotated[int, Query(alias="ttlSeconds", ge=1, le=7 * 24 * 3600)] = 300,
-                 priority: Annotated[int, Query(ge=0, le=9)] = 4) -> None:
+    def __init__(self, *, org: str, registry: Registry, store: CommandStore, mqtt: MqttSession,
+                 ttl_seconds: int = 300, priority: int = 4) -> None:
         self.org, self.registry, self.store, self.mqtt = org, registry, store, mqtt
         self.ttl_seconds, self.priority = ttl_seconds, priority
 
     async def submit(self, domain: Domain, operation: str, device_id: str, parameters: dict[str, Any]) -> Accepted:
         """Authorise, translate, record and publish one functional request; 202 body."""
         function = domain.operation(operation).function
-        decision = await self.registry.permission(self.org, device_id, function)
+        decision = await permission(self.registry, self.org, device_id, function)
         if not decision.allowed:
             log.warning("refused %s/%s on %s for %s: %s", domain.name, operation, device_id, self.org,
                         decision.reason)
@@ -73,12 +96,59 @@ class Submitter:
         await record(self.store, domain, self.org, request, commands)
         await self.mqtt.publish(topics.domain_topic(domain.name, "request", self.org), request.to_wire(), qos=1,
                                 properties=publish_properties(correlation_data=request.correlation_id.bytes,
-                                                              message_expiry=self.ttl_seconds))
+                                                              message_expiry=self.ttl_seconds,
+                                                              user_properties={RECORDED: "1"}))
         return Accepted(correlationId=request.correlation_id,
                         resultUrl=f"/v1/{domain.name}/results/{request.correlation_id}")
 
 
-SubmitterDep = Annotated[Submitter, Depends(Submitter)]
+    async def submit_many(self, domain: Domain, operation: str, device_ids: Sequence[str],
+                          parameters: dict[str, Any]) -> BulkAccepted:
+        """The same operation on many devices: one functional request per device (each with its own
+        result and notification), authorised in one query, recorded in one transaction. All or
+        nothing: if the caller may not do it on any one device, nothing is recorded or published."""
+        devices = list(dict.fromkeys(device_ids))
+        function = domain.operation(operation).function
+        decisions = await permissions(self.registry, self.org, devices, function)
+        refused = [f"{d}: {decisions[d].reason}" for d in devices if not decisions[d].allowed]
+        if refused:
+            log.warning("refused bulk %s/%s on %d of %d devices for %s", domain.name, operation, len(refused),
+                        len(devices), self.org)
+            more = f" (and {len(refused) - MAX_REASONS} more)" if len(refused) > MAX_REASONS else ""
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "; ".join(refused[:MAX_REASONS]) + more)
+        now = datetime.now(UTC)
+        requests = [FunctionalRequest(deviceId=d, operation=operation, parameters=parameters, priority=self.priority,
+                                      ttlSeconds=self.ttl_seconds, issuedAt=now) for d in devices]
+        try:
+            translated = [translate(domain, self.org, r) for r in requests]
+        except TranslationError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        await self.store.add_functionals([
+            NewFunctional(correlation_id=str(r.correlation_id), organisation=self.org, device=r.device_id,
+                          domain=domain.name, operation=operation, command_ids=[str(c.command_id) for c in commands])
+            for r, commands in zip(requests, translated, strict=True)])
+        topic = topics.domain_topic(domain.name, "request", self.org)
+        await asyncio.gather(*(self.mqtt.publish(topic, r.to_wire(), qos=1, properties=publish_properties(
+            correlation_data=r.correlation_id.bytes, message_expiry=self.ttl_seconds,
+            user_properties={RECORDED: "1"})) for r in requests))
+        return BulkAccepted(requests=[
+            AcceptedFor(deviceId=r.device_id, correlationId=r.correlation_id,
+                        resultUrl=f"/v1/{domain.name}/results/{r.correlation_id}") for r in requests])
+
+
+async def get_submitter(org: OrgId, registry: RegistryDep, store: CommandsDep, mqtt: MqttDep,
+                        ttl_seconds: Annotated[int, Query(alias="ttlSeconds", ge=1, le=7 * 24 * 3600)] = 300,
+                        priority: Annotated[int, Query(ge=0, le=9)] = 4) -> Submitter:
+    """The :class:`Submitter` for this request (time-to-live and priority from the query)."""
+    return Submitter(org=org, registry=registry, store=store, mqtt=mqtt, ttl_seconds=ttl_seconds,
+                     priority=priority)
+
+
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
+# A bulk refusal names this many devices and counts the rest.
+MAX_REASONS = 10
+# Devices per bulk request: large enough for a feeder or a city district, small enough for one answer.
+MAX_BULK_DEVICES = 10_000
 
 
 def add_results_route(router: APIRouter, domain: Domain) -> None:
@@ -91,7 +161,9 @@ def add_results_route(router: APIRouter, domain: Domain) -> None:
         # Another organisation's request is reported as unknown, so ids cannot be probed.
         if found is None or found.organisation != org or found.domain != domain.name:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {domain.name} request {correlation_id}")
-        commands = await store.of_request(str(correlation_id))
+        stored = {c.id: c for c in await store.of_request(str(correlation_id))}
+        # In the order the domain translated them (they share a creation time).
+        commands = [stored[cid] for cid in found.command_ids if cid in stored]
         return RequestResult(
             correlationId=correlation_id, domain=found.domain, operation=found.operation, deviceId=found.device,
             status=found.status, result=found.result, error=found.error, completedAt=found.completed_at,

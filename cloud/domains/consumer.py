@@ -28,6 +28,11 @@ from cloud.domains.schemas import FunctionalRequest, FunctionalResponse
 
 log = logging.getLogger(__name__)
 
+# User property the web API sets on a request it recorded before publishing it, so the consumer
+# skips a second write. An application publishing directly that sets it falsely only loses
+# its own request's result (it is never recorded, so never completed).
+RECORDED = "gw-recorded"
+
 
 class TranslationError(ValueError):
     """A functional request whose operation or parameters the domain does not accept."""
@@ -87,7 +92,8 @@ class DomainConsumer:
         except TranslationError as exc:
             await self._refuse(domain, organisation, request, str(exc))
             return
-        await record(self._store, domain, organisation, request, commands)
+        if message.user_properties.get(RECORDED) != "1":
+            await record(self._store, domain, organisation, request, commands)
         await self.send(domain, organisation, request, commands)
 
     async def send(self, domain: Domain, organisation: str, request: FunctionalRequest,

@@ -51,6 +51,18 @@ class Accepted(_Wire):
     result_url: str = Field(alias="resultUrl")
 
 
+class AcceptedFor(Accepted):
+    """One device's request in a bulk answer."""
+
+    device_id: str = Field(alias="deviceId")
+
+
+class BulkAccepted(_Wire):
+    """The 202 answer to a bulk request: one functional request per device, each with its result URL."""
+
+    requests: list[AcceptedFor]
+
+
 class CommandPublic(_Wire):
     """One generic command of a request, as the results endpoint shows it."""
 

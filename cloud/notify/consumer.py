@@ -75,10 +75,10 @@ class ResultsConsumer:
 
     async def settle(self, correlation_id: str) -> bool:
         """Complete the functional request if all its commands are final; True if this call did it."""
-        request = await self._store.functional(correlation_id)
+        request, found = await self._store.settlement(correlation_id)
         if request is None or request.status != "PENDING":
             return False
-        commands = {c.id: c for c in await self._store.of_request(correlation_id)}
+        commands = {c.id: c for c in found}
         if any(cid not in commands or not commands[cid].status.final for cid in request.command_ids):
             return False
         ordered = [commands[cid] for cid in request.command_ids]

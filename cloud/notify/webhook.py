@@ -1,7 +1,8 @@
 """Webhook delivery per organisation: signed POSTs, retried with capped backoff.
 
-The target (URL and secret) is read from the registry's organisation row each time, so a
-changed webhook takes effect at once. A 2xx answer is a delivery; 4xx other than 408/429 is
+The target (URL and secret) is read from the registry's organisation row and kept for
+``TARGET_CACHE_SECONDS``, so a changed webhook takes effect within that time (reading it for
+every notification was a database round trip per switched light). A 2xx answer is a delivery; 4xx other than 408/429 is
 the receiver refusing the body and is not retried; anything else (5xx, timeouts, refused
 connections) is retried until ``max_attempts``.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -17,12 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.session import Backoff
+from cloud.core.access import autocommit
 from cloud.notify.signing import SIGNATURE_HEADER, sign
 from cloud.registry.models import Organisation
 
 log = logging.getLogger(__name__)
 
 _RETRYABLE_4XX = frozenset({408, 429})
+TARGET_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +46,19 @@ class WebhookSender:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._targets: dict[str, tuple[float, WebhookTarget | None]] = {}
 
     async def target(self, organisation: str) -> WebhookTarget | None:
         """The organisation's webhook, or None if it has none (or no secret to sign with)."""
-        async with self._engine.connect() as conn:
+        cached = self._targets.get(organisation)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._read_target(organisation)
+        self._targets[organisation] = (time.monotonic() + TARGET_CACHE_SECONDS, found)
+        return found
+
+    async def _read_target(self, organisation: str) -> WebhookTarget | None:
+        async with autocommit(self._engine).connect() as conn:
             row = (await conn.execute(select(Organisation.webhook_url, Organisation.webhook_secret)
                                       .where(Organisation.identification == organisation))).first()
         if row is None or not row.webhook_url or not row.webhook_secret:
@@ -79,8 +92,12 @@ class WebhookSender:
         log.warning("webhook of %s: gave up after %d attempts", organisation, self._max_attempts)
         return False
 
-    def submit(self, organisation: str, body: bytes, *, event: str = "notification") -> asyncio.Task[bool]:
-        """Deliver in the background (the caller does not wait for a slow receiver)."""
+    def submit(self, organisation: str, body: bytes, *, event: str = "notification") -> asyncio.Task[bool] | None:
+        """Deliver in the background (the caller does not wait for a slow receiver); None when the
+        organisation is known (recently) to have no webhook, so there is nothing to do."""
+        cached = self._targets.get(organisation)
+        if cached is not None and cached[1] is None and cached[0] > time.monotonic():
+            return None
         task = asyncio.create_task(self.send(organisation, body, event=event), name=f"webhook-{organisation}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,96 @@
+"""Authorisation checks on the command path in one database round trip, for one device or many.
+
+:meth:`cloud.registry.Registry.permission` reads the organisation, the device and the held
+groups in three queries; on the hot path (every switch command is checked by the API and
+again by the core) that is most of the work. Here one joined query answers the common case;
+when the organisation or the device is unknown or disabled (rare: the request is refused
+anyway) the registry's own check produces the precise reason. The decision itself is the
+registry's pure rule (:func:`cloud.registry.functions.is_allowed_on`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, select, true
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.registry import Decision, DeviceFunction, FunctionGroup, LifecycleState, Protocol, Registry, Route
+from cloud.registry.functions import groups_allowing, is_allowed_on
+from cloud.registry.models import Device, DeviceAuthorisation, Organisation
+
+
+@functools.lru_cache(maxsize=32)
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` in autocommit mode, made once per engine (each one copies the engine's event set)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def decide(organisation: str, device: str, function: DeviceFunction, *, state: LifecycleState,
+           held: frozenset[FunctionGroup]) -> Decision:
+    """The decision for an enabled organisation and a registered device (pure; same reasons as the registry)."""
+    decommissioned = state is LifecycleState.DECOMMISSIONED
+    if is_allowed_on(held, function, decommissioned=decommissioned):
+        return Decision(True, f"{function} allowed by {sorted(held & groups_allowing(function))}")
+    if decommissioned and is_allowed_on(held, function, decommissioned=False):
+        return Decision(False, f"device {device!r} is decommissioned; {function} is no longer possible")
+    needed = ", ".join(sorted(groups_allowing(function)))
+    return Decision(False, f"organisation {organisation!r} needs one of [{needed}] on device {device!r} "
+                           f"for {function}; it holds [{', '.join(sorted(held))}]")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What the core needs to know to send a command: may the organisation, and how to reach the device."""
+
+    decision: Decision
+    route: Route | None  # None when the device is unknown, or the organisation unknown or disabled
+
+
+# Built once: constructing a statement costs more CPU than executing a cached one.
+_QUERY = (select(Device.identification, Device.state, Device.concentrator_id, Device.protocol,
+                 Device.protocol_version, DeviceAuthorisation.function_group)
+          .select_from(Organisation).join(Device, true())
+          .outerjoin(DeviceAuthorisation, and_(DeviceAuthorisation.device_id == Device.id,
+                                               DeviceAuthorisation.organisation_id == Organisation.id))
+          .where(Organisation.identification == bindparam("org"), Organisation.enabled.is_(True),
+                 Device.identification.in_(bindparam("devices", expanding=True))))
+
+
+async def accesses(registry: Registry, organisation: str, devices: Iterable[str],
+                   function: DeviceFunction) -> dict[str, Access]:
+    """Whether ``organisation`` may do ``function`` on each of ``devices`` and their routes, in one query."""
+    function = DeviceFunction(function)
+    wanted = sorted(set(devices))
+    if not wanted:
+        return {}
+    # Autocommit: one read needs no BEGIN/ROLLBACK round trips around it.
+    async with autocommit(registry.engine).connect() as conn:
+        rows = (await conn.execute(_QUERY, {"org": organisation, "devices": wanted})).all()
+    found: dict[str, tuple[LifecycleState, Route]] = {}
+    held: dict[str, set[FunctionGroup]] = {}
+    for identification, state, concentrator, protocol, version, group in rows:
+        found[identification] = (LifecycleState(state), Route(device_id=identification, concentrator_id=concentrator,
+                                                              protocol=Protocol(protocol), protocol_version=version))
+        groups = held.setdefault(identification, set())
+        if group is not None:
+            groups.add(FunctionGroup(group))
+    answer = {d: Access(decide(organisation, d, function, state=found[d][0], held=frozenset(held[d])), found[d][1])
+              for d in wanted if d in found}
+    for missing in (d for d in wanted if d not in found):
+        # Unknown or disabled organisation, or unknown device: let the registry say which.
+        answer[missing] = Access(await registry.permission(organisation, missing, function), None)
+    return answer
+
+
+async def permissions(registry: Registry, organisation: str, devices: Iterable[str],
+                      function: DeviceFunction) -> dict[str, Decision]:
+    """Whether ``organisation`` may do ``function`` on each of ``devices``, in one query."""
+    return {d: a.decision for d, a in (await accesses(registry, organisation, devices, function)).items()}
+
+
+async def permission(registry: Registry, organisation: str, device: str, function: DeviceFunction) -> Decision:
+    """Whether ``organisation`` may do ``function`` on ``device``, usually in one query."""
+    return (await accesses(registry, organisation, [device], function))[device].decision
