@@ -65,6 +65,7 @@ def demo(
     meters: Annotated[int, typer.Option(help="Simulated P1 meters on the concentrator.")] = 3,
     dlms_meters: Annotated[int, typer.Option(help="Simulated DLMS/COSEM meters on the concentrator.")] = 2,
     modbus_meters: Annotated[int, typer.Option(help="Simulated Modbus solar inverters on the concentrator.")] = 1,
+    lights: Annotated[int, typer.Option(help="Simulated MQTT-native street lights.")] = 20,
     api_port: Annotated[int, typer.Option(help="Port of the web API.")] = 8080,
     mqtt_port: Annotated[int, typer.Option(help="Port of the demo's Mosquitto.")] = 18830,
     influx_port: Annotated[int, typer.Option(help="Port of the demo's influxd.")] = 18086,
@@ -79,7 +80,7 @@ def demo(
     _logging(log_level)
     options = DemoOptions(directory=directory, meters=meters, api_port=api_port, mqtt_port=mqtt_port,
                           influx_port=influx_port, interval=interval, duration=duration,
-                          dlms_meters=dlms_meters, modbus_meters=modbus_meters)
+                          dlms_meters=dlms_meters, modbus_meters=modbus_meters, lights=lights)
     run_until_signal(lambda stop: run_demo(options, stop))
 
 

@@ -38,6 +38,7 @@ class DemoOptions:
     duration: float | None
     dlms_meters: int = 2
     modbus_meters: int = 1
+    lights: int = 20
 
 
 def meter_id(n: int) -> str:
@@ -82,10 +83,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     """Start everything, print where to look, run until ``stop`` (or ``duration``)."""
     import uvicorn
 
-    from cloud.api.app import create_app
     from cloud.auth import ADMIN_SCOPE, issue_token
     from cloud.ingest.service import IngestSettings, run_ingest
-    from cloud.settings import Settings
+    from cloud.platform import PlatformSettings, create_platform_app, migrate_registry, process_runner
+    from edge.devices.service import run_lights
     from edge.concentrator import Concentrator
     from edge.config import load_config
     from edge.dlms.cli import build_simulator
@@ -99,8 +100,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     edge_dir.mkdir(parents=True, exist_ok=True)
     cloud_password = secrets.token_urlsafe(16)
     concentrator_password = secrets.token_urlsafe(16)
+    fleet_password = secrets.token_urlsafe(16)
     accounts = [Account(username="gridwire-cloud", password=cloud_password, role="cloud"),
-                Account(username=CONCENTRATOR_ID, password=concentrator_password, role="concentrator")]
+                Account(username=CONCENTRATOR_ID, password=concentrator_password, role="concentrator"),
+                Account(username="fleet", password=fleet_password, role="fleet")]
     mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts)
     influxd = LocalInfluxd(directory=root / "influxdb", port=options.influx_port)
     await asyncio.to_thread(mosquitto.start)
@@ -128,12 +131,19 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     concentrator = Concentrator(config=load_config(config_file))
 
     jwt_secret = secrets.token_urlsafe(32)
-    settings = Settings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret)
-    api = uvicorn.Server(uvicorn.Config(create_app(settings=settings), host="127.0.0.1", port=options.api_port,
+    database = f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}"
+    settings = PlatformSettings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret,
+                                registry_url=database, mqtt_port=options.mqtt_port, mqtt_password=cloud_password)
+    await migrate_registry(settings)
+    await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1") for n in range(options.meters)]
+                          + [(meter_id(1000 + n), "DSMR_P1") for n in range(options.meters)]
+                          + [(meter_id(2000 + n), "DLMS") for n in range(options.dlms_meters)]
+                          + [(meter_id(3000 + n), "MODBUS") for n in range(options.modbus_meters)])
+    api = uvicorn.Server(uvicorn.Config(create_platform_app(settings), host="127.0.0.1", port=options.api_port,
                                         log_level="warning", lifespan="on"))
     ingest = IngestSettings(mqtt_host="127.0.0.1", mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
                             ingest_client_id="demo-ingest-1", influx_url=influxd.url, influx_database="gridwire",
-                            database_url=f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}")
+                            database_url=database)
     token = issue_token(secret=jwt_secret, org=ORG, scopes=[ADMIN_SCOPE], ttl=timedelta(days=1))
     try:
         async with asyncio.TaskGroup() as tg:
@@ -143,6 +153,16 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             tg.create_task(run_ingest(ingest, stop, ready=ingest_ready), name="ingest")
             await asyncio.wait_for(ingest_ready.wait(), 30)
             tg.create_task(concentrator.run(stop), name="concentrator")
+            for name in ("core", "domain"):
+                ready = asyncio.Event()
+                tg.create_task(process_runner(name, settings, ready=ready)(stop), name=name)
+                await asyncio.wait_for(ready.wait(), 30)
+            for name in ("monitor", "scheduler", "timesync"):
+                tg.create_task(process_runner(name, settings)(stop), name=name)
+            if options.lights:
+                tg.create_task(run_lights(stop, count=options.lights, host="127.0.0.1", port=options.mqtt_port,
+                                          username="fleet", password=fleet_password, prefix="light-"),
+                               name="street-lights")
             for sim in simulators:
                 await sim.start()
             api_task = tg.create_task(api.serve(), name="api")
@@ -181,7 +201,38 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path)
         f"  meters      on concentrator {CONCENTRATOR_ID}: {options.meters} DSMR 5 (P1), {options.dlms_meters} "
         f"DLMS/COSEM (LLS, their last 24 h backfilled from the load profile), {options.modbus_meters} Modbus "
         "inverter(s)",
+        f"  lights      {options.lights} MQTT-native street lights light-1..light-{options.lights}; switch one:",
+        "              curl -s -X POST http://127.0.0.1:%d/v1/publiclighting/devices/light-1/light "
+        "-H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"on\": true, \"dimLevel\": 70}'"
+        % (options.api_port, token),
+        "              then GET the resultUrl it answers with (same header)",
         f"  data        {root}",
         "",
     ]
     print("\n".join(lines), flush=True)  # noqa: T201 - the demo's whole point is to tell the user this
+
+
+async def _register_fleet(database: str, options: DemoOptions, *, meters: list[tuple[str, str]]) -> None:
+    """The demo organisation (an admin), its concentrator, meters and street lights in the registry."""
+    from cloud.registry import Registry
+    from cloud.registry.enums import DeviceType, PlatformRole, Protocol
+    from cloud.registry.errors import DeviceExists, OrganisationExists
+    from cloud.registry.schemas import DeviceCreate, OrganisationCreate
+
+    async with Registry(url=database) as registry:
+        try:
+            await registry.add_organisation(OrganisationCreate(identification=ORG, name="Demo utility",
+                                                               role=PlatformRole.ADMIN))
+        except OrganisationExists:
+            return  # registered by an earlier run of the demo in the same directory
+        devices = [DeviceCreate(identification=CONCENTRATOR_ID, device_type=DeviceType.CONCENTRATOR,
+                                protocol=Protocol.MQTT)]
+        devices += [DeviceCreate(identification=m, device_type=DeviceType.SMART_METER, protocol=Protocol(protocol),
+                                 concentrator_id=CONCENTRATOR_ID) for m, protocol in meters]
+        devices += [DeviceCreate(identification=f"light-{n}", device_type=DeviceType.STREET_LIGHT,
+                                 protocol=Protocol.MQTT) for n in range(1, options.lights + 1)]
+        for device in devices:
+            try:
+                await registry.create_device(device, owner=ORG)
+            except DeviceExists:
+                pass
