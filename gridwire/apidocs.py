@@ -129,3 +129,13 @@ def asyncapi() -> dict[str, Any]:
 
 def asyncapi_yaml() -> str:
     return yaml.safe_dump(asyncapi(), sort_keys=False, width=120)
+
+
+def openapi_json() -> str:
+    """The web API's OpenAPI document, from the assembled platform app (no server is started)."""
+    import json
+
+    from cloud.platform import PlatformSettings, create_platform_app
+
+    app = create_platform_app(PlatformSettings(jwt_secret="openapi-generation-only-not-a-secret"))
+    return json.dumps(app.openapi(), indent=1, sort_keys=True) + "\n"

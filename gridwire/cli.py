@@ -314,6 +314,16 @@ def docs_asyncapi(out: Annotated[Path, typer.Option(help="Where to write the Asy
     typer.echo(f"wrote {out}")
 
 
+@docs_app.command("openapi")
+def docs_openapi(out: Annotated[Path, typer.Option(help="Where to write the OpenAPI JSON.")] = Path(
+        "docs/openapi.json")) -> None:
+    """Write the web API's OpenAPI document (the running API also serves it at /openapi.json)."""
+    from gridwire.apidocs import openapi_json
+
+    out.write_text(openapi_json())
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     app()
 
