@@ -114,6 +114,10 @@ def render_config(cfg: BrokerConfig, *, password_file: Path, acl_file: Path) -> 
         "protocol mqtt",
     ]
     if cfg.tls_port is not None:
+        # Mutual TLS for concentrators. Measured on 2.0.11: with use_identity_as_username the
+        # broker takes the certificate's CN as the username and skips the (global) password
+        # check for this listener only, so per_listener_settings can stay false: the plain
+        # listener still demands passwords, and the one ACL file fences both.
         lines += [
             f"listener {cfg.tls_port} {cfg.bind}",
             "protocol mqtt",

@@ -300,6 +300,66 @@ def broker_config(
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")
 
 
+pki_app = typer.Typer(no_args_is_help=True, help="A private CA for mutual TLS: broker and concentrator certificates.")
+broker_app.add_typer(pki_app, name="pki")
+PkiDir = Annotated[Path, typer.Option("--dir", help="The CA's directory (ca.pem, ca.key; keys are written 0600).")]
+
+
+def _pki_error(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
+@pki_app.command("init-ca")
+def broker_pki_init_ca(directory: PkiDir,
+                       name: Annotated[str, typer.Option(help="The CA's common name.")] = "Gridwire CA",
+                       days: Annotated[int, typer.Option(help="Validity in days.")] = 3650) -> None:
+    """Create a new certificate authority (refuses to overwrite an existing one)."""
+    from broker.pki import CertificateAuthority, PkiError
+
+    try:
+        ca = CertificateAuthority.create(directory, name=name, days=days)
+    except PkiError as exc:
+        _pki_error(exc)
+    typer.echo(f"wrote {ca.cert_file} and its key")
+
+
+@pki_app.command("server")
+def broker_pki_server(directory: PkiDir,
+                      name: Annotated[Optional[list[str]], typer.Option(
+                          "--name", help="DNS name or IP address of the broker (repeat; default localhost, "
+                                         "127.0.0.1).")] = None,
+                      days: Annotated[int, typer.Option(help="Validity in days.")] = 825) -> None:
+    """Issue the broker's server certificate (server.pem, server.key in the CA's directory)."""
+    from broker.pki import DEFAULT_SERVER_NAMES, CertificateAuthority, PkiError
+
+    try:
+        files = CertificateAuthority.load(directory).issue_server(directory, names=name or DEFAULT_SERVER_NAMES,
+                                                                  days=days)
+    except PkiError as exc:
+        _pki_error(exc)
+    typer.echo(f"wrote {files.cert_file} and {files.key_file}")
+
+
+@pki_app.command("client")
+def broker_pki_client(concentrator_id: Annotated[str, typer.Argument(help="The concentrator id: the certificate's "
+                                                                          "CN and so its broker username.")],
+                      directory: PkiDir,
+                      out: Annotated[Optional[Path], typer.Option(help="Where to write <id>.pem and <id>.key "
+                                                                       "(default: <dir>/clients).")] = None,
+                      days: Annotated[int, typer.Option(help="Validity in days.")] = 825) -> None:
+    """Issue a concentrator's client certificate for the broker's mutual-TLS listener."""
+    from broker.pki import CertificateAuthority, PkiError
+    from broker.topics import TopicError
+
+    try:
+        files = CertificateAuthority.load(directory).issue_client(out or directory / "clients", concentrator_id,
+                                                                  days=days)
+    except (PkiError, TopicError) as exc:
+        _pki_error(exc)
+    typer.echo(f"wrote {files.cert_file} and {files.key_file}")
+
+
 docs_app = typer.Typer(no_args_is_help=True, help="Generate the API documents kept in docs/.")
 app.add_typer(docs_app, name="docs")
 

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
-from gridwire.procs import ManagedProcess, free_port
+from gridwire.procs import ManagedProcess, free_port, wait_for_port
 
 
 class ServiceMissing(RuntimeError):
@@ -37,12 +37,17 @@ class LocalMosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int = 1) -> None:
+    def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int = 1,
+                 tls_port: int | None = None, tls_ca_file: Path | None = None, tls_cert_file: Path | None = None,
+                 tls_key_file: Path | None = None) -> None:
         self.directory = directory
         self.port = port
+        # The mutual-TLS listener for concentrators (None: plain listener only).
+        self.tls_port = tls_port
         self.accounts = {a.username: a for a in accounts}
         config = BrokerConfig(port=port, data_dir=directory / "data", accounts=accounts,
-                              autosave_interval=autosave_interval, run_as=getpass.getuser())
+                              autosave_interval=autosave_interval, run_as=getpass.getuser(), tls_port=tls_port,
+                              tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file, tls_key_file=tls_key_file)
         self.config_file = write_broker_files(config, directory)
         self.process = ManagedProcess(argv=[_binary("mosquitto", "mosquitto"), "-c", str(self.config_file)],
                                       log=directory / "mosquitto.log", port=port)
@@ -53,6 +58,7 @@ class LocalMosquitto:
 
     def start(self) -> None:
         self.process.start()
+        self._wait_tls()
 
     def stop(self) -> None:
         self.process.stop()
@@ -62,6 +68,12 @@ class LocalMosquitto:
 
     def restart(self) -> None:
         self.process.restart()
+        self._wait_tls()
+
+    def _wait_tls(self) -> None:
+        # Listeners open one after the other; the process is ready when the TLS one listens too.
+        if self.tls_port is not None:
+            wait_for_port(self.tls_port, proc=self.process.proc, log=self.process.log)
 
 
 _INFLUXD_CONFIG = """\

@@ -1,0 +1,174 @@
+"""A small certificate authority for mutual TLS between concentrators and the broker.
+
+Why: a concentrator in a street cabinet authenticates with a client certificate whose
+common name is its concentrator id. The broker's TLS listener runs with
+``use_identity_as_username``, so that CN becomes the MQTT username and the ACL pattern
+``concentrator/%u/#`` fences the concentrator into its own subtree, with no password to
+provision. Deployments use it to bootstrap a private CA; tests use it to build throwaway ones.
+
+Keys are EC P-256 (small, fast, supported by every OpenSSL a concentrator runs). Private
+keys are written unencrypted with mode 0600: the appliance has no operator to type a passphrase.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from broker.topics import validate_level
+
+DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1")
+
+
+@dataclass(frozen=True, slots=True)
+class CertFiles:
+    """Where one certificate and its private key were written (PEM)."""
+
+    cert_file: Path
+    key_file: Path
+
+
+class PkiError(ValueError):
+    """A CA that cannot be loaded or a certificate request that cannot be honoured."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Create with 0600 from the start, so the key is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    path.chmod(0o600)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _subject_alt_names(names: tuple[str, ...] | list[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateAuthority:
+    """A CA certificate and its key; issues the broker's and the concentrators' certificates."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    cert_file: Path
+
+    @classmethod
+    def create(cls, directory: Path, *, name: str = "Gridwire CA", days: int = 3650) -> CertificateAuthority:
+        """Create a new self-signed CA in ``directory`` (ca.pem, ca.key); refuse to overwrite one."""
+        cert_file, key_file = directory / "ca.pem", directory / "ca.key"
+        if cert_file.exists() or key_file.exists():
+            raise PkiError(f"{directory} already holds a CA; remove it first to create a new one")
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        _write_key(key_file, key)
+        _write_cert(cert_file, cert)
+        return cls(cert=cert, key=key, cert_file=cert_file)
+
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """Load the CA that :meth:`create` wrote into ``directory``."""
+        cert_file, key_file = directory / "ca.pem", directory / "ca.key"
+        try:
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise PkiError(f"cannot load the CA from {directory}: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{key_file}: not an EC private key")
+        return cls(cert=cert, key=key, cert_file=cert_file)
+
+    def _issue(self, *, common_name: str, usage: x509.ObjectIdentifier, days: int,
+               alt_names: tuple[str, ...] | list[str] = ()) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = _now()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=True, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+        )
+        if alt_names:
+            builder = builder.add_extension(_subject_alt_names(alt_names), critical=False)
+        return builder.sign(self.key, hashes.SHA256()), key
+
+    def issue_server(self, directory: Path, *, names: tuple[str, ...] | list[str] = DEFAULT_SERVER_NAMES,
+                     days: int = 825, stem: str = "server") -> CertFiles:
+        """The broker's certificate, valid for ``names`` (DNS names or IP addresses)."""
+        if not names:
+            raise PkiError("a server certificate needs at least one name")
+        cert, key = self._issue(common_name=names[0], usage=ExtendedKeyUsageOID.SERVER_AUTH, days=days,
+                                alt_names=names)
+        return self._write(directory, stem, cert, key)
+
+    def issue_client(self, directory: Path, concentrator_id: str, *, days: int = 825) -> CertFiles:
+        """A concentrator's client certificate: CN = its id, which the broker takes as its username."""
+        # The CN becomes the %u of the ACL pattern: a level with '/', '+' or '#' would escape the fence.
+        cid = validate_level(concentrator_id, what="concentrator id")
+        cert, key = self._issue(common_name=cid, usage=ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
+        return self._write(directory, cid, cert, key)
+
+    @staticmethod
+    def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertFiles:
+        files = CertFiles(cert_file=directory / f"{stem}.pem", key_file=directory / f"{stem}.key")
+        _write_key(files.key_file, key)
+        _write_cert(files.cert_file, cert)
+        return files
+
+
+def common_name(cert_file: Path) -> str:
+    """The subject CN of a PEM certificate (what the broker will take as the username)."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not values:
+        raise PkiError(f"{cert_file}: certificate has no common name")
+    return str(values[0].value)
