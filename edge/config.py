@@ -61,7 +61,8 @@ class P1Meter(_Config):
 
 
 class DlmsMeter(DlmsMeterConfig):
-    """A DLMS/COSEM meter over TCP (WRAPPER); its profile maps OBIS codes to OMDP properties.
+    """A DLMS/COSEM meter over TCP (WRAPPER, ``host``) or a serial port (HDLC, ``serial``); its
+    profile maps OBIS codes to OMDP properties.
 
     ``interval_s`` is the poll schedule; the profile's load-profile period sets the
     15-minute (or other) intervals that backfill and completeness count.

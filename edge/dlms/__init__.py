@@ -9,10 +9,11 @@ from edge.dlms.cosem_server import ServerSecurity
 from edge.dlms.counter_store import InvocationCounterStore
 from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsError, DlmsProtocolError
 from edge.dlms.meter_model import MeterModel
+from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
 from edge.dlms.simulator import DlmsMeterSimulator
 
 __all__ = [
     "DlmsAuthenticationError", "DlmsCommunicationError", "DlmsError", "DlmsMeterAdapter", "DlmsMeterConfig",
-    "DlmsMeterSimulator", "DlmsProtocolError", "InvocationCounterStore", "MeterModel", "SecurityMode",
-    "ServerSecurity",
+    "DlmsMeterSimulator", "DlmsProtocolError", "DlmsSerialMeterSimulator", "InvocationCounterStore", "MeterModel",
+    "SecurityMode", "ServerSecurity",
 ]

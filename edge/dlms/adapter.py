@@ -36,7 +36,7 @@ def _utcnow() -> datetime:
 
 
 class DlmsMeterAdapter:
-    """Reads one DLMS meter (TCP/WRAPPER) and turns its values into OMDP MeterReadings."""
+    """Reads one DLMS meter (TCP/WRAPPER or serial/HDLC) and turns its values into OMDP MeterReadings."""
 
     protocol = "dlms"
 
@@ -63,7 +63,7 @@ class DlmsMeterAdapter:
 
     @property
     def bus(self) -> str:
-        return self.config.bus or f"tcp:{self.config.host}:{self.config.port}"
+        return self.config.bus or self.config.endpoint
 
     @property
     def interval(self) -> float:

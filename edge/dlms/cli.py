@@ -1,4 +1,4 @@
-"""``gridwire sim dlms``: run a simulated DLMS/COSEM meter over TCP (WRAPPER) until Ctrl-C.
+"""``gridwire sim dlms``: run a simulated DLMS/COSEM meter over TCP (WRAPPER) or serial HDLC until Ctrl-C.
 
 Secrets come from the environment when not given (never echoed): ``GRIDWIRE_DLMS_PASSWORD``,
 ``GRIDWIRE_DLMS_BLOCK_KEY`` and ``GRIDWIRE_DLMS_AUTH_KEY`` (hex). Without them the simulator
@@ -16,6 +16,7 @@ from datetime import timedelta
 from edge.dlms.config import SecurityMode
 from edge.dlms.cosem_server import ServerSecurity
 from edge.dlms.meter_model import MeterModel
+from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
 from edge.dlms.simulator import DlmsMeterSimulator
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,8 @@ DEMO_BLOCK_KEY = "000102030405060708090a0b0c0d0e0f"
 DEMO_AUTH_KEY = "101112131415161718191a1b1c1d1e1f"
 
 
-async def serve(*, simulator: DlmsMeterSimulator, ready: asyncio.Event | None = None) -> None:
+async def serve(*, simulator: DlmsMeterSimulator | DlmsSerialMeterSimulator,
+                ready: asyncio.Event | None = None) -> None:
     """Serve one simulated meter until cancelled or sent SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -33,7 +35,9 @@ async def serve(*, simulator: DlmsMeterSimulator, ready: asyncio.Event | None = 
         loop.add_signal_handler(sig, stop.set)
     try:
         async with simulator:
-            logger.info("DLMS meter %s on %s:%d", simulator.name, simulator.host, simulator.port)
+            where = (f"serial {simulator.port} (HDLC)" if isinstance(simulator, DlmsSerialMeterSimulator)
+                     else f"{simulator.host}:{simulator.port}")
+            logger.info("DLMS meter %s on %s", simulator.name, where)
             if ready is not None:
                 ready.set()
             await stop.wait()
@@ -44,8 +48,13 @@ async def serve(*, simulator: DlmsMeterSimulator, ready: asyncio.Event | None = 
 
 def build_simulator(*, host: str = "127.0.0.1", port: int = 4059, security: str = "lls", serial: str = "GW0000000001",
                     client_address: int = 1, server_address: int = 1, history_days: int = 10,
-                    clock_offset_s: float = 0.0, drift_ppm: float = 0.0, clock_status: int = 0) -> DlmsMeterSimulator:
-    """A simulator configured from plain values (secrets from the environment or demo ones)."""
+                    clock_offset_s: float = 0.0, drift_ppm: float = 0.0, clock_status: int = 0,
+                    serial_port: str | None = None,
+                    baudrate: int = 9600) -> DlmsMeterSimulator | DlmsSerialMeterSimulator:
+    """A simulator configured from plain values (secrets from the environment or demo ones).
+
+    With ``serial_port`` it answers HDLC on that serial device instead of listening on TCP.
+    """
     secrets = ServerSecurity(
         mode=SecurityMode(security),
         password=os.environ.get("GRIDWIRE_DLMS_PASSWORD", DEMO_PASSWORD).encode(),
@@ -55,6 +64,9 @@ def build_simulator(*, host: str = "127.0.0.1", port: int = 4059, security: str 
     )
     model = MeterModel(serial=serial, history_days=history_days, clock_offset=timedelta(seconds=clock_offset_s),
                        drift_ppm=drift_ppm, clock_status=clock_status)
+    if serial_port is not None:
+        return DlmsSerialMeterSimulator(port=serial_port, baudrate=baudrate, model=model, security=secrets,
+                                        name=serial)
     return DlmsMeterSimulator(model=model, security=secrets, host=host, port=port, name=serial)
 
 
@@ -66,8 +78,13 @@ def sim_dlms(
     history_days: int = 10,
     clock_offset_s: float = 0.0,
     drift_ppm: float = 0.0,
+    serial_port: str | None = None,
+    baudrate: int = 9600,
 ) -> None:
     """Simulate a DLMS/COSEM electricity meter (security: none, lls, hls-gmac) until Ctrl-C.
+
+    ``serial_port`` serves HDLC on that serial device instead of TCP (``serial`` is the meter's
+    serial number, not a port).
 
     Plain keyword defaults so typer can wrap it: ``sim_app.command("dlms")(sim_dlms)``.
     """
@@ -78,7 +95,8 @@ def sim_dlms(
                          f"{', '.join(m.value for m in SecurityMode)}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = build_simulator(host=host, port=port, security=security, serial=serial, history_days=history_days,
-                                clock_offset_s=clock_offset_s, drift_ppm=drift_ppm)
+                                clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port,
+                                baudrate=baudrate)
     asyncio.run(serve(simulator=simulator))
 
 
@@ -94,9 +112,12 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=10)
     parser.add_argument("--clock-offset-s", type=float, default=0.0)
     parser.add_argument("--drift-ppm", type=float, default=0.0)
+    parser.add_argument("--serial-port", default=None, help="serve HDLC on this serial device instead of TCP")
+    parser.add_argument("--baudrate", type=int, default=9600)
     args = parser.parse_args()
     sim_dlms(host=args.host, port=args.port, security=args.security, serial=args.serial,
-             history_days=args.history_days, clock_offset_s=args.clock_offset_s, drift_ppm=args.drift_ppm)
+             history_days=args.history_days, clock_offset_s=args.clock_offset_s, drift_ppm=args.drift_ppm,
+             serial_port=args.serial_port, baudrate=args.baudrate)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""One DLMS/COSEM association with a meter over TCP (WRAPPER): asyncio I/O around gurux's client.
+"""One DLMS/COSEM association with a meter over TCP (WRAPPER) or a serial port (HDLC).
 
 gurux's GXDLMSClient only builds and parses bytes; this module moves them over an asyncio
-stream, maps failures to :mod:`edge.dlms.errors`, and keeps the HLS invocation counter in an
+stream (a socket, or a pyserial port via :mod:`edge.dlms.links`), maps failures to
+:mod:`edge.dlms.errors`, and keeps the HLS invocation counter in an
 :class:`InvocationCounterStore` across associations and restarts.
 """
 
@@ -28,20 +29,20 @@ from gurux_dlms.secure.GXDLMSSecureClient import GXDLMSSecureClient  # noqa: E40
 from edge.dlms.config import DlmsMeterConfig, SecurityMode  # noqa: E402
 from edge.dlms.counter_store import InvocationCounterStore  # noqa: E402
 from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsProtocolError  # noqa: E402
+from edge.dlms.links import FramingError, SerialWriter, open_serial, read_hdlc_frame, read_wrapper_frame  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-WRAPPER_HEADER = 8
-
 
 class DlmsAssociation:
-    """A TCP connection plus application association; use ``async with``."""
+    """A link (TCP, or serial with an HDLC connection) plus application association; use ``async with``."""
 
     def __init__(self, *, config: DlmsMeterConfig, counters: InvocationCounterStore | None = None) -> None:
         self.config = config
         self._counters = counters
         self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.StreamWriter | SerialWriter | None = None
+        self._hdlc = config.link == "serial"
         self.client = self._build_client()
 
     @property
@@ -51,9 +52,13 @@ class DlmsAssociation:
     def _build_client(self) -> GXDLMSClient:
         cfg = self.config
         mode = cfg.security
+        interface = InterfaceType.HDLC if self._hdlc else InterfaceType.WRAPPER
+        server = cfg.server_address
+        if self._hdlc and cfg.physical_address is not None:
+            server = GXDLMSClient.getServerAddress(cfg.server_address, cfg.physical_address)
         if mode is SecurityMode.HLS_GMAC:
-            client = GXDLMSSecureClient(True, cfg.client_address, cfg.server_address, Authentication.HIGH_GMAC,
-                                        None, InterfaceType.WRAPPER)
+            client = GXDLMSSecureClient(True, cfg.client_address, server, Authentication.HIGH_GMAC,
+                                        None, interface)
             cipher = client.ciphering
             cipher.security = Security.AUTHENTICATION_ENCRYPTION
             cipher.systemTitle = bytearray(bytes.fromhex(cfg.client_system_title))
@@ -61,8 +66,8 @@ class DlmsAssociation:
             cipher.authenticationKey = bytearray(cfg.key_bytes("authentication_key"))
             return client
         password = cfg.password.get_secret_value() if (mode is SecurityMode.LLS and cfg.password) else None
-        return GXDLMSClient(True, cfg.client_address, cfg.server_address, Authentication(mode.authentication), password,
-                            InterfaceType.WRAPPER)
+        return GXDLMSClient(True, cfg.client_address, server, Authentication(mode.authentication), password,
+                            interface)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DlmsAssociation:
@@ -75,16 +80,19 @@ class DlmsAssociation:
     async def open(self) -> None:
         """Connect and associate (AARQ/AARE, then HLS pass 3/4 when required)."""
         cfg = self.config
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s)
-        except (OSError, TimeoutError) as exc:
-            raise DlmsCommunicationError(f"meter {self.meter_id}: cannot connect to {cfg.host}:{cfg.port}: {exc!r}",
-                                         meter_id=self.meter_id) from exc
+        await self._connect()
         if cfg.security is SecurityMode.HLS_GMAC:
             start = self._counters.reserve(self.meter_id) if self._counters else 0
             self.client.ciphering.invocationCounter = start
         try:
+            if self._hdlc:
+                # HDLC needs a data link first: SNRM/UA also agrees the frame sizes and window.
+                reply = await self._exchange(self.client.snrmRequest())
+                try:
+                    self.client.parseUAResponse(reply.data)
+                except Exception as exc:  # gurux raises ValueError/GXDLMSException on a bad UA
+                    raise DlmsProtocolError(f"meter {self.meter_id}: HDLC connect (SNRM/UA) failed: "
+                                            f"{_describe(exc)}", meter_id=self.meter_id) from exc
             reply = await self._exchange(self.client.aarqRequest())
             try:
                 self.client.parseAareResponse(reply.data)
@@ -110,7 +118,23 @@ class DlmsAssociation:
             return
         with contextlib.suppress(DlmsCommunicationError, DlmsProtocolError):
             await self._exchange(self.client.releaseRequest())
+            if self._hdlc:
+                # DISC ends the HDLC link so the meter accepts the next SNRM from anyone.
+                await self._exchange(self.client.disconnectRequest())
         await self._close_socket()
+
+    async def _connect(self) -> None:
+        cfg = self.config
+        try:
+            if cfg.serial is not None:
+                self._reader, self._writer = await open_serial(cfg.serial, baudrate=cfg.baudrate,
+                                                               write_timeout=cfg.timeout_s)
+            else:
+                self._reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(cfg.host, cfg.port), cfg.timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:  # pyserial: SerialException (OSError), ValueError
+            raise DlmsCommunicationError(f"meter {self.meter_id}: cannot connect to {cfg.endpoint}: {exc!r}",
+                                         meter_id=self.meter_id) from exc
 
     async def _close_socket(self) -> None:
         if self.config.security is SecurityMode.HLS_GMAC and self._counters is not None:
@@ -173,12 +197,14 @@ class DlmsAssociation:
     async def _receive_into(self, reply: GXReplyData) -> None:
         assert self._reader is not None
         try:
+            read_frame = read_hdlc_frame if self._hdlc else read_wrapper_frame
             while True:
-                header = await asyncio.wait_for(self._reader.readexactly(WRAPPER_HEADER), self.config.timeout_s)
-                length = int.from_bytes(header[6:8], "big")
-                body = await asyncio.wait_for(self._reader.readexactly(length), self.config.timeout_s)
                 try:
-                    complete = self.client.getData(bytearray(header + body), reply)
+                    frame = await asyncio.wait_for(read_frame(self._reader), self.config.timeout_s)
+                except FramingError as exc:
+                    raise DlmsProtocolError(f"meter {self.meter_id}: {exc}", meter_id=self.meter_id) from exc
+                try:
+                    complete = self.client.getData(bytearray(frame), reply)
                 except GXDLMSException as exc:
                     raise DlmsProtocolError(f"meter {self.meter_id}: {_describe(exc)}",
                                             meter_id=self.meter_id) from exc

@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
+SERIAL_BAUDRATES = frozenset({300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200})
+
+
 class SecurityMode(StrEnum):
     """The association security levels the simulator and the adapter support."""
 
@@ -32,22 +35,51 @@ class DlmsMeterConfig(BaseModel):
 
     meter_id: str = Field(min_length=1, max_length=128, pattern=r"^[^/+#\x00]+$",
                           description="OMDP MeterIndividual id added to every reading")
-    host: str = Field(min_length=1)
+    # Exactly one of ``host`` (TCP, WRAPPER) or ``serial`` (a serial port, HDLC) is set.
+    host: str | None = Field(default=None, min_length=1)
     port: int = Field(default=4059, ge=1, le=65535)
-    transport: Literal["tcp"] = "tcp"
+    serial: str | None = Field(default=None, min_length=1, description="serial device path (HDLC)")
+    baudrate: int = Field(default=9600, description="serial speed; IEC 62056-21 mode E meters use 9600")
+    # Optional: inferred from host/serial; when given it must agree with them.
+    transport: Literal["tcp", "serial"] | None = None
     security: SecurityMode = SecurityMode.LLS
     password: SecretStr | None = None
     # 16-byte AES keys and 8-byte system titles, as hex.
     block_cipher_key: SecretStr | None = None
     authentication_key: SecretStr | None = None
     client_system_title: str = Field(default="4757454447450001", pattern=r"^[0-9A-Fa-f]{16}$")
+    # On TCP these are the WRAPPER ports; on serial the HDLC client address and the upper HDLC
+    # (logical device) address, with ``physical_address`` as the optional lower address.
     client_address: int = Field(default=1, ge=1, le=0x7F)
     server_address: int = Field(default=1, ge=1, le=0x3FFF)
+    physical_address: int | None = Field(default=None, ge=0x10, le=0x3FFD)
     profile: str = Field(default="dsmr-4.2.2", min_length=1)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
     interval_s: float = Field(default=900.0, gt=0)
-    # The shared medium the poller bounds concurrency on; defaults to host:port.
+    # The shared medium the poller bounds concurrency on; defaults to the endpoint.
     bus: str | None = None
+
+    @model_validator(mode="after")
+    def _one_link(self) -> DlmsMeterConfig:
+        if (self.host is None) == (self.serial is None):
+            raise ValueError("set exactly one of 'host' (TCP) or 'serial' (HDLC serial port)")
+        if self.transport is not None and self.transport != self.link:
+            raise ValueError(f"transport '{self.transport}' does not match the configured {self.link} link")
+        if self.serial is not None and self.baudrate not in SERIAL_BAUDRATES:
+            raise ValueError(f"baudrate must be one of {sorted(SERIAL_BAUDRATES)}")
+        if self.host is not None and self.physical_address is not None:
+            raise ValueError("physical_address is an HDLC address: it needs 'serial'")
+        return self
+
+    @property
+    def link(self) -> Literal["tcp", "serial"]:
+        """Which link the meter is on: 'tcp' (WRAPPER) or 'serial' (HDLC)."""
+        return "serial" if self.serial is not None else "tcp"
+
+    @property
+    def endpoint(self) -> str:
+        """The link as text for logs and bus names: ``tcp:host:port`` or ``serial:/dev/...``."""
+        return f"serial:{self.serial}" if self.serial is not None else f"tcp:{self.host}:{self.port}"
 
     @model_validator(mode="after")
     def _secrets_for_mode(self) -> DlmsMeterConfig:

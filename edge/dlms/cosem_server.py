@@ -1,7 +1,8 @@
 """One association's DLMS/COSEM server logic for the simulator (a gurux secure server).
 
-Pure with respect to I/O: it takes a received WRAPPER frame and returns the reply bytes. The
-asyncio TCP side lives in :mod:`edge.dlms.simulator`. One instance serves one TCP connection;
+Pure with respect to I/O: it takes a received WRAPPER or HDLC frame and returns the reply
+bytes. The asyncio side lives in :mod:`edge.dlms.simulator` (TCP) and
+:mod:`edge.dlms.serial_simulator` (HDLC). One instance serves one TCP connection or serial line;
 all instances of a simulator share one :class:`MeterModel` and one :class:`InvocationGuard`.
 """
 
@@ -47,6 +48,9 @@ ASSOCIATION_OBIS = "0.0.40.0.0.255"
 _AARQ = 0x60
 _USER_INFORMATION = 0xBE
 _GLO_INITIATE_REQUEST = 0x21
+# An HDLC information frame carries the APDU after the LLC header of a request.
+_LLC_REQUEST = b"\xe6\xe6\x00"
+_HDLC_TRAILER = 3  # FCS(2) + closing flag
 
 
 @dataclass(frozen=True, repr=False)
@@ -110,11 +114,12 @@ def aarq_invocation_counter(apdu: bytes) -> int | None:
 
 
 class CosemServer(GXDLMSSecureServer):
-    """Gurux LN server over WRAPPER serving the simulated meter's objects for one connection."""
+    """Gurux LN server (WRAPPER or HDLC) serving the simulated meter's objects for one connection."""
 
     def __init__(self, *, model: MeterModel, security: ServerSecurity, guard: InvocationGuard,
-                 meter_name: str) -> None:
-        super().__init__(True, InterfaceType.WRAPPER)
+                 meter_name: str, hdlc: bool = False) -> None:
+        super().__init__(True, InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
+        self._hdlc = hdlc
         self._security = security
         self._guard = guard
         self._meter_name = meter_name
@@ -143,8 +148,8 @@ class CosemServer(GXDLMSSecureServer):
         self.initialize()
 
     def handle_frame(self, frame: bytes) -> bytes | None:
-        """Feed one complete WRAPPER frame; return the reply frame (None: nothing to send)."""
-        apdu = frame[8:]
+        """Feed one complete WRAPPER or HDLC frame; return the reply frame (None: nothing to send)."""
+        apdu = self._apdu(frame)
         counter = aarq_invocation_counter(apdu)
         self._replay = counter is not None and not self._guard.accept(counter)
         if self._replay:
@@ -152,6 +157,12 @@ class CosemServer(GXDLMSSecureServer):
         reply = GXServerReply(bytearray(frame))
         self.handleRequest(reply)
         return bytes(reply.reply) if reply.reply else None
+
+    def _apdu(self, frame: bytes) -> bytes:
+        if not self._hdlc:
+            return frame[8:]
+        start = frame.find(_LLC_REQUEST)
+        return frame[start + len(_LLC_REQUEST):-_HDLC_TRAILER] if start >= 0 else b""
 
     # --- gurux callbacks ------------------------------------------------------------------
     def isTarget(self, serverAddress: int, clientAddress: int) -> bool:  # noqa: N802, N803

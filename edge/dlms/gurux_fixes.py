@@ -67,6 +67,7 @@ def apply() -> None:
     _fix_ln_parameters_accessors()
     _fix_release_response_lengths()
     _fix_initialize_object_list()
+    _fix_hdlc_link_replies()
     _applied = True
     logger.debug("gurux-dlms %s server fixes applied", PINNED_GURUX_VERSION)
 
@@ -395,3 +396,55 @@ def _fix_initialize_object_list() -> None:
         original(self)
 
     GXDLMSServer.initialize = initialize
+
+
+def _fix_hdlc_link_replies() -> None:
+    # GXDLMSServer.handleSnrmRequest (the HDLC link set-up, needed by every serial meter)
+    # writes the UA's parameters from ``self.hdlc.maxInfoTX`` etc.: with no HDLC setup object
+    # (``self.hdlc`` None, the default) that is an AttributeError, and with one it calls a
+    # ``settings.hdlc.update`` that does not exist (the method is ``_update``) and reads
+    # attributes the setup object does not have. Every SNRM was answered with FRMR. The Java
+    # original answers with the *negotiated* values in ``settings.hdlc``: start from our
+    # limits (the setup object's, else the defaults), let the client's SNRM lower them, and
+    # echo the result (the original also wrote the group length with setUInt8 arguments
+    # swapped). generateDisconnectRequest (the UA to DISC) reads the same missing attributes,
+    # so DISC was answered with FRMR; it echoes the negotiated values too. The data-link
+    # state handling is kept exactly as in the original.
+    from gurux_dlms.ConnectionState import ConnectionState
+    from gurux_dlms.GXDLMS import GXDLMS
+    from gurux_dlms.GXDLMSServer import GXDLMSServer
+    from gurux_dlms.GXHdlcSettings import GXHdlcSettings
+    from gurux_dlms._HDLCInfo import _HDLCInfo
+
+    fields = ("maxInfoRX", "maxInfoTX", "windowSizeRX", "windowSizeTX")
+    defaults = (GXHdlcSettings.DEFAULT_MAX_INFO_RX, GXHdlcSettings.DEFAULT_MAX_INFO_TX,
+                GXHdlcSettings.DEFAULT_WINDOWS_SIZE_RX, GXHdlcSettings.DEFAULT_WINDOWS_SIZE_TX)
+
+    def write_link_parameters(self: Any) -> None:
+        negotiated, reply = self.settings.hdlc, self.replyData
+        reply.set(bytes([0x81, 0x80, 0]))  # format id, group id, group length (set below)
+        for tag, value in ((_HDLCInfo.MAX_INFO_TX, negotiated.maxInfoTX),
+                           (_HDLCInfo.MAX_INFO_RX, negotiated.maxInfoRX)):
+            reply.setUInt8(tag)
+            GXDLMS.appendHdlcParameter(reply, value)
+        for tag, value in ((_HDLCInfo.WINDOW_SIZE_TX, negotiated.windowSizeTX),
+                           (_HDLCInfo.WINDOW_SIZE_RX, negotiated.windowSizeRX)):
+            reply.set(bytes([tag, 4]))
+            reply.setUInt32(value)
+        reply.setUInt8(len(reply) - 3, 2)
+
+    def handle_snrm_request(self: Any, data: Any) -> None:
+        negotiated = self.settings.hdlc
+        for name, value in zip(fields, defaults, strict=True):
+            setattr(negotiated, name, value)
+        negotiated._update(self.hdlc)  # no-op without an HDLC setup object
+        limits = [getattr(negotiated, name) for name in fields]
+        GXDLMS.parseSnrmUaResponse(data, negotiated)
+        for name, limit in zip(fields, limits, strict=True):  # a client may lower our limits, not raise them
+            setattr(negotiated, name, min(getattr(negotiated, name), limit))
+        self.reset(True)
+        write_link_parameters(self)
+        self.settings.connected = ConnectionState.HDLC
+
+    GXDLMSServer.handleSnrmRequest = handle_snrm_request
+    GXDLMSServer.generateDisconnectRequest = write_link_parameters
