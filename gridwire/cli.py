@@ -141,12 +141,14 @@ def sim_dlms(
     history_days: Annotated[int, typer.Option(help="Days of 15-minute load profile the meter keeps.")] = 10,
     clock_offset_s: Annotated[float, typer.Option(help="Meter clock minus true time, in seconds.")] = 0.0,
     drift_ppm: Annotated[float, typer.Option(help="Meter clock drift in parts per million.")] = 0.0,
+    serial_port: Annotated[Optional[str], typer.Option(help="Serve HDLC on this serial device instead of TCP.")] = None,
+    baudrate: Annotated[int, typer.Option(help="Baud rate on the serial device.")] = 9600,
 ) -> None:
-    """A simulated DLMS/COSEM electricity meter over TCP until Ctrl-C."""
+    """A simulated DLMS/COSEM electricity meter over TCP (WRAPPER) or serial (HDLC) until Ctrl-C."""
     from edge.dlms.cli import sim_dlms as run
 
     run(host=host, port=port, security=security, serial=serial, history_days=history_days,
-        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm)
+        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port, baudrate=baudrate)
 
 
 @sim_app.command("modbus")
