@@ -337,12 +337,17 @@ class CommandStore:
             return [CommandRecord.of(r) for r in rows]
 
     async def overdue(self, *, limit: int = 500) -> list[CommandRecord]:
-        """Non-final commands whose time-to-live has passed."""
+        """Non-final commands whose time-to-live has passed, the longest overdue first, at most ``limit``.
+
+        Answered from the (status, expires_at) index: its cost follows the overdue commands
+        found, not the open ones (the pump runs it twice a second in every core process).
+        """
         now = self.now()
         async with self._reads() as session:
             rows = await session.scalars(
                 select(CommandRow).where(CommandRow.status.in_([S.QUEUED.value, *(s.value for s in IN_FLIGHT)]),
-                                         CommandRow.expires_at <= now).limit(limit))
+                                         CommandRow.expires_at <= now)
+                .order_by(CommandRow.expires_at).limit(limit))
             return [CommandRecord.of(r) for r in rows]
 
     # --- one command at a time per device --------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String
+from sqlalchemy import JSON, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.registry.models import ID_LENGTH, Base, UTCDateTime, utcnow
@@ -22,6 +22,10 @@ class CommandRow(Base):
     """One generic command for one device and where it is in its life."""
 
     __tablename__ = "command"
+    # The pump's sweep (open commands past their time-to-live, oldest first) reads a few index
+    # entries instead of every open command; its leading column serves lookups by status too.
+    # Added by revision ``0004_command_sweep_index``.
+    __table_args__ = (Index("ix_command_status_expires_at", "status", "expires_at"),)
 
     id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
     # The functional request this command is part of (what the application holds).
@@ -32,7 +36,7 @@ class CommandRow(Base):
     name: Mapped[str] = mapped_column(String(64))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     priority: Mapped[int] = mapped_column(Integer, default=4)
-    status: Mapped[str] = mapped_column(String(STATUS_LENGTH), index=True)
+    status: Mapped[str] = mapped_column(String(STATUS_LENGTH))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,8 +60,12 @@ class CoreRouter:
 
     def __init__(self, *, session: MqttSession, registry: Registry, store: CommandStore,
                  retry: RetryPolicy = RetryPolicy(), pump_interval: float = 0.5,
-                 share_group: str = SHARE_GROUP) -> None:
+                 share_group: str = SHARE_GROUP, concurrency: int | None = None) -> None:
+        """``concurrency``: messages handled at once (default: unbounded beyond the MQTT
+        in-flight window). Set it to about the database pool size: the rest then wait here, in
+        memory, instead of queueing on the pool's checkout, whose timeout fails the message."""
         self._session = session
+        self._gate = asyncio.Semaphore(concurrency) if concurrency is not None else None
         self._registry = registry
         self._store = store
         self._retry = retry
@@ -75,11 +80,23 @@ class CoreRouter:
 
     async def start(self) -> None:
         """Subscribe and start the pump; the session must be connected."""
-        await self._session.subscribe(topics.shared(self._group, "core/request/+"), self.handle_request)
-        await self._session.subscribe(topics.shared(self._group, topics.ALL_CONCENTRATOR_RESPONSES),
-                                      self.handle_response)
-        await self._session.subscribe(topics.shared(self._group, "device/+/response"), self.handle_response)
+        await self._session.subscribe(topics.shared(self._group, "core/request/+"), self._gated(self.handle_request))
+        on_response = self._gated(self.handle_response)
+        await self._session.subscribe(topics.shared(self._group, topics.ALL_CONCENTRATOR_RESPONSES), on_response)
+        await self._session.subscribe(topics.shared(self._group, "device/+/response"), on_response)
         self._pump_task = asyncio.create_task(self._pump(), name=f"core-pump-{self._session.client_id}")
+
+    def _gated(self, handler: Callable[[Message], Awaitable[None]]) -> Callable[[Message], Awaitable[None]]:
+        """``handler`` run by at most ``concurrency`` messages at once."""
+        gate = self._gate
+        if gate is None:
+            return handler
+
+        async def gated(message: Message) -> None:
+            async with gate:
+                await handler(message)
+
+        return gated
 
     async def close(self) -> None:
         if self._pump_task is not None:

@@ -52,6 +52,16 @@ async def open_registry(url: str, engine_options: Mapping[str, Any] | None = Non
         await engine.dispose()
 
 
+def handler_concurrency(engine_options: Mapping[str, Any] | None) -> int | None:
+    """Messages a core handles at once for a database pool: one connection each, less one that
+    the pump and the success writer find free. None (unbounded) without a sized pool (SQLite)."""
+    options = engine_options or {}
+    if "pool_size" not in options:
+        return None
+    connections = int(options["pool_size"]) + int(options.get("max_overflow", 0))
+    return max(1, connections - 1)
+
+
 async def run_core(stop: asyncio.Event, *, registry_url: str, broker: BrokerLogin, client_id: str | None = None,
                    pump_interval: float = 0.5, retry: RetryPolicy = RetryPolicy(),
                    engine_options: Mapping[str, Any] | None = None, ready: asyncio.Event | None = None) -> None:
@@ -60,7 +70,7 @@ async def run_core(stop: asyncio.Event, *, registry_url: str, broker: BrokerLogi
     async with open_registry(registry_url, engine_options) as registry, \
             broker.session("core", client_id=client_id) as session:
         router = CoreRouter(session=session, registry=registry, store=CommandStore(registry.engine), retry=retry,
-                            pump_interval=pump_interval)
+                            pump_interval=pump_interval, concurrency=handler_concurrency(engine_options))
         await router.start()
         log.info("core consumer %s running", session.client_id)
         if ready is not None:
