@@ -218,7 +218,10 @@ def cloud_api(host: Annotated[str, typer.Option(help="Address to listen on.")] =
     from cloud.platform import PlatformSettings, create_platform_app
 
     _logging(log_level)
-    uvicorn.run(create_platform_app(PlatformSettings()), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(create_platform_app(PlatformSettings()), host=host, port=port, log_level=log_level.lower(),
+                # Longer than clients typically idle between calls: a keep-alive connection closed just
+                # as a busy client reuses it surfaces as a failed request.
+                timeout_keep_alive=30)
 
 
 def _platform_process(name: str, log_level: str) -> None:
