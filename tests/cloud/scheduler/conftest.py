@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.fixtures.clock import ManualClock
+
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
@@ -12,18 +14,6 @@ from broker.session import MqttSession
 from tests.fixtures.mosquitto import MosquittoServer
 
 
-class ManualClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
 
 
 @pytest.fixture

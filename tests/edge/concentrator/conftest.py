@@ -3,6 +3,8 @@ and the concentrator run in-process against the real broker and ingest."""
 
 from __future__ import annotations
 
+from tests.fixtures.clock import ManualClock
+
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -25,17 +27,6 @@ T0 = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
 PERIOD = timedelta(minutes=15)
 
 
-class ManualClock:
-    """A time source the test moves by hand: meters and concentrator agree on it exactly."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @pytest.fixture

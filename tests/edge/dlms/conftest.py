@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.fixtures.clock import ManualClock
+
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,17 +26,6 @@ AUTH_KEY = bytes.fromhex("d0d1d2d3d4d5d6d7d8d9dadbdcdddedf")
 SERVER_TITLE = b"GRWSIM01"
 
 
-class ManualClock:
-    """A time source tests move by hand, so meter values are exactly predictable."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.fixtures.tasks import no_leaked_tasks  # noqa: F401 - autouse fixture
+
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,17 +15,6 @@ from edge.modbus import ModbusSimulator, RegisterMap, load_map
 ALL_TYPES = Path(__file__).with_name("all_types.yaml")
 
 
-@pytest.fixture(autouse=True)
-async def no_leaked_tasks() -> AsyncIterator[None]:
-    yield
-    current = asyncio.current_task()
-    # Give cancelled tasks one loop turn to finish before calling them leaked.
-    for _ in range(5):
-        leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-        if not leftover:
-            break
-        await asyncio.sleep(0)
-    assert not leftover, f"tasks left running: {[t.get_name() for t in leftover]}"
 
 
 @pytest.fixture
