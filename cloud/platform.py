@@ -34,6 +34,7 @@ from cloud.deadletters import DeadLetterStore
 from cloud.domains.service import run_domain
 from cloud.registry import Registry, migrate
 from cloud.registry.db import create_engine, is_sqlite
+from cloud.scheduler import ScheduleStore
 from cloud.settings import Settings
 from cloud.store import InfluxStore
 
@@ -132,7 +133,7 @@ def create_platform_app(settings: PlatformSettings, *, store: InfluxStore | None
     app.state.meter_access = registry_meter_access(app)
     app.dependency_overrides[current_org] = principal_org
     app.state.registry = app.state.commands = app.state.mqtt = None
-    app.state.drift_store = app.state.dead_letters = None
+    app.state.drift_store = app.state.dead_letters = app.state.schedules = None
     store_lifespan = app.router.lifespan_context
 
     @asynccontextmanager
@@ -153,6 +154,7 @@ def create_platform_app(settings: PlatformSettings, *, store: InfluxStore | None
             app.state.mqtt = session
             app.state.drift_store = DriftStore(registry.engine)
             app.state.dead_letters = dead_letters
+            app.state.schedules = ScheduleStore(registry.engine)
             exits.callback(_clear, app)
             log.info("platform API ready (registry %s, broker %s:%d)", _safe_url(settings.registry_url),
                      settings.mqtt_host, settings.mqtt_port)
@@ -174,7 +176,7 @@ async def _owned_registry(settings: PlatformSettings) -> AsyncIterator[Registry]
 
 def _clear(app: FastAPI) -> None:
     app.state.registry = app.state.commands = app.state.mqtt = None
-    app.state.drift_store = app.state.dead_letters = None
+    app.state.drift_store = app.state.dead_letters = app.state.schedules = None
 
 
 def _safe_url(url: str) -> str:

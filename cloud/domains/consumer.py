@@ -77,8 +77,8 @@ class DomainConsumer:
     async def handle(self, message: Message) -> None:
         try:
             parsed = topics.parse(message.topic)
-            request = FunctionalRequest.model_validate_json(message.payload)
-        except (topics.TopicError, ValidationError) as exc:
+            request = _from_schedule(FunctionalRequest.model_validate_json(message.payload), message)
+        except (topics.TopicError, ValidationError, ValueError) as exc:
             log.warning("dropping bad functional request on %s: %s (payload %r)", message.topic, exc,
                         message.payload[:200])
             return
@@ -122,3 +122,16 @@ class DomainConsumer:
         await self._session.publish(topics.domain_topic(domain.name, "response", organisation), response.to_wire(),
                                     qos=1, properties=publish_properties(correlation_data=uuid.UUID(
                                         str(request.correlation_id)).bytes))
+
+
+def _from_schedule(request: FunctionalRequest, message: Message) -> FunctionalRequest:
+    """A request the scheduler published: the same stored payload every run, so each run's
+    issue time is the run's due time (its TTL counts from then, not from when the schedule was
+    made) and its correlation id derives from the run's idempotency key (a republished run
+    stays one request)."""
+    due = message.user_properties.get("scheduledFor")
+    key = message.user_properties.get("idempotencyKey")
+    if due is None or key is None:
+        return request
+    return request.model_copy(update={"issued_at": datetime.fromisoformat(due),
+                                      "correlation_id": uuid.uuid5(uuid.NAMESPACE_URL, key)})

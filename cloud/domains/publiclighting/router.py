@@ -1,13 +1,32 @@
-"""Public lighting web API: switch/dim a light, ask its status, read results."""
+"""Public lighting web API: switch/dim a light, ask its status, set its switching schedule, read results."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import Field
 
-from cloud.domains.api import MAX_BULK_DEVICES, SubmitterDep, add_results_route
+from cloud.api_admin.deps import OrgId
+from cloud.core.access import permission
+from cloud.domains.api import MAX_BULK_DEVICES, RegistryDep, SubmitterDep, add_results_route
+from cloud.domains.publiclighting.schedules import (
+    LightSchedule,
+    LightScheduleView,
+    is_light_schedule,
+    schedules_for,
+    view,
+)
 from cloud.domains.publiclighting.translator import DOMAIN, SetLight
 from cloud.domains.schemas import Accepted, BulkAccepted
+from cloud.registry import Registry
+from cloud.registry.errors import DeviceNotFound
+from cloud.registry.functions import DeviceFunction
+from cloud.scheduler import SchedulePublic, ScheduleStore
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/publiclighting", tags=["public lighting"])
 _ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "response_model": Accepted, "response_model_by_alias": True}
@@ -38,6 +57,64 @@ async def set_lights(body: SetLights, submitter: SubmitterDep) -> BulkAccepted:
 async def get_status(device_id: str, submitter: SubmitterDep) -> Accepted:
     """Ask a light for its status (relays and dim level)."""
     return await submitter.submit(DOMAIN, "getStatus", device_id, {})
+
+
+async def get_schedules(request: Request) -> ScheduleStore:
+    """The schedule store the app put in ``app.state.schedules``."""
+    store = getattr(request.app.state, "schedules", None)
+    if store is None:
+        raise RuntimeError("app.state.schedules is not set; build the ScheduleStore in the app's lifespan")
+    return store
+
+
+SchedulesDep = Annotated[ScheduleStore, Depends(get_schedules)]
+
+
+async def _authorise(registry: Registry, org: str, device_id: str) -> None:
+    decision = await permission(registry, org, device_id, DeviceFunction.SET_SCHEDULE)
+    if not decision.allowed:
+        log.warning("refused light schedule on %s for %s: %s", device_id, org, decision.reason)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
+
+
+async def _stored(schedules: ScheduleStore, org: str, device_id: str) -> list[SchedulePublic]:
+    return [s for s in await schedules.list_schedules(organisation=org) if is_light_schedule(s.name, device_id)]
+
+
+@router.post("/devices/{device_id}/schedule", status_code=status.HTTP_201_CREATED, response_model=LightScheduleView,
+             response_model_by_alias=True)
+async def set_schedule(device_id: str, body: LightSchedule, org: OrgId, registry: RegistryDep,
+                       schedules: SchedulesDep) -> LightScheduleView:
+    """Replace the light's switching schedule: each entry at ``"HH:MM"`` in a time zone, or at
+    ``"sunrise"``/``"sunset"`` plus ``offsetMinutes`` at the light's registered location
+    (422 if it has none). Answers each entry's next run."""
+    await _authorise(registry, org, device_id)
+    try:
+        location = (await registry.get_device(device_id)).location
+    except DeviceNotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    coordinates = (None if location is None or location.latitude is None or location.longitude is None
+                   else (location.latitude, location.longitude))
+    try:
+        specs = schedules_for(organisation=org, device_id=device_id, body=body, location=coordinates,
+                              now=datetime.now(UTC))
+    except ValueError as exc:
+        # A bare 422: Starlette renamed the constant and warns on the old name.
+        raise HTTPException(422, f"{device_id}: {exc}") from None
+    # Remove-then-add is not one transaction: a failure in between leaves the light unscheduled,
+    # which the caller sees as an error and repairs by posting again.
+    for old in await _stored(schedules, org, device_id):
+        await schedules.remove(old.id)
+    added = [await schedules.add(spec) for spec in specs]
+    log.info("light %s of %s: schedule replaced with %d entries", device_id, org, len(added))
+    return view(device_id, added)
+
+
+@router.get("/devices/{device_id}/schedule", response_model=LightScheduleView, response_model_by_alias=True)
+async def get_schedule(device_id: str, org: OrgId, registry: RegistryDep, schedules: SchedulesDep) -> LightScheduleView:
+    """The light's switching schedule as stored by this organisation, with next runs."""
+    await _authorise(registry, org, device_id)
+    return view(device_id, await _stored(schedules, org, device_id))
 
 
 add_results_route(router, DOMAIN)
