@@ -19,6 +19,8 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "set_dim_level": F.SET_LIGHT,
     "get_light_status": F.GET_LIGHT_STATUS,
     "read_now": F.GET_ACTUAL_METER_READS,
+    "read_profile": F.GET_PERIODIC_METER_READS,
+    "read_alarms": F.READ_ALARMS,
     "disconnect": F.DISCONNECT,
     "connect": F.RECONNECT,
     "set_clock": F.SYNCHRONIZE_TIME,

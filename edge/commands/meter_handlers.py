@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.schemas import MeterReading
 from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
+from edge.dlms.alarms import decode_alarms, decode_events
 from edge.polling import MeterError, MeterPoller
 
 CompletenessQuery = Callable[[str, int], dict[str, float]]
+
+# read_profile bounds: a month of 15-minute captures is 2,976 rows, so 3,000 fits a whole range.
+MAX_PROFILE_RANGE = timedelta(days=31)
+MAX_PROFILE_ROWS = 3_000
 
 
 @asynccontextmanager
@@ -37,9 +42,31 @@ def reading_result(readings: list[MeterReading]) -> dict[str, Any]:
     return {"readings": [{
         "meterReadingIdentifier": str(r.meter_reading_identifier),
         "readingTime": r.reading_time.isoformat(),
-        "values": {pv.property_id: ({"value": pv.numerical_value, "unit": pv.unit} if pv.numerical_value is not None
-                                    else {"text": pv.text_value}) for pv in r.property_values},
+        "values": _values(r),
     } for r in readings]}
+
+
+def _values(reading: MeterReading) -> dict[str, Any]:
+    return {pv.property_id: ({"value": pv.numerical_value, "unit": pv.unit} if pv.numerical_value is not None
+                             else {"text": pv.text_value}) for pv in reading.property_values}
+
+
+def profile_result(readings: list[MeterReading], *, limit: int = MAX_PROFILE_ROWS) -> dict[str, Any]:
+    """What ``read_profile`` answers: up to ``limit`` rows (time + values), and whether it cut any."""
+    rows = [{"readingTime": r.reading_time.isoformat(), "values": _values(r)} for r in readings[:limit]]
+    return {"rows": rows, "rowCount": len(readings), "truncated": len(readings) > limit}
+
+
+def profile_range(params: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The ``from``/``to`` of a read_profile command, checked: both aware, to > from, at most 31 days."""
+    start, end = _moment(params, "from", None), _moment(params, "to", None)
+    if start is None or end is None:
+        raise InvalidParameters("read_profile needs 'from' and 'to'")
+    if end <= start:
+        raise InvalidParameters("'to' must be after 'from'")
+    if end - start > MAX_PROFILE_RANGE:
+        raise InvalidParameters(f"the range may span at most {MAX_PROFILE_RANGE.days} days")
+    return start, end
 
 
 def _moment(params: dict[str, Any], key: str, default: datetime | None) -> datetime | None:
@@ -101,9 +128,21 @@ def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: Completene
         async with meter_errors(), poller.exclusive(meter_id):
             return {"outputState": await adapter.read_output_state()}
 
+    async def read_profile(params: dict[str, Any]) -> dict[str, Any]:
+        start, end = profile_range(params)
+        async with meter_errors(), poller.exclusive(meter_id):
+            readings = await adapter.read_load_profile(start, end)
+        return {"from": start.isoformat(), "to": end.isoformat()} | profile_result(readings)
+
+    async def read_alarms(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id), adapter.session():
+            bits = await adapter.read_alarm_register()
+            events = await adapter.read_event_log()
+        return {"alarmRegister": bits, "alarms": decode_alarms(bits), "events": decode_events(events)}
+
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
     handlers.update(get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
-                    get_output_state=get_output_state)
+                    get_output_state=get_output_state, read_profile=read_profile, read_alarms=read_alarms)
     if backfill is not None:
         async def run_backfill(params: dict[str, Any]) -> dict[str, Any]:
             async with meter_errors():

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.schemas import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
+from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_LOG_OBIS
 from edge.dlms.client import DlmsAssociation
 from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.cosem_objects import from_gx_datetime, to_gx_datetime
@@ -24,6 +25,7 @@ from edge.dlms.mapping import meter_reading, property_value, unit_symbol
 from edge.profiles import MeterProfile, load_profile
 
 from gurux_dlms.objects.GXDLMSClock import GXDLMSClock  # noqa: I001  (after edge.dlms.client applied the fixes)
+from gurux_dlms.objects.GXDLMSData import GXDLMSData
 from gurux_dlms.objects.GXDLMSDisconnectControl import GXDLMSDisconnectControl
 from gurux_dlms.objects.GXDLMSProfileGeneric import GXDLMSProfileGeneric
 from gurux_dlms.objects.GXDLMSRegister import GXDLMSRegister
@@ -153,6 +155,20 @@ class DlmsMeterAdapter:
             values.append(property_value(mapping, value=float(raw) * float(register.scaler),
                                          source_unit=unit_symbol(register.unit), at=at))
         return meter_reading(meter=self.meter, reading_time=at, values=values, historical=True)
+
+    # --- alarms and events ----------------------------------------------------------------
+    async def read_alarm_register(self, obis: str = ALARM_REGISTER_OBIS) -> int:
+        """The alarm register's bit field (a uint32, one bit per alarm)."""
+        async with self._link() as link:
+            return int(await link.read(GXDLMSData(obis), 2) or 0)
+
+    async def read_event_log(self, obis: str = STANDARD_EVENT_LOG_OBIS) -> list[tuple[datetime, int]]:
+        """Every entry of an event log (clock, event code), as (UTC time, code) pairs."""
+        async with self._link() as link:
+            log = GXDLMSProfileGeneric(obis)
+            await link.read(log, 3)
+            await link.read(log, 2)
+        return [(from_gx_datetime(row[0]), int(row[1])) for row in log.buffer]
 
     # --- disconnect control ---------------------------------------------------------------
     async def disconnect(self) -> bool:

@@ -24,6 +24,7 @@ from gurux_dlms.objects.GXDLMSDisconnectControl import GXDLMSDisconnectControl
 from gurux_dlms.objects.GXDLMSProfileGeneric import GXDLMSProfileGeneric
 from gurux_dlms.objects.GXDLMSRegister import GXDLMSRegister
 
+from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_CODE_OBIS, STANDARD_EVENT_LOG_OBIS
 from edge.dlms.meter_model import ENERGY_OBIS, PROFILE_PERIOD, MeterModel
 
 CLOCK_OBIS = "0.0.1.0.0.255"
@@ -172,6 +173,67 @@ def _encode_rows(settings: Any, rows: list[Any], status: int) -> bytes:
         for value in row.energy_wh:
             _GXCommon.setData(settings, buffer, DataType.UINT32, value)
     return bytes(buffer.array())
+
+
+class ModelAlarmRegister(GXDLMSData):
+    """Alarm register 0.0.97.98.0.255: a uint32 bit field read live from the model."""
+
+    def __init__(self, model: MeterModel) -> None:
+        super().__init__(ALARM_REGISTER_OBIS)
+        self._model = model
+        self.setDataType(2, DataType.UINT32)
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return self._model.alarm_bits
+        return super().getValue(settings, e)
+
+
+class ModelEventLog(GXDLMSProfileGeneric):
+    """Standard event log 0.0.99.98.0.255: (clock, event code) captures from the model.
+
+    Encoded here for the same reasons as :class:`ModelLoadProfile`.
+    """
+
+    def __init__(self, model: MeterModel, *, clock: GXDLMSClock, event_code: GXDLMSData) -> None:
+        super().__init__(STANDARD_EVENT_LOG_OBIS)
+        self._model = model
+        self.captureObjects.append((clock, GXDLMSCaptureObject(2, 0)))
+        self.captureObjects.append((event_code, GXDLMSCaptureObject(2, 0)))
+        self.profileEntries = 100
+        self.entriesInUse = 0
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            start, end = _range_of(settings, e)
+            buffer = GXByteBuffer()
+            buffer.setUInt8(DataType.ARRAY)
+            rows = self._model.event_rows(start, end)
+            _GXCommon.setObjectCount(len(rows), buffer)
+            for at, code in rows:
+                buffer.setUInt8(DataType.STRUCTURE)
+                _GXCommon.setObjectCount(2, buffer)
+                _GXCommon.setData(settings, buffer, DataType.OCTET_STRING, to_gx_datetime(at))
+                _GXCommon.setData(settings, buffer, DataType.UINT8, code)
+            e.byteArray = True
+            return bytes(buffer.array())
+        if e.index == 7:
+            return len(self._model.events)
+        return super().getValue(settings, e)
+
+
+class ModelEventCode(GXDLMSData):
+    """Standard event code object 0.0.96.11.0.255: the last logged event's code (0 if none)."""
+
+    def __init__(self, model: MeterModel) -> None:
+        super().__init__(STANDARD_EVENT_CODE_OBIS)
+        self._model = model
+        self.setDataType(2, DataType.UINT8)
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return self._model.events[-1][1] if self._model.events else 0
+        return super().getValue(settings, e)
 
 
 def device_name(serial: str) -> GXDLMSData:

@@ -32,8 +32,11 @@ from edge.dlms.cosem_objects import (  # noqa: E402
     UNIT_V,
     UNIT_W,
     UNIT_WH,
+    ModelAlarmRegister,
     ModelClock,
     ModelDisconnectControl,
+    ModelEventCode,
+    ModelEventLog,
     ModelLoadProfile,
     ModelRegister,
     device_name,
@@ -134,6 +137,7 @@ class CosemServer(GXDLMSSecureServer):
         association.clientSAP = security.client_address
         clock = ModelClock(model)
         energy = [ModelRegister(model, obis, scaler=1, unit=UNIT_WH) for obis in ENERGY_OBIS]
+        event_code = ModelEventCode(model)
         for item in [
             association,
             device_name(model.serial),
@@ -143,6 +147,9 @@ class CosemServer(GXDLMSSecureServer):
             ModelRegister(model, VOLTAGE_OBIS, scaler=0.1, unit=UNIT_V),
             ModelLoadProfile(model, clock=clock, registers=energy),
             ModelDisconnectControl(model),
+            ModelAlarmRegister(model),
+            event_code,
+            ModelEventLog(model, clock=clock, event_code=event_code),
         ]:
             self.items.append(item)
         self.initialize()

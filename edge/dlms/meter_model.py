@@ -76,6 +76,9 @@ class MeterModel:
     energy_base_wh: int = 1_000_000
     output_state: bool = True
     drift_epoch: datetime = field(default_factory=_utcnow)
+    # Alarm register (0.0.97.98.0.255) bit field, and the standard event log: (meter time, code).
+    alarm_bits: int = 0
+    events: list[tuple[datetime, int]] = field(default_factory=list)
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:
@@ -147,6 +150,25 @@ class MeterModel:
             rows.append(ProfileRow(time=moment, energy_wh=tuple(self.energy_at(o, true_time) for o in ENERGY_OBIS)))  # type: ignore[arg-type]
             moment += PROFILE_PERIOD
         return rows
+
+    # --- alarms and events --------------------------------------------------------------
+    def raise_alarm(self, bit: int) -> None:
+        """Set one bit of the alarm register."""
+        if not 0 <= bit < 32:
+            raise ValueError(f"alarm bit out of range: {bit}")
+        self.alarm_bits |= 1 << bit
+
+    def log_event(self, code: int, at: datetime | None = None) -> None:
+        """Append a standard event (``at`` in meter time, default now), keeping the log in time order."""
+        if not 0 <= code < 256:
+            raise ValueError(f"event code out of uint8 range: {code}")
+        self.events.append(((at or self.meter_now()).astimezone(UTC), code))
+        self.events.sort()
+
+    def event_rows(self, start: datetime | None = None, end: datetime | None = None) -> list[tuple[datetime, int]]:
+        """Event log entries with start <= time <= end."""
+        return [(at, code) for at, code in self.events
+                if (start is None or at >= start) and (end is None or at <= end)]
 
     # --- disconnect control -------------------------------------------------------------
     def disconnect(self) -> None:

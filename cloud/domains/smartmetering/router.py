@@ -1,4 +1,4 @@
-"""Smart metering web API: actual reads, disconnect/reconnect, time sync, firmware version."""
+"""Smart metering web API: actual and periodic reads, disconnect/reconnect, time sync, firmware, alarms."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from cloud.domains.api import SubmitterDep, add_results_route
 from cloud.domains.schemas import Accepted
-from cloud.domains.smartmetering.translator import DOMAIN, SynchronizeTime
+from cloud.domains.smartmetering.translator import DOMAIN, PeriodicReads, SynchronizeTime
 
 router = APIRouter(prefix="/v1/smartmetering", tags=["smart metering"])
 _ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "response_model": Accepted, "response_model_by_alias": True}
@@ -41,6 +41,18 @@ async def synchronize_time(device_id: str, submitter: SubmitterDep, body: Synchr
 async def firmware_version(device_id: str, submitter: SubmitterDep) -> Accepted:
     """Read the meter's firmware version."""
     return await submitter.submit(DOMAIN, "firmwareVersion", device_id, {})
+
+
+@router.post("/devices/{device_id}/periodicReads", **_ACCEPTED)
+async def periodic_reads(device_id: str, submitter: SubmitterDep, body: PeriodicReads) -> Accepted:
+    """Read the meter's load profile between ``from`` and ``to`` (at most 31 days)."""
+    return await submitter.submit(DOMAIN, "periodicReads", device_id, body.model_dump(mode="json", by_alias=True))
+
+
+@router.post("/devices/{device_id}/alarms", **_ACCEPTED)
+async def read_alarms(device_id: str, submitter: SubmitterDep) -> Accepted:
+    """Read the meter's alarm register and standard event log."""
+    return await submitter.submit(DOMAIN, "alarms", device_id, {})
 
 
 add_results_route(router, DOMAIN)

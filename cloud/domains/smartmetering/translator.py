@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime
+from datetime import timedelta
+
+from pydantic import AwareDatetime, Field, model_validator
 
 from cloud.domains.base import CommandSpec, Domain, NoParams, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -20,6 +22,28 @@ def synchronize_time(params: SynchronizeTime) -> list[CommandSpec]:
     return [CommandSpec("set_clock", {"time": params.time.isoformat()} if params.time else {})]
 
 
+MAX_PERIODIC_RANGE = timedelta(days=31)
+
+
+class PeriodicReads(OperationParams):
+    """The interval readings (load profile) of a time range: ``from`` < ``to``, at most 31 days apart."""
+
+    from_: AwareDatetime = Field(alias="from")
+    to: AwareDatetime
+
+    @model_validator(mode="after")
+    def _range(self) -> PeriodicReads:
+        if self.to <= self.from_:
+            raise ValueError("'to' must be after 'from'")
+        if self.to - self.from_ > MAX_PERIODIC_RANGE:
+            raise ValueError(f"the range may span at most {MAX_PERIODIC_RANGE.days} days")
+        return self
+
+
+def periodic_reads(params: PeriodicReads) -> list[CommandSpec]:
+    return [CommandSpec("read_profile", {"from": params.from_.isoformat(), "to": params.to.isoformat()})]
+
+
 def _single(command: str):  # noqa: ANN202 - a tiny factory for the table below
     def translate(_params: NoParams) -> list[CommandSpec]:
         return [CommandSpec(command)]
@@ -32,10 +56,13 @@ _SIMPLE: dict[str, tuple[DeviceFunction, str]] = {
     "disconnect": (DeviceFunction.DISCONNECT, "disconnect"),
     "reconnect": (DeviceFunction.RECONNECT, "connect"),
     "firmwareVersion": (DeviceFunction.GET_FIRMWARE_VERSION, "get_firmware_version"),
+    "alarms": (DeviceFunction.READ_ALARMS, "read_alarms"),
 }
 
 DOMAIN = Domain(NAME, {
     **{op: Operation(op, function, NoParams, _single(command)) for op, (function, command) in _SIMPLE.items()},
     "synchronizeTime": Operation("synchronizeTime", DeviceFunction.SYNCHRONIZE_TIME, SynchronizeTime,
                                  synchronize_time),
+    "periodicReads": Operation("periodicReads", DeviceFunction.GET_PERIODIC_METER_READS, PeriodicReads,
+                               periodic_reads),
 })

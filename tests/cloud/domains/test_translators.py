@@ -37,7 +37,8 @@ def test_set_light_refuses_bad_parameters(bad: dict) -> None:
 
 @pytest.mark.parametrize(("operation", "command"), [("actualReads", "read_now"), ("disconnect", "disconnect"),
                                                     ("reconnect", "connect"), ("synchronizeTime", "set_clock"),
-                                                    ("firmwareVersion", "get_firmware_version")])
+                                                    ("firmwareVersion", "get_firmware_version"),
+                                                    ("alarms", "read_alarms")])
 def test_smart_metering_table(operation: str, command: str) -> None:
     op = DOMAINS["smartmetering"].operation(operation)
     assert [c.name for c in op.commands({})] == [command]
@@ -48,7 +49,9 @@ def test_every_operation_needs_the_function_the_core_checks() -> None:
     for domain in DOMAINS.values():
         for op in domain.operations.values():
             sample = {"on": True} if op.name == "setLight" else (
-                {"entries": [{"time": "06:00", "high": True}]} if op.name == "setSchedule" else {})
+                {"entries": [{"time": "06:00", "high": True}]} if op.name == "setSchedule" else (
+                    {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z"} if op.name == "periodicReads"
+                    else {}))
             for spec in op.commands(sample):
                 assert function_of(spec.name) is op.function, (domain.name, op.name, spec.name)
 
