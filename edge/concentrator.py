@@ -13,12 +13,13 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from broker import topics
 from broker.schemas import ConcentratorStatus, MeterHealth, MeterReading
 from broker.session import MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
+from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
 from edge.config import ConcentratorConfig, P1Meter
@@ -195,6 +196,11 @@ class Concentrator:
                 for meter in self.config.meters:
                     if isinstance(meter, P1Meter):
                         tasks.append(tg.create_task(self._run_p1(meter), name=f"p1 {meter.port}"))
+                if self.meters.dlms:
+                    tasks.append(tg.create_task(keep_meter_clocks(
+                        stop, session=self.session, concentrator_id=self.cid, meters=self.meters.dlms,
+                        exclusive=self.poller.exclusive, interval=self.config.clock_check_interval,
+                        threshold=timedelta(seconds=self.config.clock_drift_threshold)), name="meter-clocks"))
                 for meter_id in self.backfiller.meter_ids:
                     tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
                 await self.poller.start()

@@ -110,6 +110,9 @@ class ConcentratorConfig(_Config):
     status_interval: float = Field(default=60.0, gt=0)
     # Seconds to wait for the cloud to confirm a stored message before sending it again.
     confirm_timeout: float = Field(default=30.0, gt=0)
+    # DLMS meter clocks: checked against the cloud's time this often, set past this drift.
+    clock_check_interval: float = Field(default=3600.0, gt=0)
+    clock_drift_threshold: float = Field(default=10.0, gt=0)
     # Backfill cursors and completeness counts (SQLite), next to the outbox by default.
     state: Path = Path("var/state.sqlite")
     # DLMS HLS invocation counters (SQLite): must survive restarts, or meters refuse us.
