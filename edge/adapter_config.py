@@ -172,13 +172,15 @@ def load_adapter_config(path: str | Path) -> SmartMeterAdapterConfig:
     return parse_adapter_config(document, source=str(path))
 
 
+def describe_errors(source: object, exc: ValidationError) -> str:
+    """One line per problem: ``<file>: <field path>: <message>`` (shared by the edge's data files)."""
+    return "\n".join(f"{source}: {'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+                     for error in exc.errors())
+
+
 def parse_adapter_config(document: dict, *, source: str = "<config>") -> SmartMeterAdapterConfig:
     """Validate an already-loaded config document; ``source`` names it in error messages."""
     try:
         return SmartMeterAdapterConfig.model_validate(document)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{source}: {field}: {error['msg']}")
-        raise AdapterConfigError("\n".join(problems)) from exc
+        raise AdapterConfigError(describe_errors(source, exc)) from exc

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.adapter_config import MeterClass, PropertyMapping
+from edge.adapter_config import MeterClass, PropertyMapping, describe_errors
 
 PROFILE_DIR = Path(__file__).resolve().parent
 _OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
@@ -86,11 +86,7 @@ def load_profile(name: str, *, directory: Path | None = None) -> MeterProfile:
     try:
         return MeterProfile.model_validate(document)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{path}: {field}: {error['msg']}")
-        raise ProfileError("\n".join(problems)) from exc
+        raise ProfileError(describe_errors(path, exc)) from exc
 
 
 def _read(name: str, directory: Path) -> tuple[dict[str, Any], Path]:
