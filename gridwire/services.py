@@ -37,7 +37,7 @@ class LocalMosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int = 1,
+    def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int | None = None,
                  tls_port: int | None = None, tls_ca_file: Path | None = None, tls_cert_file: Path | None = None,
                  tls_key_file: Path | None = None) -> None:
         self.directory = directory
@@ -45,8 +45,8 @@ class LocalMosquitto:
         # The mutual-TLS listener for concentrators (None: plain listener only).
         self.tls_port = tls_port
         self.accounts = {a.username: a for a in accounts}
-        config = BrokerConfig(port=port, data_dir=directory / "data", accounts=accounts,
-                              autosave_interval=autosave_interval, run_as=getpass.getuser(), tls_port=tls_port,
+        saving = {} if autosave_interval is None else {"autosave_interval": autosave_interval}
+        config = BrokerConfig(port=port, data_dir=directory / "data", accounts=accounts, **saving, run_as=getpass.getuser(), tls_port=tls_port,
                               tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file, tls_key_file=tls_key_file)
         self.config_file = write_broker_files(config, directory)
         self.process = ManagedProcess(argv=[_binary("mosquitto", "mosquitto"), "-c", str(self.config_file)],

@@ -34,7 +34,9 @@ def write_concentrator_files(directory: Path, *, port: str, mqtt_port: int) -> P
         "meterIndividualId": METER, "physicalMeterClass": "ELECTRICITY", "protocol": "p1"}))
     config = directory / "concentrator.toml"
     config.write_text(
-        'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstatus_interval = 5\n\n'
+        # A short confirm timeout: what the broker lost is sent again after it, so the
+        # failure tests need not wait the default 30 s.
+        'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstatus_interval = 5\nconfirm_timeout = 5\n\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "conc-1"\npassword = "conc-1-pw"\n\n'
         f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "meter.yaml"\n')
     return config

@@ -76,6 +76,33 @@ async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path, 
     assert concentrator.session.connections >= 2
 
 
+async def test_sigkilled_broker_loses_and_duplicates_nothing(tmp_path, mosquitto, influxd, influx_db, ingest):
+    """SIGKILL, not a clean stop: the broker forgets everything since its last save (the
+    sessions, their subscriptions and queued messages; its autosave interval is 30 s, so
+    here that is all of it). The concentrator's outbox sends again what the cloud never
+    confirmed, so every reading is still stored, once."""
+    count = 600
+    sim = simulator(count, interval=0.01)
+    config = write_concentrator_files(tmp_path / "edge", port=sim.open(), mqtt_port=mosquitto.port)
+    concentrator, stop, task = await run_concentrator(config)
+    await sim.start()
+    await wait_for(lambda: ingest.consumer.stored_messages >= 100, what="first readings")
+    connections = concentrator.session.connections
+    await asyncio.to_thread(mosquitto.kill)
+    await asyncio.to_thread(mosquitto.start)
+    await wait_for(lambda: concentrator.session.connections > connections, what="the concentrator to reconnect")
+    await wait_for(lambda: sim.done.is_set() and len(concentrator.outbox) == 0, what="stream drained")
+    await wait_for(lambda: len(stored_energy(influxd, influx_db)) >= count, what="every reading stored")
+    stop.set()
+    await task
+    await sim.stop()
+
+    stored = stored_energy(influxd, influx_db)
+    assert len(stored) == count
+    assert {t: v for t, v, _ in stored} == expected_energy(sim.model, count)
+    assert len({rid for _, _, rid in stored}) == count
+
+
 async def test_sigkilled_concentrator_loses_nothing_it_had_accepted(tmp_path, mosquitto, influxd, influx_db, ingest):
     """SIGKILL while readings sit unacknowledged in the outbox (the broker is away at that
     moment, so there are some): after a restart every one of them is stored exactly once.
