@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Annotated, Literal
 
 import msgspec
@@ -27,7 +28,6 @@ from cloud.store import schema
 from cloud.store.line_protocol import escape_key, escape_measurement, quote_string
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
 _METER_ID_FORBIDDEN = re.compile(r"[/+#\x00]")
 _MICRO = timedelta(microseconds=1)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -35,6 +35,11 @@ _INT64 = 2 ** 63
 
 _MEASUREMENT = escape_measurement(schema.MEASUREMENT)
 _TEXT_SUFFIX = escape_key(schema.TEXT_SUFFIX)
+_NUMBER = attrgetter("numericalValue")
+_TEXT = attrgetter("textValue")
+_DATE = attrgetter("date")
+_UNIT = attrgetter("unit")
+_PID = attrgetter("operationalPropertyDefinition.propertyId")
 _HISTORICAL = {True: f'",{schema.HISTORICAL}=true', False: f'",{schema.HISTORICAL}=false'}
 
 
@@ -45,14 +50,14 @@ ValueCheck = Callable[[str, str | None, bool, str | None], bool]
 
 # --- the usual shape, as msgspec structs (names as on the wire) -------------------------------------
 
-class _Ref(Struct, forbid_unknown_fields=True):
+class _Ref(Struct, forbid_unknown_fields=True, gc=False):
     propertyId: str
     propertyDescription: str | None = None
     propertyName: str | None = None
     allowedUnits: list[str] | None = None
 
 
-class _Value(Struct, forbid_unknown_fields=True):
+class _Value(Struct, forbid_unknown_fields=True, gc=False):
     operationalPropertyDefinition: _Ref
     date: str
     unit: str | None = None
@@ -60,7 +65,7 @@ class _Value(Struct, forbid_unknown_fields=True):
     textValue: str | None = None
 
 
-class _MeterType(Struct, forbid_unknown_fields=True):
+class _MeterType(Struct, forbid_unknown_fields=True, gc=False):
     physicalElementId: str | None = None
     physicalElementName: str | None = None
     physicalElementVersionId: str | None = None
@@ -68,14 +73,14 @@ class _MeterType(Struct, forbid_unknown_fields=True):
     physicalMeterClass: Literal["ELECTRICITY", "GAS", "WATER", "HEAT"] | None = None
 
 
-class _Meter(Struct, forbid_unknown_fields=True):
+class _Meter(Struct, forbid_unknown_fields=True, gc=False):
     meterIndividualId: str
     householdId: str | None = None
     physicalMeterType: _MeterType | None | UnsetType = UNSET
     physicalMeter: _MeterType | None | UnsetType = UNSET
 
 
-class _Reading(Struct, forbid_unknown_fields=True):
+class _Reading(Struct, forbid_unknown_fields=True, gc=False):
     meterReadingIdentifier: str
     readingTime: str
     propertyValues: Annotated[list[_Value], Meta(min_length=1, max_length=512)]
@@ -85,7 +90,7 @@ class _Reading(Struct, forbid_unknown_fields=True):
     historical: bool = False
 
 
-class _Batch(Struct, forbid_unknown_fields=True):
+class _Batch(Struct, forbid_unknown_fields=True, gc=False):
     meterReadings: Annotated[list[_Reading], Meta(min_length=1, max_length=10_000)]
 
 
@@ -123,23 +128,78 @@ def _spec(pid: str, unit: str | None) -> _Spec:
 
 
 def _ns(text: str, stamps: dict[str, int]) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time with offset (cached per payload)."""
-    if not _TIME.fullmatch(text):
+    """Nanoseconds since the epoch of an RFC 3339 time with offset (cached per payload).
+
+    A time is split into its day and offset, its time of day and its fraction; each part is
+    validated and converted once (they repeat across a fleet's readings) and the stamp is
+    their sum, in exact integer arithmetic as ``line_protocol.to_ns``.
+    """
+    if len(text) < 20 or text[10] != "T":
         raise _Unsure
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise _Unsure from exc
-    utc = moment.utcoffset()
-    if utc is None:
-        raise _Unsure
-    try:
-        # Same integer arithmetic as line_protocol.to_ns, on naive UTC (cheaper than aware).
-        stamp = ((moment.replace(tzinfo=None) - utc - _NAIVE_EPOCH) // _MICRO) * 1000
-    except OverflowError as exc:
-        raise _Unsure from exc
+    if text[-1] == "Z":
+        offset, end = "Z", len(text) - 1
+    else:
+        offset, end = text[-6:], len(text) - 6
+    day = _DAYS.get(text[:10] + offset)
+    if day is None:
+        day = _day(text[:10], offset)
+    seconds = _TIMES_OF_DAY.get(text[11:19])
+    if seconds is None:
+        seconds = _time_of_day(text[11:19])
+    fraction = text[19:end]
+    micro = _FRACTIONS.get(fraction) if fraction else 0
+    if micro is None:
+        micro = _fraction(fraction)
+    stamp = ((day + seconds) * 1_000_000 + micro) * 1000
     stamps[text] = stamp
     return stamp
+
+
+# Parts of times already seen: day+offset -> seconds of that day's midnight (in that offset)
+# since the epoch; "HH:MM:SS" -> seconds; ".ffffff" -> microseconds. Bounded.
+_DAYS: dict[str, int] = {}
+_TIMES_OF_DAY: dict[str, int] = {}
+_FRACTIONS: dict[str, int] = {}
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_OFFSET = re.compile(r"Z|[+-]\d{2}:\d{2}")
+_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
+_FRACTION = re.compile(r"\.\d{1,6}")
+
+
+def _remember(cache: dict[str, int], key: str, value: int) -> int:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _day(date: str, offset: str) -> int:
+    if not _DAY.fullmatch(date) or not _OFFSET.fullmatch(offset):
+        raise _Unsure
+    try:
+        midnight = datetime.fromisoformat(f"{date}T00:00:00{offset}")
+        utc = midnight.utcoffset()
+        assert utc is not None
+        seconds = ((midnight.replace(tzinfo=None) - utc - _NAIVE_EPOCH) // _MICRO) // 1_000_000
+    except (ValueError, OverflowError) as exc:
+        raise _Unsure from exc
+    return _remember(_DAYS, date + offset, seconds)
+
+
+def _time_of_day(clock: str) -> int:
+    match = _CLOCK.fullmatch(clock)
+    if match is None:
+        raise _Unsure
+    hours, minutes, seconds = (int(part) for part in match.groups())
+    if hours > 23 or minutes > 59 or seconds > 59:
+        raise _Unsure
+    return _remember(_TIMES_OF_DAY, clock, hours * 3600 + minutes * 60 + seconds)
+
+
+def _fraction(fraction: str) -> int:
+    if not _FRACTION.fullmatch(fraction):
+        raise _Unsure
+    return _remember(_FRACTIONS, fraction, int(fraction[1:].ljust(6, "0")))
 
 
 def _meter_class(meter: _Meter, expected_id: str) -> str | None:
@@ -159,7 +219,7 @@ def _meter_class(meter: _Meter, expected_id: str) -> str | None:
 class _Encoder:
     """The lines of one payload: state that is shared by its readings (one meter, one class)."""
 
-    __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "value_check")
+    __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "value_check")
 
     def __init__(self, *, meter: str, concentrator_id: str, value_check: ValueCheck | None) -> None:
         self.head = (f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} {schema.READING_ID}=\"",
@@ -172,6 +232,8 @@ class _Encoder:
         # (property id, unit) -> spec, for numeric values already judged by value_check for
         # this payload's meter class; text values are rare and judged each time.
         self.checked: dict[tuple[str, str | None], _Spec] = {}
+        # (property ids, units) of a reading -> the template writing its numbers, judged too.
+        self.shapes: dict[tuple[tuple[str, ...], tuple[str | None, ...]], str] = {}
 
     def line(self, reading: _Reading) -> str:
         reading_id = reading.meterReadingIdentifier
@@ -203,6 +265,20 @@ class _Encoder:
         if self.meter_class is not None:
             parts.append(f',{schema.METER_CLASS}="{self.meter_class}"')
         values = reading.propertyValues
+        # The usual reading: numbers only, each captured at the reading time, in the same
+        # properties and units as the message's other readings. One cached template then
+        # writes all its values (the loop below does the same, a value at a time).
+        numbers = tuple(map(_NUMBER, values))
+        count = len(values)
+        if (None not in numbers and list(map(_TEXT, values)).count(None) == count
+                and list(map(_DATE, values)).count(reading_time) == count):
+            shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)))
+            template = self.shapes.get(shape)
+            if template is None:
+                template = self._template(shape)
+            parts.append(template.format(*numbers))
+            parts.append(f" {stamp}")
+            return "".join(parts)
         checked = self.checked
         seen = set()
         for value in values:
@@ -234,11 +310,30 @@ class _Encoder:
         parts.append(f" {stamp}")
         return "".join(parts)
 
+    def _template(self, shape: tuple[tuple[str, ...], tuple[str | None, ...]]) -> str:
+        """A format string writing a reading's numbers in ``shape`` (property ids, units)."""
+        pids, units = shape
+        if len(set(pids)) != len(pids):
+            raise _Unsure  # a property given twice in one reading
+        fields = []
+        for pid, unit in zip(pids, units, strict=True):
+            spec = self._judge(pid, unit, is_text=False)
+            fields.append(f",{_braced(spec[0])}{{!r}}{_braced(spec[2])}")
+        template = "".join(fields)
+        if len(self.shapes) < _CACHE_LIMIT:
+            self.shapes[shape] = template
+        return template
+
     def _judge(self, pid: str, unit: str | None, *, is_text: bool) -> _Spec:
         spec = _SPECS.get((pid, unit)) or _spec(pid, unit)
         if self.value_check is not None and not self.value_check(pid, unit, is_text, self.meter_class):
             raise _Unsure
         return spec
+
+
+def _braced(text: str) -> str:
+    """``text`` as literal text of a str.format template."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _decode(payload: bytes | str) -> list[_Reading]:

@@ -193,3 +193,25 @@ def test_a_check_with_a_value_rule_keeps_the_fast_path_and_its_reasons() -> None
     assert encode_payload(bad, meter=METER, concentrator_id="c1", value_check=rule) is None
     with pytest.raises(ValueError, match="unknown operational property 'OBIS_2.8.0'"):
         consumer._encode(Message(topic=topic, payload=bad, qos=1, retain=False))  # noqa: SLF001
+
+
+# --- reading times: the cached day/time/fraction arithmetic equals the schema's ----------------------
+
+any_offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+any_moments = st.builds(lambda base, tz: base.replace(tzinfo=UTC).astimezone(tz),
+                        st.datetimes(min_value=datetime(1900, 1, 2), max_value=datetime(2200, 1, 1)), any_offsets)
+
+
+@settings(max_examples=400, deadline=None)
+@given(moment=any_moments, digits=st.sampled_from([0, 1, 3, 6]), zulu=st.booleans())
+def test_reading_times_convert_exactly(moment: datetime, digits: int, zulu: bool) -> None:
+    from cloud.ingest.fast_encode import _ns
+    from cloud.store.line_protocol import to_ns
+
+    text = moment.isoformat(timespec="seconds" if digits == 0 else "microseconds")
+    if digits not in (0, 6):
+        head, tail = text[:20 + digits], text[26:]   # keep the first ``digits`` of the fraction
+        text = head + tail
+    if zulu and text.endswith("+00:00"):
+        text = text[:-6] + "Z"
+    assert _ns(text, {}) == to_ns(datetime.fromisoformat(text))
