@@ -1,4 +1,6 @@
-"""One fix to paho-mqtt 2.x, applied when ``broker.session`` is imported.
+"""Two fixes to paho-mqtt 2.x, applied when ``broker.session`` is imported. Both only stop
+paho copying a received payload again and again; what it parses, returns and raises stays
+the same (``tests/broker/test_paho_fixes.py`` checks both against the unpatched functions).
 
 ``Properties.unpack`` gets the whole rest of a packet (for a PUBLISH: the properties *and*
 the payload) and strips what it parsed by slicing the ``bytes``, and its variable-byte-integer
@@ -7,15 +9,23 @@ decoder does the same a byte at a time. Every slice copies the rest of the packe
 6% of ingest's CPU (py-spy, ``bench/ingest.py``). The fix hands ``unpack`` only the bytes
 its properties occupy (their length is the variable byte integer in front of them); if that
 fails (a malformed packet) paho parses the whole buffer as before, so what it parses,
-returns and raises is unchanged. ``tests/broker/test_paho_fixes.py``
-checks that against the unpatched function.
+returns and raises is unchanged.
+
+``_packet.decode_publish`` splits topic, packet id and properties off the front of a PUBLISH
+with ``struct.unpack`` formats that copy the rest each time (three copies of the payload).
+The fix reads the same fields through a memoryview and copies the payload once; on any
+error it calls the original, which raises what it always raised.
 """
 
 from __future__ import annotations
 
+from paho.mqtt import _packet
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, Properties
 
 _original_unpack = Properties.unpack
+_original_decode_publish = _packet.decode_publish
 
 
 def _length_prefix(buffer: bytes) -> int:
@@ -36,7 +46,38 @@ def _bounded_unpack(self: Properties, buffer: bytes) -> tuple[Properties, int]:
         return _original_unpack(self, buffer)
 
 
+def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion) -> _packet.PublishPacket:
+    try:
+        view = memoryview(packet)
+        qos = (header & 0x06) >> 1
+        if len(view) < 2:
+            raise ValueError("short")
+        end = 2 + int.from_bytes(view[:2], "big")
+        if end > len(view):
+            raise ValueError("short")
+        topic = bytes(view[2:end])
+        if protocol != MQTTProtocolVersion.MQTTv5 and not topic:
+            raise ValueError("empty topic")
+        mid = 0
+        if qos > 0:
+            if end + 2 > len(view):
+                raise ValueError("short")
+            mid = int.from_bytes(view[end:end + 2], "big")
+            end += 2
+        properties = None
+        if protocol == MQTTProtocolVersion.MQTTv5:
+            properties = Properties(PacketTypes.PUBLISH)
+            rest = view[end:]
+            _props, used = properties.unpack(bytes(rest[:_length_prefix(rest)]))
+            end += used
+        return _packet.PublishPacket(dup=bool(header & 0x08), qos=qos, retain=bool(header & 0x01), topic=topic,
+                                     mid=mid, properties=properties, payload=bytes(view[end:]))
+    except Exception:  # noqa: BLE001 - malformed: the original decides, and raises as it always did
+        return _original_decode_publish(header, packet, protocol)
+
+
 def apply() -> None:
-    """Install the fix (idempotent)."""
+    """Install the fixes (idempotent)."""
     if getattr(Properties.unpack, "__name__", "") != _bounded_unpack.__name__:
         Properties.unpack = _bounded_unpack  # type: ignore[method-assign]
+    _packet.decode_publish = _decode_publish

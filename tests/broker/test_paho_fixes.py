@@ -53,3 +53,55 @@ def test_well_formed_properties_parse_the_same(spec: tuple, payload: bytes) -> N
 @given(buffer=st.binary(max_size=40))
 def test_any_bytes_give_the_same_result_or_error(buffer: bytes) -> None:
     assert _outcome(paho_fixes._bounded_unpack, buffer) == _outcome(paho_fixes._original_unpack, buffer)  # noqa: SLF001
+
+
+def _publish_outcome(decode, header: int, packet: bytes, protocol) -> tuple:
+    try:
+        result = decode(header, packet, protocol)
+    except Exception as exc:  # noqa: BLE001 - the error itself is compared
+        return ("raised", type(exc).__name__)
+    props = sorted(result.properties.json().items()) if result.properties is not None else None
+    return ("parsed", result.dup, result.qos, result.retain, bytes(result.topic), result.mid, props,
+            bytes(result.payload))
+
+
+def test_publish_decoding_is_installed_by_the_session() -> None:
+    from paho.mqtt import _packet
+
+    assert _packet.decode_publish is paho_fixes._decode_publish  # noqa: SLF001
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.integers(0, 15), topic=st.binary(max_size=12), mid=st.integers(0, 65535),
+       spec=publish_properties, payload=st.binary(max_size=200), v5=st.booleans())
+def test_publish_packets_decode_the_same(header: int, topic: bytes, mid: int, spec: tuple, payload: bytes,
+                                         v5: bool) -> None:
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    user, expiry, correlation, response = spec
+    props = Properties(PacketTypes.PUBLISH)
+    if user:
+        props.UserProperty = user
+    if expiry is not None:
+        props.MessageExpiryInterval = expiry
+    if correlation is not None:
+        props.CorrelationData = correlation
+    if response is not None:
+        props.ResponseTopic = response
+    qos = (header & 0x06) >> 1
+    packet = (len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+              + (props.pack() if v5 else b"") + payload)
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    fixed = _publish_outcome(paho_fixes._decode_publish, header, packet, protocol)  # noqa: SLF001
+    assert fixed == _publish_outcome(paho_fixes._original_decode_publish, header, packet, protocol)  # noqa: SLF001
+    assert fixed[0] == "parsed" or (not v5 and not topic)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.integers(0, 15), packet=st.binary(max_size=40), v5=st.booleans())
+def test_malformed_publish_packets_fail_the_same(header: int, packet: bytes, v5: bool) -> None:
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    assert (_publish_outcome(paho_fixes._decode_publish, header, packet, protocol)  # noqa: SLF001
+            == _publish_outcome(paho_fixes._original_decode_publish, header, packet, protocol))  # noqa: SLF001
