@@ -2,9 +2,10 @@
 when its readings are stored, so it is acknowledged only then.
 
 Readings arrive already encoded as line protocol (the consumer encodes while it validates),
-so a flush only joins strings. One write is in flight at a time while the next batch fills:
-handlers keep encoding and submitting during the HTTP round trip, and the broker's receive
-maximum bounds how much can pile up.
+so a flush only joins strings. Up to ``max_writes`` writes are in flight while the next batch
+fills: handlers keep encoding and submitting during the HTTP round trips, and the broker's
+receive maximum bounds how much can pile up. Batches may be stored in any order: a message's
+readings are in one batch, and its acknowledgement and confirmation wait for that batch only.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ class WriteBatcher:
     """
 
     def __init__(self, *, write: Writer, max_readings: int = 10_000, max_delay: float = 0.1,
-                 backoff: Backoff = Backoff(initial=0.2, maximum=5.0), confirm: Confirm | None = None) -> None:
+                 backoff: Backoff = Backoff(initial=0.2, maximum=5.0), confirm: Confirm | None = None,
+                 max_writes: int = 1) -> None:
+        if max_writes < 1:
+            raise ValueError("max_writes must be at least 1")
         self._write = write
+        self.max_writes = max_writes
         self._confirm = confirm
         self.max_readings = max_readings
         self.max_delay = max_delay
@@ -75,16 +80,27 @@ class WriteBatcher:
         await entry.done
 
     async def run(self) -> None:
-        while True:
-            await self._first.wait()
-            try:
-                await asyncio.wait_for(self._full.wait(), self.max_delay)
-            except TimeoutError:
-                pass
-            batch, self._pending, self._count = self._pending, [], 0
-            self._first.clear()
-            self._full.clear()
+        slots = asyncio.Semaphore(self.max_writes)
+        async with asyncio.TaskGroup() as writes:
+            while True:
+                await self._first.wait()
+                try:
+                    await asyncio.wait_for(self._full.wait(), self.max_delay)
+                except TimeoutError:
+                    pass
+                # While every write slot is busy the batch goes on growing (written in bodies
+                # of the store's batch size), so nothing waits for a flush that could start.
+                await slots.acquire()
+                batch, self._pending, self._count = self._pending, [], 0
+                self._first.clear()
+                self._full.clear()
+                writes.create_task(self._flush_in(slots, batch), name="ingest-write")
+
+    async def _flush_in(self, slots: asyncio.Semaphore, batch: list[_Entry]) -> None:
+        try:
             await self._flush(batch)
+        finally:
+            slots.release()
 
     async def _flush(self, batch: list[_Entry]) -> None:
         try:

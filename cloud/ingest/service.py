@@ -43,6 +43,8 @@ class IngestSettings(BaseSettings):
     # One write body per batch; a write in flight while the next batch fills.
     ingest_batch_readings: int = Field(default=10_000, ge=1)
     ingest_batch_delay: float = Field(default=0.1, gt=0)
+    # Writes to InfluxDB in flight at once, each with its own batch.
+    ingest_writes_in_flight: int = Field(default=1, ge=1, le=16)
     influx_url: str = "http://127.0.0.1:8086"
     influx_database: str = "gridwire"
     influx_username: str | None = None
@@ -67,7 +69,7 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, ready: as
                           receive_maximum=settings.ingest_receive_maximum,
                           session_expiry=settings.ingest_session_expiry)
     batcher = WriteBatcher(write=store.write_lines, max_readings=settings.ingest_batch_readings,
-                           max_delay=settings.ingest_batch_delay)
+                           max_delay=settings.ingest_batch_delay, max_writes=settings.ingest_writes_in_flight)
     checks = (catalogue_check(),) if settings.ingest_catalogue_check else ()
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
                               name=settings.ingest_client_id, checks=checks)
