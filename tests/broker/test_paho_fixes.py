@@ -31,10 +31,8 @@ publish_properties = st.builds(
     st.none() | st.integers(0, 2**32 - 1), st.none() | st.binary(max_size=16), st.none() | mqtt_text.filter(bool))
 
 
-@settings(max_examples=200, deadline=None)
-@given(spec=publish_properties, payload=st.binary(max_size=300))
-def test_well_formed_properties_parse_the_same(spec: tuple, payload: bytes) -> None:
-    user, expiry, correlation, topic = spec
+def _properties(spec: tuple) -> Properties:
+    user, expiry, correlation, response = spec
     props = Properties(PacketTypes.PUBLISH)
     if user:
         props.UserProperty = user
@@ -42,9 +40,15 @@ def test_well_formed_properties_parse_the_same(spec: tuple, payload: bytes) -> N
         props.MessageExpiryInterval = expiry
     if correlation is not None:
         props.CorrelationData = correlation
-    if topic is not None:
-        props.ResponseTopic = topic
-    buffer = props.pack() + payload
+    if response is not None:
+        props.ResponseTopic = response
+    return props
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=publish_properties, payload=st.binary(max_size=300))
+def test_well_formed_properties_parse_the_same(spec: tuple, payload: bytes) -> None:
+    buffer = _properties(spec).pack() + payload
     assert _outcome(paho_fixes._bounded_unpack, buffer) == _outcome(paho_fixes._original_unpack, buffer)  # noqa: SLF001
     assert _outcome(paho_fixes._bounded_unpack, buffer)[0] == "parsed"  # noqa: SLF001
 
@@ -78,16 +82,7 @@ def test_publish_packets_decode_the_same(header: int, topic: bytes, mid: int, sp
                                          v5: bool) -> None:
     from paho.mqtt.enums import MQTTProtocolVersion
 
-    user, expiry, correlation, response = spec
-    props = Properties(PacketTypes.PUBLISH)
-    if user:
-        props.UserProperty = user
-    if expiry is not None:
-        props.MessageExpiryInterval = expiry
-    if correlation is not None:
-        props.CorrelationData = correlation
-    if response is not None:
-        props.ResponseTopic = response
+    props = _properties(spec)
     qos = (header & 0x06) >> 1
     packet = (len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
               + (props.pack() if v5 else b"") + payload)

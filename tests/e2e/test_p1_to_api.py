@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from tests.e2e.conftest import (
@@ -53,34 +55,14 @@ async def test_p1_reading_reaches_the_api_with_its_values(tmp_path, mosquitto, i
     assert len(concentrator.outbox) == 0
 
 
-async def test_broker_restart_mid_stream_loses_and_duplicates_nothing(tmp_path, mosquitto, influxd, influx_db,
-                                                                       ingest):
-    count = 600
-    sim = simulator(count, interval=0.01)
-    config = write_concentrator_files(tmp_path / "edge", port=sim.open(), mqtt_port=mosquitto.port)
-    concentrator, stop, task = await run_concentrator(config)
-    await sim.start()
-    await wait_for(lambda: ingest.consumer.stored_messages >= 100, what="first readings")
-    await asyncio.to_thread(mosquitto.restart)
-    await wait_for(lambda: sim.done.is_set() and len(concentrator.outbox) == 0, what="stream drained")
-    await wait_for(lambda: len(stored_energy(influxd, influx_db)) >= count, what="every reading stored")
-    stop.set()
-    await task
-    await sim.stop()
-
-    stored = stored_energy(influxd, influx_db)
-    expected = expected_energy(sim.model, count)
-    assert len(stored) == count
-    assert {t: v for t, v, _ in stored} == expected
-    assert len({rid for _, _, rid in stored}) == count
-    assert concentrator.session.connections >= 2
-
-
-async def test_sigkilled_broker_loses_and_duplicates_nothing(tmp_path, mosquitto, influxd, influx_db, ingest):
-    """SIGKILL, not a clean stop: the broker forgets everything since its last save (the
-    sessions, their subscriptions and queued messages; its autosave interval is 30 s, so
-    here that is all of it). The concentrator's outbox sends again what the cloud never
-    confirmed, so every reading is still stored, once."""
+@pytest.mark.parametrize("how", ["restart", "sigkill"])
+async def test_broker_failure_mid_stream_loses_and_duplicates_nothing(tmp_path, mosquitto, influxd, influx_db,
+                                                                       ingest, how):
+    """restart: a clean stop (the broker saves its sessions and queues) and a start.
+    sigkill: the broker forgets everything since its last save (sessions, their subscriptions
+    and queued messages; its autosave interval is 30 s, so here that is all of it). Either way
+    the concentrator's outbox sends again what the cloud never confirmed: every reading is
+    stored, once."""
     count = 600
     sim = simulator(count, interval=0.01)
     config = write_concentrator_files(tmp_path / "edge", port=sim.open(), mqtt_port=mosquitto.port)
@@ -88,8 +70,11 @@ async def test_sigkilled_broker_loses_and_duplicates_nothing(tmp_path, mosquitto
     await sim.start()
     await wait_for(lambda: ingest.consumer.stored_messages >= 100, what="first readings")
     connections = concentrator.session.connections
-    await asyncio.to_thread(mosquitto.kill)
-    await asyncio.to_thread(mosquitto.start)
+    if how == "restart":
+        await asyncio.to_thread(mosquitto.restart)
+    else:
+        await asyncio.to_thread(mosquitto.kill)
+        await asyncio.to_thread(mosquitto.start)
     await wait_for(lambda: concentrator.session.connections > connections, what="the concentrator to reconnect")
     await wait_for(lambda: sim.done.is_set() and len(concentrator.outbox) == 0, what="stream drained")
     await wait_for(lambda: len(stored_energy(influxd, influx_db)) >= count, what="every reading stored")
