@@ -147,6 +147,8 @@ def render_config(cfg: BrokerConfig, *, password_file: Path, acl_file: Path) -> 
         f"max_inflight_messages {cfg.max_inflight_messages}",
         f"max_packet_size {cfg.max_packet_size}",
         "queue_qos0_messages false",
+        "# No Nagle delay on client sockets: a request/response waited for delayed ACKs (40 ms).",
+        "set_tcp_nodelay true",
         "",
         "log_dest stdout",
         "log_type error",

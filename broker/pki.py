@@ -40,6 +40,34 @@ class PkiError(ValueError):
     """A CA that cannot be loaded or a certificate request that cannot be honoured."""
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedPem:
+    """A client certificate issued in memory: its PEM, its key's PEM and the CA's PEM."""
+
+    cert_pem: str
+    key_pem: str
+    ca_pem: str
+    serial: str
+    not_after: dt.datetime
+
+
+# Broker usernames a concentrator certificate must never carry: on the mutual-TLS listener the
+# CN *is* the username, so a certificate named like a privileged account gets that account's ACL.
+# Apps log in as ``app.<org>``: that prefix is reserved as well.
+RESERVED_PREFIXES = ("app.",)
+
+
+def check_client_name(concentrator_id: str, *, reserved: tuple[str, ...] | list[str] | frozenset[str] = ()) -> str:
+    """The id a client certificate may carry as its CN; PkiError or TopicError if it may not."""
+    # The CN becomes the %u of the ACL pattern: a level with '/', '+' or '#' would escape the fence.
+    cid = validate_level(concentrator_id, what="concentrator id")
+    if cid.casefold() in {name.casefold() for name in reserved}:
+        raise PkiError(f"{cid!r} is a privileged broker account; a certificate with that CN would get its rights")
+    if cid.casefold().startswith(RESERVED_PREFIXES):
+        raise PkiError(f"{cid!r}: ids starting with {', '.join(RESERVED_PREFIXES)} are reserved for app accounts")
+    return cid
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -150,12 +178,24 @@ class CertificateAuthority:
                                 alt_names=names)
         return self._write(directory, stem, cert, key)
 
-    def issue_client(self, directory: Path, concentrator_id: str, *, days: int = 825) -> CertFiles:
+    def issue_client(self, directory: Path, concentrator_id: str, *, days: int = 825,
+                     reserved: tuple[str, ...] | list[str] | frozenset[str] = ()) -> CertFiles:
         """A concentrator's client certificate: CN = its id, which the broker takes as its username."""
-        # The CN becomes the %u of the ACL pattern: a level with '/', '+' or '#' would escape the fence.
-        cid = validate_level(concentrator_id, what="concentrator id")
+        cid = check_client_name(concentrator_id, reserved=reserved)
         cert, key = self._issue(common_name=cid, usage=ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
         return self._write(directory, cid, cert, key)
+
+    def issue_client_pem(self, concentrator_id: str, *, days: int = 825,
+                         reserved: tuple[str, ...] | list[str] | frozenset[str] = ()) -> IssuedPem:
+        """Like :meth:`issue_client`, but returns the PEM texts instead of writing files (the API)."""
+        cid = check_client_name(concentrator_id, reserved=reserved)
+        cert, key = self._issue(common_name=cid, usage=ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
+        return IssuedPem(
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()).decode(),
+            ca_pem=self.cert.public_bytes(serialization.Encoding.PEM).decode(),
+            serial=format(cert.serial_number, "x"), not_after=cert.not_valid_after_utc)
 
     @staticmethod
     def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertFiles:
@@ -163,6 +203,32 @@ class CertificateAuthority:
         _write_key(files.key_file, key)
         _write_cert(files.cert_file, cert)
         return files
+
+
+def ensure_pki(directory: Path, *, server_names: tuple[str, ...] | list[str] = DEFAULT_SERVER_NAMES,
+               clients: tuple[str, ...] | list[str] = (), reserved: tuple[str, ...] | list[str] = (),
+               server_dir: Path | None = None, clients_dir: Path | None = None) -> CertificateAuthority:
+    """The CA in ``directory``, created with a server certificate (in ``server_dir``, default
+    ``directory``) and the named client certificates (in ``clients_dir``, default
+    ``directory/clients``) if they are missing; what exists is kept as it is. A copy of the CA
+    certificate goes next to each, so a broker or concentrator never needs the CA's directory
+    (which holds its key).
+
+    Used by the demo and the compose file's one-shot service: running it again changes nothing.
+    """
+    ca = (CertificateAuthority.load(directory) if (directory / "ca.pem").exists()
+          else CertificateAuthority.create(directory))
+    server_dir = server_dir or directory
+    clients_dir = clients_dir or directory / "clients"
+    if not (server_dir / "server.pem").exists() or not (server_dir / "server.key").exists():
+        ca.issue_server(server_dir, names=server_names)
+    for cid in clients:
+        if not (clients_dir / f"{cid}.pem").exists():
+            ca.issue_client(clients_dir, cid, reserved=reserved)
+    for target in {server_dir, clients_dir} - {directory}:
+        if target.exists():
+            _write_cert(target / "ca.pem", ca.cert)
+    return ca
 
 
 def common_name(cert_file: Path) -> str:

@@ -1,14 +1,15 @@
 """The assembled cloud platform: the full web app and every cloud process, from one settings object.
 
 ``create_platform_app(settings)`` is what ``gridwire cloud api`` serves: the OMDP meter-reading
-API, the admin and installation API, every functional domain's API and the clock-drift API,
-behind one JWT check. Nothing is built at import time: the lifespan migrates the registry,
+API, the admin and installation API, every functional domain's API, the clock-drift API and
+the firmware and campaign API, behind one JWT check. Nothing is built at import time: the lifespan migrates the registry,
 opens it, and connects the command store, the MQTT session and the dead-letter store, so a
 test or the demo points them anywhere through the settings.
 
 ``process_runner(name, settings)`` gives the ``run(stop)`` coroutine of each other process
-(``core``, ``domain``, ``scheduler``, ``monitor``, ``timesync``); start as many copies of each
-as load needs: they share their work through MQTT shared subscriptions.
+(``core``, ``domain``, ``scheduler``, ``monitor``, ``timesync``, ``campaigns``); start as many
+copies of each as load needs: they share their work through MQTT shared subscriptions (the
+campaign runners through leases and compare-and-set in the database).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -66,6 +68,15 @@ class PlatformSettings(Settings):
     registry_pool_timeout: float = Field(default=60.0, gt=0)
     # Client id of the API's session; default: host and process id (unique per process).
     api_client_id: str | None = None
+
+    # Firmware OTA: where verified images live (shared with `gridwire cloud firmware-server`), and
+    # the public keys whose signatures are trusted: PEM files and/or directories of *.pem,
+    # separated by commas. Signing keys never come near the cloud.
+    firmware_store_dir: Path = Path("var/firmware")
+    firmware_trusted_keys: str = ""
+
+    def trusted_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.firmware_trusted_keys.split(",") if p.strip()]
 
     def broker_login(self) -> BrokerLogin:
         """Where and as whom the platform's processes connect to the broker."""
@@ -126,9 +137,10 @@ def create_platform_app(settings: PlatformSettings, *, store: InfluxStore | None
     from cloud.domains.catalogue import routers as domain_routers
     from cloud.timesync.router import router as drift_router
     from cloud.timesync.store import DriftStore
+    from firmware_ota.api import router as firmware_router
 
     app = create_app(settings=settings, store=store, clock=clock,
-                     extra_routers=[admin_router, *domain_routers(), drift_router])
+                     extra_routers=[admin_router, *domain_routers(), drift_router, firmware_router])
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
     app.dependency_overrides[current_org] = principal_org
@@ -221,8 +233,15 @@ def _timesync(settings: PlatformSettings) -> Runner:
     return lambda stop: run_timesync(chosen, stop)
 
 
+def _campaigns(settings: PlatformSettings) -> Runner:
+    from firmware_ota.process import CampaignRunnerSettings, run_campaigns
+    chosen = CampaignRunnerSettings(**_mqtt_fields(settings))
+    return lambda stop: run_campaigns(chosen, stop)
+
+
 PROCESSES: Mapping[str, Callable[[PlatformSettings], Runner]] = MappingProxyType({
     "core": _core, "domain": _domain, "scheduler": _scheduler, "monitor": _monitor, "timesync": _timesync,
+    "campaigns": _campaigns,
 })
 # Processes that can say when they are subscribed (the command path needs it before traffic).
 SIGNALS_READY = frozenset({"core", "domain"})

@@ -22,10 +22,13 @@ from edge.backfill import Backfiller
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
-from edge.config import ConcentratorConfig, P1Meter
+from edge.config import ConcentratorConfig, ConfigError, P1Meter
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
+from edge.ota import FirmwareAgent
 from edge.outbox import Outbox
+from firmware_ota.downloader import Downloader
+from firmware_ota.signing import load_trusted_keys
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +76,24 @@ class Concentrator:
                                      settings=config.backfill, clock=clock)
         self.meters.on_recovered(self.backfiller.on_recovered)
         self.executor = CommandExecutor(session=self.session, concentrator_id=self.cid)
+        self.firmware = self._firmware_agent()
         for device_id, handlers in self.meters.command_handlers(completeness=self.completeness,
                                                                 backfill=self.backfiller.backfill).items():
+            if device_id in self.meters.dlms:
+                handlers["update_firmware"] = self.firmware.handler_for(self.meters.dlms[device_id])
             self.executor.register(device_id, handlers)
+
+    def _firmware_agent(self) -> FirmwareAgent:
+        fw = self.config.firmware
+        try:
+            trusted = load_trusted_keys(fw.trusted_keys)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"firmware.trusted_keys: {exc}") from exc
+        downloader = Downloader(session=self.session, concentrator_id=self.cid,
+                                cache_dir=fw.cache_dir or self.config.state.parent / "firmware",
+                                trusted=trusted, chunk_size=fw.chunk_size,
+                                window=fw.window, request_timeout=fw.request_timeout, max_attempts=fw.max_attempts)
+        return FirmwareAgent(downloader=downloader, exclusive=self.poller.exclusive)
 
     # --- readings in ----------------------------------------------------------------------------
 
@@ -186,8 +204,13 @@ class Concentrator:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("concentrator %s starting; %d messages waiting in the outbox", self.cid, len(self.outbox))
+        # Before connecting: commands and chunks redelivered at CONNACK must find their handlers.
+        self.firmware.route()
+        self.executor.route()
         await self.session.connect()
         await self.forwarder.start()
+        # Chunk answers need their subscription before any command can start a download.
+        await self.firmware.start()
         await self.executor.start()
         try:
             async with asyncio.TaskGroup() as tg:

@@ -100,6 +100,20 @@ class BackfillSettings(_Config):
     lookahead_hours: float = Field(default=24.0, ge=0)
 
 
+class FirmwareSettings(_Config):
+    """Firmware updates of the meters (``update_firmware``): whose signatures to trust, where images go."""
+
+    # Ed25519 public keys (PEM files, or directories of *.pem) that may sign firmware manifests.
+    trusted_keys: list[Path] = Field(default_factory=list)
+    # Downloaded images by sha256; default: a "firmware" directory next to the state database.
+    cache_dir: Path | None = None
+    chunk_size: int = Field(default=32 * 1024, ge=1024, le=65536)
+    # Chunk requests in flight at once, and how long one may wait for its answer.
+    window: int = Field(default=4, ge=1, le=64)
+    request_timeout: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+
+
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
 
@@ -121,6 +135,7 @@ class ConcentratorConfig(_Config):
     completeness_days: int = Field(default=3, ge=0, le=31)
     polling: PollingSettings = PollingSettings()
     backfill: BackfillSettings = BackfillSettings()
+    firmware: FirmwareSettings = FirmwareSettings()
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:
@@ -180,5 +195,10 @@ def _resolve_paths(config: ConcentratorConfig, base: Path) -> ConcentratorConfig
 
     meters = [m.model_copy(update={"adapter_config": resolve(m.adapter_config)}) if isinstance(m, P1Meter) else m
               for m in config.meters]
-    return config.model_copy(update={"outbox": resolve(config.outbox), "state": resolve(config.state),
-                                     "invocation_counters": resolve(config.invocation_counters), "meters": meters})
+    state = resolve(config.state)
+    fw = config.firmware
+    firmware = fw.model_copy(update={"trusted_keys": [resolve(p) for p in fw.trusted_keys],
+                                     "cache_dir": resolve(fw.cache_dir) if fw.cache_dir else state.parent / "firmware"})
+    return config.model_copy(update={"outbox": resolve(config.outbox), "state": state,
+                                     "invocation_counters": resolve(config.invocation_counters), "meters": meters,
+                                     "firmware": firmware})

@@ -40,12 +40,13 @@ def _channel(description: str, *, params: dict[str, str], publisher: str, messag
 
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
-    from edge.timesync import TimeRequest, TimeResponse
+    from edge.timesync import DriftReport, TimeRequest, TimeResponse
+    from firmware_ota.transfer import ChunkRequest
 
     cid = {"cid": "concentrator id (its broker username)"}
     meter = {"meter": "MeterIndividualId"}
     models: list[type[BaseModel]] = [MeterReading, MeterReadingBatch, DeliveryAck, ConcentratorStatus,
-                                     GenericCommand, CommandResponse, TimeRequest, TimeResponse]
+                                     GenericCommand, CommandResponse, TimeRequest, TimeResponse, DriftReport, ChunkRequest]
     schemas: dict[str, Any] = {}
     for model in models:
         schema = _schema(model)
@@ -75,6 +76,24 @@ def asyncapi() -> dict[str, Any]:
                         "payload": {"$ref": "#/components/schemas/TimeRequest"}},
         "TimeResponse": {"name": "TimeResponse", "contentType": "application/json",
                          "payload": {"$ref": "#/components/schemas/TimeResponse"}},
+        "DriftReport": {"name": "DriftReport", "contentType": "application/json",
+                        "summary": "A meter clock measured against the concentrator's synchronised time",
+                        "payload": {"$ref": "#/components/schemas/DriftReport"}},
+        "FirmwareChunkRequest": {"name": "FirmwareChunkRequest", "contentType": "application/json",
+                                 "summary": "length <= 65536; MQTT 5 correlation data identifies the request",
+                                 "correlationId": CORRELATED["correlationId"],
+                                 "payload": {"$ref": "#/components/schemas/ChunkRequest"}},
+        "FirmwareChunk": {"name": "FirmwareChunk", "contentType": "application/octet-stream",
+                          "summary": "The image bytes [offset, offset + length), or an empty payload with user "
+                                     "properties error and reason",
+                          "correlationId": CORRELATED["correlationId"],
+                          "headers": {"type": "object", "properties": {
+                              "firmwareId": {"type": "string", "description": "MQTT 5 user property"},
+                              "offset": {"type": "string", "description": "MQTT 5 user property (decimal)"},
+                              "error": {"type": "string", "enum": ["UNKNOWN_FIRMWARE", "OUT_OF_RANGE", "BAD_REQUEST"],
+                                        "description": "MQTT 5 user property, on a refused request only"},
+                              "reason": {"type": "string", "description": "MQTT 5 user property: why refused"}}},
+                          "payload": {"type": "string", "format": "binary"}},
     }
     qos1 = {"qos": 1, "bindingVersion": "0.2.0"}
     channels = {
@@ -108,9 +127,20 @@ def asyncapi() -> dict[str, Any]:
         "concentrator/{cid}/time/request": _channel(
             "NTP-style time request (t1)", params=cid, publisher="concentrator", message="TimeRequest",
             subscriber="time service ($share/timesync/concentrator/+/time/request)", bindings=qos1),
+        "concentrator/{cid}/firmware/request": _channel(
+            "A concentrator asks for a chunk of a firmware image (update_firmware downloads)", params=cid,
+            publisher="concentrator", message="FirmwareChunkRequest",
+            subscriber="firmware server ($share/firmware/concentrator/+/firmware/request)", bindings=qos1),
+        "concentrator/{cid}/firmware/chunk": _channel(
+            "The chunk, or why not, answered on the asking concentrator's subtree", params=cid,
+            publisher="firmware server", message="FirmwareChunk", subscriber="concentrator", bindings=qos1),
         "concentrator/{cid}/time/response": _channel(
             "Time response (t1, t2, t3)", params=cid, publisher="time service", message="TimeResponse",
             subscriber="concentrator", bindings=qos1),
+        "concentrator/{cid}/time/drift": _channel(
+            "Every meter clock measurement (drift, and whether the clock was set), kept per meter and served "
+            "at GET /v1/devices/{id}/clockDrift", params=cid, publisher="concentrator", message="DriftReport",
+            subscriber="time service ($share/timesync/concentrator/+/time/drift)", bindings=qos1),
     }
     return {
         "asyncapi": "2.6.0",

@@ -35,6 +35,15 @@ def _registry_app() -> typer.Typer:
 
 app.add_typer(_registry_app(), name="registry", help="The device registry: schema migrations.")
 
+
+def _firmware_app() -> typer.Typer:
+    from firmware_ota.cli import app as firmware_app
+
+    return firmware_app
+
+
+app.add_typer(_firmware_app(), name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
+
 LogLevel = Annotated[str, typer.Option("--log-level", help="Python logging level.")]
 
 
@@ -67,7 +76,8 @@ def demo(
     modbus_meters: Annotated[int, typer.Option(help="Simulated Modbus solar inverters on the concentrator.")] = 1,
     lights: Annotated[int, typer.Option(help="Simulated MQTT-native street lights.")] = 20,
     api_port: Annotated[int, typer.Option(help="Port of the web API.")] = 8080,
-    mqtt_port: Annotated[int, typer.Option(help="Port of the demo's Mosquitto.")] = 18830,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the demo's Mosquitto (password listener, loopback).")] = 18830,
+    mqtt_tls_port: Annotated[int, typer.Option(help="Port of its mutual-TLS listener (the concentrator).")] = 18883,
     influx_port: Annotated[int, typer.Option(help="Port of the demo's influxd.")] = 18086,
     interval: Annotated[float, typer.Option(help="Seconds between telegrams of each simulated meter.")] = 1.0,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
@@ -80,7 +90,8 @@ def demo(
     _logging(log_level)
     options = DemoOptions(directory=directory, meters=meters, api_port=api_port, mqtt_port=mqtt_port,
                           influx_port=influx_port, interval=interval, duration=duration,
-                          dlms_meters=dlms_meters, modbus_meters=modbus_meters, lights=lights)
+                          dlms_meters=dlms_meters, modbus_meters=modbus_meters, lights=lights,
+                          mqtt_tls_port=mqtt_tls_port)
     run_until_signal(lambda stop: run_demo(options, stop))
 
 
@@ -262,11 +273,31 @@ def cloud_monitor(log_level: LogLevel = "INFO") -> None:
     _platform_process("monitor", log_level)
 
 
+@cloud_app.command("campaigns")
+def cloud_campaigns(log_level: LogLevel = "INFO") -> None:
+    """Run a firmware campaign runner: issue update_firmware commands wave by wave, follow them,
+    stop on thresholds. Start more for resilience (each campaign is leased to one at a time).
+    Settings as for `gridwire cloud core`."""
+    _platform_process("campaigns", log_level)
+
+
 @cloud_app.command("timesync")
 def cloud_timesync(log_level: LogLevel = "INFO") -> None:
     """Run the time service: answer concentrators' time requests and record meters' clock
     drift. Settings as for `gridwire cloud core`."""
     _platform_process("timesync", log_level)
+
+
+@cloud_app.command("firmware-server")
+def cloud_firmware_server(log_level: LogLevel = "INFO") -> None:
+    """Serve firmware images to concentrators in chunks over MQTT (concentrator/<cid>/firmware/...).
+    Start more to share the load (MQTT shared subscription). Settings from GRIDWIRE_* variables:
+    FIRMWARE_STORE_DIR (the image store directory), MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD."""
+    from firmware_ota.server_process import FirmwareServerSettings, run_firmware_server
+
+    _logging(log_level)
+    settings = FirmwareServerSettings()
+    run_until_signal(lambda stop: run_firmware_server(settings, stop))
 
 
 # --- broker -------------------------------------------------------------------------------------
@@ -281,6 +312,10 @@ def broker_config(
     bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
     run_as: Annotated[Optional[str], typer.Option(help="User mosquitto switches to when started as root.")] = None,
+    tls_port: Annotated[Optional[int], typer.Option(help="Mutual-TLS listener port for concentrators "
+                                                         "(needs --pki-dir).")] = None,
+    pki_dir: Annotated[Optional[Path], typer.Option(help="Directory with ca.pem, server.pem and server.key "
+                                                         "(gridwire broker pki ensure).")] = None,
 ) -> None:
     """Write the Mosquitto configuration Gridwire runs with (persistence, queue limits, ACLs)."""
     import tomllib
@@ -300,7 +335,12 @@ def broker_config(
                        f"(set password, or the variable named by password_env)", err=True)
             raise typer.Exit(2)
         resolved.append(Account(username=entry["username"], password=password, role=entry["role"]))
-    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved)
+    if (tls_port is None) != (pki_dir is None):
+        typer.echo("error: --tls-port and --pki-dir go together", err=True)
+        raise typer.Exit(2)
+    tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_ca_file": pki_dir / "ca.pem",
+                                      "tls_cert_file": pki_dir / "server.pem", "tls_key_file": pki_dir / "server.key"}
+    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls)
     conf = write_broker_files(cfg, out)
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")
 
@@ -327,6 +367,41 @@ def broker_pki_init_ca(directory: PkiDir,
     except PkiError as exc:
         _pki_error(exc)
     typer.echo(f"wrote {ca.cert_file} and its key")
+
+
+@pki_app.command("ensure")
+def broker_pki_ensure(directory: PkiDir,
+                      name: Annotated[Optional[list[str]], typer.Option(
+                          "--name", help="DNS name or IP address of the broker (repeat; default localhost, "
+                                         "127.0.0.1).")] = None,
+                      client: Annotated[Optional[list[str]], typer.Option(
+                          "--client", help="A concentrator id to issue a client certificate for (repeat).")] = None,
+                      reserved: Annotated[Optional[list[str]], typer.Option(
+                          "--reserved", help="Privileged broker usernames no client certificate may carry "
+                                             "(repeat; default gridwire-cloud).")] = None,
+                      server_dir: Annotated[Optional[Path], typer.Option(
+                          help="Where server.pem, server.key and a copy of ca.pem go (default: --dir).")] = None,
+                      clients_dir: Annotated[Optional[Path], typer.Option(
+                          help="Where <id>.pem, <id>.key and a copy of ca.pem go (default: <dir>/clients).")] = None,
+                      owner: Annotated[Optional[int], typer.Option(
+                          help="Give the broker's key and certificate to this uid (the broker reads them "
+                               "after dropping root; 1883 in the eclipse-mosquitto image).")] = None) -> None:
+    """Create the CA, the broker's certificate and the named client certificates if they are
+    missing (clients under <dir>/clients); keeps whatever exists. Safe to run at every start."""
+    from broker.pki import DEFAULT_SERVER_NAMES, PkiError, ensure_pki
+    from broker.topics import TopicError
+
+    try:
+        ensure_pki(directory, server_names=name or DEFAULT_SERVER_NAMES, clients=client or [],
+                   reserved=reserved or ["gridwire-cloud"], server_dir=server_dir, clients_dir=clients_dir)
+    except (PkiError, TopicError) as exc:
+        _pki_error(exc)
+    if owner is not None:
+        import os
+
+        for path in ((server_dir or directory) / "server.key", (server_dir or directory) / "server.pem"):
+            os.chown(path, owner, -1)
+    typer.echo(f"PKI ready in {directory}")
 
 
 @pki_app.command("server")

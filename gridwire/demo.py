@@ -2,7 +2,10 @@
 simulated P1 meters, all on this machine with embedded defaults (SQLite, local ports).
 
 Everything the demo writes lives under one directory (``var/demo`` by default): generated
-broker config, influxd data, the concentrator's outbox and config, adapter configs.
+broker config, influxd data, the concentrator's outbox and config, adapter configs, and the
+PKI (``pki/``: a CA, the broker's certificate, a client certificate per concentrator; created
+once and kept). The concentrator reaches the broker over mutual TLS only; the cloud processes
+use the password listener, which the demo binds to loopback (docs/ARCHITECTURE.md says why).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from broker.mosquitto_conf import Account
+from broker.pki import ensure_pki
 from gridwire.services import LocalInfluxd, LocalMosquitto
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ class DemoOptions:
     dlms_meters: int = 2
     modbus_meters: int = 1
     lights: int = 20
+    # The mutual-TLS listener the concentrators use (the plain one stays on loopback for the cloud).
+    mqtt_tls_port: int = 18883
 
 
 def meter_id(n: int) -> str:
@@ -55,7 +61,7 @@ def _write_adapter_config(path: Path, n: int) -> None:
     }))
 
 
-def _write_concentrator_config(path: Path, *, mqtt_port: int, password: str, ports: list[str],
+def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Path], ports: list[str],
                                adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int]) -> None:
     meters = "\n".join(
         f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
@@ -74,8 +80,9 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, password: str, por
     )
     path.write_text(
         f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n\n'
-        f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "{CONCENTRATOR_ID}"\n'
-        f'password = "{password}"\n\n{meters}'
+        # No username or password: the broker takes the identity from the certificate's CN.
+        f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nca_file = "{tls["ca_file"]}"\n'
+        f'cert_file = "{tls["cert_file"]}"\nkey_file = "{tls["key_file"]}"\n\n{meters}'
     )
 
 
@@ -99,12 +106,18 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     edge_dir = root / "edge"
     edge_dir.mkdir(parents=True, exist_ok=True)
     cloud_password = secrets.token_urlsafe(16)
-    concentrator_password = secrets.token_urlsafe(16)
     fleet_password = secrets.token_urlsafe(16)
     accounts = [Account(username="gridwire-cloud", password=cloud_password, role="cloud"),
-                Account(username=CONCENTRATOR_ID, password=concentrator_password, role="concentrator"),
                 Account(username="fleet", password=fleet_password, role="fleet")]
-    mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts)
+    pki = root / "pki"
+    # Created on the first run and kept: no certificate may be named like a password account.
+    ca = await asyncio.to_thread(ensure_pki, pki, clients=[CONCENTRATOR_ID],
+                                 reserved=[a.username for a in accounts])
+    tls = {"ca_file": ca.cert_file, "cert_file": pki / "clients" / f"{CONCENTRATOR_ID}.pem",
+           "key_file": pki / "clients" / f"{CONCENTRATOR_ID}.key"}
+    mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts,
+                               tls_port=options.mqtt_tls_port, tls_ca_file=ca.cert_file,
+                               tls_cert_file=pki / "server.pem", tls_key_file=pki / "server.key")
     influxd = LocalInfluxd(directory=root / "influxdb", port=options.influx_port)
     await asyncio.to_thread(mosquitto.start)
     await asyncio.to_thread(influxd.start)
@@ -125,7 +138,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         _write_adapter_config(adapter, n)
         adapters.append(adapter)
     config_file = edge_dir / "concentrator.toml"
-    _write_concentrator_config(config_file, mqtt_port=options.mqtt_port, password=concentrator_password,
+    _write_concentrator_config(config_file, mqtt_port=options.mqtt_tls_port, tls=tls,
                                ports=ports, adapters=adapters, dlms_ports=[d.port for d in dlms],
                                modbus_ports=[m.port for m in modbus])
     concentrator = Concentrator(config=load_config(config_file))
@@ -133,7 +146,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     jwt_secret = secrets.token_urlsafe(32)
     database = f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}"
     settings = PlatformSettings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret,
-                                registry_url=database, mqtt_port=options.mqtt_port, mqtt_password=cloud_password)
+                                registry_url=database, mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
+                                firmware_store_dir=root / "firmware")
     await migrate_registry(settings)
     await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1") for n in range(options.meters)]
                           + [(meter_id(1000 + n), "DSMR_P1") for n in range(options.meters)]
@@ -157,7 +171,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 ready = asyncio.Event()
                 tg.create_task(process_runner(name, settings, ready=ready)(stop), name=name)
                 await asyncio.wait_for(ready.wait(), 30)
-            for name in ("monitor", "scheduler", "timesync"):
+            for name in ("monitor", "scheduler", "timesync", "campaigns"):
                 tg.create_task(process_runner(name, settings)(stop), name=name)
             if options.lights:
                 tg.create_task(run_lights(stop, count=options.lights, host="127.0.0.1", port=options.mqtt_port,
@@ -168,7 +182,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             api_task = tg.create_task(api.serve(), name="api")
             while not api.started:
                 await asyncio.sleep(0.05)
-            _announce(options, cloud_password, token, root)
+            _announce(options, cloud_password, token, root, tls)
             if options.duration is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.duration)
@@ -185,7 +199,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         await asyncio.to_thread(influxd.stop)
 
 
-def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path) -> None:
+def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path, tls: dict[str, Path]) -> None:
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     lines = [
@@ -197,7 +211,11 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path)
         "-H 'Content-Type: application/json' -d '{\"readingTimeStart\": \"%s\", \"readingTimeEnd\": \"%s\", "
         "\"pageSize\": 50}'" % (options.api_port, token, start, end),
         f"  broker      mosquitto_sub -h 127.0.0.1 -p {options.mqtt_port} -u gridwire-cloud -P '{cloud_password}' "
-        "-V mqttv5 -v -t 'concentrator/#'",
+        "-V mqttv5 -v -t 'concentrator/#'   (cloud view; password listener, loopback only)",
+        f"  over TLS    mosquitto_sub -h localhost -p {options.mqtt_tls_port} --cafile {tls['ca_file']} "
+        f"--cert {tls['cert_file']} --key {tls['key_file']} -V mqttv5 -v -t 'concentrator/{CONCENTRATOR_ID}/#'",
+        "              (mutual TLS as the concentrator: its certificate's CN is its username, so the ACL "
+        "lets it see its own subtree only)",
         f"  meters      on concentrator {CONCENTRATOR_ID}: {options.meters} DSMR 5 (P1), {options.dlms_meters} "
         f"DLMS/COSEM (LLS, their last 24 h backfilled from the load profile), {options.modbus_meters} Modbus "
         "inverter(s)",

@@ -18,7 +18,8 @@ def test_demo_serves_readings_and_switches_a_light(tmp_path):
     log = tmp_path / "demo.log"
     demo = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "demo", "--dir", str(tmp_path / "demo"),
                                 "--api-port", str(api_port), "--mqtt-port", str(free_port()),
-                                "--influx-port", str(free_port()), "--lights", "3", "--interval", "0.5"],
+                                "--mqtt-tls-port", str(free_port()), "--influx-port", str(free_port()),
+                                "--lights", "3", "--interval", "0.5"],
                           log=log, port=api_port)
     demo.start(timeout=60)
     try:
@@ -26,6 +27,10 @@ def test_demo_serves_readings_and_switches_a_light(tmp_path):
         while "bearer" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
         token = re.search(r"bearer\s+(\S+)", log.read_text()).group(1)
+        # The concentrator is on mutual TLS: its config has certificates and no password.
+        concentrator_toml = (tmp_path / "demo" / "edge" / "concentrator.toml").read_text()
+        assert "cert_file" in concentrator_toml and "password =" not in concentrator_toml.split("[[meters]]")[0]
+        assert "--cafile" in log.read_text()
         headers = {"Authorization": f"Bearer {token}"}
         now = datetime.now(UTC)
         query = {"readingTimeStart": (now - timedelta(days=2)).isoformat(),

@@ -25,6 +25,7 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "connect": F.RECONNECT,
     "set_clock": F.SYNCHRONIZE_TIME,
     "get_firmware_version": F.GET_FIRMWARE_VERSION,
+    "update_firmware": F.UPDATE_FIRMWARE,
     "set_relay_schedule": F.SET_TARIFF_SCHEDULE,
     "get_status": F.GET_STATUS,
 })

@@ -82,6 +82,11 @@ class CommandExecutor:
     def unregister(self, device_id: str) -> None:
         self._handlers.pop(device_id, None)
 
+    def route(self) -> None:
+        """Set up the command subscription before the session connects, so commands the broker
+        redelivers at once after a restart (unacknowledged when we died) are executed."""
+        self._session.route(topics.concentrator_command(self.concentrator_id), self.handle)
+
     async def start(self) -> None:
         """Subscribe to this concentrator's command topic (the session must be connected)."""
         await self._session.subscribe(topics.concentrator_command(self.concentrator_id), self.handle)

@@ -140,8 +140,12 @@ def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: Completene
             events = await adapter.read_event_log()
         return {"alarmRegister": bits, "alarms": decode_alarms(bits), "events": decode_events(events)}
 
+    async def get_firmware_version(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            return {"firmwareVersion": await adapter.read_firmware_version()}
+
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
-    handlers.update(get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
+    handlers.update(get_firmware_version=get_firmware_version, get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
                     get_output_state=get_output_state, read_profile=read_profile, read_alarms=read_alarms)
     if backfill is not None:
         async def run_backfill(params: dict[str, Any]) -> dict[str, Any]:

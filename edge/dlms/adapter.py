@@ -21,6 +21,8 @@ from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.cosem_objects import from_gx_datetime, to_gx_datetime
 from edge.dlms.counter_store import InvocationCounterStore
 from edge.dlms.errors import DlmsProtocolError
+from edge.dlms.image_objects import FIRMWARE_VERSION_OBIS
+from edge.dlms.image_transfer import ImageTransferClient, TransferReport
 from edge.dlms.mapping import meter_reading, property_value, unit_symbol
 from edge.profiles import MeterProfile, load_profile
 
@@ -193,6 +195,31 @@ class DlmsMeterAdapter:
         logger.info("meter %s: %s, output state now %s", self.meter_id,
                     "disconnected" if disconnect else "reconnected", state)
         return state
+
+    # --- firmware -------------------------------------------------------------------------------
+    async def read_firmware_version(self) -> str:
+        """The active firmware identifier (1.0.0.2.0.255) as text."""
+        async with self._link() as link:
+            raw = await link.read(GXDLMSData(FIRMWARE_VERSION_OBIS), 2)
+        if isinstance(raw, (bytes, bytearray)):
+            return bytes(raw).decode(errors="replace")
+        return str(raw)
+
+    async def update_firmware(self, *, identifier: bytes, image: bytes, activate: bool = True) -> TransferReport:
+        """DLMS image transfer of ``image``: blocks (resuming a cut transfer), verify, activate.
+
+        Raises :class:`edge.dlms.image_transfer.ImageTransferError` naming the failed step.
+        """
+        async with self._link() as link:
+            client = ImageTransferClient(link=link)
+            report = await client.transfer(identifier=identifier, image=image)
+            await client.verify()
+            if activate:
+                await client.activate()
+        logger.info("meter %s: image of %d bytes sent in %d blocks (%d sent now, resumed %s) in %.2fs",
+                    self.meter_id, len(image), report.blocks_total, report.blocks_sent, report.resumed,
+                    report.seconds)
+        return report
 
     def _disconnect_control(self) -> GXDLMSDisconnectControl:
         if self.profile.disconnect_obis is None:

@@ -28,7 +28,12 @@ from gurux_dlms.secure.GXDLMSSecureClient import GXDLMSSecureClient  # noqa: E40
 
 from edge.dlms.config import DlmsMeterConfig, SecurityMode  # noqa: E402
 from edge.dlms.counter_store import InvocationCounterStore  # noqa: E402
-from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsProtocolError  # noqa: E402
+from edge.dlms.errors import (  # noqa: E402
+    DlmsAuthenticationError,
+    DlmsCommunicationError,
+    DlmsProtocolError,
+    DlmsResultError,
+)
 from edge.dlms.links import FramingError, SerialWriter, open_serial, read_hdlc_frame, read_wrapper_frame  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -177,8 +182,8 @@ class DlmsAssociation:
                 await self._send(outgoing)
                 await self._receive_into(reply)
                 if reply.error:
-                    raise DlmsProtocolError(f"meter {self.meter_id} answered error {reply.error}",
-                                            meter_id=self.meter_id)
+                    raise DlmsResultError(f"meter {self.meter_id} answered error {reply.error}",
+                                          result=int(reply.error), meter_id=self.meter_id)
                 if not reply.isMoreData():
                     break
                 outgoing = self.client.receiverReady(reply)

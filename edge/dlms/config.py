@@ -54,6 +54,9 @@ class DlmsMeterConfig(BaseModel):
     server_address: int = Field(default=1, ge=1, le=0x3FFF)
     physical_address: int | None = Field(default=None, ge=0x10, le=0x3FFD)
     profile: str = Field(default="dsmr-4.2.2", min_length=1)
+    # The device model as the registry knows it (firmware manifests name the models they fit);
+    # default: the profile name.
+    model: str | None = Field(default=None, min_length=1, max_length=128)
     timeout_s: float = Field(default=5.0, gt=0, le=120)
     interval_s: float = Field(default=900.0, gt=0)
     # The shared medium the poller bounds concurrency on; defaults to the endpoint.

@@ -42,6 +42,7 @@ from edge.dlms.cosem_objects import (  # noqa: E402
     device_name,
 )
 from edge.dlms.config import SecurityMode  # noqa: E402
+from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
 from edge.dlms.meter_model import ENERGY_OBIS, POWER_OBIS, VOLTAGE_OBIS, MeterModel  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ class CosemServer(GXDLMSSecureServer):
             ModelAlarmRegister(model),
             event_code,
             ModelEventLog(model, clock=clock, event_code=event_code),
+            ModelImageTransfer(model.firmware, meter_name=meter_name),
+            ModelFirmwareVersion(model.firmware),
         ]:
             self.items.append(item)
         self.initialize()

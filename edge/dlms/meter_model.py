@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from edge.dlms.sim_firmware import SimFirmware
+
 # Energy counts from here; any fixed instant works, this one keeps uint32 Wh far from wrapping.
 ENERGY_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 DAY_S = 86_400.0
@@ -79,6 +81,8 @@ class MeterModel:
     # Alarm register (0.0.97.98.0.255) bit field, and the standard event log: (meter time, code).
     alarm_bits: int = 0
     events: list[tuple[datetime, int]] = field(default_factory=list)
+    # Running firmware and the image transfer in progress (COSEM class 18).
+    firmware: SimFirmware = field(default_factory=SimFirmware)
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:

@@ -3,7 +3,8 @@
 One :class:`DlmsMeterSimulator` is one meter: a listening socket, a shared
 :class:`MeterModel` and one gurux server (:class:`CosemServer`) per connection. Faults for
 tests: ``unresponsive`` (frames are read and never answered, to exercise timeouts and
-retries) and down windows (connections are dropped while the meter is "down", to exercise
+retries), ``drop_after_frames`` (the connection is cut after that many more frames, e.g. in
+the middle of an image transfer) and down windows (connections are dropped while the meter is "down", to exercise
 gap backfill from the load profile).
 """
 
@@ -40,6 +41,8 @@ class DlmsMeterSimulator:
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        # Fault: drop the connection when this many more frames have arrived (None: never).
+        self.drop_after_frames: int | None = None
         self.frames_served = 0
         self.connections_refused = 0
         self.connections_accepted = 0
@@ -128,6 +131,11 @@ class DlmsMeterSimulator:
             body = await reader.readexactly(length)
             if self.is_down():
                 return
+            if self.drop_after_frames is not None:
+                self.drop_after_frames -= 1
+                if self.drop_after_frames <= 0:
+                    self.drop_after_frames = None
+                    return
             if self.unresponsive:
                 continue
             reply = server.handle_frame(header + body)

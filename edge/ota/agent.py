@@ -1,0 +1,133 @@
+"""The concentrator's firmware agent: the ``update_firmware`` command for its DLMS meters.
+
+For one meter, with params ``{"signedManifest": <SignedManifest JSON>}``:
+
+1. the manifest's signature against the concentrator's trusted keys (SIGNATURE_INVALID);
+2. the meter's model in the manifest's ``deviceModels`` (MODEL_MISMATCH);
+3. the meter's firmware version: already the manifest's -> success, nothing sent (idempotent);
+4. the image from the cache, or downloaded once for every meter that needs it
+   (DOWNLOAD_FAILED; SIGNATURE_INVALID when the bytes are not the signed ones);
+5. DLMS image transfer under the meter's poll lock, so its polling pauses meanwhile:
+   blocks (TRANSFER_FAILED; a cut transfer resumes on the next try), verify (VERIFY_FAILED),
+   activate (ACTIVATION_FAILED);
+6. the version read back must be the manifest's (VERSION_MISMATCH).
+
+Success answers ``{"firmwareVersion": ..., "imageSha256": ..., "transferred": bool}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.commands.errors import CommandFailed, InvalidParameters
+from edge.commands.executor import CommandHandler
+from edge.commands.meter_handlers import meter_errors
+from edge.dlms.errors import DlmsError
+from edge.dlms.image_transfer import ImageTransferError
+from firmware_ota.downloader import Downloader, DownloadFailed
+from firmware_ota.manifest import SignedManifest
+
+log = logging.getLogger(__name__)
+
+Exclusive = Callable[[str], AbstractAsyncContextManager[None]]
+
+
+class OtaError(StrEnum):
+    """The error codes of ``update_firmware`` (the OTA contract)."""
+
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    MODEL_MISMATCH = "MODEL_MISMATCH"
+    DOWNLOAD_FAILED = "DOWNLOAD_FAILED"
+    TRANSFER_FAILED = "TRANSFER_FAILED"
+    VERIFY_FAILED = "VERIFY_FAILED"
+    ACTIVATION_FAILED = "ACTIVATION_FAILED"
+    VERSION_MISMATCH = "VERSION_MISMATCH"
+
+
+_STAGE_ERRORS = {"transfer": OtaError.TRANSFER_FAILED, "verify": OtaError.VERIFY_FAILED,
+                 "activate": OtaError.ACTIVATION_FAILED}
+
+
+def device_model(adapter: Any) -> str:
+    """The meter's model as manifests name it: its configured model, else its profile's name."""
+    return adapter.config.model or adapter.profile.name
+
+
+class FirmwareAgent:
+    """Builds the ``update_firmware`` handler of each DLMS meter over one shared :class:`Downloader`."""
+
+    def __init__(self, *, downloader: Downloader, exclusive: Exclusive) -> None:
+        self.downloader = downloader
+        self._exclusive = exclusive
+        self.transfers = 0
+
+    def route(self) -> None:
+        self.downloader.route()
+
+    async def start(self) -> None:
+        await self.downloader.start()
+
+    def handler_for(self, adapter: Any) -> CommandHandler:
+        """``update_firmware`` for one :class:`edge.dlms.DlmsMeterAdapter`."""
+
+        async def update_firmware(params: dict[str, Any]) -> dict[str, Any]:
+            return await self.update(adapter, params)
+
+        return update_firmware
+
+    async def update(self, adapter: Any, params: dict[str, Any]) -> dict[str, Any]:
+        meter_id = adapter.meter_id
+        signed = _signed_manifest(params)
+        try:
+            manifest = self.downloader.verify(signed)
+        except DownloadFailed as exc:
+            raise CommandFailed(exc.code, f"meter {meter_id}: {exc}") from exc
+        model = device_model(adapter)
+        if model not in manifest.device_models:
+            raise CommandFailed(OtaError.MODEL_MISMATCH, f"meter {meter_id} is a {model!r}; firmware "
+                                f"{manifest.firmware_id} is for {', '.join(manifest.device_models)}")
+        async with meter_errors(), self._exclusive(meter_id):
+            current = await adapter.read_firmware_version()
+        if current == manifest.version:
+            log.info("meter %s already runs %s; nothing to do", meter_id, current)
+            return {"firmwareVersion": current, "imageSha256": manifest.sha256, "transferred": False}
+        try:
+            path = await self.downloader.fetch(signed)
+        except DownloadFailed as exc:
+            raise CommandFailed(exc.code, f"meter {meter_id}: {exc}") from exc
+        image = await asyncio.to_thread(path.read_bytes)
+        identifier = manifest.image_identifier.encode()
+        async with self._exclusive(meter_id):
+            log.info("meter %s: firmware %s -> %s (%d bytes)", meter_id, current, manifest.version, len(image))
+            try:
+                await adapter.update_firmware(identifier=identifier, image=image)
+            except ImageTransferError as exc:
+                raise CommandFailed(_STAGE_ERRORS[exc.stage], str(exc)) from exc
+            except DlmsError as exc:
+                # A dropped link or a refused association: the next try resumes the blocks.
+                raise CommandFailed(OtaError.TRANSFER_FAILED, str(exc), transient=exc.transient) from exc
+            async with meter_errors():
+                version = await adapter.read_firmware_version()
+        self.transfers += 1
+        if version != manifest.version:
+            raise CommandFailed(OtaError.VERSION_MISMATCH, f"meter {meter_id} reports firmware {version!r} after "
+                                f"activating {manifest.firmware_id}, which should be {manifest.version!r}")
+        return {"firmwareVersion": version, "imageSha256": manifest.sha256, "transferred": True}
+
+
+def _signed_manifest(params: dict[str, Any]) -> SignedManifest:
+    raw = params.get("signedManifest")
+    if raw is None:
+        raise InvalidParameters("update_firmware needs 'signedManifest' (a signed firmware manifest)")
+    try:
+        return SignedManifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidParameters(f"signedManifest is not a signed firmware manifest: {problems}") from None

@@ -1,0 +1,175 @@
+"""Web API of firmware OTA (``/v1/firmware``, ``/v1/campaigns``): the operator side.
+
+Uploading firmware is for platform administrators; the image is checked against its signed
+manifest (trusted key, signature, size, sha256) before anything is stored. Campaigns are
+created by an organisation for devices it holds the FIRMWARE function group on; it (or a
+platform administrator) sees and controls them. Refusals say why: 400 for an image or
+signature that does not verify, 403 for missing rights, 404 for unknown ids, 409 for a
+duplicate firmware id with another image or an action the campaign's state does not allow,
+422 for targets that cannot take the firmware.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from cloud.api_admin.deps import Admin, Caller, RegistryDep
+from cloud.registry import OrganisationPublic, PlatformRole
+from firmware_ota.campaign_store import CampaignNotFound, CampaignStore, InvalidTransition
+from firmware_ota.campaigns import CampaignService, NotAuthorised, TargetsRefused
+from firmware_ota.catalogue import FirmwareCatalogue, FirmwareNotFound
+from firmware_ota.manifest import MAX_IMAGE_BYTES, SignedManifest
+from firmware_ota.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic
+from firmware_ota.signing import SignatureError, load_trusted_keys
+from firmware_ota.store import FirmwareStore
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["firmware"])
+
+
+class FirmwareUpload(BaseModel):
+    """A firmware image (base64) and the manifest an offline key signed for it."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    signed_manifest: SignedManifest
+    image_base64: str = Field(max_length=(MAX_IMAGE_BYTES // 3 + 1) * 4)
+
+
+def _catalogue(registry: RegistryDep) -> FirmwareCatalogue:
+    return FirmwareCatalogue(registry.engine)
+
+
+def _campaigns(registry: RegistryDep) -> CampaignService:
+    return CampaignService(store=CampaignStore(registry.engine), catalogue=FirmwareCatalogue(registry.engine),
+                           registry=registry)
+
+
+CatalogueDep = Annotated[FirmwareCatalogue, Depends(_catalogue)]
+CampaignsDep = Annotated[CampaignService, Depends(_campaigns)]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except (FirmwareNotFound, CampaignNotFound) as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"not found: {exc.args[0]}") from exc
+    except InvalidTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except NotAuthorised as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, {"reason": str(exc), "devices": exc.problems}) from exc
+    except TargetsRefused as exc:
+        raise HTTPException(422, {"reason": str(exc), "devices": exc.problems}) \
+            from exc
+
+
+# --- firmware ------------------------------------------------------------------------------------
+
+
+@router.post("/v1/firmware", status_code=status.HTTP_201_CREATED, response_model=FirmwarePublic, responses={
+    400: {"description": "Bad base64, unknown signing key, bad signature, size or sha256 mismatch"},
+    403: {"description": "Not a platform administrator"},
+    409: {"description": "The firmware id exists with another image or manifest"}})
+async def upload_firmware(upload: FirmwareUpload, request: Request, catalogue: CatalogueDep,
+                          admin: Admin) -> FirmwarePublic:
+    """Add a signed firmware image to the repository (verified before it is stored)."""
+    try:
+        image = base64.b64decode(upload.image_base64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "imageBase64 is not valid base64") from exc
+    settings = request.app.state.settings
+    try:
+        trusted = load_trusted_keys(settings.trusted_key_paths())
+    except (OSError, ValueError) as exc:
+        log.error("trusted firmware keys cannot be read: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the trusted firmware keys cannot be read") from exc
+    store = FirmwareStore(root=settings.firmware_store_dir)
+    firmware_id = upload.signed_manifest.manifest.firmware_id
+    try:
+        stored = store.add(image=image, signed=upload.signed_manifest, trusted=trusted)
+    except SignatureError as exc:
+        log.warning("firmware %s refused: %s", firmware_id, exc)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    except ValueError as exc:
+        log.warning("firmware %s refused: %s", firmware_id, exc)
+        code = status.HTTP_409_CONFLICT if "already exists" in str(exc) else status.HTTP_400_BAD_REQUEST
+        raise HTTPException(code, str(exc)) from exc
+    return await catalogue.record(stored, uploaded_by=admin.identification)
+
+
+@router.get("/v1/firmware", response_model=list[FirmwarePublic])
+async def list_firmware(catalogue: CatalogueDep, _who: Caller) -> list[FirmwarePublic]:
+    """Every firmware in the repository."""
+    return await catalogue.list()
+
+
+@router.get("/v1/firmware/{firmware_id}", response_model=FirmwarePublic, responses={404: {"description": "Unknown"}})
+async def get_firmware(firmware_id: str, catalogue: CatalogueDep, _who: Caller) -> FirmwarePublic:
+    with _errors():
+        return await catalogue.get(firmware_id)
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+
+def _visible(campaign: CampaignPublic, who: OrganisationPublic) -> None:
+    if who.role is not PlatformRole.ADMIN and campaign.organisation != who.identification:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"not found: {campaign.id}")
+
+
+@router.post("/v1/campaigns", status_code=status.HTTP_201_CREATED, response_model=CampaignPublic, responses={
+    403: {"description": "The caller may not update some named devices"},
+    404: {"description": "Unknown firmware"},
+    422: {"description": "Devices unknown, decommissioned or of a model the firmware does not fit"}})
+async def create_campaign(spec: CampaignCreate, campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
+    """Create a campaign (and start it if ``start``); its waves are planned now."""
+    if spec.all_devices_of is not None and spec.all_devices_of != who.identification \
+            and who.role is not PlatformRole.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "allDevicesOf may name only the calling organisation")
+    with _errors():
+        return await campaigns.create(spec, organisation=who.identification)
+
+
+@router.get("/v1/campaigns", response_model=list[CampaignPublic])
+async def list_campaigns(campaigns: CampaignsDep, who: Caller) -> list[CampaignPublic]:
+    """The caller's campaigns (every campaign for a platform administrator)."""
+    return await campaigns.list(organisation=None if who.role is PlatformRole.ADMIN else who.identification)
+
+
+@router.get("/v1/campaigns/{campaign_id}", response_model=CampaignPublic, responses={404: {"description": "Unknown"}})
+async def get_campaign(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
+    with _errors():
+        found = await campaigns.public(campaign_id)
+    _visible(found, who)
+    return found
+
+
+@router.get("/v1/campaigns/{campaign_id}/status", response_model=CampaignStatus,
+            responses={404: {"description": "Unknown"}})
+async def campaign_status(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignStatus:
+    """Counts per target state, overall and per wave, and every failed device with its reason."""
+    with _errors():
+        found = await campaigns.status(campaign_id)
+    _visible(found.campaign, who)
+    return found
+
+
+@router.post("/v1/campaigns/{campaign_id}/{action}", response_model=CampaignPublic, responses={
+    404: {"description": "Unknown"}, 409: {"description": "The campaign's state does not allow it"}})
+async def control_campaign(campaign_id: str, action: Literal["start", "pause", "resume", "cancel"],
+                           campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
+    """Start, pause, resume or cancel. Cancel stops new commands; those in flight finish and are recorded."""
+    with _errors():
+        _visible(await campaigns.public(campaign_id), who)
+        return await campaigns.control(campaign_id, action)

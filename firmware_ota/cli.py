@@ -1,0 +1,104 @@
+"""Command line for firmware: ``gridwire firmware keygen|sign|upload``.
+
+Keys are made and used offline, on the release engineer's machine: ``keygen`` writes a key
+pair, ``sign`` writes the signed manifest of an image, ``upload`` sends image and manifest to
+the platform API. The cloud only ever holds the public key (GRIDWIRE_FIRMWARE_TRUSTED_KEYS).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from firmware_ota.manifest import FirmwareManifest, SignedManifest, created_now
+from firmware_ota.signing import generate_key, key_id_of, sign
+
+app = typer.Typer(no_args_is_help=True, help="Firmware: signing keys, signed manifests, uploads.")
+
+
+@app.callback()
+def firmware() -> None:
+    """Firmware: signing keys, signed manifests, uploads."""
+
+
+@app.command("keygen")
+def keygen(out: Annotated[Path, typer.Option("--out", help="Directory for signing.key and <key id>.pem.")],
+           force: Annotated[bool, typer.Option(help="Overwrite an existing signing.key.")] = False) -> None:
+    """Make an Ed25519 signing key pair: keep signing.key offline; give the .pem to the cloud and
+    the concentrators as a trusted key."""
+    out.mkdir(parents=True, exist_ok=True)
+    private_file = out / "signing.key"
+    if private_file.exists() and not force:
+        typer.echo(f"{private_file} exists; use --force to replace it", err=True)
+        raise typer.Exit(code=1)
+    private, public = generate_key()
+    fd = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    key_id = key_id_of(public)
+    (out / f"{key_id}.pem").write_bytes(public)
+    typer.echo(f"key id {key_id}: private key {private_file}, public key {out / f'{key_id}.pem'}")
+
+
+@app.command("sign")
+def sign_command(
+    key: Annotated[Path, typer.Option("--key", help="The private signing key (PEM).")],
+    image: Annotated[Path, typer.Option("--image", help="The firmware image file.")],
+    firmware_id: Annotated[str, typer.Option("--firmware-id", help="Id, e.g. sim-meter-2.1.0.")],
+    version: Annotated[str, typer.Option("--version", help="What the device reports after activation.")],
+    model: Annotated[list[str], typer.Option("--model", help="A device model it fits (repeat for more).")],
+    image_identifier: Annotated[str, typer.Option("--image-identifier", help="DLMS image_identifier.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Where to write the signed manifest JSON "
+                                                           "(default: <image>.manifest.json).")] = None,
+) -> None:
+    """Write the signed manifest of a firmware image."""
+    data = image.read_bytes()
+    try:
+        manifest = FirmwareManifest(firmware_id=firmware_id, version=version, device_models=model,
+                                    image_identifier=image_identifier, size=len(data),
+                                    sha256=hashlib.sha256(data).hexdigest(), created=created_now())
+        signed = sign(manifest, key.read_bytes())
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"cannot sign: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    target = out or image.with_name(image.name + ".manifest.json")
+    target.write_text(json.dumps(signed.model_dump(mode="json", by_alias=True), indent=2) + "\n")
+    typer.echo(f"wrote {target} (firmware {firmware_id}, {len(data)} bytes, key {signed.key_id})")
+
+
+@app.command("upload")
+def upload(
+    image: Annotated[Path, typer.Option("--image", help="The firmware image file.")],
+    manifest: Annotated[Path, typer.Option("--manifest", help="Its signed manifest JSON (from `sign`).")],
+    api: Annotated[str, typer.Option("--api", envvar="GRIDWIRE_API_URL", help="Platform API base URL.")]
+    = "http://127.0.0.1:8080",
+    token: Annotated[str, typer.Option("--token", envvar="GRIDWIRE_API_TOKEN",
+                                       help="A platform administrator's bearer token.")] = "",
+) -> None:
+    """Upload an image and its signed manifest to the platform's firmware repository."""
+    import httpx
+
+    try:
+        signed = SignedManifest.from_wire(manifest.read_bytes())
+    except ValidationError as exc:
+        typer.echo(f"{manifest} is not a signed manifest: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    body = {"signedManifest": signed.model_dump(mode="json", by_alias=True),
+            "imageBase64": base64.b64encode(image.read_bytes()).decode()}
+    try:
+        answer = httpx.post(f"{api.rstrip('/')}/v1/firmware", json=body, timeout=120,
+                            headers={"Authorization": f"Bearer {token}"} if token else {})
+    except httpx.HTTPError as exc:
+        typer.echo(f"upload failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    if answer.status_code >= 400:
+        typer.echo(f"upload refused ({answer.status_code}): {answer.text}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"uploaded {signed.manifest.firmware_id} ({answer.status_code})")

@@ -1,0 +1,285 @@
+"""The concentrator's end of the chunk protocol: download a signed image once, resumably, into a cache.
+
+:meth:`Downloader.fetch` takes a :class:`SignedManifest` and returns the path of the verified
+image in ``<cache_dir>/<sha256>.bin``:
+
+1. the manifest's signature is checked against the concentrator's trusted keys first
+   (:class:`SignatureInvalid`, nothing is requested);
+2. a cached image is used if its sha256 still matches; else
+3. the missing chunks are requested (at most ``window`` requests in flight, each retried on
+   timeout) and written into ``<sha256>.part``; ``<sha256>.chunks`` records, after the data is
+   synced, which chunks are on disk, so a download cut by a crash or a broker outage resumes
+   without asking for any chunk it already has;
+4. the whole file's sha256 must equal the signed one (else :class:`SignatureInvalid`, the
+   partial file is discarded) before it is renamed to ``.bin`` and handed to anyone.
+
+Concurrent fetches of one image share one download (a task per sha256), so an image is
+downloaded once per concentrator however many meters need it at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from broker import topics
+from broker.session import Message, MqttError, MqttSession, publish_properties
+from firmware_ota.manifest import FirmwareManifest, SignedManifest
+from firmware_ota.signing import SignatureError, verify
+from firmware_ota.transfer import CHUNK, MAX_CHUNK, REQUEST, ChunkRequest
+
+log = logging.getLogger(__name__)
+
+_RECORD = 4  # bytes per entry of the .chunks file (big-endian chunk index; the first entry is the chunk size)
+
+
+class DownloadFailed(Exception):
+    """The image could not be obtained; ``code`` is the command error code to report."""
+
+    code = "DOWNLOAD_FAILED"
+
+
+class SignatureInvalid(DownloadFailed):
+    """The manifest is not signed by a trusted key, or the image is not the one it signs."""
+
+    code = "SIGNATURE_INVALID"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PartialImage:
+    """An image being downloaded: ``<sha>.part`` (data at its offsets) and ``<sha>.chunks`` (which chunks)."""
+
+    def __init__(self, *, directory: Path, manifest: FirmwareManifest, chunk_size: int) -> None:
+        self.manifest = manifest
+        self.part = directory / f"{manifest.sha256}.part"
+        self.record = directory / f"{manifest.sha256}.chunks"
+        self.final = directory / f"{manifest.sha256}.bin"
+        self.chunk_size, self.done = self._load(chunk_size)
+        self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        self._record_fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if os.fstat(self._record_fd).st_size == 0:
+            os.write(self._record_fd, self.chunk_size.to_bytes(_RECORD, "big"))
+            os.fsync(self._record_fd)
+
+    def _load(self, chunk_size: int) -> tuple[int, set[int]]:
+        try:
+            raw = self.record.read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        if len(raw) < _RECORD or not self.part.exists():
+            self.record.unlink(missing_ok=True)
+            return chunk_size, set()
+        size = int.from_bytes(raw[:_RECORD], "big")
+        if not 0 < size <= MAX_CHUNK:
+            self.record.unlink(missing_ok=True)
+            return chunk_size, set()
+        count = -(-self.manifest.size // size)
+        # A torn last entry (crash mid-append) is ignored: its chunk is fetched again.
+        entries = (int.from_bytes(raw[i:i + _RECORD], "big") for i in range(_RECORD, len(raw) - _RECORD + 1, _RECORD))
+        return size, {n for n in entries if n < count}
+
+    @property
+    def count(self) -> int:
+        return -(-self.manifest.size // self.chunk_size)
+
+    def missing(self) -> list[int]:
+        return [n for n in range(self.count) if n not in self.done]
+
+    def span(self, index: int) -> tuple[int, int]:
+        offset = index * self.chunk_size
+        return offset, min(self.chunk_size, self.manifest.size - offset)
+
+    def write(self, index: int, data: bytes) -> None:
+        """Store one chunk durably, then record it (so the record never claims unsynced data)."""
+        os.pwrite(self._fd, data, index * self.chunk_size)
+        os.fsync(self._fd)
+        os.write(self._record_fd, index.to_bytes(_RECORD, "big"))
+        os.fsync(self._record_fd)
+        self.done.add(index)
+
+    def close(self) -> None:
+        for fd in (self._fd, self._record_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def finish(self) -> Path:
+        """Rename the complete, verified file into the cache."""
+        os.truncate(self.part, self.manifest.size)
+        os.replace(self.part, self.final)
+        self.record.unlink(missing_ok=True)
+        return self.final
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.record.unlink(missing_ok=True)
+
+
+class Downloader:
+    """Fetches signed images over ``concentrator/<cid>/firmware/...`` into a cache by sha256."""
+
+    def __init__(self, *, session: MqttSession, concentrator_id: str, cache_dir: Path,
+                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 4,
+                 request_timeout: float = 10.0, max_attempts: int = 8, download_timeout: float = 1800.0) -> None:
+        if not 0 < chunk_size <= MAX_CHUNK:
+            raise ValueError(f"chunk_size must be 1..{MAX_CHUNK}")
+        self._session = session
+        self.concentrator_id = topics.validate_level(concentrator_id, what="concentrator id")
+        self.cache_dir = cache_dir
+        self._trusted = dict(trusted)
+        self._chunk_size = chunk_size
+        self._window = max(1, window)
+        self._request_timeout = request_timeout
+        self._max_attempts = max(1, max_attempts)
+        self._download_timeout = download_timeout
+        self._pending: dict[bytes, asyncio.Future[tuple[bytes, dict[str, str]]]] = {}
+        self._downloads: dict[str, asyncio.Task[Path]] = {}
+        # Figures for tests, benches and the status.
+        self.downloads = 0
+        self.cache_hits = 0
+        self.chunks_requested = 0
+        self.retries = 0
+        cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def route(self) -> None:
+        """Set up the chunk subscription before the session connects (see :meth:`MqttSession.route`)."""
+        self._session.route(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk)
+
+    async def start(self) -> None:
+        """Subscribe to this concentrator's chunk answers (the session must be connected)."""
+        await self._session.subscribe(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk)
+
+    def verify(self, signed: SignedManifest) -> FirmwareManifest:
+        """The manifest if a trusted key signed it, else :class:`SignatureInvalid`."""
+        try:
+            return verify(signed, self._trusted)
+        except SignatureError as exc:
+            raise SignatureInvalid(str(exc)) from exc
+
+    def cached(self, sha256: str) -> Path | None:
+        path = self.cache_dir / f"{sha256}.bin"
+        return path if path.exists() else None
+
+    async def fetch(self, signed: SignedManifest) -> Path:
+        """The verified image's path in the cache, downloading it first if needed (once per image)."""
+        manifest = self.verify(signed)
+        task = self._downloads.get(manifest.sha256)
+        if task is None:
+            task = asyncio.create_task(self._obtain(manifest), name=f"firmware-download:{manifest.firmware_id}")
+            self._downloads[manifest.sha256] = task
+            task.add_done_callback(lambda done, sha=manifest.sha256: self._forget(sha, done))
+        return await asyncio.shield(task)
+
+    def _forget(self, sha256: str, task: asyncio.Task[Path]) -> None:
+        if self._downloads.get(sha256) is task:
+            del self._downloads[sha256]
+        if not task.cancelled() and task.exception() is not None:
+            log.info("firmware download of %s failed: %s", sha256[:12], task.exception())
+
+    # --- downloading --------------------------------------------------------------------------
+    async def _obtain(self, manifest: FirmwareManifest) -> Path:
+        final = self.cache_dir / f"{manifest.sha256}.bin"
+        if final.exists():
+            if await asyncio.to_thread(sha256_of, final) == manifest.sha256:
+                self.cache_hits += 1
+                return final
+            log.warning("cached firmware %s does not match its sha256; downloading again", final.name)
+            final.unlink()
+        try:
+            async with asyncio.timeout(self._download_timeout):
+                return await self._download(manifest)
+        except TimeoutError:
+            raise DownloadFailed(f"firmware {manifest.firmware_id}: not downloaded within "
+                                 f"{self._download_timeout:.0f}s") from None
+
+    async def _download(self, manifest: FirmwareManifest) -> Path:
+        partial = PartialImage(directory=self.cache_dir, manifest=manifest, chunk_size=self._chunk_size)
+        try:
+            missing = partial.missing()
+            if partial.done:
+                log.info("firmware %s: resuming download, %d of %d chunks on disk", manifest.firmware_id,
+                         len(partial.done), partial.count)
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for index in missing:
+                queue.put_nowait(index)
+            async with asyncio.TaskGroup() as group:
+                for worker in range(min(self._window, len(missing))):
+                    group.create_task(self._worker(manifest, partial, queue), name=f"firmware-chunks-{worker}")
+        except BaseExceptionGroup as failures:
+            failure = next((e for e in failures.exceptions if isinstance(e, DownloadFailed)), None)
+            if failure is not None:
+                raise failure from None
+            raise
+        finally:
+            partial.close()
+        digest = await asyncio.to_thread(sha256_of, partial.part)
+        if digest != manifest.sha256:
+            partial.discard()
+            raise SignatureInvalid(f"firmware {manifest.firmware_id}: downloaded image has sha256 {digest}, "
+                                   f"the signed manifest says {manifest.sha256}; discarded")
+        self.downloads += 1
+        path = partial.finish()
+        log.info("firmware %s (%d bytes) downloaded and verified", manifest.firmware_id, manifest.size)
+        return path
+
+    async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, queue: asyncio.Queue[int]) -> None:
+        while not queue.empty():
+            index = queue.get_nowait()
+            offset, length = partial.span(index)
+            data = await self._fetch_chunk(manifest, offset, length)
+            partial.write(index, data)
+
+    async def _fetch_chunk(self, manifest: FirmwareManifest, offset: int, length: int) -> bytes:
+        request = ChunkRequest(firmware_id=manifest.firmware_id, offset=offset, length=length)
+        topic = topics.concentrator_firmware(self.concentrator_id, REQUEST)
+        for attempt in range(1, self._max_attempts + 1):
+            # Time spent offline is not an attempt: wait for the broker first.
+            await self._session.connected.wait()
+            correlation = uuid.uuid4().bytes
+            answer: asyncio.Future[tuple[bytes, dict[str, str]]] = asyncio.get_running_loop().create_future()
+            self._pending[correlation] = answer
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    self.chunks_requested += 1
+                    await self._session.publish(topic, request.to_wire(), qos=1,
+                                                properties=publish_properties(correlation_data=correlation))
+                    data, props = await answer
+            except (TimeoutError, MqttError) as exc:
+                self.retries += 1
+                log.info("firmware %s chunk at %d: %s on attempt %d", manifest.firmware_id, offset,
+                         type(exc).__name__, attempt)
+                continue
+            finally:
+                self._pending.pop(correlation, None)
+            if "error" in props:
+                raise DownloadFailed(f"firmware {manifest.firmware_id}: server refused the chunk at {offset}: "
+                                     f"{props['error']} {props.get('reason', '')}".rstrip())
+            if len(data) != length:
+                self.retries += 1
+                log.warning("firmware %s chunk at %d: %d bytes instead of %d; asking again", manifest.firmware_id,
+                            offset, len(data), length)
+                continue
+            return data
+        raise DownloadFailed(f"firmware {manifest.firmware_id}: no answer for the chunk at {offset} after "
+                             f"{self._max_attempts} attempts")
+
+    async def _on_chunk(self, message: Message) -> None:
+        answer = self._pending.get(message.correlation_data or b"")
+        if answer is None or answer.done():
+            # A late answer to a request we gave up on, or one from before a restart.
+            log.debug("firmware chunk without a waiting request dropped")
+            return
+        answer.set_result((bytes(message.payload), dict(message.user_properties)))

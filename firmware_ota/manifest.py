@@ -1,0 +1,73 @@
+"""The firmware manifest: what an image is, for which devices, and the signed envelope around it.
+
+The manifest is the thing that is signed. Its canonical form is the camelCase JSON with sorted
+keys and compact separators, so any party (cloud, concentrator) that parses the wire JSON and
+re-serialises it gets the same bytes the signer signed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+# Safe as an MQTT topic level and as a directory name: no "/", "+", "#", NUL, no leading "." or "$".
+FIRMWARE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+class FirmwareManifest(BaseModel):
+    """What a firmware image is and which devices it applies to (the signed part)."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    firmware_id: str = Field(alias="firmwareId", pattern=FIRMWARE_ID_PATTERN)
+    version: str = Field(min_length=1, max_length=64)
+    device_models: list[str] = Field(alias="deviceModels", min_length=1, max_length=256)
+    image_identifier: str = Field(alias="imageIdentifier", min_length=1, max_length=128)
+    size: int = Field(gt=0, le=MAX_IMAGE_BYTES)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created: AwareDatetime
+
+    @field_validator("device_models")
+    @classmethod
+    def _models_non_blank(cls, value: list[str]) -> list[str]:
+        if any(not model.strip() for model in value):
+            raise ValueError("device model names must not be blank")
+        return value
+
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _lower_hex(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    def canonical_bytes(self) -> bytes:
+        """The exact bytes that are signed: camelCase JSON, sorted keys, compact separators."""
+        data = self.model_dump(mode="json", by_alias=True)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def applies_to(self, model: str | None) -> bool:
+        return model is not None and model in self.device_models
+
+
+class SignedManifest(BaseModel):
+    """A manifest with the Ed25519 signature over its canonical bytes and the id of the key."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    manifest: FirmwareManifest
+    key_id: str = Field(alias="keyId", min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=256)
+
+    def to_wire(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_wire(cls, data: bytes | str) -> SignedManifest:
+        return cls.model_validate_json(data)
+
+
+def created_now() -> datetime:
+    """A manifest creation time: aware UTC, whole seconds (stable through every JSON round trip)."""
+    return datetime.now(UTC).replace(microsecond=0)

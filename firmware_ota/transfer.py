@@ -1,0 +1,164 @@
+"""Firmware images over MQTT in chunks: the protocol, and the cloud's :class:`ChunkServer`.
+
+The concentrator end (the Downloader and its cache) is :mod:`firmware_ota.downloader`.
+
+Protocol (``docs/FIRMWARE.md``, "Transfer and meters"):
+
+- concentrator -> cloud, ``concentrator/{cid}/firmware/request``, QoS 1, JSON
+  ``{"firmwareId": str, "offset": int, "length": int}`` (1 <= length <= 65536) with MQTT 5
+  correlation data;
+- cloud -> concentrator, ``concentrator/{cid}/firmware/chunk``, QoS 1, the raw bytes, the same
+  correlation data, user properties ``firmwareId`` and ``offset``; on error an empty payload
+  with user properties ``error`` (UNKNOWN_FIRMWARE | OUT_OF_RANGE | BAD_REQUEST) and ``reason``.
+
+The server answers on the subtree of the concentrator that asked (its topic level), which is
+the only subtree that concentrator may read (broker ACL). Every ChunkServer process joins the
+shared subscription ``$share/firmware/concentrator/+/firmware/request``, so adding servers is
+starting processes. A request it cannot serve is answered with an error, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from broker import topics
+from broker.session import Message, MqttSession, publish_properties
+from firmware_ota.manifest import FIRMWARE_ID_PATTERN
+from firmware_ota.store import FirmwareStore
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK = 65536
+SHARE_GROUP = "firmware"
+ALL_FIRMWARE_REQUESTS = "concentrator/+/firmware/request"
+REQUEST = "request"
+CHUNK = "chunk"
+# Correlation data longer than this is not ours (the Downloader sends 16 bytes).
+MAX_CORRELATION = 64
+
+
+class ChunkError(StrEnum):
+    """Why a chunk request was not served (user property ``error`` of the answer)."""
+
+    UNKNOWN_FIRMWARE = "UNKNOWN_FIRMWARE"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    BAD_REQUEST = "BAD_REQUEST"
+
+
+class ChunkRequest(BaseModel):
+    """One request for ``length`` bytes of an image from ``offset``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    firmware_id: str = Field(alias="firmwareId", pattern=FIRMWARE_ID_PATTERN)
+    offset: int = Field(ge=0, strict=True)
+    length: int = Field(ge=1, le=MAX_CHUNK, strict=True)
+
+    def to_wire(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class ChunkRefused(ValueError):
+    """A request the server answers with an error instead of bytes."""
+
+    def __init__(self, code: ChunkError, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def parse_request(payload: bytes) -> ChunkRequest:
+    """The request in ``payload``; :class:`ChunkRefused` (BAD_REQUEST) naming the problem otherwise."""
+    try:
+        return ChunkRequest.model_validate_json(payload)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+                             for e in exc.errors()[:5])
+        raise ChunkRefused(ChunkError.BAD_REQUEST, problems[:500]) from None
+
+
+def serve_request(store: FirmwareStore, payload: bytes) -> tuple[bytes, dict[str, str]]:
+    """The answer to one request payload: (bytes, user properties). Never raises for bad input."""
+    try:
+        request = parse_request(payload)
+        try:
+            manifest = store.get(request.firmware_id).manifest
+        except KeyError:
+            raise ChunkRefused(ChunkError.UNKNOWN_FIRMWARE, f"no firmware {request.firmware_id!r}") from None
+        if request.offset >= manifest.size:
+            raise ChunkRefused(ChunkError.OUT_OF_RANGE,
+                               f"offset {request.offset} is past the end of the {manifest.size}-byte image")
+        try:
+            data = store.read(request.firmware_id, request.offset, request.length)
+        except ValueError as exc:
+            raise ChunkRefused(ChunkError.OUT_OF_RANGE, str(exc)) from None
+        except KeyError:
+            raise ChunkRefused(ChunkError.UNKNOWN_FIRMWARE, f"no firmware {request.firmware_id!r}") from None
+    except ChunkRefused as refused:
+        return b"", {"error": str(refused.code), "reason": refused.reason}
+    return data, {"firmwareId": request.firmware_id, "offset": str(request.offset)}
+
+
+def request_firmware_id(payload: bytes) -> str | None:
+    """Best-effort firmware id of a payload, for logs about a refused request."""
+    try:
+        value = json.loads(payload).get("firmwareId")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+class ChunkServer:
+    """Answers concentrators' chunk requests from a :class:`FirmwareStore` (cloud side)."""
+
+    def __init__(self, *, session: MqttSession, store: FirmwareStore, group: str = SHARE_GROUP) -> None:
+        self._session = session
+        self._store = store
+        self._filter = topics.shared(group, ALL_FIRMWARE_REQUESTS)
+        self.chunks_served = 0
+        self.bytes_served = 0
+        self.errors_sent = 0
+        self.dropped = 0
+
+    async def start(self) -> None:
+        """Join the shared subscription (the session must be connected)."""
+        await self._session.subscribe(self._filter, self.handle)
+
+    async def handle(self, message: Message) -> None:
+        try:
+            parsed = topics.parse(message.topic)
+        except topics.TopicError:
+            parsed = None
+        if parsed is None or parsed.kind != "concentrator_firmware" or parsed.rest != (REQUEST,) \
+                or parsed.concentrator is None:
+            self.dropped += 1
+            log.warning("firmware request on unexpected topic %r dropped", message.topic[:200])
+            return
+        correlation = message.correlation_data
+        if not correlation or len(correlation) > MAX_CORRELATION:
+            # Without correlation data the requester cannot match an answer: nothing to send.
+            self.dropped += 1
+            log.warning("firmware request from %s without usable correlation data dropped (payload %r)",
+                        parsed.concentrator, message.payload[:200])
+            return
+        data, props = serve_request(self._store, message.payload)
+        if "error" in props:
+            self.errors_sent += 1
+            log.warning("firmware request from %s refused: %s %s (firmware %r)", parsed.concentrator,
+                        props["error"], props["reason"], request_firmware_id(message.payload))
+        else:
+            self.chunks_served += 1
+            self.bytes_served += len(data)
+        try:
+            answer = topics.concentrator_firmware(parsed.concentrator, CHUNK)
+        except topics.TopicError:
+            self.dropped += 1
+            log.warning("firmware request on %r: cannot answer that concentrator id", message.topic[:200])
+            return
+        await self._session.publish(answer, data, qos=1,
+                                    properties=publish_properties(correlation_data=correlation,
+                                                                  user_properties=props))
