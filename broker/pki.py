@@ -172,6 +172,7 @@ class CertificateAuthority:
     def issue_server(self, directory: Path, *, names: tuple[str, ...] | list[str] = DEFAULT_SERVER_NAMES,
                      days: int = 825, stem: str = "server") -> CertFiles:
         """The broker's certificate, valid for ``names`` (DNS names or IP addresses)."""
+        names = list(dict.fromkeys(names))  # a name given twice is listed once
         if not names:
             raise PkiError("a server certificate needs at least one name")
         cert, key = self._issue(common_name=names[0], usage=ExtendedKeyUsageOID.SERVER_AUTH, days=days,

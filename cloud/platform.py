@@ -75,6 +75,14 @@ class PlatformSettings(Settings):
     firmware_store_dir: Path = Path("var/firmware")
     firmware_trusted_keys: str = ""
 
+    # Concentrator provisioning (cloud/api_admin/provisioning.py): the CA's directory (ca.pem,
+    # ca.key; None refuses provisioning), the broker's mutual-TLS address given to concentrators,
+    # and broker usernames besides mqtt_username that no certificate may carry (comma-separated).
+    pki_dir: Path | None = None
+    provision_broker_host: str = "localhost"
+    provision_broker_port: int = Field(default=8883, ge=1, le=65535)
+    broker_reserved_names: str = ""
+
     def trusted_key_paths(self) -> list[Path]:
         return [Path(p.strip()) for p in self.firmware_trusted_keys.split(",") if p.strip()]
 

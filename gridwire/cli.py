@@ -33,7 +33,10 @@ def _registry_app() -> typer.Typer:
     return registry_app
 
 
-app.add_typer(_registry_app(), name="registry", help="The device registry: schema migrations.")
+try:
+    app.add_typer(_registry_app(), name="registry", help="The device registry: schema migrations.")
+except ImportError:  # an edge-only install (no cloud extra) has no registry to migrate
+    pass
 
 
 def _firmware_app() -> typer.Typer:
@@ -125,6 +128,43 @@ def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentr
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{config}: concentrator {cfg.concentrator_id}, {len(cfg.meters)} meter(s): ok")
+
+
+@concentrator_app.command("provision")
+def concentrator_provision(
+    api: Annotated[str, typer.Option(help="The platform API's base URL, e.g. https://gridwire.example.net.")],
+    concentrator_id: Annotated[str, typer.Option("--id", help="This concentrator's id (its certificate's CN).")],
+    token: Annotated[str, typer.Option(envvar="GRIDWIRE_TOKEN",
+                                       help="Bearer token of an organisation that may install it "
+                                            "(or GRIDWIRE_TOKEN).")],
+    out: Annotated[Path, typer.Option(help="Where to write tls/ and concentrator.toml.")] = Path("/etc/gridwire"),
+    data_dir: Annotated[Path, typer.Option(help="Outbox and state directory named in a new config.")] = Path(
+        "/var/lib/gridwire"),
+) -> None:
+    """Get this concentrator's broker certificate from the platform and write it (mode 0600)
+    with a concentrator.toml skeleton (kept if one exists). Running it again issues a new
+    certificate; the previous one stays valid until it expires."""
+    from edge.provision import ProvisionError, request_certificate, write_provisioned
+
+    try:
+        provisioned = request_certificate(api=api, token=token, concentrator_id=concentrator_id)
+        written = write_provisioned(provisioned, out=out, data_dir=data_dir)
+    except ProvisionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    action = "registered and provisioned" if provisioned.registered else "provisioned"
+    typer.echo(f"{action} concentrator {provisioned.concentrator_id}: certificate {provisioned.serial}, "
+               f"valid until {provisioned.not_after}")
+    typer.echo(f"  wrote {written.cert_file}, {written.key_file}, {written.ca_file} (mode 0600)")
+    typer.echo(f"  broker {provisioned.broker.host}:{provisioned.broker.port} (mutual TLS)")
+    if written.config_written:
+        typer.echo(f"  wrote {written.config_file}: add your meters to it")
+    else:
+        typer.echo(f"  kept {written.config_file}: its [broker] section must name the files above")
+    typer.echo("next steps:")
+    typer.echo(f"  1. add [[meters]] to {written.config_file} (docs/INSTALL_CONCENTRATOR.md)")
+    typer.echo(f"  2. gridwire concentrator check {written.config_file}")
+    typer.echo("  3. systemctl enable --now gridwire-concentrator")
 
 
 @sim_app.command("p1")

@@ -2,5 +2,8 @@
 
 from cloud.api_admin.deps import current_org, get_registry
 from cloud.api_admin.routes import admin_router, installation_router, router
+from cloud.api_admin.provisioning import provisioning_router
 
-__all__ = ["admin_router", "current_org", "get_registry", "installation_router", "router"]
+router.include_router(provisioning_router)
+
+__all__ = ["admin_router", "current_org", "get_registry", "installation_router", "provisioning_router", "router"]

@@ -85,3 +85,25 @@ def test_cli_builds_a_ca_a_server_and_a_client(tmp_path):
     assert again.exit_code == 2 and "already holds a CA" in again.output
     bad = runner.invoke(app, ["broker", "pki", "client", "a/b", "--dir", str(pki)])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["gridwire-cloud", "Gridwire-Cloud", "app.org-a"])
+def test_no_client_certificate_named_like_a_privileged_account(ca, tmp_path, name):
+    with pytest.raises(PkiError):
+        ca.issue_client(tmp_path, name, reserved=["gridwire-cloud"])
+    with pytest.raises(PkiError):
+        ca.issue_client_pem(name, reserved=["gridwire-cloud"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_ensure_pki_creates_once_and_keeps_what_exists(tmp_path):
+    from broker.pki import ensure_pki
+
+    first = ensure_pki(tmp_path / "ca", clients=["conc-7"], server_dir=tmp_path / "broker")
+    kept = {p: p.read_bytes() for p in (tmp_path / "broker").iterdir()}
+    kept[tmp_path / "ca" / "clients" / "conc-7.pem"] = (tmp_path / "ca" / "clients" / "conc-7.pem").read_bytes()
+    again = ensure_pki(tmp_path / "ca", clients=["conc-7"], server_dir=tmp_path / "broker")
+    assert again.cert == first.cert
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (tmp_path / "broker" / "ca.key").exists()  # the broker's directory never holds the CA key
+    assert (tmp_path / "broker" / "ca.pem").read_bytes() == first.cert_file.read_bytes()

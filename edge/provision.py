@@ -1,0 +1,159 @@
+"""Provisioning a concentrator from the appliance: ask the cloud for its broker certificate,
+write it, and write a config skeleton (``gridwire concentrator provision``).
+
+Only the standard library talks HTTP here, so an edge-only install (no cloud extra) can run it.
+Every file written holds a key or says who the concentrator is: all are created with mode 0600,
+atomically (a temporary file renamed into place), so an interrupted run never leaves half a key
+and a re-provisioning replaces the old certificate in one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class ProvisionError(RuntimeError):
+    """The cloud refused, could not be reached, or the files could not be written; says which."""
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class BrokerAddress(_Answer):
+    host: str
+    port: int
+
+
+class Provisioned(_Answer):
+    """The API's answer (cloud/api_admin/provisioning.py ProvisionResponse)."""
+
+    concentrator_id: str
+    registered: bool
+    certificate: str
+    private_key: str
+    ca_certificate: str
+    serial: str
+    not_after: str
+    broker: BrokerAddress
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the command wrote (``config_written`` is False when a config already existed)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    config_file: Path
+    config_written: bool
+
+
+def request_certificate(*, api: str, token: str, concentrator_id: str, timeout: float = 30.0) -> Provisioned:
+    """POST to the provisioning endpoint; ProvisionError with the API's reason if refused."""
+    url = (f"{api.rstrip('/')}/v1/installation/concentrators/"
+           f"{urllib.parse.quote(concentrator_id, safe='')}/provision")
+    req = urllib.request.Request(url, method="POST", data=b"{}", headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the installer's URL
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ProvisionError(f"the API refused ({exc.code}): {_reason(exc.read())}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ProvisionError(f"cannot reach the API at {api}: {getattr(exc, 'reason', exc)}") from exc
+    try:
+        return Provisioned.model_validate_json(body)
+    except ValueError as exc:
+        raise ProvisionError(f"the API at {api} gave an answer that is not a provisioning result") from exc
+
+
+def _reason(body: bytes) -> str:
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        return body.decode(errors="replace")[:300]
+    return detail if isinstance(detail, str) else json.dumps(detail)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    path.chmod(0o600)
+
+
+def config_skeleton(provisioned: Provisioned, *, ca_file: Path, cert_file: Path, key_file: Path,
+                    data_dir: Path) -> str:
+    """A concentrator.toml with the broker section filled in and the meters left to add."""
+    cid = provisioned.concentrator_id
+    return f"""\
+# Concentrator {cid}: written by `gridwire concentrator provision` (certificate {provisioned.serial},
+# valid until {provisioned.not_after}). Check it with `gridwire concentrator check <this file>`.
+concentrator_id = "{cid}"
+# The durable outbox and state: keep them on storage that survives power loss.
+outbox = "{data_dir / 'outbox.sqlite'}"
+state = "{data_dir / 'state.sqlite'}"
+invocation_counters = "{data_dir / 'dlms-counters.sqlite'}"
+
+# Mutual TLS: the certificate's CN is this concentrator's id and so its broker username.
+[broker]
+host = "{provisioned.broker.host}"
+port = {provisioned.broker.port}
+ca_file = "{ca_file}"
+cert_file = "{cert_file}"
+key_file = "{key_file}"
+
+# Add one [[meters]] block per meter (see config/concentrator.example.toml), for example:
+#
+# [[meters]]
+# protocol = "p1"
+# port = "/dev/ttyUSB0"
+# adapter_config = "meter-1.yaml"
+#
+# [[meters]]
+# protocol = "dlms"
+# meter_id = "<the meter's MeterIndividual UUID>"
+# host = "192.0.2.10"
+# port = 4059
+# security = "lls"
+# password = "<the meter's LLS password>"
+# profile = "dsmr-4.2.2"
+# interval_s = 900
+"""
+
+
+def write_provisioned(provisioned: Provisioned, *, out: Path, data_dir: Path) -> Written:
+    """Write CA, certificate and key under ``out/tls`` and, if there is none yet, ``out/concentrator.toml``."""
+    tls = out / "tls"
+    cid = provisioned.concentrator_id
+    written = Written(ca_file=tls / "ca.pem", cert_file=tls / f"{cid}.pem", key_file=tls / f"{cid}.key",
+                      config_file=out / "concentrator.toml", config_written=False)
+    try:
+        # The key first: a certificate never sits next to a key it does not belong to for long.
+        _write_private(written.key_file, provisioned.private_key)
+        _write_private(written.cert_file, provisioned.certificate)
+        _write_private(written.ca_file, provisioned.ca_certificate)
+        if written.config_file.exists():
+            return written
+        _write_private(written.config_file, config_skeleton(
+            provisioned, ca_file=written.ca_file.resolve(), cert_file=written.cert_file.resolve(),
+            key_file=written.key_file.resolve(), data_dir=data_dir))
+    except OSError as exc:
+        raise ProvisionError(f"cannot write under {out}: {exc.strerror or exc}") from exc
+    return Written(ca_file=written.ca_file, cert_file=written.cert_file, key_file=written.key_file,
+                   config_file=written.config_file, config_written=True)
