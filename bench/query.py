@@ -3,13 +3,16 @@
 Starts its own influxd, stores 1,000 meters x 96 readings (5 properties each) through the
 real InfluxStore, then times ``POST /v1/meterReadings`` through the real FastAPI app (in
 process, over ASGI, with a bearer token) for typical questions, and a full bulk download.
-Run: ``.venv/bin/python bench/query.py [--meters 1000] [--repeat 5]``.
+Also the same day as a CSV bulk download. The load average is printed before and after: other
+work on the machine skews the figures, so compare runs made back to back.
+Run: ``.venv/bin/python bench/query.py [--meters 1000] [--repeat 5] [--chunk 5000]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -56,7 +59,11 @@ async def timed(api: httpx.AsyncClient, body: dict, repeat: int) -> tuple[float,
     return statistics.median(samples), max(samples), answer
 
 
-async def main(meters: int, repeat: int) -> None:
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+async def main(meters: int, repeat: int, chunk: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         influxd = LocalInfluxd(directory=Path(tmp), port=free_port())
         influxd.start()
@@ -65,11 +72,12 @@ async def main(meters: int, repeat: int) -> None:
             await store.ensure_database()
             ids = [f"meter-{n:05d}" for n in range(meters)]
             start = time.perf_counter()
-            for chunk in range(0, meters, 50):
-                await store.write_readings([r for m in ids[chunk:chunk + 50] for r in readings(m)])
+            for first in range(0, meters, 50):
+                await store.write_readings([r for m in ids[first:first + 50] for r in readings(m)])
+            print(load())
             print(f"stored {meters * 96} readings ({meters} meters x 96) in {time.perf_counter() - start:.1f} s")
             app = create_app(settings=Settings(influx_url=influxd.url, influx_database="bench", jwt_secret=SECRET,
-                                               bulk_threshold_rows=200_000), store=store)
+                                               bulk_threshold_rows=200_000, bulk_chunk_rows=chunk), store=store)
             token = issue_token(secret=SECRET, org="bench", scopes=[ADMIN_SCOPE])
             day = {"readingTimeStart": DAY.isoformat(), "readingTimeEnd": (DAY + timedelta(days=1)).isoformat()}
             cases = {
@@ -86,15 +94,19 @@ async def main(meters: int, repeat: int) -> None:
                     median, worst, answer = await timed(api, body, repeat)
                     print(f"{name:42s} median {median * 1000:7.1f} ms  max {worst * 1000:7.1f} ms  "
                           f"({len(answer['meterReadings'])} of {answer['totalRows']} rows)")
-                start = time.perf_counter()
-                link = (await api.post("/v1/meterReadings", json={**day, "responseFormat": "bulk"})).json()
-                lines = 0
-                async with api.stream("GET", link["bulkDownload"]["url"]) as response:
-                    async for line in response.aiter_lines():
-                        lines += bool(line)
-                took = time.perf_counter() - start
-                print(f"{'whole day as NDJSON bulk download':42s} {took:7.2f} s for {lines} readings "
-                      f"({lines / took:,.0f} readings/s)")
+                for fmt in ("ndjson", "csv"):
+                    start = time.perf_counter()
+                    link = (await api.post("/v1/meterReadings",
+                                           json={**day, "responseFormat": "bulk", "bulkFormat": fmt})).json()
+                    lines = 0
+                    async with api.stream("GET", link["bulkDownload"]["url"]) as response:
+                        async for line in response.aiter_lines():
+                            lines += bool(line)
+                    took = time.perf_counter() - start
+                    what = "readings" if fmt == "ndjson" else "rows (one per value, with header)"
+                    print(f"{'whole day as ' + fmt.upper() + ' bulk download':42s} {took:7.2f} s for {lines} {what} "
+                          f"({meters * 96 / took:,.0f} readings/s)")
+            print(load())
             await store.aclose()
         finally:
             influxd.stop()
@@ -104,5 +116,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--meters", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=5000, help="rows per InfluxDB chunk of a bulk download")
     args = parser.parse_args()
-    asyncio.run(main(args.meters, args.repeat))
+    asyncio.run(main(args.meters, args.repeat, args.chunk))

@@ -7,7 +7,6 @@ one point keyed by (meter, readingTime), so a redelivered reading overwrites its
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import msgspec
 
 from broker.schemas import MeterReading
 from cloud.store import query as influxql
@@ -22,6 +22,9 @@ from cloud.store.errors import StoreRejected, StoreUnavailable
 from cloud.store.line_protocol import LineProtocolError, encode_reading
 from cloud.store.query import ReadingQuery
 from cloud.store.rows import iter_readings
+
+# One result series as rows: (columns, values), values in column order ("time" in ns).
+RowSeries = tuple[list[str], list[list[Any]]]
 
 log = logging.getLogger(__name__)
 
@@ -138,32 +141,57 @@ class InfluxStore:
     async def query_readings(self, query: ReadingQuery, *, limit: int | None = None,
                              offset: int = 0) -> list[MeterReading]:
         """Readings matching ``query`` in time order, ``limit`` of them from ``offset``."""
-        if query.empty or limit == 0:
-            return []
-        series = await self._query(influxql.select_statement(query, limit=limit, offset=offset))
         readings: list[MeterReading] = []
-        for one in series:
-            readings.extend(iter_readings(one["columns"], one.get("values", [])))
+        for columns, values in await self.query_rows(query, limit=limit, offset=offset):
+            readings.extend(iter_readings(columns, values))
         return readings
 
     async def stream_readings(self, query: ReadingQuery, *, limit: int | None = None,
                               chunk_size: int = 5000) -> AsyncIterator[MeterReading]:
         """Readings matching ``query`` in time order, fetched in chunks (for bulk downloads)."""
+        async for columns, values in self.stream_rows(query, limit=limit, chunk_size=chunk_size):
+            for reading in iter_readings(columns, values):
+                yield reading
+
+    async def query_rows(self, query: ReadingQuery, *, limit: int | None = None,
+                         offset: int = 0) -> list[RowSeries]:
+        """The stored rows behind ``query_readings`` (see ``cloud.store.rows`` for their layout),
+        for callers that render them without building MeterReadings."""
+        if query.empty or limit == 0:
+            return []
+        statement = influxql.select_statement(query, limit=limit, offset=offset)
+        data = {"q": statement, "db": self.database, "epoch": "ns", **self._params}
+        response = await self._request("POST", "/query", data=data)
+        return _rows_of(response.content, statement)
+
+    async def stream_rows(self, query: ReadingQuery, *, limit: int | None = None,
+                          chunk_size: int = 5000) -> AsyncIterator[RowSeries]:
+        """The stored rows behind ``stream_readings``, one InfluxDB chunk (at most ``chunk_size``
+        rows) at a time, so memory stays bounded whatever the size of the answer."""
         if query.empty or limit == 0:
             return
-        data = {"q": influxql.select_statement(query, limit=limit), "db": self.database, "epoch": "ns",
+        statement = influxql.select_statement(query, limit=limit)
+        data = {"q": statement, "db": self.database, "epoch": "ns",
                 "chunked": "true", "chunk_size": str(chunk_size), **self._params}
         try:
             async with self._client.stream("POST", "/query", data=data) as response:
                 if response.status_code >= 300:
                     await response.aread()
                     _raise_for_status(response)
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    for one in _series_of(json.loads(line), data["q"]):
-                        for reading in iter_readings(one["columns"], one.get("values", [])):
-                            yield reading
+                # One JSON document per line; a JSON text holds no raw newline, so splitting
+                # the bytes on b"\n" is exact and skips decoding to str first.
+                pending: list[bytes] = []
+                async for block in response.aiter_bytes():
+                    pending.append(block)
+                    if b"\n" not in block:
+                        continue  # a chunk spans several blocks: join them once it is whole
+                    *lines, rest = b"".join(pending).split(b"\n")
+                    pending = [rest]
+                    for line in lines:
+                        for one in _rows_of(line, statement):
+                            yield one
+                for one in _rows_of(b"".join(pending), statement):
+                    yield one
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} failed mid-stream: {exc!r}") from exc
 
@@ -240,3 +268,41 @@ def _series_of(document: dict[str, Any], statement: str) -> list[dict[str, Any]]
             raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {error}")
         series.extend(result.get("series", []))
     return series
+
+
+class _Series(msgspec.Struct):
+    columns: list[str] = []
+    values: list[list[Any]] = []
+
+
+class _Result(msgspec.Struct):
+    series: list[_Series] = []
+    error: str | None = None
+
+
+class _Answer(msgspec.Struct):
+    results: list[_Result] = []
+    error: str | None = None
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)
+
+
+def _rows_of(body: bytes, statement: str) -> list[RowSeries]:
+    """The series of a /query answer (or of one chunk of it), decoded natively by msgspec."""
+    if not body.strip():
+        return []
+    try:
+        answer = _ANSWER.decode(body)
+    except msgspec.DecodeError as exc:
+        raise StoreRejected(f"InfluxDB answered {statement[:200]!r} with unreadable JSON: {exc}") from exc
+    if answer.error is not None:
+        raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {answer.error}")
+    rows: list[RowSeries] = []
+    for result in answer.results:
+        if result.error is not None:
+            if "database not found" in result.error:
+                raise StoreUnavailable(f"InfluxDB: {result.error}")
+            raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {result.error}")
+        rows.extend((one.columns, one.values) for one in result.series)
+    return rows

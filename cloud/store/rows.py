@@ -17,8 +17,11 @@ from cloud.store.line_protocol import from_ns
 
 log = logging.getLogger(__name__)
 
+# What rebuilding a reading from a malformed row raises; such a row is logged and skipped.
+ROW_PROBLEMS = (ValueError, TypeError, OverflowError, IndexError, AttributeError)
 
-class _Layout:
+
+class Layout:
     """Which column holds what, worked out once per result series."""
 
     def __init__(self, columns: Sequence[str]) -> None:
@@ -37,15 +40,23 @@ class _Layout:
 
 def iter_readings(columns: Sequence[str], values: Sequence[Sequence[Any]]) -> Iterator[MeterReading]:
     """MeterReadings for the rows of one result series; a malformed row is logged and skipped."""
-    layout = _Layout(columns)
+    layout = Layout(columns)
     for row in values:
-        try:
-            yield _reading(layout, row)
-        except (ValueError, TypeError) as exc:
-            log.warning("skipping a stored row that does not make a MeterReading (%s): %.200r", exc, row)
+        reading = reading_or_none(layout, row)
+        if reading is not None:
+            yield reading
 
 
-def _reading(layout: _Layout, row: Sequence[Any]) -> MeterReading:
+def reading_or_none(layout: Layout, row: Sequence[Any]) -> MeterReading | None:
+    """The MeterReading of one row (the reference rebuild), or None, logged, if it makes none."""
+    try:
+        return _reading(layout, row)
+    except ROW_PROBLEMS as exc:
+        log.warning("skipping a stored row that does not make a MeterReading (%s): %.200r", exc, row)
+        return None
+
+
+def _reading(layout: Layout, row: Sequence[Any]) -> MeterReading:
     stamp = int(layout.get(row, "time"))
     reading_time = from_ns(stamp)
     values: list[PropertyValue] = []

@@ -9,15 +9,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
 
-from broker.schemas import MeterReading
-from cloud.api.bulk import MEDIA_TYPES, BulkLinkError, csv_header, csv_rows, ndjson_lines, verify_link
+from cloud.api.bulk import MEDIA_TYPES, BulkLinkError, csv_header, verify_link
 from cloud.api.deps import AllowedMetersDep, ClockDep, PrincipalDep, SettingsDep, StoreDep
 from cloud.api.routes.meter_readings import privacy_refusal
+from cloud.api.wire_rows import WireRenderer
 from cloud.store import InfluxStore, ReadingQuery, StoreError
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/bulk", tags=["meter readings"])
+
+_PIECE_ROWS = 1000
 
 
 @router.get("/{token}", response_class=StreamingResponse,
@@ -52,18 +54,19 @@ async def download(token: str, settings: SettingsDep, store: StoreDep, principal
 
 async def _render(store: InfluxStore, query: ReadingQuery, *, limit: int | None, fmt: str,
                   chunk: int) -> AsyncIterator[str]:
+    """The body, one InfluxDB chunk of rows at a time, in pieces of at most _PIECE_ROWS rows:
+    memory stays bounded and the event loop gets a turn between pieces."""
+    renderer = WireRenderer()
+    render = renderer.csv if fmt == "csv" else renderer.ndjson
     if fmt == "csv":
         yield csv_header()
-    batch: list[MeterReading] = []
     try:
-        async for reading in store.stream_readings(query, limit=limit, chunk_size=chunk):
-            batch.append(reading)
-            if len(batch) >= 500:
-                yield csv_rows(batch) if fmt == "csv" else ndjson_lines(batch)
-                batch = []
+        async for columns, values in store.stream_rows(query, limit=limit, chunk_size=chunk):
+            for start in range(0, len(values), _PIECE_ROWS):
+                piece = render(columns, values[start:start + _PIECE_ROWS])
+                if piece:
+                    yield piece
     except StoreError:
         # Headers are gone already; a cut-short body is all that can say it failed.
         log.exception("bulk download cut short by the store")
         raise
-    if batch:
-        yield csv_rows(batch) if fmt == "csv" else ndjson_lines(batch)
