@@ -271,7 +271,8 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
         readings = sum(m.readings for m in messages)
         print(f"    CPU seconds during the {processes}-process run ({elapsed:.1f} s): "
               + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
-              + f"; ingest {cpu['ingest'] / readings * 1e6:.1f} us of CPU per reading")
+              + f"; per reading: ingest {cpu['ingest'] / readings * 1e6:.1f} us, influxd "
+              f"{cpu['influxd'] / readings * 1e6:.1f} us")
         # Every message confirmed means stored; the count (minus warm-up readings) says exactly once.
         count = stored_count(influx.url, db) - concentrators
         return elapsed, count
@@ -333,9 +334,13 @@ def main() -> None:
                                           properties=args.properties, concentrators=1)
             lines = [line for m in raw_messages for line in
                      encode_payload(m.payload, meter=topics.parse(m.topic).meter, concentrator_id="conc-1") or []]
+            influx_pid = influx.process.proc.pid
+            cpu_before = cpu_seconds(influx_pid)
             raw_points = raw_influx(influx.url, "raw", lines)
+            raw_cpu = (cpu_seconds(influx_pid) - cpu_before) / len(lines) * 1e6
             plain = raw_influx(influx.url, "plain", plain_lines(args.raw_points, args.properties))
-            print(f"(a) raw InfluxDB, ingest's points ({len(lines[0])} B/line): {raw_points:10,.0f} points/s")
+            print(f"(a) raw InfluxDB, ingest's points ({len(lines[0])} B/line): {raw_points:10,.0f} points/s "
+                  f"(influxd {raw_cpu:.1f} us of CPU per point)")
             print(f"    raw InfluxDB, {args.properties} float fields only:       {plain:10,.0f} points/s (reference)")
 
             broker = start_broker(work / "mosquitto-raw", 1)
