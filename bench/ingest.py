@@ -112,6 +112,8 @@ def raw_influx(url: str, db: str, lines: list[str], batch: int = 5000) -> float:
         for body in bodies:
             client.post("/write", params={"db": db, "precision": "ns"}, content=body).raise_for_status()
         elapsed = time.perf_counter() - started
+    # Dropped at once, so its snapshot and compaction do not run during the next measurement.
+    influx_query(url, f'DROP DATABASE "{db}"')
     return len(lines) / elapsed
 
 
@@ -176,7 +178,7 @@ def warm_up_payload(message: Message) -> bytes:
 
 
 async def publish_all(server: LocalMosquitto, messages: list[Message], concentrators: int,
-                      on_warm: Callable[[], None] = lambda: None) -> float:
+                      on_warm: Callable[[], None] = lambda: None, unconfirmed: int = 0) -> float:
     """Publish like concentrators (gw-seq, QoS 1) and return seconds until every seq was confirmed;
     ``on_warm`` is called once ingest confirmed the warm-up messages, just before the clock starts."""
     by_cid: dict[str, list[Message]] = {}
@@ -186,6 +188,9 @@ async def publish_all(server: LocalMosquitto, messages: list[Message], concentra
                                  port=server.port, max_inflight=200, clean_start=True, session_expiry=0,
                                  **server.credentials(cid)) for cid in by_cid}
     pending = {cid: set(range(1, len(ms) + 1)) for cid, ms in by_cid.items()}
+    # Like the edge forwarder's max_unconfirmed: a concentrator sends more only while fewer
+    # than ``unconfirmed`` of its messages wait for the cloud's DeliveryAck (0: no bound).
+    room = {cid: asyncio.Semaphore(unconfirmed or len(ms) + 1) for cid, ms in by_cid.items()}
     warm = {cid: asyncio.Event() for cid in by_cid}
     all_done = asyncio.Event()
 
@@ -194,6 +199,8 @@ async def publish_all(server: LocalMosquitto, messages: list[Message], concentra
             seqs = DeliveryAck.model_validate_json(message.payload).expand()
             if 0 in seqs:
                 warm[cid].set()
+            for _ in pending[cid].intersection(seqs):
+                room[cid].release()
             pending[cid].difference_update(seqs)
             if not any(pending.values()):
                 all_done.set()
@@ -218,12 +225,16 @@ async def publish_all(server: LocalMosquitto, messages: list[Message], concentra
         except TimeoutError:
             pass
 
+    async def send(cid: str, seq: int, message: Message) -> None:
+        await sessions[cid].publish(message.topic, message.payload, qos=1,
+                                    properties=publish_properties(user_properties={SEQ_PROPERTY: str(seq)}))
+
     async def run(cid: str) -> None:
-        session = sessions[cid]
-        await asyncio.gather(*(
-            session.publish(m.topic, m.payload, qos=1,
-                            properties=publish_properties(user_properties={SEQ_PROPERTY: str(seq)}))
-            for seq, m in enumerate(by_cid[cid], start=1)))
+        sends = []
+        for seq, message in enumerate(by_cid[cid], start=1):
+            await room[cid].acquire()
+            sends.append(asyncio.create_task(send(cid, seq, message)))
+        await asyncio.gather(*sends)
 
     on_warm()
     started = time.perf_counter()
@@ -236,7 +247,7 @@ async def publish_all(server: LocalMosquitto, messages: list[Message], concentra
 
 
 def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, processes: int,
-               concentrators: int, env_extra: dict[str, str]) -> tuple[float, int]:
+               concentrators: int, env_extra: dict[str, str], unconfirmed: int) -> tuple[float, int]:
     """Seconds for ``messages`` to go through ``processes`` ingest processes, and the stored count."""
     server = start_broker(work / f"mosquitto-e2e-{processes}", concentrators)
     db = f"e2e_{processes}"
@@ -263,18 +274,22 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
         def snapshot() -> None:
             # After the warm-up: the processes' start-up (imports, connecting) is not counted.
             before.update({name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()})
+            before["ingest system"] = sum(cpu_seconds(pid, system_only=True) for pid in pids["ingest"])
             before["bench publishers"] = time.process_time()
 
-        elapsed = asyncio.run(publish_all(server, messages, concentrators, on_warm=snapshot))
+        elapsed = asyncio.run(publish_all(server, messages, concentrators, on_warm=snapshot, unconfirmed=unconfirmed))
         cpu = {name: sum(cpu_seconds(pid) for pid in group) - before[name] for name, group in pids.items()}
         cpu["bench publishers"] = time.process_time() - before["bench publishers"]
+        ingest_system = sum(cpu_seconds(pid, system_only=True) for pid in pids["ingest"]) - before["ingest system"]
         readings = sum(m.readings for m in messages)
         print(f"    CPU seconds during the {processes}-process run ({elapsed:.1f} s): "
               + ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+              + f" (ingest in the kernel {ingest_system:.1f})"
               + f"; per reading: ingest {cpu['ingest'] / readings * 1e6:.1f} us, influxd "
               f"{cpu['influxd'] / readings * 1e6:.1f} us")
         # Every message confirmed means stored; the count (minus warm-up readings) says exactly once.
         count = stored_count(influx.url, db) - concentrators
+        influx_query(influx.url, f'DROP DATABASE "{db}"')  # no compaction of it during the next run
         return elapsed, count
     finally:
         for proc in ingests:
@@ -282,13 +297,14 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
         server.stop()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process used so far (Linux /proc)."""
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """User + system (or only system) CPU seconds a process used so far (Linux /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[12]) if system_only else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start_broker(directory: Path, concentrators: int) -> LocalMosquitto:
@@ -311,6 +327,9 @@ def main() -> None:
                         "(default: as many as the end-to-end run publishes)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="ingest setting for the processes, e.g. GRIDWIRE_INGEST_BATCH_READINGS=5000")
+    parser.add_argument("--unconfirmed", type=int, default=1000,
+                        help="messages a publisher may have unconfirmed, like the edge forwarder's "
+                             "max_unconfirmed (default: its default; 0: no bound)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) and print it")
     parser.add_argument("--profile", action="store_true", help="run ingest under cProfile (implies --keep)")
     args = parser.parse_args()
@@ -330,10 +349,11 @@ def main() -> None:
         influx = LocalInfluxd(directory=work / "influxd", port=free_port())
         influx.start()
         try:
+            # The very points the end-to-end runs write (the same meters, concentrators and order).
             raw_messages = build_messages(readings=args.raw_points, per_message=args.per_message,
-                                          properties=args.properties, concentrators=1)
+                                          properties=args.properties, concentrators=args.concentrators)
             lines = [line for m in raw_messages for line in
-                     encode_payload(m.payload, meter=topics.parse(m.topic).meter, concentrator_id="conc-1") or []]
+                     encode_payload(m.payload, meter=topics.parse(m.topic).meter, concentrator_id=m.concentrator) or []]
             influx_pid = influx.process.proc.pid
             cpu_before = cpu_seconds(influx_pid)
             raw_points = raw_influx(influx.url, "raw", lines)
@@ -357,7 +377,8 @@ def main() -> None:
             results = []
             for n in [int(x) for x in args.ingest.split(",") if x]:
                 elapsed, stored = end_to_end(work, influx, messages, processes=n, concentrators=args.concentrators,
-                                             env_extra=dict(item.split("=", 1) for item in args.env))
+                                             env_extra=dict(item.split("=", 1) for item in args.env),
+                                             unconfirmed=args.unconfirmed)
                 results.append((n, elapsed, stored))
             # The machine may be busier or quieter later: measure (a) again and compare with the
             # higher of the two, so a ratio is never flattered by a slow first measurement.

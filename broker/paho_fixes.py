@@ -13,8 +13,10 @@ returns and raises is unchanged.
 
 ``_packet.decode_publish`` splits topic, packet id and properties off the front of a PUBLISH
 with ``struct.unpack`` formats that copy the rest each time (three copies of the payload).
-The fix reads the same fields through a memoryview and copies the payload once; on any
-error it calls the original, which raises what it always raised.
+The fix reads the same fields through a memoryview and hands the payload on as a view of
+the packet (``MqttSession`` copies it once for its handlers, or not at all for a session made
+with ``payload_views``); on any error it calls the original, which raises what it always
+raised.
 """
 
 from __future__ import annotations
@@ -70,8 +72,10 @@ def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtoc
             rest = view[end:]
             _props, used = properties.unpack(bytes(rest[:_length_prefix(rest)]))
             end += used
+        # The payload is a view of the packet, not a copy: MqttSession copies it for its
+        # handlers unless they asked for views (see payload_views there).
         return _packet.PublishPacket(dup=bool(header & 0x08), qos=qos, retain=bool(header & 0x01), topic=topic,
-                                     mid=mid, properties=properties, payload=bytes(view[end:]))
+                                     mid=mid, properties=properties, payload=view[end:])
     except Exception:  # noqa: BLE001 - malformed: the original decides, and raises as it always did
         return _original_decode_publish(header, packet, protocol)
 

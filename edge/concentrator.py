@@ -68,7 +68,8 @@ class Concentrator:
             will=Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire()),
         )
         self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
-                                   window=b.max_inflight, confirm_timeout=config.confirm_timeout)
+                                   window=b.max_inflight, confirm_timeout=config.confirm_timeout,
+                                   max_unconfirmed=config.max_unconfirmed)
         self.meters = MeterSet(config=config, sink=self._sink, clock=clock)
         self.poller = self.meters.poller
         self.backfiller = Backfiller(poller=self.poller, sources=self.meters.profile_sources,

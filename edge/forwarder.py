@@ -26,7 +26,7 @@ class Forwarder:
     """
 
     def __init__(self, *, outbox: Outbox, session: MqttSession, concentrator_id: str, window: int = 200,
-                 max_unconfirmed: int = 20_000, confirm_timeout: float = 30.0, delete_interval: float = 0.05) -> None:
+                 max_unconfirmed: int = 1000, confirm_timeout: float = 30.0, delete_interval: float = 0.05) -> None:
         self._outbox = outbox
         self._session = session
         self._cid = concentrator_id

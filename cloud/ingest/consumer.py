@@ -118,7 +118,7 @@ class IngestConsumer:
         parsed = topics.parse(message.topic)
         if parsed.kind != "meter_message":
             raise ValueError(f"not a meter message topic: {message.topic}")
-        readings = parse_meter_message(message.payload)
+        readings = parse_meter_message(bytes(message.payload))
         for reading in readings:
             if reading.meter_id != parsed.meter:
                 raise ValueError(f"meterIndividualId {reading.meter_id!r} does not match the topic's meter "
@@ -131,9 +131,10 @@ class IngestConsumer:
         return parsed.concentrator, readings
 
     async def _reject(self, message: Message, reason: str) -> None:
+        payload = bytes(message.payload)
         log.warning("%s: dead-lettering message on %s: %s (payload %r)", self.name, message.topic, reason,
-                    message.payload[:120])
-        await self._dead_letters.add(DeadLetter.of(topic=message.topic, payload=message.payload, reason=reason,
+                    payload[:120])
+        await self._dead_letters.add(DeadLetter.of(topic=message.topic, payload=payload, reason=reason,
                                                    received_at=datetime.now(UTC), consumer=self.name))
         self.dead_lettered += 1
         # Kept, so the concentrator may forget it: sending it again would only fail again.

@@ -65,6 +65,16 @@ class _Value(Struct, forbid_unknown_fields=True, gc=False):
     textValue: str | None = None
 
 
+class _Number(Struct, forbid_unknown_fields=True, gc=False):
+    """A value of the usual kind: a number, no text (a text value fails this type)."""
+
+    operationalPropertyDefinition: _Ref
+    date: str
+    numericalValue: float
+    unit: str | None = None
+    textValue: None = None
+
+
 class _MeterType(Struct, forbid_unknown_fields=True, gc=False):
     physicalElementId: str | None = None
     physicalElementName: str | None = None
@@ -90,12 +100,24 @@ class _Reading(Struct, forbid_unknown_fields=True, gc=False):
     historical: bool = False
 
 
+class _NumericReading(_Reading, forbid_unknown_fields=True, gc=False):
+    """A reading of numbers only: the usual one, decoded first."""
+
+    propertyValues: Annotated[list[_Number], Meta(min_length=1, max_length=512)]  # type: ignore[assignment]
+
+
 class _Batch(Struct, forbid_unknown_fields=True, gc=False):
     meterReadings: Annotated[list[_Reading], Meta(min_length=1, max_length=10_000)]
 
 
-_BATCH = msgspec.json.Decoder(_Batch)
-_SINGLE = msgspec.json.Decoder(_Reading)
+class _NumericBatch(Struct, forbid_unknown_fields=True, gc=False):
+    meterReadings: Annotated[list[_NumericReading], Meta(min_length=1, max_length=10_000)]
+
+
+# Tried in order: numbers only (nearly every message), then any values.
+_BATCHES = (msgspec.json.Decoder(_NumericBatch), msgspec.json.Decoder(_Batch))
+_SINGLES = (msgspec.json.Decoder(_NumericReading), msgspec.json.Decoder(_Reading))
+_FLOATS = msgspec.json.Encoder()
 
 
 class _Unsure(Exception):
@@ -219,7 +241,7 @@ def _meter_class(meter: _Meter, expected_id: str) -> str | None:
 class _Encoder:
     """The lines of one payload: state that is shared by its readings (one meter, one class)."""
 
-    __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "value_check")
+    __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "numbers", "value_check")
 
     def __init__(self, *, meter: str, concentrator_id: str, value_check: ValueCheck | None) -> None:
         self.head = (f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} {schema.READING_ID}=\"",
@@ -234,8 +256,10 @@ class _Encoder:
         self.checked: dict[tuple[str, str | None], _Spec] = {}
         # (property ids, units) of a reading -> the template writing its numbers, judged too.
         self.shapes: dict[tuple[tuple[str, ...], tuple[str | None, ...]], str] = {}
+        # The numbers of the pending lines, in order (see _finish).
+        self.numbers: list[float] = []
 
-    def line(self, reading: _Reading) -> str:
+    def line(self, reading: _Reading) -> str | _Pending:
         reading_id = reading.meterReadingIdentifier
         if not _UUID.fullmatch(reading_id):
             raise _Unsure
@@ -266,19 +290,19 @@ class _Encoder:
             parts.append(f',{schema.METER_CLASS}="{self.meter_class}"')
         values = reading.propertyValues
         # The usual reading: numbers only, each captured at the reading time, in the same
-        # properties and units as the message's other readings. One cached template then
-        # writes all its values (the loop below does the same, a value at a time).
-        numbers = tuple(map(_NUMBER, values))
+        # properties and units as the message's other readings. One cached template writes
+        # all its values, formatted later for the whole payload at once (see _finish); the
+        # loop below does the same a value at a time.
         count = len(values)
-        if (None not in numbers and list(map(_TEXT, values)).count(None) == count
-                and list(map(_DATE, values)).count(reading_time) == count):
-            shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)))
-            template = self.shapes.get(shape)
-            if template is None:
-                template = self._template(shape)
-            parts.append(template.format(*numbers))
-            parts.append(f" {stamp}")
-            return "".join(parts)
+        if type(reading) is _NumericReading or (
+                None not in map(_NUMBER, values) and list(map(_TEXT, values)).count(None) == count):
+            if list(map(_DATE, values)).count(reading_time) == count:
+                shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)))
+                template = self.shapes.get(shape)
+                if template is None:
+                    template = self._template(shape)
+                self.numbers.extend(map(_NUMBER, values))
+                return _Pending("".join(parts), template, f" {stamp}", count)
         checked = self.checked
         seen = set()
         for value in values:
@@ -311,14 +335,14 @@ class _Encoder:
         return "".join(parts)
 
     def _template(self, shape: tuple[tuple[str, ...], tuple[str | None, ...]]) -> str:
-        """A format string writing a reading's numbers in ``shape`` (property ids, units)."""
+        """A %-template writing a reading's numbers (as text) in ``shape`` (property ids, units)."""
         pids, units = shape
         if len(set(pids)) != len(pids):
             raise _Unsure  # a property given twice in one reading
         fields = []
         for pid, unit in zip(pids, units, strict=True):
             spec = self._judge(pid, unit, is_text=False)
-            fields.append(f",{_braced(spec[0])}{{!r}}{_braced(spec[2])}")
+            fields.append(f",{_percent(spec[0])}%s{_percent(spec[2])}")
         template = "".join(fields)
         if len(self.shapes) < _CACHE_LIMIT:
             self.shapes[shape] = template
@@ -331,24 +355,62 @@ class _Encoder:
         return spec
 
 
-def _braced(text: str) -> str:
-    """``text`` as literal text of a str.format template."""
-    return text.replace("{", "{{").replace("}", "}}")
+def _percent(text: str) -> str:
+    """``text`` as literal text of a %-template."""
+    return text.replace("%", "%%")
 
 
-def _decode(payload: bytes | str) -> list[_Reading]:
+class _Pending:
+    """A reading's line but for its numbers: before them, the %-template they go into, after."""
+
+    __slots__ = ("before", "template", "after", "count")
+
+    def __init__(self, before: str, template: str, after: str, count: int) -> None:
+        self.before = before
+        self.template = template
+        self.after = after
+        self.count = count
+
+
+def _finish(lines: list[str | _Pending], numbers: list[float]) -> list[str]:
+    """Fill the pending lines' numbers in, formatted as ``repr`` formats them.
+
+    msgspec writes the same shortest round-trip digits as ``repr`` in one call for the whole
+    payload, except in exponent notation and below 1e-4 (``1e16`` for ``1e+16``, ``0.00001``
+    for ``1e-05``): if either shows up anywhere, ``repr`` formats them all.
+    """
+    if not numbers:
+        return lines  # type: ignore[return-value]  # nothing pending
+    text = _FLOATS.encode(numbers)
+    if b"e" in text or b"0.0000" in text:
+        formatted = tuple(map(repr, numbers))
+    else:
+        formatted = tuple(text[1:-1].decode().split(","))
+    out = []
+    at = 0
+    for line in lines:
+        if type(line) is _Pending:
+            count = line.count
+            out.append(line.before + line.template % formatted[at:at + count] + line.after)
+            at += count
+        else:
+            out.append(line)
+    return out
+
+
+def _decode(payload: bytes | memoryview) -> list[_Reading]:
     """The payload's readings, a ``meterReadings`` batch or a single reading; _Unsure otherwise."""
-    first, second = (_BATCH, _SINGLE) if b'"meterReadings"' in payload[:64] else (_SINGLE, _BATCH)
-    for decoder in (first, second):
+    batch_first = b'"meterReadings"' in bytes(payload[:64])
+    for decoder in (*_BATCHES, *_SINGLES) if batch_first else (*_SINGLES, *_BATCHES):
         try:
             document = decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
             continue
-        return document.meterReadings if isinstance(document, _Batch) else [document]
+        return document.meterReadings if isinstance(document, _Batch | _NumericBatch) else [document]
     raise _Unsure
 
 
-def encode_payload(payload: bytes | str, *, meter: str, concentrator_id: str,
+def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrator_id: str,
                    value_check: ValueCheck | None = None) -> list[str] | None:
     """The line-protocol lines for a payload's readings (one reading or a ``meterReadings``
     batch) published under ``meter`` by ``concentrator_id``; None when the full validator
@@ -361,6 +423,6 @@ def encode_payload(payload: bytes | str, *, meter: str, concentrator_id: str,
     try:
         readings = _decode(payload)
         encoder = _Encoder(meter=meter, concentrator_id=concentrator_id, value_check=value_check)
-        return [encoder.line(reading) for reading in readings]
+        return _finish([encoder.line(reading) for reading in readings], encoder.numbers)
     except _Unsure:
         return None

@@ -39,9 +39,9 @@ class IngestSettings(BaseSettings):
     # drops the session and the concentrators' outboxes send again what was never confirmed.
     ingest_session_expiry: int = Field(default=300, ge=0)
     # The broker's max_inflight_messages (1000) caps this further.
-    ingest_receive_maximum: int = Field(default=2000, ge=1, le=65535)
+    ingest_receive_maximum: int = Field(default=500, ge=1, le=65535)
     # One write body per batch; a write in flight while the next batch fills.
-    ingest_batch_readings: int = Field(default=10_000, ge=1)
+    ingest_batch_readings: int = Field(default=20_000, ge=1)
     ingest_batch_delay: float = Field(default=0.1, gt=0)
     # Writes to InfluxDB in flight at once, each with its own batch.
     ingest_writes_in_flight: int = Field(default=1, ge=1, le=16)
@@ -67,7 +67,7 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, ready: as
                           username=settings.mqtt_username,
                           password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
                           receive_maximum=settings.ingest_receive_maximum,
-                          session_expiry=settings.ingest_session_expiry)
+                          session_expiry=settings.ingest_session_expiry, payload_views=True)
     batcher = WriteBatcher(write=store.write_lines, max_readings=settings.ingest_batch_readings,
                            max_delay=settings.ingest_batch_delay, max_writes=settings.ingest_writes_in_flight)
     checks = (catalogue_check(),) if settings.ingest_catalogue_check else ()

@@ -42,6 +42,26 @@ async def test_publish_returns_after_puback_and_subscriber_receives_properties(s
     assert msg.message_expiry is not None and 0 < msg.message_expiry <= 30
 
 
+@pytest.mark.parametrize("views", [False, True])
+async def test_payloads_are_bytes_or_views_of_the_packet_as_asked(shared_mosquitto, views: bool):
+    received: list[Message] = []
+
+    async def handler(msg: Message) -> None:
+        received.append(msg)
+
+    topic = f"concentrator/conc-1/smartMeterMessage/m-{uuid.uuid4().hex[:6]}/meterReading"
+    payload = bytes(range(256)) * 400  # 100 KiB, larger than one socket read
+    async with session(shared_mosquitto, "gridwire-cloud", payload_views=views) as sub, \
+            session(shared_mosquitto, "conc-1") as pub:
+        await sub.subscribe(topic, handler)
+        await pub.publish(topic, payload, properties=publish_properties(user_properties={"gw-seq": "1"}))
+        await pub.publish(topic, b"", properties=publish_properties(user_properties={"gw-seq": "2"}))
+        await collect_until(received, 2)
+    assert [type(m.payload) for m in received] == [memoryview if views else bytes] * 2
+    assert [bytes(m.payload) for m in received] == [payload, b""]
+    assert [m.user_properties for m in received] == [{"gw-seq": "1"}, {"gw-seq": "2"}]
+
+
 async def test_wrong_password_is_a_connect_error(shared_mosquitto):
     bad = MqttSession(client_id="intruder", host=shared_mosquitto.host, port=shared_mosquitto.port,
                       username="conc-1", password="wrong")

@@ -14,8 +14,8 @@ from broker.schemas import parse_meter_message
 from cloud.ingest.fast_encode import encode_payload
 from cloud.store.line_protocol import check_reading, encode_reading
 
-METER = "meter-1"
-CID = "conc 1,\"x\""
+METER = "meter-1%s"
+CID = "conc 1,\"x\"%d%%"
 
 
 def slow(payload: bytes, meter: str = METER) -> list[str] | None:
@@ -104,9 +104,9 @@ times = mostly(st.one_of(moments.map(lambda d: d.isoformat()),
                          st.integers(0, 10**9)))
 numbers = mostly(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53),
                  st.sampled_from([float("nan"), float("inf"), 2**60, None, True, "1.5"]) | st.text(max_size=3))
-pids = mostly(st.sampled_from(["OBIS_1.8.1", "OBIS_2.8.0", "OBIS_1.7.0", "a b,c=d", "é\"q\""]),
+pids = mostly(st.sampled_from(["OBIS_1.8.1", "OBIS_2.8.0", "OBIS_1.7.0", "a b,c=d", "é\"q\"", "p%s%%"]),
               st.sampled_from(["reading_id", "x__unit", "_x", "", "p\\q", "time", "meter"]) | st.text(max_size=6))
-units = mostly(st.sampled_from(["kWh", "kW", "m3", 'a "q"', None]),
+units = mostly(st.sampled_from(["kWh", "kW", "m3", 'a "q"', "%", None]),
                st.sampled_from(["", "x" * 33]) | st.text(max_size=40) | st.integers())
 refs = mostly(st.fixed_dictionaries({"propertyId": pids}),
               st.fixed_dictionaries({"propertyId": pids}, optional={
@@ -215,3 +215,13 @@ def test_reading_times_convert_exactly(moment: datetime, digits: int, zulu: bool
     if zulu and text.endswith("+00:00"):
         text = text[:-6] + "Z"
     assert _ns(text, {}) == to_ns(datetime.fromisoformat(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(numbers=st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(10**6), 10**6).map(float)
+                        | st.decimals(-10**6, 10**6, places=4).map(float), min_size=1, max_size=30))
+def test_numbers_are_written_as_repr_writes_them(numbers: list[float]) -> None:
+    from cloud.ingest.fast_encode import _finish, _Pending
+
+    pending = [_Pending("<", "%s|" * len(numbers), ">", len(numbers))]
+    assert _finish(pending, numbers) == ["<" + "".join(f"{n!r}|" for n in numbers) + ">"]
