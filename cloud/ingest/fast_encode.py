@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Annotated, Literal
 
 import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET
 
+from cloud.ingest.reading_time import UnusualTime, to_ns
+from cloud.ingest.wire_structs import Meter, MeterType, NumericReading, Reading, decode
 from cloud.store import schema
 from cloud.store.line_protocol import escape_key, escape_measurement, quote_string
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _METER_ID_FORBIDDEN = re.compile(r"[/+#\x00]")
-_MICRO = timedelta(microseconds=1)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
 _INT64 = 2 ** 63
 
 _MEASUREMENT = escape_measurement(schema.MEASUREMENT)
@@ -48,75 +46,6 @@ _HISTORICAL = {True: f'",{schema.HISTORICAL}=true', False: f'",{schema.HISTORICA
 ValueCheck = Callable[[str, str | None, bool, str | None], bool]
 
 
-# --- the usual shape, as msgspec structs (names as on the wire) -------------------------------------
-
-class _Ref(Struct, forbid_unknown_fields=True, gc=False):
-    propertyId: str
-    propertyDescription: str | None = None
-    propertyName: str | None = None
-    allowedUnits: list[str] | None = None
-
-
-class _Value(Struct, forbid_unknown_fields=True, gc=False):
-    operationalPropertyDefinition: _Ref
-    date: str
-    unit: str | None = None
-    numericalValue: float | None = None  # JSON has no NaN or infinity; msgspec refuses 1e400
-    textValue: str | None = None
-
-
-class _Number(Struct, forbid_unknown_fields=True, gc=False):
-    """A value of the usual kind: a number, no text (a text value fails this type)."""
-
-    operationalPropertyDefinition: _Ref
-    date: str
-    numericalValue: float
-    unit: str | None = None
-    textValue: None = None
-
-
-class _MeterType(Struct, forbid_unknown_fields=True, gc=False):
-    physicalElementId: str | None = None
-    physicalElementName: str | None = None
-    physicalElementVersionId: str | None = None
-    physicalElementIsVirtual: bool = False
-    physicalMeterClass: Literal["ELECTRICITY", "GAS", "WATER", "HEAT"] | None = None
-
-
-class _Meter(Struct, forbid_unknown_fields=True, gc=False):
-    meterIndividualId: str
-    householdId: str | None = None
-    physicalMeterType: _MeterType | None | UnsetType = UNSET
-    physicalMeter: _MeterType | None | UnsetType = UNSET
-
-
-class _Reading(Struct, forbid_unknown_fields=True, gc=False):
-    meterReadingIdentifier: str
-    readingTime: str
-    propertyValues: Annotated[list[_Value], Meta(min_length=1, max_length=512)]
-    meterIndividual: _Meter
-    sequenceNumber: int | None = None
-    faultCode: str | None = None
-    historical: bool = False
-
-
-class _NumericReading(_Reading, forbid_unknown_fields=True, gc=False):
-    """A reading of numbers only: the usual one, decoded first."""
-
-    propertyValues: Annotated[list[_Number], Meta(min_length=1, max_length=512)]  # type: ignore[assignment]
-
-
-class _Batch(Struct, forbid_unknown_fields=True, gc=False):
-    meterReadings: Annotated[list[_Reading], Meta(min_length=1, max_length=10_000)]
-
-
-class _NumericBatch(Struct, forbid_unknown_fields=True, gc=False):
-    meterReadings: Annotated[list[_NumericReading], Meta(min_length=1, max_length=10_000)]
-
-
-# Tried in order: numbers only (nearly every message), then any values.
-_BATCHES = (msgspec.json.Decoder(_NumericBatch), msgspec.json.Decoder(_Batch))
-_SINGLES = (msgspec.json.Decoder(_NumericReading), msgspec.json.Decoder(_Reading))
 _FLOATS = msgspec.json.Encoder()
 
 
@@ -149,82 +78,7 @@ def _spec(pid: str, unit: str | None) -> _Spec:
     return spec
 
 
-def _ns(text: str, stamps: dict[str, int]) -> int:
-    """Nanoseconds since the epoch of an RFC 3339 time with offset (cached per payload).
-
-    A time is split into its day and offset, its time of day and its fraction; each part is
-    validated and converted once (they repeat across a fleet's readings) and the stamp is
-    their sum, in exact integer arithmetic as ``line_protocol.to_ns``.
-    """
-    if len(text) < 20 or text[10] != "T":
-        raise _Unsure
-    if text[-1] == "Z":
-        offset, end = "Z", len(text) - 1
-    else:
-        offset, end = text[-6:], len(text) - 6
-    day = _DAYS.get(text[:10] + offset)
-    if day is None:
-        day = _day(text[:10], offset)
-    seconds = _TIMES_OF_DAY.get(text[11:19])
-    if seconds is None:
-        seconds = _time_of_day(text[11:19])
-    fraction = text[19:end]
-    micro = _FRACTIONS.get(fraction) if fraction else 0
-    if micro is None:
-        micro = _fraction(fraction)
-    stamp = ((day + seconds) * 1_000_000 + micro) * 1000
-    stamps[text] = stamp
-    return stamp
-
-
-# Parts of times already seen: day+offset -> seconds of that day's midnight (in that offset)
-# since the epoch; "HH:MM:SS" -> seconds; ".ffffff" -> microseconds. Bounded.
-_DAYS: dict[str, int] = {}
-_TIMES_OF_DAY: dict[str, int] = {}
-_FRACTIONS: dict[str, int] = {}
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_OFFSET = re.compile(r"Z|[+-]\d{2}:\d{2}")
-_CLOCK = re.compile(r"(\d{2}):(\d{2}):(\d{2})")
-_FRACTION = re.compile(r"\.\d{1,6}")
-
-
-def _remember(cache: dict[str, int], key: str, value: int) -> int:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
-    return value
-
-
-def _day(date: str, offset: str) -> int:
-    if not _DAY.fullmatch(date) or not _OFFSET.fullmatch(offset):
-        raise _Unsure
-    try:
-        midnight = datetime.fromisoformat(f"{date}T00:00:00{offset}")
-        utc = midnight.utcoffset()
-        assert utc is not None
-        seconds = ((midnight.replace(tzinfo=None) - utc - _NAIVE_EPOCH) // _MICRO) // 1_000_000
-    except (ValueError, OverflowError) as exc:
-        raise _Unsure from exc
-    return _remember(_DAYS, date + offset, seconds)
-
-
-def _time_of_day(clock: str) -> int:
-    match = _CLOCK.fullmatch(clock)
-    if match is None:
-        raise _Unsure
-    hours, minutes, seconds = (int(part) for part in match.groups())
-    if hours > 23 or minutes > 59 or seconds > 59:
-        raise _Unsure
-    return _remember(_TIMES_OF_DAY, clock, hours * 3600 + minutes * 60 + seconds)
-
-
-def _fraction(fraction: str) -> int:
-    if not _FRACTION.fullmatch(fraction):
-        raise _Unsure
-    return _remember(_FRACTIONS, fraction, int(fraction[1:].ljust(6, "0")))
-
-
-def _meter_class(meter: _Meter, expected_id: str) -> str | None:
+def _meter_class(meter: Meter, expected_id: str) -> str | None:
     """The meter's class, after the checks the schema makes of a meterIndividual."""
     if meter.meterIndividualId != expected_id:
         raise _Unsure
@@ -232,7 +86,7 @@ def _meter_class(meter: _Meter, expected_id: str) -> str | None:
     kind = meter.physicalMeterType if meter.physicalMeterType is not UNSET else meter.physicalMeter
     if kind is None or kind is UNSET:
         return None
-    assert isinstance(kind, _MeterType)
+    assert isinstance(kind, MeterType)
     if kind.physicalElementId is not None and not _UUID.fullmatch(kind.physicalElementId):
         raise _Unsure
     return kind.physicalMeterClass
@@ -248,7 +102,7 @@ class _Encoder:
                      f",{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
         self.stamps: dict[str, int] = {}
         self.meter = meter
-        self.meter_doc: _Meter | None = None
+        self.meter_doc: Meter | None = None
         self.meter_class: str | None = None
         self.value_check = value_check
         # (property id, unit) -> spec, for numeric values already judged by value_check for
@@ -259,7 +113,7 @@ class _Encoder:
         # The numbers of the pending lines, in order (see _finish).
         self.numbers: list[float] = []
 
-    def line(self, reading: _Reading) -> str | _Pending:
+    def line(self, reading: Reading) -> str | _Pending:
         reading_id = reading.meterReadingIdentifier
         if not _UUID.fullmatch(reading_id):
             raise _Unsure
@@ -267,7 +121,7 @@ class _Encoder:
         stamps = self.stamps
         stamp = stamps.get(reading_time)
         if stamp is None:
-            stamp = _ns(reading_time, stamps)
+            stamp = to_ns(reading_time, stamps)
         # Every reading of a message repeats the same meterIndividual: check it once.
         meter_doc = reading.meterIndividual
         if meter_doc != self.meter_doc:
@@ -294,7 +148,7 @@ class _Encoder:
         # all its values, formatted later for the whole payload at once (see _finish); the
         # loop below does the same a value at a time.
         count = len(values)
-        if type(reading) is _NumericReading or (
+        if type(reading) is NumericReading or (
                 None not in map(_NUMBER, values) and list(map(_TEXT, values)).count(None) == count):
             if list(map(_DATE, values)).count(reading_time) == count:
                 shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)))
@@ -326,7 +180,7 @@ class _Encoder:
             if date != reading_time:
                 value_stamp = stamps.get(date)
                 if value_stamp is None:
-                    value_stamp = _ns(date, stamps)
+                    value_stamp = to_ns(date, stamps)
                 if value_stamp != stamp:
                     parts.append(f",{escape_key(pid)}{schema.DATE_SUFFIX}={value_stamp}i")
         if len(seen) != len(values):
@@ -398,18 +252,6 @@ def _finish(lines: list[str | _Pending], numbers: list[float]) -> list[str]:
     return out
 
 
-def _decode(payload: bytes | memoryview) -> list[_Reading]:
-    """The payload's readings, a ``meterReadings`` batch or a single reading; _Unsure otherwise."""
-    batch_first = b'"meterReadings"' in bytes(payload[:64])
-    for decoder in (*_BATCHES, *_SINGLES) if batch_first else (*_SINGLES, *_BATCHES):
-        try:
-            document = decoder.decode(payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            continue
-        return document.meterReadings if isinstance(document, _Batch | _NumericBatch) else [document]
-    raise _Unsure
-
-
 def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrator_id: str,
                    value_check: ValueCheck | None = None) -> list[str] | None:
     """The line-protocol lines for a payload's readings (one reading or a ``meterReadings``
@@ -421,8 +263,10 @@ def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrato
     if isinstance(payload, str):
         payload = payload.encode("utf-8", "surrogatepass")
     try:
-        readings = _decode(payload)
+        readings = decode(payload)
+        if readings is None:
+            return None
         encoder = _Encoder(meter=meter, concentrator_id=concentrator_id, value_check=value_check)
         return _finish([encoder.line(reading) for reading in readings], encoder.numbers)
-    except _Unsure:
+    except (_Unsure, UnusualTime):
         return None

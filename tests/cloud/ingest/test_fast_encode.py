@@ -205,7 +205,7 @@ any_moments = st.builds(lambda base, tz: base.replace(tzinfo=UTC).astimezone(tz)
 @settings(max_examples=400, deadline=None)
 @given(moment=any_moments, digits=st.sampled_from([0, 1, 3, 6]), zulu=st.booleans())
 def test_reading_times_convert_exactly(moment: datetime, digits: int, zulu: bool) -> None:
-    from cloud.ingest.fast_encode import _ns
+    from cloud.ingest.reading_time import to_ns as _ns
     from cloud.store.line_protocol import to_ns
 
     text = moment.isoformat(timespec="seconds" if digits == 0 else "microseconds")
