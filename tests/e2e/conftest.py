@@ -3,6 +3,8 @@ influxd and the web API."""
 
 from __future__ import annotations
 
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
+
 import asyncio
 import sqlite3
 import sys
@@ -72,14 +74,6 @@ def outbox_reading_times(path: Path) -> set[datetime]:
     return {datetime.fromisoformat(json.loads(p)["readingTime"]).astimezone(UTC) for (p,) in rows}
 
 
-async def wait_for(predicate, *, timeout: float = 60.0, what: str = "condition") -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.05)
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def port_open_logged(config: Path, times: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.fixtures.waiting import wait_for
+
 import asyncio
 import json
 
@@ -19,13 +21,6 @@ def stored(influxd, db: str) -> dict[int, tuple[str, float]]:
     doc = influxd.query('SELECT "reading_id", "OBIS_1.8.1" FROM meter_reading', database=db)
     series = doc["results"][0].get("series", [])
     return {row[0]: (row[1], row[2]) for s in series for row in s["values"]}
-
-
-async def wait_for(predicate, timeout: float = 30.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.05)
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_readings_are_stored_exactly_once_with_their_values(ingest, mosquitto, influxd, influx_db):

@@ -3,6 +3,8 @@ and the concentrator run in-process against the real broker and ingest."""
 
 from __future__ import annotations
 
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
+
 from tests.fixtures.clock import ManualClock
 
 import asyncio
@@ -120,14 +122,6 @@ async def run_concentrator() -> AsyncIterator[Callable[..., object]]:
             await run.finish()
 
 
-async def wait_for(predicate, *, timeout: float = 20.0, what: str = "condition") -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def stored(influxd, db: str, meter: str, *, fields: str = '"OBIS_1.8.1", "historical"') -> list[tuple]:

@@ -4,6 +4,8 @@ and a minimal core that sends generic commands and awaits their answers."""
 
 from __future__ import annotations
 
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
+
 import asyncio
 import hashlib
 import json
@@ -195,14 +197,6 @@ def update(signed: SignedManifest) -> dict[str, object]:
     return {"signedManifest": json.loads(signed.to_wire())}
 
 
-async def wait_for(predicate, *, timeout: float = 30.0, what: str = "condition") -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def chunks_on_disk(cache: Path, sha256: str) -> set[int]:
