@@ -3,8 +3,6 @@ influxd and the web API."""
 
 from __future__ import annotations
 
-from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
-
 import asyncio
 import sqlite3
 import sys
@@ -24,6 +22,7 @@ from cloud.store.influx import InfluxStore
 from edge.p1.simulator import MeterModel, P1Simulator
 from gridwire.procs import ManagedProcess
 from tests.fixtures.ingest import IngestRig
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 
 METER = "0b6f2c8e-1d3a-4c5b-9e7f-2a1b3c4d5e6f"
 T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)

@@ -3,8 +3,6 @@ and the concentrator run in-process against the real broker and ingest."""
 
 from __future__ import annotations
 
-from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
-
 from tests.fixtures.clock import ManualClock
 
 import asyncio
@@ -21,6 +19,7 @@ from edge.config import load_config
 from edge.dlms import DlmsMeterSimulator, MeterModel, SecurityMode, ServerSecurity
 from edge.modbus import ModbusSimulator, load_map
 from gridwire.procs import ManagedProcess
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 
 PASSWORD = "lls-secret-Zq81"
 BLOCK_KEY = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"

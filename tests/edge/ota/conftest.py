@@ -4,8 +4,6 @@ and a minimal core that sends generic commands and awaits their answers."""
 
 from __future__ import annotations
 
-from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
-
 import asyncio
 import hashlib
 import json
@@ -27,6 +25,7 @@ from firmware_ota.signing import generate_key, key_id_of, sign
 from firmware_ota.store import FirmwareStore
 from firmware_ota.transfer import ChunkServer
 from gridwire.services import LocalMosquitto
+from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 
 CID = "conc-1"
 MODEL = "SIM-DLMS"
