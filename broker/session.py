@@ -135,7 +135,8 @@ class MqttSession:
     def __init__(self, *, client_id: str, host: str, port: int, username: str | None = None,
                  password: str | None = None, session_expiry: int = 7 * 24 * 3600,
                  clean_start: bool = False, keepalive: int = 30, receive_maximum: int = 100,
-                 max_inflight: int = 100, will: Will | None = None, tls: TlsSettings | None = None,
+                 max_inflight: int = 100, will: Will | Callable[[], Will] | None = None,
+                 tls: TlsSettings | None = None,
                  backoff: Backoff = Backoff(), connect_timeout: float = 10.0, payload_views: bool = False) -> None:
         self.client_id = client_id
         # True: handlers get each payload as a read-only view of the received packet, not a
@@ -153,8 +154,9 @@ class MqttSession:
         if tls is not None:
             self._client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file,
                                  tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        if will is not None:
-            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        # A callable will is asked again before every connection attempt, so a will can say
+        # which connection it belongs to (the concentrator numbers its sessions).
+        self._will = will
         self._client.connect_timeout = connect_timeout
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
@@ -223,6 +225,9 @@ class MqttSession:
         props.SessionExpiryInterval = self._session_expiry
         props.ReceiveMaximum = self._receive_maximum
         self._connack = self._loop.create_future()
+        will = self._will() if callable(self._will) else self._will
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         try:
             # paho's connect is a blocking TCP connect: on loopback and a LAN it is immediate.
             self._client.connect(self._host, self._port, self._keepalive, clean_start=self._clean_start,

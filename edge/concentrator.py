@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +57,9 @@ class Concentrator:
         # Health of P1 meters (push-only); polled meters' health comes from the poller.
         self.health: dict[str, MeterHealth] = {}
         self._birth_count = 0
+        # Numbers this process's broker connections: milliseconds at the connect, so they
+        # also grow across restarts. A connection's will and birth carry the same number.
+        self._connection_number = 0
         # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
         self.open_ports = 0
         b = config.broker
@@ -65,7 +69,7 @@ class Concentrator:
             client_id=f"concentrator-{self.cid}", host=b.host, port=b.port, username=b.username,
             password=b.secret(), session_expiry=b.session_expiry,
             max_inflight=b.max_inflight, tls=tls,
-            will=Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire()),
+            will=self._will,
         )
         self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
                                    window=b.max_inflight, confirm_timeout=config.confirm_timeout,
@@ -141,7 +145,7 @@ class Concentrator:
         online = state == "ONLINE"
         days = self.config.completeness_days
         return ConcentratorStatus(
-            concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._birth_count,
+            concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._connection_number,
             softwareVersion=SOFTWARE_VERSION,
             meters=[*self.health.values(), *self.poller.health()] if online else [],
             outboxBacklog=len(self.outbox) if online else None,
@@ -149,6 +153,13 @@ class Concentrator:
             completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
             if online and days else None,
         )
+
+    def _will(self) -> Will:
+        """The death notice of the connection about to be made (asked before every attempt):
+        numbered as that connection's birth will be, so monitoring can tell a late will of an
+        older connection, of this process or an earlier one, from a current one."""
+        self._connection_number = max(self._connection_number + 1, time.time_ns() // 1_000_000)
+        return Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire())
 
     async def publish_status(self) -> None:
         await self.session.publish(topics.concentrator_status(self.cid), self._status("ONLINE").to_wire(),

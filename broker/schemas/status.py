@@ -31,7 +31,9 @@ class ConcentratorStatus(BaseModel):
     concentrator_id: str = Field(alias="concentratorId")
     state: Literal["ONLINE", "OFFLINE"]
     timestamp: AwareDatetime
-    # Increases with each birth, so a late will from an old connection can be told apart.
+    # Numbers the connection (the concentrator uses milliseconds since the epoch at its connect,
+    # so it grows across restarts too); a connection's will and birth carry the same number, so
+    # a late will from an older connection can be told apart. 0: not numbered.
     session: int = 0
     software_version: str | None = Field(default=None, alias="softwareVersion")
     meters: list[MeterHealth] = Field(default_factory=list)

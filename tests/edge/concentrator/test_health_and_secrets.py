@@ -108,3 +108,34 @@ def test_the_example_config_is_valid():
     kinds = [type(m) for m in config.meters]
     assert kinds == [DlmsMeter, DlmsMeter, ModbusMeter, ModbusMeter, P1Meter]
     assert "000102030405060708090a0b0c0d0e0f" not in repr(config)
+
+
+async def test_a_connections_will_and_birth_carry_one_number_that_grows(tmp_path, mosquitto, clock, lls_sim,
+                                                                       run_concentrator):
+    """The broker publishes a dropped connection's will: it carries that connection's number,
+    as its birth did, and the next connection's birth a higher one (monitoring relies on it
+    to ignore a late will of an older connection)."""
+    statuses: list[dict] = []
+
+    async def on_status(message: Message) -> None:
+        statuses.append(json.loads(message.payload))
+
+    cloud = cloud_session(mosquitto)
+    await cloud.connect()
+    await cloud.subscribe(topics.concentrator_status("conc-1"), on_status)
+    config = write_config(tmp_path, mqtt_port=mosquitto.port, initial_hours=0, status_interval=30,
+                          meters=[dlms_entry("lls-1", lls_sim)])
+    run = await run_concentrator(config, clock=clock)
+    await wait_for(lambda: any(s["state"] == "ONLINE" for s in statuses), what="the first birth")
+    first_birth = next(s for s in statuses if s["state"] == "ONLINE")
+
+    run.concentrator.session._force_reconnect()  # noqa: SLF001 - the socket drops, no DISCONNECT: the will goes out
+    await wait_for(lambda: any(s["state"] == "OFFLINE" for s in statuses), what="the will")
+    await wait_for(lambda: statuses[-1]["state"] == "ONLINE" and statuses[-1]["session"] != first_birth["session"],
+                   what="the next birth")
+    will = next(s for s in statuses if s["state"] == "OFFLINE")
+    await cloud.close()
+
+    assert first_birth["session"] > 0
+    assert will["session"] == first_birth["session"]
+    assert statuses[-1]["session"] > will["session"]
