@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, status
 from pydantic import Field, SecretStr
 
+from broker.session import Backoff
 from cloud.api.app import create_app
 from cloud.api.deps import Clock
 from cloud.auth import AuthError, Principal, decode_token
@@ -34,6 +36,7 @@ from cloud.core.commands import CommandStore
 from cloud.core.service import BrokerLogin, run_core
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.service import run_domain
+from cloud.notify.delivery import DeliveryPolicy
 from cloud.registry import Registry, migrate
 from cloud.registry.db import create_engine, is_sqlite
 from cloud.scheduler import ScheduleStore
@@ -83,6 +86,13 @@ class PlatformSettings(Settings):
     provision_broker_port: int = Field(default=8883, ge=1, le=65535)
     broker_reserved_names: str = ""
 
+    # Webhooks (cloud/notify): a notification is tried this many times over about an hour
+    # (backoff doubling from 1 s to webhook_backoff_max_seconds); delivered ones are deleted
+    # from the outbox after webhook_retention_hours.
+    webhook_max_attempts: int = Field(default=15, ge=1)
+    webhook_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    webhook_retention_hours: float = Field(default=24.0, gt=0)
+
     def trusted_key_paths(self) -> list[Path]:
         return [Path(p.strip()) for p in self.firmware_trusted_keys.split(",") if p.strip()]
 
@@ -91,6 +101,12 @@ class PlatformSettings(Settings):
         return BrokerLogin(host=self.mqtt_host, port=self.mqtt_port, username=self.mqtt_username,
                            password=self.mqtt_password.get_secret_value() if self.mqtt_password else None,
                            inflight=self.mqtt_inflight)
+
+    def webhook_policy(self) -> DeliveryPolicy:
+        """How the domain processes' delivery loops send webhooks."""
+        return DeliveryPolicy(max_attempts=self.webhook_max_attempts,
+                              backoff=Backoff(initial=1.0, maximum=self.webhook_backoff_max_seconds),
+                              retention=timedelta(hours=self.webhook_retention_hours))
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for the registry's engine (a pool on PostgreSQL)."""
@@ -214,7 +230,8 @@ def _core(settings: PlatformSettings, ready: asyncio.Event | None = None) -> Run
 
 def _domain(settings: PlatformSettings, ready: asyncio.Event | None = None) -> Runner:
     return lambda stop: run_domain(stop, registry_url=settings.registry_url, broker=settings.broker_login(),
-                                   engine_options=settings.engine_options(), ready=ready)
+                                   engine_options=settings.engine_options(), ready=ready,
+                                   webhook_policy=settings.webhook_policy())
 
 
 def _mqtt_fields(settings: PlatformSettings) -> dict[str, object]:

@@ -3,7 +3,8 @@
 Subscribed with ``$share/notify/core/response/+``. When every command of a functional
 request is final, the request is completed once (compare-and-set in the store; only the
 process that wins publishes) and its outcome goes to ``domain/<domain>/response/<org>``, to
-the organisation's apps on ``app/<org>/<domain>/<operation>``, and to its webhook.
+the organisation's apps on ``app/<org>/<domain>/<operation>``, and to its webhook (through
+the durable outbox: :mod:`cloud.notify.outbox`, sent by :mod:`cloud.notify.delivery`).
 """
 
 from __future__ import annotations
@@ -83,16 +84,21 @@ class ResultsConsumer:
             return False
         ordered = [commands[cid] for cid in request.command_ids]
         status, result, error = outcome(self._domains.get(request.domain), request, ordered)
-        if not await self._store.complete_functional(correlation_id, status=status, result=result, error=error):
-            return False
         body = FunctionalResponse(correlationId=correlation_id, domain=request.domain, operation=request.operation,
                                   deviceId=request.device, status=status, result=result, error=error,
                                   completedAt=datetime.now(UTC)).to_wire()
+        if self._webhooks is not None:
+            # Into the outbox before the request is completed (and so before the core response is
+            # acknowledged): a crash at any later point leaves the notification stored. Keyed by the
+            # correlation id, so a redelivered response, or a second process settling the same
+            # request, stores it once.
+            await self._webhooks.submit(request.organisation, body, event=f"{request.domain}.{request.operation}",
+                                        key=correlation_id)
+        if not await self._store.complete_functional(correlation_id, status=status, result=result, error=error):
+            return False
         props = publish_properties(correlation_data=bytes.fromhex(correlation_id.replace("-", "")))
         await self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,
                                     qos=1, properties=props)
         await self._session.publish(topics.app_topic(request.organisation, request.domain, request.operation), body,
                                     qos=1, properties=props)
-        if self._webhooks is not None:
-            self._webhooks.submit(request.organisation, body, event=f"{request.domain}.{request.operation}")
         return True

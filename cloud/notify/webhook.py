@@ -1,15 +1,18 @@
-"""Webhook delivery per organisation: signed POSTs, retried with capped backoff.
+"""Webhook targets and single signed POSTs; :meth:`WebhookSender.submit` puts a notification in the outbox.
 
 The target (URL and secret) is read from the registry's organisation row and kept for
 ``TARGET_CACHE_SECONDS``, so a changed webhook takes effect within that time (reading it for
-every notification was a database round trip per switched light). A 2xx answer is a delivery; 4xx other than 408/429 is
-the receiver refusing the body and is not retried; anything else (5xx, timeouts, refused
-connections) is retried until ``max_attempts``.
+every notification was a database round trip per switched light). A notification is stored in
+the ``webhook_delivery`` outbox (:mod:`cloud.notify.outbox`) and sent by the delivery loop
+(:mod:`cloud.notify.delivery`); :meth:`WebhookSender.post` is one attempt, judged here: a 2xx
+answer is a delivery; 4xx other than 408/429 is the receiver refusing the body and is not
+retried; anything else (5xx, timeouts, refused connections) may be retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from dataclasses import dataclass
@@ -18,8 +21,8 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.session import Backoff
 from cloud.core.access import autocommit
+from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import SIGNATURE_HEADER, sign
 from cloud.registry.models import Organisation
 
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 
 _RETRYABLE_4XX = frozenset({408, 429})
 TARGET_CACHE_SECONDS = 5.0
+DELIVERY_HEADER = "X-Gridwire-Delivery"
+EVENT_HEADER = "X-Gridwire-Event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,18 +40,31 @@ class WebhookTarget:
     secret: str
 
 
-class WebhookSender:
-    """Sends notifications to organisations' webhooks; :meth:`submit` runs a delivery in the background."""
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"
+    REFUSED = "refused"  # the receiver refused the body: sending it again will not help
+    RETRY = "retry"
 
-    def __init__(self, *, engine: AsyncEngine, client: httpx.AsyncClient | None = None, max_attempts: int = 6,
-                 backoff: Backoff = Backoff(initial=0.5, maximum=60.0), timeout: float = 10.0) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    verdict: Verdict
+    reason: str
+
+
+class WebhookSender:
+    """Organisations' webhook targets, one signed POST at a time, and the outbox to submit into."""
+
+    def __init__(self, *, engine: AsyncEngine, outbox: WebhookOutbox | None = None,
+                 client: httpx.AsyncClient | None = None, timeout: float = 10.0) -> None:
         self._engine = engine
+        self.outbox = outbox or WebhookOutbox(engine)
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
-        self._max_attempts = max_attempts
-        self._backoff = backoff
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self.timeout = timeout
         self._targets: dict[str, tuple[float, WebhookTarget | None]] = {}
+        # Set by submit so a delivery loop in this process sends at once instead of at its next poll.
+        self.submitted = asyncio.Event()
 
     async def target(self, organisation: str) -> WebhookTarget | None:
         """The organisation's webhook, or None if it has none (or no secret to sign with)."""
@@ -65,47 +83,35 @@ class WebhookSender:
             return None
         return WebhookTarget(url=row.webhook_url, secret=row.webhook_secret)
 
-    async def send(self, organisation: str, body: bytes, *, event: str = "notification") -> bool:
-        """Deliver ``body`` to the organisation's webhook; True once accepted, False if given up."""
-        target = await self.target(organisation)
-        if target is None:
-            return False
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(target.secret, body),
-                   "X-Gridwire-Event": event}
-        for attempt in range(self._max_attempts):
-            try:
-                answer = await self._client.post(target.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                if answer.is_success:
-                    return True
-                reason = f"HTTP {answer.status_code}"
-                if answer.is_client_error and answer.status_code not in _RETRYABLE_4XX:
-                    log.warning("webhook of %s refused a notification (%s); not retried", organisation, reason)
-                    return False
-            if attempt + 1 < self._max_attempts:
-                delay = self._backoff.delay(attempt)
-                log.info("webhook of %s failed (%s), attempt %d; retrying in %.2fs", organisation, reason,
-                         attempt + 1, delay)
-                await asyncio.sleep(delay)
-        log.warning("webhook of %s: gave up after %d attempts", organisation, self._max_attempts)
-        return False
-
-    def submit(self, organisation: str, body: bytes, *, event: str = "notification") -> asyncio.Task[bool] | None:
-        """Deliver in the background (the caller does not wait for a slow receiver); None when the
-        organisation is known (recently) to have no webhook, so there is nothing to do."""
-        cached = self._targets.get(organisation)
-        if cached is not None and cached[1] is None and cached[0] > time.monotonic():
+    async def submit(self, organisation: str, body: bytes, *, event: str = "notification",
+                     key: str | None = None) -> str | None:
+        """Store the notification in the outbox (durably, before this returns) if the organisation has
+        a webhook; its delivery id, or None when there is nothing to send. ``key`` names the
+        notification: submitting the same key again stores nothing new and returns the same id."""
+        if await self.target(organisation) is None:
             return None
-        task = asyncio.create_task(self.send(organisation, body, event=event), name=f"webhook-{organisation}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        ident, added = await self.outbox.add(organisation, body, event=event, key=key)
+        if added:
+            self.submitted.set()
+        return ident
+
+    async def post(self, target: WebhookTarget, body: bytes, *, event: str, delivery: str) -> Attempt:
+        """One signed POST of ``body`` and what it means for the delivery."""
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(target.secret, body),
+                   EVENT_HEADER: event, DELIVERY_HEADER: delivery}
+        try:
+            answer = await self._client.post(target.url, content=body, headers=headers)
+        except httpx.InvalidURL as exc:
+            return Attempt(Verdict.REFUSED, f"invalid webhook URL: {exc}")
+        except httpx.HTTPError as exc:
+            return Attempt(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
+        reason = f"HTTP {answer.status_code}"
+        if answer.is_success:
+            return Attempt(Verdict.DELIVERED, reason)
+        if answer.is_client_error and answer.status_code not in _RETRYABLE_4XX:
+            return Attempt(Verdict.REFUSED, reason)
+        return Attempt(Verdict.RETRY, reason)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._owns_client:
             await self._client.aclose()

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 import cloud.core.models  # noqa: F401 - the command tables share the registry's metadata
 import cloud.monitoring.models, cloud.scheduler.models, cloud.timesync.models  # noqa: F401,E401 - same metadata
 import cloud.registry.ota_models  # noqa: F401 - firmware and campaign tables, same metadata
+import cloud.notify.models  # noqa: F401 - the webhook delivery outbox, same metadata
 from cloud.registry.db import create_engine
 from cloud.registry.models import Base
 

@@ -27,6 +27,7 @@ from cloud.core.router import CoreRouter, RetryPolicy
 from cloud.domains.catalogue import routers
 from cloud.domains.consumer import DomainConsumer
 from cloud.notify.consumer import ResultsConsumer
+from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
 from cloud.registry import (
     DeviceCreate,
@@ -45,6 +46,7 @@ from tests.fixtures.procs import free_port
 ORG_A, ORG_B = "org-a", "org-b"
 LIGHT, METER, CONCENTRATOR = "light-1", "meter-1", "conc-1"
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=Backoff(initial=0.05, maximum=0.2))
+FAST_WEBHOOKS = DeliveryPolicy(backoff=Backoff(initial=0.05, maximum=0.2), poll_interval=0.05)
 _ids = itertools.count()
 
 
@@ -232,8 +234,11 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
         registry = await exits.enter_async_context(Registry(url=db_url))
         await seed(registry, webhook_url=webhook_url, webhook_secret=webhook_secret)
         store = CommandStore(registry.engine)
-        webhooks = WebhookSender(engine=registry.engine, backoff=Backoff(initial=0.05, maximum=0.2))
+        webhooks = WebhookSender(engine=registry.engine)
         exits.push_async_callback(webhooks.close)
+        delivery = WebhookDelivery(sender=webhooks, policy=FAST_WEBHOOKS)
+        delivery.start()
+        exits.push_async_callback(delivery.close)
 
         app_session = await exits.enter_async_context(session_for(broker, "app.org-a"))
         inbox = Inbox()

@@ -1,21 +1,28 @@
-"""Webhooks: signed with the organisation's secret, retried with backoff, through the whole platform."""
+"""Webhooks: signed with the organisation's secret, stored in the outbox, retried, through the whole platform."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.session import Backoff
+from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
+from cloud.notify.models import DeliveryState
+from cloud.notify.outbox import StoredDelivery
 from cloud.notify.signing import sign, verify
 from cloud.notify.webhook import WebhookSender
 from cloud.registry import OrganisationCreate, Registry, migrate
 from tests.cloud.core.harness import LIGHT, Stack, platform
-from tests.cloud.core.webhook_server import webhook_server
+from tests.cloud.core.webhook_server import WebhookServer, webhook_server
 from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.waiting import wait_for
 
 SECRET = "s3cret-for-webhook-tests"
 
@@ -28,40 +35,73 @@ def test_signature_verifies_only_its_own_body(secret: str, body: bytes, other: b
     assert not verify(secret + "x", body, header)
 
 
-async def test_sender_retries_until_accepted(tmp_path: Path) -> None:
+@asynccontextmanager
+async def hooked(tmp_path: Path, hook: WebhookServer, *, max_attempts: int) -> AsyncIterator[WebhookSender]:
+    """A registry with org-h (webhook ``hook``) and org-none (no webhook), and a running delivery loop."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}"
     await migrate(url)
-    async with webhook_server(script=[503, 500]) as hook, Registry(url=url) as registry:
+    async with Registry(url=url) as registry:
         await registry.add_organisation(OrganisationCreate(identification="org-h", name="Hooked",
                                                            webhook_url=hook.url, webhook_secret=SECRET))
         await registry.add_organisation(OrganisationCreate(identification="org-none", name="No hook"))
-        sender = WebhookSender(engine=registry.engine, backoff=Backoff(initial=0.02, maximum=0.1), max_attempts=4)
+        sender = WebhookSender(engine=registry.engine)
+        delivery = WebhookDelivery(sender=sender, policy=DeliveryPolicy(
+            max_attempts=max_attempts, backoff=Backoff(initial=0.02, maximum=0.1), poll_interval=0.05))
+        delivery.start()
         try:
-            body = b'{"hello": "world"}'
-            assert await sender.send("org-h", body, event="test.event") is True
-            assert await sender.send("org-none", body) is False
+            yield sender
         finally:
+            await delivery.close()
             await sender.close()
+
+
+async def outbox_until(sender: WebhookSender, check: Callable[[list[StoredDelivery]], bool], *,
+                       what: str, timeout: float = 10.0) -> None:
+    """Wait until ``check`` holds for the outbox's rows; fail the test with ``what`` on timeout."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not check(await sender.outbox.all()):
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out after {timeout}s waiting for {what}: {await sender.outbox.all()}")
+
+
+async def test_delivery_retries_until_accepted_under_one_delivery_id(tmp_path: Path) -> None:
+    async with webhook_server(script=[503, 500]) as hook, hooked(tmp_path, hook, max_attempts=4) as sender:
+        body = b'{"hello": "world"}'
+        ident = await sender.submit("org-h", body, event="test.event")
+        assert ident is not None
+        assert await sender.submit("org-none", body) is None  # no webhook: nothing stored
+        await outbox_until(sender, lambda rows: rows[0].state is DeliveryState.DELIVERED, what="delivered")
+        rows = await sender.outbox.all()
+    assert [r.organisation for r in rows] == ["org-h"]  # org-none has no webhook: nothing stored
+    row = rows[0]
+    assert row.id == ident and hook.accepted == [ident]
+    assert row.attempts == 3 and row.last_error == "HTTP 500"
     assert len(hook.received) == 3
     for got in hook.received:
         assert got.path == "/hooks/gridwire" and got.body == body
         assert verify(SECRET, got.body, got.headers["x-gridwire-signature"])
         assert got.headers["x-gridwire-event"] == "test.event"
+        assert got.headers["x-gridwire-delivery"] == ident  # the same id on every attempt
 
 
-async def test_sender_gives_up_on_a_refusal_and_after_max_attempts(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}"
-    await migrate(url)
-    async with webhook_server(script=[400, 503, 503, 503]) as hook, Registry(url=url) as registry:
-        await registry.add_organisation(OrganisationCreate(identification="org-h", name="Hooked",
-                                                           webhook_url=hook.url, webhook_secret=SECRET))
-        sender = WebhookSender(engine=registry.engine, backoff=Backoff(initial=0.02, maximum=0.05), max_attempts=3)
-        try:
-            assert await sender.send("org-h", b"{}") is False  # 400: the receiver refuses; not retried
-            assert await sender.send("org-h", b"{}") is False  # 503 three times
-        finally:
-            await sender.close()
-    assert len(hook.received) == 4
+async def test_delivery_gives_up_on_a_refusal_and_after_max_attempts(tmp_path: Path) -> None:
+    async with webhook_server(script=[400, 503, 503, 503]) as hook, hooked(tmp_path, hook, max_attempts=3) as sender:
+        refused = await sender.submit("org-h", b'{"n": 1}')  # 400: the receiver refuses; not retried
+        assert refused is not None
+        await wait_for(lambda: len(hook.received) == 1, timeout=10, what="the refused POST")
+        exhausted = await sender.submit("org-h", b'{"n": 2}')  # 503 three times
+        assert exhausted is not None
+
+        await outbox_until(sender, lambda rows: all(r.state is not DeliveryState.PENDING for r in rows),
+                           what="both given up")
+        first, second = await sender.outbox.get(refused), await sender.outbox.get(exhausted)
+    assert first is not None and first.state is DeliveryState.FAILED
+    assert first.attempts == 1 and first.last_error == "HTTP 400"
+    assert second is not None and second.state is DeliveryState.FAILED
+    assert second.attempts == 3 and second.last_error == "gave up after 3 attempts: HTTP 503"
+    assert len(hook.received) == 4 and hook.accepted == []
 
 
 async def test_platform_result_reaches_the_webhook_signed(shared_mosquitto: MosquittoServer, tmp_path: Path) -> None:
@@ -76,6 +116,7 @@ async def test_platform_result_reaches_the_webhook_signed(shared_mosquitto: Mosq
     assert len(hook.received) == 2  # a 502 first, then the retry
     delivered = hook.received[-1]
     assert verify(SECRET, delivered.body, delivered.headers["x-gridwire-signature"])
+    assert delivered.headers["x-gridwire-delivery"] == hook.received[0].headers["x-gridwire-delivery"]
     payload = json.loads(delivered.body)
     assert payload["correlationId"] == correlation and payload["status"] == "SUCCEEDED"
     assert payload["result"]["dimLevel"] == 55 and delivered.headers["x-gridwire-event"] == "publiclighting.setLight"
