@@ -9,14 +9,14 @@ import logging
 import pytest
 
 from broker import topics
-from broker.session import Message
+from broker.session import Message, MqttSession
 from edge.config import ConfigError, load_config
 from tests.edge.concentrator.conftest import AUTH_KEY, BLOCK_KEY, PASSWORD, dlms_entry, wait_for, write_config
 from tests.fixtures.ingest import cloud_session
 
 
-async def test_silent_meter_is_retried_and_reported_unhealthy_while_others_are_read(
-        tmp_path, mosquitto, clock, lls_sim, hls_sim, run_concentrator):
+async def status_listener(mosquitto) -> tuple[MqttSession, list[dict]]:
+    """A cloud session collecting conc-1's status messages (births and wills), in order."""
     statuses: list[dict] = []
 
     async def on_status(message: Message) -> None:
@@ -25,6 +25,12 @@ async def test_silent_meter_is_retried_and_reported_unhealthy_while_others_are_r
     cloud = cloud_session(mosquitto)
     await cloud.connect()
     await cloud.subscribe(topics.concentrator_status("conc-1"), on_status)
+    return cloud, statuses
+
+
+async def test_silent_meter_is_retried_and_reported_unhealthy_while_others_are_read(
+        tmp_path, mosquitto, clock, lls_sim, hls_sim, run_concentrator):
+    cloud, statuses = await status_listener(mosquitto)
     config = write_config(tmp_path, mqtt_port=mosquitto.port, initial_hours=0, status_interval=0.3,
                           meters=[dlms_entry("lls-1", lls_sim, timeout=0.3), dlms_entry("hls-1", hls_sim)])
     run = await run_concentrator(config, clock=clock)
@@ -115,14 +121,7 @@ async def test_a_connections_will_and_birth_carry_one_number_that_grows(tmp_path
     """The broker publishes a dropped connection's will: it carries that connection's number,
     as its birth did, and the next connection's birth a higher one (monitoring relies on it
     to ignore a late will of an older connection)."""
-    statuses: list[dict] = []
-
-    async def on_status(message: Message) -> None:
-        statuses.append(json.loads(message.payload))
-
-    cloud = cloud_session(mosquitto)
-    await cloud.connect()
-    await cloud.subscribe(topics.concentrator_status("conc-1"), on_status)
+    cloud, statuses = await status_listener(mosquitto)
     config = write_config(tmp_path, mqtt_port=mosquitto.port, initial_hours=0, status_interval=30,
                           meters=[dlms_entry("lls-1", lls_sim)])
     run = await run_concentrator(config, clock=clock)

@@ -2,7 +2,7 @@
 
 Revision ID: 0006_webhook_delivery
 Revises: 0005_firmware_ota
-Create Date: 2026-11-29
+Create Date: 2026-11-22
 """
 
 from __future__ import annotations
