@@ -218,6 +218,27 @@ def sim_modbus(
     run(map_name=map_name, host=host, port=port, unit_id=unit_id, serial_port=serial_port, log_level=log_level)
 
 
+@sim_app.command("firmware-image")
+def sim_firmware_image(
+    version: Annotated[str, typer.Option("--version", help="The version a simulated DLMS meter reports after "
+                                                           "activating the image.")],
+    out: Annotated[Path, typer.Option("--out", help="The image file to write.")],
+    payload_bytes: Annotated[int, typer.Option("--payload-bytes", min=0, max=16 * 1024 * 1024,
+                                               help="Filler bytes after the header (image size).")] = 4096,
+) -> None:
+    """Write a firmware image for the simulated DLMS meters (b"GWFW" header carrying the version);
+    sign it with `gridwire firmware sign`."""
+    from edge.dlms.sim_firmware import build_sim_image
+
+    try:
+        image = build_sim_image(version, bytes(n % 251 for n in range(payload_bytes)))
+    except ValueError as exc:
+        typer.echo(f"cannot build the image: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    out.write_bytes(image)
+    typer.echo(f"wrote {out} ({len(image)} bytes, version {version})")
+
+
 @sim_app.command("lights")
 def sim_lights(
     count: Annotated[int, typer.Option(help="How many street lights (ids light-1 .. light-N).")] = 100,

@@ -6,6 +6,8 @@ broker config, influxd data, the concentrator's outbox and config, adapter confi
 PKI (``pki/``: a CA, the broker's certificate, a client certificate per concentrator; created
 once and kept). The concentrator reaches the broker over mutual TLS only; the cloud processes
 use the password listener, which the demo binds to loopback (docs/ARCHITECTURE.md says why).
+Firmware over the air works too: a demo signing key (``firmware-keys/``, kept), trusted by the
+platform and the concentrator, and the chunk server (:mod:`gridwire.demo_firmware`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import yaml
 
 from broker.mosquitto_conf import Account
 from broker.pki import ensure_pki
+from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, firmware_server, recipe
 from gridwire.services import LocalInfluxd, LocalMosquitto
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,8 @@ def _write_adapter_config(path: Path, n: int) -> None:
 
 
 def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Path], ports: list[str],
-                               adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int]) -> None:
+                               adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int],
+                               trusted_keys: Path) -> None:
     meters = "\n".join(
         f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
         for port, adapter in zip(ports, adapters, strict=True)
@@ -70,7 +74,8 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Pat
     # The DLMS simulator's well-known demo password (edge/dlms/cli.py); a real meter's is secret.
     meters += "\n".join(
         f'\n[[meters]]\nprotocol = "dlms"\nmeter_id = "{meter_id(2000 + n)}"\nhost = "127.0.0.1"\n'
-        f'port = {port}\nsecurity = "lls"\npassword = "12345678"\nprofile = "dsmr-4.2.2"\ninterval_s = 15\n'
+        f'port = {port}\nsecurity = "lls"\npassword = "12345678"\nprofile = "dsmr-4.2.2"\nmodel = "{DLMS_MODEL}"\n'
+        'interval_s = 15\n'
         for n, port in enumerate(dlms_ports)
     )
     meters += "\n".join(
@@ -82,7 +87,9 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Pat
         f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n\n'
         # No username or password: the broker takes the identity from the certificate's CN.
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nca_file = "{tls["ca_file"]}"\n'
-        f'cert_file = "{tls["cert_file"]}"\nkey_file = "{tls["key_file"]}"\n\n{meters}'
+        f'cert_file = "{tls["cert_file"]}"\nkey_file = "{tls["key_file"]}"\n\n'
+        # The demo's firmware signing key: update_firmware accepts what it signed.
+        f'[firmware]\ntrusted_keys = ["{trusted_keys}"]\n\n{meters}'
     )
 
 
@@ -113,6 +120,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     # Created on the first run and kept: no certificate may be named like a password account.
     ca = await asyncio.to_thread(ensure_pki, pki, clients=[CONCENTRATOR_ID],
                                  reserved=[a.username for a in accounts])
+    signing_key = await asyncio.to_thread(ensure_signing_key, root / "firmware-keys")
     tls = {"ca_file": ca.cert_file, "cert_file": pki / "clients" / f"{CONCENTRATOR_ID}.pem",
            "key_file": pki / "clients" / f"{CONCENTRATOR_ID}.key"}
     mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts,
@@ -140,19 +148,20 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     config_file = edge_dir / "concentrator.toml"
     _write_concentrator_config(config_file, mqtt_port=options.mqtt_tls_port, tls=tls,
                                ports=ports, adapters=adapters, dlms_ports=[d.port for d in dlms],
-                               modbus_ports=[m.port for m in modbus])
+                               modbus_ports=[m.port for m in modbus], trusted_keys=signing_key.trusted_dir)
     concentrator = Concentrator(config=load_config(config_file))
 
     jwt_secret = secrets.token_urlsafe(32)
     database = f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}"
     settings = PlatformSettings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret,
                                 registry_url=database, mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
-                                firmware_store_dir=root / "firmware")
+                                firmware_store_dir=root / "firmware",
+                                firmware_trusted_keys=str(signing_key.trusted_dir))
     await migrate_registry(settings)
-    await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1") for n in range(options.meters)]
-                          + [(meter_id(1000 + n), "DSMR_P1") for n in range(options.meters)]
-                          + [(meter_id(2000 + n), "DLMS") for n in range(options.dlms_meters)]
-                          + [(meter_id(3000 + n), "MODBUS") for n in range(options.modbus_meters)])
+    await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1", None) for n in range(options.meters)]
+                          + [(meter_id(1000 + n), "DSMR_P1", None) for n in range(options.meters)]
+                          + [(meter_id(2000 + n), "DLMS", DLMS_MODEL) for n in range(options.dlms_meters)]
+                          + [(meter_id(3000 + n), "MODBUS", None) for n in range(options.modbus_meters)])
     api = uvicorn.Server(uvicorn.Config(create_platform_app(settings), host="127.0.0.1", port=options.api_port,
                                         log_level="warning", lifespan="on"))
     ingest = IngestSettings(mqtt_host="127.0.0.1", mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
@@ -173,6 +182,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(ready.wait(), 30)
             for name in ("monitor", "scheduler", "timesync", "campaigns"):
                 tg.create_task(process_runner(name, settings)(stop), name=name)
+            tg.create_task(firmware_server(store_dir=settings.firmware_store_dir, mqtt_port=options.mqtt_port,
+                                           mqtt_password=cloud_password, stop=stop), name="firmware-server")
             if options.lights:
                 tg.create_task(run_lights(stop, count=options.lights, host="127.0.0.1", port=options.mqtt_port,
                                           username="fleet", password=fleet_password, prefix="light-"),
@@ -182,7 +193,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             api_task = tg.create_task(api.serve(), name="api")
             while not api.started:
                 await asyncio.sleep(0.05)
-            _announce(options, cloud_password, token, root, tls)
+            _announce(options, cloud_password, token, root, tls, signing_key)
             if options.duration is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.duration)
@@ -199,7 +210,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         await asyncio.to_thread(influxd.stop)
 
 
-def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path, tls: dict[str, Path]) -> None:
+def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path, tls: dict[str, Path],
+              signing_key: DemoSigningKey) -> None:
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     lines = [
@@ -224,33 +236,40 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path,
         "-H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"on\": true, \"dimLevel\": 70}'"
         % (options.api_port, token),
         "              then GET the resultUrl it answers with (same header)",
+        *recipe(api_port=options.api_port, token=token, key=signing_key, org=ORG),
         f"  data        {root}",
         "",
     ]
     print("\n".join(lines), flush=True)  # noqa: T201 - the demo's whole point is to tell the user this
 
 
-async def _register_fleet(database: str, options: DemoOptions, *, meters: list[tuple[str, str]]) -> None:
-    """The demo organisation (an admin), its concentrator, meters and street lights in the registry."""
+async def _register_fleet(database: str, options: DemoOptions, *,
+                          meters: list[tuple[str, str, str | None]]) -> None:
+    """The demo organisation (an admin), its concentrator, meters and street lights in the registry.
+
+    A meter's ``model`` is the one its concentrator reports, so a firmware campaign by model finds
+    it. A device an earlier run registered is kept; only its model is brought up to date."""
     from cloud.registry import Registry
     from cloud.registry.enums import DeviceType, PlatformRole, Protocol
     from cloud.registry.errors import DeviceExists, OrganisationExists
-    from cloud.registry.schemas import DeviceCreate, OrganisationCreate
+    from cloud.registry.schemas import DeviceCreate, DeviceUpdate, OrganisationCreate
 
     async with Registry(url=database) as registry:
         try:
             await registry.add_organisation(OrganisationCreate(identification=ORG, name="Demo utility",
                                                                role=PlatformRole.ADMIN))
         except OrganisationExists:
-            return  # registered by an earlier run of the demo in the same directory
+            pass  # registered by an earlier run of the demo in the same directory
         devices = [DeviceCreate(identification=CONCENTRATOR_ID, device_type=DeviceType.CONCENTRATOR,
                                 protocol=Protocol.MQTT)]
         devices += [DeviceCreate(identification=m, device_type=DeviceType.SMART_METER, protocol=Protocol(protocol),
-                                 concentrator_id=CONCENTRATOR_ID) for m, protocol in meters]
+                                 concentrator_id=CONCENTRATOR_ID, model=model) for m, protocol, model in meters]
         devices += [DeviceCreate(identification=f"light-{n}", device_type=DeviceType.STREET_LIGHT,
                                  protocol=Protocol.MQTT) for n in range(1, options.lights + 1)]
         for device in devices:
             try:
                 await registry.create_device(device, owner=ORG)
             except DeviceExists:
-                pass
+                if device.model is not None and (await registry.get_device(device.identification)).model \
+                        != device.model:
+                    await registry.update_device(device.identification, DeviceUpdate(model=device.model))
