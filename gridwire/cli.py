@@ -6,20 +6,18 @@ never imports cloud packages.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from gridwire.cli_broker import broker_app
+from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
+from gridwire.cli_sim import sim_app
+
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Gridwire: an open smart-grid platform (meters at the edge, MQTT in the middle, cloud API).")
-sim_app = typer.Typer(no_args_is_help=True, help="Simulated meters and devices, for tests and the demo.")
 cloud_app = typer.Typer(no_args_is_help=True, help="Cloud services: ingest, API and the command layers.")
-broker_app = typer.Typer(no_args_is_help=True, help="The broker contract: Mosquitto config, ACLs, passwords.")
 concentrator_app = typer.Typer(no_args_is_help=True, help="The concentrator appliance (edge).")
 app.add_typer(sim_app, name="sim")
 app.add_typer(cloud_app, name="cloud")
@@ -47,26 +45,6 @@ def _firmware_app() -> typer.Typer:
 
 app.add_typer(_firmware_app(), name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
 
-LogLevel = Annotated[str, typer.Option("--log-level", help="Python logging level.")]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def run_until_signal(main) -> None:
-    """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``."""
-
-    async def runner() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await main(stop)
-
-    asyncio.run(runner())
-
-
 # --- the one-box platform -----------------------------------------------------------------------
 
 
@@ -86,8 +64,8 @@ def demo(
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
-    """Run the whole platform on one machine: Mosquitto, influxd, ingest, the API and a
-    concentrator with simulated meters, on embedded defaults (SQLite)."""
+    """Run the whole platform on one machine: Mosquitto, influxd, every cloud layer and a
+    concentrator with simulated meters and street lights, on embedded defaults (SQLite)."""
     from gridwire.demo import DemoOptions, run_demo
 
     _logging(log_level)
@@ -165,102 +143,6 @@ def concentrator_provision(
     typer.echo(f"  1. add [[meters]] to {written.config_file} (docs/INSTALL_CONCENTRATOR.md)")
     typer.echo(f"  2. gridwire concentrator check {written.config_file}")
     typer.echo("  3. systemctl enable --now gridwire-concentrator")
-
-
-@sim_app.command("p1")
-def sim_p1(
-    interval: Annotated[float, typer.Option(help="Seconds between telegrams.")] = 1.0,
-    count: Annotated[Optional[int], typer.Option(help="Stop after this many telegrams.")] = None,
-    url: Annotated[Optional[str], typer.Option(help="Write to this pyserial URL instead of a new pty.")] = None,
-    start: Annotated[Optional[datetime], typer.Option(help="Meter time of the first telegram (UTC).")] = None,
-    corrupt_crc_every: Annotated[Optional[int], typer.Option(help="Corrupt the CRC of every Nth telegram.")] = None,
-    truncate_every: Annotated[Optional[int], typer.Option(help="Truncate every Nth telegram.")] = None,
-) -> None:
-    """A simulated DSMR 5 meter writing P1 telegrams to a pty; prints the pty's path."""
-    from edge.p1.cli import sim_p1 as run
-
-    run(interval=interval, count=count, url=url, start=start, corrupt_crc_every=corrupt_crc_every,
-        truncate_every=truncate_every)
-
-
-@sim_app.command("dlms")
-def sim_dlms(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port (DLMS WRAPPER).")] = 4059,
-    security: Annotated[str, typer.Option(help="none, lls or hls-gmac (secrets from GRIDWIRE_DLMS_*).")] = "lls",
-    serial: Annotated[str, typer.Option(help="The meter's serial number.")] = "GW0000000001",
-    history_days: Annotated[int, typer.Option(help="Days of 15-minute load profile the meter keeps.")] = 10,
-    clock_offset_s: Annotated[float, typer.Option(help="Meter clock minus true time, in seconds.")] = 0.0,
-    drift_ppm: Annotated[float, typer.Option(help="Meter clock drift in parts per million.")] = 0.0,
-    serial_port: Annotated[Optional[str], typer.Option(help="Serve HDLC on this serial device instead of TCP.")] = None,
-    baudrate: Annotated[int, typer.Option(help="Baud rate on the serial device.")] = 9600,
-) -> None:
-    """A simulated DLMS/COSEM electricity meter over TCP (WRAPPER) or serial (HDLC) until Ctrl-C."""
-    from edge.dlms.cli import sim_dlms as run
-
-    run(host=host, port=port, security=security, serial=serial, history_days=history_days,
-        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port, baudrate=baudrate)
-
-
-@sim_app.command("modbus")
-def sim_modbus(
-    map_name: Annotated[str, typer.Option("--map", help="Register map name (edge/modbus/maps) or YAML path.")] = (
-        "solar-inverter"),
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Modbus TCP port.")] = 5020,
-    unit_id: Annotated[int, typer.Option(help="Modbus unit id.")] = 1,
-    serial_port: Annotated[str, typer.Option(help="Speak Modbus RTU on this serial device instead.")] = "",
-    log_level: LogLevel = "INFO",
-) -> None:
-    """A simulated Modbus device from a register map until Ctrl-C."""
-    from edge.modbus.cli import sim_modbus as run
-
-    run(map_name=map_name, host=host, port=port, unit_id=unit_id, serial_port=serial_port, log_level=log_level)
-
-
-@sim_app.command("firmware-image")
-def sim_firmware_image(
-    version: Annotated[str, typer.Option("--version", help="The version a simulated DLMS meter reports after "
-                                                           "activating the image.")],
-    out: Annotated[Path, typer.Option("--out", help="The image file to write.")],
-    payload_bytes: Annotated[int, typer.Option("--payload-bytes", min=0, max=16 * 1024 * 1024,
-                                               help="Filler bytes after the header (image size).")] = 4096,
-) -> None:
-    """Write a firmware image for the simulated DLMS meters (b"GWFW" header carrying the version);
-    sign it with `gridwire firmware sign`."""
-    from edge.dlms.sim_firmware import build_sim_image
-
-    try:
-        image = build_sim_image(version, bytes(n % 251 for n in range(payload_bytes)))
-    except ValueError as exc:
-        typer.echo(f"cannot build the image: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
-    out.write_bytes(image)
-    typer.echo(f"wrote {out} ({len(image)} bytes, version {version})")
-
-
-@sim_app.command("lights")
-def sim_lights(
-    count: Annotated[int, typer.Option(help="How many street lights (ids light-1 .. light-N).")] = 100,
-    host: Annotated[str, typer.Option(help="Broker address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Broker port.")] = 1883,
-    username: Annotated[str, typer.Option(help="Broker account with the fleet role.")] = "fleet-lights",
-    password: Annotated[str, typer.Option(envvar="GRIDWIRE_FLEET_PASSWORD",
-                                          help="Its password (or GRIDWIRE_FLEET_PASSWORD).")] = "",
-    sessions: Annotated[int, typer.Option(help="MQTT connections sharing the lights' commands.")] = 1,
-    prefix: Annotated[str, typer.Option(help="Device id prefix.")] = "light-",
-    client_id: Annotated[str, typer.Option(help="Client id prefix of the sessions (-0, -1, ...).")] = "light-fleet",
-    initial_status: Annotated[bool, typer.Option(help="Publish each light's retained status at start.")] = True,
-    log_level: LogLevel = "INFO",
-) -> None:
-    """A fleet of simulated MQTT-native street lights answering set_relay, set_dim_level and
-    get_light_status on device/<id>/command, over a few sessions of one fleet account."""
-    from edge.devices.service import run_lights
-
-    _logging(log_level)
-    run_until_signal(lambda stop: run_lights(stop, count=count, host=host, port=port, username=username,
-                                             password=password, sessions=sessions, prefix=prefix,
-                                             client_id=client_id, initial_status=initial_status))
 
 
 # --- cloud --------------------------------------------------------------------------------------
@@ -359,146 +241,6 @@ def cloud_firmware_server(log_level: LogLevel = "INFO") -> None:
     _logging(log_level)
     settings = FirmwareServerSettings()
     run_until_signal(lambda stop: run_firmware_server(settings, stop))
-
-
-# --- broker -------------------------------------------------------------------------------------
-
-
-@broker_app.command("config")
-def broker_config(
-    out: Annotated[Path, typer.Option(help="Directory to write mosquitto.conf, passwords and acl into.")],
-    accounts: Annotated[Path, typer.Option(help="TOML file listing accounts: [[account]] username, password, "
-                                                "role (cloud|concentrator|app|device|fleet).")],
-    port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
-    bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
-    data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
-    run_as: Annotated[Optional[str], typer.Option(help="User mosquitto switches to when started as root.")] = None,
-    tls_port: Annotated[Optional[int], typer.Option(help="Mutual-TLS listener port for concentrators "
-                                                         "(needs --pki-dir).")] = None,
-    pki_dir: Annotated[Optional[Path], typer.Option(help="Directory with ca.pem, server.pem and server.key "
-                                                         "(gridwire broker pki ensure).")] = None,
-) -> None:
-    """Write the Mosquitto configuration Gridwire runs with (persistence, queue limits, ACLs)."""
-    import tomllib
-
-    from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
-
-    import os
-
-    listed = tomllib.loads(accounts.read_text()).get("account", [])
-    resolved = []
-    for entry in listed:
-        password = entry.get("password")
-        if password is None and "password_env" in entry:
-            password = os.environ.get(entry["password_env"])
-        if not password:
-            typer.echo(f"error: {accounts}: account {entry.get('username')!r} has no password "
-                       f"(set password, or the variable named by password_env)", err=True)
-            raise typer.Exit(2)
-        resolved.append(Account(username=entry["username"], password=password, role=entry["role"]))
-    if (tls_port is None) != (pki_dir is None):
-        typer.echo("error: --tls-port and --pki-dir go together", err=True)
-        raise typer.Exit(2)
-    tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_ca_file": pki_dir / "ca.pem",
-                                      "tls_cert_file": pki_dir / "server.pem", "tls_key_file": pki_dir / "server.key"}
-    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls)
-    conf = write_broker_files(cfg, out)
-    typer.echo(f"wrote {conf} ({len(listed)} accounts)")
-
-
-pki_app = typer.Typer(no_args_is_help=True, help="A private CA for mutual TLS: broker and concentrator certificates.")
-broker_app.add_typer(pki_app, name="pki")
-PkiDir = Annotated[Path, typer.Option("--dir", help="The CA's directory (ca.pem, ca.key; keys are written 0600).")]
-
-
-def _pki_error(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2) from exc
-
-
-@pki_app.command("init-ca")
-def broker_pki_init_ca(directory: PkiDir,
-                       name: Annotated[str, typer.Option(help="The CA's common name.")] = "Gridwire CA",
-                       days: Annotated[int, typer.Option(help="Validity in days.")] = 3650) -> None:
-    """Create a new certificate authority (refuses to overwrite an existing one)."""
-    from broker.pki import CertificateAuthority, PkiError
-
-    try:
-        ca = CertificateAuthority.create(directory, name=name, days=days)
-    except PkiError as exc:
-        _pki_error(exc)
-    typer.echo(f"wrote {ca.cert_file} and its key")
-
-
-@pki_app.command("ensure")
-def broker_pki_ensure(directory: PkiDir,
-                      name: Annotated[Optional[list[str]], typer.Option(
-                          "--name", help="DNS name or IP address of the broker (repeat; default localhost, "
-                                         "127.0.0.1).")] = None,
-                      client: Annotated[Optional[list[str]], typer.Option(
-                          "--client", help="A concentrator id to issue a client certificate for (repeat).")] = None,
-                      reserved: Annotated[Optional[list[str]], typer.Option(
-                          "--reserved", help="Privileged broker usernames no client certificate may carry "
-                                             "(repeat; default gridwire-cloud).")] = None,
-                      server_dir: Annotated[Optional[Path], typer.Option(
-                          help="Where server.pem, server.key and a copy of ca.pem go (default: --dir).")] = None,
-                      clients_dir: Annotated[Optional[Path], typer.Option(
-                          help="Where <id>.pem, <id>.key and a copy of ca.pem go (default: <dir>/clients).")] = None,
-                      owner: Annotated[Optional[int], typer.Option(
-                          help="Give the broker's key and certificate to this uid (the broker reads them "
-                               "after dropping root; 1883 in the eclipse-mosquitto image).")] = None) -> None:
-    """Create the CA, the broker's certificate and the named client certificates if they are
-    missing (clients under <dir>/clients); keeps whatever exists. Safe to run at every start."""
-    from broker.pki import DEFAULT_SERVER_NAMES, PkiError, ensure_pki
-    from broker.topics import TopicError
-
-    try:
-        ensure_pki(directory, server_names=name or DEFAULT_SERVER_NAMES, clients=client or [],
-                   reserved=reserved or ["gridwire-cloud"], server_dir=server_dir, clients_dir=clients_dir)
-    except (PkiError, TopicError) as exc:
-        _pki_error(exc)
-    if owner is not None:
-        import os
-
-        for path in ((server_dir or directory) / "server.key", (server_dir or directory) / "server.pem"):
-            os.chown(path, owner, -1)
-    typer.echo(f"PKI ready in {directory}")
-
-
-@pki_app.command("server")
-def broker_pki_server(directory: PkiDir,
-                      name: Annotated[Optional[list[str]], typer.Option(
-                          "--name", help="DNS name or IP address of the broker (repeat; default localhost, "
-                                         "127.0.0.1).")] = None,
-                      days: Annotated[int, typer.Option(help="Validity in days.")] = 825) -> None:
-    """Issue the broker's server certificate (server.pem, server.key in the CA's directory)."""
-    from broker.pki import DEFAULT_SERVER_NAMES, CertificateAuthority, PkiError
-
-    try:
-        files = CertificateAuthority.load(directory).issue_server(directory, names=name or DEFAULT_SERVER_NAMES,
-                                                                  days=days)
-    except PkiError as exc:
-        _pki_error(exc)
-    typer.echo(f"wrote {files.cert_file} and {files.key_file}")
-
-
-@pki_app.command("client")
-def broker_pki_client(concentrator_id: Annotated[str, typer.Argument(help="The concentrator id: the certificate's "
-                                                                          "CN and so its broker username.")],
-                      directory: PkiDir,
-                      out: Annotated[Optional[Path], typer.Option(help="Where to write <id>.pem and <id>.key "
-                                                                       "(default: <dir>/clients).")] = None,
-                      days: Annotated[int, typer.Option(help="Validity in days.")] = 825) -> None:
-    """Issue a concentrator's client certificate for the broker's mutual-TLS listener."""
-    from broker.pki import CertificateAuthority, PkiError
-    from broker.topics import TopicError
-
-    try:
-        files = CertificateAuthority.load(directory).issue_client(out or directory / "clients", concentrator_id,
-                                                                  days=days)
-    except (PkiError, TopicError) as exc:
-        _pki_error(exc)
-    typer.echo(f"wrote {files.cert_file} and {files.key_file}")
 
 
 docs_app = typer.Typer(no_args_is_help=True, help="Generate the API documents kept in docs/.")
