@@ -41,18 +41,17 @@ class FirmwareCatalogue:
         return await self.get(m.firmware_id)
 
     async def get(self, firmware_id: str) -> FirmwarePublic:
-        async with self._sessions() as session:
-            row = await session.get(FirmwareRow, firmware_id)
-        if row is None:
-            raise FirmwareNotFound(firmware_id)
-        return _public(row)
+        return _public(await self._row(firmware_id))
 
     async def signed(self, firmware_id: str) -> SignedManifest:
+        return SignedManifest.model_validate((await self._row(firmware_id)).signed_manifest)
+
+    async def _row(self, firmware_id: str) -> FirmwareRow:
         async with self._sessions() as session:
             row = await session.get(FirmwareRow, firmware_id)
         if row is None:
             raise FirmwareNotFound(firmware_id)
-        return SignedManifest.model_validate(row.signed_manifest)
+        return row
 
     async def list(self) -> list[FirmwarePublic]:
         async with self._sessions() as session:
