@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -28,7 +28,8 @@ from firmware_ota.campaign_store import CampaignNotFound, CampaignStore, Invalid
 from firmware_ota.campaigns import CampaignService, NotAuthorised, TargetsRefused
 from firmware_ota.catalogue import FirmwareCatalogue, FirmwareNotFound
 from firmware_ota.manifest import MAX_IMAGE_BYTES, SignedManifest
-from firmware_ota.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic
+from firmware_ota.campaign_logic import TargetState
+from firmware_ota.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic, TargetPublic
 from firmware_ota.signing import SignatureError, load_trusted_keys
 from firmware_ota.store import FirmwareStore
 
@@ -158,11 +159,26 @@ async def get_campaign(campaign_id: str, campaigns: CampaignsDep, who: Caller) -
 @router.get("/v1/campaigns/{campaign_id}/status", response_model=CampaignStatus,
             responses={404: {"description": "Unknown"}})
 async def campaign_status(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignStatus:
-    """Counts per target state, overall and per wave, and every failed device with its reason."""
+    """Counts per target state, overall and per wave, and the failed devices with their reasons
+    (the first 1,000; all of them, a page at a time, from ``/targets?state=FAILED``)."""
     with _errors():
         found = await campaigns.status(campaign_id)
     _visible(found.campaign, who)
     return found
+
+
+@router.get("/v1/campaigns/{campaign_id}/targets", response_model=list[TargetPublic],
+            responses={404: {"description": "Unknown"}})
+async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Caller,
+                           state: Annotated[TargetState | None, Query(description="Only devices in this state")] = None,
+                           page: Annotated[int, Query(ge=0, description="Page number, from 0")] = 0,
+                           page_size: Annotated[int, Query(alias="pageSize", ge=1, le=10_000)] = 1000,
+                           ) -> list[TargetPublic]:
+    """The campaign's devices, a page at a time (by wave, then device), with each one's state,
+    attempts, command and failure: every failed device, however many, with ``state=FAILED``."""
+    with _errors():
+        _visible(await campaigns.public(campaign_id), who)
+        return await campaigns.targets(campaign_id, state=state, page=page, page_size=page_size)
 
 
 @router.post("/v1/campaigns/{campaign_id}/{action}", response_model=CampaignPublic, responses={

@@ -175,13 +175,13 @@ class CampaignStore:
                 CampaignWaveRow.campaign_id == campaign_id).order_by(CampaignWaveRow.index))).all())
 
     async def targets(self, campaign_id: str, *, state: TargetState | None = None,
-                      limit: int = 10_000) -> list[CampaignTargetRow]:
+                      limit: int = 10_000, offset: int = 0) -> list[CampaignTargetRow]:
         query = select(CampaignTargetRow).where(CampaignTargetRow.campaign_id == campaign_id)
         if state is not None:
             query = query.where(CampaignTargetRow.state == state.value)
         async with self._sessions() as session:
             return list((await session.scalars(
-                query.order_by(CampaignTargetRow.wave, CampaignTargetRow.device).limit(limit))).all())
+                query.order_by(CampaignTargetRow.wave, CampaignTargetRow.device).offset(offset).limit(limit))).all())
 
     # --- the runner ----------------------------------------------------------------------------
 

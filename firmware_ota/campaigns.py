@@ -24,6 +24,7 @@ from firmware_ota.schemas import (
     CampaignPublic,
     CampaignStatus,
     FailedTarget,
+    TargetPublic,
     WavePublic,
 )
 
@@ -140,6 +141,17 @@ class CampaignService:
                   for t in await self.store.targets(campaign_id, state=TargetState.FAILED, limit=MAX_FAILED_LISTED)]
         return CampaignStatus(campaign=campaign, counts={s: total.get(s, 0) for s in TargetState}, waves=wave_views,
                               failed=failed)
+
+    async def targets(self, campaign_id: str, *, state: TargetState | None, page: int,
+                      page_size: int) -> list[TargetPublic]:
+        """One page (from 0) of the campaign's devices, by wave then device, optionally of one state."""
+        await self.store.get(campaign_id)  # unknown campaign: the store's error
+        rows = await self.store.targets(campaign_id, state=state, limit=page_size, offset=page * page_size)
+        return [TargetPublic(device=t.device, wave=t.wave, group=t.group_key, state=TargetState(t.state),
+                             attempts=t.attempts, command_id=t.command_id, failure_code=t.failure_code,
+                             failure_reason=t.failure_reason, reported_version=t.reported_version,
+                             issued_at=t.issued_at, finished_at=t.finished_at, extra=t.result)
+                for t in rows]
 
     async def _public(self, row: CampaignRow) -> CampaignPublic:
         firmware = await self.catalogue.get(row.firmware_id)

@@ -135,6 +135,16 @@ async def test_firmware_upload_campaign_and_status(mosquitto: MosquittoServer, t
         assert status["counts"] == {"PENDING": 0, "IN_FLIGHT": 0, "SUCCEEDED": 3, "FAILED": 1, "CANCELLED": 0}
         assert [(f["device"], f["failureCode"]) for f in status["failed"]] == [("m003", "VERIFY_FAILED")]
         assert [w["groups"] for w in status["waves"]] == [["F0"], ["F0"], ["F1"]]
+        targets = f"/v1/campaigns/{campaign['id']}/targets"
+        failed = (await http.get(targets, params={"state": "FAILED"}, headers=operator)).json()
+        assert [(t["device"], t["state"], t["failureCode"]) for t in failed] == [("m003", "FAILED", "VERIFY_FAILED")]
+        pages = [(await http.get(targets, params={"page": n, "pageSize": 3}, headers=operator)).json()
+                 for n in range(3)]
+        assert [len(p) for p in pages] == [3, 1, 0]
+        assert sorted(t["device"] for p in pages for t in p) == meter_ids(4)
+        assert (await http.get(targets, params={"pageSize": 0}, headers=operator)).status_code == 422
+        assert (await http.get("/v1/campaigns/nope/targets", headers=operator)).status_code == 404
+        assert (await http.get(targets, headers=bearer("stranger"))).status_code == 403
         assert [c["id"] for c in (await http.get("/v1/campaigns", headers=operator)).json()] == [campaign["id"]]
         assert (await http.get(f"/v1/campaigns/{campaign['id']}/status", headers=admin)).status_code == 200
         device = (await http.get("/v1/installation/devices/m001", headers=operator)).json()
