@@ -218,3 +218,19 @@ def test_simulator_answers_snrm_and_disc_with_ua(model: MeterModel) -> None:
     assert (client.hdlcSettings.maxInfoRX, client.hdlcSettings.windowSizeRX) == (128, 1)
     reply = server.handle_frame(bytes(client.disconnectRequest()))
     assert reply is not None and reply[5] == ua
+
+
+async def test_image_transfer_over_hdlc(serial_meter: DlmsSerialMeterSimulator, cable: PtyNullModem,
+                                        model: MeterModel) -> None:
+    """Firmware to a serial meter: the same class-18 transfer, block by block over HDLC frames."""
+    from edge.dlms.sim_firmware import ImageTransferStatus, build_sim_image
+
+    image = build_sim_image("2.1.0", bytes(range(256)) * 8)  # a few blocks, kept small at 9,600 baud
+    adapter = DlmsMeterAdapter(config=_config(cable))
+    assert await adapter.read_firmware_version() == "1.0.0"
+    report = await adapter.update_firmware(identifier=b"sim-meter-2.1.0", image=image)
+    assert report.blocks_sent == report.blocks_total > 1 and not report.resumed
+    assert await adapter.read_firmware_version() == "2.1.0"
+    assert model.firmware.image() == image
+    assert model.firmware.status is ImageTransferStatus.ACTIVATION_SUCCESSFUL
+    assert serial_meter.frames_served > report.blocks_total  # every block went as an HDLC frame
