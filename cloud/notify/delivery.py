@@ -58,6 +58,7 @@ class WebhookDelivery:
         self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
         self._task: asyncio.Task[None] | None = None
         self._next_purge = 0.0
+        self._stop = asyncio.Event()
 
     async def run_once(self) -> int:
         """One round: claim due notifications, send them, record the outcomes; how many were claimed."""
@@ -98,14 +99,24 @@ class WebhookDelivery:
                 pass
 
     def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name=f"webhook-delivery-{self.worker}")
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self.run(self._stop), name=f"webhook-delivery-{self.worker}")
         return self._task
 
-    async def close(self) -> None:
-        if self._task is not None:
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop after the current round (its database work finishes and returns its connections);
+        a round still running after ``grace`` seconds (a slow receiver) is cancelled, and its
+        claims are taken up again when their lease runs out."""
+        if self._task is None:
+            return
+        self._stop.set()
+        self._sender.submitted.set()  # wake the wait between rounds
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
 
     async def _deliver(self, delivery: Delivery) -> None:
         target = await self._sender.target(delivery.organisation)
