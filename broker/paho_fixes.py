@@ -70,7 +70,8 @@ def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtoc
         if protocol == MQTTProtocolVersion.MQTTv5:
             properties = Properties(PacketTypes.PUBLISH)
             rest = view[end:]
-            _props, used = properties.unpack(bytes(rest[:_length_prefix(rest)]))
+            # Already bounded to the properties' own bytes: the unpatched parser suffices.
+            _props, used = _original_unpack(properties, bytes(rest[:_length_prefix(rest)]))
             end += used
         # The payload is a view of the packet, not a copy: MqttSession copies it for its
         # handlers unless they asked for views (see payload_views there).

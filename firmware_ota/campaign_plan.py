@@ -8,7 +8,7 @@ that many parts of the grid at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -84,7 +84,3 @@ def plan_waves(targets: Iterable[PlanTarget], *, max_groups_per_wave: int, canar
         members = tuple(t for name in chunk for t in by_group[name])
         waves.append(PlannedWave(index=len(waves), groups=tuple(chunk), targets=members))
     return waves
-
-
-def wave_sizes(waves: Sequence[PlannedWave]) -> list[int]:
-    return [len(w.targets) for w in waves]

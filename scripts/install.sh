@@ -8,7 +8,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
-packages="mosquitto mosquitto-clients influxdb"
+# curl: the demo prints its firmware recipe as curl commands.
+packages="mosquitto mosquitto-clients influxdb curl"
 if ! python3 -m venv --help >/dev/null 2>&1; then packages="$packages python3-venv"; fi
 echo "==> apt-get install $packages"
 $SUDO apt-get update -qq
