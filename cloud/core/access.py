@@ -4,8 +4,8 @@
 groups in three queries; on the hot path (every switch command is checked by the API and
 again by the core) that is most of the work. Here one joined query answers the common case;
 when the organisation or the device is unknown or disabled (rare: the request is refused
-anyway) the registry's own check produces the precise reason. The decision itself is the
-registry's pure rule (:func:`cloud.registry.functions.is_allowed_on`).
+anyway) the registry's own check produces the precise reason. Either way the decision is the
+registry's one pure rule, :func:`cloud.registry.functions.authorise`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.registry import Decision, DeviceFunction, FunctionGroup, LifecycleState, Protocol, Registry, Route
-from cloud.registry.functions import groups_allowing, is_allowed_on
+from cloud.registry.functions import authorise
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 
 
@@ -26,19 +26,6 @@ from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
     """``engine`` in autocommit mode, made once per engine (each one copies the engine's event set)."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def decide(organisation: str, device: str, function: DeviceFunction, *, state: LifecycleState,
-           held: frozenset[FunctionGroup]) -> Decision:
-    """The decision for an enabled organisation and a registered device (pure; same reasons as the registry)."""
-    decommissioned = state is LifecycleState.DECOMMISSIONED
-    if is_allowed_on(held, function, decommissioned=decommissioned):
-        return Decision(True, f"{function} allowed by {sorted(held & groups_allowing(function))}")
-    if decommissioned and is_allowed_on(held, function, decommissioned=False):
-        return Decision(False, f"device {device!r} is decommissioned; {function} is no longer possible")
-    needed = ", ".join(sorted(groups_allowing(function)))
-    return Decision(False, f"organisation {organisation!r} needs one of [{needed}] on device {device!r} "
-                           f"for {function}; it holds [{', '.join(sorted(held))}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +64,9 @@ async def accesses(registry: Registry, organisation: str, devices: Iterable[str]
         groups = held.setdefault(identification, set())
         if group is not None:
             groups.add(FunctionGroup(group))
-    answer = {d: Access(decide(organisation, d, function, state=found[d][0], held=frozenset(held[d])), found[d][1])
+    # Only an enabled organisation's rows are found (the query's condition).
+    answer = {d: Access(authorise(organisation=organisation, device=d, function=function, enabled=True,
+                               state=found[d][0], held=held[d]), found[d][1])
               for d in wanted if d in found}
     for missing in (d for d in wanted if d not in found):
         # Unknown or disabled organisation, or unknown device: let the registry say which.

@@ -15,13 +15,12 @@ from cloud.registry.errors import (
     OrganisationNotFound,
     RegistryError,
 )
-from cloud.registry.functions import DeviceFunction, FunctionGroup, groups_allowing, is_allowed
+from cloud.registry.functions import Decision, DeviceFunction, FunctionGroup, authorise, groups_allowing, is_allowed
 from cloud.registry.migrate import migrate
 from cloud.registry.repository import METER_DATA_GROUPS, Registry
 from cloud.registry.schemas import (
     AuthorisationGrant,
     AuthorisationPublic,
-    Decision,
     DeviceBase,
     DeviceCreate,
     DevicePublic,
@@ -41,6 +40,6 @@ __all__ = [
     "DeviceType", "DeviceUpdate", "FunctionGroup", "GridPosition", "InvalidChange",
     "InvalidStateChange", "LifecycleState", "Location", "NotFoundError", "OrganisationCreate",
     "OrganisationExists", "OrganisationNotFound", "OrganisationPublic", "OrganisationUpdate",
-    "PlatformRole", "Protocol", "Registry", "RegistryError", "Route", "groups_allowing",
+    "PlatformRole", "Protocol", "Registry", "RegistryError", "Route", "authorise", "groups_allowing",
     "is_allowed", "migrate",
 ]

@@ -3,6 +3,8 @@
 An organisation holds, per device, a set of function groups (OWNER, INSTALLATION, ...). A
 function (a thing an organisation asks the platform to do with a device) is allowed when
 any held group allows it. OWNER allows everything, including handing out authorisations.
+:func:`authorise` is the whole rule with its reasons: every check that reads the registry
+(the registry's own, and the core's one-query check) gathers the facts and lets it answer.
 
 Meter data: reading stored readings (:attr:`DeviceFunction.READ_METER_DATA`, the OMDP query
 API) is allowed to OWNER, AD_HOC and MONITORING. AD_HOC is for on-demand reads, MONITORING for
@@ -12,8 +14,11 @@ periodic collection, and either may look at what was collected.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
+
+from cloud.registry.enums import LifecycleState
 
 
 class FunctionGroup(StrEnum):
@@ -134,3 +139,38 @@ def is_allowed_on(groups: Iterable[FunctionGroup | str], function: DeviceFunctio
     if decommissioned and DeviceFunction(function) not in ALLOWED_WHEN_DECOMMISSIONED:
         return False
     return is_allowed(groups, function)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An authorisation answer with the reason, for the 403 body and the log."""
+
+    allowed: bool
+    reason: str
+
+
+def authorise(*, organisation: str, device: str, function: DeviceFunction | str, enabled: bool | None,
+           state: LifecycleState | None, held: Iterable[FunctionGroup | str]) -> Decision:
+    """Whether ``organisation`` may do ``function`` on ``device``, and why: the one rule.
+
+    ``enabled`` is None when the organisation does not exist, ``state`` None when the device
+    is not registered; ``held`` are the groups the organisation holds on the device. Only an
+    existing, enabled organisation may act, only on a registered device, only through a held
+    group that allows the function, and on a decommissioned device only to read its history.
+    """
+    function = DeviceFunction(function)
+    if enabled is None:
+        return Decision(False, f"organisation {organisation!r} does not exist")
+    if not enabled:
+        return Decision(False, f"organisation {organisation!r} is disabled")
+    if state is None:
+        return Decision(False, f"device {device!r} is not registered")
+    held = frozenset(held)
+    decommissioned = state is LifecycleState.DECOMMISSIONED
+    if is_allowed_on(held, function, decommissioned=decommissioned):
+        return Decision(True, f"{function} allowed by [{', '.join(sorted(held & groups_allowing(function)))}]")
+    if decommissioned and is_allowed(held, function):
+        return Decision(False, f"device {device!r} is decommissioned; {function} is no longer possible")
+    needed = ", ".join(sorted(groups_allowing(function)))
+    return Decision(False, f"organisation {organisation!r} needs one of [{needed}] on device {device!r} "
+                           f"for {function}; it holds [{', '.join(sorted(held))}]")

@@ -20,11 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from cloud.registry import errors
 from cloud.registry.db import create_engine
 from cloud.registry.enums import LifecycleState, can_update_state
-from cloud.registry.functions import DeviceFunction, FunctionGroup, groups_allowing, is_allowed_on
+from cloud.registry.functions import Decision, DeviceFunction, FunctionGroup, authorise, groups_allowing
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from cloud.registry.schemas import (
     AuthorisationPublic,
-    Decision,
     DeviceCreate,
     DevicePublic,
     DeviceUpdate,
@@ -281,27 +280,18 @@ class Registry:
 
     async def permission(self, organisation: str, device: str, function: DeviceFunction) -> Decision:
         """Whether ``organisation`` may do ``function`` on ``device``, and why (for a 403 body)."""
-        function = DeviceFunction(function)
         async with self._sessions() as session:
             org = await session.scalar(select(Organisation).where(Organisation.identification == organisation))
             dev = await session.scalar(select(Device).where(Device.identification == device))
-            if org is None:
-                return Decision(False, f"organisation {organisation!r} does not exist")
-            if not org.enabled:
-                return Decision(False, f"organisation {organisation!r} is disabled")
-            if dev is None:
-                return Decision(False, f"device {device!r} is not registered")
-            held = frozenset((await session.scalars(
-                select(DeviceAuthorisation.function_group)
-                .where(DeviceAuthorisation.device_id == dev.id, DeviceAuthorisation.organisation_id == org.id))).all())
-        decommissioned = dev.state is LifecycleState.DECOMMISSIONED
-        if is_allowed_on(held, function, decommissioned=decommissioned):
-            return Decision(True, f"{function} allowed by {sorted(held & groups_allowing(function))}")
-        if decommissioned and is_allowed_on(held, function, decommissioned=False):
-            return Decision(False, f"device {device!r} is decommissioned; {function} is no longer possible")
-        needed = ", ".join(sorted(groups_allowing(function)))
-        return Decision(False, f"organisation {organisation!r} needs one of [{needed}] on device {device!r} "
-                               f"for {function}; it holds [{', '.join(sorted(held))}]")
+            held: frozenset[FunctionGroup] = frozenset()
+            if org is not None and dev is not None:
+                held = frozenset((await session.scalars(
+                    select(DeviceAuthorisation.function_group)
+                    .where(DeviceAuthorisation.device_id == dev.id,
+                           DeviceAuthorisation.organisation_id == org.id))).all())
+        return authorise(organisation=organisation, device=device, function=function,
+                      enabled=org.enabled if org is not None else None,
+                      state=dev.state if dev is not None else None, held=held)
 
     async def authorised(self, organisation: str, device: str, function: DeviceFunction) -> bool:
         """Whether ``organisation`` may do ``function`` on ``device`` now."""

@@ -208,11 +208,3 @@ class Route:
     concentrator_id: str | None
     protocol: Protocol
     protocol_version: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """An authorisation answer with the reason, for the 403 body and the log."""
-
-    allowed: bool
-    reason: str
