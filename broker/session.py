@@ -11,8 +11,16 @@ What it guarantees, and why each matters for "nothing lost":
 - A received QoS 1 message is acknowledged only after its handler returned. A handler that
   raises leaves the message unacknowledged; the session then reconnects after a backoff so the
   broker redelivers it (MQTT 5 redelivers unacknowledged messages only on a new connection).
+- Redeliveries are capped: a message its handler failed on ``max_deliveries`` times goes to
+  the owner's ``dead_letter`` sink and is then acknowledged, so one poisonous message cannot
+  keep the session reconnecting for ever. The backoff before each redelivery grows with the
+  message's failures. A session without a sink keeps redelivering (nothing is dropped unseen).
 - Reconnect with capped, randomised exponential backoff; subscriptions restored when the
   broker did not keep the session.
+- Connecting never blocks the event loop: the TCP connect and TLS handshake run in a worker
+  thread (:mod:`broker.paho_client`), so over a slow link a concentrator's meter readers keep
+  their schedule while the session connects.
+- Every task it starts is named (``mqtt-...:<client id>``) and ended by :meth:`close`.
 
 paho runs without its own thread: its socket is registered with the event loop
 (``add_reader``/``add_writer``) and ``loop_misc`` runs on a timer.
@@ -23,11 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import socket
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -37,97 +42,28 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import paho_fixes
+from broker.backoff import Backoff
+from broker.errors import Invalid
+from broker.mqtt_types import (
+    ConnectError,
+    DeadLetterSink,
+    Handler,
+    Message,
+    MqttError,
+    NegativeAckError,
+    TlsSettings,
+    Will,
+    publish_properties,
+)
+from broker.paho_client import OffLoopClient
+from broker.redelivery import Redeliveries
 from broker.topics import validate_filter, validate_publish_topic
 
 log = logging.getLogger(__name__)
 paho_fixes.apply()
 
 _ROUTE_CACHE = 10_000
-
-
-class MqttError(Exception):
-    """Base of the session's errors."""
-
-
-class ConnectError(MqttError):
-    """The broker refused the connection (bad credentials, not authorised) or was unreachable."""
-
-
-class NegativeAckError(MqttError):
-    """The broker answered a publish or subscribe with a failure reason code."""
-
-    def __init__(self, message: str, *, reason_code: int) -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped, randomised exponential backoff ("full jitter" on the upper half)."""
-
-    initial: float = 0.2
-    maximum: float = 10.0
-    factor: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor ** max(attempt, 0))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    # bytes, or a memoryview for a session made with ``payload_views=True`` (no copy).
-    payload: bytes | memoryview
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    ca_file: str
-    cert_file: str | None = None
-    key_file: str | None = None
-
-
-@dataclass(slots=True)
-class Message:
-    """A received message. Acknowledged by the session after its handler returns."""
-
-    topic: str
-    # bytes, or a memoryview for a session made with ``payload_views=True`` (no copy).
-    payload: bytes | memoryview
-    qos: int
-    retain: bool
-    correlation_data: bytes | None = None
-    response_topic: str | None = None
-    message_expiry: int | None = None
-    user_properties: dict[str, str] = field(default_factory=dict)
-
-
-Handler = Callable[[Message], Awaitable[None]]
-
-
-def publish_properties(*, correlation_data: bytes | None = None, response_topic: str | None = None,
-                       message_expiry: int | None = None,
-                       user_properties: dict[str, str] | None = None,
-                       content_type: str | None = None) -> Properties | None:
-    """MQTT 5 PUBLISH properties from keyword arguments (None when there are none)."""
-    if not any((correlation_data, response_topic, message_expiry, user_properties, content_type)):
-        return None
-    props = Properties(PacketTypes.PUBLISH)
-    if correlation_data is not None:
-        props.CorrelationData = correlation_data
-    if response_topic is not None:
-        props.ResponseTopic = validate_publish_topic(response_topic)
-    if message_expiry is not None:
-        props.MessageExpiryInterval = max(1, int(message_expiry))
-    if user_properties:
-        props.UserProperty = list(user_properties.items())
-    if content_type is not None:
-        props.ContentType = content_type
-    return props
-
+_LOGGED_PAYLOAD = 200
 
 class MqttSession:
     """An MQTT 5 client session; use as ``async with MqttSession(...) as session``."""
@@ -137,7 +73,10 @@ class MqttSession:
                  clean_start: bool = False, keepalive: int = 30, receive_maximum: int = 100,
                  max_inflight: int = 100, will: Will | Callable[[], Will] | None = None,
                  tls: TlsSettings | None = None,
-                 backoff: Backoff = Backoff(), connect_timeout: float = 10.0, payload_views: bool = False) -> None:
+                 backoff: Backoff = Backoff(), connect_timeout: float = 10.0, payload_views: bool = False,
+                 max_deliveries: int = 5, dead_letter: DeadLetterSink | None = None) -> None:
+        if max_deliveries < 1:
+            raise Invalid("max_deliveries must be >= 1")
         self.client_id = client_id
         # True: handlers get each payload as a read-only view of the received packet, not a
         # copy of it (ingest: a copy of every 90 KiB batch cost it a tenth of its CPU).
@@ -147,8 +86,10 @@ class MqttSession:
         self._receive_maximum = receive_maximum
         self._backoff = backoff
         self._connect_timeout = connect_timeout
-        self._client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=paho.MQTTv5, manual_ack=True)
+        self._max_deliveries = max_deliveries
+        self._dead_letter = dead_letter
+        self._client = OffLoopClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                                     protocol=paho.MQTTv5, manual_ack=True)
         if username is not None:
             self._client.username_pw_set(username, password)
         if tls is not None:
@@ -166,14 +107,26 @@ class MqttSession:
         self._routes: dict[str, Handler | None] = {}  # topic -> handler, see _handler_for
         self._pending_subs: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # everything else it runs in the background
+        self._redeliveries = Redeliveries()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._misc_task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()
+        self._reconnected = asyncio.Event()
         self._closing = False
         self.connections = 0
+        self.dead_lettered = 0
         self._install_callbacks()
+
+    def set_will(self, will: Will | Callable[[], Will] | None) -> None:
+        """The will of the next connection attempts (a callable is asked before each one)."""
+        self._will = will
+
+    def set_dead_letter(self, sink: DeadLetterSink | None) -> None:
+        """Where messages go that their handler failed on ``max_deliveries`` times."""
+        self._dead_letter = sink
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -187,8 +140,15 @@ class MqttSession:
     async def connect(self) -> None:
         """Connect once; raise ConnectError if refused. Later drops reconnect by themselves."""
         self._loop = asyncio.get_running_loop()
-        self._misc_task = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc-{self.client_id}")
+        self._client.drive_with(self._loop)
+        self._misc_task = self._spawn(self._misc_loop(), "mqtt-misc")
         await self._connect_once()
+
+    async def wait_connection(self, after: int) -> int:
+        """Wait until this session has made more than ``after`` connections; return how many."""
+        while self.connections <= after:
+            await self._reconnected.wait()
+        return self.connections
 
     async def drain(self, *, timeout: float) -> None:
         """Let the handlers already running finish (and their messages be acknowledged), for at
@@ -198,12 +158,10 @@ class MqttSession:
             await asyncio.wait(running, timeout=timeout)
 
     async def close(self) -> None:
-        """Disconnect cleanly (no will is sent) and stop background tasks."""
+        """Disconnect cleanly (no will is sent) and stop every task the session started."""
         self._closing = True
-        for task in (self._reconnect_task, self._misc_task):
-            if task is not None:
-                task.cancel()
-        for task in list(self._handler_tasks):
+        background = list(self._tasks)
+        for task in background + list(self._handler_tasks):
             task.cancel()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
@@ -215,30 +173,51 @@ class MqttSession:
         for fut in list(self._pending.values()) + list(self._pending_subs.values()):
             if not fut.done():
                 fut.set_exception(MqttError("session closed"))
-        for task in (self._reconnect_task, self._misc_task):
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """Start a named background task that :meth:`close` cancels and awaits."""
+        assert self._loop is not None
+        task = self._loop.create_task(coro, name=f"{what}:{self.client_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _connect_once(self) -> None:
         assert self._loop is not None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._session_expiry
         props.ReceiveMaximum = self._receive_maximum
-        self._connack = self._loop.create_future()
         will = self._will() if callable(self._will) else self._will
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.prepare(self._host, self._port, self._keepalive, clean_start=self._clean_start,
+                             properties=props)
+        sock = await self._open_socket()
+        self._connack = self._loop.create_future()
         try:
-            # paho's connect is a blocking TCP connect: on loopback and a LAN it is immediate.
-            self._client.connect(self._host, self._port, self._keepalive, clean_start=self._clean_start,
-                                 properties=props)
-        except (OSError, socket.timeout) as exc:
+            self._client.connect_on(sock)
+        except OSError as exc:
             raise ConnectError(f"cannot reach broker at {self._host}:{self._port}: {exc}") from exc
         try:
             await asyncio.wait_for(self._connack, self._connect_timeout)
         except TimeoutError as exc:
             self._drop_socket()
             raise ConnectError(f"no CONNACK from {self._host}:{self._port}") from exc
+
+    async def _open_socket(self) -> Any:
+        """The TCP connection (and TLS handshake), made in a worker thread: over a slow link
+        they take seconds, and on the loop every other coroutine would wait that long."""
+        assert self._loop is not None
+        opening = self._loop.run_in_executor(None, self._client.open_socket)
+        try:
+            # Shielded, so a cancelled connect (close() meanwhile) still gets the socket to close.
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+        except (OSError, ValueError) as exc:  # ssl.CertificateError is a ValueError
+            raise ConnectError(f"cannot reach broker at {self._host}:{self._port}: {exc}") from exc
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -332,53 +311,64 @@ class MqttSession:
             log.warning("%s: no handler for %s; acknowledging and dropping", self.client_id, message.topic)
             self._ack(raw)
             return
+        # Only a session that has seen a handler fail pays for identifying messages.
+        counted = self._redeliveries.active
+        if counted and self._redeliveries.take_settled(message):
+            self._ack(raw)  # dead-lettered already; its acknowledgement was lost with the connection
+            return
         try:
             await handler(message)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # Not acknowledged: reconnect so the broker delivers it again.
-            log.exception("%s: handler failed for %s; message left unacknowledged", self.client_id,
-                          message.topic)
-            self._force_reconnect()
+        except Exception as exc:  # noqa: BLE001 - any handler failure: redeliver, then dead-letter
+            await self._handler_failed(raw, message, exc)
             return
+        if counted:
+            self._redeliveries.succeeded(message)
         self._ack(raw)
 
-    def _ack(self, raw: paho.MQTTMessage) -> None:
-        if raw.qos > 0 and self.connected.is_set():
-            self._client.ack(raw.mid, raw.qos)
+    async def _handler_failed(self, raw: paho.MQTTMessage, message: Message, exc: Exception) -> None:
+        failures = self._redeliveries.failed(message)
+        if self._dead_letter is not None and failures >= self._max_deliveries:
+            reason = f"handler failed on {failures} deliveries; last: {type(exc).__name__}: {exc}"
+            log.error("%s: dead-lettering %s: %s (payload %r)", self.client_id, message.topic, reason,
+                      bytes(message.payload[:_LOGGED_PAYLOAD]))
+            try:
+                await self._dead_letter(message, reason)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the sink is down: keep the message, try again later
+                log.exception("%s: could not dead-letter %s; it stays unacknowledged", self.client_id,
+                              message.topic)
+            else:
+                self.dead_lettered += 1
+                self._redeliveries.settled(message, acknowledged=self._ack(raw))
+                return
+        # Not acknowledged: reconnect so the broker delivers it again, later each time.
+        log.error("%s: handler failed for %s (delivery %d%s); message left unacknowledged", self.client_id,
+                  message.topic, failures,
+                  f" of {self._max_deliveries}" if self._dead_letter is not None else ", no dead-letter sink",
+                  exc_info=exc)
+        self._force_reconnect(attempt=failures - 1)
+
+    def _ack(self, raw: paho.MQTTMessage) -> bool:
+        """Acknowledge a received message; False if the connection it came on is gone."""
+        if raw.qos == 0:
+            return True
+        if not self.connected.is_set():
+            return False
+        self._client.ack(raw.mid, raw.qos)
+        return True
 
     # --- paho callbacks (run inside loop_read / loop_write on the event loop) -----------------
 
     def _install_callbacks(self) -> None:
         c = self._client
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
-
-    def _on_socket_open(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        _no_delay(sock)
-        self._loop.add_reader(sock, client.loop_read)
-
-    def _on_socket_close(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
-
-    def _on_register_write(self, client: paho.Client, _userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.add_writer(sock, client.loop_write)
-
-    def _on_unregister_write(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.remove_writer(sock)
 
     def _on_connect(self, _client: paho.Client, _userdata: Any, flags: Any, reason_code: ReasonCode,
                     _properties: Any) -> None:
@@ -391,12 +381,15 @@ class MqttSession:
             return
         self.connections += 1
         self.connected.set()
+        # Wake whoever waits for this connection, and start a fresh event for the next one.
+        self._reconnected.set()
+        self._reconnected = asyncio.Event()
         log.info("%s connected (session present: %s)", self.client_id, flags.session_present)
         # Subscribe again even when the broker says it kept the session: mosquitto 2.0 restores
         # a persisted session after a restart without its shared subscriptions, and
         # subscribing again to a filter we hold is harmless.
         for topic_filter, (_handler, qos) in self._subscriptions.items():
-            asyncio.ensure_future(self._resubscribe(topic_filter, qos))
+            self._spawn(self._resubscribe(topic_filter, qos), f"mqtt-resubscribe {topic_filter}")
         if self._connack is not None and not self._connack.done():
             self._connack.set_result(None)
 
@@ -432,7 +425,8 @@ class MqttSession:
             fut.set_result(codes)
 
     def _on_message(self, _client: paho.Client, _userdata: Any, raw: paho.MQTTMessage) -> None:
-        task = asyncio.ensure_future(self._dispatch(raw))
+        assert self._loop is not None
+        task = self._loop.create_task(self._dispatch(raw), name=f"mqtt-handle {raw.mid}:{self.client_id}")
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
 
@@ -446,42 +440,45 @@ class MqttSession:
                 self.connected.clear()
                 self._schedule_reconnect()
 
-    def _force_reconnect(self) -> None:
+    def _force_reconnect(self, *, attempt: int = 0) -> None:
         if self._closing or not self.connected.is_set():
             return
         self.connected.clear()
         self._drop_socket()
-        self._schedule_reconnect()
+        self._schedule_reconnect(attempt=attempt)
 
     def _drop_socket(self) -> None:
-        sock = self._client.socket()
-        if sock is not None and self._loop is not None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-        # paho's internal close, so its state says "not connected" and in-flight messages stay queued.
-        self._client._sock_close()  # noqa: SLF001 - paho has no public "drop socket" call
+        self._client.drop_socket()
 
-    def _schedule_reconnect(self) -> None:
+    def _schedule_reconnect(self, *, attempt: int = 0) -> None:
+        if self._closing:
+            return
         if self._reconnect_task is None or self._reconnect_task.done():
-            self._reconnect_task = asyncio.ensure_future(self._reconnect_loop())
+            self._reconnect_task = self._spawn(self._reconnect_loop(attempt), "mqtt-reconnect")
 
-    async def _reconnect_loop(self) -> None:
-        attempt = 0
+    async def _reconnect_loop(self, attempt: int) -> None:
+        """Connect again, waiting longer after each failure. ``attempt`` > 0 starts the waits
+        further up (a message that failed its handler n times waits as after n failures)."""
+        tries = 0
         while not self._closing and not self.connected.is_set():
             await asyncio.sleep(self._backoff.delay(attempt))
             attempt += 1
+            tries += 1
             try:
                 await self._connect_once()
             except ConnectError as exc:
-                log.info("%s: reconnect attempt %d failed: %s", self.client_id, attempt, exc)
-            except Exception:
+                log.info("%s: reconnect attempt %d failed: %s", self.client_id, tries, exc)
+            except Exception:  # noqa: BLE001
                 # The loop must outlive any surprise from the client library, or we stay offline.
-                log.exception("%s: unexpected error on reconnect attempt %d", self.client_id, attempt)
+                log.exception("%s: unexpected error on reconnect attempt %d", self.client_id, tries)
 
 
-def _no_delay(sock: Any) -> None:
-    """Turn off Nagle's algorithm: paho writes a packet per call, and with Nagle a small
-    request behind an unacknowledged one waits for the peer's delayed ACK (40 ms on Linux),
-    which made a request/response round trip cost ~40 ms (measured by bench/firmware.py)."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _close_opened(opening: asyncio.Future[Any]) -> None:
+    """Close a socket whose connect was abandoned while it was being opened."""
+    if not opening.cancelled() and opening.exception() is None:
+        with contextlib.suppress(OSError):
+            opening.result().close()
+
+
+__all__ = ["Backoff", "ConnectError", "DeadLetterSink", "Handler", "Message", "MqttError", "MqttSession",
+           "NegativeAckError", "TlsSettings", "Will", "publish_properties"]

@@ -1,7 +1,8 @@
 """The Gridwire topic tree: builders, validators and the one parser of incoming topics.
 
 Every topic the platform publishes or subscribes to is built here, so the tree in
-``docs/ARCHITECTURE.md`` and the ACLs generated in :mod:`broker.acl` have a single source.
+``docs/ARCHITECTURE.md`` and the ACLs generated in :mod:`broker.mosquitto_conf` have a single
+source: every subscription filter and every ACL line is a constant or a function here.
 
 Layout (each layer its own subtree, so ACLs can fence them)::
 
@@ -24,16 +25,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+
+from broker.errors import Invalid
 
 MAX_TOPIC_BYTES = 65535
-# A topic level we build from an identifier: no wildcards, no separators, no NUL, no '$' lead.
-_LEVEL_RE = re.compile(r"^[^/+#\x00]+$")
+# Validations are cached: the same few thousand topics are built and published again and again.
+_CACHED = 8192
+# MQTT forbids NUL and says topics should not hold control characters (U+0001-U+001F,
+# U+007F-U+009F): they garble logs and ACL files, and no Gridwire identifier needs them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A topic level we build from an identifier: no wildcards, no separators, no control characters.
+_LEVEL_RE = re.compile(r"^[^/+#\x00-\x1f\x7f-\x9f]+$")
 
 SMART_METER_MESSAGE = "smartMeterMessage"
 CONCENTRATOR = "concentrator"
 
 
-class TopicError(ValueError):
+class TopicError(Invalid):
     """A topic or topic filter that MQTT or the Gridwire tree does not allow."""
 
 
@@ -45,36 +54,39 @@ class ReadingTopic(StrEnum):
     HISTORICAL = "historicalMeterReading"
 
 
+@lru_cache(maxsize=_CACHED)
 def validate_level(value: str, *, what: str = "topic level") -> str:
     """Return ``value`` if it can stand as one level of a published topic, else raise TopicError."""
     if not isinstance(value, str) or not value:
         raise TopicError(f"{what} must be a non-empty string")
     if not _LEVEL_RE.match(value):
-        raise TopicError(f"{what} {value!r} may not contain '/', '+', '#' or NUL")
+        raise TopicError(f"{what} {value!r} may not contain '/', '+', '#' or a control character")
     if value.startswith("$"):
         raise TopicError(f"{what} {value!r} may not start with '$'")
     _check_utf8(value, what=what)
     return value
 
 
+@lru_cache(maxsize=_CACHED)
 def validate_publish_topic(topic: str) -> str:
     """Return ``topic`` if a client may publish to it (no wildcards, UTF-8, length), else raise."""
     if not topic:
         raise TopicError("topic must not be empty")
     if "+" in topic or "#" in topic:
         raise TopicError(f"wildcards are not allowed in a publish topic: {topic!r}")
-    if "\x00" in topic:
-        raise TopicError("topic may not contain NUL")
+    if _CONTROL.search(topic):
+        raise TopicError(f"topic may not contain a control character: {topic[:200]!r}")
     _check_utf8(topic, what="topic")
     return topic
 
 
+@lru_cache(maxsize=_CACHED)
 def validate_filter(topic_filter: str) -> str:
     """Return ``topic_filter`` if MQTT allows it as a subscription filter, else raise TopicError."""
     if not topic_filter:
         raise TopicError("topic filter must not be empty")
-    if "\x00" in topic_filter:
-        raise TopicError("topic filter may not contain NUL")
+    if _CONTROL.search(topic_filter):
+        raise TopicError(f"topic filter may not contain a control character: {topic_filter[:200]!r}")
     _check_utf8(topic_filter, what="topic filter")
     levels = topic_filter.split("/")
     if levels[0] == "$share":
@@ -178,12 +190,51 @@ def shared(group: str, topic_filter: str) -> str:
     return validate_filter(f"$share/{validate_level(group, what='share group')}/{topic_filter}")
 
 
-# Filters the cloud subscribes to.
+# --- filters: every subscription and every ACL line is one of these ----------------------
+
+# What the cloud's consumer groups subscribe to.
 ALL_METER_MESSAGES = f"{CONCENTRATOR}/+/{SMART_METER_MESSAGE}/+/+"
 ALL_CONCENTRATOR_STATUS = f"{CONCENTRATOR}/+/status"
 ALL_CONCENTRATOR_RESPONSES = f"{CONCENTRATOR}/+/response"
 ALL_TIME_REQUESTS = f"{CONCENTRATOR}/+/time/request"
+ALL_DRIFT_REPORTS = f"{CONCENTRATOR}/+/time/drift"
+ALL_FIRMWARE_REQUESTS = f"{CONCENTRATOR}/+/firmware/request"
 ALL_LOCAL_METER_MESSAGES = f"{SMART_METER_MESSAGE}/+/+"
+ALL_CORE_REQUESTS = "core/request/+"
+ALL_CORE_RESPONSES = "core/response/+"
+ALL_DEVICE_COMMANDS = "device/+/command"
+ALL_DEVICE_RESPONSES = "device/+/response"
+ALL_DEVICE_STATUS = "device/+/status"
+# Everything, and the broker's own statistics (cloud services' ACL).
+EVERYTHING = "#"
+BROKER_STATISTICS = "$SYS/#"
+
+
+def domain_requests(domain: str) -> str:
+    """Every organisation's functional requests to one domain (that domain's consumer group)."""
+    return f"domain/{validate_level(domain, what='domain')}/request/+"
+
+
+def organisation_domains(direction: str, org: str) -> str:
+    """One organisation's requests to, or results from, every domain (its apps' ACL)."""
+    if direction not in ("request", "response"):
+        raise TopicError(f"domain direction must be request or response, not {direction!r}")
+    return f"domain/+/{direction}/{validate_level(org, what='organisation')}"
+
+
+def app_subtree(org: str) -> str:
+    """Every notification for one organisation's apps."""
+    return f"app/{validate_level(org, what='organisation')}/#"
+
+
+def device_subtree(device: str) -> str:
+    """Everything of one MQTT-native device."""
+    return f"device/{validate_level(device, what='device id')}/#"
+
+
+def concentrator_subtree(cid: str) -> str:
+    """Everything of one concentrator; ``%u`` (Mosquitto's username pattern) is allowed as id."""
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/#"
 
 
 # --- the parser ------------------------------------------------------------------------------

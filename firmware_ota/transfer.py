@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHUNK = 65536
 SHARE_GROUP = "firmware"
-ALL_FIRMWARE_REQUESTS = "concentrator/+/firmware/request"
+ALL_FIRMWARE_REQUESTS = topics.ALL_FIRMWARE_REQUESTS
 REQUEST = "request"
 CHUNK = "chunk"
 # Correlation data longer than this is not ours (the Downloader sends 16 bytes).

@@ -80,10 +80,10 @@ class CoreRouter:
 
     async def start(self) -> None:
         """Subscribe and start the pump; the session must be connected."""
-        await self._session.subscribe(topics.shared(self._group, "core/request/+"), self._gated(self.handle_request))
+        await self._session.subscribe(topics.shared(self._group, topics.ALL_CORE_REQUESTS), self._gated(self.handle_request))
         on_response = self._gated(self.handle_response)
         await self._session.subscribe(topics.shared(self._group, topics.ALL_CONCENTRATOR_RESPONSES), on_response)
-        await self._session.subscribe(topics.shared(self._group, "device/+/response"), on_response)
+        await self._session.subscribe(topics.shared(self._group, topics.ALL_DEVICE_RESPONSES), on_response)
         self._pump_task = asyncio.create_task(self._pump(), name=f"core-pump-{self._session.client_id}")
 
     def _gated(self, handler: Callable[[Message], Awaitable[None]]) -> Callable[[Message], Awaitable[None]]:

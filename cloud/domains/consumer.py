@@ -72,7 +72,7 @@ class DomainConsumer:
 
     async def start(self) -> None:
         for name in self._domains:
-            await self._session.subscribe(topics.shared(f"domain-{name}", f"domain/{name}/request/+"), self.handle)
+            await self._session.subscribe(topics.shared(f"domain-{name}", topics.domain_requests(name)), self.handle)
 
     async def handle(self, message: Message) -> None:
         try:

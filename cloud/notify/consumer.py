@@ -56,7 +56,7 @@ class ResultsConsumer:
         self._group = share_group
 
     async def start(self) -> None:
-        await self._session.subscribe(topics.shared(self._group, "core/response/+"), self.handle)
+        await self._session.subscribe(topics.shared(self._group, topics.ALL_CORE_RESPONSES), self.handle)
 
     async def handle(self, message: Message) -> None:
         try:

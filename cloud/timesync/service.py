@@ -22,7 +22,7 @@ from edge.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, Tim
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "timesync"
-ALL_DRIFT_REPORTS = f"{topics.CONCENTRATOR}/+/time/drift"
+ALL_DRIFT_REPORTS = topics.ALL_DRIFT_REPORTS
 
 
 class TimeService:

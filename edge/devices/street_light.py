@@ -102,9 +102,9 @@ class StreetLightFleet:
             (only,) = self.lights
             await self._session.subscribe(topics.device_topic(only, "command"), self.handle)
         elif self._share_group is not None:
-            await self._session.subscribe(topics.shared(self._share_group, "device/+/command"), self.handle)
+            await self._session.subscribe(topics.shared(self._share_group, topics.ALL_DEVICE_COMMANDS), self.handle)
         else:
-            await self._session.subscribe("device/+/command", self.handle)
+            await self._session.subscribe(topics.ALL_DEVICE_COMMANDS, self.handle)
         if publish_initial_status:
             for light_id in self.lights:
                 await self._publish_status(light_id)

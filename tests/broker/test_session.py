@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
-from broker.session import ConnectError, MqttSession, NegativeAckError, Message, publish_properties
+from broker.pki import CertificateAuthority
+from broker.session import Backoff, ConnectError, Message, MqttSession, NegativeAckError, TlsSettings, publish_properties
 from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.waiting import wait_for
 
 
 def session(server: MosquittoServer, user: str, **kwargs) -> MqttSession:
@@ -161,3 +163,122 @@ async def test_publishes_in_flight_survive_a_broker_restart(mosquitto):
             await collect_until(received, 2000, timeout=60)
     assert received == {str(i).encode() for i in range(2000)}
     assert pub.connections >= 2
+
+
+async def test_a_stalled_tls_handshake_does_not_stop_the_rest_of_the_loop(tmp_path):
+    """A broker that accepts TCP but never answers the TLS ClientHello (a slow WAN at its worst):
+    while the session waits for the handshake, another coroutine on the loop keeps running."""
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    accepted = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        accepted.set()
+        await reader.read()  # never answers; returns when the client goes
+
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    order: list[str] = []
+    ticks = 0
+
+    async def meter_reader() -> None:
+        nonlocal ticks
+        await accepted.wait()  # the session is inside its handshake now
+        for _ in range(50):
+            await asyncio.sleep(0.001)
+            ticks += 1
+        order.append("reader ticked")
+        for writer in held:  # only now end the handshake
+            writer.close()
+
+    reader = asyncio.create_task(meter_reader(), name="meter-reader")
+    stalled = MqttSession(client_id="stalled", host="127.0.0.1", port=port,
+                          tls=TlsSettings(ca_file=str(ca.cert_file)), connect_timeout=30)
+    try:
+        with pytest.raises(ConnectError):
+            await stalled.connect()
+        order.append("connect gave up")
+    finally:
+        await stalled.close()
+        await asyncio.wait_for(reader, 30)
+        server.close()
+        await server.wait_closed()
+    assert order == ["reader ticked", "connect gave up"]
+    assert ticks == 50
+
+
+async def test_a_message_its_handler_always_fails_on_is_dead_lettered_and_acknowledged(shared_mosquitto):
+    topic = f"concentrator/conc-1/smartMeterMessage/poison-{uuid.uuid4().hex[:6]}/meterReading"
+    client_id = f"cloud-{uuid.uuid4().hex[:6]}"
+    handled: list[bytes] = []
+    sink_calls: list[tuple[bytes, str]] = []
+    dead: list[tuple[bytes, str]] = []
+
+    async def handler(msg: Message) -> None:
+        handled.append(msg.payload)
+        if msg.payload == b"poison":
+            raise RuntimeError("cannot handle this one")
+
+    async def dead_letter(msg: Message, reason: str) -> None:
+        sink_calls.append((msg.payload, reason))
+        if len(sink_calls) == 1:
+            raise OSError("dead-letter store down")  # the message must stay, and come again
+        dead.append((msg.payload, reason))
+
+    fast = Backoff(initial=0.02, maximum=0.1)
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id, max_deliveries=3,
+                       dead_letter=dead_letter, backoff=fast) as sub:
+        await sub.subscribe(topic, handler)
+        async with session(shared_mosquitto, "conc-1") as pub:
+            await pub.publish(topic, b"poison")
+            await wait_for(lambda: dead, what="the poison dead-lettered", timeout=30)
+            await pub.publish(topic, b"good")
+            await wait_for(lambda: b"good" in handled, what="the next message handled", timeout=30)
+        connections = sub.connections
+    # Three failed deliveries, then the sink failed (the fourth came again) and took it.
+    assert handled.count(b"poison") == 4
+    assert [payload for payload, _ in sink_calls] == [b"poison", b"poison"]
+    assert dead[0][0] == b"poison" and "4 deliveries" in dead[0][1] and "cannot handle this one" in dead[0][1]
+    assert connections == 4 and sub.dead_lettered == 1
+
+    # Acknowledged: the durable session holds nothing more for it.
+    again: list[bytes] = []
+
+    async def record(msg: Message) -> None:
+        again.append(msg.payload)
+
+    resumed = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
+    resumed.route(topic, record)
+    async with resumed:
+        async with session(shared_mosquitto, "conc-1") as pub:
+            await pub.publish(topic, b"marker")
+        await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
+    assert again == [b"marker"]
+
+
+async def test_every_task_the_session_runs_is_named_and_ended_by_close(shared_mosquitto):
+    topic = f"concentrator/conc-1/smartMeterMessage/named-{uuid.uuid4().hex[:6]}/meterReading"
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def slow(msg: Message) -> None:
+        started.set()
+        await release.wait()
+
+    test_task = asyncio.current_task()
+    before = asyncio.all_tasks()
+    sub = session(shared_mosquitto, "gridwire-cloud", client_id=f"named-{uuid.uuid4().hex[:6]}")
+    await sub.connect()
+    await sub.subscribe(topic, slow)
+    sub._force_reconnect()  # noqa: SLF001 - a reconnect starts its task and the resubscriptions
+    assert await asyncio.wait_for(sub.wait_connection(1), 20) == 2
+    async with session(shared_mosquitto, "conc-1") as pub:
+        await pub.publish(topic, b"x")
+    await asyncio.wait_for(started.wait(), 20)
+    running = [t for t in asyncio.all_tasks() - before if t is not test_task]
+    assert running and all(t.get_name().startswith("mqtt-") and t.get_name().endswith(sub.client_id)
+                           for t in running), [t.get_name() for t in running]
+    assert any(t.get_name().startswith("mqtt-handle") for t in running)
+    await sub.close()
+    assert all(t.done() for t in running)

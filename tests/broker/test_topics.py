@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from broker import topics
 from broker.topics import TopicError
 
-level = st.text(st.characters(blacklist_characters="/+#\x00", blacklist_categories=("Cs",)),
+# Cc: the control characters U+0000-U+001F and U+007F-U+009F, which the tree refuses.
+level = st.text(st.characters(blacklist_characters="/+#", blacklist_categories=("Cs", "Cc")),
                 min_size=1, max_size=40).filter(lambda s: not s.startswith("$"))
 
 
@@ -81,3 +82,70 @@ def test_parser_never_raises_anything_but_topic_error(text):
         topics.parse(text)
     except TopicError:
         pass
+
+
+controls = st.sampled_from([chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]])
+
+
+@given(control=controls, at=st.integers(0, 3))
+def test_control_characters_are_refused_in_levels_topics_and_filters(control, at):
+    text = "conc-1"[:at] + control + "conc-1"[at:]
+    with pytest.raises(TopicError, match="control character"):
+        topics.validate_level(text)
+    with pytest.raises(TopicError, match="control character"):
+        topics.validate_publish_topic(f"concentrator/{text}/status")
+    with pytest.raises(TopicError, match="control character"):
+        topics.validate_filter(f"concentrator/{text}/+")
+
+
+def test_validations_are_cached_and_refusals_are_not():
+    topic = "concentrator/cache-probe/status"
+    before = topics.validate_publish_topic.cache_info().hits
+    for _ in range(3):
+        assert topics.validate_publish_topic(topic) == topic
+    assert topics.validate_publish_topic.cache_info().hits == before + 2
+    for _ in range(2):  # a refused topic raises every time, not only the first
+        with pytest.raises(TopicError):
+            topics.validate_publish_topic("concentrator/cache\x07probe/status")
+
+
+@pytest.mark.parametrize("topic_filter", [
+    topics.ALL_METER_MESSAGES, topics.ALL_CONCENTRATOR_STATUS, topics.ALL_CONCENTRATOR_RESPONSES,
+    topics.ALL_TIME_REQUESTS, topics.ALL_DRIFT_REPORTS, topics.ALL_FIRMWARE_REQUESTS, topics.ALL_LOCAL_METER_MESSAGES,
+    topics.ALL_CORE_REQUESTS, topics.ALL_CORE_RESPONSES, topics.ALL_DEVICE_COMMANDS, topics.ALL_DEVICE_RESPONSES,
+    topics.ALL_DEVICE_STATUS, topics.EVERYTHING, topics.BROKER_STATISTICS, topics.domain_requests("publiclighting"),
+    topics.organisation_domains("request", "org-a"), topics.app_subtree("org-a"), topics.device_subtree("sl-1"),
+    topics.concentrator_subtree("conc-1"),
+])
+def test_every_filter_is_valid(topic_filter):
+    assert topics.validate_filter(topic_filter) == topic_filter
+
+
+@given(cid=level, meter=level, org=level, domain=level, device=level)
+def test_each_filter_matches_what_the_builders_build_for_it(cid, meter, org, domain, device):
+    from paho.mqtt.client import topic_matches_sub as matches
+
+    built = {
+        topics.ALL_METER_MESSAGES: topics.concentrator_meter_message(cid, meter, "meterReading"),
+        topics.ALL_CONCENTRATOR_STATUS: topics.concentrator_status(cid),
+        topics.ALL_CONCENTRATOR_RESPONSES: topics.concentrator_response(cid),
+        topics.ALL_TIME_REQUESTS: topics.concentrator_time(cid, "request"),
+        topics.ALL_DRIFT_REPORTS: topics.concentrator_time(cid, "drift"),
+        topics.ALL_FIRMWARE_REQUESTS: topics.concentrator_firmware(cid, "request"),
+        topics.ALL_LOCAL_METER_MESSAGES: topics.local_meter_message(meter, "meterReading"),
+        topics.ALL_CORE_REQUESTS: topics.core_topic("request", org),
+        topics.ALL_CORE_RESPONSES: topics.core_topic("response", org),
+        topics.ALL_DEVICE_COMMANDS: topics.device_topic(device, "command"),
+        topics.ALL_DEVICE_RESPONSES: topics.device_topic(device, "response"),
+        topics.ALL_DEVICE_STATUS: topics.device_topic(device, "status"),
+        topics.domain_requests(domain): topics.domain_topic(domain, "request", org),
+        topics.organisation_domains("response", org): topics.domain_topic(domain, "response", org),
+        topics.app_subtree(org): topics.app_topic(org, domain, "result"),
+        topics.device_subtree(device): topics.device_topic(device, "command"),
+        topics.concentrator_subtree(cid): topics.concentrator_ack(cid),
+    }
+    for topic_filter, topic in built.items():
+        assert matches(topic_filter, topic), (topic_filter, topic)
+    # ... and none of them matches a topic of another kind.
+    assert not matches(topics.ALL_CORE_REQUESTS, topics.core_topic("response", org))
+    assert not matches(topics.ALL_DRIFT_REPORTS, topics.concentrator_time(cid, "request"))
