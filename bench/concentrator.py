@@ -113,7 +113,7 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
             f'[broker]\nport = {mosquitto.port}\nusername = "conc-1"\npassword = "{CONC.password}"\n'
             '[polling]\nbus_limit = 1\njitter = 0.0\n[backfill]\nenabled = false\n\n'
             + "\n".join(meter_entry(kind, n, port, interval) for n, port in enumerate(ports)))
-        concentrator = Concentrator(config=load_config(config))
+        concentrator = Concentrator.from_config(load_config(config))
         count = 0
         submit = concentrator.submit
 

@@ -174,7 +174,7 @@ async def end_to_end(args: argparse.Namespace, broker: LocalMosquitto, work: Pat
         f'username = "{CID}"\npassword = "conc-bench-pw"\n\n[backfill]\nenabled = false\n\n'
         f'[firmware]\ntrusted_keys = ["{work / "keys"}"]\nchunk_size = {chunk}\nwindow = {args.window}\n\n'
         + "\n".join(meter_entry(sim.name, sim) for sim in sims))
-    conc = Concentrator(config=load_config(config))
+    conc = Concentrator.from_config(load_config(config))
     stop = asyncio.Event()
     task = asyncio.create_task(conc.run(stop))
     futures: dict[bytes, asyncio.Future[CommandResponse]] = {}

@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from broker.schemas import MeterReading  # noqa: E402
 from edge.modbus import ModbusConnections, ModbusMeterConfig, ModbusSimulator, build_sources, load_map  # noqa: E402
-from edge.polling import Backoff, MeterPoller  # noqa: E402
+from broker.backoff import Backoff  # noqa: E402
+from edge.polling import MeterPoller  # noqa: E402
 
 
 async def serve(devices: int, map_name: str) -> None:
@@ -50,7 +51,7 @@ async def measure(ports: list[int], *, map_name: str, seconds: float, interval: 
         "tcp": {"host": "127.0.0.1", "port": port}}) for i, port in enumerate(ports)]
     connections = ModbusConnections()
     sources = build_sources(configs, connections)
-    poller = MeterPoller(sink=sink, backoff=Backoff(base=0.05, cap=1.0))
+    poller = MeterPoller(sink=sink, backoff=Backoff(initial=0.05, maximum=1.0))
     poller.add_all(sources)
     async with poller:
         # Warm up: every device connected and read once before timing starts.

@@ -5,6 +5,10 @@ meters' load profiles, and announces itself with a retained birth and an MQTT-wi
 P1 meters push telegrams (one reader task each); DLMS and Modbus meters are read by the
 :class:`~edge.polling.MeterPoller` on their schedules. Every reading goes through
 :meth:`Concentrator.submit` into the outbox and the :class:`~edge.completeness.ReadingLedger`.
+
+Its MQTT session and its outbox are passed in (:meth:`Concentrator.from_config` builds both
+from the config file); it sets the session's will and dead-letter sink, connects it in
+:meth:`Concentrator.run`, and closes both when ``run`` ends.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from broker import topics
-from broker.schemas import ConcentratorStatus, MeterHealth, MeterReading
-from broker.session import MqttError, MqttSession, TlsSettings, Will
+from broker.backoff import Backoff
+from broker.schemas import ConcentratorStatus, MeterReading
+from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
@@ -28,6 +33,7 @@ from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.ota import FirmwareAgent
 from edge.outbox import Outbox
+from edge.polling import HealthTracker
 from firmware_ota.downloader import Downloader
 from firmware_ota.signing import load_trusted_keys
 
@@ -36,41 +42,51 @@ log = logging.getLogger(__name__)
 SOFTWARE_VERSION = "gridwire-0.1.0"
 # Interval slot of meters without a profile period of their own (P1) for completeness.
 DEFAULT_PERIOD_S = 900.0
-
-
-
+# Reopening a P1 port that failed: it is local, so no jitter is needed to spread a crowd.
+P1_REOPEN = Backoff(initial=0.5, maximum=30.0, randomness=0.0)
+P1_UNHEALTHY_AFTER = 3
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def broker_session(config: ConcentratorConfig) -> MqttSession:
+    """The concentrator's MQTT session as its config describes it (not connected yet)."""
+    b = config.broker
+    tls = TlsSettings(ca_file=str(b.ca_file), cert_file=str(b.cert_file) if b.cert_file else None,
+                      key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
+    return MqttSession(client_id=f"concentrator-{config.concentrator_id}", host=b.host, port=b.port,
+                       username=b.username, password=b.secret(), session_expiry=b.session_expiry,
+                       max_inflight=b.max_inflight, tls=tls)
+
+
 class Concentrator:
     """One concentrator process. ``run()`` until ``stop`` is set; SIGKILL-safe by construction."""
 
-    def __init__(self, *, config: ConcentratorConfig, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, *, config: ConcentratorConfig, session: MqttSession, outbox: Outbox,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        """``session`` is not connected yet (:meth:`run` connects it); this concentrator sets
+        its will and its dead-letter sink. ``run`` closes the session and the outbox at the end."""
         self.config = config
         self.cid = config.concentrator_id
         self.clock = clock
-        self.outbox = Outbox(config.outbox)
+        self.outbox = outbox
         self.ledger = ReadingLedger(config.state)
         # Health of P1 meters (push-only); polled meters' health comes from the poller.
-        self.health: dict[str, MeterHealth] = {}
+        self.p1_health = HealthTracker(unhealthy_after=P1_UNHEALTHY_AFTER)
         self._birth_count = 0
         # Numbers this process's broker connections: milliseconds at the connect, so they
         # also grow across restarts. A connection's will and birth carry the same number.
         self._connection_number = 0
+        # Messages from the cloud given up on (their handler failed every delivery).
+        self.dead_letters = 0
         # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
         self.open_ports = 0
+        self.session = session
+        session.set_will(self._will)
+        session.set_dead_letter(self._dead_letter)
         b = config.broker
-        tls = TlsSettings(ca_file=str(b.ca_file), cert_file=str(b.cert_file) if b.cert_file else None,
-                          key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
-        self.session = MqttSession(
-            client_id=f"concentrator-{self.cid}", host=b.host, port=b.port, username=b.username,
-            password=b.secret(), session_expiry=b.session_expiry,
-            max_inflight=b.max_inflight, tls=tls,
-            will=self._will,
-        )
         self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
                                    window=b.max_inflight, confirm_timeout=config.confirm_timeout,
                                    max_unconfirmed=config.max_unconfirmed)
@@ -87,6 +103,16 @@ class Concentrator:
             if device_id in self.meters.dlms:
                 handlers["update_firmware"] = self.firmware.handler_for(self.meters.dlms[device_id])
             self.executor.register(device_id, handlers)
+
+    @classmethod
+    def from_config(cls, config: ConcentratorConfig, *, clock: Callable[[], datetime] = _utcnow) -> Concentrator:
+        """A concentrator with the broker session and the outbox its config describes."""
+        outbox = Outbox(config.outbox)
+        try:
+            return cls(config=config, session=broker_session(config), outbox=outbox, clock=clock)
+        except BaseException:
+            outbox.close()
+            raise
 
     def _firmware_agent(self) -> FirmwareAgent:
         fw = self.config.firmware
@@ -132,12 +158,12 @@ class Concentrator:
         return self.ledger.report(meter_id, period_s=self._period_of(meter_id), days=days, now=self.clock())
 
     def _mark_success(self, meter_id: str, protocol: str) -> None:
-        health = self.health.get(meter_id)
-        now = datetime.now(UTC)
-        if health is None:
-            self.health[meter_id] = MeterHealth(meterId=meter_id, protocol=protocol, lastSuccess=now)
-        else:
-            health.last_success, health.consecutive_failures, health.healthy = now, 0, True
+        self.p1_health.register(meter_id, protocol)
+        self.p1_health.record_success(meter_id, at=self.clock())
+
+    def _mark_failure(self, meter_id: str, protocol: str, error: BaseException) -> None:
+        self.p1_health.register(meter_id, protocol)
+        self.p1_health.record_failure(meter_id, at=self.clock(), error=error)
 
     # --- status ---------------------------------------------------------------------------------
 
@@ -147,8 +173,9 @@ class Concentrator:
         return ConcentratorStatus(
             concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._connection_number,
             softwareVersion=SOFTWARE_VERSION,
-            meters=[*self.health.values(), *self.poller.health()] if online else [],
+            meters=[*self.p1_health.all(), *self.poller.health()] if online else [],
             outboxBacklog=len(self.outbox) if online else None,
+            deadLetters=self.dead_letters if online else None,
             reason=reason or (f"host {socket.gethostname()}" if online else "connection lost"),
             completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
             if online and days else None,
@@ -160,6 +187,11 @@ class Concentrator:
         older connection, of this process or an earlier one, from a current one."""
         self._connection_number = max(self._connection_number + 1, time.time_ns() // 1_000_000)
         return Will(topic=topics.concentrator_status(self.cid), payload=self._status("OFFLINE").to_wire())
+
+    async def _dead_letter(self, message: Message, reason: str) -> None:
+        """A message from the cloud whose handler failed on every delivery (a command, a chunk,
+        a confirmation): the session has logged it, with its payload; count it for the status."""
+        self.dead_letters += 1
 
     async def publish_status(self) -> None:
         await self.session.publish(topics.concentrator_status(self.cid), self._status("ONLINE").to_wire(),
@@ -174,13 +206,9 @@ class Concentrator:
                 self._birth_count += 1
                 await self.publish_status()
             try:
-                await asyncio.wait_for(self._wait_reconnect(seen), self.config.status_interval)
+                await asyncio.wait_for(self.session.wait_connection(seen), self.config.status_interval)
             except TimeoutError:
                 await self.publish_status()
-
-    async def _wait_reconnect(self, seen: int) -> None:
-        while self.session.connections == seen:
-            await asyncio.sleep(0.2)
 
     # --- meters ---------------------------------------------------------------------------------
 
@@ -189,11 +217,11 @@ class Concentrator:
         from edge.p1.reader import P1Reader
 
         adapter = load_adapter_config(meter.adapter_config)
-        backoff = 0.5
+        failures = 0
         while True:
             try:
                 async with P1Reader(port=meter.port, config=adapter) as reader:
-                    backoff = 0.5
+                    failures = 0
                     self.open_ports += 1
                     try:
                         async for reading in reader.readings():
@@ -201,29 +229,28 @@ class Concentrator:
                     finally:
                         self.open_ports -= 1
             except OSError as exc:
-                log.warning("P1 %s: %s; retrying in %.1fs", meter.port, exc, backoff)
-                self._mark_failure(adapter.meter_individual_id, "p1", str(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    def _mark_failure(self, meter_id: str, protocol: str, error: str) -> None:
-        health = self.health.setdefault(meter_id, MeterHealth(meterId=meter_id, protocol=protocol))
-        health.consecutive_failures += 1
-        health.last_error = error
-        health.healthy = health.consecutive_failures < 3
+                delay = P1_REOPEN.delay(failures)
+                failures += 1
+                log.warning("P1 %s: %s; retrying in %.1fs", meter.port, exc, delay)
+                self._mark_failure(adapter.meter_individual_id, "p1", exc)
+                await asyncio.sleep(delay)
 
     # --- lifecycle ------------------------------------------------------------------------------
+
+    async def _connect_cloud(self) -> None:
+        """Connect the session and start what needs the broker: confirmations, firmware chunks
+        and commands (chunk answers need their subscription before a command starts a download)."""
+        await self.session.connect()
+        await self.forwarder.start()
+        await self.firmware.start()
+        await self.executor.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("concentrator %s starting; %d messages waiting in the outbox", self.cid, len(self.outbox))
         # Before connecting: commands and chunks redelivered at CONNACK must find their handlers.
         self.firmware.route()
         self.executor.route()
-        await self.session.connect()
-        await self.forwarder.start()
-        # Chunk answers need their subscription before any command can start a download.
-        await self.firmware.start()
-        await self.executor.start()
+        await self._connect_cloud()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),

@@ -20,7 +20,8 @@ class Forwarder:
 
     ``window`` bounds publishes awaiting PUBACK; ``max_unconfirmed`` bounds messages the
     broker has but the cloud has not confirmed. A message unconfirmed for ``confirm_timeout``
-    seconds is published again (the cloud stores idempotently). A message the broker refuses
+    seconds is published again (the cloud stores idempotently), and so is one the session could
+    not take (an :class:`~broker.session.MqttError`, logged). A message the broker refuses
     (not authorised, too large) can never succeed: it is logged, kept in ``rejected`` and
     deleted, so it cannot block the queue.
     """
@@ -103,9 +104,14 @@ class Forwarder:
                       exc.reason_code)
             self.rejected.append((message.topic, str(exc)))
             self._confirm([message.seq])
-        except MqttError:
-            # Session closing; the message stays in the outbox for the next start.
-            pass
+        except MqttError as exc:
+            # The session could not take it now (it is closing, or paho would not queue it); the
+            # broker did not refuse it. Keep it: it goes out again after confirm_timeout, as an
+            # unconfirmed message does, and in any case stays in the outbox for the next start.
+            log.warning("could not publish outbox message %d to %s (%s); publishing it again in %.0fs",
+                        message.seq, message.topic, exc, self._confirm_timeout)
+            if message.seq in self._in_flight:  # not confirmed meanwhile
+                self._unconfirmed[message.seq] = time.monotonic()
         finally:
             self._in_flight.discard(message.seq)
             slots.release()

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from broker.backoff import Backoff
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
 from edge.config import ConcentratorConfig, DlmsMeter, ModbusMeter
 from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
 from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource, RegisterMap, load_map
-from edge.polling import Backoff, MeterPoller, RecoveredHook, Sink
+from edge.polling import MeterPoller, RecoveredHook, Sink
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class MeterSet:
         self._hook: RecoveredHook | None = None
         self.poller = MeterPoller(
             sink=sink, on_recovered=self._recovered, default_bus_limit=polling.bus_limit, jitter=polling.jitter,
-            backoff=Backoff(base=polling.retry_base_s, cap=max(polling.retry_cap_s, polling.retry_base_s)),
+            backoff=Backoff(initial=polling.retry_base_s, maximum=max(polling.retry_cap_s, polling.retry_base_s)),
             unhealthy_after=polling.unhealthy_after, wall_clock=lambda: clock().timestamp())
         self.dlms: dict[str, DlmsMeterAdapter] = {}
         self.modbus: dict[str, ModbusMeterSource] = {}

@@ -92,7 +92,7 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    run_until_signal(lambda stop: Concentrator(config=cfg).run(stop))
+    run_until_signal(lambda stop: Concentrator.from_config(cfg).run(stop))
 
 
 @concentrator_app.command("check")

@@ -149,7 +149,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     _write_concentrator_config(config_file, mqtt_port=options.mqtt_tls_port, tls=tls,
                                ports=ports, adapters=adapters, dlms_ports=[d.port for d in dlms],
                                modbus_ports=[m.port for m in modbus], trusted_keys=signing_key.trusted_dir)
-    concentrator = Concentrator(config=load_config(config_file))
+    concentrator = Concentrator.from_config(load_config(config_file))
 
     jwt_secret = secrets.token_urlsafe(32)
     database = f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}"

@@ -38,6 +38,9 @@ class ConcentratorStatus(BaseModel):
     software_version: str | None = Field(default=None, alias="softwareVersion")
     meters: list[MeterHealth] = Field(default_factory=list)
     outbox_backlog: int | None = Field(default=None, alias="outboxBacklog")
+    # Messages from the cloud the concentrator gave up on since it started: their handler failed
+    # on every delivery, so the session acknowledged them after logging them (ONLINE only).
+    dead_letters: int | None = Field(default=None, alias="deadLetters")
     reason: str | None = None
     # Share of expected intervals present, per meter per day: {meterId: {"2026-03-02": 0.98}}.
     completeness: dict[str, dict[str, float]] | None = None

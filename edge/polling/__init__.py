@@ -4,9 +4,9 @@ from edge.polling.errors import MeterAuthenticationError, MeterCommunicationErro
 from edge.polling.health import HealthTracker
 from edge.polling.poller import MeterPoller, RecoveredHook, Sink
 from edge.polling.source import MeterSource
-from edge.polling.timing import Backoff, jitter_delay, next_tick
+from edge.polling.timing import jitter_delay, next_tick
 
 __all__ = [
-    "Backoff", "HealthTracker", "MeterAuthenticationError", "MeterCommunicationError", "MeterError",
+    "HealthTracker", "MeterAuthenticationError", "MeterCommunicationError", "MeterError",
     "MeterPoller", "MeterProtocolError", "MeterSource", "RecoveredHook", "Sink", "jitter_delay", "next_tick",
 ]

@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from broker.backoff import Backoff
 from broker.schemas import MeterHealth, MeterReading
 from edge.polling.errors import MeterError
 from edge.polling.health import HealthTracker
 from edge.polling.source import MeterSource
-from edge.polling.timing import Backoff, jitter_delay, next_tick
+from edge.polling.timing import jitter_delay, next_tick
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class MeterPoller:
         self._bus_limits = dict(bus_limits or {})
         self._default_bus_limit = default_bus_limit
         self._jitter = jitter
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         self._rng = rng or random.Random()
         self._wall = wall_clock
         self._health = HealthTracker(unhealthy_after=unhealthy_after)

@@ -1,4 +1,5 @@
-"""Pure scheduling arithmetic for the poller: aligned ticks, jitter and capped backoff.
+"""Pure scheduling arithmetic for the poller: aligned ticks and jitter (its retry backoff is
+:class:`broker.backoff.Backoff`, shared with everything else that retries).
 
 Random numbers come in as ``u`` in [0, 1) so the functions stay pure and property-testable.
 """
@@ -6,7 +7,6 @@ Random numbers come in as ``u`` in [0, 1) so the functions stay pure and propert
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -29,42 +29,6 @@ def jitter_delay(interval: float, fraction: float, u: float) -> float:
     if not 0.0 <= fraction <= 1.0:
         raise ValueError("jitter fraction must be within [0, 1]")
     return interval * fraction * _unit(u)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped, randomised exponential backoff for retrying transient failures.
-
-    Attempt ``n`` (0-based) waits ``min(cap, base * factor**n)`` scaled down by up to
-    ``randomness`` so that meters failing together do not retry in lockstep.
-    """
-
-    base: float = 1.0
-    cap: float = 60.0
-    factor: float = 2.0
-    randomness: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.base <= 0 or self.cap < self.base:
-            raise ValueError("backoff needs 0 < base <= cap")
-        if self.factor < 1:
-            raise ValueError("backoff factor must be >= 1")
-        if not 0.0 <= self.randomness < 1.0:
-            raise ValueError("backoff randomness must be within [0, 1)")
-
-    def ceiling(self, attempt: int) -> float:
-        """The longest wait before retry ``attempt``; never more than ``cap``."""
-        if attempt < 0:
-            raise ValueError("attempt must be >= 0")
-        # Compare exponents rather than computing factor**attempt, which overflows.
-        if self.factor > 1 and attempt * math.log(self.factor) >= math.log(self.cap / self.base):
-            return self.cap
-        return min(self.cap, self.base * self.factor**attempt)
-
-    def delay(self, attempt: int, u: float) -> float:
-        """The wait before retry ``attempt``, in [(1 - randomness) * ceiling, ceiling]."""
-        top = self.ceiling(attempt)
-        return top * (1.0 - self.randomness * _unit(u))
 
 
 def _unit(u: float) -> float:

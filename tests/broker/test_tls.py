@@ -121,7 +121,7 @@ async def test_concentrator_reaches_the_broker_over_mutual_tls(tls_mosquitto, tm
 
     async with cloud_session(tls_mosquitto) as cloud:
         await cloud.subscribe(topics.concentrator_status(cid), on_status)
-        concentrator = Concentrator(config=config)
+        concentrator = Concentrator.from_config(config)
         stop = asyncio.Event()
         task = asyncio.create_task(concentrator.run(stop), name="tls-concentrator")
         try:

@@ -93,7 +93,7 @@ async def test_campaign_updates_meters_behind_one_concentrator(tmp_path: Path, m
 
         config = write_config(tmp_path / "conc", broker=mosquitto, keys=keys, chunk_size=CHUNK,
                               meters=[dlms_entry(m, sim) for m, sim in zip(METERS, sims, strict=True)])
-        concentrator = Concentrator(config=load_config(config))
+        concentrator = Concentrator.from_config(load_config(config))
         conc_task = asyncio.create_task(concentrator.run(stop), name="concentrator")
         try:
             await asyncio.wait_for(births.wait(), 30)

@@ -24,7 +24,7 @@ from tests.e2e.conftest import (
 
 
 async def run_concentrator(config_path):
-    concentrator = Concentrator(config=load_config(config_path))
+    concentrator = Concentrator.from_config(load_config(config_path))
     stop = asyncio.Event()
     task = asyncio.create_task(concentrator.run(stop), name="concentrator-under-test")
     await wait_for(lambda: concentrator.open_ports == 1, what="the P1 port to be open")

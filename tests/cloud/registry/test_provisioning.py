@@ -111,7 +111,7 @@ async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subt
     async with cloud:
         await cloud.subscribe(topics.concentrator_status(cid), on_status)
         stop = asyncio.Event()
-        task = asyncio.create_task(Concentrator(config=config).run(stop), name="provisioned-concentrator")
+        task = asyncio.create_task(Concentrator.from_config(config).run(stop), name="provisioned-concentrator")
         try:
             await wait_until(lambda: any(s.state == "ONLINE" for s in births))
         finally:

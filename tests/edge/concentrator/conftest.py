@@ -108,7 +108,7 @@ async def run_concentrator() -> AsyncIterator[Callable[..., object]]:
     running: list[Running] = []
 
     async def start(config: Path, *, clock: Callable[[], datetime]) -> Running:
-        concentrator = Concentrator(config=load_config(config), clock=clock)
+        concentrator = Concentrator.from_config(load_config(config), clock=clock)
         stop = asyncio.Event()
         task = asyncio.create_task(concentrator.run(stop), name="concentrator-under-test")
         run = Running(concentrator=concentrator, stop=stop, task=task)

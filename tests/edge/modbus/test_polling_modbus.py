@@ -8,11 +8,12 @@ from datetime import datetime
 
 import pytest
 
+from broker.backoff import Backoff
 from broker.schemas import MeterReading
 from edge.modbus import ModbusConnections, ModbusMeterConfig, ModbusSimulator, build_sources, load_map
-from edge.polling import Backoff, MeterPoller
+from edge.polling import MeterPoller
 
-BACKOFF = Backoff(base=0.02, cap=0.1, randomness=0.2)
+BACKOFF = Backoff(initial=0.02, maximum=0.1, randomness=0.2)
 
 
 class Collector:

@@ -24,7 +24,7 @@ async def test_core_routes_update_firmware_retries_a_cut_transfer_and_reports_su
     async with simulator(SecurityMode.HLS_GMAC, name=METER) as sim, \
             platform(mosquitto, f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}", concentrator=False) as stack:
         config = write_config(tmp_path / "conc", broker=mosquitto, keys=keys, meters=[dlms_entry(METER, sim)])
-        conc = Concentrator(config=load_config(config))
+        conc = Concentrator.from_config(load_config(config))
         stop = asyncio.Event()
         task = asyncio.create_task(conc.run(stop), name="concentrator")
         inbox = Inbox()

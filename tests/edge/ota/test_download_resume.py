@@ -82,7 +82,7 @@ async def test_broker_restart_mid_download_resumes_without_fetching_chunks_on_di
     async with simulator(SecurityMode.LLS, name="m-1") as m1:
         config = write_config(tmp_path / "conc", broker=mosquitto, keys=keys, chunk_size=CHUNK, request_timeout=1.0,
                               meters=[dlms_entry("m-1", m1)])
-        conc = Concentrator(config=load_config(config))
+        conc = Concentrator.from_config(load_config(config))
         stop = asyncio.Event()
         task = asyncio.create_task(conc.run(stop), name="concentrator")
         cache = tmp_path / "conc" / "firmware"

@@ -49,7 +49,7 @@ async def meters() -> AsyncIterator[list[DlmsMeterSimulator]]:
 async def concentrator(tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, cloud: Cloud,
                        meters: list[DlmsMeterSimulator]) -> AsyncIterator[Concentrator]:
     entries = [dlms_entry(sim.name, sim) for sim in meters]
-    conc = Concentrator(config=load_config(write_config(tmp_path / "conc", broker=mosquitto, keys=keys,
+    conc = Concentrator.from_config(load_config(write_config(tmp_path / "conc", broker=mosquitto, keys=keys,
                                                         meters=entries)))
     stop = asyncio.Event()
     task = asyncio.create_task(conc.run(stop), name="concentrator")
@@ -145,7 +145,7 @@ async def test_polling_of_the_meter_pauses_during_the_transfer(
                          firmware=SimFirmware(block_size=1024, verify_seconds=0.6)) as sim:
         config = write_config(tmp_path / "conc-poll", broker=mosquitto, keys=keys,
                               meters=[dlms_entry("slow-1", sim, interval=0.05)])
-        conc = Concentrator(config=load_config(config))
+        conc = Concentrator.from_config(load_config(config))
         stop = asyncio.Event()
         task = asyncio.create_task(conc.run(stop), name="concentrator")
         try:

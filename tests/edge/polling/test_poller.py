@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from broker.backoff import Backoff
 from broker.schemas import MeterHealth
-from edge.polling import Backoff, MeterCommunicationError, MeterPoller, MeterProtocolError, MeterSource
+from edge.polling import MeterCommunicationError, MeterPoller, MeterProtocolError, MeterSource
 from tests.edge.polling.sources import Gauge, RecordingSink, ScriptedSource, Watch
 
-FAST = Backoff(base=0.01, cap=0.04, randomness=0.0)
+FAST = Backoff(initial=0.01, maximum=0.04, randomness=0.0)
 
 
 @pytest.fixture
