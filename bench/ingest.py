@@ -257,7 +257,7 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
         for i in range(processes):
             env = {"GRIDWIRE_MQTT_HOST": server.host, "GRIDWIRE_MQTT_PORT": str(server.port),
                    "GRIDWIRE_MQTT_USERNAME": CLOUD.username, "GRIDWIRE_MQTT_PASSWORD": CLOUD.password,
-                   "GRIDWIRE_INGEST_CLIENT_ID": f"bench-ingest-{processes}-{i}", "GRIDWIRE_INFLUX_URL": influx.url,
+                   "GRIDWIRE_MQTT_CLIENT_ID": f"bench-ingest-{processes}-{i}", "GRIDWIRE_INFLUX_URL": influx.url,
                    "GRIDWIRE_INFLUX_DATABASE": db,
                    "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work}/dead-{processes}-{i}.sqlite",
                    "PYTHONPATH": str(ROOT), **env_extra}

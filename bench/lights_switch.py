@@ -136,10 +136,10 @@ class Layers:
     def __init__(self, *, tmp: Path, broker: LocalMosquitto, url: str, lights: int, cores: int, domains: int,
                  fleet_sessions: int, pool: int) -> None:
         self.api_port = free_port()
-        env = {"GRIDWIRE_JWT_SECRET": SECRET, "GRIDWIRE_REGISTRY_URL": url, "GRIDWIRE_MQTT_HOST": broker.host,
+        env = {"GRIDWIRE_JWT_SECRET": SECRET, "GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_MQTT_HOST": broker.host,
                "GRIDWIRE_MQTT_PORT": str(broker.port), "GRIDWIRE_MQTT_USERNAME": CLOUD.username,
                "GRIDWIRE_MQTT_PASSWORD": CLOUD.password, "GRIDWIRE_INFLUX_CREATE_DATABASE": "false",
-               "GRIDWIRE_MIGRATE_ON_START": "false", "GRIDWIRE_REGISTRY_POOL_SIZE": str(pool)}
+               "GRIDWIRE_MIGRATE_ON_START": "false", "GRIDWIRE_DATABASE_POOL_SIZE": str(pool)}
         def cli(name: str) -> list[str]:
             # GRIDWIRE_BENCH_PROFILE=<dir>: each process writes a CPU-time cProfile file there when it stops.
             profile = os.environ.get("GRIDWIRE_BENCH_PROFILE")

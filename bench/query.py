@@ -24,7 +24,7 @@ import httpx
 from broker.schemas import MeterReading
 from cloud.api.app import create_app
 from cloud.auth import ADMIN_SCOPE, issue_token
-from cloud.settings import Settings
+from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store.influx import InfluxStore
 from gridwire.procs import free_port
 from gridwire.services import LocalInfluxd
@@ -76,8 +76,9 @@ async def main(meters: int, repeat: int, chunk: int) -> None:
                 await store.write_readings([r for m in ids[first:first + 50] for r in readings(m)])
             print(load())
             print(f"stored {meters * 96} readings ({meters} meters x 96) in {time.perf_counter() - start:.1f} s")
-            app = create_app(settings=Settings(influx_url=influxd.url, influx_database="bench", jwt_secret=SECRET,
-                                               bulk_threshold_rows=200_000, bulk_chunk_rows=chunk), store=store)
+            app = create_app(settings=ApiSettings(influx=InfluxSettings(url=influxd.url, database="bench"),
+                                                  jwt_secret=SECRET, bulk_threshold_rows=200_000,
+                                                  bulk_chunk_rows=chunk), store=store)
             token = issue_token(secret=SECRET, org="bench", scopes=[ADMIN_SCOPE])
             day = {"readingTimeStart": DAY.isoformat(), "readingTimeEnd": (DAY + timedelta(days=1)).isoformat()}
             cases = {

@@ -59,6 +59,9 @@ class BrokerConfig:
     # a one-box demo runs it as the invoking user so it can read its own files.
     run_as: str | None = None
     tls_port: int | None = None
+    # A TLS listener where clients log in with a password (a client certificate is not asked
+    # for): for cloud processes on other hosts. Uses the same CA and server certificate.
+    tls_password_port: int | None = None
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -150,6 +153,16 @@ def render_config(cfg: BrokerConfig, *, password_file: Path, acl_file: Path) -> 
             f"keyfile {cfg.tls_key_file}",
             "require_certificate true",
             "use_identity_as_username true",
+        ]
+    if cfg.tls_password_port is not None:
+        # Encrypted, server authenticated; the (global) password file logs clients in.
+        lines += [
+            f"listener {cfg.tls_password_port} {cfg.bind}",
+            "protocol mqtt",
+            f"cafile {cfg.tls_ca_file}",
+            f"certfile {cfg.tls_cert_file}",
+            f"keyfile {cfg.tls_key_file}",
+            "require_certificate false",
         ]
     lines += [
         "",

@@ -1,24 +1,163 @@
-"""Configuration of the cloud services, read from ``GRIDWIRE_*`` environment variables (or passed in)."""
+"""The cloud's settings: the sections every process shares, and the web API's own.
+
+Every ``gridwire cloud ...`` process is given one settings object derived from
+:class:`CloudSettings`: the broker (``mqtt``) and the relational database (``database``),
+plus the sections of that process (``ingest``, ``scheduler``, ...; each defined beside the
+process's ``run`` in its ``process.py``). :class:`cloud.platform.PlatformSettings` derives from
+all of them, so the demo and the tests run every process from one object and no process can
+be handed less than it reads.
+
+Environment variables: ``GRIDWIRE_<SECTION>_<FIELD>``, e.g. ``GRIDWIRE_MQTT_HOST``,
+``GRIDWIRE_MQTT_CA_FILE``, ``GRIDWIRE_DATABASE_URL``, ``GRIDWIRE_DATABASE_POOL_SIZE``,
+``GRIDWIRE_INFLUX_URL``, ``GRIDWIRE_INGEST_BATCH_READINGS``; fields outside a section are
+``GRIDWIRE_<FIELD>`` (``GRIDWIRE_JWT_SECRET``). The database section is also read from
+``GRIDWIRE_REGISTRY_<FIELD>``, its older name.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.session import TlsSettings
 
-class Settings(BaseSettings):
-    """Everything the cloud API and its store need; e.g. ``GRIDWIRE_INFLUX_URL``, ``GRIDWIRE_JWT_SECRET``."""
+# The embedded default; production sets a PostgreSQL URL.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gridwire.sqlite"
 
-    model_config = SettingsConfigDict(env_prefix="GRIDWIRE_", env_file=None, extra="ignore")
 
-    influx_url: str = "http://127.0.0.1:8086"
-    influx_database: str = "gridwire"
-    influx_username: str | None = None
-    influx_password: SecretStr | None = None
+class Section(BaseModel):
+    """A group of settings read from ``GRIDWIRE_<SECTION>_<FIELD>``."""
+
+    # Unknown fields are ignored: an environment holds variables for other processes too.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class MqttSettings(Section):
+    """How a process logs in to the broker (``GRIDWIRE_MQTT_*``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = "gridwire-cloud"
+    password: SecretStr | None = None
+    # Set it per process instance (ingest-1, ingest-2, ...) and keep it across restarts, so a
+    # restarted process resumes its durable session and gets back what it had not acknowledged.
+    # Unset: gridwire-<role>-<host>-<pid>, unique but new on each start. Leave it unset where
+    # one settings object serves several processes (the demo).
+    client_id: str | None = None
+    # TLS: on when ca_file (the CA that signed the broker's certificate) is set; a client
+    # certificate and key are optional (the password still logs in).
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # QoS 1 messages in flight each way, so also how many received messages are handled at
+    # once. A few times the database pool: enough to keep it busy, few enough that no handler
+    # waits for a connection anywhere near the pool timeout when the database is slow.
+    inflight: int = Field(default=100, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mqtt cert_file and key_file go together: set both or neither")
+        if self.cert_file is not None and self.ca_file is None:
+            raise ValueError("a client certificate needs mqtt ca_file (TLS) too")
+        return self
+
+    def secret(self) -> str | None:
+        return self.password.get_secret_value() if self.password else None
+
+    def tls(self) -> TlsSettings | None:
+        """What the session's TLS is given (None: a plain connection)."""
+        if self.ca_file is None:
+            return None
+        return TlsSettings(ca_file=str(self.ca_file), cert_file=str(self.cert_file) if self.cert_file else None,
+                           key_file=str(self.key_file) if self.key_file else None)
+
+
+class DatabaseSettings(Section):
+    """The relational database (``GRIDWIRE_DATABASE_*``): registry, commands, schedules,
+    monitoring, clock drift, campaigns, the webhook outbox and dead letters."""
+
+    url: str = DEFAULT_DATABASE_URL
+    # The connection pool of each process (PostgreSQL; SQLite has none to size).
+    pool_size: int = Field(default=10, ge=1)
+    # Extra connections are opened and closed per use: under load that costs more than waiting.
+    max_overflow: int = Field(default=0, ge=0)
+    pool_timeout: float = Field(default=60.0, gt=0)
+
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`cloud.registry.db.create_engine` (a pool on PostgreSQL)."""
+        from cloud.registry.db import is_sqlite
+
+        if is_sqlite(self.url):
+            return {}
+        # No ping per checkout (a round trip per transaction); a dropped connection is recycled
+        # by the pool's own error handling and the message is redelivered.
+        return {"pool_size": self.pool_size, "max_overflow": self.max_overflow, "pool_timeout": self.pool_timeout,
+                "pool_pre_ping": False}
+
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+class InfluxSettings(Section):
+    """The time-series store (``GRIDWIRE_INFLUX_*``), through the InfluxDB v1 HTTP API."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "gridwire"
+    username: str | None = None
+    password: SecretStr | None = None
     # InfluxDB 2.x/3.x: an API token for the v1-compatible endpoints (database = DBRP-mapped bucket).
-    influx_token: SecretStr | None = None
-    influx_timeout: float = Field(default=10.0, gt=0)
-    influx_create_database: bool = True
+    token: SecretStr | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    # Create the database at start if it is missing (the API and ingest).
+    create_database: bool = True
+
+
+class FirmwareOptions(Section):
+    """The firmware repository (``GRIDWIRE_FIRMWARE_*``), shared by the API and the chunk servers."""
+
+    # Where verified images live: the API adds them, `gridwire cloud firmware-server` reads them.
+    store_dir: Path = Path("var/firmware")
+    # Public keys whose signatures are trusted: PEM files and/or directories of *.pem, separated
+    # by commas. Signing keys never come near the cloud.
+    trusted_keys: str = ""
+    # The chunk server's session: not durable by default, an unanswered request is asked again.
+    session_expiry: int = Field(default=0, ge=0)
+
+    def trusted_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.trusted_keys.split(",") if p.strip()]
+
+
+class CloudSettings(BaseSettings):
+    """What every cloud process is given: the broker and the database, from ``GRIDWIRE_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDWIRE_", env_nested_delimiter="_", env_nested_max_split=1,
+                                      extra="ignore", populate_by_name=True)
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    # Aliases are full variable names: GRIDWIRE_DATABASE_URL, or GRIDWIRE_REGISTRY_URL (its older name).
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings,
+                                       validation_alias=AliasChoices("gridwire_database", "gridwire_registry"))
+
+
+class ApiSettings(CloudSettings):
+    """The web API (``gridwire cloud api``): InfluxDB, bearer tokens, query limits, firmware
+    uploads and concentrator provisioning."""
+
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    firmware: FirmwareOptions = Field(default_factory=FirmwareOptions)
+
+    # Where `gridwire cloud api` listens (its --host and --port override these).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    # The API brings the database schema to the newest revision at start; other processes never do.
+    migrate_on_start: bool = True
 
     # HS256 secret the bearer tokens are signed with; the API refuses to start without one.
     jwt_secret: SecretStr | None = None
@@ -31,3 +170,16 @@ class Settings(BaseSettings):
     bulk_link_ttl_seconds: int = Field(default=600, ge=1)
     bulk_chunk_rows: int = Field(default=5_000, ge=1)
     max_page_size: int = Field(default=1_000, ge=1)
+
+    # Concentrator provisioning (POST /v1/installation/concentrators/{cid}/provision): the CA's
+    # directory (ca.pem, ca.key; None refuses provisioning), the broker's mutual-TLS address given
+    # to concentrators, and broker usernames besides mqtt.username that no certificate may carry
+    # (comma-separated).
+    pki_dir: Path | None = None
+    provision_broker_host: str = "localhost"
+    provision_broker_port: int = Field(default=8883, ge=1, le=65535)
+    broker_reserved_names: str = ""
+
+
+__all__ = ["DEFAULT_DATABASE_URL", "ApiSettings", "CloudSettings", "DatabaseSettings", "FirmwareOptions",
+           "InfluxSettings", "MqttSettings", "Section"]

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from cloud.api_admin.deps import Admin, Caller, RegistryDep
 from cloud.registry import OrganisationPublic, PlatformRole
+from cloud.settings import ApiSettings
 from firmware_ota.campaign_store import CampaignNotFound, CampaignStore, InvalidTransition
 from firmware_ota.campaigns import CampaignService, NotAuthorised, TargetsRefused
 from firmware_ota.catalogue import FirmwareCatalogue, FirmwareNotFound
@@ -89,13 +90,13 @@ async def upload_firmware(upload: FirmwareUpload, request: Request, catalogue: C
         image = base64.b64decode(upload.image_base64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "imageBase64 is not valid base64") from exc
-    settings = request.app.state.settings
+    settings: ApiSettings = request.app.state.settings
     try:
-        trusted = load_trusted_keys(settings.trusted_key_paths())
+        trusted = load_trusted_keys(settings.firmware.trusted_key_paths())
     except (OSError, ValueError) as exc:
         log.error("trusted firmware keys cannot be read: %s", exc)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the trusted firmware keys cannot be read") from exc
-    store = FirmwareStore(root=settings.firmware_store_dir)
+    store = FirmwareStore(root=settings.firmware.store_dir)
     firmware_id = upload.signed_manifest.manifest.firmware_id
     try:
         stored = store.add(image=image, signed=upload.signed_manifest, trusted=trusted)

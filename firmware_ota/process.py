@@ -1,8 +1,13 @@
-"""The campaign runner as a process (``gridwire cloud campaigns``): settings from ``GRIDWIRE_*``.
+"""Firmware OTA's two processes: their settings and their runs.
 
-Stateless apart from the database: start as many as you like; each campaign is advanced by
-the runner holding its lease, and each target attempt is issued once (see
-:mod:`firmware_ota.campaign_store`). The registry must be migrated first.
+- ``gridwire cloud campaigns`` (:func:`run_campaigns`): advances campaigns. Stateless apart from
+  the database: start as many as you like; each campaign is advanced by the runner holding its
+  lease, and each target attempt is issued once (see :mod:`firmware_ota.campaign_store`).
+- ``gridwire cloud firmware-server`` (:func:`run_firmware_server`): serves image chunks to
+  concentrators from the :class:`FirmwareStore` the API adds images to. Start several: they
+  share ``$share/firmware/concentrator/+/firmware/request``.
+
+The database must be migrated first.
 """
 
 from __future__ import annotations
@@ -13,40 +18,66 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from cloud.process import CloudProcessSettings, default_client_id
-from cloud.registry import Registry
-from cloud.registry.db import create_engine
+from cloud.runtime import connected, connected_session
+from cloud.settings import CloudSettings, FirmwareOptions, Section
 from firmware_ota.campaign_runner import CampaignRunner
 from firmware_ota.campaign_store import CampaignStore
 from firmware_ota.catalogue import FirmwareCatalogue
+from firmware_ota.store import FirmwareStore
+from firmware_ota.transfer import ChunkServer
 
 log = logging.getLogger(__name__)
 
 
-class CampaignRunnerSettings(CloudProcessSettings):
-    """e.g. ``GRIDWIRE_CAMPAIGN_POLL_SECONDS``, ``GRIDWIRE_REGISTRY_URL``, ``GRIDWIRE_MQTT_HOST``."""
+class CampaignOptions(Section):
+    """The campaign runner's own settings (``GRIDWIRE_CAMPAIGN_*``)."""
 
-    campaign_client_id: str = Field(default_factory=lambda: default_client_id("campaigns"))
     # How long a runner keeps a campaign to itself without renewing; after that another takes over.
-    campaign_lease_seconds: float = Field(default=30.0, gt=0)
-    campaign_poll_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
     # A claimed command the core has not stored after this long is published again (same id).
-    campaign_republish_seconds: float = Field(default=30.0, gt=0)
+    republish_seconds: float = Field(default=30.0, gt=0)
 
 
-async def run_campaigns(settings: CampaignRunnerSettings, stop: asyncio.Event) -> None:
+class CampaignSettings(CloudSettings):
+    """What a campaign runner reads: broker, database and its own section."""
+
+    campaign: CampaignOptions = Field(default_factory=CampaignOptions)
+
+
+async def run_campaigns(settings: CampaignSettings, stop: asyncio.Event, *,
+                        ready: asyncio.Event | None = None) -> None:
     """Advance campaigns until ``stop`` is set."""
-    engine = create_engine(settings.registry_url)
-    session = settings.mqtt_session(settings.campaign_client_id)
-    runner = CampaignRunner(store=CampaignStore(engine), catalogue=FirmwareCatalogue(engine),
-                            registry=Registry(engine=engine), publisher=session,
-                            runner_id=settings.campaign_client_id,
-                            lease=timedelta(seconds=settings.campaign_lease_seconds),
-                            republish_after=timedelta(seconds=settings.campaign_republish_seconds),
-                            poll_interval=settings.campaign_poll_seconds)
-    try:
-        await session.connect()
+    options = settings.campaign
+    async with connected("campaigns", settings) as (session, registry):
+        runner = CampaignRunner(store=CampaignStore(registry.engine), catalogue=FirmwareCatalogue(registry.engine),
+                                registry=registry, publisher=session, runner_id=session.client_id,
+                                lease=timedelta(seconds=options.lease_seconds),
+                                republish_after=timedelta(seconds=options.republish_seconds),
+                                poll_interval=options.poll_seconds)
+        if ready is not None:
+            ready.set()
         await runner.run(stop)
-    finally:
-        await session.close()
-        await engine.dispose()
+
+
+class FirmwareServerSettings(CloudSettings):
+    """Where the images are (``GRIDWIRE_FIRMWARE_STORE_DIR``) and how the server meets the broker."""
+
+    firmware: FirmwareOptions = Field(default_factory=FirmwareOptions)
+
+
+async def run_firmware_server(settings: FirmwareServerSettings, stop: asyncio.Event, *,
+                              ready: asyncio.Event | None = None) -> None:
+    """Answer chunk requests from the store until ``stop`` is set."""
+    store = FirmwareStore(root=settings.firmware.store_dir)
+    async with connected_session("firmware", settings.mqtt,
+                                 session_expiry=settings.firmware.session_expiry) as session:
+        server = ChunkServer(session=session, store=store)
+        await server.start()
+        log.info("firmware server serving %d image(s) from %s", len(store.list()), store.root)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        await session.drain(timeout=5.0)
+        log.info("firmware server stopping: %d chunks (%d bytes) served, %d refused", server.chunks_served,
+                 server.bytes_served, server.errors_sent)

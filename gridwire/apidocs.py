@@ -165,7 +165,8 @@ def openapi_json() -> str:
     """The web API's OpenAPI document, from the assembled platform app (no server is started)."""
     import json
 
-    from cloud.platform import PlatformSettings, create_platform_app
+    from cloud.api.process import create_platform_app
+    from cloud.settings import ApiSettings
 
-    app = create_platform_app(PlatformSettings(jwt_secret="openapi-generation-only-not-a-secret"))
+    app = create_platform_app(ApiSettings(jwt_secret="openapi-generation-only-not-a-secret"))
     return json.dumps(app.openapi(), indent=1, sort_keys=True) + "\n"

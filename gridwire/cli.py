@@ -148,99 +148,93 @@ def concentrator_provision(
 # --- cloud --------------------------------------------------------------------------------------
 
 
-@cloud_app.command("ingest")
-def cloud_ingest(log_level: LogLevel = "INFO") -> None:
-    """Run one ingest process (settings from GRIDWIRE_* variables: MQTT_HOST, INFLUX_URL, ...).
-    Start more of them to share the load: they form one MQTT shared subscription."""
-    from cloud.ingest.service import IngestSettings, run_ingest
+# Every process reads its settings from GRIDWIRE_* variables (cloud/settings.py): the broker
+# (GRIDWIRE_MQTT_HOST, _PORT, _USERNAME, _PASSWORD, _CLIENT_ID, _CA_FILE, _CERT_FILE, _KEY_FILE,
+# _INFLIGHT), the database (GRIDWIRE_DATABASE_URL, _POOL_SIZE, ...) and its own section.
+_SETTINGS_HELP = ("Settings from GRIDWIRE_* variables: MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, "
+                  "MQTT_CLIENT_ID, MQTT_CA_FILE (TLS), DATABASE_URL, ... (README, cloud/settings.py).")
+
+
+def _cloud_process(name: str, log_level: str, **overrides: object) -> None:
+    from cloud.platform import PROCESSES, process_runner
 
     _logging(log_level)
-    settings = IngestSettings()
-    run_until_signal(lambda stop: run_ingest(settings, stop))
+    settings = PROCESSES[name].settings(**overrides)
+    run_until_signal(process_runner(name, settings))
 
 
-@cloud_app.command("api")
-def cloud_api(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-              port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+@cloud_app.command("ingest", epilog=_SETTINGS_HELP)
+def cloud_ingest(log_level: LogLevel = "INFO") -> None:
+    """Run one ingest process: readings from the broker into InfluxDB (also INFLUX_URL,
+    INGEST_BATCH_READINGS, ...). Start more of them to share the load: they form one MQTT
+    shared subscription."""
+    _cloud_process("ingest", log_level)
+
+
+@cloud_app.command("api", epilog=_SETTINGS_HELP)
+def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: GRIDWIRE_API_HOST "
+                                                             "or 127.0.0.1).")] = None,
+              port: Annotated[Optional[int], typer.Option(help="Port to listen on (default: GRIDWIRE_API_PORT "
+                                                             "or 8080).")] = None,
               log_level: LogLevel = "INFO") -> None:
     """Serve the full platform web API: meter readings, admin and installation, the functional
     domains (public lighting, smart metering, tariff switching) and clock drift (OpenAPI at
-    /docs). Migrates the registry at start. Settings from GRIDWIRE_* variables: JWT_SECRET
-    (required), REGISTRY_URL, MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, INFLUX_URL."""
-    import uvicorn
-
-    from cloud.platform import PlatformSettings, create_platform_app
-
-    _logging(log_level)
-    uvicorn.run(create_platform_app(PlatformSettings()), host=host, port=port, log_level=log_level.lower(),
-                # Longer than clients typically idle between calls: a keep-alive connection closed just
-                # as a busy client reuses it surfaces as a failed request.
-                timeout_keep_alive=30)
+    /docs). Migrates the database at start. Also JWT_SECRET (required), INFLUX_URL, PKI_DIR."""
+    chosen = {"api_host": host, "api_port": port}
+    _cloud_process("api", log_level, **{key: value for key, value in chosen.items() if value is not None})
 
 
-def _platform_process(name: str, log_level: str) -> None:
-    from cloud.platform import PlatformSettings, process_runner
-
-    _logging(log_level)
-    run_until_signal(process_runner(name, PlatformSettings()))
-
-
-@cloud_app.command("core")
+@cloud_app.command("core", epilog=_SETTINGS_HELP)
 def cloud_core(log_level: LogLevel = "INFO") -> None:
     """Run one core process: authorise generic commands, route them to devices, follow them to
     an end (retries, time-to-live). Start more to share the load (MQTT shared subscription).
-    Settings from GRIDWIRE_* variables: REGISTRY_URL, MQTT_HOST, MQTT_PORT, MQTT_USERNAME,
-    MQTT_PASSWORD. Run `gridwire cloud api` (or `gridwire registry migrate`) first: it migrates."""
-    _platform_process("core", log_level)
+    Run `gridwire cloud api` (or `gridwire registry migrate`) first: it migrates."""
+    _cloud_process("core", log_level)
 
 
-@cloud_app.command("domain")
+@cloud_app.command("domain", epilog=_SETTINGS_HELP)
 def cloud_domain(log_level: LogLevel = "INFO") -> None:
     """Run one domain process: the functional-domain consumer (requests to generic commands) and
-    the results consumer (outcomes to apps and webhooks). Start more to share the load.
-    Settings as for `gridwire cloud core`."""
-    _platform_process("domain", log_level)
+    the results consumer (outcomes to apps and webhooks; also WEBHOOK_MAX_ATTEMPTS, ...).
+    Start more to share the load."""
+    _cloud_process("domain", log_level)
 
 
-@cloud_app.command("scheduler")
+@cloud_app.command("scheduler", epilog=_SETTINGS_HELP)
 def cloud_scheduler(log_level: LogLevel = "INFO") -> None:
     """Run the scheduler: publish due schedules (meter reads, astronomical light switching)
-    exactly once however many copies run. Settings as for `gridwire cloud core`."""
-    _platform_process("scheduler", log_level)
+    exactly once however many copies run (also SCHEDULER_LEASE_SECONDS, SCHEDULER_POLL_SECONDS)."""
+    _cloud_process("scheduler", log_level)
 
 
-@cloud_app.command("monitor")
+@cloud_app.command("monitor", epilog=_SETTINGS_HELP)
 def cloud_monitor(log_level: LogLevel = "INFO") -> None:
     """Run device status monitoring: concentrator liveness, silent devices, events and
-    notifications. Settings as for `gridwire cloud core`."""
-    _platform_process("monitor", log_level)
+    notifications (also MONITOR_SWEEP_SECONDS, MONITOR_FAILURES_OFFLINE)."""
+    _cloud_process("monitor", log_level)
 
 
-@cloud_app.command("campaigns")
+@cloud_app.command("campaigns", epilog=_SETTINGS_HELP)
 def cloud_campaigns(log_level: LogLevel = "INFO") -> None:
     """Run a firmware campaign runner: issue update_firmware commands wave by wave, follow them,
-    stop on thresholds. Start more for resilience (each campaign is leased to one at a time).
-    Settings as for `gridwire cloud core`."""
-    _platform_process("campaigns", log_level)
+    stop on thresholds. Start more for resilience (each campaign is leased to one at a time;
+    also CAMPAIGN_POLL_SECONDS, CAMPAIGN_LEASE_SECONDS, CAMPAIGN_REPUBLISH_SECONDS)."""
+    _cloud_process("campaigns", log_level)
 
 
-@cloud_app.command("timesync")
+@cloud_app.command("timesync", epilog=_SETTINGS_HELP)
 def cloud_timesync(log_level: LogLevel = "INFO") -> None:
     """Run the time service: answer concentrators' time requests and record meters' clock
-    drift. Settings as for `gridwire cloud core`."""
-    _platform_process("timesync", log_level)
+    drift (also TIMESYNC_DRIFT_ALARM_SECONDS)."""
+    _cloud_process("timesync", log_level)
 
 
-@cloud_app.command("firmware-server")
+@cloud_app.command("firmware-server", epilog=_SETTINGS_HELP)
 def cloud_firmware_server(log_level: LogLevel = "INFO") -> None:
     """Serve firmware images to concentrators in chunks over MQTT (concentrator/<cid>/firmware/...).
-    Start more to share the load (MQTT shared subscription). Settings from GRIDWIRE_* variables:
-    FIRMWARE_STORE_DIR (the image store directory), MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD."""
-    from firmware_ota.server_process import FirmwareServerSettings, run_firmware_server
-
-    _logging(log_level)
-    settings = FirmwareServerSettings()
-    run_until_signal(lambda stop: run_firmware_server(settings, stop))
+    Start more to share the load (MQTT shared subscription). Also FIRMWARE_STORE_DIR (the image
+    store directory)."""
+    _cloud_process("firmware-server", log_level)
 
 
 docs_app = typer.Typer(no_args_is_help=True, help="Generate the API documents kept in docs/.")

@@ -23,6 +23,9 @@ def broker_config(
     run_as: Annotated[Optional[str], typer.Option(help="User mosquitto switches to when started as root.")] = None,
     tls_port: Annotated[Optional[int], typer.Option(help="Mutual-TLS listener port for concentrators "
                                                          "(needs --pki-dir).")] = None,
+    tls_password_port: Annotated[Optional[int], typer.Option(
+        help="TLS listener port where clients log in with a password: for cloud processes on other hosts "
+             "(GRIDWIRE_MQTT_CA_FILE; needs --pki-dir).")] = None,
     pki_dir: Annotated[Optional[Path], typer.Option(help="Directory with ca.pem, server.pem and server.key "
                                                          "(gridwire broker pki ensure).")] = None,
 ) -> None:
@@ -44,11 +47,12 @@ def broker_config(
                        f"(set password, or the variable named by password_env)", err=True)
             raise typer.Exit(2)
         resolved.append(Account(username=entry["username"], password=password, role=entry["role"]))
-    if (tls_port is None) != (pki_dir is None):
-        typer.echo("error: --tls-port and --pki-dir go together", err=True)
+    if (tls_port is None and tls_password_port is None) != (pki_dir is None):
+        typer.echo("error: --pki-dir goes with --tls-port or --tls-password-port", err=True)
         raise typer.Exit(2)
-    tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_ca_file": pki_dir / "ca.pem",
-                                      "tls_cert_file": pki_dir / "server.pem", "tls_key_file": pki_dir / "server.key"}
+    tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_password_port": tls_password_port,
+                                      "tls_ca_file": pki_dir / "ca.pem", "tls_cert_file": pki_dir / "server.pem",
+                                      "tls_key_file": pki_dir / "server.key"}
     cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls)
     conf = write_broker_files(cfg, out)
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")

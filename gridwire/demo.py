@@ -7,7 +7,7 @@ PKI (``pki/``: a CA, the broker's certificate, a client certificate per concentr
 once and kept). The concentrator reaches the broker over mutual TLS only; the cloud processes
 use the password listener, which the demo binds to loopback (docs/ARCHITECTURE.md says why).
 Firmware over the air works too: a demo signing key (``firmware-keys/``, kept), trusted by the
-platform and the concentrator, and the chunk server (:mod:`gridwire.demo_firmware`).
+platform and the concentrator (:mod:`gridwire.demo_firmware`), and the chunk server.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import yaml
 
 from broker.mosquitto_conf import Account
 from broker.pki import ensure_pki
-from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, firmware_server, recipe
+from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, recipe
 from gridwire.services import LocalInfluxd, LocalMosquitto
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,9 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Pat
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     """Start everything, print where to look, run until ``stop`` (or ``duration``)."""
-    import uvicorn
-
     from cloud.auth import ADMIN_SCOPE, issue_token
-    from cloud.ingest.service import IngestSettings, run_ingest
-    from cloud.platform import PlatformSettings, create_platform_app, migrate_registry, process_runner
+    from cloud.platform import PlatformSettings, migrate_registry, process_runner
+    from cloud.settings import DatabaseSettings, FirmwareOptions, InfluxSettings, MqttSettings
     from edge.devices.service import run_lights
     from edge.concentrator import Concentrator
     from edge.config import load_config
@@ -153,54 +151,49 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
 
     jwt_secret = secrets.token_urlsafe(32)
     database = f"sqlite+aiosqlite:///{root / 'gridwire.sqlite'}"
-    settings = PlatformSettings(influx_url=influxd.url, influx_database="gridwire", jwt_secret=jwt_secret,
-                                registry_url=database, mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
-                                firmware_store_dir=root / "firmware",
-                                firmware_trusted_keys=str(signing_key.trusted_dir))
+    # One settings object for every cloud process; the API serves on the demo's port.
+    settings = PlatformSettings(
+        mqtt=MqttSettings(host="127.0.0.1", port=options.mqtt_port, password=cloud_password),
+        database=DatabaseSettings(url=database), influx=InfluxSettings(url=influxd.url, database="gridwire"),
+        firmware=FirmwareOptions(store_dir=root / "firmware", trusted_keys=str(signing_key.trusted_dir)),
+        jwt_secret=jwt_secret, api_port=options.api_port)
     await migrate_registry(settings)
     await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1", None) for n in range(options.meters)]
                           + [(meter_id(1000 + n), "DSMR_P1", None) for n in range(options.meters)]
                           + [(meter_id(2000 + n), "DLMS", DLMS_MODEL) for n in range(options.dlms_meters)]
                           + [(meter_id(3000 + n), "MODBUS", None) for n in range(options.modbus_meters)])
-    api = uvicorn.Server(uvicorn.Config(create_platform_app(settings), host="127.0.0.1", port=options.api_port,
-                                        log_level="warning", lifespan="on"))
-    ingest = IngestSettings(mqtt_host="127.0.0.1", mqtt_port=options.mqtt_port, mqtt_password=cloud_password,
-                            ingest_client_id="demo-ingest-1", influx_url=influxd.url, influx_database="gridwire",
-                            database_url=database)
     token = issue_token(secret=jwt_secret, org=ORG, scopes=[ADMIN_SCOPE], ttl=timedelta(days=1))
     try:
         async with asyncio.TaskGroup() as tg:
+
+            async def start(name: str) -> None:
+                # A stable client id per process: a restarted demo resumes its durable sessions
+                # instead of leaving the old ones a share of each shared subscription.
+                mqtt = settings.mqtt.model_copy(update={"client_id": f"demo-{name}"})
+                ready = asyncio.Event()
+                tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt}), ready=ready)(stop),
+                               name=name)
+                await asyncio.wait_for(ready.wait(), 30)
+
             # Ingest subscribes first, so the concentrator's first messages have a subscriber
             # (unconfirmed ones would be sent again anyway, after confirm_timeout).
-            ingest_ready = asyncio.Event()
-            tg.create_task(run_ingest(ingest, stop, ready=ingest_ready), name="ingest")
-            await asyncio.wait_for(ingest_ready.wait(), 30)
+            await start("ingest")
             tg.create_task(concentrator.run(stop), name="concentrator")
-            for name in ("core", "domain"):
-                ready = asyncio.Event()
-                tg.create_task(process_runner(name, settings, ready=ready)(stop), name=name)
-                await asyncio.wait_for(ready.wait(), 30)
-            for name in ("monitor", "scheduler", "timesync", "campaigns"):
-                tg.create_task(process_runner(name, settings)(stop), name=name)
-            tg.create_task(firmware_server(store_dir=settings.firmware_store_dir, mqtt_port=options.mqtt_port,
-                                           mqtt_password=cloud_password, stop=stop), name="firmware-server")
+            for name in ("core", "domain", "monitor", "scheduler", "timesync", "campaigns", "firmware-server"):
+                await start(name)
             if options.lights:
                 tg.create_task(run_lights(stop, count=options.lights, host="127.0.0.1", port=options.mqtt_port,
                                           username="fleet", password=fleet_password, prefix="light-"),
                                name="street-lights")
             for sim in simulators:
                 await sim.start()
-            api_task = tg.create_task(api.serve(), name="api")
-            while not api.started:
-                await asyncio.sleep(0.05)
+            await start("api")
             _announce(options, cloud_password, token, root, tls, signing_key)
             if options.duration is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.duration)
                 stop.set()
             await stop.wait()
-            api.should_exit = True
-            await api_task
     finally:
         for sim in simulators:
             await sim.stop()

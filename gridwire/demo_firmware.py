@@ -1,4 +1,4 @@
-"""Firmware over the air in the demo: its signing key, its chunk server, its recipe.
+"""Firmware over the air in the demo: its signing key and its recipe.
 
 The demo makes one Ed25519 signing key pair on its first run (``<dir>/firmware-keys/``:
 ``signing.key``, mode 0600, and ``<key id>.pem``) and keeps it. The platform and the demo
@@ -16,7 +16,6 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware_ota.server_process import FirmwareServerSettings, run_firmware_server
 from firmware_ota.signing import generate_key, key_id_of, public_key_of
 
 # The model the demo's simulated DLMS meters have in the registry and in the concentrator config.
@@ -52,13 +51,6 @@ def ensure_signing_key(directory: Path) -> DemoSigningKey:
     if not public_file.exists():
         public_file.write_bytes(public)
     return DemoSigningKey(private_file=private_file, public_file=public_file)
-
-
-def firmware_server(*, store_dir: Path, mqtt_port: int, mqtt_password: str, stop: asyncio.Event):  # noqa: ANN201
-    """The chunk server (``gridwire cloud firmware-server``) as one of the demo's tasks."""
-    settings = FirmwareServerSettings(mqtt_host="127.0.0.1", mqtt_port=mqtt_port, mqtt_password=mqtt_password,
-                                      firmware_store_dir=store_dir, firmware_client_id="demo-firmware-1")
-    return run_firmware_server(settings, stop)
 
 
 def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str) -> list[str]:

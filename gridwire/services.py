@@ -39,15 +39,18 @@ class LocalMosquitto:
 
     def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int | None = None,
                  tls_port: int | None = None, tls_ca_file: Path | None = None, tls_cert_file: Path | None = None,
-                 tls_key_file: Path | None = None) -> None:
+                 tls_key_file: Path | None = None, tls_password_port: int | None = None) -> None:
         self.directory = directory
         self.port = port
-        # The mutual-TLS listener for concentrators (None: plain listener only).
+        # The mutual-TLS listener for concentrators, and a TLS listener with password login
+        # (None: not opened).
         self.tls_port = tls_port
+        self.tls_password_port = tls_password_port
         self.accounts = {a.username: a for a in accounts}
         saving = {} if autosave_interval is None else {"autosave_interval": autosave_interval}
         config = BrokerConfig(port=port, data_dir=directory / "data", accounts=accounts, **saving, run_as=getpass.getuser(), tls_port=tls_port,
-                              tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file, tls_key_file=tls_key_file)
+                              tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file, tls_key_file=tls_key_file,
+                              tls_password_port=tls_password_port)
         self.config_file = write_broker_files(config, directory)
         self.process = ManagedProcess(argv=[_binary("mosquitto", "mosquitto"), "-c", str(self.config_file)],
                                       log=directory / "mosquitto.log", port=port)
@@ -71,9 +74,10 @@ class LocalMosquitto:
         self._wait_tls()
 
     def _wait_tls(self) -> None:
-        # Listeners open one after the other; the process is ready when the TLS one listens too.
-        if self.tls_port is not None:
-            wait_for_port(self.tls_port, proc=self.process.proc, log=self.process.log)
+        # Listeners open one after the other; the process is ready when the TLS ones listen too.
+        for port in (self.tls_port, self.tls_password_port):
+            if port is not None:
+                wait_for_port(port, proc=self.process.proc, log=self.process.log)
 
 
 _INFLUXD_CONFIG = """\

@@ -17,27 +17,18 @@ from cloud.api.routes import dead_letters as dead_letters_routes
 from cloud.auth import MeterAccess, meters_from_claims
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.deadletters import DeadLetterStore
-from cloud.settings import Settings
+from cloud.runtime import influx_store
+from cloud.settings import ApiSettings
 from cloud.store import InfluxStore, StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def store_from_settings(settings: Settings) -> InfluxStore:
-    """An InfluxStore configured by ``settings`` (the caller closes it)."""
-    return InfluxStore(
-        url=settings.influx_url, database=settings.influx_database, username=settings.influx_username,
-        password=settings.influx_password.get_secret_value() if settings.influx_password else None,
-        token=settings.influx_token.get_secret_value() if settings.influx_token else None,
-        timeout=settings.influx_timeout,
-    )
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_access: MeterAccess | None = None,
+def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter_access: MeterAccess | None = None,
                extra_routers: Sequence[APIRouter] = (), clock: Clock | None = None,
                dead_letters: DeadLetterStore | None = None, catalogue: Catalogue | None = None) -> FastAPI:
     """The FastAPI app. A ``store`` passed in is used as is and left open; without one the
@@ -53,13 +44,13 @@ def create_app(*, settings: Settings, store: InfluxStore | None = None, meter_ac
         if app.state.store is not None:
             yield
             return
-        owned = store_from_settings(settings)
-        if settings.influx_create_database:
+        owned = influx_store(settings.influx)
+        if settings.influx.create_database:
             try:
                 await owned.ensure_database()
             except StoreUnavailable as exc:
                 # Serve anyway: /healthz reports it and queries answer 503 until InfluxDB is back.
-                log.warning("could not create database %s: %s", settings.influx_database, exc)
+                log.warning("could not create database %s: %s", settings.influx.database, exc)
         app.state.store = owned
         try:
             yield

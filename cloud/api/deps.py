@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cloud.auth import AuthError, MeterAccess, Principal, decode_token
-from cloud.settings import Settings
+from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
 
 Clock = Callable[[], datetime]
@@ -18,7 +18,7 @@ Clock = Callable[[], datetime]
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 bearer token (HS256 JWT naming the organisation)")
 
 
-def get_settings(request: Request) -> Settings:
+def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
@@ -33,7 +33,7 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[InfluxStore, Depends(get_store)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 

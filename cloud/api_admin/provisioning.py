@@ -47,6 +47,7 @@ from cloud.registry import (
     PlatformRole,
     Protocol,
 )
+from cloud.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,10 @@ class ProvisionResponse(_Schema):
     broker: BrokerAddress
 
 
-def reserved_names(settings: object) -> frozenset[str]:
+def reserved_names(settings: ApiSettings) -> frozenset[str]:
     """Broker usernames no concentrator certificate may carry."""
-    names = {getattr(settings, "mqtt_username", None) or ""}
-    names |= {n.strip() for n in str(getattr(settings, "broker_reserved_names", "")).split(",")}
+    names = {settings.mqtt.username or ""}
+    names |= {n.strip() for n in settings.broker_reserved_names.split(",")}
     return frozenset(n for n in names if n)
 
 
@@ -137,7 +138,7 @@ def _check_existing(device: DevicePublic) -> None:
 async def provision_concentrator(cid: str, request: Request, registry: RegistryDep, who: Caller,
                                  spec: ProvisionRequest | None = None) -> ProvisionResponse:
     """Register the concentrator if needed and issue its broker client certificate."""
-    settings = request.app.state.settings
+    settings: ApiSettings = request.app.state.settings
     try:
         check_client_name(cid, reserved=reserved_names(settings))
     except TopicError as exc:
@@ -145,7 +146,7 @@ async def provision_concentrator(cid: str, request: Request, registry: RegistryD
     except PkiError as exc:
         log.warning("%s asked for a certificate named %r: refused", who.identification, cid)
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
-    ca = _load_ca(getattr(settings, "pki_dir", None))
+    ca = _load_ca(settings.pki_dir)
     registered = await _ensure_concentrator(registry, who, cid)
     days = (spec or ProvisionRequest()).validity_days
     issued: IssuedPem = await asyncio.to_thread(ca.issue_client_pem, cid, days=days,

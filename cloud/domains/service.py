@@ -1,42 +1,59 @@
-"""Run one domain process: the domain consumer(s), the results consumer and the webhook delivery loop."""
+"""Run one domain process: the domain consumers, the results consumer and the webhook delivery loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import timedelta
 
+from pydantic import Field
+
+from broker.session import Backoff
 from cloud.core.commands import CommandStore
-from cloud.core.service import BrokerLogin, open_registry
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
 from cloud.notify.consumer import ResultsConsumer
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
+from cloud.runtime import connected
+from cloud.settings import CloudSettings, Section
 
 log = logging.getLogger(__name__)
 
 
-async def run_domain(stop: asyncio.Event, *, registry_url: str, broker: BrokerLogin,
-                     domains: Sequence[str] | None = None, results: bool = True,
-                     client_id: str | None = None, engine_options: Mapping[str, Any] | None = None,
-                     ready: asyncio.Event | None = None, webhook_policy: DeliveryPolicy = DeliveryPolicy()) -> None:
-    """Serve ``domains`` (all by default) and, unless ``results`` is False, the results path and the
-    webhook delivery loop (which also sends what stopped or crashed processes left in the outbox);
-    ``ready`` is set once subscribed."""
-    chosen = [DOMAINS[name] for name in (domains or DOMAINS)]
-    async with open_registry(registry_url, engine_options) as registry, \
-            broker.session("domain", client_id=client_id) as session:
+class WebhookOptions(Section):
+    """Webhook delivery (``GRIDWIRE_WEBHOOK_*``): a notification is tried ``max_attempts`` times over
+    about an hour (backoff doubling from 1 s to ``backoff_max_seconds``); delivered ones are
+    deleted from the outbox after ``retention_hours``."""
+
+    max_attempts: int = Field(default=15, ge=1)
+    backoff_max_seconds: float = Field(default=600.0, gt=0)
+    retention_hours: float = Field(default=24.0, gt=0)
+
+    def policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(max_attempts=self.max_attempts,
+                              backoff=Backoff(initial=1.0, maximum=self.backoff_max_seconds),
+                              retention=timedelta(hours=self.retention_hours))
+
+
+class DomainSettings(CloudSettings):
+    """What a domain process reads: broker, database and webhook delivery."""
+
+    webhook: WebhookOptions = Field(default_factory=WebhookOptions)
+
+
+async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+    """Serve every domain, the results path and the webhook delivery loop (which also sends what
+    stopped or crashed processes left in the outbox) until ``stop``; ``ready`` is set once subscribed."""
+    async with connected("domain", settings) as (session, registry):
         store = CommandStore(registry.engine)
         webhooks = WebhookSender(engine=registry.engine)
-        delivery = WebhookDelivery(sender=webhooks, policy=webhook_policy, worker=session.client_id)
+        delivery = WebhookDelivery(sender=webhooks, policy=settings.webhook.policy(), worker=session.client_id)
         try:
-            await DomainConsumer(session=session, store=store, domains=chosen).start()
-            if results:
-                await ResultsConsumer(session=session, store=store, webhooks=webhooks, domains=DOMAINS.values()).start()
-                delivery.start()
-            log.info("domain consumer %s serving %s", session.client_id, ", ".join(d.name for d in chosen))
+            await DomainConsumer(session=session, store=store, domains=DOMAINS.values()).start()
+            await ResultsConsumer(session=session, store=store, webhooks=webhooks, domains=DOMAINS.values()).start()
+            delivery.start()
+            log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:
                 ready.set()
             await stop.wait()

@@ -6,7 +6,7 @@ own, so one killed mid-batch loses nothing. What it had received but not acknowl
 in its durable session on the broker (mosquitto 2.0 does not hand it to the others), and
 the broker goes on queueing its share of new messages there while it is away. So:
 
-- restarted with the same client id (``GRIDWIRE_INGEST_CLIENT_ID``) within the session
+- restarted with the same client id (``GRIDWIRE_MQTT_CLIENT_ID``) within the session
   expiry, it resumes the session and stores all of that;
 - gone for good, its session expires after ``GRIDWIRE_INGEST_SESSION_EXPIRY`` seconds and
   the broker drops it; the concentrators' outboxes, which never got a DeliveryAck for those

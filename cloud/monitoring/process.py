@@ -1,10 +1,4 @@
-"""The monitor as a process: settings from ``GRIDWIRE_*`` variables, run until stopped.
-
-Wire as ``gridwire cloud monitor``::
-
-    settings = MonitorSettings()
-    run_until_signal(lambda stop: run_monitor(settings, stop))
-"""
+"""The monitor as a process (``gridwire cloud monitor``): its settings and its run."""
 
 from __future__ import annotations
 
@@ -16,35 +10,33 @@ from pydantic import Field
 from cloud.monitoring.monitor import StatusMonitor
 from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
-from cloud.process import CloudProcessSettings, default_client_id
-from cloud.registry import Registry
-from cloud.registry.db import create_engine
+from cloud.runtime import connected
+from cloud.settings import CloudSettings, Section
 
 log = logging.getLogger(__name__)
 
 
-class MonitorSettings(CloudProcessSettings):
-    """Where the monitor listens and keeps state; e.g. ``GRIDWIRE_MQTT_HOST``, ``GRIDWIRE_REGISTRY_URL``."""
+class MonitorOptions(Section):
+    """The monitor's own settings (``GRIDWIRE_MONITOR_*``)."""
 
-    # Stable per process so a restarted process resumes its durable session.
-    monitor_client_id: str = Field(default_factory=lambda: default_client_id("monitor"))
-    monitor_sweep_seconds: float = Field(default=60.0, gt=0)
-    monitor_failures_offline: int = Field(default=3, ge=1)
+    sweep_seconds: float = Field(default=60.0, gt=0)
+    failures_offline: int = Field(default=3, ge=1)
 
 
-async def run_monitor(settings: MonitorSettings, stop: asyncio.Event) -> None:
+class MonitorSettings(CloudSettings):
+    """Where the monitor listens (broker) and keeps state (database)."""
+
+    monitor: MonitorOptions = Field(default_factory=MonitorOptions)
+
+
+async def run_monitor(settings: MonitorSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Consume concentrator status and sweep for silent devices until ``stop`` is set."""
-    engine = create_engine(settings.registry_url)
-    registry = Registry(engine=engine)
-    session = settings.mqtt_session(settings.monitor_client_id)
-    store = MonitoringStore(engine)
-    monitor = StatusMonitor(store=store, registry=registry,
-                            notifier=Notifier(store=store, registry=registry, publisher=session),
-                            failures_offline=settings.monitor_failures_offline)
-    try:
-        await session.connect()
+    async with connected("monitor", settings) as (session, registry):
+        store = MonitoringStore(registry.engine)
+        monitor = StatusMonitor(store=store, registry=registry,
+                                notifier=Notifier(store=store, registry=registry, publisher=session),
+                                failures_offline=settings.monitor.failures_offline)
         await monitor.start(session)
-        await monitor.run_sweeper(stop, interval=settings.monitor_sweep_seconds)
-    finally:
-        await session.close()
-        await engine.dispose()
+        if ready is not None:
+            ready.set()
+        await monitor.run_sweeper(stop, interval=settings.monitor.sweep_seconds)

@@ -21,7 +21,7 @@ URL_HELP = "SQLAlchemy async URL, e.g. sqlite+aiosqlite:///var/lib/gridwire/regi
 
 @app.command("migrate")
 def migrate_command(
-    url: str = typer.Option(..., "--url", envvar="GRIDWIRE_REGISTRY_URL", help=URL_HELP),
+    url: str = typer.Option(..., "--url", envvar=["GRIDWIRE_DATABASE_URL", "GRIDWIRE_REGISTRY_URL"], help=URL_HELP),
     revision: str = typer.Option("head", "--revision", help="Alembic revision to upgrade to."),
 ) -> None:
     """Create or upgrade the registry schema to the newest revision (safe to repeat)."""

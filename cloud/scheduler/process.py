@@ -1,9 +1,7 @@
-"""The scheduler as a process: settings from ``GRIDWIRE_*`` variables, run until stopped.
+"""The scheduler as a process (``gridwire cloud scheduler``): its settings and its run.
 
-Wire as ``gridwire cloud scheduler``::
-
-    settings = SchedulerSettings()
-    run_until_signal(lambda stop: run_scheduler(settings, stop))
+Any number may run on one database: each due schedule is claimed under a lease, so it is
+published once.
 """
 
 from __future__ import annotations
@@ -14,33 +12,34 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from cloud.registry.db import create_engine
+from cloud.runtime import connected
 from cloud.scheduler.service import Scheduler
 from cloud.scheduler.store import ScheduleStore
-
-from cloud.process import CloudProcessSettings, default_client_id
+from cloud.settings import CloudSettings, Section
 
 log = logging.getLogger(__name__)
 
 
-class SchedulerSettings(CloudProcessSettings):
-    """Where the scheduler reads schedules and publishes runs; e.g. ``GRIDWIRE_REGISTRY_URL``."""
+class SchedulerOptions(Section):
+    """The scheduler's own settings (``GRIDWIRE_SCHEDULER_*``)."""
 
-    scheduler_client_id: str = Field(default_factory=lambda: default_client_id("scheduler"))
-    scheduler_lease_seconds: float = Field(default=120.0, gt=0)
-    scheduler_poll_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    poll_seconds: float = Field(default=5.0, gt=0)
 
 
-async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event) -> None:
-    """Publish due schedules until ``stop`` is set (the registry must be migrated first)."""
-    engine = create_engine(settings.registry_url)
-    session = settings.mqtt_session(settings.scheduler_client_id)
-    scheduler = Scheduler(store=ScheduleStore(engine), publisher=session, instance_id=settings.scheduler_client_id,
-                          lease=timedelta(seconds=settings.scheduler_lease_seconds),
-                          poll_interval=settings.scheduler_poll_seconds)
-    try:
-        await session.connect()
+class SchedulerSettings(CloudSettings):
+    """Where the scheduler reads schedules (database) and publishes runs (broker)."""
+
+    scheduler: SchedulerOptions = Field(default_factory=SchedulerOptions)
+
+
+async def run_scheduler(settings: SchedulerSettings, stop: asyncio.Event, *,
+                        ready: asyncio.Event | None = None) -> None:
+    """Publish due schedules until ``stop`` is set (the database must be migrated first)."""
+    async with connected("scheduler", settings) as (session, registry):
+        scheduler = Scheduler(store=ScheduleStore(registry.engine), publisher=session, instance_id=session.client_id,
+                              lease=timedelta(seconds=settings.scheduler.lease_seconds),
+                              poll_interval=settings.scheduler.poll_seconds)
+        if ready is not None:
+            ready.set()
         await scheduler.run(stop)
-    finally:
-        await session.close()
-        await engine.dispose()

@@ -17,7 +17,7 @@ import yaml
 
 from cloud.api.app import create_app
 from cloud.auth import issue_token
-from cloud.settings import Settings
+from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store.influx import InfluxStore
 from edge.p1.simulator import MeterModel, P1Simulator
 from gridwire.procs import ManagedProcess
@@ -109,7 +109,7 @@ class Api:
 @pytest.fixture
 async def api(influxd, influx_db) -> AsyncIterator[Api]:
     store = InfluxStore(url=influxd.url, database=influx_db)
-    app = create_app(settings=Settings(influx_url=influxd.url, influx_database=influx_db, jwt_secret=JWT_SECRET),
+    app = create_app(settings=ApiSettings(influx=InfluxSettings(url=influxd.url, database=influx_db), jwt_secret=JWT_SECRET),
                      store=store)
     token = issue_token(secret=JWT_SECRET, org="org-a", meters=[METER], ttl=timedelta(hours=1))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:

@@ -126,7 +126,7 @@ def runner_process(directory: Path, name: str, *, broker: MosquittoServer, db_ur
     env = {"GRIDWIRE_MQTT_HOST": broker.host, "GRIDWIRE_MQTT_PORT": str(broker.port),
            "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
            "GRIDWIRE_MQTT_PASSWORD": broker.credentials("gridwire-cloud")["password"],
-           "GRIDWIRE_REGISTRY_URL": db_url, "GRIDWIRE_CAMPAIGN_CLIENT_ID": name,
+           "GRIDWIRE_DATABASE_URL": db_url, "GRIDWIRE_MQTT_CLIENT_ID": name,
            "GRIDWIRE_CAMPAIGN_POLL_SECONDS": "0.02", "GRIDWIRE_CAMPAIGN_LEASE_SECONDS": str(lease),
            "GRIDWIRE_CAMPAIGN_REPUBLISH_SECONDS": "3"}
     return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "campaigns"], env=env,

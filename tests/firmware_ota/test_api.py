@@ -13,13 +13,14 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
-from cloud.platform import PlatformSettings, process_runner
+from cloud.platform import process_runner
+from cloud.settings import FirmwareOptions
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from edge.commands import CommandExecutor
 from firmware_ota.signing import generate_key, sign
 from gridwire.cli import app as cli_app
 from tests.cloud.core.harness import session_for
-from tests.cloud.platform.test_platform import SECRET, bearer, serve_with_lifespan
+from tests.cloud.platform.test_platform import SECRET, bearer, platform_settings, serve_with_lifespan
 from tests.firmware_ota.conftest import make_manifest
 from tests.firmware_ota.harness import CONC, MODEL, ORG, ScriptedMeters, meter_ids, seed
 from tests.fixtures.mosquitto import CLOUD, MosquittoServer
@@ -41,10 +42,8 @@ async def test_firmware_upload_campaign_and_status(mosquitto: MosquittoServer, t
     # A broker of its own: the platform's core keeps a durable member in the shared subscription
     # group after it stops, which would take a share of later tests' commands on a shared broker.
     broker = mosquitto
-    settings = PlatformSettings(jwt_secret=SECRET, registry_url=url, mqtt_host=broker.host, mqtt_port=broker.port,
-                                mqtt_username=CLOUD.username, mqtt_password=CLOUD.password,
-                                influx_create_database=False, firmware_store_dir=tmp_path / "store",
-                                firmware_trusted_keys=str(tmp_path / "keys"))
+    settings = platform_settings(broker, url, firmware=FirmwareOptions(store_dir=tmp_path / "store",
+                                                                       trusted_keys=str(tmp_path / "keys")))
     image = hashlib.sha256(b"api").digest() * 64
     stop = asyncio.Event()
     async with serve_with_lifespan(settings) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:

@@ -11,7 +11,7 @@ import pytest
 
 from cloud.api import create_app
 from cloud.auth import issue_token
-from cloud.settings import Settings
+from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store import InfluxStore
 from tests.fixtures.influx import InfluxServer
 
@@ -36,7 +36,7 @@ class Api:
     client: httpx.AsyncClient
     store: InfluxStore
     clock: Clock
-    settings: Settings
+    settings: ApiSettings
 
     def token(self, org: str, *, meters: Iterable[str] | None = None, scopes: Iterable[str] = (),
               ttl: timedelta = timedelta(hours=1)) -> dict[str, str]:
@@ -44,15 +44,15 @@ class Api:
         return {"Authorization": f"Bearer {token}"}
 
 
-def make_settings(**changes: object) -> Settings:
+def make_settings(**changes: object) -> ApiSettings:
     values = {"jwt_secret": SECRET, "bulk_threshold_rows": 100, "bulk_link_ttl_seconds": 60, "max_page_size": 100,
               "bulk_chunk_rows": 7, **changes}
-    return Settings(**values)
+    return ApiSettings(**values)
 
 
 @pytest.fixture
 async def api(influxd: InfluxServer, influx_db: str) -> AsyncIterator[Api]:
-    settings = make_settings(influx_url=influxd.url, influx_database=influx_db)
+    settings = make_settings(influx=InfluxSettings(url=influxd.url, database=influx_db))
     clock = Clock()
     async with InfluxStore(url=influxd.url, database=influx_db) as store:
         app = create_app(settings=settings, store=store, clock=clock)

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from broker.schemas import MeterReading
 from cloud.api import create_app
 from cloud.auth import Principal, issue_token
-from cloud.settings import Settings
+from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store import InfluxStore, ReadingQuery
 from tests.cloud.api.conftest import SECRET, Api, make_settings
 from tests.cloud.store.factories import T0, series
@@ -110,7 +110,7 @@ async def test_healthz_and_extra_routers(api: Api, influxd: InfluxServer) -> Non
 
 
 async def test_lifespan_builds_the_store_from_settings(influxd: InfluxServer) -> None:
-    settings = make_settings(influx_url=influxd.url, influx_database="lifespan_db")
+    settings = make_settings(influx=InfluxSettings(url=influxd.url, database="lifespan_db"))
     app = create_app(settings=settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -123,7 +123,7 @@ async def test_lifespan_builds_the_store_from_settings(influxd: InfluxServer) ->
 
 
 async def test_store_down_is_503() -> None:
-    settings = make_settings(influx_url=f"http://127.0.0.1:{free_port()}", influx_timeout=1.0)
+    settings = make_settings(influx=InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout=1.0))
     app = create_app(settings=settings)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -136,11 +136,11 @@ async def test_store_down_is_503() -> None:
 
 def test_app_refuses_to_start_without_a_secret() -> None:
     with pytest.raises(ValueError, match="GRIDWIRE_JWT_SECRET"):
-        create_app(settings=Settings(jwt_secret=None))
+        create_app(settings=ApiSettings(jwt_secret=None))
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRIDWIRE_INFLUX_URL", "http://influx.example:8086")
     monkeypatch.setenv("GRIDWIRE_BULK_THRESHOLD_ROWS", "123")
-    settings = Settings()
-    assert settings.influx_url == "http://influx.example:8086" and settings.bulk_threshold_rows == 123
+    settings = ApiSettings()
+    assert settings.influx.url == "http://influx.example:8086" and settings.bulk_threshold_rows == 123

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cloud.api import create_app
 from cloud.auth import issue_token
 from cloud.catalogue import default_catalogue
-from cloud.settings import Settings
+from cloud.settings import ApiSettings
 from edge.adapter_config import AdapterConfigError, load_adapter_config, parse_adapter_config
 
 SECRET = "catalogue-test-secret-not-for-production"
@@ -34,7 +34,7 @@ WATER = element_named("Water Consumption Meter - Household")
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings=Settings(jwt_secret=SECRET))
+    app = create_app(settings=ApiSettings(jwt_secret=SECRET))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
         yield c
 

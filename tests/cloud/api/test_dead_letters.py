@@ -12,7 +12,7 @@ from broker.schemas import DeadLetter
 from cloud.api import create_app
 from cloud.auth import issue_token
 from cloud.deadletters import DeadLetterStore
-from cloud.settings import Settings
+from cloud.settings import ApiSettings
 
 SECRET = "dead-letter-test-secret-not-for-production"
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -28,7 +28,7 @@ async def client(dead_letters: DeadLetterStore) -> AsyncIterator[httpx.AsyncClie
         DeadLetter.of(topic=f"concentrator/c1/smartMeterMessage/m{i}/meterReading", payload=f"bad {i}".encode(),
                       reason=f"reason {i}", received_at=T0 + timedelta(minutes=i), consumer="ingest")
         for i in range(5)])
-    app = create_app(settings=Settings(jwt_secret=SECRET), dead_letters=dead_letters)
+    app = create_app(settings=ApiSettings(jwt_secret=SECRET), dead_letters=dead_letters)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
         yield c
 
@@ -60,7 +60,7 @@ async def test_only_admins_and_only_good_parameters(client: httpx.AsyncClient) -
 
 
 async def test_without_a_store_it_is_503_with_a_reason() -> None:
-    app = create_app(settings=Settings(jwt_secret=SECRET))
+    app = create_app(settings=ApiSettings(jwt_secret=SECRET))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
         r = await c.get("/v1/deadLetters", headers=auth("admin"))
         assert r.status_code == 503 and "dead-letter store" in r.json()["detail"]

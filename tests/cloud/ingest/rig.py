@@ -37,7 +37,7 @@ class IngestProcess:
         env = {"GRIDWIRE_MQTT_HOST": self._mosquitto.host, "GRIDWIRE_MQTT_PORT": str(self._mosquitto.port),
                "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
                "GRIDWIRE_MQTT_PASSWORD": self._mosquitto.credentials("gridwire-cloud")["password"],
-               "GRIDWIRE_INGEST_CLIENT_ID": self.client_id, "GRIDWIRE_INGEST_BATCH_DELAY": str(batch_delay),
+               "GRIDWIRE_MQTT_CLIENT_ID": self.client_id, "GRIDWIRE_INGEST_BATCH_DELAY": str(batch_delay),
                "GRIDWIRE_INFLUX_URL": self._influxd.url, "GRIDWIRE_INFLUX_DATABASE": self._database,
                "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{self._directory}/{self.client_id}-dead.sqlite",
                **self._env}

@@ -18,8 +18,10 @@ import uvicorn
 
 from broker.session import Message, MqttSession
 from cloud.auth import issue_token
-from cloud.platform import PlatformSettings, create_platform_app, process_runner
+from cloud.api.process import create_platform_app
+from cloud.platform import PlatformSettings, process_runner
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
+from cloud.settings import DatabaseSettings, InfluxSettings, MqttSettings
 from edge.devices.service import run_lights
 from tests.cloud.core.harness import Inbox, json_of, session_for
 from tests.fixtures.mosquitto import CLOUD, FLEET, MosquittoServer
@@ -32,6 +34,18 @@ LIGHT = "light-1"
 
 def bearer(org: str, *scopes: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(secret=SECRET, org=org, scopes=scopes)}"}
+
+
+def platform_settings(broker: MosquittoServer, url: str, **changes: object) -> PlatformSettings:
+    """Every process's settings for the test broker (as the cloud account) and database ``url``."""
+    values = {"jwt_secret": SECRET, "mqtt": cloud_login(broker), "database": DatabaseSettings(url=url),
+              "influx": InfluxSettings(create_database=False), **changes}
+    return PlatformSettings(**values)
+
+
+def cloud_login(broker: MosquittoServer, **changes: object) -> MqttSettings:
+    return MqttSettings(host=broker.host, port=broker.port, username=CLOUD.username, password=CLOUD.password,
+                        **changes)
 
 
 @asynccontextmanager
@@ -63,9 +77,7 @@ class Running:
 
 @asynccontextmanager
 async def running_platform(broker: MosquittoServer, url: str) -> AsyncIterator[Running]:
-    settings = PlatformSettings(jwt_secret=SECRET, registry_url=url, mqtt_host=broker.host, mqtt_port=broker.port,
-                                mqtt_username=CLOUD.username, mqtt_password=CLOUD.password,
-                                influx_create_database=False, registry_pool_size=2)
+    settings = platform_settings(broker, url, database=DatabaseSettings(url=url, pool_size=2))
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     async with serve_with_lifespan(settings) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:

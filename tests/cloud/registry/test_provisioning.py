@@ -21,12 +21,11 @@ from broker.pki import common_name
 from broker.schemas.status import ConcentratorStatus
 from broker.session import Message, MqttSession, NegativeAckError, TlsSettings
 from cloud.auth import issue_token
-from cloud.platform import PlatformSettings
 from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, PlatformRole, Protocol, Registry
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from gridwire.cli import app
-from tests.cloud.platform.test_platform import serve_with_lifespan
+from tests.cloud.platform.test_platform import platform_settings, serve_with_lifespan
 from tests.fixtures.mosquitto import CLOUD, FLEET, TlsMosquitto
 
 SECRET = "provisioning-test-secret-0123456789"
@@ -43,11 +42,8 @@ def bearer(org: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def platform(broker: TlsMosquitto, url: str, *, pki_dir: Path | None) -> AsyncIterator[str]:
-    settings = PlatformSettings(jwt_secret=SECRET, registry_url=url, mqtt_host=broker.server.host,
-                                mqtt_port=broker.server.port, mqtt_username=CLOUD.username,
-                                mqtt_password=CLOUD.password, influx_create_database=False, pki_dir=pki_dir,
-                                provision_broker_host="127.0.0.1", provision_broker_port=broker.tls_port,
-                                broker_reserved_names=FLEET.username)
+    settings = platform_settings(broker.server, url, jwt_secret=SECRET, pki_dir=pki_dir, provision_broker_host="127.0.0.1",
+                                 provision_broker_port=broker.tls_port, broker_reserved_names=FLEET.username)
     async with serve_with_lifespan(settings) as base:
         yield base
 

@@ -20,7 +20,7 @@ def scheduler_process(tmp_path, name: str, *, mosquitto, registry_url: str) -> M
     env = {"GRIDWIRE_MQTT_HOST": mosquitto.host, "GRIDWIRE_MQTT_PORT": str(mosquitto.port),
            "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
            "GRIDWIRE_MQTT_PASSWORD": mosquitto.credentials("gridwire-cloud")["password"],
-           "GRIDWIRE_REGISTRY_URL": registry_url, "GRIDWIRE_SCHEDULER_CLIENT_ID": name,
+           "GRIDWIRE_DATABASE_URL": registry_url, "GRIDWIRE_MQTT_CLIENT_ID": name,
            "GRIDWIRE_SCHEDULER_POLL_SECONDS": "0.1", "GRIDWIRE_SCHEDULER_LEASE_SECONDS": "30"}
     return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "scheduler"], env=env,
                           log=tmp_path / f"{name}.log")

@@ -18,7 +18,7 @@ from broker.session import Message, MqttSession
 from cloud.auth import issue_token, meters_from_claims
 from cloud.monitoring import EventType, MonitoringStore, Notifier
 from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, Protocol, Registry, migrate
-from cloud.settings import Settings
+from cloud.settings import ApiSettings
 from cloud.timesync import DriftRecorder, DriftStore, TimeService, drift_history
 from cloud.timesync.router import router
 from edge.timesync import TimeSyncClient, check_meter, publish_drift
@@ -130,7 +130,7 @@ async def test_meter_drift_is_reported_stored_alarmed_and_served(
 
         app = FastAPI()
         app.include_router(router)
-        app.state.settings = Settings(jwt_secret=SECRET)
+        app.state.settings = ApiSettings(jwt_secret=SECRET)
         app.state.clock = lambda: datetime.now(UTC)
         app.state.meter_access = meters_from_claims
         app.state.drift_store = store

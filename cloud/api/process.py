@@ -1,0 +1,145 @@
+"""The web API as a process (``gridwire cloud api``): the assembled app and its run.
+
+``create_platform_app(settings)`` is the full web app: the OMDP meter-reading API, the admin
+and installation API, every functional domain's API, the clock-drift API and the firmware and
+campaign API, behind one JWT check. Nothing is built at import time: the lifespan migrates the
+database, opens the registry, and connects the command store, the MQTT session and the
+dead-letter store, so a test or the demo points them anywhere through the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request, status
+
+from cloud.api.app import create_app
+from cloud.api.deps import Clock
+from cloud.auth import AuthError, Principal, decode_token
+from cloud.core.commands import CommandStore
+from cloud.deadletters import DeadLetterStore
+from cloud.registry import Registry, migrate
+from cloud.runtime import connected_session, open_registry
+from cloud.scheduler import ScheduleStore
+from cloud.settings import ApiSettings
+from cloud.store import InfluxStore
+
+log = logging.getLogger(__name__)
+
+
+def registry_meter_access(app: FastAPI) -> Callable[[Principal], Awaitable[frozenset[str] | None]]:
+    """Meter-data access decided by the registry: every meter for ``admin``, else what the
+    organisation holds OWNER, AD_HOC or MONITORING on."""
+
+    async def access(principal: Principal) -> frozenset[str] | None:
+        if principal.admin:
+            return None
+        registry: Registry = app.state.registry
+        return frozenset(await registry.meters_for_org(principal.org))
+
+    return access
+
+
+async def principal_org(request: Request) -> str:
+    """The calling organisation, from its verified bearer token (replaces ``current_org``).
+
+    The same check as :func:`cloud.api.deps.get_principal`, without sub-dependencies: FastAPI
+    re-analyses an overriding dependency's whole tree on every request.
+    """
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
+                            headers={"WWW-Authenticate": "Bearer"})
+    settings: ApiSettings = request.app.state.settings
+    assert settings.jwt_secret is not None  # create_app refuses to build without one
+    try:
+        principal = decode_token(token.strip(), secret=settings.jwt_secret.get_secret_value(),
+                                 now=request.app.state.clock(), issuer=settings.jwt_issuer)
+    except AuthError as exc:
+        reason = str(exc).replace('"', "'")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={
+            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'}) from exc
+    return principal.org
+
+
+def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = None,
+                        clock: Clock | None = None) -> FastAPI:
+    """The full cloud web app. ``store`` (InfluxDB) as in :func:`cloud.api.app.create_app`."""
+    from cloud.api_admin import current_org
+    from cloud.api_admin import router as admin_router
+    from cloud.domains.catalogue import routers as domain_routers
+    from cloud.timesync.router import router as drift_router
+    from cloud.timesync.store import DriftStore
+    from firmware_ota.api import router as firmware_router
+
+    app = create_app(settings=settings, store=store, clock=clock,
+                     extra_routers=[admin_router, *domain_routers(), drift_router, firmware_router])
+    app.title = "Gridwire platform API"
+    app.state.meter_access = registry_meter_access(app)
+    app.dependency_overrides[current_org] = principal_org
+    _clear(app)
+    store_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as exits:
+            await exits.enter_async_context(store_lifespan(app))
+            if settings.migrate_on_start:
+                await migrate(settings.database.url)
+            registry = await exits.enter_async_context(open_registry("api", settings.database))
+            # Publish-only: nothing needs to be queued for it while it is away.
+            session = await exits.enter_async_context(connected_session("api", settings.mqtt))
+            dead_letters = DeadLetterStore(engine=registry.engine)
+            await dead_letters.create_schema()
+            app.state.registry = registry
+            app.state.commands = CommandStore(registry.engine)
+            app.state.mqtt = session
+            app.state.drift_store = DriftStore(registry.engine)
+            app.state.dead_letters = dead_letters
+            app.state.schedules = ScheduleStore(registry.engine)
+            exits.callback(_clear, app)
+            log.info("platform API ready (database %s, broker %s:%d)", settings.database.safe_url(),
+                     settings.mqtt.host, settings.mqtt.port)
+            yield
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _clear(app: FastAPI) -> None:
+    app.state.registry = app.state.commands = app.state.mqtt = None
+    app.state.drift_store = app.state.dead_letters = app.state.schedules = None
+
+
+async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+    """Serve the platform app on ``settings.api_host``:``api_port`` until ``stop`` is set;
+    ``ready`` once it listens (its lifespan has run)."""
+    import uvicorn
+
+    # log_config=None: uvicorn's loggers go through the process's logging set-up.
+    server = uvicorn.Server(uvicorn.Config(
+        create_platform_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+        lifespan="on",
+        # Longer than clients typically idle between calls: a keep-alive connection closed just
+        # as a busy client reuses it surfaces as a failed request.
+        timeout_keep_alive=30))
+    serving = asyncio.create_task(server.serve(), name="api-uvicorn")
+    stopping = asyncio.create_task(stop.wait(), name="api-stop")
+    try:
+        while not server.started and not serving.done():
+            await asyncio.wait([serving, stopping], timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                break
+        if server.started and ready is not None:
+            ready.set()
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        await serving
+    if not server.started and not stop.is_set():
+        raise RuntimeError(f"the API could not start on {settings.api_host}:{settings.api_port}; see the log")

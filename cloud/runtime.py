@@ -1,0 +1,112 @@
+"""What every cloud process is built from at run time: its MQTT session, its database and InfluxDB.
+
+Each ``gridwire cloud ...`` process is ``run_<name>(settings, stop, *, ready=None)`` in its
+package's ``process.py``: it builds its collaborators here from ``settings``, sets ``ready``
+once it is subscribed (or serving), and returns after ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.session import MqttSession
+from cloud.registry import Registry
+from cloud.registry.db import create_engine
+from cloud.settings import CloudSettings, DatabaseSettings, InfluxSettings, MqttSettings
+from cloud.store import InfluxStore
+
+log = logging.getLogger(__name__)
+
+
+class Run(Protocol):
+    """The shape of every cloud process: run until ``stop``; set ``ready`` once serving."""
+
+    async def __call__(self, settings: Any, stop: asyncio.Event, *,  # noqa: ANN401 - each process its own settings
+                       ready: asyncio.Event | None = None) -> None: ...
+
+
+def default_client_id(role: str) -> str:
+    """``gridwire-<role>-<host>-<pid>``: unique per process, new on each start (a container
+    keeps its hostname, a pid changes). Set ``mqtt.client_id`` to resume a durable session."""
+    return f"gridwire-{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+def mqtt_session(role: str, settings: MqttSettings, **options: Any) -> MqttSession:  # noqa: ANN401
+    """The MQTT session of a ``role`` process (``ingest``, ``core``, ...): login, TLS and the
+    in-flight limit from ``settings``; ``options`` are the process's own (``session_expiry``,
+    ``payload_views``, a larger ``receive_maximum``)."""
+    client_id = settings.client_id or default_client_id(role)
+    chosen: dict[str, Any] = {"receive_maximum": settings.inflight, "max_inflight": settings.inflight, **options}
+    tls = settings.tls()
+    log.info("%s: MQTT client %s to %s:%d as %s (%s), %d in flight, receive maximum %d", role, client_id,
+             settings.host, settings.port, settings.username, "TLS" if tls else "plain", chosen["max_inflight"],
+             chosen["receive_maximum"])
+    return MqttSession(client_id=client_id, host=settings.host, port=settings.port, username=settings.username,
+                       password=settings.secret(), tls=tls, **chosen)
+
+
+def database_engine(role: str, settings: DatabaseSettings) -> AsyncEngine:
+    """The database engine of a ``role`` process, pooled as ``settings`` say (the caller disposes it)."""
+    options = settings.engine_options()
+    engine = create_engine(settings.url, **options)
+    pool = f"{engine.pool.size()} + {options['max_overflow']}" if options else "unsized (SQLite)"
+    log.info("%s: database %s, pool %s", role, settings.safe_url(), pool)
+    return engine
+
+
+def influx_store(settings: InfluxSettings, *, batch_size: int = 5000) -> InfluxStore:
+    """The time-series store ``settings`` name (the caller closes it)."""
+    return InfluxStore(url=settings.url, database=settings.database, username=settings.username,
+                       password=settings.password.get_secret_value() if settings.password else None,
+                       token=settings.token.get_secret_value() if settings.token else None,
+                       timeout=settings.timeout, batch_size=batch_size)
+
+
+@asynccontextmanager
+async def open_engine(role: str, settings: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """:func:`database_engine`, disposed on exit."""
+    engine = database_engine(role, settings)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def open_registry(role: str, settings: DatabaseSettings) -> AsyncIterator[Registry]:
+    """A Registry on the process's own engine, disposed on exit. The schema must be migrated."""
+    async with open_engine(role, settings) as engine:
+        yield Registry(engine=engine)
+
+
+@asynccontextmanager
+async def connected_session(role: str, settings: MqttSettings, **options: Any) -> AsyncIterator[  # noqa: ANN401
+        MqttSession]:
+    """:func:`mqtt_session`, connected (ConnectError if the broker refuses), closed on exit."""
+    session = mqtt_session(role, settings, **options)
+    try:
+        await session.connect()
+        yield session
+    finally:
+        await session.close()
+
+
+@asynccontextmanager
+async def connected(role: str, settings: CloudSettings, **options: Any) -> AsyncIterator[  # noqa: ANN401
+        tuple[MqttSession, Registry]]:
+    """The process's registry and its connected MQTT session, both closed on exit."""
+    async with open_registry(role, settings.database) as registry, \
+            connected_session(role, settings.mqtt, **options) as session:
+        yield session, registry
+
+
+__all__ = ["Run", "connected", "connected_session", "database_engine", "default_client_id", "influx_store", "mqtt_session", "open_engine",
+           "open_registry"]
