@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from broker.errors import Invalid
 from broker.topics import validate_level
 
 DEFAULT_SERVER_NAMES = ("localhost", "127.0.0.1")
@@ -36,7 +37,7 @@ class CertFiles:
     key_file: Path
 
 
-class PkiError(ValueError):
+class PkiError(Invalid):
     """A CA that cannot be loaded or a certificate request that cannot be honoured."""
 
 

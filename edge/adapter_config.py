@@ -36,12 +36,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from broker.errors import Invalid
 from broker.schemas import MeterIndividual, PhysicalMeterType
 
 MeterClass = Literal["ELECTRICITY", "GAS", "WATER", "HEAT"]
 
 
-class AdapterConfigError(ValueError):
+class AdapterConfigError(Invalid):
     """An adapter config file that cannot be read or is invalid; the message names file and field."""
 
 

@@ -13,12 +13,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from broker.errors import Invalid
 from broker.topics import validate_level
 from edge.dlms.config import DlmsMeterConfig
 from edge.modbus.config import ModbusMeterConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(Invalid):
     """A concentrator config that cannot be read or is invalid; the message names file and field."""
 
 

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.errors import Unavailable
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,7 +109,7 @@ class Outbox:
         return _Transaction(self._db)
 
 
-class OutboxFull(Exception):
+class OutboxFull(Unavailable):
     """The outbox reached its configured size; the caller must slow down or shed."""
 
 

@@ -20,9 +20,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from broker.errors import Unavailable
 
-class ProvisionError(RuntimeError):
-    """The cloud refused, could not be reached, or the files could not be written; says which."""
+
+class ProvisionError(Unavailable):
+    """Provisioning did not complete: the cloud refused or could not be reached, or the files
+    could not be written; says which. Trying again (after the cause is mended) may work."""
 
 
 class _Answer(BaseModel):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from broker.errors import GridwireError, Invalid, Unavailable
+
 
 class ErrorCode(StrEnum):
     UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
@@ -14,7 +16,7 @@ class ErrorCode(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-class CommandFailed(Exception):
+class CommandFailed(GridwireError):
     """Raised by a command handler: the command failed for a reason it can name."""
 
     def __init__(self, code: ErrorCode | str, message: str, *, transient: bool = False) -> None:
@@ -24,14 +26,14 @@ class CommandFailed(Exception):
         self.transient = transient
 
 
-class InvalidParameters(CommandFailed):
+class InvalidParameters(CommandFailed, Invalid):
     """The command's parameters do not fit the device or the command."""
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.INVALID_PARAMETERS, message)
 
 
-class DeviceUnreachable(CommandFailed):
+class DeviceUnreachable(CommandFailed, Unavailable):
     """The device did not answer; worth trying again later."""
 
     def __init__(self, message: str) -> None:

@@ -21,14 +21,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from broker import topics
+from broker.errors import Invalid
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import Message, MqttSession, publish_properties
 
 log = logging.getLogger(__name__)
 
 
-class LightCommandError(Exception):
-    """A command the light cannot carry out, with the error code it answers."""
+class LightCommandError(Invalid):
+    """A command the light cannot carry out (bad parameters, unsupported), with the error code it answers."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

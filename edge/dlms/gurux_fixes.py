@@ -21,6 +21,8 @@ import importlib.metadata
 import logging
 from typing import Any
 
+from broker.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 PINNED_GURUX_VERSION = "1.0.203"
@@ -28,7 +30,7 @@ PINNED_GURUX_VERSION = "1.0.203"
 _applied = False
 
 
-class GuruxVersionError(RuntimeError):
+class GuruxVersionError(Unavailable):
     """The installed gurux-dlms is not the version our server fixes were written for."""
 
 

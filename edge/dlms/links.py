@@ -14,6 +14,8 @@ import logging
 
 import serial
 
+from broker.errors import Invalid
+
 logger = logging.getLogger(__name__)
 
 WRAPPER_HEADER = 8
@@ -26,7 +28,7 @@ _LENGTH_HIGH_MASK = 0x07
 _MIN_HDLC_LENGTH = 7
 
 
-class FramingError(ValueError):
+class FramingError(Invalid):
     """The bytes on the link are not a frame of the expected kind."""
 
 

@@ -12,6 +12,8 @@ import struct
 from collections.abc import Sequence
 from enum import StrEnum
 
+from broker.errors import Invalid
+
 
 class DataType(StrEnum):
     """What a point's registers hold."""
@@ -32,7 +34,7 @@ class WordOrder(StrEnum):
     LITTLE = "little"
 
 
-class CodecError(ValueError):
+class CodecError(Invalid):
     """A value that does not fit the point's data type, or words of the wrong count."""
 
 

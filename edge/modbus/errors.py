@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from broker.errors import Invalid
 from edge.polling.errors import MeterCommunicationError, MeterProtocolError
 
 # Modbus exception codes that mean "try again later" rather than "this request is wrong".
@@ -26,7 +27,7 @@ class ModbusProtocolError(MeterProtocolError):
         self.exception_code = exception_code
 
 
-class ModbusPointError(ValueError):
+class ModbusPointError(Invalid):
     """A command the adapter refuses before sending anything."""
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from broker.errors import Invalid
 from edge.modbus.codec import DataType, WordOrder, int_range, is_float, register_count
 
 MAPS_DIR = Path(__file__).parent / "maps"
@@ -30,7 +31,7 @@ class RegisterType(StrEnum):
         return self in (RegisterType.COIL, RegisterType.DISCRETE)
 
 
-class RegisterMapError(ValueError):
+class RegisterMapError(Invalid):
     """A register map file that cannot be loaded; the message names the file and the point."""
 
 

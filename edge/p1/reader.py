@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import serial
 
+from broker.errors import Unavailable
 from broker.schemas import MeterReading
 from edge.adapter_config import SmartMeterAdapterConfig
 from edge.p1.framer import DEFAULT_MAX_SIZE, TelegramFramer
@@ -36,8 +37,9 @@ _LOGGED_BYTES = 80
 _CLOSED = object()
 
 
-class P1PortError(OSError):
-    """The P1 port could not be opened or stopped delivering data."""
+class P1PortError(Unavailable, OSError):
+    """The P1 port could not be opened or stopped delivering data (an OSError too, as the
+    serial port's own errors are, so one ``except OSError`` reopens the port for both)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+from broker.errors import Invalid
+
 SUMMER = timezone(timedelta(hours=2), "CEST")
 WINTER = timezone(timedelta(hours=1), "CET")
 
@@ -34,7 +36,7 @@ _MBUS_VALUE_RE = re.compile(r"^0-([1-4]):24\.2\.[13]$")
 _HEX4 = re.compile(rb"^[0-9A-Fa-f]{4}$")
 
 
-class TelegramError(ValueError):
+class TelegramError(Invalid):
     """A P1 telegram that cannot be used."""
 
 

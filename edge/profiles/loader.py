@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker.errors import Invalid
 from edge.adapter_config import MeterClass, PropertyMapping, describe_errors
 
 PROFILE_DIR = Path(__file__).resolve().parent
@@ -23,7 +24,7 @@ _OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$"
 
 
-class ProfileError(ValueError):
+class ProfileError(Invalid):
     """A profile file that cannot be read, inherits in a loop, or is invalid (names file and field)."""
 
 
