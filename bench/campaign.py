@@ -26,8 +26,9 @@ from sqlalchemy import func, insert, select
 from broker.mosquitto_conf import Account
 from broker.session import MqttSession
 from cloud.core.commands import CommandStore
+from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.models import CommandRow
-from cloud.core.router import CoreRouter
+from cloud.deadletters import DeadLetterStore
 from cloud.registry import FunctionGroup, OrganisationCreate, Registry, migrate
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from edge.commands import CommandExecutor
@@ -92,8 +93,10 @@ async def _bench(broker: LocalMosquitto, url: str, args: argparse.Namespace) -> 
         for s in sessions:
             await s.connect()
         try:
-            core = CoreRouter(session=sessions[0], registry=registry, store=CommandStore(registry.engine),
-                              pump_interval=0.1)
+            dead_letters = DeadLetterStore(engine=registry.engine)
+            await dead_letters.create_schema()
+            core = CoreDispatcher(session=sessions[0], registry=registry, store=CommandStore(registry.engine),
+                                  dead_letters=dead_letters, pump_interval=0.1)
             await core.start()
             for c, conc_session in enumerate(sessions[2:], start=1):
                 executor = CommandExecutor(session=conc_session, concentrator_id=f"conc-{c}")

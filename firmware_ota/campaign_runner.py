@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 from broker import topics
 from broker.schemas.command import GenericCommand
 from broker.session import MqttError, publish_properties
-from cloud.core.router import CORRELATION, DOMAIN
+from cloud.core.consumer import CORRELATION, DOMAIN
 from cloud.registry import DeviceNotFound, DeviceUpdate, InvalidChange, Registry
 from cloud.registry.errors import DeviceDecommissioned
 from cloud.registry.ota_models import CampaignRow

@@ -19,8 +19,8 @@ from fastapi import FastAPI, HTTPException, Request, status
 from cloud.api.app import create_app
 from cloud.api.deps import Clock
 from cloud.auth import AuthError, Principal, decode_token
-from cloud.core.commands import CommandStore
 from cloud.deadletters import DeadLetterStore
+from cloud.domains.requests import RequestStore
 from cloud.registry import Registry, migrate
 from cloud.runtime import connected_session, open_registry
 from cloud.scheduler import ScheduleStore
@@ -95,7 +95,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
             dead_letters = DeadLetterStore(engine=registry.engine)
             await dead_letters.create_schema()
             app.state.registry = registry
-            app.state.commands = CommandStore(registry.engine)
+            app.state.requests = RequestStore(registry.engine)
             app.state.mqtt = session
             app.state.drift_store = DriftStore(registry.engine)
             app.state.dead_letters = dead_letters
@@ -110,7 +110,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
 
 
 def _clear(app: FastAPI) -> None:
-    app.state.registry = app.state.commands = app.state.mqtt = None
+    app.state.registry = app.state.requests = app.state.mqtt = None
     app.state.drift_store = app.state.dead_letters = app.state.schedules = None
 
 

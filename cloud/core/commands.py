@@ -1,15 +1,15 @@
 """The command lifecycle store: every command's status, guarded by compare-and-set in SQL.
 
-A final status (SUCCEEDED, FAILED, TIMEOUT, EXPIRED) never changes: every transition is an
-``UPDATE ... WHERE status IN (allowed sources)`` and the caller learns from the row count
-whether it won. So any number of core processes can share the table, and a late answer
-from a device cannot overwrite a timeout.
+Every transition is an ``UPDATE ... WHERE status IN (its sources)``, the sources read from
+the one transition table (:mod:`cloud.core.lifecycle`), and the caller learns from the row
+count whether it won. So any number of core processes can share the table, and a final
+status never changes: a late answer from a device cannot overwrite a timeout.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,18 +21,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
+from cloud.core import lifecycle
 from cloud.core.access import autocommit
-from cloud.core.models import CommandRow, DeviceLockRow, FunctionalRequestRow
+from cloud.core.lifecycle import FINAL, OPEN
+from cloud.core.models import CommandRow, DeviceLockRow
 from cloud.registry.models import utcnow
 
 log = logging.getLogger(__name__)
 
 S = CommandStatus
-FINAL = (S.SUCCEEDED, S.FAILED, S.TIMEOUT, S.EXPIRED)
-IN_FLIGHT = (S.SENT, S.DELIVERED)
-PENDING = "PENDING"
-# Rows per multi-row INSERT (10 columns each stays far below SQLite's bound-variable limit).
-INSERT_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,64 +80,25 @@ class CommandRecord:
                               priority=self.priority, issuedAt=self.created_at, expiresAt=self.expires_at)
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionalRecord:
-    """A functional request as stored: its commands, and its result once all are final."""
-
-    correlation_id: str
-    organisation: str
-    device: str
-    domain: str
-    operation: str
-    command_ids: list[str]
-    status: str
-    result: dict[str, Any] | None
-    error: CommandError | None
-    created_at: datetime
-    completed_at: datetime | None
-
-    @classmethod
-    def of(cls, row: FunctionalRequestRow) -> FunctionalRecord:
-        return cls(correlation_id=row.correlation_id, organisation=row.organisation, device=row.device,
-                   domain=row.domain, operation=row.operation, command_ids=list(row.command_ids),
-                   status=row.status, result=row.result,
-                   error=CommandError.model_validate(row.error) if row.error else None,
-                   created_at=row.created_at, completed_at=row.completed_at)
-
-
-# Statements of the results path, built once (building one costs more CPU than running it cached).
-# A request and its commands in one round trip: one row per command (command columns NULL if none).
-_SETTLEMENT = (select(*(c.label(f"f_{c.name}") for c in FunctionalRequestRow.__table__.columns),
-                      *CommandRow.__table__.columns)
-               .select_from(FunctionalRequestRow.__table__.outerjoin(
-                   CommandRow.__table__, CommandRow.correlation_id == FunctionalRequestRow.correlation_id))
-               .where(FunctionalRequestRow.correlation_id == bindparam("cid")))
-
-
 # The core's per-command statements. Values named like columns are set from the parameters.
+# Every final status is reached from the same statuses (the open ones), so one statement ends
+# a command in any of them.
 _FINISH = (update(CommandRow)
            .where(CommandRow.id == bindparam("b_id"), CommandRow.device == bindparam("b_device"),
-                  CommandRow.status.in_([S.QUEUED.value, *(s.value for s in IN_FLIGHT)]))
+                  CommandRow.status.in_([s.value for s in OPEN]))
            .returning(*CommandRow.__table__.columns))
-_COMPLETE = update(FunctionalRequestRow).where(FunctionalRequestRow.correlation_id == bindparam("b_cid"),
-                                               FunctionalRequestRow.status == PENDING)
 _UNLOCK = delete(DeviceLockRow).where(DeviceLockRow.command_id == bindparam("b_id"))
 
 
-@dataclass(frozen=True, slots=True)
-class NewFunctional:
-    """A functional request to record: who asked what of which device, and its command ids."""
-
-    correlation_id: str
-    organisation: str
-    device: str
-    domain: str
-    operation: str
-    command_ids: Sequence[str]
+def insert_ignoring(engine: AsyncEngine, model: type) -> Any:
+    """An ``INSERT ... ON CONFLICT DO NOTHING`` for ``model`` on SQLite or PostgreSQL (a redelivery
+    stores nothing and fails no transaction)."""
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    return insert(model).on_conflict_do_nothing()
 
 
 class CommandStore:
-    """Commands and functional requests in the registry database (SQLite or PostgreSQL)."""
+    """Commands and device locks in the registry database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
@@ -149,59 +107,11 @@ class CommandStore:
         # is two more round trips (BEGIN, COMMIT/ROLLBACK) than the statement itself.
         self._auto = autocommit(engine)
         self._reads = async_sessionmaker(self._auto, expire_on_commit=False)
-        self._add_command = self._insert(CommandRow).on_conflict_do_nothing()
+        self._add_command = insert_ignoring(engine, CommandRow)
         self._clock = clock
 
     def now(self) -> datetime:
         return self._clock()
-
-    # --- functional requests -------------------------------------------------------------------
-
-    async def add_functional(self, *, correlation_id: str, organisation: str, device: str, domain: str,
-                             operation: str, command_ids: list[str]) -> bool:
-        """Record a functional request; False if it was already recorded (a redelivery)."""
-        return await self.add_functionals([NewFunctional(correlation_id=correlation_id, organisation=organisation,
-                                                         device=device, domain=domain, operation=operation,
-                                                         command_ids=command_ids)]) == 1
-
-    async def add_functionals(self, requests: Sequence[NewFunctional]) -> int:
-        """Record many functional requests in one statement; those recorded before are left as
-        they are (``ON CONFLICT DO NOTHING``: no failed transaction to roll back). Returns how
-        many were new."""
-        if not requests:
-            return 0
-        now = self.now()
-        rows = [{"correlation_id": r.correlation_id, "organisation": r.organisation, "device": r.device,
-                 "domain": r.domain, "operation": r.operation, "command_ids": list(r.command_ids),
-                 "status": PENDING, "created_at": now} for r in requests]
-        added = 0
-        async with self._auto.connect() as conn:
-            # Multi-row VALUES in chunks: one round trip each, an exact count, under SQLite's variable limit.
-            for start in range(0, len(rows), INSERT_CHUNK):
-                statement = self._insert(FunctionalRequestRow).values(rows[start:start + INSERT_CHUNK])
-                done = await conn.execute(statement.on_conflict_do_nothing())
-                added += done.rowcount  # type: ignore[attr-defined]
-        return added
-
-    def _insert(self, model: type) -> Any:
-        """An INSERT for ``model`` that can say ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
-        if self.engine.dialect.name == "postgresql":
-            return pg_insert(model)
-        return sqlite_insert(model)
-
-    async def functional(self, correlation_id: str) -> FunctionalRecord | None:
-        async with self._reads() as session:
-            row = await session.get(FunctionalRequestRow, correlation_id)
-            return FunctionalRecord.of(row) if row is not None else None
-
-    async def complete_functional(self, correlation_id: str, *, status: CommandStatus,
-                                  result: dict[str, Any] | None, error: CommandError | None) -> bool:
-        """Set a functional request's outcome once; True only for the caller that did it."""
-        async with self._auto.connect() as conn:
-            done = await conn.execute(_COMPLETE, {
-                "b_cid": correlation_id, "status": status.value, "result": result,
-                "error": error.model_dump() if error else None, "completed_at": self.now()})
-        return done.rowcount == 1  # type: ignore[attr-defined]
 
     # --- commands -------------------------------------------------------------------------------
 
@@ -235,10 +145,9 @@ class CommandStore:
 
         The fast path for devices that take commands concurrently: no QUEUED row to update twice.
         """
+        lifecycle.check_new(status)
         now = self.now()
         sent = status is S.SENT
-        if not sent and not status.final:
-            raise ValueError(f"a command is stored decided as SENT or final, not {status}")
         row = {"id": str(command.command_id), "correlation_id": correlation_id,
                "organisation": command.organisation or "", "device": command.device_id, "domain": domain,
                "name": command.name, "parameters": command.parameters, "priority": command.priority,
@@ -256,30 +165,12 @@ class CommandStore:
                                error: CommandError | None = None) -> CommandRecord | None:
         """Like :meth:`finish` for a command of ``device``, in one statement returning the command
         as it now is; None if it is unknown, of another device, or final already."""
-        if not status.final:
-            raise ValueError(f"{status} is not a final status")
+        lifecycle.ends_from(status)
         values = {"b_id": command_id, "b_device": device, "status": status.value, "result": result,
                   "error": error.model_dump() if error else None, "completed_at": self.now()}
         async with self._auto.connect() as conn:
             row = (await conn.execute(_FINISH, values)).first()
         return CommandRecord.of(row) if row is not None else None  # type: ignore[arg-type]
-
-    async def settlement(self, correlation_id: str) -> tuple[FunctionalRecord | None, list[CommandRecord]]:
-        """A functional request and its commands, read on one connection (the results path)."""
-        async with self._auto.connect() as conn:
-            rows = (await conn.execute(_SETTLEMENT, {"cid": correlation_id})).all()
-        if not rows:
-            return None, []
-        head = rows[0]
-        request = FunctionalRecord(
-            correlation_id=head.f_correlation_id, organisation=head.f_organisation, device=head.f_device,
-            domain=head.f_domain, operation=head.f_operation, command_ids=list(head.f_command_ids),
-            status=head.f_status, result=head.f_result,
-            error=CommandError.model_validate(head.f_error) if head.f_error else None,
-            created_at=head.f_created_at, completed_at=head.f_completed_at)
-        if request.status != PENDING:
-            return request, []
-        return request, [CommandRecord.of(r) for r in rows if r.id is not None]  # type: ignore[arg-type]
 
     async def get(self, command_id: str) -> CommandRecord | None:
         async with self._reads() as session:
@@ -295,31 +186,34 @@ class CommandStore:
 
     async def make_due(self, command_id: str) -> bool:
         """Let the pump send a queued command from now on (it was authorised)."""
-        return await self._cas(command_id, (S.QUEUED,), CommandRow.not_before > self.now(), not_before=self.now())
+        # Not a transition: a queued command only becomes due.
+        return await self._update(command_id, (S.QUEUED,), CommandRow.not_before > self.now(), not_before=self.now())
 
     async def mark_sent(self, command_id: str) -> bool:
         """QUEUED -> SENT (counting the attempt) if still queued and not yet expired."""
         now = self.now()
-        return await self._cas(command_id, (S.QUEUED,), CommandRow.expires_at > now,
-                               status=S.SENT.value, sent_at=now, attempts=CommandRow.attempts + 1)
+        return await self._move(command_id, S.SENT, CommandRow.expires_at > now, sent_at=now,
+                                attempts=CommandRow.attempts + 1)
 
     async def mark_delivered(self, command_id: str) -> bool:
         """SENT -> DELIVERED: the concentrator has it and is working on it."""
-        return await self._cas(command_id, (S.SENT,), status=S.DELIVERED.value)
+        return await self._move(command_id, S.DELIVERED)
 
     async def requeue(self, command_id: str, *, not_before: datetime) -> bool:
         """SENT/DELIVERED -> QUEUED for another attempt after a transient failure."""
-        return await self._cas(command_id, IN_FLIGHT, status=S.QUEUED.value, not_before=not_before)
+        return await self._move(command_id, S.QUEUED, not_before=not_before)
 
     async def finish(self, command_id: str, status: CommandStatus, *, result: dict[str, Any] | None = None,
                      error: CommandError | None = None) -> bool:
         """Any non-final status -> ``status`` (final); False if it was final already."""
-        if not status.final:
-            raise ValueError(f"{status} is not a final status")
-        return await self._cas(command_id, (S.QUEUED, *IN_FLIGHT), status=status.value, result=result,
-                               error=error.model_dump() if error else None, completed_at=self.now())
+        return await self._update(command_id, lifecycle.ends_from(status), status=status.value, result=result,
+                                  error=error.model_dump() if error else None, completed_at=self.now())
 
-    async def _cas(self, command_id: str, sources: Iterable[CommandStatus], *extra: Any, **values: Any) -> bool:
+    async def _move(self, command_id: str, target: CommandStatus, *extra: Any, **values: Any) -> bool:
+        """``target`` if the command is in one of the statuses the lifecycle lets it come from."""
+        return await self._update(command_id, lifecycle.sources(target), *extra, status=target.value, **values)
+
+    async def _update(self, command_id: str, sources: tuple[CommandStatus, ...], *extra: Any, **values: Any) -> bool:
         async with self._auto.connect() as session:
             done = await session.execute(
                 update(CommandRow)
@@ -345,7 +239,7 @@ class CommandStore:
         now = self.now()
         async with self._reads() as session:
             rows = await session.scalars(
-                select(CommandRow).where(CommandRow.status.in_([S.QUEUED.value, *(s.value for s in IN_FLIGHT)]),
+                select(CommandRow).where(CommandRow.status.in_([s.value for s in OPEN]),
                                          CommandRow.expires_at <= now)
                 .order_by(CommandRow.expires_at).limit(limit))
             return [CommandRecord.of(r) for r in rows]

@@ -1,7 +1,8 @@
-"""SQLAlchemy tables of the command lifecycle: commands, functional requests, device locks.
+"""SQLAlchemy tables of the command lifecycle: commands and device locks.
 
-Created only by the Alembic revision ``0002_commands``; they live on the registry's
-declarative Base so the registry's migration test compares them too.
+Created only by the Alembic revision ``0002_commands`` (with the domains' functional requests,
+:mod:`cloud.domains.models`); they live on the registry's declarative Base so the registry's
+migration test compares them too.
 """
 
 from __future__ import annotations
@@ -46,24 +47,6 @@ class CommandRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When a queued command may be sent (later than created_at after a transient failure).
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class FunctionalRequestRow(Base):
-    """A functional request an application made, and its result once every command is done."""
-
-    __tablename__ = "functional_request"
-
-    correlation_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
-    organisation: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
-    device: Mapped[str] = mapped_column(String(ID_LENGTH))
-    domain: Mapped[str] = mapped_column(String(32))
-    operation: Mapped[str] = mapped_column(String(64))
-    command_ids: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(STATUS_LENGTH))
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DeviceLockRow(Base):

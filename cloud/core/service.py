@@ -1,4 +1,4 @@
-"""Run one core process: the CoreRouter on its own MQTT session and the registry database.
+"""Run one core process: the CoreDispatcher on its own MQTT session and the registry database.
 
 Start as many as load needs (``gridwire cloud core``); they share the work through the
 ``$share/core/...`` subscriptions and the compare-and-set store.
@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloud.core.commands import CommandStore
-from cloud.core.router import CoreRouter, RetryPolicy
+from cloud.core.dispatcher import CoreDispatcher
+from cloud.core.lifecycle import RetryPolicy
+from cloud.deadletters import DeadLetterStore
 from cloud.runtime import connected
 from cloud.settings import CloudSettings
 
@@ -37,14 +39,17 @@ async def run_core(settings: CoreSettings, stop: asyncio.Event, *, ready: asynci
     """Serve the core until ``stop`` is set (``ready`` is set once subscribed). The database
     must already be migrated."""
     async with connected("core", settings) as (session, registry):
-        router = CoreRouter(session=session, registry=registry, store=CommandStore(registry.engine), retry=retry,
-                            pump_interval=pump_interval,
-                            concurrency=handler_concurrency(settings.database.engine_options()))
-        await router.start()
+        # Malformed commands and answers are kept beside the commands, with the reason.
+        dead_letters = DeadLetterStore(engine=registry.engine)
+        await dead_letters.create_schema()
+        dispatcher = CoreDispatcher(session=session, registry=registry, store=CommandStore(registry.engine),
+                                    dead_letters=dead_letters, retry=retry, pump_interval=pump_interval,
+                                    concurrency=handler_concurrency(settings.database.engine_options()))
+        await dispatcher.start()
         log.info("core consumer %s running", session.client_id)
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
         finally:
-            await router.close()
+            await dispatcher.close()

@@ -1,8 +1,8 @@
 """What every domain router shares: dependencies, submitting a request, reading its result.
 
 Dependencies to override or provide: ``current_org`` (from :mod:`cloud.api_admin.deps`, the
-authentication seam), and ``app.state.registry`` (Registry), ``app.state.commands``
-(CommandStore) and ``app.state.mqtt`` (a connected MqttSession), built in the app's lifespan.
+authentication seam), and ``app.state.registry`` (Registry), ``app.state.requests``
+(RequestStore) and ``app.state.mqtt`` (a connected MqttSession), built in the app's lifespan.
 Authorisation is checked here, before anything is published; the core checks it again.
 """
 
@@ -21,10 +21,10 @@ from broker import topics
 from broker.session import MqttSession, publish_properties
 from cloud.api_admin.deps import OrgId
 from cloud.core.access import permission, permissions
-from cloud.core.commands import CommandStore, NewFunctional
 from cloud.domains.base import Domain
+from cloud.domains.consumer import RECORDED, TranslationError, recorded, translate
+from cloud.domains.requests import RequestStore
 from cloud.registry import Registry
-from cloud.domains.consumer import RECORDED, TranslationError, record, translate
 from cloud.domains.schemas import (
     Accepted,
     AcceptedFor,
@@ -49,11 +49,11 @@ async def get_registry(request: Request) -> Registry:
     return registry
 
 
-async def get_commands(request: Request) -> CommandStore:
-    """The command store the app put in ``app.state.commands``."""
-    store = getattr(request.app.state, "commands", None)
+async def get_requests(request: Request) -> RequestStore:
+    """The functional request store the app put in ``app.state.requests``."""
+    store = getattr(request.app.state, "requests", None)
     if store is None:
-        raise RuntimeError("app.state.commands is not set; build the CommandStore in the app's lifespan")
+        raise RuntimeError("app.state.requests is not set; build the RequestStore in the app's lifespan")
     return store
 
 
@@ -66,16 +66,16 @@ async def get_mqtt(request: Request) -> MqttSession:
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-CommandsDep = Annotated[CommandStore, Depends(get_commands)]
+RequestsDep = Annotated[RequestStore, Depends(get_requests)]
 MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
 
 
 class Submitter:
     """Everything a domain route needs to accept a functional request (a dependency)."""
 
-    def __init__(self, *, org: str, registry: Registry, store: CommandStore, mqtt: MqttSession,
+    def __init__(self, *, org: str, registry: Registry, requests: RequestStore, mqtt: MqttSession,
                  ttl_seconds: int = 300, priority: int = 4) -> None:
-        self.org, self.registry, self.store, self.mqtt = org, registry, store, mqtt
+        self.org, self.registry, self.requests, self.mqtt = org, registry, requests, mqtt
         self.ttl_seconds, self.priority = ttl_seconds, priority
 
     async def submit(self, domain: Domain, operation: str, device_id: str, parameters: dict[str, Any]) -> Accepted:
@@ -93,7 +93,7 @@ class Submitter:
         except TranslationError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
         # Recorded before publishing, so the result URL answers PENDING at once.
-        await record(self.store, domain, self.org, request, commands)
+        await self.requests.add(recorded(domain, self.org, request, commands))
         await self.mqtt.publish(topics.domain_topic(domain.name, "request", self.org), request.to_wire(), qos=1,
                                 properties=publish_properties(correlation_data=request.correlation_id.bytes,
                                                               message_expiry=self.ttl_seconds,
@@ -123,10 +123,8 @@ class Submitter:
             translated = [translate(domain, self.org, r) for r in requests]
         except TranslationError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-        await self.store.add_functionals([
-            NewFunctional(correlation_id=str(r.correlation_id), organisation=self.org, device=r.device_id,
-                          domain=domain.name, operation=operation, command_ids=[str(c.command_id) for c in commands])
-            for r, commands in zip(requests, translated, strict=True)])
+        await self.requests.add_many([recorded(domain, self.org, r, commands)
+                                      for r, commands in zip(requests, translated, strict=True)])
         topic = topics.domain_topic(domain.name, "request", self.org)
         await asyncio.gather(*(self.mqtt.publish(topic, r.to_wire(), qos=1, properties=publish_properties(
             correlation_data=r.correlation_id.bytes, message_expiry=self.ttl_seconds,
@@ -136,11 +134,11 @@ class Submitter:
                         resultUrl=f"/v1/{domain.name}/results/{r.correlation_id}") for r in requests])
 
 
-async def get_submitter(org: OrgId, registry: RegistryDep, store: CommandsDep, mqtt: MqttDep,
+async def get_submitter(org: OrgId, registry: RegistryDep, requests: RequestsDep, mqtt: MqttDep,
                         ttl_seconds: Annotated[int, Query(alias="ttlSeconds", ge=1, le=7 * 24 * 3600)] = 300,
                         priority: Annotated[int, Query(ge=0, le=9)] = 4) -> Submitter:
     """The :class:`Submitter` for this request (time-to-live and priority from the query)."""
-    return Submitter(org=org, registry=registry, store=store, mqtt=mqtt, ttl_seconds=ttl_seconds,
+    return Submitter(org=org, registry=registry, requests=requests, mqtt=mqtt, ttl_seconds=ttl_seconds,
                      priority=priority)
 
 
@@ -156,12 +154,12 @@ def add_results_route(router: APIRouter, domain: Domain) -> None:
 
     @router.get("/results/{correlation_id}", response_model=RequestResult, response_model_by_alias=True,
                 response_model_exclude_none=True, summary=f"Result of a {domain.name} request")
-    async def result(correlation_id: uuid.UUID, org: OrgId, store: CommandsDep) -> RequestResult:
-        found = await store.functional(str(correlation_id))
+    async def result(correlation_id: uuid.UUID, org: OrgId, requests: RequestsDep) -> RequestResult:
+        found, found_commands = await requests.with_commands(str(correlation_id))
         # Another organisation's request is reported as unknown, so ids cannot be probed.
         if found is None or found.organisation != org or found.domain != domain.name:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {domain.name} request {correlation_id}")
-        stored = {c.id: c for c in await store.of_request(str(correlation_id))}
+        stored = {c.id: c for c in found_commands}
         # In the order the domain translated them (they share a creation time).
         commands = [stored[cid] for cid in found.command_ids if cid in stored]
         return RequestResult(

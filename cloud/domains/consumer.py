@@ -20,10 +20,10 @@ from pydantic import ValidationError
 from broker import topics
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from broker.session import Message, MqttSession, publish_properties
-from cloud.core.commands import CommandStore
-from cloud.core.router import CORRELATION, DOMAIN
+from cloud.core.consumer import CORRELATION, DOMAIN
 from cloud.domains.base import Domain, command_ids
 from cloud.domains.catalogue import DOMAINS
+from cloud.domains.requests import NewFunctional, RequestStore
 from cloud.domains.schemas import FunctionalRequest, FunctionalResponse
 
 log = logging.getLogger(__name__)
@@ -53,21 +53,21 @@ def translate(domain: Domain, organisation: str, request: FunctionalRequest) -> 
                            expiresAt=expires) for cid, spec in zip(ids, specs, strict=True)]
 
 
-async def record(store: CommandStore, domain: Domain, organisation: str, request: FunctionalRequest,
-                 commands: list[GenericCommand]) -> bool:
-    """Store the functional request with its command ids; False if it was stored before."""
-    return await store.add_functional(correlation_id=str(request.correlation_id), organisation=organisation,
-                                      device=request.device_id, domain=domain.name, operation=request.operation,
-                                      command_ids=[str(c.command_id) for c in commands])
+def recorded(domain: Domain, organisation: str, request: FunctionalRequest,
+             commands: list[GenericCommand]) -> NewFunctional:
+    """What is stored of ``request``: who asked what of which device, and its command ids."""
+    return NewFunctional(correlation_id=str(request.correlation_id), organisation=organisation,
+                         device=request.device_id, domain=domain.name, operation=request.operation,
+                         command_ids=[str(c.command_id) for c in commands])
 
 
 class DomainConsumer:
     """Serves the functional requests of ``domains`` (all known domains by default)."""
 
-    def __init__(self, *, session: MqttSession, store: CommandStore,
+    def __init__(self, *, session: MqttSession, requests: RequestStore,
                  domains: Iterable[Domain] = DOMAINS.values()) -> None:
         self._session = session
-        self._store = store
+        self._requests = requests
         self._domains = {d.name: d for d in domains}
 
     async def start(self) -> None:
@@ -93,7 +93,7 @@ class DomainConsumer:
             await self._refuse(domain, organisation, request, str(exc))
             return
         if message.user_properties.get(RECORDED) != "1":
-            await record(self._store, domain, organisation, request, commands)
+            await self._requests.add(recorded(domain, organisation, request, commands))
         await self.send(domain, organisation, request, commands)
 
     async def send(self, domain: Domain, organisation: str, request: FunctionalRequest,
@@ -113,9 +113,9 @@ class DomainConsumer:
     async def _refuse(self, domain: Domain, organisation: str, request: FunctionalRequest, reason: str) -> None:
         log.warning("functional request %s refused: %s", request.correlation_id, reason)
         error = CommandError(code="INVALID_PARAMETERS", message=reason)
-        await record(self._store, domain, organisation, request, [])
-        await self._store.complete_functional(str(request.correlation_id), status=CommandStatus.FAILED,
-                                              result=None, error=error)
+        await self._requests.add(recorded(domain, organisation, request, []))
+        await self._requests.complete(str(request.correlation_id), status=CommandStatus.FAILED, result=None,
+                                      error=error)
         response = FunctionalResponse(correlationId=request.correlation_id, domain=domain.name,
                                       operation=request.operation, deviceId=request.device_id,
                                       status=CommandStatus.FAILED, error=error, completedAt=datetime.now(UTC))

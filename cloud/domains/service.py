@@ -9,9 +9,9 @@ from datetime import timedelta
 from pydantic import Field
 
 from broker.session import Backoff
-from cloud.core.commands import CommandStore
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
+from cloud.domains.requests import RequestStore
 from cloud.notify.consumer import ResultsConsumer
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
@@ -46,12 +46,13 @@ async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: as
     """Serve every domain, the results path and the webhook delivery loop (which also sends what
     stopped or crashed processes left in the outbox) until ``stop``; ``ready`` is set once subscribed."""
     async with connected("domain", settings) as (session, registry):
-        store = CommandStore(registry.engine)
+        requests = RequestStore(registry.engine)
         webhooks = WebhookSender(engine=registry.engine)
         delivery = WebhookDelivery(sender=webhooks, policy=settings.webhook.policy(), worker=session.client_id)
         try:
-            await DomainConsumer(session=session, store=store, domains=DOMAINS.values()).start()
-            await ResultsConsumer(session=session, store=store, webhooks=webhooks, domains=DOMAINS.values()).start()
+            await DomainConsumer(session=session, requests=requests, domains=DOMAINS.values()).start()
+            await ResultsConsumer(session=session, requests=requests, webhooks=webhooks,
+                                  domains=DOMAINS.values()).start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:

@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from broker import topics
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus
 from broker.session import Message, MqttSession, publish_properties
-from cloud.core.commands import CommandRecord, CommandStore, FunctionalRecord
-from cloud.core.router import CORRELATION
+from cloud.core.commands import CommandRecord
+from cloud.core.consumer import CORRELATION
 from cloud.domains.base import Domain
 from cloud.domains.catalogue import DOMAINS
+from cloud.domains.requests import PENDING, FunctionalRecord, RequestStore
 from cloud.domains.schemas import FunctionalResponse
 from cloud.notify.webhook import WebhookSender
 
@@ -47,10 +48,10 @@ def outcome(domain: Domain | None, request: FunctionalRecord,
 class ResultsConsumer:
     """Turns ``core/response/+`` into functional responses, app notifications and webhooks."""
 
-    def __init__(self, *, session: MqttSession, store: CommandStore, webhooks: WebhookSender | None = None,
+    def __init__(self, *, session: MqttSession, requests: RequestStore, webhooks: WebhookSender | None = None,
                  domains: Iterable[Domain] = DOMAINS.values(), share_group: str = SHARE_GROUP) -> None:
         self._session = session
-        self._store = store
+        self._requests = requests
         self._webhooks = webhooks
         self._domains = {d.name: d for d in domains}
         self._group = share_group
@@ -67,17 +68,16 @@ class ResultsConsumer:
             return
         correlation = message.user_properties.get(CORRELATION)
         if correlation is None:
-            command = await self._store.get(str(response.command_id))
-            if command is None:
+            correlation = await self._requests.correlation_of(str(response.command_id))
+            if correlation is None:
                 log.warning("core response for unknown command %s dropped", response.command_id)
                 return
-            correlation = command.correlation_id
         await self.settle(correlation)
 
     async def settle(self, correlation_id: str) -> bool:
         """Complete the functional request if all its commands are final; True if this call did it."""
-        request, found = await self._store.settlement(correlation_id)
-        if request is None or request.status != "PENDING":
+        request, found = await self._requests.with_commands(correlation_id)
+        if request is None or request.status != PENDING:
             return False
         commands = {c.id: c for c in found}
         if any(cid not in commands or not commands[cid].status.final for cid in request.command_ids):
@@ -94,7 +94,7 @@ class ResultsConsumer:
             # request, stores it once.
             await self._webhooks.submit(request.organisation, body, event=f"{request.domain}.{request.operation}",
                                         key=correlation_id)
-        if not await self._store.complete_functional(correlation_id, status=status, result=result, error=error):
+        if not await self._requests.complete(correlation_id, status=status, result=result, error=error):
             return False
         props = publish_properties(correlation_data=bytes.fromhex(correlation_id.replace("-", "")))
         await self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,

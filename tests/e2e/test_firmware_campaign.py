@@ -14,7 +14,8 @@ from pathlib import Path
 from broker import topics
 from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
-from cloud.core.router import CoreRouter
+from cloud.core.dispatcher import CoreDispatcher
+from cloud.deadletters import DeadLetterStore
 from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol
 from cloud.registry import Registry, migrate
 from edge.concentrator import Concentrator
@@ -83,8 +84,10 @@ async def test_campaign_updates_meters_behind_one_concentrator(tmp_path: Path, m
         await watch.subscribe(topics.concentrator_firmware(CID, "request"), on_request)
         await watch.subscribe(topics.concentrator_status(CID), on_status)
         core_session = await exits.enter_async_context(cloud_session(mosquitto, "core"))
-        core = CoreRouter(session=core_session, registry=registry, store=CommandStore(registry.engine),
-                          pump_interval=0.1)
+        dead_letters = DeadLetterStore(engine=registry.engine)
+        await dead_letters.create_schema()
+        core = CoreDispatcher(session=core_session, registry=registry, store=CommandStore(registry.engine),
+                              dead_letters=dead_letters, pump_interval=0.1)
         await core.start()
         exits.push_async_callback(core.close)
         chunk_session = await exits.enter_async_context(cloud_session(mosquitto, "chunks"))

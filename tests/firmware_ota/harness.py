@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 
 from broker.session import MqttSession
 from cloud.core.commands import CommandStore
+from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.models import CommandRow
-from cloud.core.router import CoreRouter
+from cloud.deadletters import DeadLetterStore
 from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
 from cloud.registry import migrate
 from edge.commands import CommandExecutor
@@ -178,8 +179,10 @@ async def campaign_rig(broker: MosquittoServer, db_url: str, *, meters: int = 6,
         scripted = ScriptedMeters()
         if with_core:
             core_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-            core = CoreRouter(session=core_session, registry=registry, store=CommandStore(registry.engine),
-                              retry=FAST_RETRY, pump_interval=0.05)
+            dead_letters = DeadLetterStore(engine=registry.engine)
+            await dead_letters.create_schema()
+            core = CoreDispatcher(session=core_session, registry=registry, store=CommandStore(registry.engine),
+                                  dead_letters=dead_letters, retry=FAST_RETRY, pump_interval=0.05)
             await core.start()
             exits.push_async_callback(core.close)
         conc_session: MqttSession = await exits.enter_async_context(session_for(broker, CONC))

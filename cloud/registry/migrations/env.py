@@ -12,6 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import cloud.core.models  # noqa: F401 - the command tables share the registry's metadata
+import cloud.domains.models  # noqa: F401 - functional requests, same metadata
 import cloud.monitoring.models, cloud.scheduler.models, cloud.timesync.models  # noqa: F401,E401 - same metadata
 import cloud.registry.ota_models  # noqa: F401 - firmware and campaign tables, same metadata
 import cloud.notify.models  # noqa: F401 - the webhook delivery outbox, same metadata

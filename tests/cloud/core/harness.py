@@ -23,9 +23,12 @@ from fastapi import FastAPI, Request
 from broker.session import Backoff, Message, MqttSession
 from cloud.api_admin.deps import current_org
 from cloud.core.commands import CommandStore
-from cloud.core.router import CoreRouter, RetryPolicy
+from cloud.core.dispatcher import CoreDispatcher
+from cloud.core.lifecycle import RetryPolicy
+from cloud.deadletters import DeadLetterStore
 from cloud.domains.catalogue import routers
 from cloud.domains.consumer import DomainConsumer
+from cloud.domains.requests import RequestStore
 from cloud.notify.consumer import ResultsConsumer
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
@@ -143,11 +146,11 @@ async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_se
     await registry.grant(LIGHT, ORG_B, FunctionGroup.MONITORING)
 
 
-def build_app(*, registry: Registry, store: CommandStore, mqtt: MqttSession) -> FastAPI:
+def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) -> FastAPI:
     app = FastAPI()
     for router in routers():
         app.include_router(router)
-    app.state.registry, app.state.commands, app.state.mqtt = registry, store, mqtt
+    app.state.registry, app.state.requests, app.state.mqtt = registry, requests, mqtt
 
     async def org_from_header(request: Request) -> str:
         return request.headers["X-Org"]
@@ -180,12 +183,14 @@ class Stack:
 
     registry: Registry
     store: CommandStore
+    requests: RequestStore
+    dead_letters: DeadLetterStore
     http: httpx.AsyncClient
     app_inbox: Inbox
     meter: MeterHandlers
     executor: CommandExecutor | None
     light: StreetLightFleet
-    cores: list[CoreRouter]
+    cores: list[CoreDispatcher]
     broker: MosquittoServer
     exits: AsyncExitStack
 
@@ -234,6 +239,9 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
         registry = await exits.enter_async_context(Registry(url=db_url))
         await seed(registry, webhook_url=webhook_url, webhook_secret=webhook_secret)
         store = CommandStore(registry.engine)
+        requests = RequestStore(registry.engine)
+        dead_letters = DeadLetterStore(engine=registry.engine)
+        await dead_letters.create_schema()
         webhooks = WebhookSender(engine=registry.engine)
         exits.push_async_callback(webhooks.close)
         delivery = WebhookDelivery(sender=webhooks, policy=FAST_WEBHOOKS)
@@ -244,30 +252,31 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
         inbox = Inbox()
         await app_session.subscribe("app/org-a/#", inbox.handler)
 
-        core_routers = []
+        cores_running = []
         for _ in range(cores):
             core_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-            core = CoreRouter(session=core_session, registry=registry, store=store, retry=FAST_RETRY,
-                              pump_interval=pump_interval)
+            core = CoreDispatcher(session=core_session, registry=registry, store=store, dead_letters=dead_letters,
+                                  retry=FAST_RETRY, pump_interval=pump_interval)
             await core.start()
             exits.push_async_callback(core.close)
-            core_routers.append(core)
+            cores_running.append(core)
 
         domain_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-        await DomainConsumer(session=domain_session, store=store).start()
+        await DomainConsumer(session=domain_session, requests=requests).start()
         notify_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-        await ResultsConsumer(session=notify_session, store=store, webhooks=webhooks).start()
+        await ResultsConsumer(session=notify_session, requests=requests, webhooks=webhooks).start()
 
         light_session = await exits.enter_async_context(session_for(broker, LIGHT, client_id="device-light-1"))
         light = street_light(session=light_session, light_id=LIGHT)
         await light.start()
 
         api_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-        base_url = await exits.enter_async_context(serve(build_app(registry=registry, store=store, mqtt=api_session)))
+        base_url = await exits.enter_async_context(serve(build_app(registry=registry, requests=requests, mqtt=api_session)))
         http = await exits.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=10))
 
-        stack = Stack(registry=registry, store=store, http=http, app_inbox=inbox, meter=MeterHandlers(),
-                      executor=None, light=light, cores=core_routers, broker=broker, exits=exits)
+        stack = Stack(registry=registry, store=store, requests=requests, dead_letters=dead_letters, http=http,
+                      app_inbox=inbox, meter=MeterHandlers(), executor=None, light=light, cores=cores_running,
+                      broker=broker, exits=exits)
         exits.push_async_callback(stack.stop_concentrator)
         if concentrator:
             await stack.start_concentrator()

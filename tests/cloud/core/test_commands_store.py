@@ -75,19 +75,6 @@ async def test_concurrent_transitions_have_one_winner(store: CommandStore) -> No
     assert await store.lock_device("dev-lock", records[0].id)
 
 
-async def test_functional_request_completes_once(store: CommandStore) -> None:
-    correlation = str(uuid.uuid4())
-    assert await store.add_functional(correlation_id=correlation, organisation="o", device="d", domain="dm",
-                                      operation="op", command_ids=["a", "b"])
-    assert not await store.add_functional(correlation_id=correlation, organisation="o", device="d", domain="dm",
-                                          operation="op", command_ids=["a", "b"])
-    won = await asyncio.gather(*(store.complete_functional(correlation, status=S.SUCCEEDED, result={"i": i},
-                                                           error=None) for i in range(5)))
-    assert won.count(True) == 1
-    found = await store.functional(correlation)
-    assert found is not None and found.status == "SUCCEEDED" and found.command_ids == ["a", "b"]
-
-
 # --- a property: whatever the order of events, the store follows the lifecycle ---------------------------
 
 _EVENTS = st.lists(st.sampled_from(["sent", "delivered", "requeue", "SUCCEEDED", "FAILED", "TIMEOUT", "EXPIRED"]),

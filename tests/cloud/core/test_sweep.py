@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from broker.schemas.command import CommandStatus, GenericCommand
+from broker.schemas.command import CommandResponse, CommandStatus, GenericCommand
 from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
-from cloud.core.router import CoreRouter
+from cloud.core.consumer import CommandIn, CoreConsumer
 from cloud.core.service import handler_concurrency
-from cloud.registry import Registry, migrate
+from cloud.deadletters import DeadLetterStore
+from cloud.registry import migrate
 from cloud.registry.db import create_engine
 
 S = CommandStatus
@@ -58,21 +59,15 @@ def test_handler_concurrency_leaves_a_connection_for_the_pump() -> None:
     assert handler_concurrency({"pool_size": 1}) == 1
 
 
-async def test_router_handles_at_most_concurrency_messages_at_once(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
-    await migrate(url)
-    engine = create_engine(url)
+async def test_consumer_handles_at_most_concurrency_messages_at_once(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'core.db'}")
     try:
-        # Never connected: only the gate is exercised.
-        session = MqttSession(client_id="gate-test", host="127.0.0.1", port=1)
-        router = CoreRouter(session=session, registry=Registry(engine=engine), store=CommandStore(engine),
-                            concurrency=3)
         inside = 0
         most = 0
         three_in = asyncio.Event()
         release = asyncio.Event()
 
-        async def handler(message: Message) -> None:
+        async def accept(_incoming: CommandIn) -> None:
             nonlocal inside, most
             inside += 1
             most = max(most, inside)
@@ -81,14 +76,22 @@ async def test_router_handles_at_most_concurrency_messages_at_once(tmp_path: Pat
             await release.wait()
             inside -= 1
 
-        gated = router._gated(handler)
-        tasks = [asyncio.create_task(gated(Message(topic="t", payload=b"", qos=1, retain=False))) for _ in range(20)]
+        async def settle(_response: CommandResponse) -> None:
+            raise AssertionError("no responses here")
+
+        # Never connected: only the gate is exercised.
+        consumer = CoreConsumer(session=MqttSession(client_id="gate-test", host="127.0.0.1", port=1),
+                                dead_letters=DeadLetterStore(engine=engine), on_request=accept, on_response=settle,
+                                concurrency=3)
+        messages = [Message(topic="core/request/org-a", payload=_command(expired_for=-60).to_wire(), qos=1,
+                            retain=False) for _ in range(20)]
+        tasks = [asyncio.create_task(consumer.handle_request(m)) for m in messages]
         await three_in.wait()
         for _ in range(5):
             await asyncio.sleep(0)  # let any task that could slip past the gate run
         assert inside == 3
         release.set()
         await asyncio.gather(*tasks)
-        assert most == 3 and inside == 0
+        assert most == 3 and inside == 0 and consumer.dead_lettered == 0
     finally:
         await engine.dispose()

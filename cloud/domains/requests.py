@@ -1,0 +1,135 @@
+"""Functional requests as stored: what an application asked, the commands it became, its outcome.
+
+The domain layer records a request (with its command ids) before the commands go to the
+core, and completes it once, by compare-and-set, when every command is final: any number
+of domain and results processes can share the table. The commands themselves are the
+core's (:mod:`cloud.core.commands`); this store only reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker.schemas.command import CommandError, CommandStatus
+from cloud.core.access import autocommit
+from cloud.core.commands import CommandRecord, insert_ignoring
+from cloud.core.models import CommandRow
+from cloud.domains.models import FunctionalRequestRow
+from cloud.registry.models import utcnow
+
+# A request's status until it is completed (then its commands' overall CommandStatus).
+PENDING = "PENDING"
+# Rows per multi-row INSERT (10 columns each stays far below SQLite's bound-variable limit).
+INSERT_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class NewFunctional:
+    """A functional request to record: who asked what of which device, and its command ids."""
+
+    correlation_id: str
+    organisation: str
+    device: str
+    domain: str
+    operation: str
+    command_ids: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionalRecord:
+    """A functional request as stored: its commands, and its result once all are final."""
+
+    correlation_id: str
+    organisation: str
+    device: str
+    domain: str
+    operation: str
+    command_ids: list[str]
+    status: str
+    result: dict[str, Any] | None
+    error: CommandError | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+# Built once (building a statement costs more CPU than running it cached).
+# A request and its commands in one round trip: one row per command (command columns NULL if none).
+_WITH_COMMANDS = (select(*(c.label(f"f_{c.name}") for c in FunctionalRequestRow.__table__.columns),
+                         *CommandRow.__table__.columns)
+                  .select_from(FunctionalRequestRow.__table__.outerjoin(
+                      CommandRow.__table__, CommandRow.correlation_id == FunctionalRequestRow.correlation_id))
+                  .where(FunctionalRequestRow.correlation_id == bindparam("cid")))
+_COMPLETE = update(FunctionalRequestRow).where(FunctionalRequestRow.correlation_id == bindparam("b_cid"),
+                                               FunctionalRequestRow.status == PENDING)
+_CORRELATION = select(CommandRow.correlation_id).where(CommandRow.id == bindparam("cid"))
+
+
+class RequestStore:
+    """Functional requests in the registry database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        # Every call is one statement: autocommit spares the BEGIN and COMMIT round trips.
+        self._auto = autocommit(engine)
+        self._clock = clock
+
+    async def add(self, request: NewFunctional) -> bool:
+        """Record a functional request; False if it was already recorded (a redelivery)."""
+        return await self.add_many([request]) == 1
+
+    async def add_many(self, requests: Sequence[NewFunctional]) -> int:
+        """Record many functional requests; those recorded before are left as they are
+        (``ON CONFLICT DO NOTHING``: no failed transaction to roll back). Returns how many were new."""
+        if not requests:
+            return 0
+        now = self._clock()
+        rows = [{"correlation_id": r.correlation_id, "organisation": r.organisation, "device": r.device,
+                 "domain": r.domain, "operation": r.operation, "command_ids": list(r.command_ids),
+                 "status": PENDING, "created_at": now} for r in requests]
+        added = 0
+        async with self._auto.connect() as conn:
+            # Multi-row VALUES in chunks: one round trip each, an exact count, under SQLite's variable limit.
+            for start in range(0, len(rows), INSERT_CHUNK):
+                statement = insert_ignoring(self.engine, FunctionalRequestRow).values(rows[start:start + INSERT_CHUNK])
+                done = await conn.execute(statement)
+                added += done.rowcount  # type: ignore[attr-defined]
+        return added
+
+    async def get(self, correlation_id: str) -> FunctionalRecord | None:
+        """The request, or None if none was recorded under ``correlation_id``."""
+        return (await self.with_commands(correlation_id))[0]
+
+    async def with_commands(self, correlation_id: str) -> tuple[FunctionalRecord | None, list[CommandRecord]]:
+        """The request and the commands stored for it so far, in one round trip."""
+        async with self._auto.connect() as conn:
+            rows = (await conn.execute(_WITH_COMMANDS, {"cid": correlation_id})).all()
+        if not rows:
+            return None, []
+        head = rows[0]
+        request = FunctionalRecord(
+            correlation_id=head.f_correlation_id, organisation=head.f_organisation, device=head.f_device,
+            domain=head.f_domain, operation=head.f_operation, command_ids=list(head.f_command_ids),
+            status=head.f_status, result=head.f_result,
+            error=CommandError.model_validate(head.f_error) if head.f_error else None,
+            created_at=head.f_created_at, completed_at=head.f_completed_at)
+        return request, [CommandRecord.of(r) for r in rows if r.id is not None]  # type: ignore[arg-type]
+
+    async def complete(self, correlation_id: str, *, status: CommandStatus, result: dict[str, Any] | None,
+                       error: CommandError | None) -> bool:
+        """Set a functional request's outcome once; True only for the caller that did it."""
+        async with self._auto.connect() as conn:
+            done = await conn.execute(_COMPLETE, {
+                "b_cid": correlation_id, "status": status.value, "result": result,
+                "error": error.model_dump() if error else None, "completed_at": self._clock()})
+        return done.rowcount == 1  # type: ignore[attr-defined]
+
+    async def correlation_of(self, command_id: str) -> str | None:
+        """The request a command belongs to, or None for a command the core does not know."""
+        async with self._auto.connect() as conn:
+            return (await conn.execute(_CORRELATION, {"cid": command_id})).scalar_one_or_none()
