@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
+from broker.backoff import Backoff
 from broker.errors import Invalid
 from broker.schemas.command import CommandError, CommandStatus
-from broker.session import Backoff
 
 S = CommandStatus
 FINAL: tuple[CommandStatus, ...] = tuple(s for s in CommandStatus if s.final)

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cloud.core.lifecycle
+from broker.backoff import Backoff
 from broker.errors import Invalid
 from broker.schemas.command import CommandError, CommandStatus
-from broker.session import Backoff
 from cloud.core.lifecycle import (
     FINAL,
     OPEN,
@@ -124,17 +124,20 @@ def test_which_outcomes_are_retried_and_which_count_against_the_device() -> None
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@given(st.integers(1, 5), st.integers(0, 8), st.floats(0.01, 5), st.floats(0.01, 60), st.floats(0, 120))
+@given(st.integers(1, 5), st.integers(0, 8), st.floats(0.01, 5), st.floats(0, 60), st.floats(0, 120))
 def test_a_retry_waits_within_the_backoff_and_never_past_the_ttl(max_attempts: int, attempts: int, initial: float,
-                                                                 maximum: float, ttl: float) -> None:
-    policy = RetryPolicy(max_attempts=max_attempts, backoff=Backoff(initial=initial, maximum=maximum))
+                                                                 more: float, ttl: float) -> None:
+    backoff = Backoff(initial=initial, maximum=initial + more)
+    policy = RetryPolicy(max_attempts=max_attempts, backoff=backoff)
     expires = NOW + timedelta(seconds=ttl)
     at = policy.retry_at(attempts=attempts, now=NOW, expires_at=expires)
+    # Attempts count from 1 (the first send), backoff retries from 0.
+    ceiling = backoff.ceiling(attempts - 1)
     if attempts >= max_attempts:
         assert at is None
     elif at is not None:
         assert NOW < at < expires
-        assert (at - NOW).total_seconds() <= min(maximum, initial * 2 ** max(attempts - 1, 0)) + 1e-6
+        assert (at - NOW).total_seconds() <= ceiling + 1e-6
     else:
-        # Refused only because even the shortest wait the backoff allows might outlast the TTL.
-        assert ttl <= min(maximum, initial * 2 ** max(attempts - 1, 0))
+        # Refused only because the wait drawn would outlast the TTL, which no wait shorter than the ceiling does.
+        assert ttl <= ceiling
