@@ -119,7 +119,9 @@ class CoreConsumer:
     async def handle_response(self, message: Message) -> None:
         await self._handle(message, parse_response, self._on_response)
 
-    async def _handle(self, message: Message, parse: Callable[[Message], T], act: Callable[[T], Awaitable[None]]) -> None:
+    async def _handle(self, message: Message, parse: Callable[[Message], T],
+                      act: Callable[[T], Awaitable[None]]) -> None:
+        """``act`` on the parsed message; dead-letter it if parsing or acting rejects it."""
         async with self._gate:
             try:
                 await act(parse(message))
