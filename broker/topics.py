@@ -113,6 +113,15 @@ def _check_utf8(value: str, *, what: str) -> None:
 # --- builders -----------------------------------------------------------------------------
 
 
+def _concentrator(cid: str) -> str:
+    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}"
+
+
+def _one_of(value: str, allowed: tuple[str, ...], *, what: str) -> None:
+    if value not in allowed:
+        raise TopicError(f"{what} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {value!r}")
+
+
 def local_meter_message(meter: str, topic: str) -> str:
     """Adapter -> concentrator topic, exactly as OMDP names it."""
     return f"{SMART_METER_MESSAGE}/{validate_level(meter, what='meter id')}/{validate_level(topic)}"
@@ -120,7 +129,7 @@ def local_meter_message(meter: str, topic: str) -> str:
 
 def concentrator_meter_message(cid: str, meter: str, topic: str) -> str:
     """Concentrator -> cloud topic for meter data, exactly as OMDP names it."""
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/{local_meter_message(meter, topic)}"
+    return f"{_concentrator(cid)}/{local_meter_message(meter, topic)}"
 
 
 def forward_local(cid: str, local_topic: str) -> str:
@@ -128,53 +137,49 @@ def forward_local(cid: str, local_topic: str) -> str:
     parsed = parse(local_topic)
     if parsed.kind != "local_meter_message":
         raise TopicError(f"not an adapter topic: {local_topic!r}")
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/{local_topic}"
+    return f"{_concentrator(cid)}/{local_topic}"
 
 
 def concentrator_status(cid: str) -> str:
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/status"
+    return f"{_concentrator(cid)}/status"
 
 
 def concentrator_command(cid: str) -> str:
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/command"
+    return f"{_concentrator(cid)}/command"
 
 
 def concentrator_response(cid: str) -> str:
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/response"
+    return f"{_concentrator(cid)}/response"
 
 
 def concentrator_ack(cid: str) -> str:
     """Where the cloud confirms which of a concentrator's messages are stored (end-to-end ack)."""
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/ack"
+    return f"{_concentrator(cid)}/ack"
 
 
 def concentrator_time(cid: str, direction: str) -> str:
-    if direction not in ("request", "response", "drift"):
-        raise TopicError(f"time direction must be request, response or drift, not {direction!r}")
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/time/{direction}"
+    _one_of(direction, ("request", "response", "drift"), what="time direction")
+    return f"{_concentrator(cid)}/time/{direction}"
 
 
 def concentrator_firmware(cid: str, *rest: str) -> str:
     tail = "/".join(validate_level(level) for level in rest)
-    base = f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/firmware"
+    base = f"{_concentrator(cid)}/firmware"
     return f"{base}/{tail}" if tail else base
 
 
 def device_topic(device: str, kind: str) -> str:
-    if kind not in ("command", "response", "status"):
-        raise TopicError(f"device topic kind must be command, response or status, not {kind!r}")
+    _one_of(kind, ("command", "response", "status"), what="device topic kind")
     return f"device/{validate_level(device, what='device id')}/{kind}"
 
 
 def domain_topic(domain: str, direction: str, org: str) -> str:
-    if direction not in ("request", "response"):
-        raise TopicError(f"domain direction must be request or response, not {direction!r}")
+    _one_of(direction, ("request", "response"), what="domain direction")
     return f"domain/{validate_level(domain, what='domain')}/{direction}/{validate_level(org, what='organisation')}"
 
 
 def core_topic(direction: str, org: str) -> str:
-    if direction not in ("request", "response"):
-        raise TopicError(f"core direction must be request or response, not {direction!r}")
+    _one_of(direction, ("request", "response"), what="core direction")
     return f"core/{direction}/{validate_level(org, what='organisation')}"
 
 
@@ -217,8 +222,7 @@ def domain_requests(domain: str) -> str:
 
 def organisation_domains(direction: str, org: str) -> str:
     """One organisation's requests to, or results from, every domain (its apps' ACL)."""
-    if direction not in ("request", "response"):
-        raise TopicError(f"domain direction must be request or response, not {direction!r}")
+    _one_of(direction, ("request", "response"), what="domain direction")
     return f"domain/+/{direction}/{validate_level(org, what='organisation')}"
 
 
@@ -234,7 +238,7 @@ def device_subtree(device: str) -> str:
 
 def concentrator_subtree(cid: str) -> str:
     """Everything of one concentrator; ``%u`` (Mosquitto's username pattern) is allowed as id."""
-    return f"{CONCENTRATOR}/{validate_level(cid, what='concentrator id')}/#"
+    return f"{_concentrator(cid)}/#"
 
 
 # --- the parser ------------------------------------------------------------------------------
