@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from cloud.api.process import ApiSettings, create_platform_app, run_api
-from cloud.core.service import CoreSettings, run_core
-from cloud.domains.service import DomainSettings, run_domain
-from cloud.ingest.service import IngestSettings, run_ingest
+from cloud.core.process import CoreSettings, run_core
+from cloud.domains.process import DomainSettings, run_domain
+from cloud.ingest.process import IngestSettings, run_ingest
 from cloud.monitoring.process import MonitorSettings, run_monitor
 from cloud.registry import migrate
 from cloud.runtime import Run

@@ -38,7 +38,7 @@ class BrokerAddress(_Answer):
 
 
 class Provisioned(_Answer):
-    """The API's answer (cloud/api_admin/provisioning.py ProvisionResponse)."""
+    """The API's answer (cloud/api/routes/provisioning.py ProvisionResponse)."""
 
     concentrator_id: str
     registered: bool

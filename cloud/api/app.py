@@ -11,9 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cloud.api.deps import Clock
-from cloud.api.routes import adapter_configs, bulk, health, meter_readings
-from cloud.api.routes import catalogue as catalogue_routes
-from cloud.api.routes import dead_letters as dead_letters_routes
+from cloud.api.routes import OMDP_ROUTERS
 from cloud.auth import MeterAccess, meters_from_claims
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.deadletters import DeadLetterStore
@@ -78,7 +76,6 @@ def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter
         log.warning("store refused %s %s: %s", request.method, request.url.path, exc)
         return JSONResponse({"detail": f"the store refused the request: {exc}"}, status_code=400)
 
-    for router in (health.router, meter_readings.router, bulk.router, catalogue_routes.router,
-                   adapter_configs.router, dead_letters_routes.router, *extra_routers):
+    for router in (*OMDP_ROUTERS, *extra_routers):
         app.include_router(router)
     return app

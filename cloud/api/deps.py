@@ -1,21 +1,48 @@
-"""FastAPI dependencies of the cloud API: settings, store, clock, the caller and what it may read."""
+"""Every dependency of the web API's routes, as ``*Dep`` aliases: settings, stores, the MQTT
+session, the caller and what it may do.
+
+Collaborators are built in the app's lifespan and put in ``app.state``; a dependency only hands
+them to the route. Two seams for authentication:
+
+- :func:`get_principal` checks the bearer token for the OMDP routes (meter data);
+- :func:`current_org` gives the calling organisation to the registry-backed routes. It refuses
+  every request (fail closed) until the app overrides it with the JWT check
+  (``app.dependency_overrides[current_org] = ...``, see :func:`cloud.api.process.principal_org`).
+  What an organisation may do is decided from the registry, not from the token.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from broker.session import MqttSession
 from cloud.auth import AuthError, MeterAccess, Principal, decode_token
+from cloud.domains.requests import RequestStore
+from cloud.domains.submit import Submitter
+from cloud.registry import DeviceFunction, OrganisationNotFound, OrganisationPublic, PlatformRole, Registry
+from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
+from cloud.timesync.store import DriftStore
+from firmware_ota.campaign_store import CampaignStore
+from firmware_ota.campaigns import CampaignService
+from firmware_ota.catalogue import FirmwareCatalogue
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 bearer token (HS256 JWT naming the organisation)")
+
+
+# --- settings, time-series store, clock -----------------------------------------------------------
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -36,6 +63,9 @@ def get_clock(request: Request) -> Clock:
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[InfluxStore, Depends(get_store)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+# --- the caller of the OMDP routes: its bearer token -----------------------------------------------
 
 
 def _unauthorized(reason: str) -> HTTPException:
@@ -67,3 +97,124 @@ async def get_allowed_meters(request: Request, principal: PrincipalDep) -> froze
 
 
 AllowedMetersDep = Annotated[frozenset[str] | None, Depends(get_allowed_meters)]
+
+
+# --- what the lifespan built ------------------------------------------------------------------------
+# Coroutines: FastAPI runs plain functions in a worker thread, a hop that cost more than the rest
+# of a switch request together.
+
+
+def _state(request: Request, name: str, kind: type[T]) -> T:
+    found = getattr(request.app.state, name, None)
+    if not isinstance(found, kind):
+        raise RuntimeError(f"app.state.{name} is not set; build the {kind.__name__} in the app's lifespan")
+    return found
+
+
+async def get_registry(request: Request) -> Registry:
+    """The registry the app put in ``app.state.registry``."""
+    return _state(request, "registry", Registry)
+
+
+async def get_requests(request: Request) -> RequestStore:
+    """The functional request store the app put in ``app.state.requests``."""
+    return _state(request, "requests", RequestStore)
+
+
+async def get_mqtt(request: Request) -> MqttSession:
+    """The connected MQTT session the app put in ``app.state.mqtt``."""
+    return _state(request, "mqtt", MqttSession)
+
+
+async def get_schedules(request: Request) -> ScheduleStore:
+    """The schedule store the app put in ``app.state.schedules``."""
+    return _state(request, "schedules", ScheduleStore)
+
+
+async def get_drift_store(request: Request) -> DriftStore:
+    store = getattr(request.app.state, "drift_store", None)
+    if store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the clock drift store is not set up")
+    return store
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+RequestsDep = Annotated[RequestStore, Depends(get_requests)]
+MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
+SchedulesDep = Annotated[ScheduleStore, Depends(get_schedules)]
+DriftStoreDep = Annotated[DriftStore, Depends(get_drift_store)]
+
+
+async def get_catalogue(registry: RegistryDep) -> FirmwareCatalogue:
+    return FirmwareCatalogue(registry.engine)
+
+
+async def get_campaigns(registry: RegistryDep) -> CampaignService:
+    return CampaignService(store=CampaignStore(registry.engine), catalogue=FirmwareCatalogue(registry.engine),
+                           registry=registry)
+
+
+CatalogueDep = Annotated[FirmwareCatalogue, Depends(get_catalogue)]
+CampaignsDep = Annotated[CampaignService, Depends(get_campaigns)]
+
+
+# --- the caller of the registry-backed routes: its organisation, as registered ----------------------
+
+
+async def current_org() -> str:
+    """The calling organisation's identification. Override this with real authentication."""
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no authentication configured",
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+OrgId = Annotated[str, Depends(current_org)]
+
+
+async def caller(registry: RegistryDep, org: OrgId) -> OrganisationPublic:
+    """The calling organisation as registered; 403 if it is unknown or disabled."""
+    try:
+        found = await registry.get_organisation(org)
+    except OrganisationNotFound:
+        log.warning("request from unregistered organisation %r refused", org)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"organisation {org!r} is not registered") from None
+    if not found.enabled:
+        log.warning("request from disabled organisation %r refused", org)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"organisation {org!r} is disabled")
+    return found
+
+
+Caller = Annotated[OrganisationPublic, Depends(caller)]
+
+
+async def platform_admin(who: Caller) -> OrganisationPublic:
+    """The caller, if it is a platform administrator; 403 otherwise."""
+    if who.role is not PlatformRole.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"organisation {who.identification!r} is not a platform administrator")
+    return who
+
+
+Admin = Annotated[OrganisationPublic, Depends(platform_admin)]
+
+
+async def require(registry: Registry, who: OrganisationPublic, device: str, function: DeviceFunction) -> None:
+    """Raise 404 if ``device`` is unknown, 403 with the reason if ``who`` may not do ``function``."""
+    await registry.get_device(device)  # DeviceNotFound -> 404 in the route's error mapping
+    decision = await registry.permission(who.identification, device, function)
+    if not decision.allowed:
+        log.warning("refused %s on %s for %s: %s", function, device, who.identification, decision.reason)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
+
+
+# --- functional requests -----------------------------------------------------------------------------
+
+
+async def get_submitter(org: OrgId, registry: RegistryDep, requests: RequestsDep, mqtt: MqttDep,
+                        ttl_seconds: Annotated[int, Query(alias="ttlSeconds", ge=1, le=7 * 24 * 3600)] = 300,
+                        priority: Annotated[int, Query(ge=0, le=9)] = 4) -> Submitter:
+    """The :class:`Submitter` for this request (time-to-live and priority from the query)."""
+    return Submitter(org=org, registry=registry, requests=requests, mqtt=mqtt, ttl_seconds=ttl_seconds,
+                     priority=priority)
+
+
+SubmitterDep = Annotated[Submitter, Depends(get_submitter)]

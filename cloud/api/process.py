@@ -17,7 +17,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request, status
 
 from cloud.api.app import create_app
-from cloud.api.deps import Clock
+from cloud.api.deps import Clock, current_org
+from cloud.api.routes import PLATFORM_ROUTERS
 from cloud.auth import AuthError, Principal, decode_token
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.requests import RequestStore
@@ -26,6 +27,7 @@ from cloud.runtime import connected_session, open_registry
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
+from cloud.timesync.store import DriftStore
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,7 @@ async def principal_org(request: Request) -> str:
 def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = None,
                         clock: Clock | None = None) -> FastAPI:
     """The full cloud web app. ``store`` (InfluxDB) as in :func:`cloud.api.app.create_app`."""
-    from cloud.api_admin import current_org
-    from cloud.api_admin import router as admin_router
-    from cloud.domains.catalogue import routers as domain_routers
-    from cloud.timesync.router import router as drift_router
-    from cloud.timesync.store import DriftStore
-    from firmware_ota.api import router as firmware_router
-
-    app = create_app(settings=settings, store=store, clock=clock,
-                     extra_routers=[admin_router, *domain_routers(), drift_router, firmware_router])
+    app = create_app(settings=settings, store=store, clock=clock, extra_routers=PLATFORM_ROUTERS)
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
     app.dependency_overrides[current_org] = principal_org

@@ -1,7 +1,8 @@
 """What a functional domain is: named operations, each a device function and a pure translation.
 
-A new domain is a new ``cloud/domains/<name>/translator.py`` defining a :class:`Domain`, plus
-its ``router.py``; the generic consumer and the notification layer need no change.
+A new domain is a new ``cloud/domains/<name>/translator.py`` defining a :class:`Domain` (listed in
+``cloud/domains/catalogue.py``), plus its routes in ``cloud/api/routes/<name>.py``; the generic
+consumer and the notification layer need no change.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 functional requests on MQTT, each due run exactly once across any number of processes."""
 
 from cloud.scheduler.schemas import Run, ScheduleCreate, ScheduledTask, SchedulePublic, run_key
-from cloud.scheduler.service import Publisher, Scheduler
+from cloud.scheduler.scheduler import Publisher, Scheduler
 from cloud.scheduler.store import Claim, ScheduleNotFound, ScheduleStore
 from cloud.scheduler.timing import (
     DailyTrigger,

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pydantic import Field
 
 from cloud.runtime import connected
-from cloud.scheduler.service import Scheduler
+from cloud.scheduler.scheduler import Scheduler
 from cloud.scheduler.store import ScheduleStore
 from cloud.settings import CloudSettings, Section
 

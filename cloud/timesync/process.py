@@ -11,7 +11,7 @@ from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
 from cloud.runtime import connected
 from cloud.settings import CloudSettings, Section
-from cloud.timesync.service import DriftRecorder, TimeService
+from cloud.timesync.consumer import DriftRecorder, TimeService
 from cloud.timesync.store import DriftStore
 
 log = logging.getLogger(__name__)

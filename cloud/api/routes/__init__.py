@@ -1,1 +1,28 @@
-"""Routers of the cloud API, one module per area."""
+"""The web API's routes, one module per area; their dependencies are in :mod:`cloud.api.deps`."""
+
+from fastapi import APIRouter
+
+from cloud.api.routes import (
+    adapter_configs,
+    admin,
+    bulk,
+    catalogue,
+    clock_drift,
+    dead_letters,
+    firmware,
+    health,
+    installation,
+    meter_readings,
+    provisioning,
+    publiclighting,
+    smartmetering,
+    tariffswitching,
+)
+
+# The OMDP API (create_app serves these on its own).
+OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bulk.router, catalogue.router,
+                                       adapter_configs.router, dead_letters.router)
+# What the assembled platform adds (registry, domains, clock drift, firmware).
+PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, installation.router, provisioning.router,
+                                           publiclighting.router, smartmetering.router, tariffswitching.router,
+                                           clock_drift.router, firmware.router)

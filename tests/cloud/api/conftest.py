@@ -13,6 +13,7 @@ from cloud.api import create_app
 from cloud.auth import issue_token
 from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store import InfluxStore
+from tests.cloud.registry.conftest import orgs, registry  # noqa: F401 - the admin routes' fixtures
 from tests.fixtures.influx import InfluxServer
 
 SECRET = "test-secret-not-for-production-use-only"

@@ -21,12 +21,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from broker.session import Backoff, Message, MqttSession
-from cloud.api_admin.deps import current_org
+from cloud.api.deps import current_org
+from cloud.api.routes import publiclighting, smartmetering, tariffswitching
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.lifecycle import RetryPolicy
 from cloud.deadletters import DeadLetterStore
-from cloud.domains.catalogue import routers
 from cloud.domains.consumer import DomainConsumer
 from cloud.domains.requests import RequestStore
 from cloud.notify.consumer import ResultsConsumer
@@ -148,8 +148,8 @@ async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_se
 
 def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) -> FastAPI:
     app = FastAPI()
-    for router in routers():
-        app.include_router(router)
+    for area in (publiclighting, smartmetering, tariffswitching):
+        app.include_router(area.router)
     app.state.registry, app.state.requests, app.state.mqtt = registry, requests, mqtt
 
     async def org_from_header(request: Request) -> str:

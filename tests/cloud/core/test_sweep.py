@@ -14,7 +14,7 @@ from broker.schemas.command import CommandResponse, CommandStatus, GenericComman
 from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
 from cloud.core.consumer import CommandIn, CoreConsumer
-from cloud.core.service import handler_concurrency
+from cloud.core.process import handler_concurrency
 from cloud.deadletters import DeadLetterStore
 from cloud.registry import migrate
 from cloud.registry.db import create_engine

@@ -16,9 +16,9 @@ from astral import Observer
 from fastapi import FastAPI, Request
 
 from broker import topics
-from cloud.api_admin.deps import current_org
+from cloud.api.deps import current_org
 from cloud.domains.consumer import translate
-from cloud.domains.publiclighting.router import router
+from cloud.api.routes.publiclighting import router
 from cloud.domains.publiclighting.translator import DOMAIN
 from cloud.domains.schemas import FunctionalRequest
 from cloud.registry import (

@@ -20,7 +20,7 @@ from cloud.monitoring import EventType, MonitoringStore, Notifier
 from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, Protocol, Registry, migrate
 from cloud.settings import ApiSettings
 from cloud.timesync import DriftRecorder, DriftStore, TimeService, drift_history
-from cloud.timesync.router import router
+from cloud.api.routes.clock_drift import router
 from edge.timesync import TimeSyncClient, check_meter, publish_drift
 from tests.fixtures.mosquitto import MosquittoServer
 

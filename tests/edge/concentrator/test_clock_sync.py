@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from broker.session import Message
-from cloud.timesync.service import TimeService
+from cloud.timesync.consumer import TimeService
 from edge.timesync import DriftReport, drift_topic
 from tests.edge.concentrator.conftest import dlms_entry, wait_for, write_config
 from tests.fixtures.ingest import cloud_session

@@ -1,8 +1,7 @@
 """``GET /v1/devices/{id}/clockDrift``: a meter's clock drift history.
 
-Include in the API app with ``app.include_router(router)`` and set ``app.state.drift_store``
-(a :class:`~cloud.timesync.store.DriftStore`) in its lifespan. Who may read it: whoever may
-read the meter's data (the API's ``AllowedMetersDep``).
+Needs ``app.state.drift_store`` (a :class:`~cloud.timesync.store.DriftStore`), set in the app's
+lifespan. Who may read it: whoever may read the meter's data (``AllowedMetersDep``).
 """
 
 from __future__ import annotations
@@ -10,22 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 
-from cloud.api.deps import AllowedMetersDep
-from cloud.timesync.store import DriftRecord, DriftStore
+from cloud.api.deps import AllowedMetersDep, DriftStoreDep
+from cloud.timesync.store import DriftRecord
 
 router = APIRouter(prefix="/v1/devices", tags=["time synchronisation"])
-
-
-def get_drift_store(request: Request) -> DriftStore:
-    store = getattr(request.app.state, "drift_store", None)
-    if store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the clock drift store is not set up")
-    return store
-
-
-DriftStoreDep = Annotated[DriftStore, Depends(get_drift_store)]
 
 
 @router.get("/{device_id}/clockDrift", response_model=list[DriftRecord], response_model_by_alias=True)

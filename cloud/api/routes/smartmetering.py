@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from cloud.domains.api import SubmitterDep, add_results_route
+from cloud.api.deps import SubmitterDep
+from cloud.api.routes.results import add_results_route
 from cloud.domains.schemas import Accepted
 from cloud.domains.smartmetering.translator import DOMAIN, PeriodicReads, SynchronizeTime
 

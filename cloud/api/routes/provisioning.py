@@ -35,8 +35,8 @@ from pydantic.alias_generators import to_camel
 
 from broker.pki import CertificateAuthority, IssuedPem, PkiError, check_client_name
 from broker.topics import TopicError
-from cloud.api_admin.deps import Caller, RegistryDep, require
-from cloud.api_admin.routes import registry_errors
+from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.routes.admin import registry_errors
 from cloud.registry import (
     DeviceCreate,
     DeviceFunction,
@@ -51,7 +51,7 @@ from cloud.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
-provisioning_router = APIRouter(prefix="/v1/installation", tags=["installation"])
+router = APIRouter(prefix="/v1/installation", tags=["installation"])
 
 MAX_VALIDITY_DAYS = 825
 
@@ -130,7 +130,7 @@ def _check_existing(device: DevicePublic) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"concentrator {device.identification!r} is decommissioned")
 
 
-@provisioning_router.post(
+@router.post(
     "/concentrators/{cid}/provision", response_model=ProvisionResponse, response_model_by_alias=True,
     responses={403: {"description": "A privileged broker name, or the caller may not install on it"},
                409: {"description": "No CA configured, another device type, or decommissioned"},

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import Field
 
-from cloud.api_admin.deps import OrgId
+from cloud.api.deps import OrgId, RegistryDep, SchedulesDep, SubmitterDep
+from cloud.api.routes.results import add_results_route
 from cloud.core.access import permission
-from cloud.domains.api import MAX_BULK_DEVICES, RegistryDep, SubmitterDep, add_results_route
 from cloud.domains.publiclighting.schedules import (
     LightSchedule,
     LightScheduleView,
@@ -21,6 +20,7 @@ from cloud.domains.publiclighting.schedules import (
 )
 from cloud.domains.publiclighting.translator import DOMAIN, SetLight
 from cloud.domains.schemas import Accepted, BulkAccepted
+from cloud.domains.submit import MAX_BULK_DEVICES
 from cloud.registry import Registry
 from cloud.registry.errors import DeviceNotFound
 from cloud.registry.functions import DeviceFunction
@@ -57,17 +57,6 @@ async def set_lights(body: SetLights, submitter: SubmitterDep) -> BulkAccepted:
 async def get_status(device_id: str, submitter: SubmitterDep) -> Accepted:
     """Ask a light for its status (relays and dim level)."""
     return await submitter.submit(DOMAIN, "getStatus", device_id, {})
-
-
-async def get_schedules(request: Request) -> ScheduleStore:
-    """The schedule store the app put in ``app.state.schedules``."""
-    store = getattr(request.app.state, "schedules", None)
-    if store is None:
-        raise RuntimeError("app.state.schedules is not set; build the ScheduleStore in the app's lifespan")
-    return store
-
-
-SchedulesDep = Annotated[ScheduleStore, Depends(get_schedules)]
 
 
 async def _authorise(registry: Registry, org: str, device_id: str) -> None:

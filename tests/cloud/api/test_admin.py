@@ -1,4 +1,4 @@
-"""The admin and installation routers end to end over ASGI, on both registry backends.
+"""The admin and installation routes end to end over ASGI, on both registry backends.
 
 A tiny app includes the routers, puts the real Registry in ``app.state`` and overrides the
 ``current_org`` dependency with a header read, standing in for the JWT check.
@@ -12,13 +12,19 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from cloud.api_admin import current_org, router
+from cloud.api.deps import current_org
+from cloud.api.routes import admin, installation
 from cloud.registry import DeviceNotFound, FunctionGroup, LifecycleState, Registry
 
 METER = {"identification": "m-1", "deviceType": "SMART_METER", "protocol": "DLMS", "protocolVersion": "6.0",
          "concentratorId": "dc-1", "model": "AM550", "location": {"latitude": 52.1, "longitude": 5.1},
          "grid": {"feeder": "F1", "substation": "SS-N"}}
 CONCENTRATOR = {"identification": "dc-1", "deviceType": "CONCENTRATOR", "protocol": "MQTT"}
+
+
+def include_routes(app: FastAPI) -> None:
+    for area in (admin, installation):
+        app.include_router(area.router)
 
 
 async def _org_from_header(request: Request) -> str:
@@ -28,7 +34,7 @@ async def _org_from_header(request: Request) -> str:
 @pytest.fixture
 async def client(registry: Registry, orgs: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(router)
+    include_routes(app)
     app.state.registry = registry
     app.dependency_overrides[current_org] = _org_from_header
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
@@ -47,7 +53,7 @@ async def install(client: httpx.AsyncClient) -> None:
 
 async def test_unconfigured_auth_refuses(registry: Registry) -> None:
     app = FastAPI()
-    app.include_router(router)
+    include_routes(app)
     app.state.registry = registry
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
         response = await http.get("/v1/installation/devices")

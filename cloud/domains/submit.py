@@ -1,73 +1,35 @@
-"""What every domain router shares: dependencies, submitting a request, reading its result.
+"""Submitting functional requests from the web API: authorise, translate, record, publish.
 
-Dependencies to override or provide: ``current_org`` (from :mod:`cloud.api_admin.deps`, the
-authentication seam), and ``app.state.registry`` (Registry), ``app.state.requests``
-(RequestStore) and ``app.state.mqtt`` (a connected MqttSession), built in the app's lifespan.
-Authorisation is checked here, before anything is published; the core checks it again.
+The domain routes (``cloud/api/routes/<domain>.py``) get a :class:`Submitter` per request
+(``SubmitterDep``). Authorisation is checked here, before anything is published; the core
+checks it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import HTTPException, status
 
 from broker import topics
 from broker.session import MqttSession, publish_properties
-from cloud.api_admin.deps import OrgId
 from cloud.core.access import permission, permissions
 from cloud.domains.base import Domain
 from cloud.domains.consumer import RECORDED, TranslationError, recorded, translate
 from cloud.domains.requests import RequestStore
+from cloud.domains.schemas import Accepted, AcceptedFor, BulkAccepted, FunctionalRequest
 from cloud.registry import Registry
-from cloud.domains.schemas import (
-    Accepted,
-    AcceptedFor,
-    BulkAccepted,
-    CommandPublic,
-    FunctionalRequest,
-    RequestResult,
-)
 
 log = logging.getLogger(__name__)
 
-
-# The dependencies are coroutines: FastAPI runs plain functions in a worker thread, a hop
-# that cost more than the rest of a switch request together.
-
-
-async def get_registry(request: Request) -> Registry:
-    """The registry the app put in ``app.state.registry``."""
-    registry = getattr(request.app.state, "registry", None)
-    if registry is None:
-        raise RuntimeError("app.state.registry is not set; build the Registry in the app's lifespan")
-    return registry
-
-
-async def get_requests(request: Request) -> RequestStore:
-    """The functional request store the app put in ``app.state.requests``."""
-    store = getattr(request.app.state, "requests", None)
-    if store is None:
-        raise RuntimeError("app.state.requests is not set; build the RequestStore in the app's lifespan")
-    return store
-
-
-async def get_mqtt(request: Request) -> MqttSession:
-    """The connected MQTT session the app put in ``app.state.mqtt``."""
-    session = getattr(request.app.state, "mqtt", None)
-    if session is None:
-        raise RuntimeError("app.state.mqtt is not set; connect an MqttSession in the app's lifespan")
-    return session
-
-
-RegistryDep = Annotated[Registry, Depends(get_registry)]
-RequestsDep = Annotated[RequestStore, Depends(get_requests)]
-MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
+# A bulk refusal names this many devices and counts the rest.
+MAX_REASONS = 10
+# Devices per bulk request: large enough for a feeder or a city district, small enough for one answer.
+MAX_BULK_DEVICES = 10_000
 
 
 class Submitter:
@@ -101,7 +63,6 @@ class Submitter:
         return Accepted(correlationId=request.correlation_id,
                         resultUrl=f"/v1/{domain.name}/results/{request.correlation_id}")
 
-
     async def submit_many(self, domain: Domain, operation: str, device_ids: Sequence[str],
                           parameters: dict[str, Any]) -> BulkAccepted:
         """The same operation on many devices: one functional request per device (each with its own
@@ -132,39 +93,3 @@ class Submitter:
         return BulkAccepted(requests=[
             AcceptedFor(deviceId=r.device_id, correlationId=r.correlation_id,
                         resultUrl=f"/v1/{domain.name}/results/{r.correlation_id}") for r in requests])
-
-
-async def get_submitter(org: OrgId, registry: RegistryDep, requests: RequestsDep, mqtt: MqttDep,
-                        ttl_seconds: Annotated[int, Query(alias="ttlSeconds", ge=1, le=7 * 24 * 3600)] = 300,
-                        priority: Annotated[int, Query(ge=0, le=9)] = 4) -> Submitter:
-    """The :class:`Submitter` for this request (time-to-live and priority from the query)."""
-    return Submitter(org=org, registry=registry, requests=requests, mqtt=mqtt, ttl_seconds=ttl_seconds,
-                     priority=priority)
-
-
-SubmitterDep = Annotated[Submitter, Depends(get_submitter)]
-# A bulk refusal names this many devices and counts the rest.
-MAX_REASONS = 10
-# Devices per bulk request: large enough for a feeder or a city district, small enough for one answer.
-MAX_BULK_DEVICES = 10_000
-
-
-def add_results_route(router: APIRouter, domain: Domain) -> None:
-    """``GET /results/{correlationId}`` on ``router``: a request's state, for its organisation only."""
-
-    @router.get("/results/{correlation_id}", response_model=RequestResult, response_model_by_alias=True,
-                response_model_exclude_none=True, summary=f"Result of a {domain.name} request")
-    async def result(correlation_id: uuid.UUID, org: OrgId, requests: RequestsDep) -> RequestResult:
-        found, found_commands = await requests.with_commands(str(correlation_id))
-        # Another organisation's request is reported as unknown, so ids cannot be probed.
-        if found is None or found.organisation != org or found.domain != domain.name:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {domain.name} request {correlation_id}")
-        stored = {c.id: c for c in found_commands}
-        # In the order the domain translated them (they share a creation time).
-        commands = [stored[cid] for cid in found.command_ids if cid in stored]
-        return RequestResult(
-            correlationId=correlation_id, domain=found.domain, operation=found.operation, deviceId=found.device,
-            status=found.status, result=found.result, error=found.error, completedAt=found.completed_at,
-            createdAt=found.created_at,
-            commands=[CommandPublic(commandId=c.id, name=c.name, status=c.status, attempts=c.attempts, error=c.error)
-                      for c in commands])

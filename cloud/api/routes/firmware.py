@@ -18,18 +18,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from cloud.api_admin.deps import Admin, Caller, RegistryDep
+from cloud.api.deps import Admin, CampaignsDep, Caller, CatalogueDep
 from cloud.registry import OrganisationPublic, PlatformRole
 from cloud.settings import ApiSettings
-from firmware_ota.campaign_store import CampaignNotFound, CampaignStore, InvalidTransition
-from firmware_ota.campaigns import CampaignService, NotAuthorised, TargetsRefused
-from firmware_ota.catalogue import FirmwareCatalogue, FirmwareNotFound
-from firmware_ota.manifest import MAX_IMAGE_BYTES, SignedManifest
 from firmware_ota.campaign_logic import TargetState
+from firmware_ota.campaign_store import CampaignNotFound, InvalidTransition
+from firmware_ota.campaigns import NotAuthorised, TargetsRefused
+from firmware_ota.catalogue import FirmwareNotFound
+from firmware_ota.manifest import MAX_IMAGE_BYTES, SignedManifest
 from firmware_ota.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic, TargetPublic
 from firmware_ota.signing import SignatureError, load_trusted_keys
 from firmware_ota.store import FirmwareStore
@@ -48,17 +48,6 @@ class FirmwareUpload(BaseModel):
     image_base64: str = Field(max_length=(MAX_IMAGE_BYTES // 3 + 1) * 4)
 
 
-def _catalogue(registry: RegistryDep) -> FirmwareCatalogue:
-    return FirmwareCatalogue(registry.engine)
-
-
-def _campaigns(registry: RegistryDep) -> CampaignService:
-    return CampaignService(store=CampaignStore(registry.engine), catalogue=FirmwareCatalogue(registry.engine),
-                           registry=registry)
-
-
-CatalogueDep = Annotated[FirmwareCatalogue, Depends(_catalogue)]
-CampaignsDep = Annotated[CampaignService, Depends(_campaigns)]
 
 
 @contextmanager
