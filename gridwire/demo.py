@@ -166,21 +166,22 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
 
-            async def start(name: str) -> None:
-                # A stable client id per process: a restarted demo resumes its durable sessions
-                # instead of leaving the old ones a share of each shared subscription.
-                mqtt = settings.mqtt.model_copy(update={"client_id": f"demo-{name}"})
-                ready = asyncio.Event()
-                tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt}), ready=ready)(stop),
-                               name=name)
-                await asyncio.wait_for(ready.wait(), 30)
+            async def start(*names: str) -> None:
+                readies = []
+                for name in names:
+                    # A stable client id per process: a restarted demo resumes its durable sessions
+                    # instead of leaving the old ones a share of each shared subscription.
+                    mqtt = settings.mqtt.model_copy(update={"client_id": f"demo-{name}"})
+                    readies.append(asyncio.Event())
+                    tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt}),
+                                                  ready=readies[-1])(stop), name=name)
+                await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in readies)), 60)
 
             # Ingest subscribes first, so the concentrator's first messages have a subscriber
             # (unconfirmed ones would be sent again anyway, after confirm_timeout).
             await start("ingest")
             tg.create_task(concentrator.run(stop), name="concentrator")
-            for name in ("core", "domain", "monitor", "scheduler", "timesync", "campaigns", "firmware-server"):
-                await start(name)
+            await start("core", "domain", "monitor", "scheduler", "timesync", "campaigns", "firmware-server")
             if options.lights:
                 tg.create_task(run_lights(stop, count=options.lights, host="127.0.0.1", port=options.mqtt_port,
                                           username="fleet", password=fleet_password, prefix="light-"),
