@@ -16,6 +16,8 @@ from typing import Any
 
 import jwt
 
+from broker.errors import Forbidden
+
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
@@ -24,7 +26,7 @@ ADMIN_SCOPE = "admin"
 BEARER_TYPES = (None, "access")
 
 
-class AuthError(Exception):
+class AuthError(Forbidden):
     """A token that does not authenticate anyone; the message says why (safe to show the caller)."""
 
 

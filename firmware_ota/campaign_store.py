@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from broker.errors import Conflict
 from cloud.core.models import CommandRow
 from cloud.registry.models import utcnow
 from cloud.registry.ota_models import CampaignRow, CampaignTargetRow, CampaignWaveRow
@@ -32,6 +33,7 @@ from firmware_ota.campaign_logic import (
     WaveCounts,
 )
 from firmware_ota.campaign_plan import PlannedWave
+from firmware_ota.errors import CampaignNotFound
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,7 @@ T = TargetState
 INSERT_CHUNK = 500
 
 
-class CampaignNotFound(LookupError):
-    """No campaign with that id."""
-
-
-class InvalidTransition(ValueError):
+class InvalidTransition(Conflict):
     """An operator action the campaign's state does not allow; the message says why."""
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from broker.errors import Forbidden, Invalid
 from cloud.core.access import permissions
 from cloud.registry import DeviceFunction, GridPosition, LifecycleState, Registry
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
@@ -34,20 +35,26 @@ LOOKUP_CHUNK = 500
 MAX_FAILED_LISTED = 1000
 
 
-class TargetsRefused(ValueError):
+class TargetsRefused(Invalid):
     """The target selection cannot be used; ``problems`` names each device and why."""
 
     def __init__(self, message: str, problems: dict[str, str]) -> None:
         super().__init__(message)
         self.problems = problems
 
+    def public_detail(self) -> dict[str, object]:
+        return {"reason": str(self), "devices": self.problems}
 
-class NotAuthorised(PermissionError):
+
+class NotAuthorised(Forbidden):
     """The caller may not update some of the named devices; ``problems`` says why for each."""
 
     def __init__(self, message: str, problems: dict[str, str]) -> None:
         super().__init__(message)
         self.problems = problems
+
+    def public_detail(self) -> dict[str, object]:
+        return {"reason": str(self), "devices": self.problems}
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cloud.registry.models import utcnow
 from cloud.registry.ota_models import FirmwareRow
+from firmware_ota.errors import FirmwareNotFound
 from firmware_ota.manifest import SignedManifest
 from firmware_ota.schemas import FirmwarePublic
-
-
-class FirmwareNotFound(LookupError):
-    """No firmware with that id."""
 
 
 class FirmwareCatalogue:

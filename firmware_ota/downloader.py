@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from broker import topics
+from broker.errors import Invalid, Unavailable
 from broker.session import Message, MqttError, MqttSession, publish_properties
 from firmware_ota.manifest import FirmwareManifest, SignedManifest
 from firmware_ota.signing import SignatureError, verify
@@ -38,13 +39,13 @@ log = logging.getLogger(__name__)
 _RECORD = 4  # bytes per entry of the .chunks file (big-endian chunk index; the first entry is the chunk size)
 
 
-class DownloadFailed(Exception):
+class DownloadFailed(Unavailable):
     """The image could not be obtained; ``code`` is the command error code to report."""
 
     code = "DOWNLOAD_FAILED"
 
 
-class SignatureInvalid(DownloadFailed):
+class SignatureInvalid(Invalid, DownloadFailed):
     """The manifest is not signed by a trusted key, or the image is not the one it signs."""
 
     code = "SIGNATURE_INVALID"

@@ -16,10 +16,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from broker.errors import Invalid
 from firmware_ota.manifest import FirmwareManifest, SignedManifest
 
 
-class SignatureError(ValueError):
+class SignatureError(Invalid):
     """A signed manifest cannot be trusted; the message says why (unknown key, bad signature)."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from broker.errors import Conflict, Invalid
+from firmware_ota.errors import FirmwareNotFound
 from firmware_ota.manifest import FIRMWARE_ID_PATTERN, SignedManifest
 from firmware_ota.signing import verify
 
@@ -26,6 +28,14 @@ log = logging.getLogger(__name__)
 IMAGE_FILE = "image.bin"
 MANIFEST_FILE = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+
+
+class ImageRejected(Invalid):
+    """An image that is not the one its manifest describes (size or sha256)."""
+
+
+class FirmwareExists(Conflict):
+    """The firmware id is stored already, with another image or manifest."""
 
 
 class FirmwareStore:
@@ -40,13 +50,14 @@ class FirmwareStore:
         return self._root
 
     def add(self, *, image: bytes, signed: SignedManifest, trusted: Mapping[str, bytes]) -> SignedManifest:
-        """Verify and store; the stored manifest. ValueError (SignatureError for signatures) says why not."""
+        """Verify and store; the stored manifest. SignatureError, ImageRejected or FirmwareExists say
+        why not."""
         manifest = verify(signed, trusted)
         if len(image) != manifest.size:
-            raise ValueError(f"size mismatch: manifest says {manifest.size} bytes, image has {len(image)}")
+            raise ImageRejected(f"size mismatch: manifest says {manifest.size} bytes, image has {len(image)}")
         digest = hashlib.sha256(image).hexdigest()
         if digest != manifest.sha256:
-            raise ValueError(f"sha256 mismatch: manifest says {manifest.sha256}, image is {digest}")
+            raise ImageRejected(f"sha256 mismatch: manifest says {manifest.sha256}, image is {digest}")
         existing = self._existing(manifest.firmware_id)
         if existing is not None:
             return self._same_or_refuse(existing, signed)
@@ -72,10 +83,10 @@ class FirmwareStore:
         return signed
 
     def get(self, firmware_id: str) -> SignedManifest:
-        """The signed manifest of a stored firmware; KeyError if there is none."""
+        """The signed manifest of a stored firmware; FirmwareNotFound if there is none."""
         existing = self._existing(firmware_id)
         if existing is None:
-            raise KeyError(firmware_id)
+            raise FirmwareNotFound(firmware_id)
         return existing
 
     def read(self, firmware_id: str, offset: int, length: int) -> bytes:
@@ -106,13 +117,13 @@ class FirmwareStore:
 
     def _dir(self, firmware_id: str) -> Path:
         if not re.match(FIRMWARE_ID_PATTERN, firmware_id):
-            raise KeyError(firmware_id)
+            raise FirmwareNotFound(firmware_id)
         return self._root / firmware_id
 
     def _existing(self, firmware_id: str) -> SignedManifest | None:
         try:
             path = self._dir(firmware_id) / MANIFEST_FILE
-        except KeyError:
+        except FirmwareNotFound:
             return None
         try:
             return SignedManifest.from_wire(path.read_bytes())
@@ -126,12 +137,12 @@ class FirmwareStore:
     def _same_or_refuse(existing: SignedManifest, new: SignedManifest) -> SignedManifest:
         old, fresh = existing.manifest, new.manifest
         if old.sha256 != fresh.sha256:
-            raise ValueError(
+            raise FirmwareExists(
                 f"firmware {fresh.firmware_id!r} already exists with a different image "
                 f"(sha256 {old.sha256}); use a new firmware id"
             )
         if old.canonical_bytes() != fresh.canonical_bytes():
-            raise ValueError(f"firmware {fresh.firmware_id!r} already exists with a different manifest")
+            raise FirmwareExists(f"firmware {fresh.firmware_id!r} already exists with a different manifest")
         return existing
 
 

@@ -26,7 +26,9 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker import topics
+from broker.errors import Invalid
 from broker.session import Message, MqttSession, publish_properties
+from firmware_ota.errors import FirmwareNotFound
 from firmware_ota.manifest import FIRMWARE_ID_PATTERN
 from firmware_ota.store import FirmwareStore
 
@@ -62,7 +64,7 @@ class ChunkRequest(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
 
-class ChunkRefused(ValueError):
+class ChunkRefused(Invalid):
     """A request the server answers with an error instead of bytes."""
 
     def __init__(self, code: ChunkError, reason: str) -> None:
@@ -87,7 +89,7 @@ def serve_request(store: FirmwareStore, payload: bytes) -> tuple[bytes, dict[str
         request = parse_request(payload)
         try:
             manifest = store.get(request.firmware_id).manifest
-        except KeyError:
+        except FirmwareNotFound:
             raise ChunkRefused(ChunkError.UNKNOWN_FIRMWARE, f"no firmware {request.firmware_id!r}") from None
         if request.offset >= manifest.size:
             raise ChunkRefused(ChunkError.OUT_OF_RANGE,
@@ -96,7 +98,7 @@ def serve_request(store: FirmwareStore, payload: bytes) -> tuple[bytes, dict[str
             data = store.read(request.firmware_id, request.offset, request.length)
         except ValueError as exc:
             raise ChunkRefused(ChunkError.OUT_OF_RANGE, str(exc)) from None
-        except KeyError:
+        except FirmwareNotFound:
             raise ChunkRefused(ChunkError.UNKNOWN_FIRMWARE, f"no firmware {request.firmware_id!r}") from None
     except ChunkRefused as refused:
         return b"", {"error": str(refused.code), "reason": refused.reason}

@@ -16,11 +16,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from broker.errors import Unavailable
 from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
 from gridwire.procs import ManagedProcess, free_port, wait_for_port
 
 
-class ServiceMissing(RuntimeError):
+class ServiceMissing(Unavailable):
     """A server binary the platform needs is not installed."""
 
 

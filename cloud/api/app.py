@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 
 from cloud.api.deps import Clock
+from cloud.api.errors import install_error_table
 from cloud.api.routes import OMDP_ROUTERS
 from cloud.auth import MeterAccess, meters_from_claims
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.deadletters import DeadLetterStore
 from cloud.runtime import influx_store
 from cloud.settings import ApiSettings
-from cloud.store import InfluxStore, StoreRejected, StoreUnavailable
+from cloud.store import InfluxStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,7 @@ def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter
     app.state.dead_letters = dead_letters
     app.state.catalogue = catalogue or default_catalogue()
 
-    @app.exception_handler(StoreUnavailable)
-    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.warning("store unavailable during %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": "the time-series store is unavailable; retry later"}, status_code=503,
-                            headers={"Retry-After": "5"})
-
-    @app.exception_handler(StoreRejected)
-    async def _rejected(request: Request, exc: StoreRejected) -> JSONResponse:
-        log.warning("store refused %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse({"detail": f"the store refused the request: {exc}"}, status_code=400)
-
+    install_error_table(app)
     for router in (*OMDP_ROUTERS, *extra_routers):
         app.include_router(router)
     return app

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import jwt
 
+from broker.errors import NotFound
 from broker.schemas import MeterReading
 from cloud.auth import ALGORITHM
 from cloud.store import PropertyFilter, ReadingQuery
@@ -32,7 +33,7 @@ CSV_COLUMNS = ("meterReadingIdentifier", "meterIndividualId", "readingTime", "fa
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
 
-class BulkLinkError(Exception):
+class BulkLinkError(NotFound):
     """A link token that is not valid (404) or no longer valid (``expired``: 410)."""
 
     def __init__(self, message: str, *, expired: bool = False) -> None:

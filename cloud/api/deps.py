@@ -23,9 +23,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from broker.session import MqttSession
 from cloud.auth import AuthError, MeterAccess, Principal, decode_token
+from cloud.catalogue import Catalogue
 from cloud.domains.requests import RequestStore
 from cloud.domains.submit import Submitter
-from cloud.registry import DeviceFunction, OrganisationNotFound, OrganisationPublic, PlatformRole, Registry
+from cloud.registry import (
+    DeviceFunction,
+    NotAuthorised,
+    OrganisationNotFound,
+    OrganisationPublic,
+    PlatformRole,
+    Registry,
+)
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
@@ -42,7 +50,7 @@ T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 bearer token (HS256 JWT naming the organisation)")
 
 
-# --- settings, time-series store, clock -----------------------------------------------------------
+# --- settings, time-series store, clock, OMDP catalogue -----------------------------------------------------------
 
 
 def get_settings(request: Request) -> ApiSettings:
@@ -60,9 +68,14 @@ def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
+def get_catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[InfluxStore, Depends(get_store)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 
 
 # --- the caller of the OMDP routes: its bearer token -----------------------------------------------
@@ -145,7 +158,7 @@ SchedulesDep = Annotated[ScheduleStore, Depends(get_schedules)]
 DriftStoreDep = Annotated[DriftStore, Depends(get_drift_store)]
 
 
-async def get_catalogue(registry: RegistryDep) -> FirmwareCatalogue:
+async def get_firmware_catalogue(registry: RegistryDep) -> FirmwareCatalogue:
     return FirmwareCatalogue(registry.engine)
 
 
@@ -154,7 +167,7 @@ async def get_campaigns(registry: RegistryDep) -> CampaignService:
                            registry=registry)
 
 
-CatalogueDep = Annotated[FirmwareCatalogue, Depends(get_catalogue)]
+FirmwareCatalogueDep = Annotated[FirmwareCatalogue, Depends(get_firmware_catalogue)]
 CampaignsDep = Annotated[CampaignService, Depends(get_campaigns)]
 
 
@@ -176,10 +189,10 @@ async def caller(registry: RegistryDep, org: OrgId) -> OrganisationPublic:
         found = await registry.get_organisation(org)
     except OrganisationNotFound:
         log.warning("request from unregistered organisation %r refused", org)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"organisation {org!r} is not registered") from None
+        raise NotAuthorised(f"organisation {org!r} is not registered") from None
     if not found.enabled:
         log.warning("request from disabled organisation %r refused", org)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"organisation {org!r} is disabled")
+        raise NotAuthorised(f"organisation {org!r} is disabled")
     return found
 
 
@@ -189,8 +202,7 @@ Caller = Annotated[OrganisationPublic, Depends(caller)]
 async def platform_admin(who: Caller) -> OrganisationPublic:
     """The caller, if it is a platform administrator; 403 otherwise."""
     if who.role is not PlatformRole.ADMIN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"organisation {who.identification!r} is not a platform administrator")
+        raise NotAuthorised(f"organisation {who.identification!r} is not a platform administrator")
     return who
 
 
@@ -198,12 +210,13 @@ Admin = Annotated[OrganisationPublic, Depends(platform_admin)]
 
 
 async def require(registry: Registry, who: OrganisationPublic, device: str, function: DeviceFunction) -> None:
-    """Raise 404 if ``device`` is unknown, 403 with the reason if ``who`` may not do ``function``."""
-    await registry.get_device(device)  # DeviceNotFound -> 404 in the route's error mapping
+    """DeviceNotFound if ``device`` is unknown, NotAuthorised with the reason if ``who`` may not
+    do ``function`` (404 and 403 by the error table)."""
+    await registry.get_device(device)
     decision = await registry.permission(who.identification, device, function)
     if not decision.allowed:
         log.warning("refused %s on %s for %s: %s", function, device, who.identification, decision.reason)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
+        raise NotAuthorised(decision.reason)
 
 
 # --- functional requests -----------------------------------------------------------------------------

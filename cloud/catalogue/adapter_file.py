@@ -10,6 +10,7 @@ import json
 import math
 from typing import Any, Literal
 
+from broker.errors import Invalid
 from cloud.catalogue.models import PhysicalMeterElement, Protocol
 from edge.adapter_config import PropertyMapping, SmartMeterAdapterConfig
 
@@ -17,7 +18,7 @@ FileFormat = Literal["yaml", "toml"]
 MEDIA_TYPES: dict[str, str] = {"yaml": "application/yaml", "toml": "application/toml"}
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(Invalid):
     """The meter type cannot be read with the protocol asked for; the message says why."""
 
 

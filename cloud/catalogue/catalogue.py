@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
+from broker.errors import Invalid
 from broker.schemas import MeterReading, PropertyValue
 from cloud.catalogue.models import MeterClass, OperationalPropertyDefinition, PhysicalMeterElement
 
@@ -28,7 +29,7 @@ _ELEMENTS = TypeAdapter(list[PhysicalMeterElement])
 _MAX_PROBLEMS = 3
 
 
-class CatalogueError(ValueError):
+class CatalogueError(Invalid):
     """Catalogue data that cannot be read or is inconsistent; the message names file and record."""
 
 

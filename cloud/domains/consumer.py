@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
+from broker.errors import Invalid
 from broker import topics
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from broker.session import Message, MqttSession, publish_properties
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 RECORDED = "gw-recorded"
 
 
-class TranslationError(ValueError):
+class TranslationError(Invalid):
     """A functional request whose operation or parameters the domain does not accept."""
 
 

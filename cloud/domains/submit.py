@@ -1,8 +1,9 @@
 """Submitting functional requests from the web API: authorise, translate, record, publish.
 
 The domain routes (``cloud/api/routes/<domain>.py``) get a :class:`Submitter` per request
-(``SubmitterDep``). Authorisation is checked here, before anything is published; the core
-checks it again.
+(``SubmitterDep``). Authorisation is checked here, before anything is published (NotAuthorised
+naming the reason); the core checks it again. A request the domain cannot translate raises
+TranslationError (Invalid).
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import HTTPException, status
-
 from broker import topics
 from broker.session import MqttSession, publish_properties
 from cloud.core.access import permission, permissions
 from cloud.domains.base import Domain
-from cloud.domains.consumer import RECORDED, TranslationError, recorded, translate
+from cloud.domains.consumer import RECORDED, recorded, translate
 from cloud.domains.requests import RequestStore
 from cloud.domains.schemas import Accepted, AcceptedFor, BulkAccepted, FunctionalRequest
-from cloud.registry import Registry
+from cloud.registry import NotAuthorised, Registry
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,10 @@ class Submitter:
         if not decision.allowed:
             log.warning("refused %s/%s on %s for %s: %s", domain.name, operation, device_id, self.org,
                         decision.reason)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
+            raise NotAuthorised(decision.reason)
         request = FunctionalRequest(deviceId=device_id, operation=operation, parameters=parameters,
                                     priority=self.priority, ttlSeconds=self.ttl_seconds, issuedAt=datetime.now(UTC))
-        try:
-            commands = translate(domain, self.org, request)
-        except TranslationError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        commands = translate(domain, self.org, request)  # TranslationError (Invalid): 422
         # Recorded before publishing, so the result URL answers PENDING at once.
         await self.requests.add(recorded(domain, self.org, request, commands))
         await self.mqtt.publish(topics.domain_topic(domain.name, "request", self.org), request.to_wire(), qos=1,
@@ -76,14 +72,11 @@ class Submitter:
             log.warning("refused bulk %s/%s on %d of %d devices for %s", domain.name, operation, len(refused),
                         len(devices), self.org)
             more = f" (and {len(refused) - MAX_REASONS} more)" if len(refused) > MAX_REASONS else ""
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "; ".join(refused[:MAX_REASONS]) + more)
+            raise NotAuthorised("; ".join(refused[:MAX_REASONS]) + more)
         now = datetime.now(UTC)
         requests = [FunctionalRequest(deviceId=d, operation=operation, parameters=parameters, priority=self.priority,
                                       ttlSeconds=self.ttl_seconds, issuedAt=now) for d in devices]
-        try:
-            translated = [translate(domain, self.org, r) for r in requests]
-        except TranslationError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        translated = [translate(domain, self.org, r) for r in requests]
         await self.requests.add_many([recorded(domain, self.org, r, commands)
                                       for r, commands in zip(requests, translated, strict=True)])
         topic = topics.domain_topic(domain.name, "request", self.org)

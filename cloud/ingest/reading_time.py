@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from broker.errors import Invalid
+
 _MICRO = timedelta(microseconds=1)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _CACHE_LIMIT = 4096
 
 
-class UnusualTime(ValueError):
+class UnusualTime(Invalid):
     """Not a time in the usual spelling (it may still be valid: the full validator decides)."""
 
 

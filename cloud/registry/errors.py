@@ -1,14 +1,17 @@
-"""The registry's exceptions: one hierarchy, so callers map them to HTTP or MQTT reasons once."""
+"""The registry's errors, each a kind of the error family (:mod:`broker.errors`), so the web
+API maps them to HTTP once (``cloud/api/errors.py``) and callers catch them by meaning."""
 
 from __future__ import annotations
 
+from broker.errors import Conflict, Forbidden, GridwireError, NotFound
 
-class RegistryError(Exception):
+
+class RegistryError(GridwireError):
     """Base of everything the registry raises on purpose."""
 
 
-class NotFoundError(RegistryError):
-    """Something named does not exist."""
+class NotFoundError(RegistryError, NotFound):
+    """Something named does not exist: the registry's one not-found."""
 
 
 class DeviceNotFound(NotFoundError):
@@ -23,7 +26,7 @@ class OrganisationNotFound(NotFoundError):
         self.organisation = organisation
 
 
-class AlreadyExistsError(RegistryError):
+class AlreadyExistsError(RegistryError, Conflict):
     """Creating something that is already there."""
 
 
@@ -44,7 +47,7 @@ class AuthorisationExists(AlreadyExistsError):
         super().__init__(f"organisation {organisation!r} already holds {group} on device {device!r}")
 
 
-class ConflictError(RegistryError):
+class ConflictError(RegistryError, Conflict):
     """A change the device's current state does not allow."""
 
 
@@ -61,3 +64,8 @@ class InvalidChange(ConflictError):
 class InvalidStateChange(InvalidChange):
     def __init__(self, device: str, current: str, target: str) -> None:
         super().__init__(f"device {device!r} cannot go from {current} to {target} by an update")
+
+
+class NotAuthorised(RegistryError, Forbidden):
+    """The organisation may not do this: unregistered, disabled, not an administrator, or
+    without the function group a device function needs. The message is the reason."""

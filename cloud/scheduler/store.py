@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from broker.errors import NotFound
 from cloud.registry.models import utcnow
 from cloud.scheduler.models import ScheduleRow
 from cloud.scheduler.schemas import ScheduleCreate, ScheduledTask, SchedulePublic
@@ -28,7 +29,7 @@ from cloud.scheduler.timing import MissedRunPolicy, next_run, parse_trigger, pla
 log = logging.getLogger(__name__)
 
 
-class ScheduleNotFound(LookupError):
+class ScheduleNotFound(NotFound):
     """No schedule with that id."""
 
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from broker.errors import Invalid
 from broker.schemas import MeterReading
 from cloud.store import schema
 
@@ -20,7 +21,7 @@ _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 
 
-class LineProtocolError(ValueError):
+class LineProtocolError(Invalid):
     """A reading that cannot be stored as the schema says (reserved or unstorable names)."""
 
 

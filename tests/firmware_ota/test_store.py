@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from firmware_ota.manifest import SignedManifest
+from firmware_ota.errors import FirmwareNotFound
 from firmware_ota.signing import SignatureError, generate_key, key_id_of, sign
-from firmware_ota.store import FirmwareStore
+from firmware_ota.store import FirmwareExists, FirmwareStore, ImageRejected
 from tests.firmware_ota.conftest import make_manifest
 
 
@@ -35,7 +36,7 @@ def test_same_id_different_image_is_refused(tmp_path: Path, image: bytes, signed
     store = FirmwareStore(root=tmp_path)
     store.add(image=image, signed=signed, trusted=trusted)
     other = image + b"!"
-    with pytest.raises(ValueError, match="different image"):
+    with pytest.raises(FirmwareExists, match="different image"):
         store.add(image=other, signed=sign(make_manifest(other), keypair[0]), trusted=trusted)
     assert store.read("sim-meter-2.1.0", 0, len(image)) == image
 
@@ -43,21 +44,21 @@ def test_same_id_different_image_is_refused(tmp_path: Path, image: bytes, signed
 def test_same_id_different_manifest_is_refused(tmp_path: Path, image: bytes, signed, keypair, trusted) -> None:
     store = FirmwareStore(root=tmp_path)
     store.add(image=image, signed=signed, trusted=trusted)
-    with pytest.raises(ValueError, match="different manifest"):
+    with pytest.raises(FirmwareExists, match="different manifest"):
         store.add(image=image, signed=sign(make_manifest(image, version="2.2.0"), keypair[0]), trusted=trusted)
 
 
 def test_sha_mismatch_is_refused(tmp_path: Path, image: bytes, signed, trusted) -> None:
     store = FirmwareStore(root=tmp_path)
     corrupt = bytes([image[0] ^ 0xFF]) + image[1:]
-    with pytest.raises(ValueError, match="sha256 mismatch"):
+    with pytest.raises(ImageRejected, match="sha256 mismatch"):
         store.add(image=corrupt, signed=signed, trusted=trusted)
     assert store.list() == []
 
 
 def test_size_mismatch_is_refused(tmp_path: Path, image: bytes, signed, trusted) -> None:
     store = FirmwareStore(root=tmp_path)
-    with pytest.raises(ValueError, match="size mismatch"):
+    with pytest.raises(ImageRejected, match="size mismatch"):
         store.add(image=image[:-1], signed=signed, trusted=trusted)
     assert list(tmp_path.iterdir()) == []
 
@@ -80,11 +81,11 @@ def test_read_out_of_range_and_unknown(tmp_path: Path, image: bytes, signed, tru
     for offset, length in ((len(image), 1), (-1, 5), (0, 0)):
         with pytest.raises(ValueError, match="outside the image"):
             store.read("sim-meter-2.1.0", offset, length)
-    with pytest.raises(KeyError):
+    with pytest.raises(FirmwareNotFound, match="not found: nope"):
         store.get("nope")
-    with pytest.raises(KeyError):
+    with pytest.raises(FirmwareNotFound):
         store.get("../etc")
-    with pytest.raises(KeyError):
+    with pytest.raises(FirmwareNotFound):
         store.read("nope", 0, 1)
 
 

@@ -12,13 +12,13 @@ import re
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api.deps import PrincipalDep
-from cloud.api.routes.catalogue import CatalogueDep, element_or_404
+from cloud.api.deps import CatalogueDep, PrincipalDep
+from cloud.api.routes.catalogue import element_or_404
 from cloud.catalogue import Protocol
-from cloud.catalogue.adapter_file import MEDIA_TYPES, AdapterFileError, adapter_config, render
+from cloud.catalogue.adapter_file import MEDIA_TYPES, adapter_config, render
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,7 @@ async def create_meter_individual_config(
     spec = spec or MeterIndividualCreate()
     element = element_or_404(catalogue, element_id)
     meter_id = spec.meter_individual_id or str(uuid.uuid4())
-    try:
-        config = adapter_config(element, meter_individual_id=meter_id, protocol=spec.protocol)
-    except AdapterFileError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    config = adapter_config(element, meter_individual_id=meter_id, protocol=spec.protocol)  # AdapterFileError: 422
     text = render(config, file_format=spec.format, household_id=spec.household_id)
     log.info("%s (%s) created an adapter config for meter %s of %s", who.subject, who.org, meter_id,
              element.physical_element_name)

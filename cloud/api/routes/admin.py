@@ -9,19 +9,17 @@ field for bad input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Response, status
 
 from cloud.api.deps import Admin, Caller, RegistryDep, require
+from cloud.api.errors import REFUSALS
 from cloud.registry import (
-    AlreadyExistsError,
     AuthorisationGrant,
     AuthorisationPublic,
-    ConflictError,
     DeviceFunction,
     FunctionGroup,
+    NotAuthorised,
     NotFoundError,
     OrganisationCreate,
     OrganisationPublic,
@@ -34,55 +32,36 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
-_ERRORS = {
-    status.HTTP_403_FORBIDDEN: {"description": "The caller lacks the function group or role needed"},
-    status.HTTP_404_NOT_FOUND: {"description": "Unknown device or organisation"},
-}
-
-
-@contextmanager
-def registry_errors() -> Iterator[None]:
-    """Turn the registry's exceptions into HTTP answers carrying their message."""
-    try:
-        yield
-    except NotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except (AlreadyExistsError, ConflictError) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-
 
 # --- admin: organisations -------------------------------------------------------------------
 
 
 @router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=OrganisationPublic,
-                   responses={**_ERRORS, 409: {"description": "Identification taken"}})
+             responses={**REFUSALS, 409: {"description": "Identification taken"}})
 async def add_organisation(spec: OrganisationCreate, registry: RegistryDep, _admin: Admin) -> OrganisationPublic:
     """Add an organisation."""
-    with registry_errors():
-        return await registry.add_organisation(spec)
+    return await registry.add_organisation(spec)
 
 
-@router.get("/organisations", response_model=list[OrganisationPublic], responses=_ERRORS)
+@router.get("/organisations", response_model=list[OrganisationPublic], responses=REFUSALS)
 async def list_organisations(registry: RegistryDep, _admin: Admin) -> list[OrganisationPublic]:
     """Every organisation."""
     return await registry.list_organisations()
 
 
-@router.get("/organisations/{organisation}", response_model=OrganisationPublic, responses=_ERRORS)
+@router.get("/organisations/{organisation}", response_model=OrganisationPublic, responses=REFUSALS)
 async def get_organisation(organisation: str, registry: RegistryDep, who: Caller) -> OrganisationPublic:
     """One organisation: any organisation may see itself, administrators see all."""
     if who.role is not PlatformRole.ADMIN and who.identification != organisation:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only platform administrators see other organisations")
-    with registry_errors():
-        return await registry.get_organisation(organisation)
+        raise NotAuthorised("only platform administrators see other organisations")
+    return await registry.get_organisation(organisation)
 
 
-@router.patch("/organisations/{organisation}", response_model=OrganisationPublic, responses=_ERRORS)
+@router.patch("/organisations/{organisation}", response_model=OrganisationPublic, responses=REFUSALS)
 async def update_organisation(organisation: str, change: OrganisationUpdate, registry: RegistryDep,
                               _admin: Admin) -> OrganisationPublic:
     """Rename, enable or disable an organisation, or set its webhook."""
-    with registry_errors():
-        return await registry.update_organisation(organisation, change)
+    return await registry.update_organisation(organisation, change)
 
 
 # --- admin: device authorisations -----------------------------------------------------------
@@ -90,45 +69,38 @@ async def update_organisation(organisation: str, change: OrganisationUpdate, reg
 
 async def _may_authorise(registry: Registry, who: OrganisationPublic, device: str) -> None:
     if who.role is PlatformRole.ADMIN:
-        with registry_errors():
-            await registry.get_device(device)
+        await registry.get_device(device)
         return
-    with registry_errors():
-        await require(registry, who, device, DeviceFunction.SET_DEVICE_AUTHORISATION)
+    await require(registry, who, device, DeviceFunction.SET_DEVICE_AUTHORISATION)
 
 
-@router.get("/devices/{device}/authorisations", response_model=list[AuthorisationPublic],
-                  responses=_ERRORS)
+@router.get("/devices/{device}/authorisations", response_model=list[AuthorisationPublic], responses=REFUSALS)
 async def list_authorisations(device: str, registry: RegistryDep, who: Caller) -> list[AuthorisationPublic]:
     """Who holds which function groups on a device (its OWNER or an administrator may look)."""
     await _may_authorise(registry, who, device)
-    with registry_errors():
-        return await registry.authorisations(device)
+    return await registry.authorisations(device)
 
 
 @router.post("/devices/{device}/authorisations", status_code=status.HTTP_201_CREATED,
-                   response_model=AuthorisationPublic,
-                   responses={**_ERRORS, 409: {"description": "Already held"}})
+             response_model=AuthorisationPublic,
+             responses={**REFUSALS, 409: {"description": "Already held"}})
 async def grant_authorisation(device: str, grant: AuthorisationGrant, registry: RegistryDep,
                               who: Caller) -> AuthorisationPublic:
     """Give an organisation a function group on a device."""
     await _may_authorise(registry, who, device)
-    with registry_errors():
-        granted = await registry.grant(device, grant.organisation, grant.function_group)
+    granted = await registry.grant(device, grant.organisation, grant.function_group)
     log.info("%s granted %s on %s to %s", who.identification, grant.function_group, device, grant.organisation)
     return granted
 
 
 @router.delete("/devices/{device}/authorisations/{organisation}/{group}",
-                     status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS)
+               status_code=status.HTTP_204_NO_CONTENT, responses=REFUSALS)
 async def revoke_authorisation(device: str, organisation: str, group: FunctionGroup, registry: RegistryDep,
                                who: Caller) -> Response:
     """Take a function group on a device away from an organisation."""
     await _may_authorise(registry, who, device)
-    with registry_errors():
-        revoked = await registry.revoke(device, organisation, group)
+    revoked = await registry.revoke(device, organisation, group)
     if not revoked:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"organisation {organisation!r} does not hold {group} on device {device!r}")
+        raise NotFoundError(f"organisation {organisation!r} does not hold {group} on device {device!r}")
     log.info("%s revoked %s on %s from %s", who.identification, group, device, organisation)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

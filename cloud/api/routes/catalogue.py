@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 
-from cloud.api.deps import PrincipalDep
+from cloud.api.deps import CatalogueDep, PrincipalDep
 from cloud.catalogue import Catalogue, MeterClass, OperationalPropertyDefinition, PhysicalMeterElement
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
@@ -18,11 +18,6 @@ _ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-def get_catalogue(request: Request) -> Catalogue:
-    return request.app.state.catalogue
-
-
-CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 MeterClassQuery = Annotated[MeterClass | None, Query(alias="meterClass", description="only this meter class")]
 
 

@@ -14,25 +14,21 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from cloud.api.deps import Admin, CampaignsDep, Caller, CatalogueDep
+from broker.errors import Forbidden
+from cloud.api.deps import Admin, CampaignsDep, Caller, FirmwareCatalogueDep, SettingsDep
 from cloud.registry import OrganisationPublic, PlatformRole
-from cloud.settings import ApiSettings
 from firmware_ota.campaign_logic import TargetState
-from firmware_ota.campaign_store import CampaignNotFound, InvalidTransition
-from firmware_ota.campaigns import NotAuthorised, TargetsRefused
-from firmware_ota.catalogue import FirmwareNotFound
+from firmware_ota.errors import CampaignNotFound
 from firmware_ota.manifest import MAX_IMAGE_BYTES, SignedManifest
 from firmware_ota.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic, TargetPublic
 from firmware_ota.signing import SignatureError, load_trusted_keys
-from firmware_ota.store import FirmwareStore
+from firmware_ota.store import FirmwareExists, FirmwareStore, ImageRejected
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +44,6 @@ class FirmwareUpload(BaseModel):
     image_base64: str = Field(max_length=(MAX_IMAGE_BYTES // 3 + 1) * 4)
 
 
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (FirmwareNotFound, CampaignNotFound) as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"not found: {exc.args[0]}") from exc
-    except InvalidTransition as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except NotAuthorised as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, {"reason": str(exc), "devices": exc.problems}) from exc
-    except TargetsRefused as exc:
-        raise HTTPException(422, {"reason": str(exc), "devices": exc.problems}) \
-            from exc
-
-
 # --- firmware ------------------------------------------------------------------------------------
 
 
@@ -72,14 +51,13 @@ def _errors() -> Iterator[None]:
     400: {"description": "Bad base64, unknown signing key, bad signature, size or sha256 mismatch"},
     403: {"description": "Not a platform administrator"},
     409: {"description": "The firmware id exists with another image or manifest"}})
-async def upload_firmware(upload: FirmwareUpload, request: Request, catalogue: CatalogueDep,
+async def upload_firmware(upload: FirmwareUpload, settings: SettingsDep, catalogue: FirmwareCatalogueDep,
                           admin: Admin) -> FirmwarePublic:
     """Add a signed firmware image to the repository (verified before it is stored)."""
     try:
         image = base64.b64decode(upload.image_base64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "imageBase64 is not valid base64") from exc
-    settings: ApiSettings = request.app.state.settings
     try:
         trusted = load_trusted_keys(settings.firmware.trusted_key_paths())
     except (OSError, ValueError) as exc:
@@ -89,26 +67,21 @@ async def upload_firmware(upload: FirmwareUpload, request: Request, catalogue: C
     firmware_id = upload.signed_manifest.manifest.firmware_id
     try:
         stored = store.add(image=image, signed=upload.signed_manifest, trusted=trusted)
-    except SignatureError as exc:
+    except (SignatureError, ImageRejected, FirmwareExists) as exc:  # 400, 400, 409 by the error table
         log.warning("firmware %s refused: %s", firmware_id, exc)
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    except ValueError as exc:
-        log.warning("firmware %s refused: %s", firmware_id, exc)
-        code = status.HTTP_409_CONFLICT if "already exists" in str(exc) else status.HTTP_400_BAD_REQUEST
-        raise HTTPException(code, str(exc)) from exc
+        raise
     return await catalogue.record(stored, uploaded_by=admin.identification)
 
 
 @router.get("/v1/firmware", response_model=list[FirmwarePublic])
-async def list_firmware(catalogue: CatalogueDep, _who: Caller) -> list[FirmwarePublic]:
+async def list_firmware(catalogue: FirmwareCatalogueDep, _who: Caller) -> list[FirmwarePublic]:
     """Every firmware in the repository."""
     return await catalogue.list()
 
 
 @router.get("/v1/firmware/{firmware_id}", response_model=FirmwarePublic, responses={404: {"description": "Unknown"}})
-async def get_firmware(firmware_id: str, catalogue: CatalogueDep, _who: Caller) -> FirmwarePublic:
-    with _errors():
-        return await catalogue.get(firmware_id)
+async def get_firmware(firmware_id: str, catalogue: FirmwareCatalogueDep, _who: Caller) -> FirmwarePublic:
+    return await catalogue.get(firmware_id)
 
 
 # --- campaigns -----------------------------------------------------------------------------------
@@ -116,7 +89,7 @@ async def get_firmware(firmware_id: str, catalogue: CatalogueDep, _who: Caller) 
 
 def _visible(campaign: CampaignPublic, who: OrganisationPublic) -> None:
     if who.role is not PlatformRole.ADMIN and campaign.organisation != who.identification:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"not found: {campaign.id}")
+        raise CampaignNotFound(campaign.id)  # another's campaign is reported as unknown
 
 
 @router.post("/v1/campaigns", status_code=status.HTTP_201_CREATED, response_model=CampaignPublic, responses={
@@ -127,9 +100,8 @@ async def create_campaign(spec: CampaignCreate, campaigns: CampaignsDep, who: Ca
     """Create a campaign (and start it if ``start``); its waves are planned now."""
     if spec.all_devices_of is not None and spec.all_devices_of != who.identification \
             and who.role is not PlatformRole.ADMIN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "allDevicesOf may name only the calling organisation")
-    with _errors():
-        return await campaigns.create(spec, organisation=who.identification)
+        raise Forbidden("allDevicesOf may name only the calling organisation")
+    return await campaigns.create(spec, organisation=who.identification)
 
 
 @router.get("/v1/campaigns", response_model=list[CampaignPublic])
@@ -140,8 +112,7 @@ async def list_campaigns(campaigns: CampaignsDep, who: Caller) -> list[CampaignP
 
 @router.get("/v1/campaigns/{campaign_id}", response_model=CampaignPublic, responses={404: {"description": "Unknown"}})
 async def get_campaign(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
-    with _errors():
-        found = await campaigns.public(campaign_id)
+    found = await campaigns.public(campaign_id)
     _visible(found, who)
     return found
 
@@ -151,8 +122,7 @@ async def get_campaign(campaign_id: str, campaigns: CampaignsDep, who: Caller) -
 async def campaign_status(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignStatus:
     """Counts per target state, overall and per wave, and the failed devices with their reasons
     (the first 1,000; all of them, a page at a time, from ``/targets?state=FAILED``)."""
-    with _errors():
-        found = await campaigns.status(campaign_id)
+    found = await campaigns.status(campaign_id)
     _visible(found.campaign, who)
     return found
 
@@ -166,9 +136,8 @@ async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Calle
                            ) -> list[TargetPublic]:
     """The campaign's devices, a page at a time (by wave, then device), with each one's state,
     attempts, command and failure: every failed device, however many, with ``state=FAILED``."""
-    with _errors():
-        _visible(await campaigns.public(campaign_id), who)
-        return await campaigns.targets(campaign_id, state=state, page=page, page_size=page_size)
+    _visible(await campaigns.public(campaign_id), who)
+    return await campaigns.targets(campaign_id, state=state, page=page, page_size=page_size)
 
 
 @router.post("/v1/campaigns/{campaign_id}/{action}", response_model=CampaignPublic, responses={
@@ -176,6 +145,5 @@ async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Calle
 async def control_campaign(campaign_id: str, action: Literal["start", "pause", "resume", "cancel"],
                            campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
     """Start, pause, resume or cancel. Cancel stops new commands; those in flight finish and are recorded."""
-    with _errors():
-        _visible(await campaigns.public(campaign_id), who)
-        return await campaigns.control(campaign_id, action)
+    _visible(await campaigns.public(campaign_id), who)
+    return await campaigns.control(campaign_id, action)

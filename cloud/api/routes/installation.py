@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from cloud.api.deps import Caller, RegistryDep, require
-from cloud.api.routes.admin import _ERRORS, registry_errors
+from cloud.api.errors import REFUSALS
 from cloud.registry import (
     DeviceCreate,
     DeviceFunction,
@@ -23,6 +23,7 @@ from cloud.registry import (
     DeviceType,
     DeviceUpdate,
     LifecycleState,
+    NotAuthorised,
     OrganisationPublic,
     Registry,
 )
@@ -30,7 +31,6 @@ from cloud.registry import (
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/installation", tags=["installation"])
-
 
 
 async def _check_concentrator(registry: Registry, who: OrganisationPublic, concentrator: str) -> None:
@@ -44,17 +44,16 @@ async def _check_concentrator(registry: Registry, who: OrganisationPublic, conce
         }]) from None
     decision = await registry.permission(who.identification, concentrator, DeviceFunction.ADD_DEVICE)
     if not decision.allowed:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"cannot install behind {concentrator!r}: {decision.reason}")
+        raise NotAuthorised(f"cannot install behind {concentrator!r}: {decision.reason}")
 
 
 @router.post("/devices", status_code=status.HTTP_201_CREATED, response_model=DevicePublic,
-                          responses={**_ERRORS, 409: {"description": "Device already registered"}})
+             responses={**REFUSALS, 409: {"description": "Device already registered"}})
 async def add_device(spec: DeviceCreate, registry: RegistryDep, who: Caller) -> DevicePublic:
     """Register a device; the calling organisation becomes its OWNER."""
     if spec.concentrator_id is not None:
         await _check_concentrator(registry, who, spec.concentrator_id)
-    with registry_errors():
-        return await registry.create_device(spec, owner=who.identification)
+    return await registry.create_device(spec, owner=who.identification)
 
 
 @router.get("/devices", response_model=list[DevicePublic])
@@ -73,34 +72,30 @@ async def list_devices(
                                        limit=limit, offset=offset)
 
 
-@router.get("/devices/{device}", response_model=DevicePublic, responses=_ERRORS)
+@router.get("/devices/{device}", response_model=DevicePublic, responses=REFUSALS)
 async def get_device(device: str, registry: RegistryDep, who: Caller) -> DevicePublic:
     """One device, for an organisation holding any function group on it."""
-    with registry_errors():
-        await require(registry, who, device, DeviceFunction.GET_DEVICE)
-        return await registry.get_device(device)
+    await require(registry, who, device, DeviceFunction.GET_DEVICE)
+    return await registry.get_device(device)
 
 
 @router.patch("/devices/{device}", response_model=DevicePublic,
-                           responses={**_ERRORS, 409: {"description": "Decommissioned or invalid state change"}})
+              responses={**REFUSALS, 409: {"description": "Decommissioned or invalid state change"}})
 async def update_device(device: str, change: DeviceUpdate, registry: RegistryDep, who: Caller) -> DevicePublic:
     """Change a device's fields (only those given)."""
-    with registry_errors():
-        await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
+    await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
     if change.concentrator_id is not None:
         await _check_concentrator(registry, who, change.concentrator_id)
-    with registry_errors():
-        return await registry.update_device(device, change)
+    return await registry.update_device(device, change)
 
 
-@router.post("/devices/{device}/decommission", response_model=DevicePublic, responses=_ERRORS)
+@router.post("/devices/{device}/decommission", response_model=DevicePublic, responses=REFUSALS)
 async def decommission_device(device: str, registry: RegistryDep, who: Caller) -> DevicePublic:
     """Retire a device for good (repeating it is harmless)."""
-    with registry_errors():
-        current = await registry.get_device(device)
-        if current.state is LifecycleState.DECOMMISSIONED:
-            # Already done: say so to anyone who may see the device, and change nothing.
-            await require(registry, who, device, DeviceFunction.GET_DEVICE)
-            return current
-        await require(registry, who, device, DeviceFunction.DECOMMISSION_DEVICE)
-        return await registry.decommission(device)
+    current = await registry.get_device(device)
+    if current.state is LifecycleState.DECOMMISSIONED:
+        # Already done: say so to anyone who may see the device, and change nothing.
+        await require(registry, who, device, DeviceFunction.GET_DEVICE)
+        return current
+    await require(registry, who, device, DeviceFunction.DECOMMISSION_DEVICE)
+    return await registry.decommission(device)

@@ -29,15 +29,15 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from broker.errors import Conflict, Forbidden
 from broker.pki import CertificateAuthority, IssuedPem, PkiError, check_client_name
-from broker.topics import TopicError
-from cloud.api.deps import Caller, RegistryDep, require
-from cloud.api.routes.admin import registry_errors
+from cloud.api.deps import Caller, RegistryDep, SettingsDep, require
 from cloud.registry import (
+    ConflictError,
     DeviceCreate,
     DeviceFunction,
     DeviceNotFound,
@@ -95,14 +95,13 @@ def reserved_names(settings: ApiSettings) -> frozenset[str]:
 
 def _load_ca(pki_dir: Path | None) -> CertificateAuthority:
     if pki_dir is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "this API has no certificate authority configured "
-                                                      "(set GRIDWIRE_PKI_DIR to the CA's directory)")
+        raise Conflict("this API has no certificate authority configured (set GRIDWIRE_PKI_DIR to the CA's "
+                       "directory)")
     try:
         return CertificateAuthority.load(pki_dir)
     except PkiError as exc:
         log.error("provisioning refused: %s", exc)
-        raise HTTPException(status.HTTP_409_CONFLICT, "this API's certificate authority cannot be loaded; "
-                                                      "see the API's log") from exc
+        raise Conflict("this API's certificate authority cannot be loaded; see the API's log") from exc
 
 
 async def _ensure_concentrator(registry: RegistryDep, who: Caller, cid: str) -> bool:
@@ -110,24 +109,21 @@ async def _ensure_concentrator(registry: RegistryDep, who: Caller, cid: str) -> 
     try:
         device = await registry.get_device(cid)
     except DeviceNotFound:
-        with registry_errors():
-            await registry.create_device(DeviceCreate(identification=cid, device_type=DeviceType.CONCENTRATOR,
-                                                      protocol=Protocol.MQTT), owner=who.identification)
+        await registry.create_device(DeviceCreate(identification=cid, device_type=DeviceType.CONCENTRATOR,
+                                                  protocol=Protocol.MQTT), owner=who.identification)
         return True
     if who.role is not PlatformRole.ADMIN:
         # Asked first, so a caller without rights learns nothing about the device.
-        with registry_errors():
-            await require(registry, who, cid, DeviceFunction.ADD_DEVICE)
+        await require(registry, who, cid, DeviceFunction.ADD_DEVICE)
     _check_existing(device)
     return False
 
 
 def _check_existing(device: DevicePublic) -> None:
     if device.device_type is not DeviceType.CONCENTRATOR:
-        raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"{device.identification!r} is registered as a {device.device_type}, not a concentrator")
+        raise ConflictError(f"{device.identification!r} is registered as a {device.device_type}, not a concentrator")
     if device.state is LifecycleState.DECOMMISSIONED:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"concentrator {device.identification!r} is decommissioned")
+        raise ConflictError(f"concentrator {device.identification!r} is decommissioned")
 
 
 @router.post(
@@ -135,17 +131,15 @@ def _check_existing(device: DevicePublic) -> None:
     responses={403: {"description": "A privileged broker name, or the caller may not install on it"},
                409: {"description": "No CA configured, another device type, or decommissioned"},
                422: {"description": "Not a valid concentrator id"}})
-async def provision_concentrator(cid: str, request: Request, registry: RegistryDep, who: Caller,
+async def provision_concentrator(cid: str, settings: SettingsDep, registry: RegistryDep, who: Caller,
                                  spec: ProvisionRequest | None = None) -> ProvisionResponse:
     """Register the concentrator if needed and issue its broker client certificate."""
-    settings: ApiSettings = request.app.state.settings
     try:
-        check_client_name(cid, reserved=reserved_names(settings))
-    except TopicError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        check_client_name(cid, reserved=reserved_names(settings))  # TopicError (Invalid): 422
     except PkiError as exc:
+        # A privileged name is the caller asking for rights it may not have, not bad input.
         log.warning("%s asked for a certificate named %r: refused", who.identification, cid)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+        raise Forbidden(str(exc)) from exc
     ca = _load_ca(settings.pki_dir)
     registered = await _ensure_concentrator(registry, who, cid)
     days = (spec or ProvisionRequest()).validity_days

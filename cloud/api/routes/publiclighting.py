@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, status
 from pydantic import Field
 
+from broker.errors import Invalid
 from cloud.api.deps import OrgId, RegistryDep, SchedulesDep, SubmitterDep
 from cloud.api.routes.results import add_results_route
 from cloud.core.access import permission
@@ -21,8 +22,7 @@ from cloud.domains.publiclighting.schedules import (
 from cloud.domains.publiclighting.translator import DOMAIN, SetLight
 from cloud.domains.schemas import Accepted, BulkAccepted
 from cloud.domains.submit import MAX_BULK_DEVICES
-from cloud.registry import Registry
-from cloud.registry.errors import DeviceNotFound
+from cloud.registry import NotAuthorised, Registry
 from cloud.registry.functions import DeviceFunction
 from cloud.scheduler import SchedulePublic, ScheduleStore
 
@@ -63,7 +63,7 @@ async def _authorise(registry: Registry, org: str, device_id: str) -> None:
     decision = await permission(registry, org, device_id, DeviceFunction.SET_SCHEDULE)
     if not decision.allowed:
         log.warning("refused light schedule on %s for %s: %s", device_id, org, decision.reason)
-        raise HTTPException(status.HTTP_403_FORBIDDEN, decision.reason)
+        raise NotAuthorised(decision.reason)
 
 
 async def _stored(schedules: ScheduleStore, org: str, device_id: str) -> list[SchedulePublic]:
@@ -78,18 +78,14 @@ async def set_schedule(device_id: str, body: LightSchedule, org: OrgId, registry
     ``"sunrise"``/``"sunset"`` plus ``offsetMinutes`` at the light's registered location
     (422 if it has none). Answers each entry's next run."""
     await _authorise(registry, org, device_id)
-    try:
-        location = (await registry.get_device(device_id)).location
-    except DeviceNotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    location = (await registry.get_device(device_id)).location
     coordinates = (None if location is None or location.latitude is None or location.longitude is None
                    else (location.latitude, location.longitude))
     try:
         specs = schedules_for(organisation=org, device_id=device_id, body=body, location=coordinates,
                               now=datetime.now(UTC))
     except ValueError as exc:
-        # A bare 422: Starlette renamed the constant and warns on the old name.
-        raise HTTPException(422, f"{device_id}: {exc}") from None
+        raise Invalid(f"{device_id}: {exc}") from None
     # Remove-then-add is not one transaction: a failure in between leaves the light unscheduled,
     # which the caller sees as an error and repairs by posting again.
     for old in await _stored(schedules, org, device_id):

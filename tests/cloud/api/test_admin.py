@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from cloud.api.deps import current_org
+from cloud.api.errors import install_error_table
 from cloud.api.routes import admin, installation
 from cloud.registry import DeviceNotFound, FunctionGroup, LifecycleState, Registry
 
@@ -34,6 +35,7 @@ async def _org_from_header(request: Request) -> str:
 @pytest.fixture
 async def client(registry: Registry, orgs: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
+    install_error_table(app)
     include_routes(app)
     app.state.registry = registry
     app.dependency_overrides[current_org] = _org_from_header
@@ -53,6 +55,7 @@ async def install(client: httpx.AsyncClient) -> None:
 
 async def test_unconfigured_auth_refuses(registry: Registry) -> None:
     app = FastAPI()
+    install_error_table(app)
     include_routes(app)
     app.state.registry = registry
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 
 from broker import topics
 from cloud.api.deps import current_org
+from cloud.api.errors import install_error_table
 from cloud.domains.consumer import translate
 from cloud.api.routes.publiclighting import router
 from cloud.domains.publiclighting.translator import DOMAIN
@@ -68,6 +69,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                                                   protocol=Protocol.MQTT), owner="org-a")
         await registry.grant("light-1", "org-b", FunctionGroup.AD_HOC)
         app = FastAPI()
+        install_error_table(app)
         app.include_router(router)
         app.state.registry = registry
         app.state.schedules = ScheduleStore(registry.engine, clock=lambda: NOW)

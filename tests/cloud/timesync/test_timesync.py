@@ -15,12 +15,13 @@ import pytest
 from fastapi import FastAPI
 
 from broker.session import Message, MqttSession
+from cloud.api.errors import install_error_table
+from cloud.api.routes.clock_drift import router
 from cloud.auth import issue_token, meters_from_claims
 from cloud.monitoring import EventType, MonitoringStore, Notifier
 from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, Protocol, Registry, migrate
 from cloud.settings import ApiSettings
 from cloud.timesync import DriftRecorder, DriftStore, TimeService, drift_history
-from cloud.api.routes.clock_drift import router
 from edge.timesync import TimeSyncClient, check_meter, publish_drift
 from tests.fixtures.mosquitto import MosquittoServer
 
@@ -129,6 +130,8 @@ async def test_meter_drift_is_reported_stored_alarmed_and_served(
         assert await store.drift_history("m-drift", since=datetime.now(UTC) + timedelta(hours=1)) == []
 
         app = FastAPI()
+
+        install_error_table(app)
         app.include_router(router)
         app.state.settings = ApiSettings(jwt_secret=SECRET)
         app.state.clock = lambda: datetime.now(UTC)
