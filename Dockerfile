@@ -3,6 +3,7 @@ FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY broker broker
+COPY devices devices
 COPY edge edge
 COPY cloud cloud
 COPY firmware_ota firmware_ota

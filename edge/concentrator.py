@@ -213,7 +213,7 @@ class Concentrator:
     # --- meters ---------------------------------------------------------------------------------
 
     async def _run_p1(self, meter: P1Meter) -> None:
-        from edge.adapter_config import load_adapter_config
+        from devices.adapter_config import load_adapter_config
         from edge.p1.reader import P1Reader
 
         adapter = load_adapter_config(meter.adapter_config)

@@ -12,9 +12,8 @@ Meter clocks: each meter gives an async ``read_clock()`` / ``set_clock(dt)`` pai
 adapter's clock object, or anything else); :func:`decide` is the pure policy and
 :func:`check_meter` measures, decides and corrects one meter.
 
-Timestamps on the wire are POSIX seconds as floats (microsecond resolution is plenty for a
-broker round trip of milliseconds). The wire models live here until they move to
-``broker/schemas`` (both the concentrator and the cloud import them).
+The wire models (both the concentrator and the cloud read them) are in
+``broker/schemas/timesync.py``.
 """
 
 from __future__ import annotations
@@ -29,55 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from broker import topics
+from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 from broker.session import Message, MqttSession, publish_properties
 
 log = logging.getLogger(__name__)
-
-# A time answer older than this is useless (its delay bound would be huge): let the broker drop it.
-EXCHANGE_EXPIRY_SECONDS = 30
-
-
-# --- wire ------------------------------------------------------------------------------------
-
-
-class TimeRequest(BaseModel):
-    """Concentrator -> cloud: "my clock said ``t1`` when I sent this"."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    request_id: str = Field(alias="requestId", min_length=1, max_length=64)
-    t1: float
-
-
-class TimeResponse(BaseModel):
-    """Cloud -> concentrator: the request's ``t1``, and the reference clock at receive and transmit."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    request_id: str = Field(alias="requestId", min_length=1, max_length=64)
-    t1: float
-    t2: float
-    t3: float
-
-
-class DriftReport(BaseModel):
-    """Concentrator -> cloud on ``concentrator/{cid}/time/drift``: one meter clock measurement."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    meter_id: str = Field(alias="meterId", min_length=1, max_length=64)
-    measured_at: AwareDatetime = Field(alias="measuredAt")
-    # Meter clock minus reference time: positive means the meter runs ahead.
-    drift_seconds: float = Field(alias="driftSeconds")
-    corrected: bool
-
-
-def drift_topic(cid: str) -> str:
-    """Where a concentrator reports meter clock drift (inside its own ACL subtree)."""
-    return topics.concentrator_time(cid, "request").rsplit("/", 1)[0] + "/drift"
 
 
 # --- pure math -------------------------------------------------------------------------------
@@ -237,4 +194,4 @@ class TimeSyncClient:
 
 async def publish_drift(session: MqttSession, concentrator_id: str, report: DriftReport) -> None:
     """Send one drift measurement to the cloud (QoS 1; returns once the broker has it)."""
-    await session.publish(drift_topic(concentrator_id), report.model_dump_json(by_alias=True), qos=1)
+    await session.publish(topics.concentrator_time(concentrator_id, "drift"), report.model_dump_json(by_alias=True), qos=1)

@@ -40,7 +40,7 @@ def _channel(description: str, *, params: dict[str, str], publisher: str, messag
 
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
-    from edge.timesync import DriftReport, TimeRequest, TimeResponse
+    from broker.schemas.timesync import DriftReport, TimeRequest, TimeResponse
     from firmware_ota.transfer import ChunkRequest
 
     cid = {"cid": "concentrator id (its broker username)"}

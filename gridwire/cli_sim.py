@@ -50,7 +50,7 @@ def sim_dlms(
 
 @sim_app.command("modbus")
 def sim_modbus(
-    map_name: Annotated[str, typer.Option("--map", help="Register map name (edge/modbus/maps) or YAML path.")] = (
+    map_name: Annotated[str, typer.Option("--map", help="Register map name (devices/modbus/maps) or YAML path.")] = (
         "solar-inverter"),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Modbus TCP port.")] = 5020,

@@ -98,11 +98,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     from cloud.auth import ADMIN_SCOPE, issue_token
     from cloud.platform import PlatformSettings, migrate_registry, process_runner
     from cloud.settings import DatabaseSettings, FirmwareOptions, InfluxSettings, MqttSettings
+    from devices.modbus import load_map
     from edge.devices.service import run_lights
     from edge.concentrator import Concentrator
     from edge.config import load_config
     from edge.dlms.cli import build_simulator
-    from edge.modbus.register_map import load_map
     from edge.modbus.simulator import ModbusSimulator
     from edge.p1.simulator import MeterModel, P1Simulator
     from gridwire.procs import free_port

@@ -13,10 +13,11 @@ from broker.schemas.meter_reading import (
     parse_meter_message,
 )
 from broker.schemas.status import ConcentratorStatus, MeterHealth
+from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 __all__ = [
-    "CommandError", "CommandResponse", "CommandStatus", "ConcentratorStatus", "DeadLetter", "DeliveryAck",
-    "SEQ_PROPERTY",
-    "GenericCommand", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch",
-    "OperationalPropertyRef", "PhysicalMeterType", "PropertyValue", "parse_meter_message",
+    "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "CommandError", "CommandResponse", "CommandStatus",
+    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DriftReport", "GenericCommand", "MeterHealth",
+    "MeterIndividual", "MeterReading", "MeterReadingBatch", "OperationalPropertyRef", "PhysicalMeterType",
+    "PropertyValue", "TimeRequest", "TimeResponse", "parse_meter_message",
 ]

@@ -1,7 +1,7 @@
 """The SmartMeterAdapter config file for a new MeterIndividual of a catalogue meter type.
 
-Pure: takes a :class:`PhysicalMeterElement` and returns the config (validated by the edge's own
-:class:`edge.adapter_config.SmartMeterAdapterConfig`) and its text as YAML or TOML.
+Pure: takes a :class:`PhysicalMeterElement` and returns the config (validated by the shared
+:class:`devices.adapter_config.SmartMeterAdapterConfig`) and its text as YAML or TOML.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from broker.errors import Invalid
 from cloud.catalogue.models import PhysicalMeterElement, Protocol
-from edge.adapter_config import PropertyMapping, SmartMeterAdapterConfig
+from devices.adapter_config import PropertyMapping, SmartMeterAdapterConfig
 
 FileFormat = Literal["yaml", "toml"]
 MEDIA_TYPES: dict[str, str] = {"yaml": "application/yaml", "toml": "application/toml"}

@@ -6,7 +6,7 @@ Run once when the reference or an adapter map changes, and commit the output::
 
 It reads ``energy.json`` and ``water.json`` (operational properties) and the two example
 readings (meter types), applies :mod:`cloud.catalogue.amendments`, adds the meter types our
-own adapters read (the P1 default mapping, ``edge/profiles``, ``edge/modbus/maps``), and
+own adapters read (the P1 default mapping, ``devices/profiles``, ``devices/modbus/maps``), and
 writes ``operational_properties.json``, ``physical_meter_elements.json`` and corrected copies
 of the examples under ``examples/``. The result is validated by loading it as a Catalogue.
 """
@@ -25,6 +25,9 @@ from typing import Any
 from broker.schemas import MeterReading
 from cloud.catalogue import amendments
 from cloud.catalogue.catalogue import DATA_DIR, ELEMENTS_FILE, PROPERTIES_FILE, load_catalogue
+from devices.modbus import available_maps, load_map
+from devices.p1 import DEFAULT_P1_PROPERTIES
+from devices.profiles.loader import PROFILE_DIR, load_profile
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ CATALOGUE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:gridwire:omdp:catalogu
 GRIDWIRE_VERSION = "1"
 
 _NUMERIC_OBIS = re.compile(r"^OBIS_(\d+)\.(\d+)\.(\d+)$")
-# DSMR's power-failure counter is the catalogue's power-down counter (edge/p1/mapping.py).
+# DSMR's power-failure counter is the catalogue's power-down counter (devices/p1.py).
 _SPECIAL_SOURCES: dict[str, dict[str, str]] = {
     "OBIS_C.7.0": {"p1": "0-0:96.7.21", "dlms": "0.0.96.7.21.255"},
 }
@@ -150,11 +153,6 @@ def corrected_example(example: dict[str, Any], *, element: dict[str, Any]) -> di
 
 def adapter_elements() -> list[dict[str, Any]]:
     """The meter types Gridwire's own adapters read: P1 default, DLMS profiles, Modbus maps."""
-    # Imported here: only the build reads the adapters' maps and profiles.
-    from edge.modbus.register_map import available_maps, load_map
-    from edge.p1.mapping import DEFAULT_P1_PROPERTIES
-    from edge.profiles.loader import PROFILE_DIR, load_profile
-
     out = [_element(
         name="DSMR 5 electricity meter", version=GRIDWIRE_VERSION, meter_class="ELECTRICITY", origin="Gridwire",
         description="Dutch DSMR 5 meter read on its P1 port (or over DLMS); Gridwire's default P1 mapping",
@@ -165,14 +163,14 @@ def adapter_elements() -> list[dict[str, Any]]:
         profile = load_profile(path.stem)
         out.append(_element(
             name=profile.name, version=GRIDWIRE_VERSION, meter_class=profile.meter_class, origin="Gridwire",
-            description=f"{profile.description} (DLMS profile edge/profiles/{path.name})",
+            description=f"{profile.description} (DLMS profile devices/profiles/{path.name})",
             properties=[_element_property(r.property_id, r.unit, sources={"dlms": r.source}, value_type=r.value_type,
                                           description=r.description, scale=r.scale) for r in profile.registers]))
     for name in available_maps():
         register_map = load_map(name)
         out.append(_element(
             name=register_map.name, version=GRIDWIRE_VERSION, meter_class=register_map.meter_class,
-            origin="Gridwire", description=f"{register_map.description} (Modbus map edge/modbus/maps/{name}.yaml)",
+            origin="Gridwire", description=f"{register_map.description} (Modbus map devices/modbus/maps/{name}.yaml)",
             properties=[_element_property(p.property_id, None if p.states else p.unit, sources={"modbus": p.name},
                                           value_type="text" if p.states else "number", description=p.description)
                         for p in register_map.points]))

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, model_validator
 
-MeterClass = Literal["ELECTRICITY", "GAS", "WATER", "HEAT"]
+from devices.adapter_config import MeterClass
+
 ValueType = Literal["number", "text"]
 Protocol = Literal["p1", "dlms", "modbus"]
 METER_CLASSES: tuple[MeterClass, ...] = ("ELECTRICITY", "GAS", "WATER", "HEAT")

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from broker import topics
+from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 from broker.session import Message, MqttSession, publish_properties
 from cloud.monitoring.events import EventType, make_event
 from cloud.monitoring.notifier import Notifier
 from cloud.timesync.store import DriftStore
-from edge.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 log = logging.getLogger(__name__)
 

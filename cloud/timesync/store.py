@@ -8,8 +8,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from broker.schemas.timesync import DriftReport
 from cloud.timesync.models import ClockDriftRow
-from edge.timesync import DriftReport
 
 
 class DriftRecord(BaseModel):

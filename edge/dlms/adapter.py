@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.schemas import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
+from devices.profiles import MeterProfile, load_profile
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_LOG_OBIS
 from edge.dlms.client import DlmsAssociation
 from edge.dlms.config import DlmsMeterConfig
@@ -24,7 +25,6 @@ from edge.dlms.errors import DlmsProtocolError
 from edge.dlms.image_objects import FIRMWARE_VERSION_OBIS
 from edge.dlms.image_transfer import ImageTransferClient, TransferReport
 from edge.dlms.mapping import meter_reading, property_value, unit_symbol
-from edge.profiles import MeterProfile, load_profile
 
 from gurux_dlms.objects.GXDLMSClock import GXDLMSClock  # noqa: I001  (after edge.dlms.client applied the fixes)
 from gurux_dlms.objects.GXDLMSData import GXDLMSData

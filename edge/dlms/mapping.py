@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PropertyValue
-from edge.adapter_config import PropertyMapping
+from devices.adapter_config import PropertyMapping
 
 # DLMS/COSEM unit enumeration (IEC 62056-62) for the units meters here report.
 DLMS_UNITS: dict[int, str] = {

@@ -1,7 +1,18 @@
-"""Modbus at the edge: register maps as data, a pure codec, an async adapter and a simulator."""
+"""Modbus at the edge: a pure codec, an async adapter and a simulator (register maps, which
+the cloud reads too, are in ``devices/modbus``; re-exported here for the edge's callers)."""
 
+from devices.modbus import (
+    DataType,
+    Point,
+    RegisterMap,
+    RegisterMapError,
+    RegisterType,
+    WordOrder,
+    available_maps,
+    load_map,
+)
 from edge.modbus.adapter import ModbusAdapter
-from edge.modbus.codec import CodecError, DataType, WordOrder
+from edge.modbus.codec import CodecError
 from edge.modbus.config import ModbusMeterConfig, ModbusSerialTarget, ModbusTcpTarget
 from edge.modbus.errors import (
     ModbusCommunicationError,
@@ -12,7 +23,6 @@ from edge.modbus.errors import (
     UnknownPointError,
 )
 from edge.modbus.nullmodem import PtyNullModem
-from edge.modbus.register_map import Point, RegisterMap, RegisterMapError, RegisterType, available_maps, load_map
 from edge.modbus.simulator import ModbusSimulator
 from edge.modbus.source import ModbusConnections, ModbusMeterSource, build_sources
 

@@ -18,7 +18,9 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from broker.schemas import MeterReading
-from edge.modbus.codec import CodecError, DataType
+from devices.modbus.data_types import DataType
+from devices.modbus.register_map import Point, RegisterMap, RegisterType
+from edge.modbus.codec import CodecError
 from edge.modbus.errors import (
     EXCEPTION_NAMES,
     TRANSIENT_EXCEPTION_CODES,
@@ -30,7 +32,6 @@ from edge.modbus.errors import (
 )
 from edge.modbus.mapping import to_meter_reading
 from edge.modbus.plan import ReadRequest, Value, decode_response, encode_point, plan_reads
-from edge.modbus.register_map import Point, RegisterMap, RegisterType
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from edge.modbus.register_map import available_maps, load_map
+from devices.modbus.register_map import available_maps, load_map
 from edge.modbus.simulator import ModbusSimulator
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def sim_modbus(
     serial_port: str = "",
     log_level: str = "INFO",
 ) -> None:
-    """Simulate a Modbus device from a register map (edge/modbus/maps) until Ctrl-C.
+    """Simulate a Modbus device from a register map (devices/modbus/maps) until Ctrl-C.
 
     TCP on host:port, or Modbus RTU on ``serial_port`` when given. Plain keyword defaults so
     typer can wrap it: ``sim_app.command("modbus")(sim_modbus)``.

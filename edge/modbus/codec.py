@@ -2,7 +2,8 @@
 
 Modbus carries 16-bit big-endian words; multi-word values are stored high word first
 ("big" word order) or low word first ("little", common on inverters). Scaling turns a raw
-integer into an engineering value: ``value = raw * multiplier``.
+integer into an engineering value: ``value = raw * multiplier``. The data types themselves
+are part of the register maps' description (``devices/modbus/data_types.py``).
 """
 
 from __future__ import annotations
@@ -10,73 +11,33 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from enum import StrEnum
 
 from broker.errors import Invalid
-
-
-class DataType(StrEnum):
-    """What a point's registers hold."""
-
-    BOOL = "bool"
-    UINT16 = "uint16"
-    INT16 = "int16"
-    UINT32 = "uint32"
-    INT32 = "int32"
-    UINT64 = "uint64"
-    INT64 = "int64"
-    FLOAT32 = "float32"
-    FLOAT64 = "float64"
-
-
-class WordOrder(StrEnum):
-    BIG = "big"
-    LITTLE = "little"
+from devices.modbus.data_types import DataType, WordOrder, int_range, is_float, register_count
 
 
 class CodecError(Invalid):
     """A value that does not fit the point's data type, or words of the wrong count."""
 
 
-# struct format and register count per register-backed type.
-_STRUCT: dict[DataType, tuple[str, int]] = {
-    DataType.UINT16: ("H", 1),
-    DataType.INT16: ("h", 1),
-    DataType.UINT32: ("I", 2),
-    DataType.INT32: ("i", 2),
-    DataType.UINT64: ("Q", 4),
-    DataType.INT64: ("q", 4),
-    DataType.FLOAT32: ("f", 2),
-    DataType.FLOAT64: ("d", 4),
+# struct format per register-backed type (the register count is the data type's own).
+_FORMAT: dict[DataType, str] = {
+    DataType.UINT16: "H",
+    DataType.INT16: "h",
+    DataType.UINT32: "I",
+    DataType.INT32: "i",
+    DataType.UINT64: "Q",
+    DataType.INT64: "q",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
 }
 
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def is_float(data_type: DataType) -> bool:
-    return data_type in (DataType.FLOAT32, DataType.FLOAT64)
-
-
-def register_count(data_type: DataType) -> int:
-    """How many 16-bit registers a value of ``data_type`` occupies (a bool occupies one bit)."""
-    if data_type is DataType.BOOL:
-        return 1
-    return _STRUCT[data_type][1]
-
-
-def int_range(data_type: DataType) -> tuple[int, int]:
-    """The smallest and largest raw integer ``data_type`` holds."""
-    if data_type is DataType.BOOL or is_float(data_type):
-        raise CodecError(f"{data_type} is not an integer type")
-    bits = 16 * register_count(data_type)
-    if data_type.value.startswith("u"):
-        return 0, (1 << bits) - 1
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
 def decode(words: Sequence[int], data_type: DataType, word_order: WordOrder = WordOrder.BIG) -> int | float:
     """The raw value held in ``words`` (exactly ``register_count(data_type)`` of them)."""
-    fmt, count = _STRUCT[data_type]
+    fmt, count = _FORMAT[data_type], register_count(data_type)
     if len(words) != count:
         raise CodecError(f"{data_type} needs {count} registers, got {len(words)}")
     if any(not 0 <= word <= 0xFFFF for word in words):
@@ -87,7 +48,7 @@ def decode(words: Sequence[int], data_type: DataType, word_order: WordOrder = Wo
 
 def encode(raw: int | float, data_type: DataType, word_order: WordOrder = WordOrder.BIG) -> list[int]:
     """The register words holding raw value ``raw``; CodecError if it does not fit."""
-    fmt, count = _STRUCT[data_type]
+    fmt, count = _FORMAT[data_type], register_count(data_type)
     if is_float(data_type):
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise CodecError(f"{data_type} needs a finite number, got {raw!r}")

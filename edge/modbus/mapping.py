@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PhysicalMeterType, PropertyValue
+from devices.modbus.register_map import Point, RegisterMap
 from edge.modbus.plan import Value
-from edge.modbus.register_map import Point, RegisterMap
 
 
 def poll_instant(now: datetime, resolution: float) -> datetime:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.modbus.codec import DataType, decode, encode, to_engineering, to_raw
-from edge.modbus.register_map import Point, RegisterMap, RegisterType
+from devices.modbus.data_types import DataType
+from devices.modbus.register_map import Point, RegisterMap, RegisterType
+from edge.modbus.codec import decode, encode, to_engineering, to_raw
 
 # Protocol limits per request (Modbus application protocol, 6.1-6.4).
 MAX_REGISTERS_PER_READ = 125

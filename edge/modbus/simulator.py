@@ -13,15 +13,16 @@ import math
 import time
 from collections.abc import Callable
 
-from pymodbus.constants import ExcCodes
 from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-from edge.modbus.codec import CodecError, DataType, decode, encode, int_range, is_float, to_engineering
+from devices.modbus.data_types import DataType, int_range, is_float
+from devices.modbus.register_map import Point, RegisterMap, RegisterType
+from edge.modbus.codec import CodecError, decode, encode, to_engineering
 from edge.modbus.plan import Value, encode_point
-from edge.modbus.register_map import Point, RegisterMap, RegisterType
 
 logger = logging.getLogger(__name__)
 

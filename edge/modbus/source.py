@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from broker.schemas import MeterReading
+from devices.modbus.register_map import RegisterMap, load_map
 from edge.modbus.adapter import ModbusAdapter, ModbusClient
 from edge.modbus.config import ModbusMeterConfig
 from edge.modbus.mapping import poll_instant
 from edge.modbus.plan import Value
-from edge.modbus.register_map import RegisterMap, load_map
 
 
 class ModbusConnections:

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.adapter_config import load_adapter_config
+from devices.adapter_config import load_adapter_config
 from edge.p1.reader import P1Reader
 from edge.p1.simulator import MeterModel, P1Simulator
 

@@ -5,7 +5,8 @@ Each configured M-Bus sub-meter (gas, water) gives its own MeterReading for its 
 MeterIndividual, at the time that device measured its value (the second timestamp on the
 ``0-n:24.2.1`` line), because a gas meter reports every five minutes, not every second.
 Reading ids come from ``MeterReading.derive_id(meter, time)``: the same value read twice has
-the same id, which is what lets every store downstream write idempotently.
+the same id, which is what lets every store downstream write idempotently. The default
+mappings (a config without ``operationalProperties``) are in ``devices/p1.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from broker.schemas import MeterReading, OperationalPropertyRef, PropertyValue
-from edge.adapter_config import PropertyMapping, SmartMeterAdapterConfig, SubMeterConfig
+from devices.adapter_config import PropertyMapping, SmartMeterAdapterConfig, SubMeterConfig
+from devices.p1 import DEFAULT_MBUS_PROPERTIES, DEFAULT_P1_PROPERTIES
 from edge.p1.telegram import Quantity, Telegram, TelegramError, decode_hex_text
 
 logger = logging.getLogger(__name__)
@@ -24,41 +26,6 @@ logger = logging.getLogger(__name__)
 class MappingError(TelegramError):
     """A telegram that parsed but cannot become a MeterReading (e.g. it has no timestamp)."""
 
-
-def _obis(source: str, unit: str | None, description: str) -> PropertyMapping:
-    code = source.split(":", 1)[1]
-    return PropertyMapping(source=source, propertyId=f"OBIS_{code}", unit=unit, description=description)
-
-
-# What a DSMR 5 electricity meter publishes when the config names no operationalProperties.
-DEFAULT_P1_PROPERTIES: tuple[PropertyMapping, ...] = (
-    _obis("1-0:1.8.1", "kWh", "Positive active energy (A+) in tariff T1"),
-    _obis("1-0:1.8.2", "kWh", "Positive active energy (A+) in tariff T2"),
-    _obis("1-0:2.8.1", "kWh", "Negative active energy (A-) in tariff T1"),
-    _obis("1-0:2.8.2", "kWh", "Negative active energy (A-) in tariff T2"),
-    _obis("1-0:1.7.0", "kW", "Positive active instantaneous power (A+)"),
-    _obis("1-0:2.7.0", "kW", "Negative active instantaneous power (A-)"),
-    *(_obis(f"1-0:{c}.7.0", "kW", f"Positive active instantaneous power (A+) in phase L{i}")
-      for i, c in enumerate((21, 41, 61), start=1)),
-    *(_obis(f"1-0:{c}.7.0", "kW", f"Negative active instantaneous power (A-) in phase L{i}")
-      for i, c in enumerate((22, 42, 62), start=1)),
-    *(_obis(f"1-0:{c}.7.0", "V", f"Instantaneous voltage (U) in phase L{i}")
-      for i, c in enumerate((32, 52, 72), start=1)),
-    *(_obis(f"1-0:{c}.7.0", "A", f"Instantaneous current (I) in phase L{i}")
-      for i, c in enumerate((31, 51, 71), start=1)),
-    # DSMR's "number of power failures in any phase" is the catalogue's power-down counter.
-    PropertyMapping(source="0-0:96.7.21", propertyId="OBIS_C.7.0", description="Event power down - counter"),
-)
-
-# What an M-Bus sub-meter publishes by default; sources are relative to its channel.
-DEFAULT_MBUS_PROPERTIES: dict[str, tuple[PropertyMapping, ...]] = {
-    "GAS": (PropertyMapping(source="24.2.1", propertyId="OBIS_24.2.1", unit="m3",
-                            description="Gas delivered to client"),),
-    "WATER": (PropertyMapping(source="24.2.1", propertyId="OBIS_24.2.1", unit="m3",
-                              description="Water delivered to client"),),
-    "HEAT": (PropertyMapping(source="24.2.1", propertyId="OBIS_24.2.1", unit="GJ",
-                             description="Heat delivered to client"),),
-}
 
 # DSMR 5 sends these as hex-encoded text.
 _HEX_TEXT_CODES = ("96.1.1", "96.1.0", "96.13.0")

@@ -24,7 +24,7 @@ import serial
 
 from broker.errors import Unavailable
 from broker.schemas import MeterReading
-from edge.adapter_config import SmartMeterAdapterConfig
+from devices.adapter_config import SmartMeterAdapterConfig
 from edge.p1.framer import DEFAULT_MAX_SIZE, TelegramFramer
 from edge.p1.mapping import P1Mapper
 from edge.p1.telegram import CrcMismatch, MalformedTelegram, Telegram, parse_telegram

@@ -1,4 +1,4 @@
-"""Every exception class of ``broker/`` and ``edge/`` is one of the kinds in broker/errors.py, so
+"""Every exception class of ``broker/``, ``devices/`` and ``edge/`` is one of the kinds in broker/errors.py, so
 a caller catches by meaning (a meter link down is Unavailable, a bad config Invalid)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pkgutil
 import pytest
 
 import broker
+import devices
 import edge
 from broker.errors import Conflict, Forbidden, GridwireError, Invalid, NotFound, Unavailable
 
@@ -21,7 +22,7 @@ FAMILY_BASES = {"edge.polling.errors.MeterError", "edge.dlms.errors.DlmsError", 
 
 def exception_classes() -> list[type[BaseException]]:
     found: dict[str, type[BaseException]] = {}
-    for package in (broker, edge):
+    for package in (broker, devices, edge):
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
             module = importlib.import_module(info.name)
             for _, cls in inspect.getmembers(module, inspect.isclass):
@@ -37,7 +38,8 @@ def test_the_walk_finds_the_packages_errors() -> None:
     names = {f"{c.__module__}.{c.__qualname__}" for c in CLASSES}
     assert "broker.mqtt_types.MqttError" in names
     assert {"edge.polling.errors.MeterCommunicationError", "edge.config.ConfigError", "edge.outbox.OutboxFull",
-            "edge.p1.reader.P1PortError"} <= names
+            "edge.p1.reader.P1PortError", "devices.adapter_config.AdapterConfigError",
+            "devices.profiles.loader.ProfileError", "devices.modbus.register_map.RegisterMapError"} <= names
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
@@ -59,6 +61,8 @@ def test_each_error_is_one_of_the_kinds(cls: type[BaseException]) -> None:
     ("edge.polling.errors.MeterProtocolError", Invalid),
     ("edge.config.ConfigError", Invalid),
     ("edge.modbus.codec.CodecError", Invalid),
+    ("devices.modbus.data_types.DataTypeError", Invalid),
+    ("devices.profiles.loader.ProfileError", Invalid),
     ("edge.p1.telegram.CrcMismatch", Invalid),
     ("edge.commands.errors.InvalidParameters", Invalid),
     ("edge.commands.errors.DeviceUnreachable", Unavailable),

@@ -17,7 +17,7 @@ from cloud.api import create_app
 from cloud.auth import issue_token
 from cloud.catalogue import default_catalogue
 from cloud.settings import ApiSettings
-from edge.adapter_config import AdapterConfigError, load_adapter_config, parse_adapter_config
+from devices.adapter_config import AdapterConfigError, load_adapter_config, parse_adapter_config
 
 SECRET = "catalogue-test-secret-not-for-production"
 AUTH = {"Authorization": f"Bearer {issue_token(secret=SECRET, org='utility')}"}

@@ -7,10 +7,10 @@ in the repo, so a new map with an unknown id or a wrong unit fails here, not at 
 from __future__ import annotations
 
 from cloud.catalogue import default_catalogue
-from edge.adapter_config import PropertyMapping
-from edge.modbus.register_map import available_maps, load_map
-from edge.p1.mapping import DEFAULT_MBUS_PROPERTIES, DEFAULT_P1_PROPERTIES
-from edge.profiles.loader import PROFILE_DIR, load_profile
+from devices.adapter_config import PropertyMapping
+from devices.modbus.register_map import available_maps, load_map
+from devices.p1 import DEFAULT_MBUS_PROPERTIES, DEFAULT_P1_PROPERTIES
+from devices.profiles.loader import PROFILE_DIR, load_profile
 
 
 def problem(pid: str, unit: str | None, value_type: str, meter_class: str) -> str | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from broker import topics
+from broker.schemas.timesync import DriftReport
 from broker.session import Message
 from cloud.timesync.consumer import TimeService
-from edge.timesync import DriftReport, drift_topic
 from tests.edge.concentrator.conftest import dlms_entry, wait_for, write_config
 from tests.fixtures.ingest import cloud_session
 
@@ -28,7 +29,7 @@ async def test_drifted_meter_clock_is_set_and_drift_is_reported(tmp_path, mosqui
     await cloud.connect()
     try:
         await TimeService(session=cloud).start()
-        await cloud.subscribe(drift_topic("conc-1"), on_drift)
+        await cloud.subscribe(topics.concentrator_time("conc-1", "drift"), on_drift)
         # The simulated meter runs on the test's hand-moved clock, months away from real time.
         running = await run_concentrator(config, clock=clock)
         await wait_for(lambda: len(reports) >= 3, timeout=30, what="three drift reports")

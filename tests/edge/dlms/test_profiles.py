@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.profiles import ProfileError, load_profile
+from devices.profiles import ProfileError, load_profile
 
 
 def test_dsmr_profile_maps_obis_to_omdp_properties() -> None:

@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.modbus.codec import (
-    CodecError,
-    DataType,
-    WordOrder,
-    decode,
-    encode,
-    int_range,
-    register_count,
-    to_engineering,
-    to_raw,
-)
+from devices.modbus.data_types import DataType, WordOrder, int_range, register_count
+from edge.modbus.codec import CodecError, decode, encode, to_engineering, to_raw
 
 INT_TYPES = [DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32, DataType.UINT64, DataType.INT64]
 orders = st.sampled_from(list(WordOrder))

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.modbus.codec import DataType
+from devices.modbus.data_types import DataType
+from devices.modbus.register_map import RegisterMap, RegisterMapError, RegisterType, available_maps, load_map
 from edge.modbus.plan import MAX_REGISTERS_PER_READ, plan_reads
-from edge.modbus.register_map import RegisterMap, RegisterMapError, RegisterType, available_maps, load_map
 
 
 def test_shipped_maps_load_with_the_promised_points() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.adapter_config import AdapterConfigError, SmartMeterAdapterConfig, load_adapter_config
+from devices.adapter_config import AdapterConfigError, SmartMeterAdapterConfig, load_adapter_config
 
 YAML = """\
 meterIndividualId: 0b6f2c8e-1d3a-4c5b-9e7f-2a1b3c4d5e6f

@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 
 from broker.schemas import MeterReading, parse_meter_message
-from edge.adapter_config import parse_adapter_config
-from edge.p1.mapping import DEFAULT_P1_PROPERTIES, MappingError, P1Mapper, telegram_to_readings
+from devices.adapter_config import parse_adapter_config
+from devices.p1 import DEFAULT_P1_PROPERTIES
+from edge.p1.mapping import MappingError, P1Mapper, telegram_to_readings
 from edge.p1.telegram import GasValue, P1Values, build_telegram, frame_telegram, parse_telegram
 
 NOW = datetime(2024, 11, 22, 13, 30, 5, tzinfo=UTC)

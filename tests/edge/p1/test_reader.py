@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from edge.adapter_config import parse_adapter_config
+from devices.adapter_config import parse_adapter_config
 from edge.p1.cli import read_p1_cli
 from edge.p1.reader import P1PortError, P1Reader, read_p1
 from edge.p1.simulator import MeterModel, P1Simulator

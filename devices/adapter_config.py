@@ -174,7 +174,7 @@ def load_adapter_config(path: str | Path) -> SmartMeterAdapterConfig:
 
 
 def describe_errors(source: object, exc: ValidationError) -> str:
-    """One line per problem: ``<file>: <field path>: <message>`` (shared by the edge's data files)."""
+    """One line per problem: ``<file>: <field path>: <message>`` (shared by the device description loaders)."""
     return "\n".join(f"{source}: {'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
                      for error in exc.errors())
 

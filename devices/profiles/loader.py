@@ -1,7 +1,7 @@
-"""Load and validate meter profiles (``edge/profiles/*.yaml``), with ``extends:`` inheritance.
+"""Load and validate meter profiles (``devices/profiles/*.yaml``), with ``extends:`` inheritance.
 
 A profile names the COSEM objects an adapter reads and maps each OBIS code to an OMDP
-operational property (reusing :class:`edge.adapter_config.PropertyMapping`, ``source`` being
+operational property (reusing :class:`devices.adapter_config.PropertyMapping`, ``source`` being
 the OBIS code). A child profile inherits its parent's fields; its ``registers`` are merged
 into the parent's by ``source`` (a child entry replaces the parent's entry for the same OBIS
 code, new ones are appended). Errors name the file and the field.
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from broker.errors import Invalid
-from edge.adapter_config import MeterClass, PropertyMapping, describe_errors
+from devices.adapter_config import MeterClass, PropertyMapping, describe_errors
 
 PROFILE_DIR = Path(__file__).resolve().parent
 _OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")

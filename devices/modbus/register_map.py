@@ -2,7 +2,7 @@
 
 A map says, for one kind of device, where each value lives (address, register type), how it
 is encoded (data type, word order, scale), what it means in OMDP terms (operational property
-id and unit) and whether it may be written. Maps ship in ``edge/modbus/maps/*.yaml``.
+id and unit) and whether it may be written. Maps ship in ``devices/modbus/maps/*.yaml``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker.errors import Invalid
-from edge.modbus.codec import DataType, WordOrder, int_range, is_float, register_count
+from devices.modbus.data_types import DataType, WordOrder, int_range, is_float, register_count
 
 MAPS_DIR = Path(__file__).parent / "maps"
 
