@@ -29,7 +29,8 @@ from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.models import CommandRow
 from cloud.deadletters import DeadLetterStore
-from cloud.registry import FunctionGroup, OrganisationCreate, Registry, migrate
+from cloud.migrations import migrate
+from cloud.registry import FunctionGroup, OrganisationCreate, Registry
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from edge.commands import CommandExecutor
 from firmware_ota.campaign_runner import CampaignRunner

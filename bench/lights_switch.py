@@ -29,9 +29,9 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -42,7 +42,8 @@ from broker.mosquitto_conf import Account
 from broker.session import Message, MqttSession
 from cloud.auth import issue_token
 from cloud.core.models import CommandRow
-from cloud.registry import OrganisationCreate, Registry, migrate
+from cloud.migrations import migrate
+from cloud.registry import OrganisationCreate, Registry
 from cloud.registry.functions import FunctionGroup
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 from edge.devices.service import light_ids

@@ -20,8 +20,8 @@ from cloud.api.process import ApiSettings, create_platform_app, run_api
 from cloud.core.process import CoreSettings, run_core
 from cloud.domains.process import DomainSettings, run_domain
 from cloud.ingest.process import IngestSettings, run_ingest
+from cloud.migrations import migrate
 from cloud.monitoring.process import MonitorSettings, run_monitor
-from cloud.registry import migrate
 from cloud.runtime import Run
 from cloud.scheduler.process import SchedulerSettings, run_scheduler
 from cloud.settings import CloudSettings

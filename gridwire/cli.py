@@ -26,7 +26,7 @@ app.add_typer(concentrator_app, name="concentrator")
 
 
 def _registry_app() -> typer.Typer:
-    from cloud.registry.cli import app as registry_app
+    from cloud.migrations.cli import app as registry_app
 
     return registry_app
 

@@ -22,7 +22,8 @@ from cloud.api.routes import PLATFORM_ROUTERS
 from cloud.auth import AuthError, Principal, decode_token
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.requests import RequestStore
-from cloud.registry import Registry, migrate
+from cloud.migrations import migrate
+from cloud.registry import Registry
 from cloud.runtime import connected_session, open_registry
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings

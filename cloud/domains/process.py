@@ -12,7 +12,7 @@ from broker.session import Backoff
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
 from cloud.domains.requests import RequestStore
-from cloud.notify.consumer import ResultsConsumer
+from cloud.domains.results_consumer import ResultsConsumer
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
 from cloud.runtime import connected

@@ -1,1 +1,5 @@
-"""Results to applications: functional responses, app notifications and signed webhooks."""
+"""Webhooks to applications: a durable outbox, signed POSTs and the delivery loop.
+
+What goes into the outbox is decided by the domain layer's results consumer
+(``cloud/domains/results_consumer.py``); this package only keeps and delivers it.
+"""

@@ -17,7 +17,6 @@ from cloud.registry.errors import (
     RegistryError,
 )
 from cloud.registry.functions import Decision, DeviceFunction, FunctionGroup, authorise, groups_allowing, is_allowed
-from cloud.registry.migrate import migrate
 from cloud.registry.repository import METER_DATA_GROUPS, Registry
 from cloud.registry.schemas import (
     AuthorisationGrant,
@@ -42,5 +41,5 @@ __all__ = [
     "InvalidStateChange", "LifecycleState", "Location", "NotAuthorised", "NotFoundError", "OrganisationCreate",
     "OrganisationExists", "OrganisationNotFound", "OrganisationPublic", "OrganisationUpdate",
     "PlatformRole", "Protocol", "Registry", "RegistryError", "Route", "authorise", "groups_allowing",
-    "is_allowed", "migrate",
+    "is_allowed",
 ]

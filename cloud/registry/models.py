@@ -1,7 +1,7 @@
 """SQLAlchemy 2 tables of the device registry: devices, organisations, authorisations.
 
 The schema is created and changed only by the Alembic migrations in
-``cloud/registry/migrations``; a test checks that they and these models agree.
+``cloud/migrations``; a test checks that they and these models agree.
 Enums are stored as plain strings (no PostgreSQL ENUM types) so adding a device type is a
 model change, not a type migration. Times are stored in UTC and come back timezone-aware on
 SQLite as well as PostgreSQL.

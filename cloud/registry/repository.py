@@ -44,7 +44,7 @@ class Registry:
 
     Give either an ``engine`` (shared with the caller, who disposes it) or a ``url`` (the
     registry makes its own engine and disposes it in :meth:`close`). The schema must already
-    be migrated (:func:`cloud.registry.migrate.migrate`).
+    be migrated (:func:`cloud.migrations.migrate`).
     """
 
     def __init__(self, *, engine: AsyncEngine | None = None, url: str | None = None,

@@ -16,8 +16,8 @@ from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.deadletters import DeadLetterStore
-from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol
-from cloud.registry import Registry, migrate
+from cloud.migrations import migrate
+from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import SecurityMode

@@ -26,8 +26,8 @@ from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.models import CommandRow
 from cloud.deadletters import DeadLetterStore
+from cloud.migrations import migrate
 from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
-from cloud.registry import migrate
 from edge.commands import CommandExecutor
 from edge.commands.errors import CommandFailed
 from firmware_ota.campaign_runner import CampaignRunner

@@ -30,7 +30,8 @@ from cloud.core.lifecycle import RetryPolicy
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.consumer import DomainConsumer
 from cloud.domains.requests import RequestStore
-from cloud.notify.consumer import ResultsConsumer
+from cloud.domains.results_consumer import ResultsConsumer
+from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
 from cloud.registry import (
@@ -40,7 +41,6 @@ from cloud.registry import (
     OrganisationCreate,
     Protocol,
     Registry,
-    migrate,
 )
 from edge.commands import CommandExecutor
 from edge.devices.street_light import StreetLightFleet, street_light

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cloud.core.access import accesses, permission, permissions
+from cloud.migrations import migrate
 from cloud.registry import (
     DeviceCreate,
     DeviceFunction,
@@ -22,7 +23,6 @@ from cloud.registry import (
     OrganisationUpdate,
     Protocol,
     Registry,
-    migrate,
 )
 
 G = FunctionGroup

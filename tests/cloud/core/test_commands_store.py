@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from cloud.core.commands import CommandStore
-from cloud.registry import migrate
+from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 
 S = CommandStatus

@@ -16,7 +16,7 @@ from cloud.core.commands import CommandStore
 from cloud.core.consumer import CommandIn, CoreConsumer
 from cloud.core.process import handler_concurrency
 from cloud.deadletters import DeadLetterStore
-from cloud.registry import migrate
+from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 
 S = CommandStatus

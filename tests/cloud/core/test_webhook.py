@@ -13,12 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.session import Backoff
+from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import StoredDelivery
 from cloud.notify.signing import sign, verify
 from cloud.notify.webhook import WebhookSender
-from cloud.registry import OrganisationCreate, Registry, migrate
+from cloud.registry import OrganisationCreate, Registry
 from tests.cloud.core.harness import LIGHT, Stack, platform
 from tests.cloud.core.webhook_server import WebhookServer, webhook_server
 from tests.fixtures.mosquitto import MosquittoServer

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from broker.session import Backoff
+from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import StoredDelivery, WebhookOutbox
 from cloud.notify.signing import verify
 from cloud.notify.webhook import WebhookSender
-from cloud.registry import OrganisationCreate, Registry, migrate
+from cloud.registry import OrganisationCreate, Registry
 from tests.cloud.core.webhook_server import webhook_server
 from tests.fixtures.procs import ManagedProcess, free_port
 from tests.fixtures.waiting import wait_for

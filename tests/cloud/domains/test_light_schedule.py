@@ -22,6 +22,7 @@ from cloud.domains.consumer import translate
 from cloud.api.routes.publiclighting import router
 from cloud.domains.publiclighting.translator import DOMAIN
 from cloud.domains.schemas import FunctionalRequest
+from cloud.migrations import migrate
 from cloud.registry import (
     DeviceCreate,
     DeviceType,
@@ -29,7 +30,6 @@ from cloud.registry import (
     OrganisationCreate,
     Protocol,
     Registry,
-    migrate,
 )
 from cloud.registry.schemas import Location
 from cloud.scheduler import DailyTrigger, Scheduler, ScheduleStore, SolarTrigger

@@ -13,7 +13,7 @@ import pytest
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from cloud.core.commands import CommandStore
 from cloud.domains.requests import PENDING, NewFunctional, RequestStore
-from cloud.registry import migrate
+from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 
 S = CommandStatus

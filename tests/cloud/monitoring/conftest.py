@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud.migrations import migrate
 from cloud.monitoring import MonitoringStore
-from cloud.registry import OrganisationCreate, Registry, migrate
+from cloud.registry import OrganisationCreate, Registry
 
 
 class ManualClock:

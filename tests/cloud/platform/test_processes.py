@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from broker.session import ConnectError, MqttSession
+from cloud.migrations import migrate
 from cloud.platform import process_runner
-from cloud.registry import migrate
 from cloud.settings import DatabaseSettings, MqttSettings
 from edge.timesync import TimeSyncClient
 from tests.cloud.platform.test_platform import cloud_login, platform_settings

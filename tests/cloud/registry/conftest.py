@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cloud.registry import OrganisationCreate, PlatformRole, Registry, migrate
+from cloud.migrations import migrate
+from cloud.registry import OrganisationCreate, PlatformRole, Registry
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from typer.testing import CliRunner
 
-from cloud.registry.cli import app as cli_app
+from cloud.migrations import alembic_config, current_revision, head_revision, migrate
+from cloud.migrations.cli import app as cli_app
 from cloud.registry.db import create_engine
-from cloud.registry.migrate import alembic_config, current_revision, head_revision, migrate
 from cloud.registry.models import Base
 
 

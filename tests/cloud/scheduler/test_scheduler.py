@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 
 from broker.session import Message, MqttSession
-from cloud.registry import migrate
+from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 from cloud.scheduler import (
     DailyTrigger,

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from broker.session import Message, MqttSession
-from cloud.registry import migrate
+from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 from cloud.scheduler import IntervalTrigger, ScheduleCreate, ScheduledTask, ScheduleStore
 from gridwire.procs import ManagedProcess

@@ -18,8 +18,9 @@ from broker.session import Message, MqttSession
 from cloud.api.errors import install_error_table
 from cloud.api.routes.clock_drift import router
 from cloud.auth import issue_token, meters_from_claims
+from cloud.migrations import migrate
 from cloud.monitoring import EventType, MonitoringStore, Notifier
-from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, Protocol, Registry, migrate
+from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, Protocol, Registry
 from cloud.settings import ApiSettings
 from cloud.timesync import DriftRecorder, DriftStore, TimeService, drift_history
 from edge.timesync import TimeSyncClient, check_meter, publish_drift

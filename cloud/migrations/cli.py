@@ -1,4 +1,4 @@
-"""Command line for the registry: ``gridwire registry migrate --url ...``."""
+"""Command line for the schema: ``gridwire registry migrate --url ...`` (the registry database's tables)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from cloud.registry.migrate import head_revision, migrate
+from cloud.migrations.migrate import head_revision, migrate
 
 app = typer.Typer(help="The device registry (devices, organisations, authorisations).", no_args_is_help=True)
 

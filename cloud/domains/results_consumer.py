@@ -1,4 +1,4 @@
-"""The results consumer: command outcomes from the core become functional responses.
+"""The domain layer's results consumer: command outcomes from the core become functional responses.
 
 Subscribed with ``$share/notify/core/response/+``. When every command of a functional
 request is final, the request is completed once (compare-and-set in the store; only the

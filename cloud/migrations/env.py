@@ -1,6 +1,6 @@
 """Alembic environment for the registry: runs on a connection handed in, or on sqlalchemy.url.
 
-:func:`cloud.registry.migrate.migrate` passes a live connection in ``config.attributes``;
+:func:`cloud.migrations.migrate` passes a live connection in ``config.attributes``;
 the plain ``alembic`` command line falls back to the URL in the config.
 """
 
@@ -11,11 +11,14 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import cloud.core.models  # noqa: F401 - the command tables share the registry's metadata
-import cloud.domains.models  # noqa: F401 - functional requests, same metadata
-import cloud.monitoring.models, cloud.scheduler.models, cloud.timesync.models  # noqa: F401,E401 - same metadata
-import cloud.registry.ota_models  # noqa: F401 - firmware and campaign tables, same metadata
-import cloud.notify.models  # noqa: F401 - the webhook delivery outbox, same metadata
+# Every table lives in the registry's metadata; importing a package's models registers its tables.
+import cloud.core.models  # noqa: F401 - commands
+import cloud.domains.models  # noqa: F401 - functional requests
+import cloud.monitoring.models  # noqa: F401 - device status and events
+import cloud.notify.models  # noqa: F401 - the webhook delivery outbox
+import cloud.registry.ota_models  # noqa: F401 - firmware and campaigns
+import cloud.scheduler.models  # noqa: F401 - schedules
+import cloud.timesync.models  # noqa: F401 - clock drift
 from cloud.registry.db import create_engine
 from cloud.registry.models import Base
 

@@ -15,7 +15,7 @@ from cloud.registry.db import create_engine
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -1,1 +1,0 @@
-"""Alembic migrations of the registry schema (run them with :func:`cloud.registry.migrate.migrate`)."""
