@@ -6,7 +6,6 @@ COPY broker broker
 COPY devices devices
 COPY edge edge
 COPY cloud cloud
-COPY firmware_ota firmware_ota
 COPY gridwire gridwire
 RUN pip install --no-cache-dir '.[edge,cloud]'
 ENTRYPOINT ["gridwire"]

@@ -23,23 +23,23 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from broker.firmware_signing import generate_key, sign
 from broker.mosquitto_conf import Account
+from broker.schemas.firmware import FirmwareManifest, SignedManifest, created_now
 from broker.session import MqttSession
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.models import CommandRow
 from cloud.deadletters import DeadLetterStore
+from cloud.firmware.campaign_runner import CampaignRunner
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.campaigns import CampaignService
+from cloud.firmware.catalogue import FirmwareCatalogue
+from cloud.firmware.schemas import CampaignCreate
 from cloud.migrations import migrate
 from cloud.registry import FunctionGroup, OrganisationCreate, Registry
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from edge.commands import CommandExecutor
-from firmware_ota.campaign_runner import CampaignRunner
-from firmware_ota.campaign_store import CampaignStore
-from firmware_ota.campaigns import CampaignService
-from firmware_ota.catalogue import FirmwareCatalogue
-from firmware_ota.manifest import FirmwareManifest, SignedManifest, created_now
-from firmware_ota.schemas import CampaignCreate
-from firmware_ota.signing import generate_key, sign
 from gridwire.procs import free_port
 from gridwire.services import LocalMosquitto
 

@@ -1,6 +1,6 @@
 """The one error family every Gridwire package builds on.
 
-Each package (``broker``, ``edge``, ``cloud``, ``firmware_ota``) raises its own errors, and each
+Each package (``broker``, ``devices``, ``edge``, ``cloud``) raises its own errors, and each
 of them derives from one of the kinds below, so a caller can catch by meaning and the web API
 maps every kind to one HTTP status in one table (``cloud/api/errors.py``):
 

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from cloud.api.process import ApiSettings, create_platform_app, run_api
 from cloud.core.process import CoreSettings, run_core
 from cloud.domains.process import DomainSettings, run_domain
+from cloud.firmware.process import CampaignSettings, FirmwareServerSettings, run_campaigns, run_firmware_server
 from cloud.ingest.process import IngestSettings, run_ingest
 from cloud.migrations import migrate
 from cloud.monitoring.process import MonitorSettings, run_monitor
@@ -26,7 +27,6 @@ from cloud.runtime import Run
 from cloud.scheduler.process import SchedulerSettings, run_scheduler
 from cloud.settings import CloudSettings
 from cloud.timesync.process import TimeSyncSettings, run_timesync
-from firmware_ota.process import CampaignSettings, FirmwareServerSettings, run_campaigns, run_firmware_server
 
 Runner = Callable[[asyncio.Event], Awaitable[None]]
 

@@ -40,8 +40,8 @@ def _channel(description: str, *, params: dict[str, str], publisher: str, messag
 
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
+    from broker.schemas.firmware import ChunkRequest
     from broker.schemas.timesync import DriftReport, TimeRequest, TimeResponse
-    from firmware_ota.transfer import ChunkRequest
 
     cid = {"cid": "concentrator id (its broker username)"}
     meter = {"meter": "MeterIndividualId"}

@@ -13,6 +13,7 @@ import typer
 
 from gridwire.cli_broker import broker_app
 from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
+from gridwire.cli_firmware import firmware_app
 from gridwire.cli_sim import sim_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -37,13 +38,7 @@ except ImportError:  # an edge-only install (no cloud extra) has no registry to 
     pass
 
 
-def _firmware_app() -> typer.Typer:
-    from firmware_ota.cli import app as firmware_app
-
-    return firmware_app
-
-
-app.add_typer(_firmware_app(), name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
+app.add_typer(firmware_app, name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
 
 # --- the one-box platform -----------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ from cloud.auth import AuthError, MeterAccess, Principal, decode_token
 from cloud.catalogue import Catalogue
 from cloud.domains.requests import RequestStore
 from cloud.domains.submit import Submitter
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.campaigns import CampaignService
+from cloud.firmware.catalogue import FirmwareCatalogue
 from cloud.registry import (
     DeviceFunction,
     NotAuthorised,
@@ -38,9 +41,6 @@ from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
 from cloud.timesync.store import DriftStore
-from firmware_ota.campaign_store import CampaignStore
-from firmware_ota.campaigns import CampaignService
-from firmware_ota.catalogue import FirmwareCatalogue
 
 log = logging.getLogger(__name__)
 

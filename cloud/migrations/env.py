@@ -14,9 +14,9 @@ from sqlalchemy.engine import Connection
 # Every table lives in the registry's metadata; importing a package's models registers its tables.
 import cloud.core.models  # noqa: F401 - commands
 import cloud.domains.models  # noqa: F401 - functional requests
+import cloud.firmware.models  # noqa: F401 - firmware and campaigns
 import cloud.monitoring.models  # noqa: F401 - device status and events
 import cloud.notify.models  # noqa: F401 - the webhook delivery outbox
-import cloud.registry.ota_models  # noqa: F401 - firmware and campaigns
 import cloud.scheduler.models  # noqa: F401 - schedules
 import cloud.timesync.models  # noqa: F401 - clock drift
 from cloud.registry.db import create_engine

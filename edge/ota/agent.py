@@ -26,13 +26,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from broker.schemas.firmware import SignedManifest
 from edge.commands.errors import CommandFailed, InvalidParameters
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import meter_errors
 from edge.dlms.errors import DlmsError
 from edge.dlms.image_transfer import ImageTransferError
-from firmware_ota.downloader import Downloader, DownloadFailed
-from firmware_ota.manifest import SignedManifest
+from edge.ota.downloader import Downloader, DownloadFailed
 
 log = logging.getLogger(__name__)
 

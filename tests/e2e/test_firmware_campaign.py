@@ -12,24 +12,24 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from broker import topics
+from broker.firmware_signing import generate_key, sign
 from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.deadletters import DeadLetterStore
+from cloud.firmware.campaign_logic import CampaignState, TargetState
+from cloud.firmware.campaign_runner import CampaignRunner
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.campaigns import CampaignService
+from cloud.firmware.catalogue import FirmwareCatalogue
+from cloud.firmware.chunk_server import ChunkServer
+from cloud.firmware.schemas import CampaignCreate
+from cloud.firmware.store import FirmwareStore
 from cloud.migrations import migrate
 from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import SecurityMode
-from firmware_ota.campaign_logic import CampaignState, TargetState
-from firmware_ota.campaign_runner import CampaignRunner
-from firmware_ota.campaign_store import CampaignStore
-from firmware_ota.campaigns import CampaignService
-from firmware_ota.catalogue import FirmwareCatalogue
-from firmware_ota.schemas import CampaignCreate
-from firmware_ota.signing import generate_key, sign
-from firmware_ota.store import FirmwareStore
-from firmware_ota.transfer import ChunkServer
 from gridwire.services import LocalMosquitto
 from tests.edge.ota.conftest import CID, IMAGE, MODEL, Keys, dlms_entry, manifest_for, simulator, write_config
 

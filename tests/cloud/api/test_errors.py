@@ -1,6 +1,6 @@
 """One error family, one HTTP mapping: every kind answers its status with the error's message
-as the reason, from the table create_app registers; every error cloud/, firmware_ota/ and
-gridwire/ define is a kind."""
+as the reason, from the table create_app registers; every error cloud/ (firmware included)
+and gridwire/ define is a kind."""
 
 from __future__ import annotations
 
@@ -14,18 +14,17 @@ import pytest
 from fastapi import APIRouter, FastAPI
 
 import cloud
-import firmware_ota
 import gridwire
 from broker.errors import Conflict, Forbidden, GridwireError, Invalid, NotFound, Unavailable
+from broker.firmware_signing import SignatureError
 from cloud.api import create_app
 from cloud.api.errors import STATUS
+from cloud.firmware.campaigns import TargetsRefused
+from cloud.firmware.errors import CampaignNotFound
+from cloud.firmware.store import FirmwareExists, ImageRejected
 from cloud.registry import DeviceNotFound, NotAuthorised
 from cloud.settings import ApiSettings
 from cloud.store import StoreRejected, StoreUnavailable
-from firmware_ota.campaigns import TargetsRefused
-from firmware_ota.errors import CampaignNotFound
-from firmware_ota.signing import SignatureError
-from firmware_ota.store import FirmwareExists, ImageRejected
 
 KINDS = (NotFound, Conflict, Forbidden, Invalid, Unavailable)
 
@@ -98,7 +97,7 @@ def _defined_errors(package: object) -> list[type[BaseException]]:
     return found
 
 
-@pytest.mark.parametrize("package", [cloud, firmware_ota, gridwire], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("package", [cloud, gridwire], ids=lambda p: p.__name__)
 def test_every_error_a_package_defines_is_one_of_the_kinds(package: object) -> None:
     defined = _defined_errors(package)
     assert defined

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from broker import topics
 from broker.schemas.command import GenericCommand
+from broker.schemas.firmware import SignedManifest
 from broker.session import publish_properties
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import SecurityMode
-from firmware_ota.manifest import SignedManifest
 from gridwire.services import LocalMosquitto
 from tests.cloud.core.harness import METER, ORG_A, Inbox, json_of, platform, session_for
 from tests.edge.ota.conftest import Cloud, Keys, dlms_entry, simulator, update, write_config

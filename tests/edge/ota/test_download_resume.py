@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from broker.schemas.command import CommandStatus
+from broker.schemas.firmware import SignedManifest
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import SecurityMode
-from firmware_ota.manifest import SignedManifest
 from gridwire.procs import ManagedProcess
 from gridwire.services import LocalMosquitto
 from tests.edge.ota.conftest import (

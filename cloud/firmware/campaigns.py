@@ -13,14 +13,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from broker.errors import Forbidden, Invalid
 from cloud.core.access import permissions
-from cloud.registry import DeviceFunction, GridPosition, LifecycleState, Registry
-from cloud.registry.models import Device, DeviceAuthorisation, Organisation
-from cloud.registry.ota_models import CampaignRow
-from firmware_ota.campaign_logic import TargetState
-from firmware_ota.campaign_plan import PlanTarget, group_of, plan_waves
-from firmware_ota.campaign_store import CampaignStore
-from firmware_ota.catalogue import FirmwareCatalogue
-from firmware_ota.schemas import (
+from cloud.firmware.campaign_logic import TargetState
+from cloud.firmware.campaign_plan import PlanTarget, group_of, plan_waves
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.catalogue import FirmwareCatalogue
+from cloud.firmware.models import CampaignRow
+from cloud.firmware.schemas import (
     CampaignCreate,
     CampaignPublic,
     CampaignStatus,
@@ -28,6 +26,8 @@ from firmware_ota.schemas import (
     TargetPublic,
     WavePublic,
 )
+from cloud.registry import DeviceFunction, GridPosition, LifecycleState, Registry
+from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid, Unavailable
+from broker.firmware_signing import SignatureError, verify
+from broker.schemas.firmware import CHUNK, MAX_CHUNK, REQUEST, ChunkRequest, FirmwareManifest, SignedManifest
 from broker.session import Message, MqttError, MqttSession, publish_properties
-from firmware_ota.manifest import FirmwareManifest, SignedManifest
-from firmware_ota.signing import SignatureError, verify
-from firmware_ota.transfer import CHUNK, MAX_CHUNK, REQUEST, ChunkRequest
 
 log = logging.getLogger(__name__)
 

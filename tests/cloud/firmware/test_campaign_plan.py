@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.registry import GridPosition
-from firmware_ota.campaign_logic import (
+from cloud.firmware.campaign_logic import (
     CampaignState,
     Candidate,
     Policy,
@@ -16,7 +15,8 @@ from firmware_ota.campaign_logic import (
     decide,
     judge,
 )
-from firmware_ota.campaign_plan import UNASSIGNED, Grouping, PlanTarget, group_of, plan_waves
+from cloud.firmware.campaign_plan import UNASSIGNED, Grouping, PlanTarget, group_of, plan_waves
+from cloud.registry import GridPosition
 
 S = CampaignState
 targets_strategy = st.lists(

@@ -1,15 +1,8 @@
-"""Firmware images over MQTT in chunks: the protocol, and the cloud's :class:`ChunkServer`.
+"""The cloud's end of the firmware chunk protocol: :class:`ChunkServer` answers concentrators'
+requests from the image store.
 
-The concentrator end (the Downloader and its cache) is :mod:`firmware_ota.downloader`.
-
-Protocol (``docs/FIRMWARE.md``, "Transfer and meters"):
-
-- concentrator -> cloud, ``concentrator/{cid}/firmware/request``, QoS 1, JSON
-  ``{"firmwareId": str, "offset": int, "length": int}`` (1 <= length <= 65536) with MQTT 5
-  correlation data;
-- cloud -> concentrator, ``concentrator/{cid}/firmware/chunk``, QoS 1, the raw bytes, the same
-  correlation data, user properties ``firmwareId`` and ``offset``; on error an empty payload
-  with user properties ``error`` (UNKNOWN_FIRMWARE | OUT_OF_RANGE | BAD_REQUEST) and ``reason``.
+The protocol's messages are in ``broker/schemas/firmware.py``; the concentrator's end (the
+Downloader and its cache) is ``edge/ota/downloader.py``.
 
 The server answers on the subtree of the concentrator that asked (its topic level), which is
 the only subtree that concentrator may read (broker ACL). Every ChunkServer process joins the
@@ -21,47 +14,22 @@ from __future__ import annotations
 
 import json
 import logging
-from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from broker import topics
 from broker.errors import Invalid
+from broker.schemas.firmware import CHUNK, REQUEST, ChunkError, ChunkRequest
 from broker.session import Message, MqttSession, publish_properties
-from firmware_ota.errors import FirmwareNotFound
-from firmware_ota.manifest import FIRMWARE_ID_PATTERN
-from firmware_ota.store import FirmwareStore
+from cloud.firmware.errors import FirmwareNotFound
+from cloud.firmware.store import FirmwareStore
 
 log = logging.getLogger(__name__)
 
-MAX_CHUNK = 65536
 SHARE_GROUP = "firmware"
 ALL_FIRMWARE_REQUESTS = topics.ALL_FIRMWARE_REQUESTS
-REQUEST = "request"
-CHUNK = "chunk"
 # Correlation data longer than this is not ours (the Downloader sends 16 bytes).
 MAX_CORRELATION = 64
-
-
-class ChunkError(StrEnum):
-    """Why a chunk request was not served (user property ``error`` of the answer)."""
-
-    UNKNOWN_FIRMWARE = "UNKNOWN_FIRMWARE"
-    OUT_OF_RANGE = "OUT_OF_RANGE"
-    BAD_REQUEST = "BAD_REQUEST"
-
-
-class ChunkRequest(BaseModel):
-    """One request for ``length`` bytes of an image from ``offset``."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
-
-    firmware_id: str = Field(alias="firmwareId", pattern=FIRMWARE_ID_PATTERN)
-    offset: int = Field(ge=0, strict=True)
-    length: int = Field(ge=1, le=MAX_CHUNK, strict=True)
-
-    def to_wire(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
 
 
 class ChunkRefused(Invalid):

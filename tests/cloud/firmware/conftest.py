@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from firmware_ota.manifest import FirmwareManifest, SignedManifest
-from firmware_ota.signing import generate_key, key_id_of, sign
+from broker.firmware_signing import generate_key, key_id_of, sign
+from broker.schemas.firmware import FirmwareManifest, SignedManifest
 
 
 def make_manifest(image: bytes, *, firmware_id: str = "sim-meter-2.1.0", version: str = "2.1.0",

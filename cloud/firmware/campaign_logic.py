@@ -1,6 +1,6 @@
 """The campaign state machine: pure decisions, no I/O.
 
-The runner (:mod:`firmware_ota.campaign_runner`) reads a campaign's counts and candidates from
+The runner (:mod:`cloud.firmware.campaign_runner`) reads a campaign's counts and candidates from
 the database, asks :func:`decide` what to do, and applies the answer with compare-and-set
 updates; :func:`judge` turns one finished command into a target's outcome.
 

@@ -1,14 +1,26 @@
-"""The firmware manifest: what an image is, for which devices, and the signed envelope around it.
+"""Firmware on the wire: the signed manifest, and the chunk protocol that carries an image.
 
-The manifest is the thing that is signed. Its canonical form is the camelCase JSON with sorted
-keys and compact separators, so any party (cloud, concentrator) that parses the wire JSON and
-re-serialises it gets the same bytes the signer signed.
+The manifest says what an image is and for which devices; it rides in the ``update_firmware``
+command and is the thing that is signed (``broker/firmware_signing.py``). Its canonical form is
+the camelCase JSON with sorted keys and compact separators, so any party (cloud, concentrator)
+that parses the wire JSON and re-serialises it gets the same bytes the signer signed.
+
+The chunk protocol (``docs/FIRMWARE.md``, "Transfer and meters"):
+
+- concentrator -> cloud, ``concentrator/{cid}/firmware/request``, QoS 1, a :class:`ChunkRequest`
+  with MQTT 5 correlation data;
+- cloud -> concentrator, ``concentrator/{cid}/firmware/chunk``, QoS 1, the raw bytes, the same
+  correlation data, user properties ``firmwareId`` and ``offset``; on error an empty payload
+  with user properties ``error`` (a :class:`ChunkError`) and ``reason``.
+
+The cloud's end is ``cloud/firmware/chunk_server.py``, the concentrator's ``edge/ota/downloader.py``.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -71,3 +83,32 @@ class SignedManifest(BaseModel):
 def created_now() -> datetime:
     """A manifest creation time: aware UTC, whole seconds (stable through every JSON round trip)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+# --- the chunk protocol ------------------------------------------------------------------------
+
+MAX_CHUNK = 65536
+# The last topic level of a request and of its answer (``topics.concentrator_firmware(cid, ...)``).
+REQUEST = "request"
+CHUNK = "chunk"
+
+
+class ChunkError(StrEnum):
+    """Why a chunk request was not served (user property ``error`` of the answer)."""
+
+    UNKNOWN_FIRMWARE = "UNKNOWN_FIRMWARE"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    BAD_REQUEST = "BAD_REQUEST"
+
+
+class ChunkRequest(BaseModel):
+    """One request for ``length`` bytes of an image from ``offset``."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    firmware_id: str = Field(alias="firmwareId", pattern=FIRMWARE_ID_PATTERN)
+    offset: int = Field(ge=0, strict=True)
+    length: int = Field(ge=1, le=MAX_CHUNK, strict=True)
+
+    def to_wire(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()

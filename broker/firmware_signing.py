@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from broker.errors import Invalid
-from firmware_ota.manifest import FirmwareManifest, SignedManifest
+from broker.schemas.firmware import FirmwareManifest, SignedManifest
 
 
 class SignatureError(Invalid):

@@ -6,10 +6,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from broker.schemas.firmware import SignedManifest
 from broker.session import MqttSession
-from firmware_ota.downloader import Downloader
-from firmware_ota.manifest import SignedManifest
-from firmware_ota.store import FirmwareStore
+from cloud.firmware.store import FirmwareStore
+from edge.ota.downloader import Downloader
 from gridwire.procs import ManagedProcess
 from gridwire.services import LocalMosquitto
 

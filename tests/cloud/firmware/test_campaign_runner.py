@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from cloud.core.models import CommandRow
-
-from firmware_ota.campaign_logic import CampaignState, TargetState
-from firmware_ota.campaign_store import InvalidTransition
-from tests.firmware_ota.harness import VERSION, campaign_rig, meter_ids
+from cloud.firmware.campaign_logic import CampaignState, TargetState
+from cloud.firmware.campaign_store import InvalidTransition
+from tests.cloud.firmware.harness import VERSION, campaign_rig, meter_ids
 from tests.fixtures.mosquitto import MosquittoServer
 
 S, T = CampaignState, TargetState

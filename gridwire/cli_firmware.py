@@ -17,18 +17,18 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from firmware_ota.manifest import FirmwareManifest, SignedManifest, created_now
-from firmware_ota.signing import generate_key, key_id_of, sign
+from broker.firmware_signing import generate_key, key_id_of, sign
+from broker.schemas.firmware import FirmwareManifest, SignedManifest, created_now
 
-app = typer.Typer(no_args_is_help=True, help="Firmware: signing keys, signed manifests, uploads.")
+firmware_app = typer.Typer(no_args_is_help=True, help="Firmware: signing keys, signed manifests, uploads.")
 
 
-@app.callback()
+@firmware_app.callback()
 def firmware() -> None:
     """Firmware: signing keys, signed manifests, uploads."""
 
 
-@app.command("keygen")
+@firmware_app.command("keygen")
 def keygen(out: Annotated[Path, typer.Option("--out", help="Directory for signing.key and <key id>.pem.")],
            force: Annotated[bool, typer.Option(help="Overwrite an existing signing.key.")] = False) -> None:
     """Make an Ed25519 signing key pair: keep signing.key offline; give the .pem to the cloud and
@@ -47,7 +47,7 @@ def keygen(out: Annotated[Path, typer.Option("--out", help="Directory for signin
     typer.echo(f"key id {key_id}: private key {private_file}, public key {out / f'{key_id}.pem'}")
 
 
-@app.command("sign")
+@firmware_app.command("sign")
 def sign_command(
     key: Annotated[Path, typer.Option("--key", help="The private signing key (PEM).")],
     image: Annotated[Path, typer.Option("--image", help="The firmware image file.")],
@@ -73,7 +73,7 @@ def sign_command(
     typer.echo(f"wrote {target} (firmware {firmware_id}, {len(data)} bytes, key {signed.key_id})")
 
 
-@app.command("upload")
+@firmware_app.command("upload")
 def upload(
     image: Annotated[Path, typer.Option("--image", help="The firmware image file.")],
     manifest: Annotated[Path, typer.Option("--manifest", help="Its signed manifest JSON (from `sign`).")],

@@ -2,7 +2,7 @@
 
 - ``gridwire cloud campaigns`` (:func:`run_campaigns`): advances campaigns. Stateless apart from
   the database: start as many as you like; each campaign is advanced by the runner holding its
-  lease, and each target attempt is issued once (see :mod:`firmware_ota.campaign_store`).
+  lease, and each target attempt is issued once (see :mod:`cloud.firmware.campaign_store`).
 - ``gridwire cloud firmware-server`` (:func:`run_firmware_server`): serves image chunks to
   concentrators from the :class:`FirmwareStore` the API adds images to. Start several: they
   share ``$share/firmware/concentrator/+/firmware/request``.
@@ -18,13 +18,13 @@ from datetime import timedelta
 
 from pydantic import Field
 
+from cloud.firmware.campaign_runner import CampaignRunner
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.catalogue import FirmwareCatalogue
+from cloud.firmware.chunk_server import ChunkServer
+from cloud.firmware.store import FirmwareStore
 from cloud.runtime import connected, connected_session
 from cloud.settings import CloudSettings, FirmwareOptions, Section
-from firmware_ota.campaign_runner import CampaignRunner
-from firmware_ota.campaign_store import CampaignStore
-from firmware_ota.catalogue import FirmwareCatalogue
-from firmware_ota.store import FirmwareStore
-from firmware_ota.transfer import ChunkServer
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.errors import Conflict
 from cloud.core.models import CommandRow
-from cloud.registry.models import utcnow
-from cloud.registry.ota_models import CampaignRow, CampaignTargetRow, CampaignWaveRow
-from firmware_ota.campaign_logic import (
+from cloud.firmware.campaign_logic import (
     TRANSITIONS,
     CampaignState,
     Candidate,
@@ -32,8 +30,10 @@ from firmware_ota.campaign_logic import (
     TargetState,
     WaveCounts,
 )
-from firmware_ota.campaign_plan import PlannedWave
-from firmware_ota.errors import CampaignNotFound
+from cloud.firmware.campaign_plan import PlannedWave
+from cloud.firmware.errors import CampaignNotFound
+from cloud.firmware.models import CampaignRow, CampaignTargetRow, CampaignWaveRow
+from cloud.registry.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from broker.schemas.firmware import SignedManifest
+from cloud.firmware.errors import FirmwareNotFound
+from cloud.firmware.models import FirmwareRow
+from cloud.firmware.schemas import FirmwarePublic
 from cloud.registry.models import utcnow
-from cloud.registry.ota_models import FirmwareRow
-from firmware_ota.errors import FirmwareNotFound
-from firmware_ota.manifest import SignedManifest
-from firmware_ota.schemas import FirmwarePublic
 
 
 class FirmwareCatalogue:

@@ -1,1 +1,0 @@
-"""Gridwire firmware_ota layer."""
