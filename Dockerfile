@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY broker broker
 COPY devices devices
+COPY firmware_ota firmware_ota
 COPY edge edge
 COPY cloud cloud
 COPY gridwire gridwire

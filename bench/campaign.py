@@ -23,7 +23,6 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from broker.firmware_signing import generate_key, sign
 from broker.mosquitto_conf import Account
 from broker.schemas.firmware import FirmwareManifest, SignedManifest, created_now
 from broker.session import MqttSession
@@ -40,6 +39,7 @@ from cloud.migrations import migrate
 from cloud.registry import FunctionGroup, OrganisationCreate, Registry
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from edge.commands import CommandExecutor
+from firmware_ota.signing import generate_key, sign
 from gridwire.procs import free_port
 from gridwire.services import LocalMosquitto
 

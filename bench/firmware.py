@@ -32,13 +32,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from broker import topics
-from broker.firmware_signing import generate_key, key_id_of, sign
 from broker.mosquitto_conf import Account
 from broker.schemas.command import CommandResponse, CommandStatus, GenericCommand
 from broker.schemas.firmware import FirmwareManifest
 from broker.session import Message, MqttSession, publish_properties
-from cloud.firmware.chunk_server import ChunkServer
-from cloud.firmware.store import FirmwareStore
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import (
@@ -51,7 +48,10 @@ from edge.dlms import (
     ServerSecurity,
 )
 from edge.dlms.sim_firmware import SimFirmware, build_sim_image
-from edge.ota.downloader import Downloader
+from firmware_ota.chunk_server import ChunkServer
+from firmware_ota.downloader import Downloader
+from firmware_ota.signing import generate_key, key_id_of, sign
+from firmware_ota.store import FirmwareStore
 from gridwire.procs import free_port
 from gridwire.services import LocalMosquitto
 

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 
 from broker import topics
 from broker.backoff import Backoff
-from broker.firmware_signing import load_trusted_keys
 from broker.schemas import ConcentratorStatus, MeterReading
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
@@ -33,9 +32,10 @@ from edge.config import ConcentratorConfig, ConfigError, P1Meter
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.ota import FirmwareAgent
-from edge.ota.downloader import Downloader
 from edge.outbox import Outbox
 from edge.polling import HealthTracker
+from firmware_ota.downloader import Downloader
+from firmware_ota.signing import load_trusted_keys
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from broker.firmware_signing import generate_key, key_id_of, sign
 from broker.schemas.firmware import FirmwareManifest, SignedManifest, created_now
+from firmware_ota.signing import generate_key, key_id_of, sign
 
 firmware_app = typer.Typer(no_args_is_help=True, help="Firmware: signing keys, signed manifests, uploads.")
 

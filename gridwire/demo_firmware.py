@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.firmware_signing import generate_key, key_id_of, public_key_of
+from firmware_ota.signing import generate_key, key_id_of, public_key_of
 
 # The model the demo's simulated DLMS meters have in the registry and in the concentrator config.
 DLMS_MODEL = "GW-SIM-DLMS"

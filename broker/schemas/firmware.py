@@ -1,7 +1,7 @@
 """Firmware on the wire: the signed manifest, and the chunk protocol that carries an image.
 
 The manifest says what an image is and for which devices; it rides in the ``update_firmware``
-command and is the thing that is signed (``broker/firmware_signing.py``). Its canonical form is
+command and is the thing that is signed (``firmware_ota/signing.py``). Its canonical form is
 the camelCase JSON with sorted keys and compact separators, so any party (cloud, concentrator)
 that parses the wire JSON and re-serialises it gets the same bytes the signer signed.
 
@@ -13,7 +13,7 @@ The chunk protocol (``docs/FIRMWARE.md``, "Transfer and meters"):
   correlation data, user properties ``firmwareId`` and ``offset``; on error an empty payload
   with user properties ``error`` (a :class:`ChunkError`) and ``reason``.
 
-The cloud's end is ``cloud/firmware/chunk_server.py``, the concentrator's ``edge/ota/downloader.py``.
+The cloud's end is ``firmware_ota/chunk_server.py``, the concentrator's ``firmware_ota/downloader.py``.
 """
 
 from __future__ import annotations

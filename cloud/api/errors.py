@@ -18,10 +18,17 @@ from types import MappingProxyType
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from broker.errors import Conflict, Forbidden, GridwireError, Invalid, NotFound, Unavailable
-from broker.firmware_signing import SignatureError
-from cloud.firmware.store import ImageRejected
+from broker.errors import (
+    Conflict,
+    Forbidden,
+    GridwireError,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 from cloud.store import StoreRejected
+from firmware_ota.signing import SignatureError
+from firmware_ota.store import ImageRejected
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""Firmware in the cloud: the image store and catalogue, rollout campaigns and their runner, and
-the chunk server that hands images to concentrators.
+"""Firmware in the cloud: the catalogue of verified images, rollout campaigns in the registry and
+their runner, and the process that serves chunks.
 
-The signed manifest and the chunk messages are in ``broker/schemas/firmware.py`` and signature
-checks in ``broker/firmware_signing.py`` (the concentrator needs both); the concentrator's
-downloader is ``edge/ota/downloader.py``.
+The shared parts (signing, the filesystem image repository, wave planning, the campaign state
+machine, the chunk server and the downloader) are in ``firmware_ota/``; the signed manifest and
+the chunk messages in ``broker/schemas/firmware.py``.
 """

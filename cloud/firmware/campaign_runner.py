@@ -2,11 +2,11 @@
 
 Each round, for every active campaign whose lease it holds, the runner
 1. follows the commands in flight (read from the core's ``command`` table): a final one is
-   judged (:func:`cloud.firmware.campaign_logic.judge`) and recorded once; a success also sets
+   judged (:func:`firmware_ota.campaign_logic.judge`) and recorded once; a success also sets
    the device's firmware version in the registry; a command the core never stored (the runner
    died between claiming and publishing, or the broker lost it) is published again with the
    same command id, which the core de-duplicates;
-2. asks :func:`cloud.firmware.campaign_logic.decide` what to do next, stores the decision, and
+2. asks :func:`firmware_ota.campaign_logic.decide` what to do next, stores the decision, and
    issues the chosen targets: claim (compare-and-set, new command id) first, then publish
    ``update_firmware`` on ``core/request/<org>``, so a crash in between loses nothing.
 
@@ -31,12 +31,19 @@ from broker.schemas.command import GenericCommand
 from broker.schemas.firmware import SignedManifest
 from broker.session import MqttError, publish_properties
 from cloud.core.consumer import CORRELATION, DOMAIN
-from cloud.firmware.campaign_logic import CampaignState, Outcome, Policy, TargetState, decide, judge
 from cloud.firmware.campaign_store import CampaignStore, InFlight
 from cloud.firmware.catalogue import FirmwareCatalogue
 from cloud.firmware.models import CampaignRow
 from cloud.registry import DeviceNotFound, DeviceUpdate, InvalidChange, Registry
 from cloud.registry.errors import DeviceDecommissioned
+from firmware_ota.campaign_logic import (
+    CampaignState,
+    Outcome,
+    Policy,
+    TargetState,
+    decide,
+    judge,
+)
 
 log = logging.getLogger(__name__)
 

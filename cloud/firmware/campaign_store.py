@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.errors import Conflict
 from cloud.core.models import CommandRow
-from cloud.firmware.campaign_logic import (
+from cloud.firmware.models import CampaignRow, CampaignTargetRow, CampaignWaveRow
+from cloud.registry.models import utcnow
+from firmware_ota.campaign_logic import (
     TRANSITIONS,
     CampaignState,
     Candidate,
@@ -30,10 +32,8 @@ from cloud.firmware.campaign_logic import (
     TargetState,
     WaveCounts,
 )
-from cloud.firmware.campaign_plan import PlannedWave
-from cloud.firmware.errors import CampaignNotFound
-from cloud.firmware.models import CampaignRow, CampaignTargetRow, CampaignWaveRow
-from cloud.registry.models import utcnow
+from firmware_ota.campaign_plan import PlannedWave
+from firmware_ota.errors import CampaignNotFound
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,6 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from broker.errors import Forbidden, Invalid
 from cloud.core.access import permissions
-from cloud.firmware.campaign_logic import TargetState
-from cloud.firmware.campaign_plan import PlanTarget, group_of, plan_waves
 from cloud.firmware.campaign_store import CampaignStore
 from cloud.firmware.catalogue import FirmwareCatalogue
 from cloud.firmware.models import CampaignRow
@@ -28,6 +26,8 @@ from cloud.firmware.schemas import (
 )
 from cloud.registry import DeviceFunction, GridPosition, LifecycleState, Registry
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
+from firmware_ota.campaign_logic import TargetState
+from firmware_ota.campaign_plan import PlanTarget, group_of, plan_waves
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.schemas.firmware import SignedManifest
-from cloud.firmware.errors import FirmwareNotFound
 from cloud.firmware.models import FirmwareRow
 from cloud.firmware.schemas import FirmwarePublic
 from cloud.registry.models import utcnow
+from firmware_ota.errors import FirmwareNotFound
 
 
 class FirmwareCatalogue:

@@ -1,7 +1,7 @@
 """Firmware OTA tables: the firmware catalogue, campaigns, their waves and per-device targets.
 
 On the registry's declarative Base, created by migration ``0005_firmware_ota``. Image bytes are
-never here: they live in the filesystem store (:mod:`cloud.firmware.store`); the ``firmware`` table
+never here: they live in the filesystem store (:mod:`firmware_ota.store`); the ``firmware`` table
 holds what an operator lists and searches by.
 """
 
@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.registry.models import ID_LENGTH, Base, UTCDateTime, utcnow

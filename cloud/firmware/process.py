@@ -21,10 +21,10 @@ from pydantic import Field
 from cloud.firmware.campaign_runner import CampaignRunner
 from cloud.firmware.campaign_store import CampaignStore
 from cloud.firmware.catalogue import FirmwareCatalogue
-from cloud.firmware.chunk_server import ChunkServer
-from cloud.firmware.store import FirmwareStore
 from cloud.runtime import connected, connected_session
 from cloud.settings import CloudSettings, FirmwareOptions, Section
+from firmware_ota.chunk_server import ChunkServer
+from firmware_ota.store import FirmwareStore
 
 log = logging.getLogger(__name__)
 

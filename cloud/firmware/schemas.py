@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from broker.schemas.firmware import FIRMWARE_ID_PATTERN
-from cloud.firmware.campaign_logic import CampaignState, TargetState
-from cloud.firmware.campaign_plan import Grouping
+from firmware_ota.campaign_logic import CampaignState, TargetState
+from firmware_ota.campaign_plan import Grouping
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Percent = Annotated[int, Field(ge=0, le=100)]

@@ -32,7 +32,7 @@ from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import meter_errors
 from edge.dlms.errors import DlmsError
 from edge.dlms.image_transfer import ImageTransferError
-from edge.ota.downloader import Downloader, DownloadFailed
+from firmware_ota.downloader import Downloader, DownloadFailed
 
 log = logging.getLogger(__name__)
 

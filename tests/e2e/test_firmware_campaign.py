@@ -12,26 +12,43 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from broker import topics
-from broker.firmware_signing import generate_key, sign
 from broker.session import Message, MqttSession
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.deadletters import DeadLetterStore
-from cloud.firmware.campaign_logic import CampaignState, TargetState
 from cloud.firmware.campaign_runner import CampaignRunner
 from cloud.firmware.campaign_store import CampaignStore
 from cloud.firmware.campaigns import CampaignService
 from cloud.firmware.catalogue import FirmwareCatalogue
-from cloud.firmware.chunk_server import ChunkServer
 from cloud.firmware.schemas import CampaignCreate
-from cloud.firmware.store import FirmwareStore
 from cloud.migrations import migrate
-from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
+from cloud.registry import (
+    DeviceCreate,
+    DeviceType,
+    FunctionGroup,
+    GridPosition,
+    OrganisationCreate,
+    Protocol,
+    Registry,
+)
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import SecurityMode
+from firmware_ota.campaign_logic import CampaignState, TargetState
+from firmware_ota.chunk_server import ChunkServer
+from firmware_ota.signing import generate_key, sign
+from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
-from tests.edge.ota.conftest import CID, IMAGE, MODEL, Keys, dlms_entry, manifest_for, simulator, write_config
+from tests.edge.ota.conftest import (
+    CID,
+    IMAGE,
+    MODEL,
+    Keys,
+    dlms_entry,
+    manifest_for,
+    simulator,
+    write_config,
+)
 
 ORG = "utility"
 METERS = ["fw-meter-1", "fw-meter-2", "fw-meter-3"]

@@ -21,14 +21,26 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from broker.errors import Forbidden
-from broker.firmware_signing import SignatureError, load_trusted_keys
 from broker.schemas.firmware import MAX_IMAGE_BYTES, SignedManifest
-from cloud.api.deps import Admin, Caller, CampaignsDep, FirmwareCatalogueDep, SettingsDep
-from cloud.firmware.campaign_logic import TargetState
-from cloud.firmware.errors import CampaignNotFound
-from cloud.firmware.schemas import CampaignCreate, CampaignPublic, CampaignStatus, FirmwarePublic, TargetPublic
-from cloud.firmware.store import FirmwareExists, FirmwareStore, ImageRejected
+from cloud.api.deps import (
+    Admin,
+    Caller,
+    CampaignsDep,
+    FirmwareCatalogueDep,
+    SettingsDep,
+)
+from cloud.firmware.schemas import (
+    CampaignCreate,
+    CampaignPublic,
+    CampaignStatus,
+    FirmwarePublic,
+    TargetPublic,
+)
 from cloud.registry import OrganisationPublic, PlatformRole
+from firmware_ota.campaign_logic import TargetState
+from firmware_ota.errors import CampaignNotFound
+from firmware_ota.signing import SignatureError, load_trusted_keys
+from firmware_ota.store import FirmwareExists, FirmwareStore, ImageRejected
 
 log = logging.getLogger(__name__)
 

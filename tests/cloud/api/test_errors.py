@@ -15,16 +15,23 @@ from fastapi import APIRouter, FastAPI
 
 import cloud
 import gridwire
-from broker.errors import Conflict, Forbidden, GridwireError, Invalid, NotFound, Unavailable
-from broker.firmware_signing import SignatureError
+from broker.errors import (
+    Conflict,
+    Forbidden,
+    GridwireError,
+    Invalid,
+    NotFound,
+    Unavailable,
+)
 from cloud.api import create_app
 from cloud.api.errors import STATUS
 from cloud.firmware.campaigns import TargetsRefused
-from cloud.firmware.errors import CampaignNotFound
-from cloud.firmware.store import FirmwareExists, ImageRejected
 from cloud.registry import DeviceNotFound, NotAuthorised
 from cloud.settings import ApiSettings
 from cloud.store import StoreRejected, StoreUnavailable
+from firmware_ota.errors import CampaignNotFound
+from firmware_ota.signing import SignatureError
+from firmware_ota.store import FirmwareExists, ImageRejected
 
 KINDS = (NotFound, Conflict, Forbidden, Invalid, Unavailable)
 

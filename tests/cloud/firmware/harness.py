@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from broker.firmware_signing import generate_key, sign
 from broker.schemas.firmware import SignedManifest
 from broker.session import MqttSession
 from cloud.core.commands import CommandStore
@@ -34,12 +33,21 @@ from cloud.firmware.campaigns import CampaignService
 from cloud.firmware.catalogue import FirmwareCatalogue
 from cloud.firmware.schemas import CampaignCreate, CampaignStatus
 from cloud.migrations import migrate
-from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
+from cloud.registry import (
+    DeviceCreate,
+    DeviceType,
+    FunctionGroup,
+    GridPosition,
+    OrganisationCreate,
+    Protocol,
+    Registry,
+)
 from edge.commands import CommandExecutor
 from edge.commands.errors import CommandFailed
+from firmware_ota.signing import generate_key, sign
 from gridwire.procs import ManagedProcess
 from tests.cloud.core.harness import FAST_RETRY, session_for
-from tests.cloud.firmware.conftest import make_manifest
+from tests.firmware_ota.conftest import make_manifest
 from tests.fixtures.mosquitto import MosquittoServer
 
 ORG = "utility"

@@ -13,16 +13,28 @@ from typing import Any
 import httpx
 from typer.testing import CliRunner
 
-from broker.firmware_signing import generate_key, sign
 from cloud.platform import process_runner
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from cloud.settings import FirmwareOptions
 from edge.commands import CommandExecutor
+from firmware_ota.signing import generate_key, sign
 from gridwire.cli import app as cli_app
 from tests.cloud.core.harness import session_for
-from tests.cloud.firmware.conftest import make_manifest
-from tests.cloud.firmware.harness import CONC, MODEL, ORG, ScriptedMeters, meter_ids, seed
-from tests.cloud.platform.test_platform import SECRET, bearer, platform_settings, serve_with_lifespan
+from tests.cloud.firmware.harness import (
+    CONC,
+    MODEL,
+    ORG,
+    ScriptedMeters,
+    meter_ids,
+    seed,
+)
+from tests.cloud.platform.test_platform import (
+    SECRET,
+    bearer,
+    platform_settings,
+    serve_with_lifespan,
+)
+from tests.firmware_ota.conftest import make_manifest
 from tests.fixtures.mosquitto import CLOUD, MosquittoServer
 
 OPS = "ops"

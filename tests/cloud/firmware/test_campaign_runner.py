@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from cloud.core.models import CommandRow
-from cloud.firmware.campaign_logic import CampaignState, TargetState
 from cloud.firmware.campaign_store import InvalidTransition
+from firmware_ota.campaign_logic import CampaignState, TargetState
 from tests.cloud.firmware.harness import VERSION, campaign_rig, meter_ids
 from tests.fixtures.mosquitto import MosquittoServer
 

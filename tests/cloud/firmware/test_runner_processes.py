@@ -10,9 +10,15 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from cloud.firmware.campaign_logic import CampaignState, TargetState
 from cloud.firmware.models import CampaignTargetRow
-from tests.cloud.firmware.harness import VERSION, campaign_rig, meter_ids, runner_process, wait_status
+from firmware_ota.campaign_logic import CampaignState, TargetState
+from tests.cloud.firmware.harness import (
+    VERSION,
+    campaign_rig,
+    meter_ids,
+    runner_process,
+    wait_status,
+)
 from tests.fixtures.mosquitto import MosquittoServer
 
 S, T = CampaignState, TargetState

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from broker.firmware_signing import SignatureError, generate_key, key_id_of, sign
 from broker.schemas.firmware import SignedManifest
-from cloud.firmware.errors import FirmwareNotFound
-from cloud.firmware.store import FirmwareExists, FirmwareStore, ImageRejected
-from tests.cloud.firmware.conftest import make_manifest
+from firmware_ota.errors import FirmwareNotFound
+from firmware_ota.signing import SignatureError, generate_key, key_id_of, sign
+from firmware_ota.store import FirmwareExists, FirmwareStore, ImageRejected
+from tests.firmware_ota.conftest import make_manifest
 
 
 def test_add_get_read_list(tmp_path: Path, image: bytes, signed: SignedManifest, trusted) -> None:

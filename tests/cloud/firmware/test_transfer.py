@@ -13,14 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.firmware_signing import generate_key, key_id_of, sign
 from broker.schemas.firmware import SignedManifest
 from broker.session import Message, MqttSession, NegativeAckError, publish_properties
-from cloud.firmware.chunk_server import ChunkServer, serve_request
-from cloud.firmware.store import FirmwareStore
-from edge.ota.downloader import Downloader, DownloadFailed, SignatureInvalid
+from firmware_ota.chunk_server import ChunkServer, serve_request
+from firmware_ota.downloader import Downloader, DownloadFailed, SignatureInvalid
+from firmware_ota.signing import generate_key, key_id_of, sign
+from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
-from tests.cloud.firmware.conftest import make_manifest
+from tests.firmware_ota.conftest import make_manifest
 from tests.fixtures.tasks import no_leaked_tasks  # noqa: F401
 
 BIG = bytes((i * 7 + 3) % 251 for i in range(200_000))

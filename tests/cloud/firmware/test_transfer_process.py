@@ -8,8 +8,8 @@ from pathlib import Path
 
 from broker.schemas.firmware import SignedManifest
 from broker.session import MqttSession
-from cloud.firmware.store import FirmwareStore
-from edge.ota.downloader import Downloader
+from firmware_ota.downloader import Downloader
+from firmware_ota.store import FirmwareStore
 from gridwire.procs import ManagedProcess
 from gridwire.services import LocalMosquitto
 

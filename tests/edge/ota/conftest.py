@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from broker import topics
-from broker.firmware_signing import generate_key, key_id_of, sign
 from broker.schemas.command import CommandResponse, GenericCommand
 from broker.schemas.firmware import FirmwareManifest, SignedManifest
 from broker.session import Message, MqttSession, publish_properties
-from cloud.firmware.chunk_server import ChunkServer
-from cloud.firmware.store import FirmwareStore
 from edge.dlms import DlmsMeterSimulator, MeterModel, SecurityMode, ServerSecurity
 from edge.dlms.sim_firmware import SimFirmware, build_sim_image
+from firmware_ota.chunk_server import ChunkServer
+from firmware_ota.signing import generate_key, key_id_of, sign
+from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
 from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 

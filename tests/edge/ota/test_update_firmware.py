@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from broker.firmware_signing import generate_key, sign
 from broker.schemas.command import CommandStatus
 from broker.schemas.firmware import SignedManifest
-from cloud.firmware.store import FirmwareStore
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from edge.dlms import DlmsMeterSimulator, SecurityMode
 from edge.dlms.sim_firmware import ImageTransferStatus, SimFirmware
+from firmware_ota.signing import generate_key, sign
+from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
 from tests.edge.ota.conftest import (
     IMAGE,

@@ -29,9 +29,16 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid, Unavailable
-from broker.firmware_signing import SignatureError, verify
-from broker.schemas.firmware import CHUNK, MAX_CHUNK, REQUEST, ChunkRequest, FirmwareManifest, SignedManifest
+from broker.schemas.firmware import (
+    CHUNK,
+    MAX_CHUNK,
+    REQUEST,
+    ChunkRequest,
+    FirmwareManifest,
+    SignedManifest,
+)
 from broker.session import Message, MqttError, MqttSession, publish_properties
+from firmware_ota.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
 

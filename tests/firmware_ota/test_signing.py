@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from broker.firmware_signing import SignatureError, generate_key, key_id_of, sign, verify
 from broker.schemas.firmware import FirmwareManifest, SignedManifest
-from tests.cloud.firmware.conftest import make_manifest
+from firmware_ota.signing import SignatureError, generate_key, key_id_of, sign, verify
+from tests.firmware_ota.conftest import make_manifest
 
 _ID_CHARS = string.ascii_letters + string.digits + "._-"
 
@@ -105,7 +105,7 @@ def test_manifest_needs_aware_time(image: bytes) -> None:
 def test_cli_keygen_and_sign_write_a_manifest_the_public_key_verifies(tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from broker.firmware_signing import load_trusted_keys
+    from firmware_ota.signing import load_trusted_keys
     from gridwire.cli import app
 
     runner = CliRunner()

@@ -19,9 +19,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from broker.errors import Conflict, Invalid
-from broker.firmware_signing import verify
 from broker.schemas.firmware import FIRMWARE_ID_PATTERN, SignedManifest
-from cloud.firmware.errors import FirmwareNotFound
+from firmware_ota.errors import FirmwareNotFound
+from firmware_ota.signing import verify
 
 log = logging.getLogger(__name__)
 

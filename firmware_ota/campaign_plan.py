@@ -11,8 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
-from cloud.registry.schemas import GridPosition
+
+class GridPosition(Protocol):
+    """Where a device hangs in the grid (the registry's ``GridPosition`` has this shape)."""
+
+    @property
+    def substation(self) -> str | None: ...
+    @property
+    def transformer(self) -> str | None: ...
+    @property
+    def feeder(self) -> str | None: ...
+
 
 # Not a valid registry identification (parentheses), so it never collides with a real group.
 UNASSIGNED = "(unassigned)"

@@ -2,7 +2,7 @@
 requests from the image store.
 
 The protocol's messages are in ``broker/schemas/firmware.py``; the concentrator's end (the
-Downloader and its cache) is ``edge/ota/downloader.py``.
+Downloader and its cache) is ``firmware_ota/downloader.py``.
 
 The server answers on the subtree of the concentrator that asked (its topic level), which is
 the only subtree that concentrator may read (broker ACL). Every ChunkServer process joins the
@@ -21,8 +21,8 @@ from broker import topics
 from broker.errors import Invalid
 from broker.schemas.firmware import CHUNK, REQUEST, ChunkError, ChunkRequest
 from broker.session import Message, MqttSession, publish_properties
-from cloud.firmware.errors import FirmwareNotFound
-from cloud.firmware.store import FirmwareStore
+from firmware_ota.errors import FirmwareNotFound
+from firmware_ota.store import FirmwareStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.firmware.campaign_logic import (
+from cloud.registry import GridPosition
+from firmware_ota.campaign_logic import (
     CampaignState,
     Candidate,
     Policy,
@@ -15,8 +16,13 @@ from cloud.firmware.campaign_logic import (
     decide,
     judge,
 )
-from cloud.firmware.campaign_plan import UNASSIGNED, Grouping, PlanTarget, group_of, plan_waves
-from cloud.registry import GridPosition
+from firmware_ota.campaign_plan import (
+    UNASSIGNED,
+    Grouping,
+    PlanTarget,
+    group_of,
+    plan_waves,
+)
 
 S = CampaignState
 targets_strategy = st.lists(
