@@ -14,6 +14,7 @@ import pytest
 from fastapi import APIRouter, FastAPI
 
 import cloud
+import firmware_ota
 import gridwire
 from broker.errors import (
     Conflict,
@@ -104,7 +105,7 @@ def _defined_errors(package: object) -> list[type[BaseException]]:
     return found
 
 
-@pytest.mark.parametrize("package", [cloud, gridwire], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("package", [cloud, firmware_ota, gridwire], ids=lambda p: p.__name__)
 def test_every_error_a_package_defines_is_one_of_the_kinds(package: object) -> None:
     defined = _defined_errors(package)
     assert defined
