@@ -52,6 +52,10 @@ class ManagedProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 20.0) -> None:
+        if self.running:
+            # A second start would lose track of the first process, which would keep its port.
+            assert self.proc is not None
+            raise RuntimeError(f"{self.argv[0]} is running already (pid {self.proc.pid})")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ one point keyed by (meter, readingTime), so a redelivered reading overwrites its
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -149,9 +150,11 @@ class InfluxStore:
     async def stream_readings(self, query: ReadingQuery, *, limit: int | None = None,
                               chunk_size: int = 5000) -> AsyncIterator[MeterReading]:
         """Readings matching ``query`` in time order, fetched in chunks (for bulk downloads)."""
-        async for columns, values in self.stream_rows(query, limit=limit, chunk_size=chunk_size):
-            for reading in iter_readings(columns, values):
-                yield reading
+        # Closed here, not left to the garbage collector, if our caller stops early.
+        async with contextlib.aclosing(self.stream_rows(query, limit=limit, chunk_size=chunk_size)) as rows:
+            async for columns, values in rows:
+                for reading in iter_readings(columns, values):
+                    yield reading
 
     async def query_rows(self, query: ReadingQuery, *, limit: int | None = None,
                          offset: int = 0) -> list[RowSeries]:
@@ -181,15 +184,18 @@ class InfluxStore:
                 # One JSON document per line; a JSON text holds no raw newline, so splitting
                 # the bytes on b"\n" is exact and skips decoding to str first.
                 pending: list[bytes] = []
-                async for block in response.aiter_bytes():
-                    pending.append(block)
-                    if b"\n" not in block:
-                        continue  # a chunk spans several blocks: join them once it is whole
-                    *lines, rest = b"".join(pending).split(b"\n")
-                    pending = [rest]
-                    for line in lines:
-                        for one in _rows_of(line, statement):
-                            yield one
+                # Closed when a chunk is refused or our caller stops early, so the connection
+                # goes back at once rather than when the garbage collector finds the generator.
+                async with contextlib.aclosing(response.aiter_bytes()) as blocks:
+                    async for block in blocks:
+                        pending.append(block)
+                        if b"\n" not in block:
+                            continue  # a chunk spans several blocks: join them once it is whole
+                        *lines, rest = b"".join(pending).split(b"\n")
+                        pending = [rest]
+                        for line in lines:
+                            for one in _rows_of(line, statement):
+                                yield one
                 for one in _rows_of(b"".join(pending), statement):
                     yield one
         except httpx.TransportError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -61,11 +62,13 @@ async def _render(store: InfluxStore, query: ReadingQuery, *, limit: int | None,
     if fmt == "csv":
         yield csv_header()
     try:
-        async for columns, values in store.stream_rows(query, limit=limit, chunk_size=chunk):
-            for start in range(0, len(values), _PIECE_ROWS):
-                piece = render(columns, values[start:start + _PIECE_ROWS])
-                if piece:
-                    yield piece
+        # Closed with this body (a client that went away), not left to the garbage collector.
+        async with contextlib.aclosing(store.stream_rows(query, limit=limit, chunk_size=chunk)) as rows:
+            async for columns, values in rows:
+                for start in range(0, len(values), _PIECE_ROWS):
+                    piece = render(columns, values[start:start + _PIECE_ROWS])
+                    if piece:
+                        yield piece
     except StoreError:
         # Headers are gone already; a cut-short body is all that can say it failed.
         log.exception("bulk download cut short by the store")

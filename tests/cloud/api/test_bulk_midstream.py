@@ -32,13 +32,21 @@ class CuttableRelay:
         self.cuts = 0
         self._counting = False
         self.server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+        self._writers.add(client_w)
         server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers.add(server_w)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, answers: bool) -> None:
             while block := await src.read(4096):
@@ -53,50 +61,59 @@ class CuttableRelay:
                 await dst.drain()
             for writer in (client_w, server_w):
                 writer.close()
+                self._writers.discard(writer)
 
         await asyncio.gather(pump(client_r, server_w, False), pump(server_r, client_w, True),
                              return_exceptions=True)
 
     async def aclose(self) -> None:
+        """Stop listening and end the connections still relayed (a pooled client keeps one open)."""
         assert self.server is not None
         self.server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        await self.server.wait_closed()
 
 
 async def test_bulk_download_cut_mid_stream_then_whole_after_restart(influxd: InfluxServer, influx_db: str,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     relay = CuttableRelay(target_port=int(influxd.url.rsplit(":", 1)[1]))
     port = await relay.start()
-    settings = make_settings(influx_url=f"http://127.0.0.1:{port}", influx_database=influx_db)
-    token = issue_token(secret=SECRET, org="ops", scopes=["admin"])
-    headers = {"Authorization": f"Bearer {token}"}
-    async with InfluxStore(url=f"http://127.0.0.1:{port}", database=influx_db, timeout=5.0) as store:
-        await store.write_readings(series([f"K{m}" for m in range(10)], 60))
-        app = create_app(settings=settings, store=store, clock=Clock())
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test",
-                                     headers=headers) as api:
-            day = {"readingTimeStart": T0.isoformat(), "readingTimeEnd": (T0 + timedelta(days=1)).isoformat()}
-            link = (await api.post("/v1/meterReadings", json={**day, "responseFormat": "bulk"})).json()
-            url = link["bulkDownload"]["url"]
-            assert link["bulkDownload"]["totalRows"] == 600
+    try:
+        settings = make_settings(influx_url=f"http://127.0.0.1:{port}", influx_database=influx_db)
+        token = issue_token(secret=SECRET, org="ops", scopes=["admin"])
+        headers = {"Authorization": f"Bearer {token}"}
+        async with InfluxStore(url=f"http://127.0.0.1:{port}", database=influx_db, timeout=5.0) as store:
+            await store.write_readings(series([f"K{m}" for m in range(10)], 60))
+            app = create_app(settings=settings, store=store, clock=Clock())
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test",
+                                         headers=headers) as api:
+                day = {"readingTimeStart": T0.isoformat(), "readingTimeEnd": (T0 + timedelta(days=1)).isoformat()}
+                link = (await api.post("/v1/meterReadings", json={**day, "responseFormat": "bulk"})).json()
+                url = link["bulkDownload"]["url"]
+                assert link["bulkDownload"]["totalRows"] == 600
 
-            relay.cut_after = 4_000  # of the streamed answer (gzipped: over 12 kB, the reading ids alone)
-            try:
-                # Headers are sent by then: the body is broken off (here Starlette's error, in a
-                # real server a chunked body without its end), never passed off as complete.
-                with caplog.at_level(logging.ERROR, logger="cloud.api.routes.bulk"), \
-                        pytest.raises(RuntimeError, match="response already started"):
-                    await api.get(url)
-                assert relay.cuts == 1
-                assert any(r.exc_info and isinstance(r.exc_info[1], StoreUnavailable) and
-                           "mid-stream" in str(r.exc_info[1]) for r in caplog.records)
-                influxd.kill()  # and the server itself goes down, as in a crash
-            finally:
-                influxd.start()
+                relay.cut_after = 4_000  # of the streamed answer (gzipped: over 12 kB, the reading ids alone)
+                try:
+                    # Headers are sent by then: the body is broken off (here Starlette's error, in a
+                    # real server a chunked body without its end), never passed off as complete.
+                    with caplog.at_level(logging.ERROR, logger="cloud.api.routes.bulk"), \
+                            pytest.raises(RuntimeError, match="response already started"):
+                        await api.get(url)
+                    assert relay.cuts == 1
+                    assert any(r.exc_info and isinstance(r.exc_info[1], StoreUnavailable) and
+                               "mid-stream" in str(r.exc_info[1]) for r in caplog.records)
+                    influxd.kill()  # and the server itself goes down, as in a crash
+                finally:
+                    if not influxd.running:
+                        influxd.start()
 
-            r = await api.get(url)
-            assert r.status_code == 200 and r.headers["X-Total-Rows"] == "600"
-            ids = [json.loads(line)["meterReadingIdentifier"] for line in r.text.splitlines()]
-            assert len(ids) == len(set(ids)) == 600
-            reference = [x async for x in store.stream_readings(ReadingQuery(start=T0, end=T0 + timedelta(days=1)))]
-            assert r.text == ndjson_lines(reference)
-    await relay.aclose()
+                r = await api.get(url)
+                assert r.status_code == 200 and r.headers["X-Total-Rows"] == "600"
+                ids = [json.loads(line)["meterReadingIdentifier"] for line in r.text.splitlines()]
+                assert len(ids) == len(set(ids)) == 600
+                reference = [x async for x in store.stream_readings(ReadingQuery(start=T0, end=T0 + timedelta(days=1)))]
+                assert r.text == ndjson_lines(reference)
+    finally:
+        await relay.aclose()

@@ -21,7 +21,6 @@ from firmware_ota.signing import generate_key, key_id_of, sign
 from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
 from tests.firmware_ota.conftest import make_manifest
-from tests.fixtures.tasks import no_leaked_tasks  # noqa: F401
 
 BIG = bytes((i * 7 + 3) % 251 for i in range(200_000))
 

@@ -1,8 +1,6 @@
-"""Fixtures for the Modbus tests: simulators on free ports and a check that no task leaks."""
+"""Fixtures for the Modbus tests: simulators on free ports."""
 
 from __future__ import annotations
-
-from tests.fixtures.tasks import no_leaked_tasks  # noqa: F401 - autouse fixture
 
 import asyncio
 from collections.abc import AsyncIterator

@@ -1,0 +1,102 @@
+"""The leak guard (tests/fixtures/leaks.py) on a small suite run in its own pytest process: it
+fails exactly the tests that leave a task, a thread or a child process running, and the
+fixtures of broader scope that finish with theirs, and none that clean up or whose server a
+session fixture holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFTEST = '''
+pytest_plugins = ["tests.fixtures.leaks"]
+'''
+
+SUITE = '''
+import asyncio, subprocess, sys, threading
+from pathlib import Path
+
+import pytest
+
+from gridwire.procs import ManagedProcess
+
+release = threading.Event()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    proc = ManagedProcess(argv=[sys.executable, "-c", "import time; time.sleep(600)"],
+                          log=tmp_path_factory.mktemp("server") / "log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def careless(tmp_path_factory):
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield proc  # never stopped: the guard names this fixture
+
+
+async def test_task_leaked():
+    asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="forgotten")
+
+
+async def test_task_cancelled_and_awaited():
+    task = asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="tidy")
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_thread_leaked():
+    threading.Thread(target=release.wait, name="forgotten-thread").start()
+
+
+def test_thread_joined():
+    done = threading.Event()
+    thread = threading.Thread(target=done.wait, name="joined")
+    thread.start()
+    done.set()
+    thread.join()
+
+
+def test_process_leaked():
+    subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+
+
+def test_a_session_server_restarted_is_the_fixtures(server):
+    server.stop()
+    server.start()
+
+
+def test_the_server_still_runs(server, careless):
+    assert server.running and careless.poll() is None
+
+
+def test_zz_last(server):
+    release.set()
+'''
+
+
+def test_the_guard_fails_exactly_the_leaks(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("GRIDWIRE_TEST_EXITING_SECONDS", "0.5")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "asyncio")
+    errors = {line.split("::")[1].split()[0] for line in result.outlines if line.startswith("ERROR ")}
+    output = result.stdout.str()
+    # The module's fixtures finish after its last test, so that is where the careless one shows.
+    assert errors == {"test_task_leaked", "test_thread_leaked", "test_process_leaked", "test_zz_last"}, output
+    assert "tasks left running when the function-scoped event loop closed: forgotten (Event.wait)" in output
+    assert "threads left running: forgotten-thread" in output
+    assert "fixture 'careless' finished with child processes left running" in output
+    reports = [line for line in result.outlines if "left running" in line and not line.startswith("ERROR ")]
+    assert len(reports) == 4, reports  # nothing of the server the session fixture restarted
+    result.assert_outcomes(passed=8, errors=4)
