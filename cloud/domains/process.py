@@ -21,18 +21,24 @@ from cloud.settings import CloudSettings, Section
 log = logging.getLogger(__name__)
 
 
+# The wait before a webhook's second attempt; later waits double up to backoff_max_seconds.
+WEBHOOK_FIRST_WAIT = 1.0
+
+
 class WebhookOptions(Section):
     """Webhook delivery (``GRIDWIRE_WEBHOOK_*``): a notification is tried ``max_attempts`` times over
     about an hour (backoff doubling from 1 s to ``backoff_max_seconds``); delivered ones are
     deleted from the outbox after ``retention_hours``."""
 
     max_attempts: int = Field(default=15, ge=1)
-    backoff_max_seconds: float = Field(default=600.0, gt=0)
+    # At least the first wait: a Backoff refuses a ceiling below its start, and the process
+    # would stop at start-up instead of naming the setting.
+    backoff_max_seconds: float = Field(default=600.0, ge=WEBHOOK_FIRST_WAIT)
     retention_hours: float = Field(default=24.0, gt=0)
 
     def policy(self) -> DeliveryPolicy:
         return DeliveryPolicy(max_attempts=self.max_attempts,
-                              backoff=Backoff(initial=1.0, maximum=self.backoff_max_seconds),
+                              backoff=Backoff(initial=WEBHOOK_FIRST_WAIT, maximum=self.backoff_max_seconds),
                               retention=timedelta(hours=self.retention_hours))
 
 

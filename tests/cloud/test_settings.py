@@ -75,3 +75,12 @@ def test_api_settings_keep_their_flat_names(monkeypatch: pytest.MonkeyPatch) -> 
     settings = ApiSettings()
     assert (settings.pki_dir, settings.provision_broker_port, settings.broker_reserved_names) == (
         Path("/pki/ca"), 18883, "fleet")
+
+
+def test_a_webhook_backoff_ceiling_below_its_first_wait_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDWIRE_WEBHOOK_BACKOFF_MAX_SECONDS", "0.5")
+    with pytest.raises(ValidationError, match=r"webhook\.backoff_max_seconds\n.*greater than or equal to 1"):
+        PlatformSettings()
+    monkeypatch.setenv("GRIDWIRE_WEBHOOK_BACKOFF_MAX_SECONDS", "1")
+    policy = PlatformSettings().webhook.policy()  # the smallest allowed ceiling makes a valid policy
+    assert policy.backoff.maximum == policy.backoff.initial == 1.0
