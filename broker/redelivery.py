@@ -9,10 +9,27 @@ the tables are bounded anyway.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
+from broker.errors import Unavailable
 from broker.mqtt_types import Message
 
 _KEPT = 10_000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if a handler failed for want of a collaborator (a database, InfluxDB, a socket), not
+    because of its message: later may work, so the message waits however long that takes and the
+    failure does not count towards giving up on it."""
+    return isinstance(exc, Unavailable | OSError)  # TimeoutError and ConnectionError are OSErrors
+
+
+@dataclass(slots=True)
+class Failures:
+    """A message's failed deliveries so far."""
+
+    total: int = 0
+    counted: int = 0  # the ones not transient: only these count towards giving up
 
 
 def _identity(message: Message) -> tuple[str, int]:
@@ -24,7 +41,7 @@ class Redeliveries:
 
     def __init__(self, *, kept: int = _KEPT) -> None:
         self._kept = kept
-        self._failures: dict[tuple[str, int], int] = {}
+        self._failures: dict[tuple[str, int], Failures] = {}
         self._settled: dict[tuple[str, int], None] = {}
 
     @property
@@ -32,12 +49,14 @@ class Redeliveries:
         """True once any message failed: only then is a message's identity worth computing."""
         return bool(self._failures or self._settled)
 
-    def failed(self, message: Message) -> int:
-        """Count one more failed delivery of ``message``; return how many it has had."""
+    def failed(self, message: Message, *, transient: bool = False) -> Failures:
+        """Count one more failed delivery of ``message``; return its failures so far."""
         key = _identity(message)
-        count = self._failures.pop(key, 0) + 1
-        self._put(self._failures, key, count)
-        return count
+        failures = self._failures.pop(key, None) or Failures()
+        failures.total += 1
+        failures.counted += not transient
+        self._put(self._failures, key, failures)
+        return failures
 
     def succeeded(self, message: Message) -> None:
         self._failures.pop(_identity(message), None)

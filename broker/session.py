@@ -15,6 +15,9 @@ What it guarantees, and why each matters for "nothing lost":
   the owner's ``dead_letter`` sink and is then acknowledged, so one poisonous message cannot
   keep the session reconnecting for ever. The backoff before each redelivery grows with the
   message's failures. A session without a sink keeps redelivering (nothing is dropped unseen).
+  A failure the owner's ``transient`` says is a collaborator's (by default ``Unavailable`` or
+  an ``OSError``: the database or InfluxDB down) does not count: such a message waits for the
+  collaborator however long it takes, and is never dead-lettered for it.
 - Reconnect with capped, randomised exponential backoff; subscriptions restored when the
   broker did not keep the session.
 - Connecting never blocks the event loop: the TCP connect and TLS handshake run in a worker
@@ -56,7 +59,7 @@ from broker.mqtt_types import (
     publish_properties,
 )
 from broker.paho_client import OffLoopClient
-from broker.redelivery import Redeliveries
+from broker.redelivery import Redeliveries, is_transient
 from broker.topics import validate_filter, validate_publish_topic
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,8 @@ class MqttSession:
                  max_inflight: int = 100, will: Will | Callable[[], Will] | None = None,
                  tls: TlsSettings | None = None,
                  backoff: Backoff = Backoff(), connect_timeout: float = 10.0, payload_views: bool = False,
-                 max_deliveries: int = 5, dead_letter: DeadLetterSink | None = None) -> None:
+                 max_deliveries: int = 5, dead_letter: DeadLetterSink | None = None,
+                 transient: Callable[[Exception], bool] = is_transient) -> None:
         if max_deliveries < 1:
             raise Invalid("max_deliveries must be >= 1")
         self.client_id = client_id
@@ -88,6 +92,7 @@ class MqttSession:
         self._connect_timeout = connect_timeout
         self._max_deliveries = max_deliveries
         self._dead_letter = dead_letter
+        self._transient = transient
         self._client = OffLoopClient(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
                                      protocol=paho.MQTTv5, manual_ack=True)
         if username is not None:
@@ -328,9 +333,10 @@ class MqttSession:
         self._ack(raw)
 
     async def _handler_failed(self, raw: paho.MQTTMessage, message: Message, exc: Exception) -> None:
-        failures = self._redeliveries.failed(message)
-        if self._dead_letter is not None and failures >= self._max_deliveries:
-            reason = f"handler failed on {failures} deliveries; last: {type(exc).__name__}: {exc}"
+        waits = self._transient(exc)
+        failures = self._redeliveries.failed(message, transient=waits)
+        if self._dead_letter is not None and not waits and failures.counted >= self._max_deliveries:
+            reason = f"handler failed on {failures.counted} deliveries; last: {type(exc).__name__}: {exc}"
             log.error("%s: dead-lettering %s: %s (payload %r)", self.client_id, message.topic, reason,
                       bytes(message.payload[:_LOGGED_PAYLOAD]))
             try:
@@ -345,11 +351,15 @@ class MqttSession:
                 self._redeliveries.settled(message, acknowledged=self._ack(raw))
                 return
         # Not acknowledged: reconnect so the broker delivers it again, later each time.
+        if waits:
+            counting = ", not counted: it waits for a collaborator"
+        elif self._dead_letter is not None:
+            counting = f", {failures.counted} of {self._max_deliveries} counted"
+        else:
+            counting = ", no dead-letter sink"
         log.error("%s: handler failed for %s (delivery %d%s); message left unacknowledged", self.client_id,
-                  message.topic, failures,
-                  f" of {self._max_deliveries}" if self._dead_letter is not None else ", no dead-letter sink",
-                  exc_info=exc)
-        self._force_reconnect(attempt=failures - 1)
+                  message.topic, failures.total, counting, exc_info=exc)
+        self._force_reconnect(attempt=failures.total - 1)
 
     def _ack(self, raw: paho.MQTTMessage) -> bool:
         """Acknowledge a received message; False if the connection it came on is gone."""

@@ -13,11 +13,16 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.session import MqttSession
+from broker.redelivery import is_transient
+from broker.schemas import DeadLetter
+from broker.session import DeadLetterSink, Message, MqttSession
+from cloud.deadletters import DeadLetterStore
 from cloud.registry import Registry
 from cloud.registry.db import create_engine
 from cloud.settings import CloudSettings, DatabaseSettings, InfluxSettings, MqttSettings
@@ -39,18 +44,51 @@ def default_client_id(role: str) -> str:
     return f"gridwire-{role}-{socket.gethostname()}-{os.getpid()}"
 
 
-def mqtt_session(role: str, settings: MqttSettings, **options: Any) -> MqttSession:  # noqa: ANN401
+def transient(exc: Exception) -> bool:
+    """Whether a handler failed for want of a collaborator, so its message waits (redelivered
+    however long that takes) and is never dead-lettered for it: the session's rule
+    (``Unavailable``, an ``OSError``) plus the database down, restarting or out of connections."""
+    if is_transient(exc):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        # OperationalError: cannot connect, server shutting down, SQLite locked; InterfaceError:
+        # the connection went away; otherwise the connection was found broken mid-statement.
+        return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) or exc.connection_invalidated
+    return isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError)  # pool checkout timed out
+
+
+def dead_letter_sink(role: str, store: DeadLetterStore) -> DeadLetterSink:
+    """Where a ``role`` process's session puts a message its handler kept failing on: a record
+    with the reason in ``store`` (the table is made on first use, so starting needs no database)."""
+    schema_made = False
+
+    async def dead_letter(message: Message, reason: str) -> None:
+        nonlocal schema_made
+        if not schema_made:
+            await store.create_schema()
+            schema_made = True
+        await store.add(DeadLetter.of(topic=message.topic, payload=bytes(message.payload), reason=reason,
+                                      received_at=datetime.now(UTC), consumer=role))
+
+    return dead_letter
+
+
+def mqtt_session(role: str, settings: MqttSettings, *, dead_letters: DeadLetterStore | None = None,
+                 **options: Any) -> MqttSession:  # noqa: ANN401
     """The MQTT session of a ``role`` process (``ingest``, ``core``, ...): login, TLS and the
-    in-flight limit from ``settings``; ``options`` are the process's own (``session_expiry``,
-    ``payload_views``, a larger ``receive_maximum``)."""
+    in-flight limit from ``settings``; a message its handlers keep failing on (not for want of
+    a collaborator: see :func:`transient`) goes to ``dead_letters`` (None: it is redelivered
+    for ever); ``options`` are the process's own (``session_expiry``, ``payload_views``, a
+    larger ``receive_maximum``)."""
     client_id = settings.client_id or default_client_id(role)
     chosen: dict[str, Any] = {"receive_maximum": settings.inflight, "max_inflight": settings.inflight, **options}
     tls = settings.tls()
     log.info("%s: MQTT client %s to %s:%d as %s (%s), %d in flight, receive maximum %d", role, client_id,
              settings.host, settings.port, settings.username, "TLS" if tls else "plain", chosen["max_inflight"],
              chosen["receive_maximum"])
+    sink = dead_letter_sink(role, dead_letters) if dead_letters is not None else None
     return MqttSession(client_id=client_id, host=settings.host, port=settings.port, username=settings.username,
-                       password=settings.secret(), tls=tls, **chosen)
+                       password=settings.secret(), tls=tls, dead_letter=sink, transient=transient, **chosen)
 
 
 def database_engine(role: str, settings: DatabaseSettings) -> AsyncEngine:
@@ -102,11 +140,13 @@ async def connected_session(role: str, settings: MqttSettings, **options: Any) -
 @asynccontextmanager
 async def connected(role: str, settings: CloudSettings, **options: Any) -> AsyncIterator[  # noqa: ANN401
         tuple[MqttSession, Registry]]:
-    """The process's registry and its connected MQTT session, both closed on exit."""
+    """The process's registry and its connected MQTT session, both closed on exit; the
+    session dead-letters into the registry's database."""
     async with open_registry(role, settings.database) as registry, \
-            connected_session(role, settings.mqtt, **options) as session:
+            connected_session(role, settings.mqtt, dead_letters=DeadLetterStore(engine=registry.engine),
+                              **options) as session:
         yield session, registry
 
 
-__all__ = ["Run", "connected", "connected_session", "database_engine", "default_client_id", "influx_store", "mqtt_session", "open_engine",
-           "open_registry"]
+__all__ = ["Run", "connected", "connected_session", "database_engine", "dead_letter_sink", "default_client_id",
+           "influx_store", "mqtt_session", "open_engine", "open_registry", "transient"]

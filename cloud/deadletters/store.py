@@ -39,8 +39,15 @@ class DeadLetterStore:
         return cls(engine=create_async_engine(url))
 
     async def create_schema(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Create the table if it is missing; safe while other processes do the same."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except sa.exc.DBAPIError:
+            # Processes start together: another may create it between our check and our CREATE.
+            async with self._engine.connect() as conn:
+                if not await conn.run_sync(lambda sync: sa.inspect(sync).has_table(dead_letters.name)):
+                    raise
 
     async def aclose(self) -> None:
         await self._engine.dispose()

@@ -51,8 +51,9 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, ready: as
     options = settings.ingest
     store = influx_store(settings.influx, batch_size=options.batch_readings)
     dead_letters = DeadLetterStore(engine=database_engine("ingest", settings.database))
-    session = mqtt_session("ingest", settings.mqtt, receive_maximum=options.receive_maximum,
-                           session_expiry=options.session_expiry, payload_views=True)
+    session = mqtt_session("ingest", settings.mqtt, dead_letters=dead_letters,
+                           receive_maximum=options.receive_maximum, session_expiry=options.session_expiry,
+                           payload_views=True)
     batcher = WriteBatcher(write=store.write_lines, max_readings=options.batch_readings,
                            max_delay=options.batch_delay, max_writes=options.writes_in_flight)
     checks = (catalogue_check(),) if options.catalogue_check else ()

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from broker.errors import Unavailable
 from broker.pki import CertificateAuthority
 from broker.session import Backoff, ConnectError, Message, MqttSession, NegativeAckError, TlsSettings, publish_properties
 from tests.fixtures.mosquitto import MosquittoServer
@@ -255,6 +256,35 @@ async def test_a_message_its_handler_always_fails_on_is_dead_lettered_and_acknow
             await pub.publish(topic, b"marker")
         await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
     assert again == [b"marker"]
+
+
+async def test_a_message_failing_for_want_of_a_collaborator_waits_and_is_never_dead_lettered(shared_mosquitto):
+    """Failures the session calls transient (Unavailable, OSError) do not count towards the cap:
+    the message comes again past max_deliveries and is handled once the collaborator is back.
+    A failure of its own after them counts from one."""
+    topic = f"concentrator/conc-1/smartMeterMessage/waits-{uuid.uuid4().hex[:6]}/meterReading"
+    # With a cap of 2, the one failure of its own (the fourth delivery) is its first counted.
+    outcomes = iter([Unavailable("database down"), ConnectionRefusedError("refused"), Unavailable("still down"),
+                     RuntimeError("its own fault"), None])
+    dead: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(msg: Message) -> None:
+        failure = next(outcomes)
+        if failure is not None:
+            raise failure
+        done.set()
+
+    async def dead_letter(msg: Message, reason: str) -> None:
+        dead.append(reason)
+
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=f"waits-{uuid.uuid4().hex[:6]}",
+                       max_deliveries=2, dead_letter=dead_letter, backoff=Backoff(initial=0.02, maximum=0.1)) as sub:
+        await sub.subscribe(topic, handler)
+        async with session(shared_mosquitto, "conc-1") as pub:
+            await pub.publish(topic, b"reading")
+        await asyncio.wait_for(done.wait(), 30)
+        assert sub.connections == 5 and sub.dead_lettered == 0 and dead == []
 
 
 async def test_every_task_the_session_runs_is_named_and_ended_by_close(shared_mosquitto):
