@@ -9,7 +9,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ import pytest
 from gridwire.demo import meter_id
 from gridwire.demo_firmware import DLMS_MODEL, RECIPE_VERSION
 from gridwire.procs import ManagedProcess, free_port
+from tests.fixtures.waiting import wait_until
 
 DLMS_METERS = 2
 
@@ -44,9 +44,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                              log=log, port=api_port)
     process.start(timeout=60)
     try:
-        deadline = time.monotonic() + 30
-        while "  data " not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: "  data " in log.read_text(), timeout=30, what="the demo's announcement")
         token = re.search(r"bearer\s+(\S+)", log.read_text()).group(1)
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10,
                           headers={"Authorization": f"Bearer {token}"}) as api:
@@ -65,13 +63,14 @@ def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
     now = datetime.now(UTC)
     query = {"readingTimeStart": (now - timedelta(days=2)).isoformat(),
              "readingTimeEnd": (now + timedelta(days=1)).isoformat(), "pageSize": 10}
-    deadline = time.monotonic() + 60
-    total = 0
-    while total < 100 and time.monotonic() < deadline:
-        answer = api.post("/v1/meterReadings", json=query)
-        total = answer.json().get("totalRows", 0) if answer.status_code == 200 else 0
-        time.sleep(0.5)
-    assert total >= 100, answer.text  # P1 live readings plus the DLMS meters' backfilled day
+    answers: list[httpx.Response] = []
+
+    def stored() -> int:
+        answers.append(api.post("/v1/meterReadings", json=query))
+        return answers[-1].json().get("totalRows", 0) if answers[-1].status_code == 200 else 0
+
+    # P1 live readings plus the DLMS meters' backfilled day
+    wait_until(lambda: stored() >= 100, timeout=60, interval=0.5, what="100 readings stored")
 
     accepted = api.post("/v1/publiclighting/devices/light-1/light", json={"on": True, "dimLevel": 70})
     assert accepted.status_code == 202, accepted.text
@@ -98,15 +97,16 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
     campaign = created.json()
     assert campaign["state"] == "RUNNING" and campaign["targetCount"] == DLMS_METERS, campaign
     status_argv = [a.replace("CAMPAIGN_ID", campaign["id"]) for a in steps[4]]
-    deadline = time.monotonic() + 90
-    status: dict = {}
-    while time.monotonic() < deadline:
+    statuses: list[dict] = []
+
+    def ended() -> bool:
         answer = _curl(status_argv)
         assert answer.status_code == 200, answer.text
-        status = answer.json()
-        if not status["campaign"]["active"]:
-            break
-        time.sleep(0.5)
+        statuses.append(answer.json())
+        return not statuses[-1]["campaign"]["active"]
+
+    wait_until(ended, timeout=90, interval=0.5, what="the campaign to end")
+    status = statuses[-1]
     assert status["campaign"]["state"] == "FINISHED", status
     assert status["counts"].get("SUCCEEDED") == DLMS_METERS and not status["failed"], status
 
@@ -146,12 +146,12 @@ def _curl(argv: list[str]) -> httpx.Response:
 
 
 def _result(api: httpx.Client, url: str) -> dict:
-    deadline = time.monotonic() + 60
-    result: dict = {}
-    while result.get("status") != "SUCCEEDED" and time.monotonic() < deadline:
-        result = api.get(url).json()
-        if result.get("status") in ("FAILED", "TIMEOUT", "EXPIRED"):
-            break
-        time.sleep(0.2)
-    assert result.get("status") == "SUCCEEDED", result
-    return result
+    results: list[dict] = []
+
+    def final() -> bool:
+        results.append(api.get(url).json())
+        return results[-1].get("status") in ("SUCCEEDED", "FAILED", "TIMEOUT", "EXPIRED")
+
+    wait_until(final, timeout=60, interval=0.2, what=f"a final result at {url}")
+    assert results[-1].get("status") == "SUCCEEDED", results[-1]
+    return results[-1]

@@ -47,7 +47,7 @@ async def test_task_leaked():
 
 async def test_task_cancelled_and_awaited():
     task = asyncio.get_running_loop().create_task(asyncio.Event().wait(), name="tidy")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # let it start before it is cancelled
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

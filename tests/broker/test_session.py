@@ -20,10 +20,7 @@ def session(server: MosquittoServer, user: str, **kwargs) -> MqttSession:
 
 
 async def collect_until(received: list, count: int, timeout: float = 20.0) -> None:
-    async def wait() -> None:
-        while len(received) < count:
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(wait(), timeout)
+    await wait_for(lambda: len(received) >= count, timeout=timeout, interval=0.01, what=f"{count} messages")
 
 
 async def test_publish_returns_after_puback_and_subscriber_receives_properties(shared_mosquitto):
@@ -134,11 +131,7 @@ async def test_shared_subscription_splits_messages_between_members(shared_mosqui
         await b.subscribe(f"$share/{group}/{topic_base}/+", handler_for("b"))
         async with session(shared_mosquitto, "conc-1") as pub:
             await asyncio.gather(*(pub.publish(f"{topic_base}/meterReading", str(i).encode()) for i in range(200)))
-
-        async def both() -> None:
-            while len(got["a"]) + len(got["b"]) < 200:
-                await asyncio.sleep(0.01)
-        await asyncio.wait_for(both(), 20)
+        await wait_for(lambda: len(got["a"]) + len(got["b"]) == 200, timeout=20, what="all 200 messages")
     assert got["a"] and got["b"]
     assert sorted(int(p) for p in got["a"] + got["b"]) == list(range(200))
 
@@ -187,7 +180,7 @@ async def test_a_stalled_tls_handshake_does_not_stop_the_rest_of_the_loop(tmp_pa
         nonlocal ticks
         await accepted.wait()  # the session is inside its handshake now
         for _ in range(50):
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # what is tested: a reader keeps its schedule during the handshake
             ticks += 1
         order.append("reader ticked")
         for writer in held:  # only now end the handshake

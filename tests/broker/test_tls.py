@@ -15,6 +15,7 @@ from broker.session import ConnectError, Message, MqttSession, NegativeAckError,
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from tests.fixtures.mosquitto import TlsMosquitto
+from tests.fixtures.waiting import wait_for
 
 # A refused TLS handshake shows up as a missing CONNACK; keep that wait short.
 REFUSED_WITHIN = 2.0
@@ -28,13 +29,6 @@ def tls_session(broker: TlsMosquitto, tls: TlsSettings, **kwargs) -> MqttSession
 def cloud_session(broker: TlsMosquitto) -> MqttSession:
     return MqttSession(client_id=f"cloud-{uuid.uuid4().hex[:8]}", host=broker.server.host, port=broker.server.port,
                        **broker.server.credentials("gridwire-cloud"))
-
-
-async def wait_until(predicate, *, timeout: float = 20.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def assert_refused(broker: TlsMosquitto, tls: TlsSettings) -> None:
@@ -63,7 +57,7 @@ async def test_certificate_identity_publishes_in_its_own_subtree_only(tls_mosqui
         assert err.value.reason_code == 0x87  # not authorized: the CN fences it
         # The session survives the refusal and still reaches its own subtree.
         await conc.publish(own, b"second")
-        await wait_until(lambda: len(received) == 2)
+        await wait_for(lambda: len(received) == 2, timeout=20, what="both messages")
     assert [m.payload for m in received] == [b"reading", b"second"]
 
 
@@ -125,11 +119,11 @@ async def test_concentrator_reaches_the_broker_over_mutual_tls(tls_mosquitto, tm
         stop = asyncio.Event()
         task = asyncio.create_task(concentrator.run(stop), name="tls-concentrator")
         try:
-            await wait_until(lambda: any(s.state == "ONLINE" for s in births))
+            await wait_for(lambda: any(s.state == "ONLINE" for s in births), timeout=20, what="its birth")
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)
-        await wait_until(lambda: births[-1].state == "OFFLINE")
+        await wait_for(lambda: births[-1].state == "OFFLINE", timeout=20, what="its will")
     online = next(s for s in births if s.state == "ONLINE")
     assert online.concentrator_id == cid
     assert births[-1].reason == "shut down"

@@ -49,6 +49,7 @@ from tests.edge.ota.conftest import (
     simulator,
     write_config,
 )
+from tests.fixtures.waiting import poll_until
 
 ORG = "utility"
 METERS = ["fw-meter-1", "fw-meter-2", "fw-meter-3"]
@@ -125,9 +126,8 @@ async def test_campaign_updates_meters_behind_one_concentrator(tmp_path: Path, m
             runner = CampaignRunner(store=CampaignStore(registry.engine), catalogue=catalogue, registry=registry,
                                     publisher=runner_session, runner_id="e2e-runner", poll_interval=0.05)
             runner_task = asyncio.create_task(runner.run(stop), name="campaign-runner")
-            async with asyncio.timeout(120):
-                while (status := await service.status(campaign.id)).campaign.active:
-                    await asyncio.sleep(0.1)
+            status = await poll_until(lambda: service.status(campaign.id), lambda s: not s.campaign.active,
+                                      timeout=120, interval=0.1, what="the campaign to end")
         finally:
             stop.set()
             await asyncio.wait_for(conc_task, 30)

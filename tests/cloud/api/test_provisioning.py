@@ -27,6 +27,7 @@ from edge.config import load_config
 from gridwire.cli import app
 from tests.cloud.platform.test_platform import platform_settings, serve_with_lifespan
 from tests.fixtures.mosquitto import CLOUD, FLEET, TlsMosquitto
+from tests.fixtures.waiting import wait_for
 
 SECRET = "provisioning-test-secret-0123456789"
 ADMIN, INSTALLER, OTHER = "operator", "installer", "other"
@@ -67,13 +68,6 @@ def provision(base: str, cid: str, out: Path, org: str = ADMIN):
                                     "--out", str(out), "--data-dir", str(out / "data")])
 
 
-async def wait_until(predicate, *, timeout: float = 20.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-    await asyncio.wait_for(poll(), timeout)
-
-
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -109,7 +103,7 @@ async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subt
         stop = asyncio.Event()
         task = asyncio.create_task(Concentrator.from_config(config).run(stop), name="provisioned-concentrator")
         try:
-            await wait_until(lambda: any(s.state == "ONLINE" for s in births))
+            await wait_for(lambda: any(s.state == "ONLINE" for s in births), timeout=20, what="its birth")
         finally:
             stop.set()
             await asyncio.wait_for(task, 20)

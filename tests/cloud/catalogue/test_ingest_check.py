@@ -15,6 +15,7 @@ from cloud.ingest.checks import catalogue_check
 from cloud.store.influx import InfluxStore
 from tests.factories import payload
 from tests.fixtures.ingest import cloud_session, concentrator_session
+from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
@@ -60,11 +61,8 @@ async def test_unknown_property_and_wrong_unit_are_dead_lettered_with_the_reason
             await pub.publish(topic, body)
         await pub.publish(topic, payload("meter-cat", 4))
 
-    async def settled() -> None:
-        while not (checked_ingest.dead_lettered == len(cases) and checked_ingest.stored_messages == 2):
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(settled(), 30)
+    await wait_for(lambda: checked_ingest.dead_lettered == len(cases) and checked_ingest.stored_messages == 2,
+                   timeout=30, interval=0.05, what="every message stored or dead-lettered")
     letters = await dead_letters.list()
     reasons = {letter.payload.encode(): letter.reason for letter in letters}
     assert set(reasons) == set(cases)

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -46,6 +46,7 @@ from edge.commands import CommandExecutor
 from edge.devices.street_light import StreetLightFleet, street_light
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.procs import free_port
+from tests.fixtures.waiting import wait_for
 
 ORG_A, ORG_B = "org-a", "org-b"
 LIGHT, METER, CONCENTRATOR = "light-1", "meter-1", "conc-1"
@@ -162,17 +163,16 @@ def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) 
 
 
 @asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+async def serve(app: FastAPI, *, lifespan: Literal["on", "off"] = "off") -> AsyncIterator[str]:
     """A real uvicorn on a free port in this event loop; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan))
     task = asyncio.create_task(server.serve(), name="uvicorn")
     try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: server.started or task.done(), timeout=20, interval=0.01, what="uvicorn to start")
+        if task.done():
+            task.result()
+            raise AssertionError("uvicorn stopped before it started")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

@@ -88,7 +88,7 @@ async def test_consumer_handles_at_most_concurrency_messages_at_once(tmp_path: P
         tasks = [asyncio.create_task(consumer.handle_request(m)) for m in messages]
         await three_in.wait()
         for _ in range(5):
-            await asyncio.sleep(0)  # let any task that could slip past the gate run
+            await asyncio.sleep(0)  # on purpose: turns for any task that could slip past the gate
         assert inside == 3
         release.set()
         await asyncio.gather(*tasks)

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +22,7 @@ from cloud.registry import OrganisationCreate, Registry
 from tests.cloud.core.harness import LIGHT, Stack, platform
 from tests.cloud.core.webhook_server import WebhookServer, webhook_server
 from tests.fixtures.mosquitto import MosquittoServer
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import poll_until, wait_for
 
 SECRET = "s3cret-for-webhook-tests"
 
@@ -59,12 +58,7 @@ async def hooked(tmp_path: Path, hook: WebhookServer, *, max_attempts: int) -> A
 async def outbox_until(sender: WebhookSender, check: Callable[[list[StoredDelivery]], bool], *,
                        what: str, timeout: float = 10.0) -> None:
     """Wait until ``check`` holds for the outbox's rows; fail the test with ``what`` on timeout."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not check(await sender.outbox.all()):
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}: {await sender.outbox.all()}")
+    await poll_until(sender.outbox.all, check, timeout=timeout, what=what)
 
 
 async def test_delivery_retries_until_accepted_under_one_delivery_id(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 
 from broker.session import Backoff
 from cloud.migrations import migrate
@@ -25,7 +24,7 @@ from cloud.notify.webhook import WebhookSender
 from cloud.registry import OrganisationCreate, Registry
 from tests.cloud.core.webhook_server import webhook_server
 from tests.fixtures.procs import ManagedProcess, free_port
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import poll_until, wait_for
 
 SECRET = "s3cret-for-outbox-tests"
 ORG = "org-h"
@@ -43,13 +42,7 @@ async def registry_with_hook(url: str, hook_url: str) -> AsyncIterator[Registry]
 
 async def outbox_until(outbox: WebhookOutbox, check: Callable[[list[StoredDelivery]], bool], *, what: str,
                        timeout: float = 20.0) -> list[StoredDelivery]:
-    try:
-        async with asyncio.timeout(timeout):
-            while not check(rows := await outbox.all()):
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout}s waiting for {what}: {await outbox.all()}")
-    return rows
+    return await poll_until(outbox.all, check, timeout=timeout, what=what)
 
 
 def all_delivered(rows: list[StoredDelivery]) -> bool:
@@ -136,7 +129,7 @@ async def test_two_loops_deliver_each_notification_once(registry_url: str) -> No
                 claims = await sender.outbox.claim(worker=loops[n].worker, limit=4, lease=small.lease)
                 claimed[n].extend(d.id for d in claims)
                 await asyncio.gather(*(loops[n]._deliver(d) for d in claims))  # noqa: SLF001
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # a turn for the other loop between rounds: both must claim some
 
         async with asyncio.timeout(30):
             await asyncio.gather(run(0), run(1))

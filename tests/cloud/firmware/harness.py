@@ -49,6 +49,7 @@ from gridwire.procs import ManagedProcess
 from tests.cloud.core.harness import FAST_RETRY, session_for
 from tests.firmware_ota.conftest import make_manifest
 from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.waiting import poll_until
 
 ORG = "utility"
 CONC = "conc-3"
@@ -113,14 +114,13 @@ class Rig:
                         runners: list[CampaignRunner] | None = None, timeout: float = 20.0) -> CampaignStatus:
         """Tick the runners until ``done(status)``; the status then."""
         chosen = runners if runners is not None else self.runners
-        async with asyncio.timeout(timeout):
-            while True:
-                for runner in chosen:
-                    await runner.tick()
-                status = await self.service.status(campaign_id)
-                if done(status):
-                    return status
-                await asyncio.sleep(0.02)
+
+        async def tick() -> CampaignStatus:
+            for runner in chosen:
+                await runner.tick()
+            return await self.service.status(campaign_id)
+
+        return await poll_until(tick, done, timeout=timeout, what=f"campaign {campaign_id} ticked to its state")
 
     async def commands_per_device(self) -> Counter[str]:
         async with self.registry.engine.connect() as conn:
@@ -145,12 +145,8 @@ def runner_process(directory: Path, name: str, *, broker: MosquittoServer, db_ur
 async def wait_status(rig: Rig, campaign_id: str, done: Callable[[CampaignStatus], bool], *,
                       timeout: float = 30.0) -> CampaignStatus:
     """Poll the campaign's status (runners elsewhere advance it) until ``done``."""
-    async with asyncio.timeout(timeout):
-        while True:
-            status = await rig.service.status(campaign_id)
-            if done(status):
-                return status
-            await asyncio.sleep(0.02)
+    return await poll_until(lambda: rig.service.status(campaign_id), done, timeout=timeout,
+                            what=f"campaign {campaign_id} to reach its state")
 
 
 def meter_ids(count: int) -> list[str]:

@@ -36,6 +36,7 @@ from tests.cloud.platform.test_platform import (
 )
 from tests.firmware_ota.conftest import make_manifest
 from tests.fixtures.mosquitto import CLOUD, MosquittoServer
+from tests.fixtures.waiting import poll_until
 
 OPS = "ops"
 
@@ -134,12 +135,11 @@ async def test_firmware_upload_campaign_and_status(mosquitto: MosquittoServer, t
             tasks.append(asyncio.create_task(process_runner("campaigns", settings)(stop), name="campaigns"))
             started = await http.post(f"/v1/campaigns/{campaign['id']}/start", headers=operator)
             assert started.status_code == 200 and started.json()["state"] == "RUNNING"
-            async with asyncio.timeout(30):
-                while True:
-                    status = (await http.get(f"/v1/campaigns/{campaign['id']}/status", headers=operator)).json()
-                    if not status["campaign"]["active"]:
-                        break
-                    await asyncio.sleep(0.1)
+            async def fetch_status() -> dict:
+                return (await http.get(f"/v1/campaigns/{campaign['id']}/status", headers=operator)).json()
+
+            status = await poll_until(fetch_status, lambda s: not s["campaign"]["active"], timeout=30, interval=0.1,
+                                      what="the campaign to end")
             stop.set()
             await asyncio.gather(*tasks)
         assert status["campaign"]["state"] == "FAILED_THRESHOLD"

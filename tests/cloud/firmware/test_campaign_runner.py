@@ -11,9 +11,11 @@ from sqlalchemy import update
 
 from cloud.core.models import CommandRow
 from cloud.firmware.campaign_store import InvalidTransition
+from cloud.firmware.schemas import CampaignStatus
 from firmware_ota.campaign_logic import CampaignState, TargetState
 from tests.cloud.firmware.harness import VERSION, campaign_rig, meter_ids
 from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.waiting import poll_until
 
 S, T = CampaignState, TargetState
 
@@ -118,14 +120,13 @@ async def test_silent_device_is_retried_then_failed(shared_mosquitto: MosquittoS
                 await conn.execute(update(CommandRow).where(CommandRow.device == "m001", CommandRow.status.in_(
                     ["SENT", "DELIVERED", "QUEUED"])).values(expires_at=rig.store.clock() - timedelta(seconds=1)))
 
-        async with asyncio.timeout(20):
-            while True:
-                await expire_open_commands()
-                await runner.tick()
-                status = await rig.service.status(campaign)
-                if not status.campaign.active:
-                    break
-                await asyncio.sleep(0.05)
+        async def tick() -> CampaignStatus:
+            await expire_open_commands()
+            await runner.tick()
+            return await rig.service.status(campaign)
+
+        status = await poll_until(tick, lambda s: not s.campaign.active, timeout=20, interval=0.05,
+                                  what="the campaign to end")
         assert status.campaign.state is S.FINISHED
         [failed] = status.failed
         assert failed.device == "m001" and failed.failure_code == "TIMEOUT" and failed.attempts == 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReadingBatch
 from broker.session import Message, MqttSession, publish_properties
 from gridwire.procs import ManagedProcess
 from tests.factories import reading
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 _SUMMARY = re.compile(r"stored (\d+) messages \((\d+) readings in (\d+) writes, (\d+) retries\), dead-lettered (\d+)")
@@ -50,13 +50,14 @@ class IngestProcess:
             self.process = self._process(batch_delay)
         self._starts += 1
         self.process.start()
-        deadline = time.monotonic() + timeout
-        while self._log_text().count("subscribed to") < self._starts:
-            if not self.process.running:
-                raise RuntimeError(f"{self.client_id} exited:\n{self._log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.client_id} never subscribed:\n{self._log_text()[-3000:]}")
-            time.sleep(0.05)
+
+        def subscribed() -> bool:
+            if self._log_text().count("subscribed to") >= self._starts:
+                return True
+            assert self.process.running, f"{self.client_id} exited:\n{self._log_text()[-3000:]}"
+            return False
+
+        wait_until(subscribed, timeout=timeout, what=f"{self.client_id} to subscribe")
 
     def stop(self) -> None:
         self.process.stop()

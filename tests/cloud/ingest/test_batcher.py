@@ -9,6 +9,7 @@ from broker.session import Backoff
 from cloud.ingest.batcher import WriteBatcher
 from cloud.store.errors import StoreUnavailable
 from cloud.store.influx import InfluxStore
+from tests.fixtures.waiting import wait_for
 
 
 def point(meter: str, index: int) -> str:
@@ -61,9 +62,7 @@ async def test_two_writes_in_flight_store_every_message_once(influxd, influx_db)
                                                    concentrator_id="c1", seq=i)) for i in seqs]
 
     async def until_in_flight(count: int) -> None:
-        async with asyncio.timeout(10):
-            while writer.in_flight < count:
-                await asyncio.sleep(0.01)
+        await wait_for(lambda: writer.in_flight >= count, timeout=10, interval=0.01, what=f"{count} writes in flight")
 
     messages = send(range(3))          # the first batch: its write is held at the gate
     await until_in_flight(1)

@@ -29,7 +29,7 @@ async def test_influxdb_stopped_for_30s_mid_stream(mosquitto, influxd, influx_db
             k = published
             published += 1
             await conc.publish(k + 1, message(k)[0], batch_payload(*message(k), PER_MESSAGE))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the pace is the scenario, not a wait
 
     try:
         async with Concentrator(mosquitto) as conc:
@@ -37,12 +37,10 @@ async def test_influxdb_stopped_for_30s_mid_stream(mosquitto, influxd, influx_db
             await conc.wait_acked(lambda acked: len(acked) >= 10)
             await asyncio.to_thread(influxd.stop)
             stopped_at = published
-            # The write in flight when influxd went away may still have been confirmed; after
-            # that, nothing is confirmed until it is back.
-            await asyncio.sleep(2.0)
-            confirmed = len(conc.acked)
-            await asyncio.sleep(OUTAGE - 2.0)
-            assert len(conc.acked) == confirmed
+            await asyncio.sleep(OUTAGE)  # the outage is the scenario: influxd stays away this long
+            # A write in flight when influxd went away may have been confirmed since; nothing
+            # published after it was gone can have been (its acknowledgement waits for a write).
+            assert max(conc.acked) <= stopped_at
             assert published >= stopped_at + 150  # the stream went on (paced at ~10/s)
             await asyncio.to_thread(influxd.start)
             await conc.wait_acked(lambda acked: len(acked) >= published - 5, timeout=60)

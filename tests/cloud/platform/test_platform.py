@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-import pytest
-import uvicorn
 
 from broker.session import Message, MqttSession
 from cloud.auth import issue_token
@@ -23,9 +21,8 @@ from cloud.platform import PlatformSettings, process_runner
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from cloud.settings import DatabaseSettings, InfluxSettings, MqttSettings
 from edge.devices.service import run_lights
-from tests.cloud.core.harness import Inbox, json_of, session_for
+from tests.cloud.core.harness import Inbox, json_of, serve, session_for
 from tests.fixtures.mosquitto import CLOUD, FLEET, MosquittoServer
-from tests.fixtures.procs import free_port
 
 SECRET = "platform-test-secret-0123456789abcdef"
 OPERATOR, ORG_A, ORG_B = "operator", "org-a", "org-b"
@@ -51,21 +48,8 @@ def cloud_login(broker: MosquittoServer, **changes: object) -> MqttSettings:
 @asynccontextmanager
 async def serve_with_lifespan(settings: PlatformSettings) -> AsyncIterator[str]:
     """The platform app on a real uvicorn (lifespan on) at a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_platform_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(), name="platform-uvicorn")
-    try:
-        async with asyncio.timeout(20):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise AssertionError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve(create_platform_app(settings), lifespan="on") as base_url:
+        yield base_url
 
 
 @dataclass

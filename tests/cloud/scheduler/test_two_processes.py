@@ -14,6 +14,7 @@ from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 from cloud.scheduler import IntervalTrigger, ScheduleCreate, ScheduledTask, ScheduleStore
 from gridwire.procs import ManagedProcess
+from tests.fixtures.waiting import wait_for
 
 
 def scheduler_process(tmp_path, name: str, *, mosquitto, registry_url: str) -> ManagedProcess:
@@ -39,8 +40,12 @@ async def test_two_scheduler_processes_run_each_due_run_once(tmp_path, mosquitto
     await engine.dispose()
 
     keys: Counter[str] = Counter()
+    marker = asyncio.Event()
 
     async def record(message: Message) -> None:
+        if message.payload == b"marker":
+            marker.set()
+            return
         keys[message.user_properties["idempotencyKey"]] += 1
 
     async with MqttSession(client_id=f"watch-{uuid.uuid4().hex[:6]}", host=mosquitto.host, port=mosquitto.port,
@@ -51,14 +56,14 @@ async def test_two_scheduler_processes_run_each_due_run_once(tmp_path, mosquitto
         for proc in procs:
             proc.start()
         try:
-            async def enough() -> None:
-                while len(keys) < 16:
-                    await asyncio.sleep(0.05)
-            await asyncio.wait_for(enough(), 60)
+            await wait_for(lambda: len(keys) >= 16, timeout=60, interval=0.05, what="16 runs published")
         finally:
             for proc in procs:
                 proc.stop()
-        await asyncio.sleep(0.5)  # deliveries already on the wire when the processes stopped
+        # What the processes published before they stopped reaches us before a message the
+        # broker takes after that: once it is here, every delivery on the wire has arrived.
+        await watcher.publish(topic, b"marker")
+        await asyncio.wait_for(marker.wait(), 20)
 
     assert all(count == 1 for count in keys.values()), keys.most_common(3)
     per_schedule = Counter(key.split(":")[1] for key in keys)

@@ -28,6 +28,7 @@ from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
 from edge.modbus.nullmodem import PtyNullModem
 from tests.edge.dlms.conftest import AUTH_KEY, BLOCK_KEY, PASSWORD, ManualClock, server_security
 from tests.fixtures.procs import ManagedProcess
+from tests.fixtures.waiting import wait_for
 
 ENERGY_IDS = ("OBIS_1.8.1", "OBIS_1.8.2", "OBIS_2.8.1", "OBIS_2.8.2")
 
@@ -152,14 +153,12 @@ def test_concentrator_config_accepts_a_serial_dlms_meter(tmp_path: Path) -> None
 
 async def _wait_for_text(path: Path, text: str, *, proc: ManagedProcess, timeout: float = 20.0) -> None:
     """Wait until the process logged ``text`` (its readiness line), failing if it exits first."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if text in (path.read_text() if path.exists() else ""):
-            return
-        assert proc.running, path.read_text()
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{text!r} not logged within {timeout}s:\n{path.read_text()}")
+    def logged() -> bool:
+        written = path.read_text() if path.exists() else ""
+        assert text in written or proc.running, written
+        return text in written
+
+    await wait_for(logged, timeout=timeout, what=f"{text!r} in {path}")
 
 
 async def test_cli_simulator_serves_hdlc_on_a_serial_port(cable: PtyNullModem, tmp_path: Path) -> None:

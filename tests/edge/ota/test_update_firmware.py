@@ -156,7 +156,8 @@ async def test_polling_of_the_meter_pauses_during_the_transfer(
                            what="the meter to verify")
             connections = sim.connections_accepted
             assert conc.poller.lock_for("slow-1").locked()
-            # Polled every 50 ms otherwise; the verification alone lasts 600 ms.
+            # Time let pass on purpose, to see nothing happen: polled every 50 ms otherwise, and
+            # the verification alone lasts 600 ms.
             await asyncio.sleep(0.4)
             assert sim.connections_accepted == connections
             answer = await asyncio.wait_for(pending, 30)

@@ -18,6 +18,7 @@ from edge.p1.cli import read_p1_cli
 from edge.p1.reader import P1PortError, P1Reader, read_p1
 from edge.p1.simulator import MeterModel, P1Simulator
 from edge.p1.telegram import frame_telegram
+from tests.fixtures.waiting import wait_for
 
 START = datetime(2024, 11, 22, 13, 29, 50, tzinfo=UTC)
 CONFIG = parse_adapter_config({
@@ -125,9 +126,8 @@ async def test_read_p1_function_and_port_failure_ends_iteration():
 
 async def _wait_for_reader_open(path: str) -> None:
     # A pty slave opened by the reader shows up in /proc as an fd of this process pointing at it.
-    async with asyncio.timeout(5):
-        while not any(os.readlink(f"/proc/self/fd/{fd}") == path for fd in _fds()):
-            await asyncio.sleep(0.005)
+    await wait_for(lambda: any(os.readlink(f"/proc/self/fd/{fd}") == path for fd in _fds()), timeout=5,
+                   interval=0.005, what=f"the reader to open {path}")
 
 
 def _fds() -> list[str]:
