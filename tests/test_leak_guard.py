@@ -5,9 +5,12 @@ session fixture holds."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.leaks import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,10 +19,13 @@ pytest_plugins = ["tests.fixtures.leaks"]
 '''
 
 SUITE = '''
-import asyncio, subprocess, sys, threading
+import asyncio, os, signal, subprocess, sys, threading
+import os
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.leaks import descendants
 
 from gridwire.procs import ManagedProcess
 
@@ -69,6 +75,14 @@ def test_process_leaked():
     subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
 
 
+def test_grandchild_orphaned(tmp_path_factory):
+    # The child starts its own session and exits without waiting for the child it started.
+    pids = tmp_path_factory.getbasetemp() / "orphan.pid"
+    subprocess.run([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
+                    "'import time; time.sleep(600)']); open(sys.argv[1], 'w').write(str(p.pid))", str(pids)],
+                   start_new_session=True, check=True)
+
+
 def test_a_session_server_restarted_is_the_fixtures(server):
     server.stop()
     server.start()
@@ -78,8 +92,9 @@ def test_the_server_still_runs(server, careless):
     assert server.running and careless.poll() is None
 
 
-def test_zz_last(server):
+def test_zz_last(server, tmp_path_factory):
     release.set()
+    os.kill(int((tmp_path_factory.getbasetemp() / "orphan.pid").read_text()), signal.SIGKILL)
 '''
 
 
@@ -89,14 +104,20 @@ def test_the_guard_fails_exactly_the_leaks(pytester: pytest.Pytester, monkeypatc
     pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("GRIDWIRE_TEST_EXITING_SECONDS", "0.5")
+    before = descendants()
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "asyncio")
+    # What the suite leaked on purpose is adopted here once its pytest exits (as a test's orphans
+    # would be): each ends with that pytest's pipes or was killed; collect them.
+    for process in descendants() - before:
+        os.waitpid(process.pid, 0)
     errors = {line.split("::")[1].split()[0] for line in result.outlines if line.startswith("ERROR ")}
     output = result.stdout.str()
     # The module's fixtures finish after its last test, so that is where the careless one shows.
-    assert errors == {"test_task_leaked", "test_thread_leaked", "test_process_leaked", "test_zz_last"}, output
+    assert errors == {"test_task_leaked", "test_thread_leaked", "test_process_leaked", "test_grandchild_orphaned",
+                      "test_zz_last"}, output
     assert "tasks left running when the function-scoped event loop closed: forgotten (Event.wait)" in output
     assert "threads left running: forgotten-thread" in output
     assert "fixture 'careless' finished with child processes left running" in output
     reports = [line for line in result.outlines if "left running" in line and not line.startswith("ERROR ")]
-    assert len(reports) == 4, reports  # nothing of the server the session fixture restarted
-    result.assert_outcomes(passed=8, errors=4)
+    assert len(reports) == 5, reports  # nothing of the server the session fixture restarted
+    result.assert_outcomes(passed=9, errors=5)

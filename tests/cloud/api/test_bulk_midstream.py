@@ -4,7 +4,6 @@ reference rendering: nothing lost, nothing doubled."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import timedelta
@@ -19,67 +18,35 @@ from cloud.store import InfluxStore, ReadingQuery, StoreUnavailable
 from tests.cloud.api.conftest import SECRET, Clock, make_settings
 from tests.cloud.store.factories import T0, series
 from tests.fixtures.influx import InfluxServer
+from tests.fixtures.relay import TcpRelay
 
 
-class CuttableRelay:
+class CuttableRelay(TcpRelay):
     """A TCP relay to influxd that, once armed, drops the connection ``cut_after`` bytes into
     the answer to the next chunked query: the store sees its stream end mid-chunk, as when the
     server dies."""
 
     def __init__(self, *, target_port: int) -> None:
-        self.target_port = target_port
+        super().__init__(target_port=target_port, read_size=4096)
         self.cut_after: int | None = None
         self.cuts = 0
         self._counting = False
-        self.server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
-        self._writers.add(client_w)
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers.add(server_w)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, answers: bool) -> None:
-            while block := await src.read(4096):
-                if not answers and self.cut_after is not None and b"chunked=true" in block:
-                    self._counting = True  # the bulk query: count its answer from here
-                if answers and self._counting and self.cut_after is not None:
-                    self.cut_after -= len(block)
-                    if self.cut_after <= 0:
-                        self.cut_after, self.cuts, self._counting = None, self.cuts + 1, False
-                        break
-                dst.write(block)
-                await dst.drain()
-            for writer in (client_w, server_w):
-                writer.close()
-                self._writers.discard(writer)
-
-        await asyncio.gather(pump(client_r, server_w, False), pump(server_r, client_w, True),
-                             return_exceptions=True)
-
-    async def aclose(self) -> None:
-        """Stop listening and end the connections still relayed (a pooled client keeps one open)."""
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self.server.wait_closed()
+    def passes(self, block: bytes, *, answer: bool) -> bool:
+        if not answer and self.cut_after is not None and b"chunked=true" in block:
+            self._counting = True  # the bulk query: count its answer from here
+        if answer and self._counting and self.cut_after is not None:
+            self.cut_after -= len(block)
+            if self.cut_after <= 0:
+                self.cut_after, self.cuts, self._counting = None, self.cuts + 1, False
+                return False
+        return True
 
 
 async def test_bulk_download_cut_mid_stream_then_whole_after_restart(influxd: InfluxServer, influx_db: str,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     relay = CuttableRelay(target_port=int(influxd.url.rsplit(":", 1)[1]))
-    port = await relay.start()
+    port = await relay.up()
     try:
         settings = make_settings(influx_url=f"http://127.0.0.1:{port}", influx_database=influx_db)
         token = issue_token(secret=SECRET, org="ops", scopes=["admin"])
@@ -116,4 +83,4 @@ async def test_bulk_download_cut_mid_stream_then_whole_after_restart(influxd: In
                 reference = [x async for x in store.stream_readings(ReadingQuery(start=T0, end=T0 + timedelta(days=1)))]
                 assert r.text == ndjson_lines(reference)
     finally:
-        await relay.aclose()
+        await relay.down()

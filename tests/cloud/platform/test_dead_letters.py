@@ -27,6 +27,7 @@ from tests.fixtures.influx import InfluxServer
 from tests.fixtures.ingest import concentrator_session
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.relay import TcpRelay
 from tests.fixtures.waiting import wait_for
 
 FAST = Backoff(initial=0.02, maximum=0.2)
@@ -126,57 +127,12 @@ async def test_a_reading_failing_while_influxdb_is_down_waits_and_is_stored_once
     assert set(failures) == {"StoreUnavailable"}
 
 
-class PostgresLink:
-    """A TCP relay to PostgreSQL that can be cut (connections dropped, new ones refused) and
-    restored on the same port: the database unreachable, as the cloud sees a network fault."""
-
-    def __init__(self, server: PostgresServer) -> None:
-        self._server = server
-        self._listener: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._relays: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    async def up(self) -> None:
-        self._listener = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._listener.sockets[0].getsockname()[1]
-
-    async def down(self) -> None:
-        assert self._listener is not None
-        self._listener.close()
-        for writer in list(self._writers):
-            writer.close()
-        await asyncio.gather(*self._relays, return_exceptions=True)
-        await self._listener.wait_closed()
-
-    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._relays.add(task)
-        task.add_done_callback(self._relays.discard)
-        server_r, server_w = await asyncio.open_connection(self._server.host, self._server.port)
-        self._writers |= {client_w, server_w}
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while block := await src.read(65536):
-                    dst.write(block)
-                    await dst.drain()
-            except ConnectionError:
-                pass
-            finally:
-                for writer in (client_w, server_w):
-                    writer.close()
-                    self._writers.discard(writer)
-
-        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
-
-
 async def test_a_command_failing_while_postgresql_is_unreachable_waits_and_is_stored_once_it_is_back(
         mosquitto: MosquittoServer, postgres_server: PostgresServer, postgres_url: str,
         dead_letters: DeadLetterStore) -> None:
     table = sa.Table("received", sa.MetaData(), sa.Column("payload", sa.String(64), primary_key=True))
-    link = PostgresLink(postgres_server)
+    # The database unreachable, as the cloud sees a network fault: connections dropped, new ones refused.
+    link = TcpRelay(host=postgres_server.host, target_port=postgres_server.port)
     await link.up()
     engine = create_engine(postgres_url.replace(f":{postgres_server.port}/", f":{link.port}/"))
     try:
