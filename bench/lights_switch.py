@@ -48,13 +48,12 @@ from cloud.registry.functions import FunctionGroup
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 from edge.devices.service import light_ids
 from gridwire.procs import ManagedProcess, free_port
-from gridwire.services import LocalMosquitto
+from gridwire.services import LocalMosquitto, LocalPostgres
 
 ORG = "bench-org"
 SECRET = "bench-jwt-secret-" + uuid.uuid4().hex
 CLOUD = Account(username="gridwire-cloud", password="bench-cloud-pw", role="cloud")
 FLEET = Account(username="fleet-lights", password="bench-fleet-pw", role="fleet")
-PG_ADMIN = os.environ.get("GRIDWIRE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 async def _register(url: str, ids: list[str]) -> None:
@@ -82,18 +81,29 @@ async def _succeeded(url: str) -> int:
 
 @contextmanager
 def _postgres_database() -> Iterator[str]:
-    """A new PostgreSQL database for one run, dropped afterwards."""
+    """A new PostgreSQL database for one run, dropped afterwards: on the server GRIDWIRE_BENCH_PG
+    names (``postgresql://user@host:port/postgres``), else on a throwaway cluster (durable, as a
+    real server is)."""
+    admin_url = os.environ.get("GRIDWIRE_BENCH_PG")
+    if admin_url is None:
+        local = LocalPostgres(port=free_port(), durable=True)
+        try:
+            local.start()
+            yield local.url()
+        finally:
+            local.remove()
+        return
     name = f"gw_bench_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=10)
+        conn = await asyncpg.connect(admin_url, timeout=10)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
         yield f"{base}/{name}"
     finally:

@@ -1,8 +1,9 @@
-"""Child server processes (mosquitto, influxd) for the one-box demo and the tests: free ports, readiness, stop and kill."""
+"""Child server processes (mosquitto, influxd, PostgreSQL) for the one-box demo and the tests: free ports, readiness, stop and kill."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -39,16 +40,33 @@ def _tail(log: Path | None) -> str:
     return log.read_text(errors="replace")[-4000:]
 
 
+def as_user(user: str | None) -> dict:
+    """``subprocess`` arguments that run a child as ``user``, with that account's groups (none
+    for ``None``)."""
+    if user is None:
+        return {}
+    account = pwd.getpwnam(user)
+    return {"user": account.pw_uid, "group": account.pw_gid,
+            "extra_groups": os.getgrouplist(user, account.pw_gid)}
+
+
 class ManagedProcess:
-    """A child process with a log file, that can be stopped gracefully, killed, and started again."""
+    """A child process with a log file, that can be stopped gracefully, killed, and started again.
+
+    ``user`` runs it as that account (its group and supplementary groups too; only root may), for
+    servers that refuse to run as root. ``stop_signal`` is what :meth:`stop` sends first.
+    """
 
     def __init__(self, *, argv: Sequence[str], log: Path, port: int | None = None,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: Path | None = None, user: str | None = None,
+                 stop_signal: signal.Signals = signal.SIGTERM) -> None:
         self.argv = list(argv)
         self.log = log
         self.port = port
         self.env = env
         self.cwd = cwd
+        self.user = user
+        self.stop_signal = stop_signal
         self.proc: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 20.0) -> None:
@@ -60,7 +78,7 @@ class ManagedProcess:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(self.env or {})}, cwd=self.cwd,
-                                     start_new_session=True)
+                                     start_new_session=True, **as_user(self.user))
         out.close()
         if self.port is not None:
             wait_for_port(self.port, proc=self.proc, log=self.log, timeout=timeout)
@@ -70,11 +88,11 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, *, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL if it does not exit within ``timeout``."""
+        """``stop_signal`` (SIGTERM unless set), then SIGKILL if it does not exit within ``timeout``."""
         if not self.running:
             return
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(self.stop_signal)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -1,4 +1,5 @@
-"""Local Mosquitto and influxd for the one-box platform (``gridwire demo``) and the tests.
+"""Local Mosquitto and influxd for the one-box platform (``gridwire demo``) and the tests, and a
+throwaway PostgreSQL cluster for the tests and benchmarks.
 
 Each server gets a directory of its own with a generated config; the ports are chosen by
 the caller. The same generators are what ``docker-compose.yml`` users get from
@@ -9,7 +10,11 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import shutil
+import signal
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from broker.errors import Unavailable
 from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
-from gridwire.procs import ManagedProcess, free_port, wait_for_port
+from gridwire.procs import ManagedProcess, as_user, free_port, wait_for_port
 
 
 class ServiceMissing(Unavailable):
@@ -171,3 +176,102 @@ class LocalInfluxd:
         data = urllib.parse.urlencode(params).encode()
         with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=10.0) as response:
             return json.loads(response.read())
+
+
+def postgres_bindir(root: Path = Path("/usr/lib/postgresql")) -> Path:
+    """The bin directory of the newest PostgreSQL installed (Debian and Ubuntu keep each major
+    version in ``/usr/lib/postgresql/<version>/bin``, off PATH); else where PATH has ``initdb``."""
+    def version(initdb: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in initdb.parent.parent.name.split(".") if part.isdigit())
+
+    installed = sorted(root.glob("*/bin/initdb"), key=version)
+    if installed:
+        return installed[-1].parent
+    on_path = shutil.which("initdb")
+    if on_path is None:
+        raise ServiceMissing("PostgreSQL is not installed: apt-get install postgresql "
+                             "(scripts/install.sh does this)")
+    return Path(on_path).resolve().parent
+
+
+class LocalPostgres:
+    """A throwaway PostgreSQL cluster: ``initdb`` into a new temporary directory, trust
+    authentication for the superuser ``postgres``, listening on 127.0.0.1:``port`` only (and on a
+    Unix socket in its directory). :meth:`remove` deletes it.
+
+    ``initdb`` and ``postgres`` refuse to run as root, so as root both run as the ``postgres``
+    account (Debian's ``postgresql`` package makes it), and the directory is made under the
+    system's temporary directory, which that account can reach. Unless ``durable``, flushing to
+    disk is off (``fsync``, ``full_page_writes``, ``synchronous_commit``): a killed server still
+    keeps what it wrote, only a crash of the machine would lose it, and the cluster does not
+    outlive the run anyway. Benchmarks ask for ``durable`` to measure what a real server does.
+    """
+
+    host = "127.0.0.1"
+    user = "postgres"
+
+    def __init__(self, *, port: int, durable: bool = False) -> None:
+        self.port = port
+        bindir = postgres_bindir()
+        self._run_as = "postgres" if os.geteuid() == 0 else None
+        self.directory = Path(tempfile.mkdtemp(prefix="gridwire-pg-"))
+        self.data_dir = self.directory / "data"
+        if self._run_as is not None:
+            account = as_user(self._run_as)
+            os.chown(self.directory, account["user"], account["group"])
+        initdb = subprocess.run([str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user, "-A", "trust",
+                                 "-E", "UTF8", "--no-locale", "--no-sync"],
+                                capture_output=True, text=True, check=False, **as_user(self._run_as))
+        if initdb.returncode != 0:
+            self.remove()
+            raise RuntimeError(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}{initdb.stderr}")
+        settings = {"listen_addresses": self.host, "unix_socket_directories": str(self.directory)}
+        if not durable:
+            # Databases live for one test: flushing and vacuuming them is work for nothing.
+            settings |= {"fsync": "off", "full_page_writes": "off", "synchronous_commit": "off", "autovacuum": "off"}
+        argv = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(port)]
+        for name, value in settings.items():
+            argv += ["-c", f"{name}={value}"]
+        # SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave).
+        self.process = ManagedProcess(argv=argv, log=self.directory / "postgres.log", port=port,
+                                      user=self._run_as, stop_signal=signal.SIGINT)
+
+    def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy (asyncpg) URL of ``database`` on this cluster."""
+        return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        """Start the server; return once it accepts connections (it listens before that)."""
+        self.process.start(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if not self.process.running or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on port {self.port} never became ready:\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def _ready(self) -> bool:
+        # postmaster.pid's eighth line is the server's state; "ready" once it accepts connections.
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) > 7 and lines[7].strip() == "ready"
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def remove(self) -> None:
+        """Stop the server if it runs and delete the cluster."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log_tail(self) -> str:
+        log = self.directory / "postgres.log"
+        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"

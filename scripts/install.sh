@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what Gridwire needs on a Debian/Ubuntu machine: Mosquitto and InfluxDB from the
-# distribution, a virtualenv in .venv with the package and its extras. Safe to run again.
+# Installs what Gridwire needs on a Debian/Ubuntu machine: Mosquitto, InfluxDB and PostgreSQL
+# from the distribution, a virtualenv in .venv with the package and its extras. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,19 +8,16 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
+# postgresql: the tests start throwaway clusters of their own with its binaries (no server needs
+#   to run); a deployment's registry (docs/DEPLOY.md).
 # curl: the demo prints its firmware recipe as curl commands.
-packages="mosquitto mosquitto-clients influxdb curl"
+# systemd: the tests check the units in config/systemd with systemd-analyze verify.
+# docker-compose: the tests validate docker-compose.yml with `docker-compose config` (no engine needed).
+packages="mosquitto mosquitto-clients influxdb postgresql curl systemd docker-compose"
 if ! python3 -m venv --help >/dev/null 2>&1; then packages="$packages python3-venv"; fi
 echo "==> apt-get install $packages"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends $packages >/dev/null
-
-# The tests use the machine's PostgreSQL (127.0.0.1:5432); start it if it is installed but down.
-if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
-  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
-    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
-  fi
-fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
