@@ -6,6 +6,7 @@ never imports cloud packages.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,7 @@ import typer
 from gridwire.cli_broker import broker_app
 from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
 from gridwire.cli_firmware import firmware_app
+from gridwire.cli_probe import probe_app
 from gridwire.cli_sim import sim_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -24,6 +26,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(broker_app, name="broker")
 app.add_typer(concentrator_app, name="concentrator")
+app.add_typer(probe_app, name="probe")
 
 
 def _registry_app() -> typer.Typer:
@@ -87,7 +90,9 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    run_until_signal(lambda stop: Concentrator.from_config(cfg).run(stop))
+    concentrator = Concentrator.from_config(cfg)
+    # Ready once connected to the broker (its outbox keeps readings whether it is or not).
+    run_until_signal(concentrator.run, ready=concentrator.session.connected.wait)
 
 
 @concentrator_app.command("check")
@@ -155,7 +160,8 @@ def _cloud_process(name: str, log_level: str, **overrides: object) -> None:
 
     _logging(log_level)
     settings = PROCESSES[name].settings(**overrides)
-    run_until_signal(process_runner(name, settings))
+    ready = asyncio.Event()
+    run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait)
 
 
 @cloud_app.command("ingest", epilog=_SETTINGS_HELP)

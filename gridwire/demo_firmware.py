@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_ota.signing import generate_key, key_id_of, public_key_of
+from gridwire.cli_common import gridwire_command
 
 # The model the demo's simulated DLMS meters have in the registry and in the concentrator config.
 DLMS_MODEL = "GW-SIM-DLMS"
@@ -56,7 +57,7 @@ def ensure_signing_key(directory: Path) -> DemoSigningKey:
 def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str) -> list[str]:
     """The announcement's lines that roll a signed image out to the demo's DLMS meters.
 
-    Each command line is copy-pasteable as printed (tests/test_demo.py runs them)."""
+    Each command line works pasted as printed into a fresh shell (tests/test_demo.py runs them so)."""
     api = f"http://127.0.0.1:{api_port}"
     auth = f"-H 'Authorization: Bearer {token}'"
     firmware_id = f"demo-meter-{RECIPE_VERSION}"
@@ -64,13 +65,14 @@ def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str) -> list[
             % (firmware_id, org))
     pad = " " * 14
     key_file = shlex.quote(str(key.private_file))
+    gridwire = gridwire_command()
     return [
         f"  firmware    roll a signed image out to the DLMS meters (model {DLMS_MODEL}); signing key "
         f"{key.private_file}:",
-        f"{pad}$ gridwire sim firmware-image --version {RECIPE_VERSION} --out fw.bin",
-        f"{pad}$ gridwire firmware sign --key {key_file} --image fw.bin --firmware-id {firmware_id} "
+        f"{pad}$ {gridwire} sim firmware-image --version {RECIPE_VERSION} --out fw.bin",
+        f"{pad}$ {gridwire} firmware sign --key {key_file} --image fw.bin --firmware-id {firmware_id} "
         f"--version {RECIPE_VERSION} --model {DLMS_MODEL} --image-identifier DEMO-{RECIPE_VERSION}",
-        f"{pad}$ gridwire firmware upload --image fw.bin --manifest fw.bin.manifest.json --api {api} "
+        f"{pad}$ {gridwire} firmware upload --image fw.bin --manifest fw.bin.manifest.json --api {api} "
         f"--token {token}",
         f"{pad}$ curl -s -X POST {api}/v1/campaigns {auth} -H 'Content-Type: application/json' -d '{body}'",
         f"{pad}$ curl -s {api}/v1/campaigns/CAMPAIGN_ID/status {auth}",

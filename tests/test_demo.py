@@ -1,12 +1,13 @@
 """The README's run command: `gridwire demo` brings the platform up, readings are queryable
 within seconds, a street light can be switched through the web API, and the firmware recipe it
-prints rolls a signed image out to its DLMS meters. One demo process serves every test here."""
+prints rolls a signed image out to its DLMS meters. Every command line it prints is run as a
+user would paste it into a new terminal: bash with the system's PATH, no virtualenv active.
+One demo process serves every test here."""
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,6 +55,46 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     assert "Traceback" not in log.read_text()
 
 
+# A new terminal's PATH (Debian's default for root): no virtualenv on it.
+FRESH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _pasted(line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``line`` as pasted into a fresh shell: bash without profile or rc files, the
+    system's PATH, no variable of this test process."""
+    return subprocess.run(["bash", "--noprofile", "--norc", "-c", line], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": FRESH_PATH, "HOME": str(cwd), "LANG": "C.UTF-8"}, timeout=90, check=False)
+
+
+def _printed(log: str, label: str) -> str:
+    """The command the announcement prints after ``label`` (``query``, ``broker``, ...)."""
+    match = re.search(rf"^  {label} +(\S.*)$", log, re.MULTILINE)
+    assert match, f"no {label!r} line in the announcement"
+    return match.group(1).split("   (")[0]
+
+
+def test_printed_lines_work_in_a_fresh_shell(demo: Demo, tmp_path: Path) -> None:
+    """The query and both broker lines, pasted as printed: the query answers readings, each
+    mosquitto_sub receives a message of the concentrator's (its status is retained)."""
+    assert _pasted("command -v gridwire", tmp_path).returncode != 0  # the shell has no virtualenv
+    log = demo.log.read_text()
+    answers: list[dict] = []
+
+    def answered() -> bool:
+        answer = _pasted(_printed(log, "query"), tmp_path)
+        assert answer.returncode == 0, answer.stderr
+        answers.append(json.loads(answer.stdout))
+        return "meterReadings" in answers[-1]
+
+    # Until 20 readings are stored in its time range the API refuses the query (privacy).
+    wait_until(answered, timeout=60, interval=0.5, what="the printed query to answer readings")
+    assert answers[-1]["totalRows"] >= 20, answers[-1]
+    for label in ("broker", "over TLS"):
+        received = _pasted(f"{_printed(log, label)} -C 1 -W 30", tmp_path)
+        assert received.returncode == 0, (label, received.stderr)
+        assert received.stdout.startswith("concentrator/"), (label, received.stdout)
+
+
 def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
     # The concentrator is on mutual TLS: its config has certificates and no password.
     concentrator_toml = (demo.directory / "edge" / "concentrator.toml").read_text()
@@ -72,9 +113,11 @@ def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
     # P1 live readings plus the DLMS meters' backfilled day
     wait_until(lambda: stored() >= 100, timeout=60, interval=0.5, what="100 readings stored")
 
-    accepted = api.post("/v1/publiclighting/devices/light-1/light", json={"on": True, "dimLevel": 70})
-    assert accepted.status_code == 202, accepted.text
-    result = _result(api, accepted.json()["resultUrl"])
+    # The switch line the announcement prints, pasted into a fresh shell.
+    switch = demo.log.read_text().split("switch one:")[1].splitlines()[1].strip()
+    accepted = _pasted(switch, demo.directory)
+    assert accepted.returncode == 0, accepted.stderr
+    result = _result(api, json.loads(accepted.stdout)["resultUrl"])
     assert result["result"]["on"] is True and result["result"]["dimLevel"] == 70
 
 
@@ -86,23 +129,24 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
     toml = (demo.directory / "edge" / "concentrator.toml").read_text()
     assert "[firmware]" in toml and f'model = "{DLMS_MODEL}"' in toml
     steps = _recipe(demo.log.read_text())
-    assert [s[0] for s in steps] == ["gridwire"] * 3 + ["curl"] * 2, steps
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for argv in steps[:3]:  # image, sign, upload: the CLI, exactly as printed
-        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    programs = [step.split()[0] for step in steps]
+    # The CLI by the virtualenv's absolute path, so a fresh shell finds it.
+    assert programs[:3] == [str(Path(sys.executable).parent / "gridwire")] * 3 and programs[3:] == ["curl"] * 2, steps
+    for step in steps[:3]:  # image, sign, upload: the CLI, exactly as printed
+        done = _pasted(step, tmp_path)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
 
-    created = _curl(steps[3])
-    assert created.status_code == 201, created.text
-    campaign = created.json()
+    created = _pasted(steps[3], tmp_path)
+    assert created.returncode == 0, created.stderr
+    campaign = json.loads(created.stdout)
     assert campaign["state"] == "RUNNING" and campaign["targetCount"] == DLMS_METERS, campaign
-    status_argv = [a.replace("CAMPAIGN_ID", campaign["id"]) for a in steps[4]]
+    status_line = steps[4].replace("CAMPAIGN_ID", campaign["id"])
     statuses: list[dict] = []
 
     def ended() -> bool:
-        answer = _curl(status_argv)
-        assert answer.status_code == 200, answer.text
-        statuses.append(answer.json())
+        answer = _pasted(status_line, tmp_path)
+        assert answer.returncode == 0, answer.stderr
+        statuses.append(json.loads(answer.stdout))
         return not statuses[-1]["campaign"]["active"]
 
     wait_until(ended, timeout=90, interval=0.5, what="the campaign to end")
@@ -118,31 +162,10 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
         assert demo.api.get(f"/v1/installation/devices/{device}").json()["firmwareVersion"] == RECIPE_VERSION
 
 
-def _recipe(log: str) -> list[list[str]]:
-    """The firmware recipe's command lines (``$ ...``) from the announcement, split as a shell would."""
+def _recipe(log: str) -> list[str]:
+    """The firmware recipe's command lines (``$ ...``) from the announcement."""
     section = log[log.index("  firmware "):]
-    return [shlex.split(line.split("$ ", 1)[1]) for line in section.splitlines() if line.strip().startswith("$ ")]
-
-
-def _curl(argv: list[str]) -> httpx.Response:
-    """A printed ``curl -s [-X M] URL [-H 'K: V'] [-d BODY]`` line, sent as curl would send it."""
-    method, url, headers, body = "GET", "", {}, None
-    args = iter(argv[1:])
-    for arg in args:
-        if arg == "-s":
-            continue
-        if arg == "-X":
-            method = next(args)
-        elif arg == "-H":
-            name, value = next(args).split(":", 1)
-            headers[name.strip()] = value.strip()
-        elif arg == "-d":
-            body = next(args)
-            method = "POST" if method == "GET" else method
-        else:
-            assert arg.startswith("http"), f"unexpected curl argument {arg!r}"
-            url = arg
-    return httpx.request(method, url, headers=headers, content=body, timeout=10)
+    return [line.split("$ ", 1)[1] for line in section.splitlines() if line.strip().startswith("$ ")]
 
 
 def _result(api: httpx.Client, url: str) -> dict:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+
+import asyncpg
 
 from alembic import command
 from alembic.config import Config
@@ -11,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from broker.backoff import Backoff
 from cloud.registry.db import create_engine
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,41 @@ async def migrate(url: str, *, revision: str = "head") -> str | None:
         await engine.dispose()
     log.info("registry schema at revision %s (%s)", reached, engine.url.render_as_string(hide_password=True))
     return reached
+
+
+async def migrate_when_reachable(url: str, *, wait: float, revision: str = "head",
+                                 backoff: Backoff = Backoff(initial=0.5, maximum=5.0)) -> str | None:
+    """:func:`migrate`, tried again while the database cannot be reached, for up to ``wait``
+    seconds: a deployment may start it with its database (a container, a service), which then
+    refuses connections, or answers that it is starting up, for a while. Any other failure, or
+    one past ``wait``, is raised at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    attempt = 0
+    while True:
+        try:
+            return await migrate(url, revision=revision)
+        except Exception as exc:
+            left = deadline - loop.time()
+            if left <= 0 or not unreachable(exc):
+                raise
+            delay = min(backoff.delay(attempt), left)
+            log.warning("database not reachable yet (%s: %s); trying again in %.1f s", type(exc).__name__, exc,
+                        delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database cannot be reached for now: nothing
+    listens, its name does not resolve yet, it is starting up or shutting down, the connection
+    dropped. Errors of the database's answers (a missing database, a refused login) are not."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 async def current_revision(url: str) -> str | None:

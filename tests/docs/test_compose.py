@@ -1,22 +1,171 @@
-"""docker-compose.yml stays consistent with what the tests run: every Gridwire service runs a
-real CLI command with real options, and the broker is the Mosquitto version the tests use."""
+"""docker-compose.yml stays consistent with what the tests run: ``docker-compose config``
+accepts it, every Gridwire service runs a real CLI command with real options, the broker is the
+Mosquitto version the tests use, and every healthcheck passes against a real server of its kind
+(and fails without one)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cloud.migrations import migrate
 from gridwire.cli import app
+from gridwire.procs import ManagedProcess, free_port
+from tests.fixtures.influx import InfluxServer
+from tests.fixtures.mosquitto import CLOUD, MosquittoServer
+from tests.docs.commands import assert_gridwire_command
+from tests.fixtures.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 GRIDWIRE_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image") == "gridwire:local"}
+# The variables compose requires (it refuses to start without them).
+SECRETS = {"GRIDWIRE_CLOUD_PASSWORD": "compose-cloud-pw", "GRIDWIRE_JWT_SECRET": "compose-jwt-secret-" + "x" * 32,
+           "POSTGRES_PASSWORD": "compose-pg-pw"}
+# Services that run once and exit: the others wait for them to complete.
+ONE_SHOTS = {name for name, svc in COMPOSE["services"].items() if svc.get("restart") == "no"}
+
+
+def _docker_compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail("docker-compose is not installed: apt-get install docker-compose (scripts/install.sh does)",
+                    pytrace=False)
+    # `config` parses, validates and resolves the file; it needs no Docker engine.
+    return subprocess.run([binary, "--project-directory", str(ROOT), "-f", str(ROOT / "docker-compose.yml"),
+                           "config"], env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **env},
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    """The compose file as docker-compose resolves it (anchors merged, variables substituted)."""
+    result = _docker_compose(SECRETS)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_docker_compose_validates_the_file_and_requires_its_secrets(resolved: dict) -> None:
+    assert set(resolved["services"]) == set(COMPOSE["services"])
+    assert resolved["services"]["api"]["environment"]["GRIDWIRE_JWT_SECRET"] == SECRETS["GRIDWIRE_JWT_SECRET"]
+    for name in SECRETS:
+        refused = _docker_compose({k: v for k, v in SECRETS.items() if k != name})
+        assert refused.returncode != 0 and f"set {name}" in refused.stderr, refused.stderr
+
+
+def test_every_service_has_a_healthcheck_and_start_up_waits_on_health(resolved: dict) -> None:
+    """Long-running services have a healthcheck; one-shots have none and are awaited until
+    they complete; everything else is awaited until healthy, not merely started."""
+    services = resolved["services"]
+    assert {"pki", "broker-config", "migrate"} <= ONE_SHOTS
+    for name, service in services.items():
+        check = service.get("healthcheck", {}).get("test", ["NONE"])
+        if name in ONE_SHOTS:
+            assert check == ["NONE"], name
+        else:
+            assert check[0] in ("CMD", "CMD-SHELL") and len(check) > 1, (name, check)
+        for dependency, how in service.get("depends_on", {}).items():
+            wanted = "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            assert how["condition"] == wanted, (name, dependency, how)
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    command = services["migrate"]["command"]
+    assert float(command[command.index("--wait") + 1]) >= 60  # and retries while it cannot connect
+
+
+def _check(service: str) -> list[str]:
+    return COMPOSE["services"][service]["healthcheck"]["test"]
+
+
+def _run(check: list[str], *, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A healthcheck's command as the container runs it (CMD-SHELL through sh)."""
+    kind, *words = check
+    argv = ["sh", "-c", words[0]] if kind == "CMD-SHELL" else words
+    if argv[0] == "gridwire":
+        argv = [sys.executable, "-m", "gridwire.cli", *argv[1:]]
+    return subprocess.run(argv, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def _on_port(check: list[str], container_port: str, port: int) -> list[str]:
+    """``check`` aimed at a test server: the container's port replaced by the server's."""
+    return [re.sub(rf"(?<![0-9]){container_port}(?![0-9])", str(port), word) for word in check]
+
+
+def test_postgres_healthcheck(postgres_server: PostgresServer) -> None:
+    assert _run(_on_port(_check("postgres"), "5432", postgres_server.port)).returncode == 0
+    assert _run(_on_port(_check("postgres"), "5432", free_port())).returncode != 0
+
+
+def test_mosquitto_healthcheck_needs_the_cloud_login(mosquitto: MosquittoServer) -> None:
+    # The container's shell sees $GRIDWIRE_CLOUD_PASSWORD where compose's file says $$.
+    check = [word.replace("$$", "$") for word in _on_port(_check("mosquitto"), "1883", mosquitto.port)]
+    assert COMPOSE["services"]["mosquitto"]["environment"]["GRIDWIRE_CLOUD_PASSWORD"].startswith(
+        "${GRIDWIRE_CLOUD_PASSWORD")
+    done = _run(check, env={"GRIDWIRE_CLOUD_PASSWORD": CLOUD.password})
+    assert done.returncode == 0, done.stderr
+    refused = _run(check, env={"GRIDWIRE_CLOUD_PASSWORD": "not-the-password"})
+    assert refused.returncode != 0 and "not authorised" in refused.stderr
+    mosquitto.stop()
+    assert _run(check, env={"GRIDWIRE_CLOUD_PASSWORD": CLOUD.password}).returncode != 0
+
+
+def test_influxdb_healthcheck(influxd: InfluxServer) -> None:
+    assert _run(_on_port(_check("influxdb"), "8086", influxd.port)).returncode == 0
+    assert _run(_on_port(_check("influxdb"), "8086", free_port())).returncode != 0
+
+
+@pytest.fixture
+def api_process(tmp_path: Path, influxd: InfluxServer) -> Iterator[ManagedProcess]:
+    """``gridwire cloud api`` as compose runs it, on a free port, a SQLite registry and influxd."""
+    import asyncio
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    asyncio.run(migrate(url))
+    command = COMPOSE["services"]["api"]["command"]
+    port = free_port()
+    argv = [sys.executable, "-m", "gridwire.cli", *_on_port(command, command[command.index("--port") + 1], port)]
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    process = ManagedProcess(argv=argv, log=tmp_path / "api.log", port=port,
+                             env={"GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_INFLUX_URL": influxd.url,
+                                  "GRIDWIRE_JWT_SECRET": SECRETS["GRIDWIRE_JWT_SECRET"]})
+    process.start(timeout=60)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_api_healthcheck_asks_the_port_the_api_listens_on(api_process: ManagedProcess) -> None:
+    command = COMPOSE["services"]["api"]["command"]
+    check = _on_port(_check("api"), command[command.index("--port") + 1], api_process.port)
+    done = _run(check)
+    assert done.returncode == 0, (done.stdout, done.stderr, api_process.log.read_text()[-2000:])
+    api_process.stop()
+    assert _run(check).returncode != 0
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in GRIDWIRE_SERVICES.items() if n not in ONE_SHOTS))
+def test_gridwire_healthchecks_match_what_the_process_offers(name: str) -> None:
+    """A ready-file check reads the file its process is told to write; a TCP check asks the port
+    the process listens on (their behaviour: tests/gridwire/test_probe.py)."""
+    service = COMPOSE["services"][name]
+    check = service["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "gridwire", "probe"], check
+    if check[3] == "ready":
+        assert (service.get("environment") or {}).get("GRIDWIRE_READY_FILE") == check[4], name
+    elif check[3] == "tcp":
+        assert check[5] == service["command"][service["command"].index("--port") + 1]
+    else:
+        assert check[3] == "http" and name == "api"
 
 
 def test_compose_runs_the_processes_of_every_layer():
@@ -27,19 +176,10 @@ def test_compose_runs_the_processes_of_every_layer():
 
 @pytest.mark.parametrize("name", sorted(GRIDWIRE_SERVICES))
 def test_each_service_command_exists_with_its_options(name):
-    command = GRIDWIRE_SERVICES[name]["command"]
-    words = [w for w in command if not w.startswith("-")]
-    # The sub-command path is the leading words that are not option values.
-    path = []
-    for word in command:
-        if word.startswith("-") or "/" in word or word.isdigit() or word == "0.0.0.0":
-            break
-        path.append(word)
-    result = CliRunner().invoke(app, [*path, "--help"])
-    assert result.exit_code == 0, result.output
-    for option in (w for w in command if w.startswith("--")):
-        assert option in result.output, f"{name}: {' '.join(path)} has no option {option}"
-    assert words
+    assert_gridwire_command(GRIDWIRE_SERVICES[name]["command"], where=f"compose service {name}")
+    check = GRIDWIRE_SERVICES[name]["healthcheck"].get("test", ["NONE"])
+    if check[1:2] == ["gridwire"]:
+        assert_gridwire_command(check[2:], where=f"compose service {name}'s healthcheck")
 
 
 def test_compose_broker_is_the_mosquitto_the_tests_run():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,10 @@ from cloud.migrations import alembic_config, current_revision, head_revision, mi
 from cloud.migrations.cli import app as cli_app
 from cloud.registry.db import create_engine
 from cloud.registry.models import Base
+from gridwire.procs import ManagedProcess, free_port
+from gridwire.services import LocalPostgres
+from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.waiting import wait_for
 
 
 def _diff(connection: Connection) -> list[Any]:
@@ -75,3 +80,49 @@ def test_cli_migrate(tmp_path: Path) -> None:
     assert asyncio.run(current_revision(url)) == head_revision()
     failed = CliRunner().invoke(cli_app, ["migrate", "--url", "postgresql+asyncpg://nobody@127.0.0.1:1/none"])
     assert failed.exit_code == 1
+
+
+def _migrate_process(url: str, log: Path, *, wait: float) -> ManagedProcess:
+    return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "registry", "migrate", "--url", url,
+                                "--wait", str(wait)], log=log)
+
+
+async def test_cli_migrate_waits_for_a_database_that_starts_later(tmp_path: Path) -> None:
+    """A deployment starts the migration with its database: until PostgreSQL listens it tries
+    again, then migrates once it does."""
+    port = free_port()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    log = tmp_path / "migrate.log"
+    process = _migrate_process(url, log, wait=120)
+    process.start()
+    try:
+        await wait_for(lambda: "not reachable yet" in log.read_text(), timeout=60, what="a failed first attempt")
+        assert process.running
+        database = LocalPostgres(port=port)
+        try:
+            database.start()
+            assert process.proc is not None
+            await asyncio.to_thread(process.proc.wait, 60)
+            assert process.proc.returncode == 0, log.read_text()
+            assert f"registry schema at revision {head_revision()}" in log.read_text()
+            assert await current_revision(url) == head_revision()
+        finally:
+            database.remove()
+    finally:
+        process.stop()
+
+
+async def test_cli_migrate_does_not_wait_out_a_refusal(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    """A database that answers with a refusal (here: no such database) fails the migration at
+    once, however long it may wait for an unreachable one."""
+    log = tmp_path / "migrate.log"
+    process = _migrate_process(postgres_server.url("gw_no_such_database"), log, wait=600)
+    process.start()
+    try:
+        assert process.proc is not None
+        await asyncio.to_thread(process.proc.wait, 60)
+        assert process.proc.returncode == 1
+        text = log.read_text()
+        assert "does not exist" in text and "not reachable yet" not in text, text
+    finally:
+        process.stop()
