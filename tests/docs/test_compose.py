@@ -124,8 +124,9 @@ def test_influxdb_healthcheck(influxd: InfluxServer) -> None:
 
 
 @pytest.fixture
-def api_process(tmp_path: Path, influxd: InfluxServer) -> Iterator[ManagedProcess]:
-    """``gridwire cloud api`` as compose runs it, on a free port, a SQLite registry and influxd."""
+def api_process(tmp_path: Path, influxd: InfluxServer, mosquitto: MosquittoServer) -> Iterator[ManagedProcess]:
+    """``gridwire cloud api`` as compose runs it, on a free port, with a SQLite registry, influxd
+    and the broker."""
     import asyncio
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
@@ -136,7 +137,9 @@ def api_process(tmp_path: Path, influxd: InfluxServer) -> Iterator[ManagedProces
     argv[argv.index("--host") + 1] = "127.0.0.1"
     process = ManagedProcess(argv=argv, log=tmp_path / "api.log", port=port,
                              env={"GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_INFLUX_URL": influxd.url,
-                                  "GRIDWIRE_JWT_SECRET": SECRETS["GRIDWIRE_JWT_SECRET"]})
+                                  "GRIDWIRE_JWT_SECRET": SECRETS["GRIDWIRE_JWT_SECRET"],
+                                  "GRIDWIRE_MQTT_HOST": mosquitto.host, "GRIDWIRE_MQTT_PORT": str(mosquitto.port),
+                                  "GRIDWIRE_MQTT_USERNAME": CLOUD.username, "GRIDWIRE_MQTT_PASSWORD": CLOUD.password})
     process.start(timeout=60)
     try:
         yield process
