@@ -1,7 +1,7 @@
 """The leak guard (tests/fixtures/leaks.py) on a small suite run in its own pytest process: it
 fails exactly the tests that leave a task, a thread or a child process running, and the
-fixtures of broader scope that finish with theirs, and none that clean up or whose server a
-session fixture holds."""
+fixtures of broader scope that finish with theirs, and none that clean up or whose server (or
+a worker process of that server) a session fixture holds."""
 
 from __future__ import annotations
 
@@ -37,6 +37,41 @@ def server(tmp_path_factory):
     proc = ManagedProcess(argv=[sys.executable, "-c", "import time; time.sleep(600)"],
                           log=tmp_path_factory.mktemp("server") / "log")
     proc.start()
+    yield proc
+    proc.stop()
+
+
+# A server that starts a worker process per request (SIGUSR1), as PostgreSQL does per client,
+# and ends them when it stops.
+FORKING = """
+import os, signal, sys, time
+workers = []
+def work(*_):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)
+        os._exit(0)
+    workers.append(pid)
+def stop(*_):
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    sys.exit(0)
+signal.signal(signal.SIGUSR1, work)
+signal.signal(signal.SIGTERM, stop)
+print("serving", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+@pytest.fixture(scope="session")
+def forking(tmp_path_factory):
+    log = tmp_path_factory.mktemp("forking") / "log"
+    proc = ManagedProcess(argv=[sys.executable, "-c", FORKING], log=log)
+    proc.start()
+    while "serving" not in log.read_text():  # its handlers are in place
+        assert proc.running
     yield proc
     proc.stop()
 
@@ -88,6 +123,12 @@ def test_a_session_server_restarted_is_the_fixtures(server):
     server.start()
 
 
+def test_a_session_servers_workers_are_its(forking):
+    os.kill(forking.proc.pid, signal.SIGUSR1)
+    while not any(p.parent == forking.proc.pid for p in descendants()):
+        assert forking.running
+
+
 def test_the_server_still_runs(server, careless):
     assert server.running and careless.poll() is None
 
@@ -120,4 +161,4 @@ def test_the_guard_fails_exactly_the_leaks(pytester: pytest.Pytester, monkeypatc
     assert "fixture 'careless' finished with child processes left running" in output
     reports = [line for line in result.outlines if "left running" in line and not line.startswith("ERROR ")]
     assert len(reports) == 5, reports  # nothing of the server the session fixture restarted
-    result.assert_outcomes(passed=9, errors=5)
+    result.assert_outcomes(passed=10, errors=5)
