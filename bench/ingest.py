@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -247,20 +248,29 @@ async def publish_all(server: LocalMosquitto, messages: list[Message], concentra
 
 
 def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, processes: int,
-               concentrators: int, env_extra: dict[str, str], unconfirmed: int) -> tuple[float, int]:
-    """Seconds for ``messages`` to go through ``processes`` ingest processes, and the stored count."""
-    server = start_broker(work / f"mosquitto-e2e-{processes}", concentrators)
-    db = f"e2e_{processes}"
+               concentrators: int, env_extra: dict[str, str], unconfirmed: int,
+               metrics: bool = False) -> tuple[float, int]:
+    """Seconds for ``messages`` to go through ``processes`` ingest processes, and the stored count.
+    With ``metrics`` each process serves Prometheus metrics and is scraped every second meanwhile."""
+    tag = f"{processes}{'-metrics' if metrics else ''}"
+    server = start_broker(work / f"mosquitto-e2e-{tag}", concentrators)
+    db = f"e2e_{tag.replace('-', '_')}"
     influx_query(influx.url, f'CREATE DATABASE "{db}"')
     ingests = []
+    scraped: list[str] = []
+    scraping = threading.Event()
+    scraper = threading.Thread(target=_scrape, args=(scraped, scraping), name="bench-scraper", daemon=True)
     try:
         for i in range(processes):
             env = {"GRIDWIRE_MQTT_HOST": server.host, "GRIDWIRE_MQTT_PORT": str(server.port),
                    "GRIDWIRE_MQTT_USERNAME": CLOUD.username, "GRIDWIRE_MQTT_PASSWORD": CLOUD.password,
-                   "GRIDWIRE_MQTT_CLIENT_ID": f"bench-ingest-{processes}-{i}", "GRIDWIRE_INFLUX_URL": influx.url,
+                   "GRIDWIRE_MQTT_CLIENT_ID": f"bench-ingest-{tag}-{i}", "GRIDWIRE_INFLUX_URL": influx.url,
                    "GRIDWIRE_INFLUX_DATABASE": db,
-                   "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work}/dead-{processes}-{i}.sqlite",
+                   "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work}/dead-{tag}-{i}.sqlite",
                    "PYTHONPATH": str(ROOT), **env_extra}
+            if metrics:
+                env["GRIDWIRE_METRICS_PORT"] = str(free_port())
+                scraped.append(f"http://127.0.0.1:{env['GRIDWIRE_METRICS_PORT']}/metrics")
             profile = ["-m", "cProfile", "-o", str(work / f"ingest-{processes}-{i}.prof")] if PROFILE else []
             proc = ManagedProcess(argv=[sys.executable, *profile, "-m", "gridwire.cli", "cloud", "ingest",
                                         "--log-level", "WARNING"],
@@ -277,7 +287,10 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
             before["ingest system"] = sum(cpu_seconds(pid, system_only=True) for pid in pids["ingest"])
             before["bench publishers"] = time.process_time()
 
+        if scraped:
+            scraper.start()
         elapsed = asyncio.run(publish_all(server, messages, concentrators, on_warm=snapshot, unconfirmed=unconfirmed))
+        scraping.set()
         cpu = {name: sum(cpu_seconds(pid) for pid in group) - before[name] for name, group in pids.items()}
         cpu["bench publishers"] = time.process_time() - before["bench publishers"]
         ingest_system = sum(cpu_seconds(pid, system_only=True) for pid in pids["ingest"]) - before["ingest system"]
@@ -292,9 +305,21 @@ def end_to_end(work: Path, influx: LocalInfluxd, messages: list[Message], *, pro
         influx_query(influx.url, f'DROP DATABASE "{db}"')  # no compaction of it during the next run
         return elapsed, count
     finally:
+        scraping.set()
+        if scraper.is_alive():
+            scraper.join()
         for proc in ingests:
             proc.stop()
         server.stop()
+
+
+def _scrape(urls: list[str], done: threading.Event) -> None:
+    """What Prometheus does: GET every process's /metrics once a second until ``done``."""
+    with httpx.Client(timeout=5) as client:
+        while not done.wait(1.0):
+            for url in urls:
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get(url)
 
 
 def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
@@ -330,6 +355,8 @@ def main() -> None:
     parser.add_argument("--unconfirmed", type=int, default=1000,
                         help="messages a publisher may have unconfirmed, like the edge forwarder's "
                              "max_unconfirmed (default: its default; 0: no bound)")
+    parser.add_argument("--metrics", default="off", help="end-to-end runs with metrics off, on (served and "
+                        "scraped every second), or both in the same run: off,on")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) and print it")
     parser.add_argument("--profile", action="store_true", help="run ingest under cProfile (implies --keep)")
     args = parser.parse_args()
@@ -375,24 +402,32 @@ def main() -> None:
                   f"= {raw_msgs * args.per_message:,.0f} readings/s")
 
             results = []
+            modes = [m.strip() == "on" for m in args.metrics.split(",") if m.strip()]
             for n in [int(x) for x in args.ingest.split(",") if x]:
-                elapsed, stored = end_to_end(work, influx, messages, processes=n, concentrators=args.concentrators,
-                                             env_extra=dict(item.split("=", 1) for item in args.env),
-                                             unconfirmed=args.unconfirmed)
-                results.append((n, elapsed, stored))
+                for metrics in modes:
+                    elapsed, stored = end_to_end(work, influx, messages, processes=n, concentrators=args.concentrators,
+                                                 env_extra=dict(item.split("=", 1) for item in args.env),
+                                                 unconfirmed=args.unconfirmed, metrics=metrics)
+                    results.append((n, metrics, elapsed, stored))
             # The machine may be busier or quieter later: measure (a) again and compare with the
             # higher of the two, so a ratio is never flattered by a slow first measurement.
             again = raw_influx(influx.url, "raw_again", lines)
             print(f"(a) raw InfluxDB again, after the end-to-end runs:  {again:10,.0f} points/s")
             raw_points = max(raw_points, again)
-            for n, elapsed, stored in results:
+            for n, metrics, elapsed, stored in results:
                 rate = args.readings / elapsed
-                print(f"(c) end to end, {n} ingest process{'es' if n > 1 else ''}: {rate:10,.0f} readings/s, "
+                print(f"(c) end to end, {n} ingest process{'es' if n > 1 else ''}"
+                      f"{', metrics on' if metrics else ''}: {rate:10,.0f} readings/s, "
                       f"{rate * args.properties:,.0f} property values/s, {len(messages) / elapsed:,.0f} msg/s; "
                       f"ratio to (a) {rate / raw_points:.2f}, to (b) {len(messages) / elapsed / raw_msgs:.2f}; "
                       f"stored {stored} of {args.readings} ({elapsed:.1f} s)")
                 if stored != args.readings:
                     print(f"    MISMATCH: {stored} stored, {args.readings} sent")
+            by = {(n, metrics): elapsed for n, metrics, elapsed, _ in results}
+            for n in sorted({n for n, _ in by}):
+                if (n, True) in by and (n, False) in by:
+                    print(f"(d) metrics on / off, {n} ingest process{'es' if n > 1 else ''}: "
+                          f"{by[(n, False)] / by[(n, True)]:.2f} of the throughput")
         finally:
             influx.stop()
         print(f"load average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "

@@ -44,7 +44,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker import paho_fixes
+from broker import logs, paho_fixes
 from broker.backoff import Backoff
 from broker.errors import Invalid
 from broker.mqtt_types import (
@@ -124,6 +124,11 @@ class MqttSession:
         self.connections = 0
         self.dead_lettered = 0
         self._install_callbacks()
+
+    @property
+    def handling(self) -> int:
+        """Received messages whose handler is running (not yet acknowledged)."""
+        return len(self._handler_tasks)
 
     def set_will(self, will: Will | Callable[[], Will] | None) -> None:
         """The will of the next connection attempts (a callable is asked before each one)."""
@@ -311,6 +316,8 @@ class MqttSession:
             message_expiry=getattr(props, "MessageExpiryInterval", None),
             user_properties=dict(getattr(props, "UserProperty", []) or []),
         )
+        # Log lines written while the handler runs name this message's ids (a JSON log's fields).
+        logs.handling(message)
         handler = self._handler_for(message.topic)
         if handler is None:
             log.warning("%s: no handler for %s; acknowledging and dropping", self.client_id, message.topic)

@@ -19,13 +19,16 @@ from typing import Any, Protocol
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker.metrics import Registry as MetricsRegistry
+from broker.metrics import process_metrics
+from broker.metrics_http import serving
 from broker.redelivery import is_transient
 from broker.schemas import DeadLetter
 from broker.session import DeadLetterSink, Message, MqttSession
 from cloud.deadletters import DeadLetterStore
 from cloud.registry import Registry
 from cloud.registry.db import create_engine
-from cloud.settings import CloudSettings, DatabaseSettings, InfluxSettings, MqttSettings
+from cloud.settings import CloudSettings, DatabaseSettings, InfluxSettings, MetricsSettings, MqttSettings
 from cloud.store import InfluxStore
 
 log = logging.getLogger(__name__)
@@ -148,5 +151,26 @@ async def connected(role: str, settings: CloudSettings, **options: Any) -> Async
         yield session, registry
 
 
+@asynccontextmanager
+async def metrics_registry(role: str, settings: MetricsSettings) -> AsyncIterator[MetricsRegistry]:
+    """The process's metrics, served at ``/metrics`` while the block runs if ``settings.port``
+    is set (the process's CPU and memory are in it already; the caller adds its own)."""
+    registry = MetricsRegistry()
+    process_metrics(registry, role)
+    async with serving(registry, host=settings.host, port=settings.port, name=f"{role}-metrics"):
+        yield registry
+
+
+def session_metrics(registry: MetricsRegistry, session: MqttSession) -> None:
+    """The MQTT session's connections, messages being handled and dead letters, read at scrape time."""
+    registry.counter_fn("gridwire_mqtt_connections", "Connections the MQTT session made (1 + reconnects)",
+                        lambda: session.connections)
+    registry.gauge_fn("gridwire_mqtt_handling", "Received messages being handled, not yet acknowledged",
+                      lambda: session.handling)
+    registry.counter_fn("gridwire_mqtt_dead_letters", "Messages given up on after every delivery failed",
+                        lambda: session.dead_lettered)
+
+
 __all__ = ["Run", "connected", "connected_session", "database_engine", "dead_letter_sink", "default_client_id",
-           "influx_store", "mqtt_session", "open_engine", "open_registry", "transient"]
+           "influx_store", "metrics_registry", "mqtt_session", "open_engine", "open_registry", "session_metrics",
+           "transient"]

@@ -17,7 +17,7 @@ Environment variables: ``GRIDWIRE_<SECTION>_<FIELD>``, e.g. ``GRIDWIRE_MQTT_HOST
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +134,22 @@ class FirmwareOptions(Section):
         return [Path(p.strip()) for p in self.trusted_keys.split(",") if p.strip()]
 
 
+class MetricsSettings(Section):
+    """Prometheus metrics (``GRIDWIRE_METRICS_*``): served at ``http://host:port/metrics`` when
+    ``port`` is set. Loopback by default; bind the private network to scrape from another host."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
+class LogSettings(Section):
+    """Logging (``GRIDWIRE_LOG_*``): ``format`` ``text`` or ``json`` (one JSON object a line, with
+    the correlation id of the command or the seq of the reading being handled). The level is the
+    command's ``--log-level``."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class CloudSettings(BaseSettings):
     """What every cloud process is given: the broker and the database, from ``GRIDWIRE_*``."""
 
@@ -144,6 +160,8 @@ class CloudSettings(BaseSettings):
     # Aliases are full variable names: GRIDWIRE_DATABASE_URL, or GRIDWIRE_REGISTRY_URL (its older name).
     database: DatabaseSettings = Field(default_factory=DatabaseSettings,
                                        validation_alias=AliasChoices("gridwire_database", "gridwire_registry"))
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
 
 class ApiSettings(CloudSettings):
@@ -182,4 +200,4 @@ class ApiSettings(CloudSettings):
 
 
 __all__ = ["DEFAULT_DATABASE_URL", "ApiSettings", "CloudSettings", "DatabaseSettings", "FirmwareOptions",
-           "InfluxSettings", "MqttSettings", "Section"]
+           "InfluxSettings", "LogSettings", "MetricsSettings", "MqttSettings", "Section"]

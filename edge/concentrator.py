@@ -19,9 +19,11 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from broker import topics
 from broker.backoff import Backoff
+from broker.metrics_http import serving
 from broker.schemas import ConcentratorStatus, MeterReading
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
@@ -31,11 +33,15 @@ from edge.completeness import ReadingLedger
 from edge.config import ConcentratorConfig, ConfigError, P1Meter
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
+from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
 from edge.outbox import Outbox
 from edge.polling import HealthTracker
 from firmware_ota.downloader import Downloader
 from firmware_ota.signing import load_trusted_keys
+
+if TYPE_CHECKING:
+    from edge.p1.reader import P1Reader
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,8 @@ class Concentrator:
         self._connection_number = 0
         # Messages from the cloud given up on (their handler failed every delivery).
         self.dead_letters = 0
+        # The last reader of each P1 port (its telegram counts are metrics).
+        self.p1_readers: dict[str, P1Reader] = {}
         # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
         self.open_ports = 0
         self.session = session
@@ -221,6 +229,7 @@ class Concentrator:
         while True:
             try:
                 async with P1Reader(port=meter.port, config=adapter) as reader:
+                    self.p1_readers[meter.port] = reader
                     failures = 0
                     self.open_ports += 1
                     try:
@@ -251,8 +260,10 @@ class Concentrator:
         self.firmware.route()
         self.executor.route()
         await self._connect_cloud()
+        metrics = self.config.metrics
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with serving(concentrator_metrics(self), host=metrics.host, port=metrics.port,
+                               name=f"concentrator-{self.cid}"), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),
                          tg.create_task(self._status_loop(), name="status")]
                 for meter in self.config.meters:

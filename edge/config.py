@@ -115,6 +115,14 @@ class FirmwareSettings(_Config):
     max_attempts: int = Field(default=8, ge=1)
 
 
+class MetricsSettings(_Config):
+    """Prometheus metrics at ``http://host:port/metrics`` (off unless ``port`` is set). Loopback by
+    default: the appliance's metrics are for a local agent or an SSH tunnel, not the open network."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+
+
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
 
@@ -141,6 +149,7 @@ class ConcentratorConfig(_Config):
     polling: PollingSettings = PollingSettings()
     backfill: BackfillSettings = BackfillSettings()
     firmware: FirmwareSettings = FirmwareSettings()
+    metrics: MetricsSettings = MetricsSettings()
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:

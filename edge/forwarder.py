@@ -47,6 +47,11 @@ class Forwarder:
         self.rejected: list[tuple[str, str]] = []
         self.expired = 0
 
+    @property
+    def in_flight(self) -> int:
+        """Messages published and not yet confirmed by the cloud (awaiting PUBACK or confirmation)."""
+        return len(self._in_flight) + len(self._unconfirmed)
+
     def notify(self) -> None:
         """Tell the forwarder new messages are in the outbox."""
         self._wakeup.set()

@@ -79,6 +79,11 @@ class Outbox:
     def put(self, topic: str, payload: bytes, *, priority: int = 4, ttl: float | None = None) -> None:
         self.put_many([(topic, payload)], priority=priority, ttl=ttl)
 
+    def oldest_age(self, now: float | None = None) -> float:
+        """Seconds the oldest waiting message has been in the outbox (0 when empty)."""
+        row = self._db.execute("SELECT created FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return 0.0 if row is None else max(0.0, (now or time.time()) - row[0])
+
     def after(self, cursor: int, *, limit: int) -> list[OutboxMessage]:
         """Messages with a sequence number above ``cursor``, oldest first."""
         rows = self._db.execute(

@@ -156,6 +156,8 @@ class Downloader:
         self._downloads: dict[str, asyncio.Task[Path]] = {}
         # Figures for tests, benches and the status.
         self.downloads = 0
+        # Images being downloaded now, by firmware id: chunks on disk out of all (for metrics).
+        self.active: dict[str, PartialImage] = {}
         self.cache_hits = 0
         self.chunks_requested = 0
         self.retries = 0
@@ -214,6 +216,7 @@ class Downloader:
 
     async def _download(self, manifest: FirmwareManifest) -> Path:
         partial = PartialImage(directory=self.cache_dir, manifest=manifest, chunk_size=self._chunk_size)
+        self.active[manifest.firmware_id] = partial
         try:
             missing = partial.missing()
             if partial.done:
@@ -231,6 +234,7 @@ class Downloader:
                 raise failure from None
             raise
         finally:
+            self.active.pop(manifest.firmware_id, None)
             partial.close()
         digest = await asyncio.to_thread(sha256_of, partial.part)
         if digest != manifest.sha256:

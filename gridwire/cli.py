@@ -15,6 +15,7 @@ import typer
 from gridwire.cli_broker import broker_app
 from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
 from gridwire.cli_firmware import firmware_app
+from gridwire.cli_ops import campaign_app, fleet_app
 from gridwire.cli_probe import probe_app
 from gridwire.cli_sim import sim_app
 
@@ -26,6 +27,8 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(broker_app, name="broker")
 app.add_typer(concentrator_app, name="concentrator")
+app.add_typer(fleet_app, name="fleet")
+app.add_typer(campaign_app, name="campaign")
 app.add_typer(probe_app, name="probe")
 
 
@@ -60,6 +63,9 @@ def demo(
     influx_port: Annotated[int, typer.Option(help="Port of the demo's influxd.")] = 18086,
     interval: Annotated[float, typer.Option(help="Seconds between telegrams of each simulated meter.")] = 1.0,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: Ctrl-C).")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(
+        help="Serve Prometheus metrics: the concentrator on this port, each cloud process on the ports after it "
+             "(default: no metrics).")] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Run the whole platform on one machine: Mosquitto, influxd, every cloud layer and a
@@ -70,7 +76,7 @@ def demo(
     options = DemoOptions(directory=directory, meters=meters, api_port=api_port, mqtt_port=mqtt_port,
                           influx_port=influx_port, interval=interval, duration=duration,
                           dlms_meters=dlms_meters, modbus_meters=modbus_meters, lights=lights,
-                          mqtt_tls_port=mqtt_tls_port)
+                          mqtt_tls_port=mqtt_tls_port, metrics_port=metrics_port)
     run_until_signal(lambda stop: run_demo(options, stop))
 
 
@@ -84,7 +90,7 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
     from edge.concentrator import Concentrator
     from edge.config import ConfigError, load_config
 
-    _logging(log_level)
+    _logging(log_level, process="concentrator")
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -158,8 +164,8 @@ _SETTINGS_HELP = ("Settings from GRIDWIRE_* variables: MQTT_HOST, MQTT_PORT, MQT
 def _cloud_process(name: str, log_level: str, **overrides: object) -> None:
     from cloud.platform import PROCESSES, process_runner
 
-    _logging(log_level)
     settings = PROCESSES[name].settings(**overrides)
+    _logging(log_level, process=name, format=settings.log.format)
     ready = asyncio.Event()
     run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait)
 

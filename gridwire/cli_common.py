@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shlex
 import signal
@@ -15,7 +14,10 @@ from typing import Annotated
 
 import typer
 
+from broker.logs import configure
+
 LogLevel = Annotated[str, typer.Option("--log-level", help="Python logging level.")]
+LOG_FORMAT_VARIABLE = "GRIDWIRE_LOG_FORMAT"
 
 # A file a long-running process writes once it serves and removes when it ends: the health check
 # of its container (docker-compose.yml) or service tests it.
@@ -32,8 +34,14 @@ def gridwire_command() -> str:
     return f"{shlex.quote(os.path.abspath(sys.executable))} -m gridwire.cli"
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, *, process: str | None = None, format: str | None = None) -> None:  # noqa: A002
+    """Text lines, or JSON lines carrying the correlation id or reading seq being handled when
+    ``GRIDWIRE_LOG_FORMAT=json`` (every process, the concentrator too; a cloud process passes its
+    settings' ``log.format``)."""
+    chosen = (format or os.environ.get(LOG_FORMAT_VARIABLE, "text")).strip().lower()
+    if chosen not in ("text", "json"):
+        raise typer.BadParameter(f"{LOG_FORMAT_VARIABLE} must be text or json, not {chosen!r}")
+    configure(level=level, format="json" if chosen == "json" else "text", process=process)
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], *,

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -90,15 +91,61 @@ def upload(
     except ValidationError as exc:
         typer.echo(f"{manifest} is not a signed manifest: {exc}", err=True)
         raise typer.Exit(code=1) from exc
-    body = {"signedManifest": signed.model_dump(mode="json", by_alias=True),
-            "imageBase64": base64.b64encode(image.read_bytes()).decode()}
-    try:
-        answer = httpx.post(f"{api.rstrip('/')}/v1/firmware", json=body, timeout=120,
-                            headers={"Authorization": f"Bearer {token}"} if token else {})
-    except httpx.HTTPError as exc:
-        typer.echo(f"upload failed: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    body = json.dumps({"signedManifest": signed.model_dump(mode="json", by_alias=True),
+                       "imageBase64": base64.b64encode(image.read_bytes()).decode()}).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    with UploadProgress(len(body), f"upload {signed.manifest.firmware_id}") as progress:
+        try:
+            answer = httpx.post(f"{api.rstrip('/')}/v1/firmware", content=progress.chunks(body), timeout=120,
+                                headers=headers)
+        except httpx.HTTPError as exc:
+            typer.echo(f"upload failed: {exc}", err=True)
+            raise typer.Exit(code=1) from exc
     if answer.status_code >= 400:
         typer.echo(f"upload refused ({answer.status_code}): {answer.text}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"uploaded {signed.manifest.firmware_id} ({answer.status_code})")
+
+
+class UploadProgress:
+    """A progress bar with transfer rate and ETA on a terminal; a plain line per quarter otherwise."""
+
+    # About twenty steps of 1-64 KiB: smooth for a small image, few syscalls for a large one.
+    STEPS, SMALLEST, LARGEST = 20, 1024, 64 * 1024
+
+    def __init__(self, total: int, what: str) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        self._total, self._what = total, what
+        self._terminal = Console(stderr=True).is_terminal
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                                  disable=not self._terminal)
+        self._task = self._progress.add_task(what, total=total)
+        self._reported = 0
+
+    def __enter__(self) -> UploadProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def chunks(self, body: bytes) -> Iterator[bytes]:
+        """``body`` in slices, advancing the bar as each is handed to the connection."""
+        size = max(self.SMALLEST, min(self.LARGEST, len(body) // self.STEPS))
+        for start in range(0, len(body), size):
+            piece = body[start:start + size]
+            yield piece
+            self.advance(start + len(piece))
+
+    def advance(self, sent: int) -> None:
+        self._progress.update(self._task, completed=sent)
+        quarter = sent * 4 // max(1, self._total)
+        if not self._terminal and quarter > self._reported:
+            self._reported = quarter
+            typer.echo(f"{self._what}: {sent}/{self._total} bytes ({quarter * 25}%)", err=True)

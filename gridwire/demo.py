@@ -48,6 +48,21 @@ class DemoOptions:
     lights: int = 20
     # The mutual-TLS listener the concentrators use (the plain one stays on loopback for the cloud).
     mqtt_tls_port: int = 18883
+    # Prometheus metrics: the concentrator on this port, each cloud process on the next ones
+    # (in METRICS_ORDER); None: no metrics.
+    metrics_port: int | None = None
+
+
+# Which port after DemoOptions.metrics_port each process's metrics take (the concentrator's is +0).
+METRICS_ORDER = ("concentrator", "ingest", "core", "domain", "monitor", "scheduler", "timesync", "campaigns",
+                 "firmware-server", "api")
+
+
+def metrics_ports(options: DemoOptions) -> dict[str, int]:
+    """Each demo process's metrics port (empty without ``metrics_port``)."""
+    if options.metrics_port is None:
+        return {}
+    return {name: options.metrics_port + n for n, name in enumerate(METRICS_ORDER)}
 
 
 def meter_id(n: int) -> str:
@@ -66,7 +81,7 @@ def _write_adapter_config(path: Path, n: int) -> None:
 
 def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Path], ports: list[str],
                                adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int],
-                               trusted_keys: Path) -> None:
+                               trusted_keys: Path, metrics_port: int | None) -> None:
     meters = "\n".join(
         f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
         for port, adapter in zip(ports, adapters, strict=True)
@@ -89,7 +104,9 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Pat
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nca_file = "{tls["ca_file"]}"\n'
         f'cert_file = "{tls["cert_file"]}"\nkey_file = "{tls["key_file"]}"\n\n'
         # The demo's firmware signing key: update_firmware accepts what it signed.
-        f'[firmware]\ntrusted_keys = ["{trusted_keys}"]\n\n{meters}'
+        f'[firmware]\ntrusted_keys = ["{trusted_keys}"]\n\n'
+        + (f'[metrics]\nport = {metrics_port}\n\n' if metrics_port is not None else "")
+        + meters
     )
 
 
@@ -97,7 +114,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     """Start everything, print where to look, run until ``stop`` (or ``duration``)."""
     from cloud.auth import ADMIN_SCOPE, issue_token
     from cloud.platform import PlatformSettings, migrate_registry, process_runner
-    from cloud.settings import DatabaseSettings, FirmwareOptions, InfluxSettings, MqttSettings
+    from cloud.settings import DatabaseSettings, FirmwareOptions, InfluxSettings, MetricsSettings, MqttSettings
     from devices.modbus import load_map
     from edge.devices.service import run_lights
     from edge.concentrator import Concentrator
@@ -146,7 +163,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     config_file = edge_dir / "concentrator.toml"
     _write_concentrator_config(config_file, mqtt_port=options.mqtt_tls_port, tls=tls,
                                ports=ports, adapters=adapters, dlms_ports=[d.port for d in dlms],
-                               modbus_ports=[m.port for m in modbus], trusted_keys=signing_key.trusted_dir)
+                               modbus_ports=[m.port for m in modbus], trusted_keys=signing_key.trusted_dir,
+                               metrics_port=metrics_ports(options).get("concentrator"))
     concentrator = Concentrator.from_config(load_config(config_file))
 
     jwt_secret = secrets.token_urlsafe(32)
@@ -172,8 +190,9 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                     # A stable client id per process: a restarted demo resumes its durable sessions
                     # instead of leaving the old ones a share of each shared subscription.
                     mqtt = settings.mqtt.model_copy(update={"client_id": f"demo-{name}"})
+                    metrics = MetricsSettings(port=metrics_ports(options).get(name))
                     readies.append(asyncio.Event())
-                    tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt}),
+                    tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt, "metrics": metrics}),
                                                   ready=readies[-1])(stop), name=name)
                 await asyncio.wait_for(asyncio.gather(*(ready.wait() for ready in readies)), 60)
 
@@ -213,6 +232,9 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path,
         "Gridwire is running (Ctrl-C stops it).",
         f"  web API     http://127.0.0.1:{options.api_port}/docs   (OpenAPI)",
         f"  bearer      {token}",
+        f"  console     http://127.0.0.1:{options.api_port}/console   (operator console: log in with the bearer "
+        "token above)",
+        *(f"  metrics     http://127.0.0.1:{port}/metrics   ({name})" for name, port in metrics_ports(options).items()),
         "  query       curl -s -X POST http://127.0.0.1:%d/v1/meterReadings -H 'Authorization: Bearer %s' "
         "-H 'Content-Type: application/json' -d '{\"readingTimeStart\": \"%s\", \"readingTimeEnd\": \"%s\", "
         "\"pageSize\": 50}'" % (options.api_port, token, start, end),

@@ -13,7 +13,9 @@ export DEBIAN_FRONTEND=noninteractive
 # curl: the demo prints its firmware recipe as curl commands.
 # systemd: the tests check the units in config/systemd with systemd-analyze verify.
 # docker-compose: the tests validate docker-compose.yml with `docker-compose config` (no engine needed).
-packages="mosquitto mosquitto-clients influxdb postgresql curl systemd docker-compose"
+# prometheus: the metrics tests scrape the processes with it (and promtool checks the exposition).
+# chromium: the console's page tests drive it headless (no browser download).
+packages="mosquitto mosquitto-clients influxdb postgresql curl systemd docker-compose prometheus chromium"
 if ! python3 -m venv --help >/dev/null 2>&1; then packages="$packages python3-venv"; fi
 echo "==> apt-get install $packages"
 $SUDO apt-get update -qq

@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.fixtures.influx",
     "tests.fixtures.postgres",
     "tests.fixtures.ingest",
+    "tests.fixtures.prometheus",
+    "tests.fixtures.demo",
 ]

@@ -10,49 +10,17 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 
-from gridwire.demo import meter_id
+from gridwire.demo import CONCENTRATOR_ID, METRICS_ORDER, meter_id
 from gridwire.demo_firmware import DLMS_MODEL, RECIPE_VERSION
-from gridwire.procs import ManagedProcess, free_port
+from tests.fixtures.demo import Demo
 from tests.fixtures.waiting import wait_until
 
 DLMS_METERS = 2
-
-
-@dataclass(frozen=True)
-class Demo:
-    directory: Path
-    log: Path
-    api: httpx.Client
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    tmp_path = tmp_path_factory.mktemp("demo")
-    api_port = free_port()
-    log = tmp_path / "demo.log"
-    process = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "demo", "--dir", str(tmp_path / "demo"),
-                                   "--api-port", str(api_port), "--mqtt-port", str(free_port()),
-                                   "--mqtt-tls-port", str(free_port()), "--influx-port", str(free_port()),
-                                   "--lights", "3", "--interval", "0.5"],
-                             log=log, port=api_port)
-    process.start(timeout=60)
-    try:
-        wait_until(lambda: "  data " in log.read_text(), timeout=30, what="the demo's announcement")
-        token = re.search(r"bearer\s+(\S+)", log.read_text()).group(1)
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10,
-                          headers={"Authorization": f"Bearer {token}"}) as api:
-            yield Demo(directory=tmp_path / "demo", log=log, api=api)
-    finally:
-        process.stop()
-    assert "Traceback" not in log.read_text()
 
 
 # A new terminal's PATH (Debian's default for root): no virtualenv on it.
@@ -135,22 +103,22 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
     for step in steps[:3]:  # image, sign, upload: the CLI, exactly as printed
         done = _pasted(step, tmp_path)
         assert done.returncode == 0, (step, done.stdout, done.stderr)
+    assert "(25%)" in done.stderr and "(100%)" in done.stderr, done.stderr  # the upload's progress
 
     created = _pasted(steps[3], tmp_path)
     assert created.returncode == 0, created.stderr
     campaign = json.loads(created.stdout)
     assert campaign["state"] == "RUNNING" and campaign["targetCount"] == DLMS_METERS, campaign
-    status_line = steps[4].replace("CAMPAIGN_ID", campaign["id"])
-    statuses: list[dict] = []
-
-    def ended() -> bool:
-        answer = _pasted(status_line, tmp_path)
-        assert answer.returncode == 0, answer.stderr
-        statuses.append(json.loads(answer.stdout))
-        return not statuses[-1]["campaign"]["active"]
-
-    wait_until(ended, timeout=90, interval=0.5, what="the campaign to end")
-    status = statuses[-1]
+    # Watched live through the CLI until it ends: a line per change (not a terminal), then the outcome.
+    watched = _pasted(f"{programs[0]} campaign watch {campaign['id']} --api {demo.api_url} --token {demo.token} "
+                      "--interval 0.3 --timeout 120", tmp_path)
+    assert watched.returncode == 0, (watched.stdout, watched.stderr)
+    lines = watched.stdout.splitlines()
+    assert any("in flight" in line and "wave 0" in line for line in lines), lines
+    assert lines[-1] == f"campaign {campaign['id']} FINISHED: {DLMS_METERS} succeeded, 0 failed, 0 cancelled"
+    answer = _pasted(steps[4].replace("CAMPAIGN_ID", campaign["id"]), tmp_path)
+    assert answer.returncode == 0, answer.stderr
+    status = json.loads(answer.stdout)
     assert status["campaign"]["state"] == "FINISHED", status
     assert status["counts"].get("SUCCEEDED") == DLMS_METERS and not status["failed"], status
 
@@ -160,6 +128,59 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
         assert accepted.status_code == 202, accepted.text
         assert _result(demo.api, accepted.json()["resultUrl"])["result"]["firmwareVersion"] == RECIPE_VERSION
         assert demo.api.get(f"/v1/installation/devices/{device}").json()["firmwareVersion"] == RECIPE_VERSION
+
+
+def test_fleet_status_lists_the_concentrator_and_its_meters(demo: Demo, tmp_path: Path) -> None:
+    gridwire = str(Path(sys.executable).parent / "gridwire")
+    runs: list[subprocess.CompletedProcess[str]] = []
+
+    def online() -> bool:
+        runs.append(_pasted(f"{gridwire} fleet status --meters --api {demo.api_url} --token {demo.token}", tmp_path))
+        assert runs[-1].returncode == 0, runs[-1].stderr
+        return "ONLINE" in runs[-1].stdout
+
+    wait_until(online, timeout=30, interval=0.5, what="the concentrator ONLINE in the table")
+    table = runs[-1].stdout
+    assert CONCENTRATOR_ID in table, table
+    assert meter_id(0) in table and meter_id(2000) in table, table  # a P1 and a DLMS meter behind it
+    assert "type STREET_LIGHT" in table, table
+
+
+def test_prometheus_scrapes_every_demo_process(demo: Demo, prometheus) -> None:
+    """Every process of the platform and the concentrator serve metrics that a real Prometheus
+    scrapes, and known traffic (one light switched) shows up in each layer's counters."""
+    jobs = {name: [f"127.0.0.1:{demo.metrics_port + n}"] for n, name in enumerate(METRICS_ORDER)}
+    server = prometheus(jobs)
+    wait_until(lambda: set(server.targets_up().values()) == {"up"}, timeout=60, interval=0.2,
+               what="every demo process scraped")
+    for name in METRICS_ORDER:
+        assert server.value(f'gridwire_process_info{{job="{name}"}}') == 1
+
+    route = 'route="/v1/publiclighting/devices/{device_id}/light",status="202"'
+    before = server.value('sum(gridwire_domain_requests_total{domain="publiclighting",status="SUCCEEDED"})') or 0
+    before_api = server.value(f"sum(gridwire_api_request_seconds_count{{{route}}})") or 0
+    accepted = demo.api.post("/v1/publiclighting/devices/light-2/light", json={"on": False})
+    assert accepted.status_code == 202, accepted.text
+    result = _result(demo.api, accepted.json()["resultUrl"])
+    want = {
+        'sum(gridwire_domain_requests_total{domain="publiclighting",status="SUCCEEDED"})': before + 1,
+        f"sum(gridwire_api_request_seconds_count{{{route}}})": before_api + 1,
+    }
+    wait_until(lambda: all(server.value(q) == v for q, v in want.items()), timeout=30, interval=0.25,
+               what=f"Prometheus to scrape {want}")
+    assert result["commands"]
+    assert server.value('sum(gridwire_core_commands_total{status="SUCCEEDED"})') >= len(result["commands"])
+    # Readings flow: the concentrator's confirmed messages are stored by ingest.
+    assert server.value("sum(gridwire_ingest_readings_total)") > 0
+    assert server.value("gridwire_edge_forwarder_confirmed_total") > 0
+    assert server.value('sum(gridwire_edge_p1_telegrams_total{result="ok"})') > 0
+    assert server.value('sum(gridwire_edge_meter_reads_total{protocol="dlms",result="success"})') > 0
+    assert server.value('gridwire_monitor_fleet{kind="concentrator",state="ONLINE"}') == 1
+    # No device id labels a cloud process's metric (the concentrator may label its own meters).
+    for n, name in enumerate(METRICS_ORDER):
+        text = httpx.get(f"http://127.0.0.1:{demo.metrics_port + n}/metrics").text
+        if name != "concentrator":
+            assert "light-" not in text and meter_id(0) not in text and CONCENTRATOR_ID not in text, name
 
 
 def _recipe(log: str) -> list[str]:

@@ -13,18 +13,21 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 
+from broker.metrics import Registry as MetricsRegistry
 from cloud.api.app import create_app
 from cloud.api.deps import Clock, current_org
+from cloud.api.metrics import RequestMetrics
 from cloud.api.routes import PLATFORM_ROUTERS
 from cloud.auth import AuthError, Principal, decode_token
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.requests import RequestStore
 from cloud.migrations import migrate
 from cloud.registry import Registry
-from cloud.runtime import connected_session, open_registry
+from cloud.runtime import connected_session, metrics_registry, open_registry
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
 from cloud.store import InfluxStore
@@ -69,9 +72,12 @@ async def principal_org(request: Request) -> str:
 
 
 def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = None,
-                        clock: Clock | None = None) -> FastAPI:
-    """The full cloud web app. ``store`` (InfluxDB) as in :func:`cloud.api.app.create_app`."""
+                        clock: Clock | None = None, metrics: MetricsRegistry | None = None) -> FastAPI:
+    """The full cloud web app. ``store`` (InfluxDB) as in :func:`cloud.api.app.create_app`;
+    request latency goes into ``metrics`` when given."""
     app = create_app(settings=settings, store=store, clock=clock, extra_routers=PLATFORM_ROUTERS)
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, registry=metrics)
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
     app.dependency_overrides[current_org] = principal_org
@@ -114,9 +120,15 @@ async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.
     ``ready`` once it listens (its lifespan has run)."""
     import uvicorn
 
+    async with metrics_registry("api", settings.metrics) as metrics:
+        await _serve(uvicorn, create_platform_app(settings, metrics=metrics), settings, stop, ready)
+
+
+async def _serve(uvicorn: Any, app: FastAPI, settings: ApiSettings, stop: asyncio.Event,  # noqa: ANN401
+                 ready: asyncio.Event | None) -> None:
     # log_config=None: uvicorn's loggers go through the process's logging set-up.
     server = uvicorn.Server(uvicorn.Config(
-        create_platform_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+        app, host=settings.api_host, port=settings.api_port, log_config=None,
         lifespan="on",
         # Longer than clients typically idle between calls: a keep-alive connection closed just
         # as a busy client reuses it surfaces as a failed request.

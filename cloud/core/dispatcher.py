@@ -18,6 +18,7 @@ import math
 import uuid
 
 from broker import topics
+from broker.metrics import Registry as MetricsRegistry
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import MqttSession, publish_properties
 from cloud.core import lifecycle
@@ -27,6 +28,7 @@ from cloud.core.communication import SuccessLog
 from cloud.core.consumer import CORRELATION, DOMAIN, SHARE_GROUP, CommandIn, CoreConsumer, Rejected
 from cloud.core.functions import SEQUENTIAL_PROTOCOLS, function_of
 from cloud.core.lifecycle import RetryPolicy
+from cloud.core.metrics import CoreMetrics
 from cloud.core.route_cache import RouteCache
 from cloud.deadletters import DeadLetterStore
 from cloud.registry import DeviceDecommissioned, DeviceNotFound, Registry, Route
@@ -41,13 +43,15 @@ class CoreDispatcher:
 
     def __init__(self, *, session: MqttSession, registry: Registry, store: CommandStore,
                  dead_letters: DeadLetterStore, retry: RetryPolicy = RetryPolicy(), pump_interval: float = 0.5,
-                 share_group: str = SHARE_GROUP, concurrency: int | None = None) -> None:
+                 share_group: str = SHARE_GROUP, concurrency: int | None = None,
+                 metrics: CoreMetrics | None = None) -> None:
         """``concurrency``: messages handled at once (default: unbounded beyond the MQTT
         in-flight window); see :class:`~cloud.core.consumer.CoreConsumer`."""
         self._session = session
         self._registry = registry
         self._store = store
         self._retry = retry
+        self._metrics = metrics or CoreMetrics(MetricsRegistry())
         self._interval = pump_interval
         self._kick = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
@@ -161,7 +165,9 @@ class CoreDispatcher:
         props = publish_properties(correlation_data=uuid.UUID(record.id).bytes, response_topic=response_topic,
                                    message_expiry=max(1, math.ceil(remaining)),
                                    user_properties={"organisation": record.organisation,
-                                                    "priority": str(record.priority)})
+                                                    "priority": str(record.priority),
+                                                    # Not read by devices: names the request in their logs.
+                                                    CORRELATION: record.correlation_id})
         await self._session.publish(topic, record.to_command().to_wire(), qos=1, properties=props)
         log.debug("sent %s %s to %s", record.name, record.id, topic)
 
@@ -206,6 +212,7 @@ class CoreDispatcher:
         if self._routes.may_be_sequential(record.device):
             await self._store.unlock_device(record.device, record.id)
         reason = error.message if error else None
+        self._metrics.retried(record.name)
         log.info("command %s failed transiently (%s, attempt %d); retrying in %.2fs", record.id,
                  error.code if error else None, current.attempts, (not_before - now).total_seconds())
         await self._note_communication(record.device, success=False, reason=reason)
@@ -234,8 +241,11 @@ class CoreDispatcher:
     async def _announce(self, record: CommandRecord, status: CommandStatus, *, result: dict | None,
                         error: CommandError | None) -> None:
         """Publish a command's final outcome on ``core/response/<org>``."""
+        now = self._store.now()
+        log.debug("command %s (%s on %s) ended %s", record.id, record.name, record.device, status)
+        self._metrics.finished(record.name, status.value, record.created_at, now)
         response = CommandResponse(commandId=record.id, deviceId=record.device, status=status, result=result,
-                                   error=error, completedAt=self._store.now())
+                                   error=error, completedAt=now)
         props = publish_properties(correlation_data=uuid.UUID(record.id).bytes,
                                    user_properties={CORRELATION: record.correlation_id, DOMAIN: record.domain})
         await self._session.publish(topics.core_topic("response", record.organisation), response.to_wire(),

@@ -15,7 +15,8 @@ from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.lifecycle import RetryPolicy
 from cloud.deadletters import DeadLetterStore
-from cloud.runtime import connected
+from cloud.core.metrics import CoreMetrics
+from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,18 @@ async def run_core(settings: CoreSettings, stop: asyncio.Event, *, ready: asynci
                    pump_interval: float = 0.5, retry: RetryPolicy = RetryPolicy()) -> None:
     """Serve the core until ``stop`` is set (``ready`` is set once subscribed). The database
     must already be migrated."""
-    async with connected("core", settings) as (session, registry):
+    async with metrics_registry("core", settings.metrics) as metrics, \
+            connected("core", settings) as (session, registry):
+        session_metrics(metrics, session)
         # Malformed commands and answers are kept beside the commands, with the reason.
         dead_letters = DeadLetterStore(engine=registry.engine)
         await dead_letters.create_schema()
         dispatcher = CoreDispatcher(session=session, registry=registry, store=CommandStore(registry.engine),
                                     dead_letters=dead_letters, retry=retry, pump_interval=pump_interval,
-                                    concurrency=handler_concurrency(settings.database.engine_options()))
+                                    concurrency=handler_concurrency(settings.database.engine_options()),
+                                    metrics=CoreMetrics(metrics))
+        metrics.counter_fn("gridwire_core_commands_accepted", "New commands this process took in",
+                           lambda: dispatcher.commands_accepted)
         await dispatcher.start()
         log.info("core consumer %s running", session.client_id)
         if ready is not None:

@@ -110,6 +110,8 @@ class DomainConsumer:
                                  "operation": request.operation})
             await self._session.publish(topics.core_topic("request", organisation), command.to_wire(), qos=1,
                                         properties=props)
+            log.debug("%s/%s on %s: sent %s %s to the core", domain.name, request.operation, request.device_id,
+                      command.name, command.command_id)
 
     async def _refuse(self, domain: Domain, organisation: str, request: FunctionalRequest, reason: str) -> None:
         log.warning("functional request %s refused: %s", request.correlation_id, reason)

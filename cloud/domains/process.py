@@ -11,11 +11,12 @@ from pydantic import Field
 from broker.session import Backoff
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
+from cloud.domains.metrics import DomainMetrics
 from cloud.domains.requests import RequestStore
 from cloud.domains.results_consumer import ResultsConsumer
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
-from cloud.runtime import connected
+from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,16 @@ class DomainSettings(CloudSettings):
 async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Serve every domain, the results path and the webhook delivery loop (which also sends what
     stopped or crashed processes left in the outbox) until ``stop``; ``ready`` is set once subscribed."""
-    async with connected("domain", settings) as (session, registry):
+    async with metrics_registry("domain", settings.metrics) as metrics, \
+            connected("domain", settings) as (session, registry):
+        session_metrics(metrics, session)
         requests = RequestStore(registry.engine)
         webhooks = WebhookSender(engine=registry.engine)
         delivery = WebhookDelivery(sender=webhooks, policy=settings.webhook.policy(), worker=session.client_id)
         try:
             await DomainConsumer(session=session, requests=requests, domains=DOMAINS.values()).start()
             await ResultsConsumer(session=session, requests=requests, webhooks=webhooks,
-                                  domains=DOMAINS.values()).start()
+                                  domains=DOMAINS.values(), metrics=DomainMetrics(metrics)).start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:

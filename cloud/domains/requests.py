@@ -129,6 +129,19 @@ class RequestStore:
                 "error": error.model_dump() if error else None, "completed_at": self._clock()})
         return done.rowcount == 1  # type: ignore[attr-defined]
 
+    async def recent(self, *, limit: int = 50, device: str | None = None) -> list[FunctionalRecord]:
+        """The newest requests (of one device if given), newest first (the console's command list)."""
+        query = select(FunctionalRequestRow).order_by(FunctionalRequestRow.created_at.desc()).limit(limit)
+        if device is not None:
+            query = query.where(FunctionalRequestRow.device == device)
+        async with self._auto.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [FunctionalRecord(correlation_id=r.correlation_id, organisation=r.organisation, device=r.device,
+                                 domain=r.domain, operation=r.operation, command_ids=list(r.command_ids),
+                                 status=r.status, result=r.result,
+                                 error=CommandError.model_validate(r.error) if r.error else None,
+                                 created_at=r.created_at, completed_at=r.completed_at) for r in rows]
+
     async def correlation_of(self, command_id: str) -> str | None:
         """The request a command belongs to, or None for a command the core does not know."""
         async with self._auto.connect() as conn:

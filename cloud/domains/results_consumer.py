@@ -22,6 +22,7 @@ from cloud.core.commands import CommandRecord
 from cloud.core.consumer import CORRELATION
 from cloud.domains.base import Domain
 from cloud.domains.catalogue import DOMAINS
+from cloud.domains.metrics import DomainMetrics
 from cloud.domains.requests import PENDING, FunctionalRecord, RequestStore
 from cloud.domains.schemas import FunctionalResponse
 from cloud.notify.webhook import WebhookSender
@@ -49,8 +50,10 @@ class ResultsConsumer:
     """Turns ``core/response/+`` into functional responses, app notifications and webhooks."""
 
     def __init__(self, *, session: MqttSession, requests: RequestStore, webhooks: WebhookSender | None = None,
-                 domains: Iterable[Domain] = DOMAINS.values(), share_group: str = SHARE_GROUP) -> None:
+                 domains: Iterable[Domain] = DOMAINS.values(), share_group: str = SHARE_GROUP,
+                 metrics: DomainMetrics | None = None) -> None:
         self._session = session
+        self._metrics = metrics
         self._requests = requests
         self._webhooks = webhooks
         self._domains = {d.name: d for d in domains}
@@ -96,6 +99,9 @@ class ResultsConsumer:
                                         key=correlation_id)
         if not await self._requests.complete(correlation_id, status=status, result=result, error=error):
             return False
+        log.debug("%s/%s on %s completed %s", request.domain, request.operation, request.device, status)
+        if self._metrics is not None:
+            self._metrics.completed(request.domain, request.operation, str(status), request.created_at)
         props = publish_properties(correlation_data=bytes.fromhex(correlation_id.replace("-", "")))
         await self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,
                                     qos=1, properties=props)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from broker import topics
+from broker import logs, topics
 from broker.session import MqttSession, publish_properties
 from cloud.core.access import permission, permissions
 from cloud.domains.base import Domain
@@ -50,6 +50,9 @@ class Submitter:
         request = FunctionalRequest(deviceId=device_id, operation=operation, parameters=parameters,
                                     priority=self.priority, ttlSeconds=self.ttl_seconds, issuedAt=datetime.now(UTC))
         commands = translate(domain, self.org, request)  # TranslationError (Invalid): 422
+        logs.bind(correlation=str(request.correlation_id))
+        log.info("accepted %s/%s on %s for %s as %d command(s)", domain.name, operation, device_id, self.org,
+                 len(commands))
         # Recorded before publishing, so the result URL answers PENDING at once.
         await self.requests.add(recorded(domain, self.org, request, commands))
         await self.mqtt.publish(topics.domain_topic(domain.name, "request", self.org), request.to_wire(), qos=1,

@@ -167,6 +167,21 @@ class CampaignStore:
                            failed=per.get(index, {}).get(T.FAILED, 0),
                            cancelled=per.get(index, {}).get(T.CANCELLED, 0)) for index, total in waves]
 
+    async def fleet_counts(self) -> dict[tuple[str, str], int]:
+        """Campaigns by state, and the targets of active campaigns by state:
+        {("campaign", "RUNNING"): n, ("target", "IN_FLIGHT"): n, ...} (for metrics)."""
+        async with self._sessions() as session:
+            campaigns = (await session.execute(select(CampaignRow.state, func.count())
+                                               .group_by(CampaignRow.state))).all()
+            targets = (await session.execute(
+                select(CampaignTargetRow.state, func.count())
+                .join(CampaignRow, CampaignRow.id == CampaignTargetRow.campaign_id)
+                .where(CampaignRow.active.is_(True)).group_by(CampaignTargetRow.state))).all()
+        found = {("target", state.value): 0 for state in T}
+        found.update({("campaign", state): n for state, n in campaigns})
+        found.update({("target", state): n for state, n in targets})
+        return found
+
     async def waves(self, campaign_id: str) -> list[CampaignWaveRow]:
         async with self._sessions() as session:
             return list((await session.scalars(select(CampaignWaveRow).where(

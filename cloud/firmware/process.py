@@ -21,7 +21,7 @@ from pydantic import Field
 from cloud.firmware.campaign_runner import CampaignRunner
 from cloud.firmware.campaign_store import CampaignStore
 from cloud.firmware.catalogue import FirmwareCatalogue
-from cloud.runtime import connected, connected_session
+from cloud.runtime import connected, connected_session, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, FirmwareOptions, Section
 from firmware_ota.chunk_server import ChunkServer
 from firmware_ota.store import FirmwareStore
@@ -49,12 +49,23 @@ async def run_campaigns(settings: CampaignSettings, stop: asyncio.Event, *,
                         ready: asyncio.Event | None = None) -> None:
     """Advance campaigns until ``stop`` is set."""
     options = settings.campaign
-    async with connected("campaigns", settings) as (session, registry):
-        runner = CampaignRunner(store=CampaignStore(registry.engine), catalogue=FirmwareCatalogue(registry.engine),
+    async with metrics_registry("campaigns", settings.metrics) as metrics, \
+            connected("campaigns", settings) as (session, registry):
+        session_metrics(metrics, session)
+        store = CampaignStore(registry.engine)
+
+        async def counts() -> dict[tuple[str, ...], float]:
+            return {key: float(n) for key, n in (await store.fleet_counts()).items()}
+
+        metrics.gauge_fn("gridwire_campaign_objects", "Campaigns by state, and targets of active campaigns by state",
+                         labels=["kind", "state"], sample_async=counts)
+        runner = CampaignRunner(store=store, catalogue=FirmwareCatalogue(registry.engine),
                                 registry=registry, publisher=session, runner_id=session.client_id,
                                 lease=timedelta(seconds=options.lease_seconds),
                                 republish_after=timedelta(seconds=options.republish_seconds),
                                 poll_interval=options.poll_seconds)
+        metrics.counter_fn("gridwire_campaign_commands", "update_firmware commands published (sends and re-sends)",
+                           lambda: runner.published)
         if ready is not None:
             ready.set()
         await runner.run(stop)
@@ -70,9 +81,14 @@ async def run_firmware_server(settings: FirmwareServerSettings, stop: asyncio.Ev
                               ready: asyncio.Event | None = None) -> None:
     """Answer chunk requests from the store until ``stop`` is set."""
     store = FirmwareStore(root=settings.firmware.store_dir)
-    async with connected_session("firmware", settings.mqtt,
-                                 session_expiry=settings.firmware.session_expiry) as session:
+    async with metrics_registry("firmware-server", settings.metrics) as metrics, \
+            connected_session("firmware", settings.mqtt, session_expiry=settings.firmware.session_expiry) as session:
+        session_metrics(metrics, session)
         server = ChunkServer(session=session, store=store)
+        metrics.counter_fn("gridwire_firmware_chunks_served", "Image chunks sent", lambda: server.chunks_served)
+        metrics.counter_fn("gridwire_firmware_bytes_served", "Image bytes sent", lambda: server.bytes_served)
+        metrics.counter_fn("gridwire_firmware_chunk_errors", "Chunk requests answered with an error",
+                           lambda: server.errors_sent)
         await server.start()
         log.info("firmware server serving %d image(s) from %s", len(store.list()), store.root)
         if ready is not None:

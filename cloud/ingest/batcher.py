@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from broker.session import Backoff
+from cloud.ingest.metrics import IngestMetrics
 from cloud.store.errors import StoreRejected, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,11 @@ class WriteBatcher:
 
     def __init__(self, *, write: Writer, max_readings: int = 10_000, max_delay: float = 0.1,
                  backoff: Backoff = Backoff(initial=0.2, maximum=5.0), confirm: Confirm | None = None,
-                 max_writes: int = 1) -> None:
+                 max_writes: int = 1, metrics: IngestMetrics | None = None) -> None:
         if max_writes < 1:
             raise ValueError("max_writes must be at least 1")
         self._write = write
+        self._metrics = metrics
         self.max_writes = max_writes
         self._confirm = confirm
         self.max_readings = max_readings
@@ -63,6 +66,11 @@ class WriteBatcher:
         self.written = 0
         self.batches = 0
         self.retries = 0
+
+    @property
+    def pending(self) -> int:
+        """Readings submitted and waiting for the next write."""
+        return self._count
 
     def set_confirm(self, confirm: Confirm) -> None:
         self._confirm = confirm
@@ -144,9 +152,12 @@ class WriteBatcher:
         attempt = 0
         while True:
             try:
+                started = time.perf_counter()
                 await self._write(lines)
                 self.written += len(lines)
                 self.batches += 1
+                if self._metrics is not None:
+                    self._metrics.written(lines, time.perf_counter() - started)
                 return
             except StoreUnavailable as exc:
                 delay = self._backoff.delay(attempt)

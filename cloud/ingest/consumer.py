@@ -27,6 +27,7 @@ from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, 
 from broker.session import Message, MqttSession
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
+from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.fast_encode import ValueCheck, encode_payload
 from cloud.store.errors import StoreRejected
 from cloud.store.line_protocol import check_reading, encode_reading
@@ -47,12 +48,14 @@ class IngestConsumer:
     """Reads ``concentrator/+/smartMeterMessage/+/+`` and stores what it reads."""
 
     def __init__(self, *, session: MqttSession, batcher: WriteBatcher, dead_letters: DeadLetterStore,
-                 name: str = "ingest", checks: tuple[ReadingCheck, ...] = ()) -> None:
+                 name: str = "ingest", checks: tuple[ReadingCheck, ...] = (),
+                 metrics: IngestMetrics | None = None) -> None:
         self._session = session
         self._batcher = batcher
         if batcher is not None:
             batcher.set_confirm(self.confirm)
         self._dead_letters = dead_letters
+        self._metrics = metrics
         self.name = name
         self._checks = (check_reading, *checks)
         # The fast path knows the store's own checks, and a deployment's checks that say how
@@ -137,6 +140,8 @@ class IngestConsumer:
         await self._dead_letters.add(DeadLetter.of(topic=message.topic, payload=payload, reason=reason,
                                                    received_at=datetime.now(UTC), consumer=self.name))
         self.dead_lettered += 1
+        if self._metrics is not None:
+            self._metrics.dead_lettered(reason)
         # Kept, so the concentrator may forget it: sending it again would only fail again.
         seq, parsed = _seq(message), _concentrator_of(message.topic)
         if seq is not None and parsed is not None:

@@ -7,11 +7,13 @@ import logging
 
 from pydantic import Field
 
+from broker.metrics import Registry
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
 from cloud.ingest.checks import catalogue_check
 from cloud.ingest.consumer import IngestConsumer
-from cloud.runtime import database_engine, influx_store, mqtt_session
+from cloud.ingest.metrics import IngestMetrics
+from cloud.runtime import database_engine, influx_store, metrics_registry, mqtt_session, session_metrics
 from cloud.settings import CloudSettings, InfluxSettings, Section
 from cloud.store.influx import InfluxStore
 
@@ -48,17 +50,28 @@ class IngestSettings(CloudSettings):
 
 async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Connect, subscribe, and store readings until ``stop`` is set; ``ready`` once subscribed."""
+    async with metrics_registry("ingest", settings.metrics) as registry:
+        await _run(settings, stop, ready, registry)
+
+
+async def _run(settings: IngestSettings, stop: asyncio.Event, ready: asyncio.Event | None,
+               registry: Registry) -> None:
     options = settings.ingest
+    # Metrics off (no port): not even counted, so they cost nothing (bench/ingest.py --metrics off,on).
+    metrics = IngestMetrics(registry) if settings.metrics.port is not None else None
     store = influx_store(settings.influx, batch_size=options.batch_readings)
     dead_letters = DeadLetterStore(engine=database_engine("ingest", settings.database))
     session = mqtt_session("ingest", settings.mqtt, dead_letters=dead_letters,
                            receive_maximum=options.receive_maximum, session_expiry=options.session_expiry,
                            payload_views=True)
     batcher = WriteBatcher(write=store.write_lines, max_readings=options.batch_readings,
-                           max_delay=options.batch_delay, max_writes=options.writes_in_flight)
+                           max_delay=options.batch_delay, max_writes=options.writes_in_flight, metrics=metrics)
     checks = (catalogue_check(),) if options.catalogue_check else ()
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
-                              name=session.client_id, checks=checks)
+                              name=session.client_id, checks=checks, metrics=metrics)
+    if metrics is not None:
+        metrics.watch(consumer=consumer, batcher=batcher)
+        session_metrics(registry, session)
     signal: asyncio.Task[None] | None = None
     try:
         await dead_letters.create_schema()

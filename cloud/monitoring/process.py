@@ -10,7 +10,7 @@ from pydantic import Field
 from cloud.monitoring.monitor import StatusMonitor
 from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
-from cloud.runtime import connected
+from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,16 @@ class MonitorSettings(CloudSettings):
 
 async def run_monitor(settings: MonitorSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Consume concentrator status and sweep for silent devices until ``stop`` is set."""
-    async with connected("monitor", settings) as (session, registry):
+    async with metrics_registry("monitor", settings.metrics) as metrics, \
+            connected("monitor", settings) as (session, registry):
+        session_metrics(metrics, session)
         store = MonitoringStore(registry.engine)
+
+        async def fleet() -> dict[tuple[str, ...], float]:
+            return {key: float(n) for key, n in (await store.counts()).items()}
+
+        metrics.gauge_fn("gridwire_monitor_fleet", "Concentrators and devices by state (as monitoring holds them)",
+                         labels=["kind", "state"], sample_async=fleet)
         monitor = StatusMonitor(store=store, registry=registry,
                                 notifier=Notifier(store=store, registry=registry, publisher=session),
                                 failures_offline=settings.monitor.failures_offline)

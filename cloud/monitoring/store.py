@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -61,6 +61,26 @@ class MonitoringStore:
         async with self._sessions() as session:
             row = await session.get(ConcentratorStateRow, cid)
             return None if row is None else HeldStatus(row.state, row.session, row.status_at)
+
+    async def concentrators(self) -> list[ConcentratorStateRow]:
+        """Every concentrator's last accepted status (the console's fleet overview)."""
+        async with self._sessions() as session:
+            return list((await session.scalars(select(ConcentratorStateRow)
+                                                .order_by(ConcentratorStateRow.concentrator_id))).all())
+
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """How many concentrators and devices are in each state: {("concentrator", "ONLINE"): n,
+        ("device", "online"): n, ...} (two GROUP BY queries; for metrics and the console)."""
+        async with self._sessions() as session:
+            found: dict[tuple[str, str], int] = {("concentrator", "ONLINE"): 0, ("concentrator", "OFFLINE"): 0,
+                                                 ("device", "online"): 0, ("device", "offline"): 0}
+            for state, n in (await session.execute(select(ConcentratorStateRow.state, func.count())
+                                                   .group_by(ConcentratorStateRow.state))).all():
+                found[("concentrator", state)] = n
+            for online, n in (await session.execute(select(DeviceConnectivityRow.online, func.count())
+                                                    .group_by(DeviceConnectivityRow.online))).all():
+                found[("device", "online" if online else "offline")] = n
+        return found
 
     # --- devices ------------------------------------------------------------------------------
 
@@ -124,6 +144,18 @@ class MonitoringStore:
             session.add(MonitoringEventRow(event_id=str(event.event_id), event_type=event.event_type.value,
                                            severity=event.severity.value, device_id=event.device_id,
                                            occurred_at=event.occurred_at, detail=event.detail))
+
+    async def recent_events(self, *, limit: int = 100, device_id: str | None = None) -> list[MonitoringEvent]:
+        """The newest events (of one device if given), newest first (the console's events page)."""
+        query = select(MonitoringEventRow).order_by(MonitoringEventRow.occurred_at.desc(),
+                                                    MonitoringEventRow.id.desc()).limit(limit)
+        if device_id is not None:
+            query = query.where(MonitoringEventRow.device_id == device_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [MonitoringEvent(event_id=row.event_id, event_type=row.event_type, severity=row.severity,
+                                device_id=row.device_id, occurred_at=row.occurred_at, detail=row.detail)
+                for row in rows]
 
     async def events(self, device_id: str, *, since: datetime | None = None) -> list[MonitoringEvent]:
         """The event log of one device, oldest first."""

@@ -51,6 +51,10 @@ class Scheduler:
         self.instance_id = instance_id or default_instance_id()
         self.lease = lease
         self.poll_interval = poll_interval
+        # Runs this instance published (late: after their due time), publishes that failed; for metrics.
+        self.runs = 0
+        self.late_runs = 0
+        self.failed_publishes = 0
 
     async def tick(self) -> list[Run]:
         """Claim and publish every run due now; return the runs this instance published."""
@@ -59,11 +63,14 @@ class Scheduler:
             try:
                 await self._publish(claim)
             except MqttError:
+                self.failed_publishes += 1
                 # Left claimed: when the lease runs out some scheduler publishes it again.
                 log.exception("schedule %d: publishing run %s failed; will retry after the lease",
                               claim.schedule_id, claim.due.isoformat())
                 continue
             await self.store.complete(claim, owner=self.instance_id)
+            self.runs += 1
+            self.late_runs += int(claim.late)
             runs.append(Run(schedule_id=claim.schedule_id, due=claim.due, published_at=self.clock(),
                             late=claim.late, recovered=claim.recovered))
         return runs

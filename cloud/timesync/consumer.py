@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from broker import topics
+from broker.metrics import Histogram
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 from broker.session import Message, MqttSession, publish_properties
 from cloud.monitoring.events import EventType, make_event
@@ -61,8 +62,12 @@ class TimeService:
 class DriftRecorder:
     """Stores meter drift reports from ``concentrator/+/time/drift``; large drift raises CLOCK_DRIFT."""
 
-    def __init__(self, *, store: DriftStore, notifier: Notifier | None = None, alarm_seconds: float = 10.0) -> None:
+    def __init__(self, *, store: DriftStore, notifier: Notifier | None = None, alarm_seconds: float = 10.0,
+                 drift: Histogram | None = None) -> None:
         self.store = store
+        # Absolute drift of every report (seconds), for metrics: a histogram, never per meter.
+        self._drift = drift
+        self.alarms = 0
         self.notifier = notifier
         # A drift this large is worth telling people about even though the meter was set.
         self.alarm_seconds = alarm_seconds
@@ -78,6 +83,10 @@ class DriftRecorder:
             log.warning("bad drift report on %s: %s; payload %r", message.topic, exc, message.payload[:200])
             return
         await self.store.record(report, concentrator_id=cid)
+        if self._drift is not None:
+            self._drift.observe(abs(report.drift_seconds))
+        if abs(report.drift_seconds) > self.alarm_seconds:
+            self.alarms += 1
         if self.notifier is not None and abs(report.drift_seconds) > self.alarm_seconds:
             await self.notifier.raise_event(make_event(
                 EventType.CLOCK_DRIFT, report.meter_id, at=report.measured_at, driftSeconds=report.drift_seconds,

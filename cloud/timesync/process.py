@@ -9,12 +9,14 @@ from pydantic import Field
 
 from cloud.monitoring.notifier import Notifier
 from cloud.monitoring.store import MonitoringStore
-from cloud.runtime import connected
+from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
 from cloud.timesync.consumer import DriftRecorder, TimeService
 from cloud.timesync.store import DriftStore
 
 log = logging.getLogger(__name__)
+
+DRIFT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
 class TimeSyncOptions(Section):
@@ -35,11 +37,19 @@ async def run_timesync(settings: TimeSyncSettings, stop: asyncio.Event, *,
     """Answer time requests and record drift reports until ``stop`` is set."""
     # Durable, so no drift report is lost while we restart; stale time requests are not replayed
     # because they carry a message expiry of EXCHANGE_EXPIRY_SECONDS.
-    async with connected("timesync", settings) as (session, registry):
+    async with metrics_registry("timesync", settings.metrics) as metrics, \
+            connected("timesync", settings) as (session, registry):
+        session_metrics(metrics, session)
         notifier = Notifier(store=MonitoringStore(registry.engine), registry=registry, publisher=session)
+        drift = metrics.histogram("gridwire_timesync_drift_seconds", "Absolute meter clock drift per report",
+                                  buckets=DRIFT_BUCKETS)
         recorder = DriftRecorder(store=DriftStore(registry.engine), notifier=notifier,
-                                 alarm_seconds=settings.timesync.drift_alarm_seconds)
-        await TimeService(session=session).start()
+                                 alarm_seconds=settings.timesync.drift_alarm_seconds, drift=drift)
+        service = TimeService(session=session)
+        metrics.counter_fn("gridwire_timesync_requests", "Time requests answered", lambda: service.answered)
+        metrics.counter_fn("gridwire_timesync_drift_alarms", "Drift reports over the alarm threshold",
+                           lambda: recorder.alarms)
+        await service.start()
         await recorder.start(session)
         if ready is not None:
             ready.set()

@@ -134,6 +134,7 @@ class StreetLightFleet:
                 response = self._response(command, CommandStatus.FAILED,
                                           error=CommandError(code=exc.code, message=str(exc)))
         response_topic = message.response_topic or topics.device_topic(light_id, "response")
+        log.debug("light %s: %s %s -> %s", light_id, command.name, command.command_id, response.status)
         props = publish_properties(correlation_data=message.correlation_data or command.correlation_data())
         await self._session.publish(response_topic, response.to_wire(), qos=1, properties=props)
         if changed:

@@ -18,6 +18,10 @@ class _State:
     consecutive_failures: int = 0
     last_error: str | None = None
     down_since: datetime | None = None
+    # Totals for metrics: reads that succeeded and failed, and seconds spent in successful reads.
+    successes: int = 0
+    failures: int = 0
+    seconds: float = 0.0
 
 
 class HealthTracker:
@@ -38,15 +42,19 @@ class HealthTracker:
     def record_failure(self, meter_id: str, *, at: datetime, error: BaseException) -> None:
         """Note a failed attempt that started at ``at``."""
         state = self._states[meter_id]
+        state.failures += 1
         state.consecutive_failures += 1
         text = f"{type(error).__name__}: {error}"
         state.last_error = text[:_MAX_ERROR_CHARS]
         if state.down_since is None:
             state.down_since = at
 
-    def record_success(self, meter_id: str, *, at: datetime) -> datetime | None:
-        """Note a successful read; return when the outage began if this ends one, else None."""
+    def record_success(self, meter_id: str, *, at: datetime, seconds: float = 0.0) -> datetime | None:
+        """Note a successful read (that took ``seconds``); return when the outage began if this
+        ends one, else None."""
         state = self._states[meter_id]
+        state.successes += 1
+        state.seconds += seconds
         down_since = state.down_since
         state.last_success = at
         state.consecutive_failures = 0
@@ -69,6 +77,10 @@ class HealthTracker:
             consecutive_failures=state.consecutive_failures,
             last_error=state.last_error,
         )
+
+    def totals(self) -> dict[str, tuple[str, int, int, float]]:
+        """Per meter: (protocol, successes, failures, seconds spent in successful reads)."""
+        return {m: (s.protocol, s.successes, s.failures, s.seconds) for m, s in self._states.items()}
 
     def all(self) -> list[MeterHealth]:
         return [self.snapshot(meter_id) for meter_id in sorted(self._states)]

@@ -135,6 +135,10 @@ class MeterPoller:
     def health(self) -> list[MeterHealth]:
         return self._health.all()
 
+    def totals(self) -> dict[str, tuple[str, int, int, float]]:
+        """Per meter: (protocol, reads succeeded, reads failed, seconds in successful reads)."""
+        return self._health.totals()
+
     def health_of(self, meter_id: str) -> MeterHealth:
         return self._health.snapshot(meter_id)
 
@@ -244,7 +248,8 @@ class MeterPoller:
         if meter_id not in self._sources:
             return readings, None  # removed while reading
         finished = self._now()
-        down_since = self._health.record_success(meter_id, at=finished)
+        down_since = self._health.record_success(meter_id, at=finished,
+                                                 seconds=max(0.0, (finished - started).total_seconds()))
         for reading in readings:
             await self._sink(reading)
         if down_since is not None:

@@ -30,7 +30,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 GRIDWIRE_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image") == "gridwire:local"}
 # The variables compose requires (it refuses to start without them).
 SECRETS = {"GRIDWIRE_CLOUD_PASSWORD": "compose-cloud-pw", "GRIDWIRE_JWT_SECRET": "compose-jwt-secret-" + "x" * 32,
-           "POSTGRES_PASSWORD": "compose-pg-pw"}
+           "POSTGRES_PASSWORD": "compose-pg-pw", "GRAFANA_ADMIN_PASSWORD": "compose-grafana-pw"}
 # Services that run once and exit: the others wait for them to complete.
 ONE_SHOTS = {name for name, svc in COMPOSE["services"].items() if svc.get("restart") == "no"}
 
@@ -278,3 +278,34 @@ def test_compose_pki_and_broker_config_commands_produce_a_working_tls_setup(tmp_
     assert (local / config.broker.key_file.relative_to("/tls")).exists()
     ca = x509.load_pem_x509_certificate((local / config.broker.ca_file.relative_to("/tls")).read_bytes())
     x509.load_pem_x509_certificate(cert_file.read_bytes()).verify_directly_issued_by(ca)
+
+
+def test_prometheus_in_compose_scrapes_every_gridwire_process():
+    """Every service running a Gridwire process has metrics on 9100 and a scrape job; promtool
+    accepts the Prometheus config; Grafana is provisioned with it and the dashboard."""
+    processes = {name for name, svc in GRIDWIRE_SERVICES.items()
+                 if svc["command"][0] == "cloud" or svc["command"][:2] == ["concentrator", "run"]}
+    config = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert processes <= set(jobs), processes - set(jobs)
+    for name in processes:
+        assert jobs[name]["dns_sd_configs"][0] == {"names": [name], "type": "A", "port": 9100}
+        env = {**COMPOSE["x-gridwire"]["environment"], **(GRIDWIRE_SERVICES[name].get("environment") or {})}
+        if name != "concentrator":
+            assert env.get("GRIDWIRE_METRICS_PORT") == "9100" and env.get("GRIDWIRE_METRICS_HOST") == "0.0.0.0", name
+    from edge.config import load_config
+
+    metrics = load_config(ROOT / "config" / "compose" / "concentrator.toml").metrics
+    assert (metrics.host, metrics.port) == ("0.0.0.0", 9100)
+    assert config["remote_write"][0]["url"] == "http://influxdb:8086/api/v1/prom/write?db=prometheus"
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool comes with Debian's prometheus package"
+    done = subprocess.run([promtool, "check", "config", "--syntax-only",
+                           str(ROOT / "config" / "prometheus" / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    mounts = _volume_mounts("grafana")
+    assert mounts["/etc/grafana/provisioning"] == "./config/grafana/provisioning"
+    assert mounts["/var/lib/grafana/dashboards"] == "./config/grafana/dashboards"
+    init = _volume_mounts("influxdb")["/docker-entrypoint-initdb.d/prometheus.iql"]
+    assert init == "./config/influxdb/prometheus.iql"

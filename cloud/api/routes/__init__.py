@@ -8,8 +8,10 @@ from cloud.api.routes import (
     bulk,
     catalogue,
     clock_drift,
+    console,
     dead_letters,
     firmware,
+    fleet,
     health,
     installation,
     meter_readings,
@@ -25,4 +27,5 @@ OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bul
 # What the assembled platform adds (registry, domains, clock drift, firmware).
 PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
-                                           clock_drift.router, firmware.router)
+                                           clock_drift.router, firmware.router, fleet.router,
+                                           console.router)
