@@ -128,3 +128,16 @@ async def test_probe_https_verifies_the_server_against_the_ca(https_server: tupl
     # Without the platform's CA the certificate is not trusted: unhealthy, with the reason.
     code, output = await asyncio.to_thread(probe, "http", f"https://127.0.0.1:{port}/healthz")
     assert code == 1 and "CERTIFICATE_VERIFY_FAILED" in output, output
+
+
+async def test_probe_waits_for_a_service_that_is_starting(tmp_path: Path) -> None:
+    """``--wait`` keeps asking: a ready file written while it waits makes it healthy; one never
+    written leaves it unhealthy once the wait is over."""
+    ready_file = tmp_path / "late.ready"
+    waiting = asyncio.create_task(asyncio.to_thread(probe, "ready", str(ready_file), "--wait", "60"))
+    await asyncio.sleep(0.3)  # the scenario: the process becomes ready a moment after the probe began
+    ready_file.write_text("4242\n")
+    code, output = await waiting
+    assert code == 0 and "pid 4242" in output, output
+    code, output = await asyncio.to_thread(probe, "ready", str(tmp_path / "never.ready"), "--wait", "1")
+    assert code == 1 and "does not exist" in output
