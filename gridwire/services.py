@@ -38,7 +38,29 @@ def _binary(name: str, debian_package: str) -> str:
     return found
 
 
-class LocalMosquitto:
+class _Server:
+    """What every local server offers around its process (``self.process``)."""
+
+    process: ManagedProcess
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def stop(self) -> None:
+        """Graceful stop (the server's own stop signal)."""
+        self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or power cut looks like."""
+        self.process.kill()
+
+    def log_tail(self) -> str:
+        log = self.process.log
+        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+
+
+class LocalMosquitto(_Server):
     """A mosquitto process running the project's generated configuration."""
 
     host = "127.0.0.1"
@@ -68,12 +90,6 @@ class LocalMosquitto:
     def start(self) -> None:
         self.process.start()
         self._wait_tls()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
 
     def restart(self) -> None:
         self.process.restart()
@@ -124,8 +140,9 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-class LocalInfluxd:
-    """An influxd (1.x) with its own directories; keeps its ports across stop/start."""
+class LocalInfluxd(_Server):
+    """An influxd (1.x) with its own directories; keeps its ports across stop/start. A kill is
+    what a crash looks like: the WAL carries the data over."""
 
     def __init__(self, *, directory: Path, port: int, rpc_port: int | None = None) -> None:
         self.directory = directory
@@ -151,22 +168,6 @@ class LocalInfluxd:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"influxd on {self.url} never answered /ping:\n{self.log_tail()}")
             time.sleep(0.05)
-
-    @property
-    def running(self) -> bool:
-        return self.process.running
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM)."""
-        self.process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash or power cut looks like; the WAL carries the data over."""
-        self.process.kill()
-
-    def log_tail(self) -> str:
-        log = self.directory / "influxd.log"
-        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
 
     def query(self, q: str, *, database: str | None = None) -> dict:
         """One InfluxQL statement over HTTP (set-up and checks; the product uses cloud.store)."""
@@ -194,7 +195,7 @@ def postgres_bindir(root: Path = Path("/usr/lib/postgresql")) -> Path:
     return Path(on_path).resolve().parent
 
 
-class LocalPostgres:
+class LocalPostgres(_Server):
     """A throwaway PostgreSQL cluster: ``initdb`` into a new temporary directory, trust
     authentication for the superuser ``postgres``, listening on 127.0.0.1:``port`` only (and on a
     Unix socket in its directory). :meth:`remove` deletes it.
@@ -223,7 +224,7 @@ class LocalPostgres:
                                  "-E", "UTF8", "--no-locale", "--no-sync"],
                                 capture_output=True, text=True, check=False, **as_user(self._run_as))
         if initdb.returncode != 0:
-            self.remove()
+            shutil.rmtree(self.directory, ignore_errors=True)
             raise RuntimeError(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}{initdb.stderr}")
         settings = {"listen_addresses": self.host, "unix_socket_directories": str(self.directory)}
         if not durable:
@@ -257,21 +258,7 @@ class LocalPostgres:
             return False
         return len(lines) > 7 and lines[7].strip() == "ready"
 
-    @property
-    def running(self) -> bool:
-        return self.process.running
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
     def remove(self) -> None:
         """Stop the server if it runs and delete the cluster."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def log_tail(self) -> str:
-        log = self.directory / "postgres.log"
-        return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
