@@ -54,6 +54,7 @@ class CoreDispatcher:
         self._metrics = metrics or CoreMetrics(MetricsRegistry())
         self._interval = pump_interval
         self._kick = asyncio.Event()
+        self._stopping = False
         self._pump_task: asyncio.Task[None] | None = None
         self._routes = RouteCache(lookup=registry.route)
         self._successes = SuccessLog(store.engine, clock=store.now)
@@ -67,9 +68,16 @@ class CoreDispatcher:
         await self.consumer.start()
         self._pump_task = asyncio.create_task(self._pump(), name=f"core-pump-{self._session.client_id}")
 
-    async def close(self) -> None:
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop the pump after its current round (a round cancelled inside a database call can
+        strand a pooled connection); a round still running after ``grace`` seconds is cancelled."""
         if self._pump_task is not None:
-            self._pump_task.cancel()
+            self._stopping = True
+            self._kick.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._pump_task), grace)
+            except TimeoutError:
+                self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
         await self._successes.close()
 
@@ -269,12 +277,14 @@ class CoreDispatcher:
             await self._try_send(record)
 
     async def _pump(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._kick.wait(), self._interval)
             except TimeoutError:
                 pass
             self._kick.clear()
+            if self._stopping:
+                return
             try:
                 await self.pump_once()
             except asyncio.CancelledError:
