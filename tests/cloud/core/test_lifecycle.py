@@ -10,6 +10,7 @@ from broker.schemas.command import GenericCommand
 from broker.session import publish_properties
 from tests.cloud.core.harness import LIGHT, METER, ORG_B, Inbox, Stack, json_of, platform, session_for
 from tests.fixtures.mosquitto import MosquittoServer
+from tests.fixtures.waiting import poll_until
 
 
 async def _accepted(stack: Stack, path: str, body: dict | None = None, **params: object) -> str:
@@ -70,7 +71,10 @@ async def test_transient_failures_beyond_the_attempts_fail(stack: Stack) -> None
 
 async def test_stopped_concentrator_times_out_and_never_runs_the_expired_command(stack: Stack) -> None:
     await stack.stop_concentrator()
-    sent = await _accepted(stack, f"/v1/smartmetering/devices/{METER}/disconnect", ttlSeconds=2)
+    sent = await _accepted(stack, f"/v1/smartmetering/devices/{METER}/disconnect", ttlSeconds=4)
+    # Sent (and holding the meter) before the next is asked for, whatever the machine's load.
+    await poll_until(lambda: stack.store.of_request(sent), lambda records: records and records[0].sent_at is not None,
+                     timeout=4, what="the disconnect to be sent")
     # Queued behind the first (DLMS: one command at a time), so never sent before its TTL passed.
     waiting = await _accepted(stack, f"/v1/smartmetering/devices/{METER}/firmwareVersion", ttlSeconds=1)
     timed_out = await stack.notification(sent)
