@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,20 +12,7 @@ import pytest
 from cloud.migrations import migrate
 from cloud.monitoring import MonitoringStore
 from cloud.registry import OrganisationCreate, Registry
-
-
-class ManualClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
+from tests.fixtures.clock import ManualClock
 
 
 @dataclass
