@@ -1,9 +1,10 @@
 """Bearer tokens for the cloud API: HS256 JWTs naming an organisation and what it may read.
 
-Claims: ``sub`` (who), ``org`` (the organisation), ``exp`` (required), ``scope`` (space-separated;
-``admin`` sees every meter), ``meters`` (the meter ids the organisation may read, used by the
-default meter-access resolver). Where an organisation may read is normally decided by the
-registry: pass another :data:`MeterAccess` callable to the app to ask it instead.
+Claims: ``sub`` (who), ``org`` (the organisation), ``exp`` (required), ``scope`` (space-separated)
+and ``meters`` (the meter ids the organisation may read). Only the OMDP app on its own
+(``create_app`` without a registry: tests and benches) believes ``scope`` and ``meters``. The
+platform app reads the organisation from the token and everything else from the registry
+(:mod:`cloud.api.identity`): roles never come from a token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ ADMIN_SCOPE = "admin"
 BEARER_TYPES = (None, "access")
 
 
+# Shorter HS256 secrets can be brute-forced offline from any one token.
+MIN_SECRET_LENGTH = 32
+# Secrets found in examples and tutorials: an API that starts with one is open to anyone.
+KNOWN_DEFAULTS = frozenset({"secret", "changeme", "change-me", "change_me", "changethis", "gridwire",
+                            "your-secret-here", "jwt-secret", "supersecret", "password"})
+
+
+def secret_problem(secret: str | None) -> str | None:
+    """Why ``secret`` must not sign bearer tokens, or None if it may."""
+    if not secret:
+        return "GRIDWIRE_JWT_SECRET must be set: the API verifies bearer tokens with it"
+    if secret.strip().lower() in KNOWN_DEFAULTS or len(set(secret)) < 8:
+        return "GRIDWIRE_JWT_SECRET is a well-known default or too uniform; make one with `gridwire admin secret`"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return (f"GRIDWIRE_JWT_SECRET has {len(secret)} characters, fewer than {MIN_SECRET_LENGTH}; "
+                "make one with `gridwire admin secret`")
+    return None
+
+
 class AuthError(Forbidden):
     """A token that does not authenticate anyone; the message says why (safe to show the caller)."""
 
@@ -39,6 +59,8 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     meters: frozenset[str] | None = None
     claims: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The function groups the caller's credential is limited to (None: not limited).
+    groups: frozenset[str] | None = None
 
     @property
     def admin(self) -> bool:

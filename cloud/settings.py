@@ -119,6 +119,32 @@ class InfluxSettings(Section):
     create_database: bool = True
 
 
+class OidcSettings(Section):
+    """An external identity provider (``GRIDWIRE_OIDC_*``): the API also accepts its RS256/ES256
+    tokens when ``issuer`` is set. Keys come from ``jwks_url`` (default: the issuer's
+    ``/.well-known/jwks.json``), cached ``jwks_cache_seconds`` and fetched again for an unknown
+    ``kid``; ``audience`` must be in the token's ``aud``; the claim ``org_claim`` names the
+    organisation, whose role is then read from the registry."""
+
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    org_claim: str = "org"
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # An unknown kid fetches the keys again at most this often.
+    jwks_refetch_seconds: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _audience_with_issuer(self) -> Self:
+        if self.issuer and not self.audience:
+            raise ValueError("GRIDWIRE_OIDC_AUDIENCE must be set with GRIDWIRE_OIDC_ISSUER")
+        return self
+
+    def keys_url(self) -> str:
+        assert self.issuer is not None
+        return self.jwks_url or self.issuer.rstrip("/") + "/.well-known/jwks.json"
+
+
 class FirmwareOptions(Section):
     """The firmware repository (``GRIDWIRE_FIRMWARE_*``), shared by the API and the chunk servers."""
 
@@ -170,6 +196,7 @@ class ApiSettings(CloudSettings):
 
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     firmware: FirmwareOptions = Field(default_factory=FirmwareOptions)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
 
     # Where `gridwire cloud api` listens (its --host and --port override these).
     api_host: str = "127.0.0.1"
@@ -177,7 +204,8 @@ class ApiSettings(CloudSettings):
     # The API brings the database schema to the newest revision at start; other processes never do.
     migrate_on_start: bool = True
 
-    # HS256 secret the bearer tokens are signed with; the API refuses to start without one.
+    # HS256 secret the bearer tokens are signed with; the API refuses to start without one, or with
+    # one shorter than 32 characters or a well-known default (`gridwire admin secret` makes one).
     jwt_secret: SecretStr | None = None
     jwt_issuer: str | None = None
 
@@ -200,4 +228,4 @@ class ApiSettings(CloudSettings):
 
 
 __all__ = ["DEFAULT_DATABASE_URL", "ApiSettings", "CloudSettings", "DatabaseSettings", "FirmwareOptions",
-           "InfluxSettings", "LogSettings", "MetricsSettings", "MqttSettings", "Section"]
+           "InfluxSettings", "LogSettings", "MetricsSettings", "MqttSettings", "OidcSettings", "Section"]

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from gridwire.cli_admin import admin_app
 from gridwire.cli_broker import broker_app
 from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
 from gridwire.cli_firmware import firmware_app
@@ -45,6 +46,7 @@ except ImportError:  # an edge-only install (no cloud extra) has no registry to 
 
 
 app.add_typer(firmware_app, name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
+app.add_typer(admin_app, name="admin")
 
 # --- the one-box platform -----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI
 from cloud.api.deps import Clock
 from cloud.api.errors import install_error_table
 from cloud.api.routes import OMDP_ROUTERS
-from cloud.auth import MeterAccess, meters_from_claims
+from cloud.auth import MeterAccess, meters_from_claims, secret_problem
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.deadletters import DeadLetterStore
 from cloud.runtime import influx_store
@@ -34,8 +34,9 @@ def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter
     which meters an organisation may read (default: the token's claims). ``dead_letters`` is
     listed at ``/v1/deadLetters`` (503 without one; the caller opens and closes it);
     ``catalogue`` defaults to the OMDP catalogue shipped with Gridwire."""
-    if settings.jwt_secret is None or not settings.jwt_secret.get_secret_value():
-        raise ValueError("GRIDWIRE_JWT_SECRET must be set: the API verifies bearer tokens with it")
+    problem = secret_problem(settings.jwt_secret.get_secret_value() if settings.jwt_secret else None)
+    if problem is not None:
+        raise ValueError(problem)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,9 +6,10 @@ them to the route. Two seams for authentication:
 
 - :func:`get_principal` checks the bearer token for the OMDP routes (meter data);
 - :func:`current_org` gives the calling organisation to the registry-backed routes. It refuses
-  every request (fail closed) until the app overrides it with the JWT check
-  (``app.dependency_overrides[current_org] = ...``, see :func:`cloud.api.process.principal_org`).
-  What an organisation may do is decided from the registry, not from the token.
+  every request (fail closed) until the app overrides it with the credential check
+  (``app.dependency_overrides[current_org] = ...``, see :mod:`cloud.api.identity`).
+  What an organisation may do is decided from the registry, not from the token. The platform
+  app overrides :func:`get_principal` too, so the OMDP routes' ``admin`` is the registry's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from broker.session import MqttSession
+from cloud.api.identity import check_scope, current_scope
 from cloud.auth import AuthError, MeterAccess, Principal, decode_token
 from cloud.catalogue import Catalogue
 from cloud.domains.requests import RequestStore
@@ -193,6 +195,9 @@ async def caller(registry: RegistryDep, org: OrgId) -> OrganisationPublic:
     if not found.enabled:
         log.warning("request from disabled organisation %r refused", org)
         raise NotAuthorised(f"organisation {org!r} is disabled")
+    if found.role is PlatformRole.ADMIN and current_scope() is not None:
+        # A credential limited to function groups acts as an ordinary organisation.
+        return found.model_copy(update={"role": PlatformRole.USER})
     return found
 
 
@@ -200,9 +205,12 @@ Caller = Annotated[OrganisationPublic, Depends(caller)]
 
 
 async def platform_admin(who: Caller) -> OrganisationPublic:
-    """The caller, if it is a platform administrator; 403 otherwise."""
+    """The caller, if the registry makes it a platform administrator and its credential is not
+    limited to function groups; 403 otherwise."""
     if who.role is not PlatformRole.ADMIN:
         raise NotAuthorised(f"organisation {who.identification!r} is not a platform administrator")
+    if current_scope() is not None:
+        raise NotAuthorised("platform administration needs a credential not limited to function groups")
     return who
 
 
@@ -213,6 +221,7 @@ async def require(registry: Registry, who: OrganisationPublic, device: str, func
     """DeviceNotFound if ``device`` is unknown, NotAuthorised with the reason if ``who`` may not
     do ``function`` (404 and 403 by the error table)."""
     await registry.get_device(device)
+    check_scope(function)
     decision = await registry.permission(who.identification, device, function)
     if not decision.allowed:
         log.warning("refused %s on %s for %s: %s", function, device, who.identification, decision.reason)
@@ -227,7 +236,7 @@ async def get_submitter(org: OrgId, registry: RegistryDep, requests: RequestsDep
                         priority: Annotated[int, Query(ge=0, le=9)] = 4) -> Submitter:
     """The :class:`Submitter` for this request (time-to-live and priority from the query)."""
     return Submitter(org=org, registry=registry, requests=requests, mqtt=mqtt, ttl_seconds=ttl_seconds,
-                     priority=priority)
+                     priority=priority, scope=current_scope())
 
 
 SubmitterDep = Annotated[Submitter, Depends(get_submitter)]

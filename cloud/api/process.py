@@ -15,18 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI
 
 from broker.metrics import Registry as MetricsRegistry
 from cloud.api.app import create_app
-from cloud.api.deps import Clock, current_org
+from cloud.api.deps import Clock, current_org, get_principal
+from cloud.api.identity import principal_org, registered_principal
 from cloud.api.metrics import RequestMetrics
 from cloud.api.routes import PLATFORM_ROUTERS
-from cloud.auth import AuthError, Principal, decode_token
+from cloud.api.oidc import JwksVerifier
+from cloud.auth import Principal
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.requests import RequestStore
 from cloud.migrations import migrate
-from cloud.registry import Registry
+from cloud.registry import DeviceFunction, NotAuthorised, Registry
+from cloud.registry.functions import within_scope
 from cloud.runtime import connected_session, metrics_registry, open_registry
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
@@ -37,38 +40,20 @@ log = logging.getLogger(__name__)
 
 
 def registry_meter_access(app: FastAPI) -> Callable[[Principal], Awaitable[frozenset[str] | None]]:
-    """Meter-data access decided by the registry: every meter for ``admin``, else what the
-    organisation holds OWNER, AD_HOC or MONITORING on."""
+    """Meter-data access decided by the registry: every meter for a platform administrator (by
+    the registry, see :func:`cloud.api.identity.registered_principal`), else what the
+    organisation holds OWNER, AD_HOC or MONITORING on; 403 for a key limited to other groups."""
 
     async def access(principal: Principal) -> frozenset[str] | None:
+        decision = within_scope(principal.groups, DeviceFunction.READ_METER_DATA)
+        if not decision.allowed:
+            raise NotAuthorised(decision.reason)
         if principal.admin:
             return None
         registry: Registry = app.state.registry
         return frozenset(await registry.meters_for_org(principal.org))
 
     return access
-
-
-async def principal_org(request: Request) -> str:
-    """The calling organisation, from its verified bearer token (replaces ``current_org``).
-
-    The same check as :func:`cloud.api.deps.get_principal`, without sub-dependencies: FastAPI
-    re-analyses an overriding dependency's whole tree on every request.
-    """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
-                            headers={"WWW-Authenticate": "Bearer"})
-    settings: ApiSettings = request.app.state.settings
-    assert settings.jwt_secret is not None  # create_app refuses to build without one
-    try:
-        principal = decode_token(token.strip(), secret=settings.jwt_secret.get_secret_value(),
-                                 now=request.app.state.clock(), issuer=settings.jwt_issuer)
-    except AuthError as exc:
-        reason = str(exc).replace('"', "'")
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, reason, headers={
-            "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{reason}"'}) from exc
-    return principal.org
 
 
 def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = None,
@@ -81,6 +66,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
     app.dependency_overrides[current_org] = principal_org
+    app.dependency_overrides[get_principal] = registered_principal
     _clear(app)
     store_lifespan = app.router.lifespan_context
 
@@ -101,6 +87,9 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
             app.state.drift_store = DriftStore(registry.engine)
             app.state.dead_letters = dead_letters
             app.state.schedules = ScheduleStore(registry.engine)
+            if settings.oidc.issuer:
+                app.state.oidc = JwksVerifier(settings.oidc)
+                exits.push_async_callback(app.state.oidc.aclose)
             exits.callback(_clear, app)
             log.info("platform API ready (database %s, broker %s:%d)", settings.database.safe_url(),
                      settings.mqtt.host, settings.mqtt.port)
@@ -112,7 +101,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
 
 def _clear(app: FastAPI) -> None:
     app.state.registry = app.state.requests = app.state.mqtt = None
-    app.state.drift_store = app.state.dead_letters = app.state.schedules = None
+    app.state.drift_store = app.state.dead_letters = app.state.schedules = app.state.oidc = None
 
 
 async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:

@@ -21,7 +21,8 @@ from cloud.domains.base import Domain
 from cloud.domains.consumer import RECORDED, recorded, translate
 from cloud.domains.requests import RequestStore
 from cloud.domains.schemas import Accepted, AcceptedFor, BulkAccepted, FunctionalRequest
-from cloud.registry import NotAuthorised, Registry
+from cloud.registry import DeviceFunction, FunctionGroup, NotAuthorised, Registry
+from cloud.registry.functions import within_scope
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,22 @@ class Submitter:
     """Everything a domain route needs to accept a functional request (a dependency)."""
 
     def __init__(self, *, org: str, registry: Registry, requests: RequestStore, mqtt: MqttSession,
-                 ttl_seconds: int = 300, priority: int = 4) -> None:
+                 ttl_seconds: int = 300, priority: int = 4, scope: frozenset[FunctionGroup] | None = None) -> None:
         self.org, self.registry, self.requests, self.mqtt = org, registry, requests, mqtt
         self.ttl_seconds, self.priority = ttl_seconds, priority
+        # The function groups the caller's credential is limited to (None: not limited).
+        self.scope = scope
+
+    def _within_scope(self, function: DeviceFunction) -> None:
+        decision = within_scope(self.scope, function)
+        if not decision.allowed:
+            log.warning("refused %s for %s: %s", function, self.org, decision.reason)
+            raise NotAuthorised(decision.reason)
 
     async def submit(self, domain: Domain, operation: str, device_id: str, parameters: dict[str, Any]) -> Accepted:
         """Authorise, translate, record and publish one functional request; 202 body."""
         function = domain.operation(operation).function
+        self._within_scope(function)
         decision = await permission(self.registry, self.org, device_id, function)
         if not decision.allowed:
             log.warning("refused %s/%s on %s for %s: %s", domain.name, operation, device_id, self.org,
@@ -69,6 +79,7 @@ class Submitter:
         nothing: if the caller may not do it on any one device, nothing is recorded or published."""
         devices = list(dict.fromkeys(device_ids))
         function = domain.operation(operation).function
+        self._within_scope(function)
         decisions = await permissions(self.registry, self.org, devices, function)
         refused = [f"{d}: {decisions[d].reason}" for d in devices if not decisions[d].allowed]
         if refused:

@@ -174,3 +174,17 @@ def authorise(*, organisation: str, device: str, function: DeviceFunction | str,
     needed = ", ".join(sorted(groups_allowing(function)))
     return Decision(False, f"organisation {organisation!r} needs one of [{needed}] on device {device!r} "
                            f"for {function}; it holds [{', '.join(sorted(held))}]")
+
+
+def within_scope(scope: Iterable[FunctionGroup | str] | None, function: DeviceFunction | str) -> Decision:
+    """Whether a credential limited to the groups ``scope`` (None: not limited) may ask for
+    ``function`` at all. The registry still decides, device by device, whether the organisation
+    may (:func:`authorise`); a scope only narrows what its credential can ask for."""
+    function = DeviceFunction(function)
+    if scope is None:
+        return Decision(True, "credential not limited")
+    limited = sorted(FunctionGroup(g) for g in scope)
+    if is_allowed(limited, function):
+        return Decision(True, f"{function} within the credential's scope")
+    return Decision(False, f"this credential is limited to [{', '.join(limited)}]; {function} needs one of "
+                           f"[{', '.join(sorted(groups_allowing(function)))}]")

@@ -149,3 +149,36 @@ class DeviceAuthorisation(Base):
 
     device: Mapped[Device] = relationship(back_populates="authorisations")
     organisation: Mapped[Organisation] = relationship(back_populates="authorisations")
+
+
+class ApiKey(Base):
+    """An organisation's API key: only the SHA-256 of its secret is kept (the secret is shown once).
+
+    ``scope`` is the comma-separated function groups the key is limited to (NULL: every group the
+    organisation holds). The row is read on every request made with the key, so a revocation
+    holds at once in every API process.
+    """
+
+    __tablename__ = "api_key"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organisation: Mapped[Organisation] = relationship()
+
+
+class Bootstrap(Base):
+    """The one row ``gridwire admin init`` writes: its primary key makes a second bootstrap fail
+    in the database, even when two run at once."""
+
+    __tablename__ = "platform_bootstrap"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -66,7 +66,11 @@ def test_every_service_has_a_healthcheck_and_start_up_waits_on_health(resolved: 
     """Long-running services have a healthcheck; one-shots have none and are awaited until
     they complete; everything else is awaited until healthy, not merely started."""
     services = resolved["services"]
-    assert {"pki", "broker-config", "migrate"} <= ONE_SHOTS
+    assert {"pki", "broker-config", "migrate", "admin-init"} <= ONE_SHOTS
+    # The first administrator is made once the schema is there; nothing waits for it.
+    assert services["admin-init"]["command"][:2] == ["admin", "init"]
+    assert services["admin-init"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert not any("admin-init" in s.get("depends_on", {}) for s in services.values())
     for name, service in services.items():
         check = service.get("healthcheck", {}).get("test", ["NONE"])
         if name in ONE_SHOTS:

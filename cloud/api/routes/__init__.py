@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from cloud.api.routes import (
     adapter_configs,
     admin,
+    api_keys,
     bulk,
     catalogue,
     clock_drift,
@@ -25,7 +26,7 @@ from cloud.api.routes import (
 OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bulk.router, catalogue.router,
                                        adapter_configs.router, dead_letters.router)
 # What the assembled platform adds (registry, domains, clock drift, firmware).
-PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, installation.router, provisioning.router,
+PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
                                            clock_drift.router, firmware.router, fleet.router,
                                            console.router)

@@ -29,7 +29,7 @@ class DeadLetterPage(BaseModel):
 
 @router.get("/deadLetters", response_model=DeadLetterPage, response_model_by_alias=True,
             responses={401: {"description": "no or invalid bearer token"},
-                       403: {"description": "the token lacks the admin scope"},
+                       403: {"description": "the caller's organisation is not a platform administrator"},
                        503: {"description": "no dead-letter store is configured"}})
 async def list_dead_letters(
         request: Request, who: PrincipalDep,
@@ -38,7 +38,7 @@ async def list_dead_letters(
         offset: Annotated[int, Query(ge=0)] = 0) -> DeadLetterPage:
     """Dead letters received since ``since``, oldest first, paged by ``limit`` and ``offset``."""
     if not who.admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "dead letters are for platform administrators (scope admin)")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "dead letters are for platform administrators")
     store: DeadLetterStore | None = request.app.state.dead_letters
     if store is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,

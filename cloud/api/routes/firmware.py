@@ -36,7 +36,8 @@ from cloud.firmware.schemas import (
     FirmwarePublic,
     TargetPublic,
 )
-from cloud.registry import OrganisationPublic, PlatformRole
+from cloud.api.identity import check_scope
+from cloud.registry import DeviceFunction, OrganisationPublic, PlatformRole
 from firmware_ota.campaign_logic import TargetState
 from firmware_ota.errors import CampaignNotFound
 from firmware_ota.signing import SignatureError, load_trusted_keys
@@ -110,6 +111,7 @@ def _visible(campaign: CampaignPublic, who: OrganisationPublic) -> None:
     422: {"description": "Devices unknown, decommissioned or of a model the firmware does not fit"}})
 async def create_campaign(spec: CampaignCreate, campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
     """Create a campaign (and start it if ``start``); its waves are planned now."""
+    check_scope(DeviceFunction.UPDATE_FIRMWARE)
     if spec.all_devices_of is not None and spec.all_devices_of != who.identification \
             and who.role is not PlatformRole.ADMIN:
         raise Forbidden("allDevicesOf may name only the calling organisation")
@@ -157,5 +159,6 @@ async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Calle
 async def control_campaign(campaign_id: str, action: Literal["start", "pause", "resume", "cancel"],
                            campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
     """Start, pause, resume or cancel. Cancel stops new commands; those in flight finish and are recorded."""
+    check_scope(DeviceFunction.UPDATE_FIRMWARE)
     _visible(await campaigns.public(campaign_id), who)
     return await campaigns.control(campaign_id, action)

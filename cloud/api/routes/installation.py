@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.identity import check_scope
 from cloud.api.errors import REFUSALS
 from cloud.registry import (
     DeviceCreate,
@@ -51,6 +52,7 @@ async def _check_concentrator(registry: Registry, who: OrganisationPublic, conce
              responses={**REFUSALS, 409: {"description": "Device already registered"}})
 async def add_device(spec: DeviceCreate, registry: RegistryDep, who: Caller) -> DevicePublic:
     """Register a device; the calling organisation becomes its OWNER."""
+    check_scope(DeviceFunction.ADD_DEVICE)
     if spec.concentrator_id is not None:
         await _check_concentrator(registry, who, spec.concentrator_id)
     return await registry.create_device(spec, owner=who.identification)

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from broker.errors import Invalid
 from cloud.api.deps import OrgId, RegistryDep, SchedulesDep, SubmitterDep
+from cloud.api.identity import check_scope
 from cloud.api.routes.results import add_results_route
 from cloud.core.access import permission
 from cloud.domains.publiclighting.schedules import (
@@ -60,6 +61,7 @@ async def get_status(device_id: str, submitter: SubmitterDep) -> Accepted:
 
 
 async def _authorise(registry: Registry, org: str, device_id: str) -> None:
+    check_scope(DeviceFunction.SET_SCHEDULE)
     decision = await permission(registry, org, device_id, DeviceFunction.SET_SCHEDULE)
     if not decision.allowed:
         log.warning("refused light schedule on %s for %s: %s", device_id, org, decision.reason)
