@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -122,6 +123,8 @@ class MqttSession:
         self._reconnected = asyncio.Event()
         self._closing = False
         self.connections = 0
+        # When the last connection was lost (time.time()); None before the first one is made.
+        self.lost_at: float | None = None
         self.dead_lettered = 0
         self._install_callbacks()
 
@@ -149,10 +152,21 @@ class MqttSession:
 
     async def connect(self) -> None:
         """Connect once; raise ConnectError if refused. Later drops reconnect by themselves."""
+        self._drive()
+        await self._connect_once()
+
+    def start(self) -> None:
+        """Connect in the background and return at once (a concentrator booting without network):
+        the first attempt now, each later one after the session's backoff, randomised so a fleet
+        that lost power together does not call back in lockstep. Publishes and subscriptions wait
+        for the connection; ``connected`` and :meth:`wait_connection` tell when it is made."""
+        self._drive()
+        self._schedule_reconnect(attempt=-1)
+
+    def _drive(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._client.drive_with(self._loop)
         self._misc_task = self._spawn(self._misc_loop(), "mqtt-misc")
-        await self._connect_once()
 
     async def wait_connection(self, after: int) -> int:
         """Wait until this session has made more than ``after`` connections; return how many."""
@@ -418,7 +432,7 @@ class MqttSession:
 
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                        _properties: Any) -> None:
-        self.connected.clear()
+        self._lost()
         if self._closing:
             return
         log.warning("%s disconnected: %s; reconnecting", self.client_id, reason_code)
@@ -454,18 +468,24 @@ class MqttSession:
             await asyncio.sleep(1.0)
             rc = self._client.loop_misc()
             if rc == MQTTErrorCode.MQTT_ERR_NO_CONN and not self._closing and self.connected.is_set():
-                self.connected.clear()
+                self._lost()
                 self._schedule_reconnect()
 
     def _force_reconnect(self, *, attempt: int = 0) -> None:
         if self._closing or not self.connected.is_set():
             return
-        self.connected.clear()
+        self._lost()
         self._drop_socket()
         self._schedule_reconnect(attempt=attempt)
 
     def _drop_socket(self) -> None:
         self._client.drop_socket()
+
+    def _lost(self) -> None:
+        """The connection is gone: note when (the first loss counts if reported twice)."""
+        if self.connected.is_set():
+            self.lost_at = time.time()
+        self.connected.clear()
 
     def _schedule_reconnect(self, *, attempt: int = 0) -> None:
         if self._closing:
@@ -475,10 +495,12 @@ class MqttSession:
 
     async def _reconnect_loop(self, attempt: int) -> None:
         """Connect again, waiting longer after each failure. ``attempt`` > 0 starts the waits
-        further up (a message that failed its handler n times waits as after n failures)."""
+        further up (a message that failed its handler n times waits as after n failures); -1
+        makes the first attempt at once."""
         tries = 0
         while not self._closing and not self.connected.is_set():
-            await asyncio.sleep(self._backoff.delay(attempt))
+            if attempt >= 0:  # -1: the first attempt of a background start, made at once
+                await asyncio.sleep(self._backoff.delay(attempt))
             attempt += 1
             tries += 1
             try:

@@ -7,8 +7,14 @@ P1 meters push telegrams (one reader task each); DLMS and Modbus meters are read
 :meth:`Concentrator.submit` into the outbox and the :class:`~edge.completeness.ReadingLedger`.
 
 Its MQTT session and its outbox are passed in (:meth:`Concentrator.from_config` builds both
-from the config file); it sets the session's will and dead-letter sink, connects it in
-:meth:`Concentrator.run`, and closes both when ``run`` ends.
+from the config file); it sets the session's will and dead-letter sink, and closes both when
+``run`` ends.
+
+**Offline boot.** :meth:`Concentrator.run` starts the meters, the pollers, the P1 readers and
+the outbox at once and connects to the broker in the background (the session's backoff with
+jitter), so an appliance whose link comes up minutes or hours after power keeps reading into
+its outbox meanwhile; forwarding, commands and firmware chunks begin with the connection. Its
+first status after a connection says how long it was offline and how much it buffered then.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import TYPE_CHECKING
 from broker import topics
 from broker.backoff import Backoff
 from broker.metrics_http import serving
-from broker.schemas import ConcentratorStatus, MeterReading
+from broker.schemas import ConcentratorStatus, MeterReading, OfflinePeriod, OutboxState
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
 from edge.clock_sync import keep_meter_clocks
@@ -35,7 +41,7 @@ from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
-from edge.outbox import Outbox
+from edge.outbox import Keep, Outbox, OutboxFull
 from edge.polling import HealthTracker
 from firmware_ota.downloader import Downloader
 from firmware_ota.signing import load_trusted_keys
@@ -64,7 +70,8 @@ def broker_session(config: ConcentratorConfig) -> MqttSession:
                       key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
     return MqttSession(client_id=f"concentrator-{config.concentrator_id}", host=b.host, port=b.port,
                        username=b.username, password=b.secret(), session_expiry=b.session_expiry,
-                       max_inflight=b.max_inflight, tls=tls)
+                       max_inflight=b.max_inflight, tls=tls,
+                       backoff=Backoff(initial=min(1.0, b.reconnect_max), maximum=b.reconnect_max))
 
 
 class Concentrator:
@@ -91,6 +98,13 @@ class Concentrator:
         self.p1_readers: dict[str, P1Reader] = {}
         # Meter ports currently open; lets a caller (the demo, tests) wait until the readers listen.
         self.open_ports = 0
+        # Offline periods: when this one began (process start, then each lost connection), the
+        # messages buffered in it, and the last one that a connection ended (for the status).
+        self._offline_since = time.time()
+        self._buffered_offline = 0
+        self.last_offline: OfflinePeriod | None = None
+        # Messages the outbox refused (full of messages kept before theirs): logged, counted.
+        self.refused = 0
         self.session = session
         session.set_will(self._will)
         session.set_dead_letter(self._dead_letter)
@@ -115,7 +129,7 @@ class Concentrator:
     @classmethod
     def from_config(cls, config: ConcentratorConfig, *, clock: Callable[[], datetime] = _utcnow) -> Concentrator:
         """A concentrator with the broker session and the outbox its config describes."""
-        outbox = Outbox(config.outbox)
+        outbox = Outbox(config.outbox, max_messages=config.outbox_limit)
         try:
             return cls(config=config, session=broker_session(config), outbox=outbox, clock=clock)
         except BaseException:
@@ -142,16 +156,28 @@ class Concentrator:
         Synchronous on purpose: once this returns the readings survive a crash, and there is no
         await between a reader taking bytes off the wire and this commit.
         """
-        items = []
+        readings = list(readings)
+        by_class: dict[Keep, list[tuple[str, bytes]]] = {}
         for reading in readings:
             kind = specific_topic or (topics.ReadingTopic.HISTORICAL if reading.historical
                                       else topics.ReadingTopic.METER_READING)
+            keep = Keep.PROFILE if reading.historical else Keep.LIVE if specific_topic is None else Keep.EVENT
             local = topics.local_meter_message(reading.meter_id, kind)
-            items.append((topics.forward_local(self.cid, local),
-                          reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
+            by_class.setdefault(keep, []).append((topics.forward_local(self.cid, local),
+                                                  reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
             if reading.meter_id not in self.meters.periods:
                 self._mark_success(reading.meter_id, "p1")
-        self.outbox.put_many(items)
+        for keep, items in by_class.items():
+            try:
+                self.outbox.put_many(items, keep=keep)
+            except OutboxFull as exc:
+                # Not a meter's fault: the reader goes on; the loss is logged and in the status.
+                self.refused += len(items)
+                log.error("%d %s messages not kept: %s (%d refused since start)", len(items), keep.name.lower(),
+                          exc, self.refused)
+                return
+        if not self.session.connected.is_set():
+            self._buffered_offline += len(readings)
         self.ledger.record(readings, self._period_of)
         self.forwarder.notify()
 
@@ -183,11 +209,31 @@ class Concentrator:
             softwareVersion=SOFTWARE_VERSION,
             meters=[*self.p1_health.all(), *self.poller.health()] if online else [],
             outboxBacklog=len(self.outbox) if online else None,
+            outbox=self.outbox_state() if online else None,
+            offline=self.last_offline if online else None,
             deadLetters=self.dead_letters if online else None,
             reason=reason or (f"host {socket.gethostname()}" if online else "connection lost"),
             completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
             if online and days else None,
         )
+
+    def outbox_state(self) -> OutboxState:
+        """The outbox against its limit, and what it gave up at the limit since start."""
+        shed = self.outbox.shed
+        return OutboxState(messages=len(self.outbox), limit=self.outbox.max_messages, level=self.outbox.level,
+                           shedLive=shed[Keep.LIVE], shedProfile=shed[Keep.PROFILE], shedEvents=shed[Keep.EVENT],
+                           refused=self.refused)
+
+    def _came_online(self) -> None:
+        """A connection was made: close the offline period it ends (logged, and in the status)."""
+        now = time.time()
+        since = self.session.lost_at if self.session.lost_at is not None else self._offline_since
+        self.last_offline = OfflinePeriod(since=datetime.fromtimestamp(since, UTC), seconds=round(now - since, 3),
+                                          buffered=self._buffered_offline, boot=self.session.lost_at is None)
+        self._buffered_offline = 0
+        log.info("connected to the broker after %.1f s offline%s; %d messages buffered meanwhile, %d in the outbox",
+                 self.last_offline.seconds, " since start" if self.last_offline.boot else "",
+                 self.last_offline.buffered, len(self.outbox))
 
     def _will(self) -> Will:
         """The death notice of the connection about to be made (asked before every attempt):
@@ -208,15 +254,17 @@ class Concentrator:
     async def _status_loop(self) -> None:
         seen = 0
         while True:
-            # A birth after every (re)connection: the broker may have published our will meanwhile.
-            if self.session.connections != seen:
-                seen = self.session.connections
-                self._birth_count += 1
-                await self.publish_status()
             try:
                 await asyncio.wait_for(self.session.wait_connection(seen), self.config.status_interval)
             except TimeoutError:
-                await self.publish_status()
+                if self.session.connected.is_set():
+                    await self.publish_status()
+                continue
+            # A birth after every (re)connection: the broker may have published our will meanwhile.
+            seen = self.session.connections
+            self._came_online()
+            self._birth_count += 1
+            await self.publish_status()
 
     # --- meters ---------------------------------------------------------------------------------
 
@@ -246,22 +294,24 @@ class Concentrator:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def _connect_cloud(self) -> None:
-        """Connect the session and start what needs the broker: confirmations, firmware chunks
-        and commands (chunk answers need their subscription before a command starts a download)."""
-        await self.session.connect()
-        await self.forwarder.start()
-        await self.firmware.start()
-        await self.executor.start()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        log.info("concentrator %s starting; %d messages waiting in the outbox", self.cid, len(self.outbox))
-        # Before connecting: commands and chunks redelivered at CONNACK must find their handlers.
+    def _connect_cloud(self) -> None:
+        """Route what needs the broker (confirmations, firmware chunks, commands) and start
+        connecting in the background. Routed before connecting, they are subscribed on every
+        connection before anything else, and messages the broker redelivers at CONNACK find
+        their handlers; chunk answers are subscribed before a command can start a download."""
+        self.forwarder.route()
         self.firmware.route()
         self.executor.route()
-        await self._connect_cloud()
+        self.session.start()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("concentrator %s starting; %d messages waiting in the outbox (limit %d); connecting to the broker "
+                 "at %s:%d in the background", self.cid, len(self.outbox), self.outbox.max_messages,
+                 self.config.broker.host, self.config.broker.port)
+        self._offline_since = time.time()
         metrics = self.config.metrics
         try:
+            self._connect_cloud()
             async with serving(concentrator_metrics(self), host=metrics.host, port=metrics.port,
                                name=f"concentrator-{self.cid}"), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),

@@ -30,6 +30,9 @@ class _Config(BaseModel):
 class BrokerSettings(_Config):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    # Connecting runs in the background (the meters are read meanwhile); a failed attempt is
+    # retried after up to this many seconds, randomised so that a fleet does not retry in step.
+    reconnect_max: float = Field(default=60.0, ge=1.0)
     username: str | None = None
     password: SecretStr | None = None
     # Read the password from this environment variable instead (keeps it out of the file).
@@ -130,6 +133,10 @@ class ConcentratorConfig(_Config):
     concentrator_id: str = Field(min_length=1, max_length=64)
     broker: BrokerSettings = BrokerSettings()
     outbox: Path = Path("var/outbox.sqlite")
+    # Messages the outbox holds at most (about 1 KB each on disk): 2,000,000 is 17 days of one P1
+    # meter at a telegram a second and 20 meters polled each minute. At the limit the oldest live
+    # values give way first (edge/outbox.py); the status says OK, HIGH (80%) or FULL.
+    outbox_limit: int = Field(default=2_000_000, ge=1)
     status_interval: float = Field(default=60.0, gt=0)
     # Seconds to wait for the cloud to confirm a stored message before sending it again.
     confirm_timeout: float = Field(default=30.0, gt=0)

@@ -60,11 +60,19 @@ class Forwarder:
         """Subscribe to the cloud's confirmations (call once the session is connected)."""
         await self._session.subscribe(topics.concentrator_ack(self._cid), self._on_ack)
 
+    def route(self) -> None:
+        """Route the cloud's confirmations before the session connects: subscribed on every connection."""
+        self._session.route(topics.concentrator_ack(self._cid), self._on_ack)
+
     async def run(self) -> None:
+        """Publish what the outbox holds, while the session is connected (messages stay in the
+        outbox, not in memory, while it is not)."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._housekeeping(), name="outbox-housekeeping")
             slots = asyncio.Semaphore(self._window)
             while True:
+                if not self._session.connected.is_set():
+                    await self._session.connected.wait()
                 batch = self._next_batch()
                 if not batch:
                     self._wakeup.clear()

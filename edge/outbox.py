@@ -5,16 +5,30 @@ cloud confirmed it stored it (see :mod:`broker.schemas.delivery`), so neither a 
 outage or crash nor a concentrator killed mid-stream (SIGKILL, power loss) loses a reading.
 A message not yet confirmed when the process dies is published again at start: delivery is
 at-least-once, and the cloud's writes are idempotent (reading ids derive from meter and time).
+
+**The limit.** The outbox holds at most ``max_messages`` messages (``outbox_limit`` in the
+concentrator's config). A concentrator without network keeps reading until then. It logs a
+warning when the outbox passes 80% of the limit and when it reaches it; :attr:`Outbox.level`
+says which (``OK``, ``HIGH``, ``FULL``) for the status. At the limit a new message takes the
+place of the oldest message of the lowest :class:`Keep` class present: live values go first,
+then readings from a meter's load profile, then events. Every message given up is counted by
+class (:attr:`Outbox.shed`) and logged with its count and sequence numbers, never dropped
+silently; only an outbox full of messages of a class above the new one's refuses it
+(:class:`OutboxFull`).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
-from broker.errors import Unavailable
+from broker.errors import Invalid, Unavailable
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -23,10 +37,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload  BLOB    NOT NULL,
     priority INTEGER NOT NULL DEFAULT 4,
     created  REAL    NOT NULL,
-    expires  REAL
+    expires  REAL,
+    keep     INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, seq);
 """
+_SHED_INDEX = "CREATE INDEX IF NOT EXISTS outbox_shed ON outbox (keep, seq)"
+# Share of the limit past which the outbox is HIGH (logged once per crossing).
+HIGH_WATER = 0.8
+
+
+class Keep(IntEnum):
+    """What a message is, in the order messages give way at the outbox limit (lowest first)."""
+
+    LIVE = 1      # a live value (P1 telegram, a poll of a DLMS or Modbus meter): the oldest go first
+    PROFILE = 2   # a reading from a meter's load profile (historical): the interval values billing needs
+    EVENT = 3     # an event or alarm (the meter's log may not keep it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +71,25 @@ class Outbox:
     handing it to a thread. ``synchronous=FULL`` makes a committed put survive power loss.
     """
 
-    def __init__(self, path: Path | str, *, max_messages: int = 5_000_000) -> None:
+    def __init__(self, path: Path | str, *, max_messages: int = 2_000_000) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if max_messages < 1:
+            raise Invalid(f"an outbox limit must be at least 1 message, not {max_messages}")
         self.max_messages = max_messages
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "keep" not in columns:  # an outbox written before the classes existed: all live
+            self._db.execute("ALTER TABLE outbox ADD COLUMN keep INTEGER NOT NULL DEFAULT 1")
+        self._db.execute(_SHED_INDEX)
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        # Messages given up at the limit since this process started, by class.
+        self.shed: dict[Keep, int] = dict.fromkeys(Keep, 0)
+        self.level = "OK"
+        self._update_level()
 
     def close(self) -> None:
         self._db.close()
@@ -61,23 +97,73 @@ class Outbox:
     def __len__(self) -> int:
         return self._count
 
-    def put_many(self, items: list[tuple[str, bytes]], *, priority: int = 4, ttl: float | None = None) -> None:
-        """Store messages durably; returns once they are on disk."""
+    @property
+    def fill(self) -> float:
+        """Share of the limit in use (1.0: full)."""
+        return self._count / self.max_messages
+
+    def put_many(self, items: list[tuple[str, bytes]], *, priority: int = 4, ttl: float | None = None,
+                 keep: Keep = Keep.LIVE) -> None:
+        """Store messages durably; returns once they are on disk. At the limit, older messages of
+        a class that gives way first (or the same class) make room, in the same transaction."""
         if not items:
             return
-        if self._count + len(items) > self.max_messages:
-            raise OutboxFull(f"outbox holds {self._count} messages; limit is {self.max_messages}")
+        if len(items) > self.max_messages:
+            raise OutboxFull(f"{len(items)} messages cannot fit an outbox of {self.max_messages}")
         now = time.time()
         expires = now + ttl if ttl is not None else None
+        excess = self._count + len(items) - self.max_messages
         with self._transaction():
+            shed = self._make_room(excess, keep) if excess > 0 else []
             self._db.executemany(
-                "INSERT INTO outbox (topic, payload, priority, created, expires) VALUES (?, ?, ?, ?, ?)",
-                [(topic, payload, priority, now, expires) for topic, payload in items],
+                "INSERT INTO outbox (topic, payload, priority, created, expires, keep) VALUES (?, ?, ?, ?, ?, ?)",
+                [(topic, payload, priority, now, expires, int(keep)) for topic, payload in items],
             )
-        self._count += len(items)
+        self._count += len(items) - sum(len(seqs) for _, seqs in shed)
+        for cls, seqs in shed:
+            self.shed[cls] += len(seqs)
+            log.warning("outbox full (%d messages): gave up the %d oldest %s messages (seq %d-%d) for newer ones; "
+                        "%d given up since start", self.max_messages, len(seqs), cls.name.lower(), seqs[0], seqs[-1],
+                        sum(self.shed.values()))
+        self._update_level()
 
-    def put(self, topic: str, payload: bytes, *, priority: int = 4, ttl: float | None = None) -> None:
-        self.put_many([(topic, payload)], priority=priority, ttl=ttl)
+    def put(self, topic: str, payload: bytes, *, priority: int = 4, ttl: float | None = None,
+            keep: Keep = Keep.LIVE) -> None:
+        self.put_many([(topic, payload)], priority=priority, ttl=ttl, keep=keep)
+
+    def _make_room(self, excess: int, keep: Keep) -> list[tuple[Keep, list[int]]]:
+        """Delete the ``excess`` oldest messages of the classes up to ``keep``, lowest first
+        (inside the caller's transaction); raise OutboxFull if those classes hold too few."""
+        shed: list[tuple[Keep, list[int]]] = []
+        for cls in Keep:
+            if cls > keep or excess <= 0:
+                break
+            seqs = [row[0] for row in self._db.execute(
+                "SELECT seq FROM outbox WHERE keep = ? ORDER BY seq LIMIT ?", (int(cls), excess))]
+            if seqs:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+                shed.append((cls, seqs))
+                excess -= len(seqs)
+        if excess > 0:
+            raise OutboxFull(f"outbox full: its {self._count} messages are all of classes kept before "
+                             f"{keep.name.lower()} messages; limit is {self.max_messages}")
+        return shed
+
+    def _update_level(self) -> None:
+        fill = self.fill
+        level = "FULL" if fill >= 1.0 else "HIGH" if fill >= HIGH_WATER else "OK"
+        if level == self.level:
+            return
+        if level == "FULL":
+            log.warning("outbox full: %d messages, its limit; newer messages now take the place of the oldest "
+                        "live values, then of load-profile readings (see edge/outbox.py)", self._count)
+        elif level == "HIGH":
+            log.warning("outbox at %.0f%% of its limit (%d of %d messages)", fill * 100, self._count,
+                        self.max_messages)
+        else:
+            log.info("outbox back below %.0f%% of its limit (%d of %d messages)", HIGH_WATER * 100, self._count,
+                     self.max_messages)
+        self.level = level
 
     def oldest_age(self, now: float | None = None) -> float:
         """Seconds the oldest waiting message has been in the outbox (0 when empty)."""
@@ -109,6 +195,7 @@ class Outbox:
         with self._transaction():
             deleted = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]).rowcount
         self._count -= deleted
+        self._update_level()
 
     def _transaction(self):
         return _Transaction(self._db)

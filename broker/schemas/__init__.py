@@ -12,12 +12,13 @@ from broker.schemas.meter_reading import (
     PropertyValue,
     parse_meter_message,
 )
-from broker.schemas.status import ConcentratorStatus, MeterHealth
+from broker.schemas.status import ConcentratorStatus, MeterHealth, OfflinePeriod, OutboxState
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 __all__ = [
     "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "CommandError", "CommandResponse", "CommandStatus",
     "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DriftReport", "GenericCommand", "MeterHealth",
-    "MeterIndividual", "MeterReading", "MeterReadingBatch", "OperationalPropertyRef", "PhysicalMeterType",
+    "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
+    "PhysicalMeterType",
     "PropertyValue", "TimeRequest", "TimeResponse", "parse_meter_message",
 ]

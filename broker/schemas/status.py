@@ -23,6 +23,35 @@ class MeterHealth(BaseModel):
     last_error: str | None = Field(default=None, alias="lastError")
 
 
+class OfflinePeriod(BaseModel):
+    """The concentrator's last time without the broker, reported once a connection ends it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    since: AwareDatetime  # its start, or its loss of the connection
+    seconds: float = Field(ge=0)
+    # Messages it put in its outbox meanwhile (readings, events); sent since the connection.
+    buffered: int = Field(ge=0)
+    # True: it started without the broker (booted offline), not lost a connection.
+    boot: bool = False
+
+
+class OutboxState(BaseModel):
+    """The concentrator's outbox against its limit, and what it gave up there since it started
+    (at the limit the oldest live values give way first, then load-profile readings, then events)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    messages: int = Field(ge=0)
+    limit: int = Field(ge=1)
+    level: Literal["OK", "HIGH", "FULL"]  # HIGH from 80% of the limit
+    shed_live: int = Field(default=0, ge=0, alias="shedLive")
+    shed_profile: int = Field(default=0, ge=0, alias="shedProfile")
+    shed_events: int = Field(default=0, ge=0, alias="shedEvents")
+    # Messages refused: the outbox was full of messages kept before theirs.
+    refused: int = Field(default=0, ge=0)
+
+
 class ConcentratorStatus(BaseModel):
     """Published retained on ``concentrator/{cid}/status``: ONLINE at birth, OFFLINE as the will."""
 
@@ -38,6 +67,9 @@ class ConcentratorStatus(BaseModel):
     software_version: str | None = Field(default=None, alias="softwareVersion")
     meters: list[MeterHealth] = Field(default_factory=list)
     outbox_backlog: int | None = Field(default=None, alias="outboxBacklog")
+    outbox: OutboxState | None = None
+    # The last offline period a connection ended (ONLINE only): how long, and how much buffered.
+    offline: OfflinePeriod | None = None
     # Messages from the cloud the concentrator gave up on since it started: their handler failed
     # on every delivery, so the session acknowledged them after logging them (ONLINE only).
     dead_letters: int | None = Field(default=None, alias="deadLetters")

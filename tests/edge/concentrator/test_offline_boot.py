@@ -1,0 +1,117 @@
+"""A concentrator that boots with no network still reads its meters (issue 18).
+
+It starts while its broker cannot be reached (a relay that refuses every connection), reads its
+DLMS, Modbus and P1 simulators into the outbox for a minute, then the link comes up: every poll
+and every telegram of that minute reaches InfluxDB through real ingest, once, and its retained
+status says how long it was offline and how much it buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import yaml
+
+from broker import topics
+from broker.schemas import ConcentratorStatus
+from edge.dlms import SecurityMode
+from edge.modbus import ModbusSimulator, load_map
+from tests.e2e.conftest import expected_energy
+from tests.e2e.conftest import simulator as p1_simulator
+from tests.edge.concentrator.conftest import dlms_entry, dlms_simulator, modbus_entry, stored, wait_for, write_config
+from tests.fixtures.ingest import cloud_session
+from tests.fixtures.relay import TcpRelay
+
+# The issue's scenario: the broker is unreachable for the first minute.
+OFFLINE_S = 60.0
+P1_METER = "0b6f2c8e-1d3a-4c5b-9e7f-2a1b3c4d5e6f"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def p1_entry(directory, port: str) -> str:
+    (directory / "meter.yaml").write_text(yaml.safe_dump({
+        "meterIndividualId": P1_METER, "physicalMeterClass": "ELECTRICITY", "protocol": "p1"}))
+    return f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "meter.yaml"\n'
+
+
+def with_reconnect_max(config, seconds: float) -> None:
+    text = config.read_text().replace('password = "conc-1-pw"\n', f'password = "conc-1-pw"\nreconnect_max = {seconds}\n')
+    config.write_text(text)
+
+
+async def test_boot_without_broker_reads_every_meter_and_delivers_all_once_it_connects(
+        tmp_path, mosquitto, influxd, influx_db, ingest, run_concentrator):
+    relay = TcpRelay(target_port=mosquitto.port)
+    await relay.up()
+    await relay.down()  # the port is known; nothing listens on it: connection refused
+    statuses: list[ConcentratorStatus] = []
+    watcher = cloud_session(mosquitto)
+    await watcher.connect()
+
+    async def on_status(message) -> None:
+        if message.payload:
+            statuses.append(ConcentratorStatus.model_validate_json(message.payload))
+
+    await watcher.subscribe(topics.concentrator_status("conc-1"), on_status)
+    telegrams = int(OFFLINE_S * 10)
+    p1 = p1_simulator(telegrams, interval=0.1)
+    async with (dlms_simulator(now, SecurityMode.HLS_GMAC, serial="GWHLS0000018") as dlms,
+                ModbusSimulator(register_map=load_map("solar-inverter"), clock=lambda: 0.0) as modbus):
+        config = write_config(tmp_path, mqtt_port=relay.port, initial_hours=0, status_interval=2,
+                              meters=[dlms_entry("hls-18", dlms, interval=1.0, timeout=3.0),
+                                      modbus_entry("inv-18", modbus, interval=1.0).replace("timeout = 0.5", "timeout = 3"), p1_entry(tmp_path, p1.open())])
+        with_reconnect_max(config, 1)
+        run = await run_concentrator(config, clock=now)
+        c = run.concentrator
+        await wait_for(lambda: c.open_ports == 1, what="the P1 port to be open")
+        await p1.start()
+        await asyncio.sleep(OFFLINE_S)  # the scenario: a minute without the broker
+        assert not c.session.connected.is_set() and c.session.connections == 0
+        await wait_for(lambda: p1.done.is_set(), what="the P1 meter to send every telegram")
+        # Stop polling between two rounds (ticks are aligned, a round ends well before the next
+        # one), so the simulators' counts and the poller's agree exactly.
+        before = c.poller.totals()
+        await wait_for(lambda: all(c.poller.totals()[m][1] > before[m][1] for m in ("hls-18", "inv-18")),
+                       what="a polling round to end")
+        await c.poller.stop()
+        totals = c.poller.totals()
+        dlms_polls, modbus_polls = totals["hls-18"][1], totals["inv-18"][1]
+        assert totals["hls-18"][2] == totals["inv-18"][2] == 0  # no failed poll
+        buffered = len(c.outbox)
+        # The simulators' own counts: one DLMS association per poll (and one for the start-up
+        # backfill of the current load-profile interval: initial_hours = 0), the same Modbus
+        # requests in every poll.
+        historical = c.backfiller.readings
+        assert c.backfiller.runs == 1 and historical <= 1
+        assert dlms.connections_accepted == dlms_polls + 1 and dlms_polls >= OFFLINE_S * 0.8
+        per_poll = sum(modbus.request_counts.values()) / modbus_polls
+        assert per_poll == int(per_poll) and modbus_polls >= OFFLINE_S * 0.8
+        assert p1.sent == telegrams
+        assert buffered == dlms_polls + historical + modbus_polls + telegrams
+        offline_end = now()
+
+        await relay.up()
+        await wait_for(lambda: c.session.connections == 1, what="the concentrator to connect")
+        await wait_for(lambda: len(c.outbox) == 0, timeout=120, what="the outbox to drain")
+        await wait_for(lambda: any(s.offline is not None for s in statuses), what="the status after the offline boot")
+        await run.finish()
+    await relay.down()
+    await watcher.close()
+
+    dlms_rows = stored(influxd, influx_db, "hls-18", fields='"OBIS_1.8.1", "reading_id"')
+    modbus_rows = stored(influxd, influx_db, "inv-18", fields='"reading_id"')
+    p1_rows = stored(influxd, influx_db, P1_METER)
+    assert len(dlms_rows) == dlms_polls + historical and len({r[2] for r in dlms_rows}) == len(dlms_rows)
+    assert len(modbus_rows) == modbus_polls and len({r[1] for r in modbus_rows}) == modbus_polls
+    assert {t: v for t, v, _ in p1_rows} == expected_energy(p1.model, telegrams)
+    assert all(t <= offline_end for t, *_ in dlms_rows + modbus_rows)
+
+    status = next(s for s in statuses if s.offline is not None)
+    assert status.state == "ONLINE" and status.offline.boot
+    assert status.offline.buffered == buffered
+    assert OFFLINE_S <= status.offline.seconds < OFFLINE_S + 60
+    assert status.outbox is not None and status.outbox.level == "OK" and status.outbox.shed_live == 0
