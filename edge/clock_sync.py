@@ -35,10 +35,13 @@ class _MeterClock:
 async def keep_meter_clocks(stop: asyncio.Event, *, session: MqttSession, concentrator_id: str,
                             meters: Mapping[str, DlmsMeterAdapter],
                             exclusive: Callable[[str], AbstractAsyncContextManager[None]],
-                            interval: float, threshold: timedelta) -> None:
-    """Every ``interval`` seconds until ``stop``: one time exchange, then each meter checked
-    under its exclusive lock (a DLMS association is exclusive). A meter that does not answer is
-    skipped until the next round; the poller already counts its health."""
+                            interval: float, threshold: timedelta,
+                            on_sync: Callable[[float], None] | None = None) -> None:
+    """Every ``interval`` seconds until ``stop``: one time exchange (``on_sync`` gets the offset
+    estimate after each that succeeds), then each meter checked under its exclusive lock (a DLMS
+    association is exclusive). A meter that does not answer is skipped until the next round; the
+    poller already counts its health. Waits for the broker first (a concentrator that booted
+    offline has no reference time to set meters by)."""
     client = TimeSyncClient(session=session, concentrator_id=concentrator_id)
     await client.start()
     while not stop.is_set():
@@ -46,7 +49,11 @@ async def keep_meter_clocks(stop: asyncio.Event, *, session: MqttSession, concen
             await client.exchange()
         except TimeoutError:
             log.warning("no answer from the cloud's time service; using the last estimate")
-        for meter_id, adapter in meters.items():
+        else:
+            estimate = client.filter.estimate
+            if on_sync is not None and estimate is not None:
+                on_sync(estimate.offset)
+        for meter_id, adapter in (meters if client.filter.estimate is not None else {}).items():
             try:
                 async with exclusive(meter_id):
                     report = await check_meter(meter_id, _MeterClock(adapter), reference=client.reference_now,

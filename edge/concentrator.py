@@ -33,6 +33,7 @@ from broker.metrics_http import serving
 from broker.schemas import ConcentratorStatus, MeterReading, OfflinePeriod, OutboxState
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
+from edge.clock_state import ConcentratorClock
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
@@ -86,6 +87,8 @@ class Concentrator:
         self.clock = clock
         self.outbox = outbox
         self.ledger = ReadingLedger(config.state)
+        # Free-running until the first time exchange with the cloud (see edge/clock_state.py).
+        self.clock_state = ConcentratorClock(config.state)
         # Health of P1 meters (push-only); polled meters' health comes from the poller.
         self.p1_health = HealthTracker(unhealthy_after=P1_UNHEALTHY_AFTER)
         self._birth_count = 0
@@ -158,9 +161,13 @@ class Concentrator:
         """
         readings = list(readings)
         by_class: dict[Keep, list[tuple[str, bytes]]] = {}
+        clock = self.clock_state.state()
         for reading in readings:
             kind = specific_topic or (topics.ReadingTopic.HISTORICAL if reading.historical
                                       else topics.ReadingTopic.METER_READING)
+            if clock is not None and not reading.historical and reading.meter_id in self.meters.periods:
+                # Stamped by our clock (a poll), not the meter's (P1, load profile): say how sure it is.
+                reading = reading.model_copy(update={"clock": clock})
             keep = Keep.PROFILE if reading.historical else Keep.LIVE if specific_topic is None else Keep.EVENT
             local = topics.local_meter_message(reading.meter_id, kind)
             by_class.setdefault(keep, []).append((topics.forward_local(self.cid, local),
@@ -319,11 +326,12 @@ class Concentrator:
                 for meter in self.config.meters:
                     if isinstance(meter, P1Meter):
                         tasks.append(tg.create_task(self._run_p1(meter), name=f"p1 {meter.port}"))
-                if self.meters.dlms:
-                    tasks.append(tg.create_task(keep_meter_clocks(
-                        stop, session=self.session, concentrator_id=self.cid, meters=self.meters.dlms,
-                        exclusive=self.poller.exclusive, interval=self.config.clock_check_interval,
-                        threshold=timedelta(seconds=self.config.clock_drift_threshold)), name="meter-clocks"))
+                # Always: the first time exchange ends the readings' free-running clock state.
+                tasks.append(tg.create_task(keep_meter_clocks(
+                    stop, session=self.session, concentrator_id=self.cid, meters=self.meters.dlms,
+                    exclusive=self.poller.exclusive, interval=self.config.clock_check_interval,
+                    threshold=timedelta(seconds=self.config.clock_drift_threshold), on_sync=self.clock_state.synced),
+                    name="clocks"))
                 for meter_id in self.backfiller.meter_ids:
                     tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
                 await self.poller.start()
@@ -347,3 +355,4 @@ class Concentrator:
             await self.session.close()
             self.outbox.close()
             self.ledger.close()
+            self.clock_state.close()

@@ -4,6 +4,7 @@ from broker.schemas.command import CommandError, CommandResponse, CommandStatus,
 from broker.schemas.dead_letter import DeadLetter
 from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck
 from broker.schemas.meter_reading import (
+    ClockState,
     MeterIndividual,
     MeterReading,
     MeterReadingBatch,
@@ -16,7 +17,7 @@ from broker.schemas.status import ConcentratorStatus, MeterHealth, OfflinePeriod
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 __all__ = [
-    "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "CommandError", "CommandResponse", "CommandStatus",
+    "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "ClockState", "CommandError", "CommandResponse", "CommandStatus",
     "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DriftReport", "GenericCommand", "MeterHealth",
     "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
     "PhysicalMeterType",

@@ -85,6 +85,19 @@ class MeterIndividual(_Wire):
     )
 
 
+class ClockState(_Wire):
+    """Gridwire extension: the concentrator's clock as it stamped a reading, given while that
+    clock has not been compared with the cloud's since the concentrator started (it booted
+    without network): free-running for ``freeRunningSeconds``; at its last comparison, before
+    this start, it was ``lastOffsetSeconds`` behind the cloud (cloud minus local) at ``lastSyncedAt``.
+    A reading without it was stamped by a clock compared with the cloud's (or by the meter's)."""
+
+    synchronised: bool = False
+    free_running_seconds: float = Field(alias="freeRunningSeconds", ge=0)
+    last_offset_seconds: float | None = Field(default=None, alias="lastOffsetSeconds", allow_inf_nan=False)
+    last_synced_at: AwareDatetime | None = Field(default=None, alias="lastSyncedAt")
+
+
 class MeterReading(_Wire):
     """One OMDP MeterReading: a meter's values at one reading time."""
 
@@ -96,6 +109,8 @@ class MeterReading(_Wire):
     meter_individual: MeterIndividual = Field(alias="meterIndividual")
     # Gridwire extension: True for readings recovered from the meter's load profile (backfill).
     historical: bool = False
+    # Gridwire extension: set on readings the concentrator stamped before its first time sync.
+    clock: ClockState | None = None
 
     @property
     def meter_id(self) -> str:

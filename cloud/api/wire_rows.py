@@ -60,6 +60,7 @@ class _Plan:
         self.usable = None not in (self.time, self.meter, self.reading_id)
         self.sequence, self.fault, self.historical = at(schema.SEQUENCE), at(schema.FAULT_CODE), at(schema.HISTORICAL)
         self.meter_class = at(schema.METER_CLASS)
+        self.clock = at(schema.CLOCK_FREE_RUNNING)  # rare (readings of an offline boot): the reference renders them
         self.properties = [
             _Property(pid, cols.get(""), cols.get(schema.TEXT_SUFFIX), cols.get(schema.UNIT_SUFFIX),
                       cols.get(schema.DATE_SUFFIX), 1 <= len(pid) <= _MAX_PROPERTY_ID,
@@ -164,7 +165,7 @@ class WireRenderer:
         return known
 
     def _parse(self, plan: _Plan, row: Sequence[Any]) -> _Row:
-        if not plan.usable:
+        if not plan.usable or (plan.clock is not None and row[plan.clock] is not None):
             raise _Slow
         when = self._time(row[plan.time])
         reading_id = row[plan.reading_id]

@@ -101,6 +101,10 @@ def encode_reading(reading: MeterReading, *, concentrator_id: str | None = None)
     meter_type = reading.meter_individual.physical_meter_type
     if meter_type is not None and meter_type.physical_meter_class is not None:
         fields.append(f"{schema.METER_CLASS}={quote_string(meter_type.physical_meter_class)}")
+    if reading.clock is not None and not reading.clock.synchronised:
+        fields.append(f"{schema.CLOCK_FREE_RUNNING}={format_float(reading.clock.free_running_seconds)}")
+        if reading.clock.last_offset_seconds is not None:
+            fields.append(f"{schema.CLOCK_LAST_OFFSET}={format_float(reading.clock.last_offset_seconds)}")
     for value in reading.property_values:
         key = escape_key(value.property_id)
         if value.numerical_value is not None:

@@ -11,7 +11,14 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PhysicalMeterType, PropertyValue
+from broker.schemas import (
+    ClockState,
+    MeterIndividual,
+    MeterReading,
+    OperationalPropertyRef,
+    PhysicalMeterType,
+    PropertyValue,
+)
 from cloud.store import schema
 from cloud.store.line_protocol import from_ns
 
@@ -88,5 +95,16 @@ def _reading(layout: Layout, row: Sequence[Any]) -> MeterReading:
         propertyValues=values,
         meterIndividual=individual,
         historical=bool(layout.get(row, schema.HISTORICAL)),
+        clock=_clock(layout, row),
     )
+
+
+def _clock(layout: Layout, row: Sequence[Any]) -> ClockState | None:
+    """The clock state of a reading stamped before its concentrator's first time sync, if it was."""
+    free = layout.get(row, schema.CLOCK_FREE_RUNNING)
+    if free is None:
+        return None
+    offset = layout.get(row, schema.CLOCK_LAST_OFFSET)
+    return ClockState(synchronised=False, freeRunningSeconds=float(free),
+                      lastOffsetSeconds=None if offset is None else float(offset))
 

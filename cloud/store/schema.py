@@ -18,7 +18,12 @@ HISTORICAL = "historical"
 SEQUENCE = "seq"
 CONCENTRATOR = "concentrator"
 METER_CLASS = "meter_class"
-META_FIELDS = frozenset({READING_ID, FAULT_CODE, HISTORICAL, SEQUENCE, CONCENTRATOR, METER_CLASS})
+# A reading the concentrator stamped before its first time sync (it booted offline): seconds its
+# clock had run free since its start, and its offset from the cloud's at the last sync before.
+CLOCK_FREE_RUNNING = "clock_free_running_s"
+CLOCK_LAST_OFFSET = "clock_last_offset_s"
+META_FIELDS = frozenset({READING_ID, FAULT_CODE, HISTORICAL, SEQUENCE, CONCENTRATOR, METER_CLASS,
+                         CLOCK_FREE_RUNNING, CLOCK_LAST_OFFSET})
 
 # Suffixes of the fields a property id gives rise to; the bare id holds the numerical value.
 TEXT_SUFFIX = "__text"

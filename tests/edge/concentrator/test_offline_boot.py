@@ -9,12 +9,15 @@ status says how long it was offline and how much it buffered.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from datetime import UTC, datetime
 
 import yaml
 
 from broker import topics
 from broker.schemas import ConcentratorStatus
+from cloud.timesync.consumer import TimeService
 from edge.dlms import SecurityMode
 from edge.modbus import ModbusSimulator, load_map
 from tests.e2e.conftest import expected_energy
@@ -103,15 +106,90 @@ async def test_boot_without_broker_reads_every_meter_and_delivers_all_once_it_co
     await watcher.close()
 
     dlms_rows = stored(influxd, influx_db, "hls-18", fields='"OBIS_1.8.1", "reading_id"')
-    modbus_rows = stored(influxd, influx_db, "inv-18", fields='"reading_id"')
+    modbus_rows = stored(influxd, influx_db, "inv-18", fields='"reading_id", "clock_free_running_s"')
     p1_rows = stored(influxd, influx_db, P1_METER)
     assert len(dlms_rows) == dlms_polls + historical and len({r[2] for r in dlms_rows}) == len(dlms_rows)
     assert len(modbus_rows) == modbus_polls and len({r[1] for r in modbus_rows}) == modbus_polls
     assert {t: v for t, v, _ in p1_rows} == expected_energy(p1.model, telegrams)
     assert all(t <= offline_end for t, *_ in dlms_rows + modbus_rows)
+    # No time service here: every poll carries the free-running clock state, flagged in the store.
+    assert all(0 < free <= OFFLINE_S + 60 for _, _, free in modbus_rows)
 
     status = next(s for s in statuses if s.offline is not None)
     assert status.state == "ONLINE" and status.offline.boot
     assert status.offline.buffered == buffered
     assert OFFLINE_S <= status.offline.seconds < OFFLINE_S + 60
     assert status.outbox is not None and status.outbox.level == "OK" and status.outbox.shed_live == 0
+
+
+async def test_a_small_outbox_at_an_offline_boot_gives_up_the_oldest_live_values_and_says_so(
+        tmp_path, mosquitto, influxd, influx_db, ingest, run_concentrator, caplog):
+    """Outbox limit 100: the P1 meter alone sends 300 telegrams before the link comes up. The
+    load-profile readings of the start-up backfill stay; the oldest live values make room, each
+    counted and logged; what the outbox held at the limit is all stored once the link is up.
+    Readings the concentrator stamped before its first time exchange carry its clock state."""
+    caplog.set_level(logging.INFO, logger="edge")
+    relay = TcpRelay(target_port=mosquitto.port)
+    await relay.up()
+    await relay.down()
+    cloud = cloud_session(mosquitto)
+    await cloud.connect()
+    await TimeService(session=cloud).start()
+    p1 = p1_simulator(300, interval=0.01)
+    async with (dlms_simulator(now, SecurityMode.HLS_GMAC, serial="GWHLS0000019") as dlms,
+                ModbusSimulator(register_map=load_map("solar-inverter"), clock=lambda: 0.0) as modbus):
+        config = write_config(tmp_path, mqtt_port=relay.port, initial_hours=1,
+                              meters=[dlms_entry("hls-19", dlms, interval=3600, timeout=3.0),
+                                      modbus_entry("inv-19", modbus, interval=0.5).replace("timeout = 0.5", "timeout = 3"),
+                                      p1_entry(tmp_path, p1.open())])
+        with_reconnect_max(config, 1)
+        config.write_text(config.read_text().replace('outbox = "outbox.sqlite"\n',
+                                                     'outbox = "outbox.sqlite"\noutbox_limit = 100\n'))
+        run = await run_concentrator(config, clock=now)
+        c = run.concentrator
+        await wait_for(lambda: c.open_ports == 1 and c.backfiller.runs == 1, what="P1 port open, backfill done")
+        await p1.start()
+        await wait_for(lambda: p1.done.is_set(), what="the P1 meter to send every telegram")
+        # Hold the inverter's polls while the outbox is looked at.
+        modbus.silent = True
+        failed = c.poller.totals()["inv-19"][2]
+        await wait_for(lambda: c.poller.totals()["inv-19"][2] > failed, what="a silent poll")
+        held = [json.loads(m.payload) for m in c.outbox.after(0, limit=1000)]
+        totals = c.poller.totals()
+        taken = p1.sent + totals["inv-19"][1] + totals["hls-19"][1] + c.backfiller.readings
+        state = c.outbox_state()
+        assert (len(held), state.level) == (100, "FULL")
+        assert state.shed_profile == state.shed_events == state.refused == 0
+        assert len(held) + state.shed_live == taken  # every reading taken is held or counted as given up
+        historical = [r for r in held if r.get("historical")]
+        assert len(historical) == c.backfiller.readings >= 4  # an hour of 15-minute intervals: all kept
+        p1_held = sorted(datetime.fromisoformat(r["readingTime"]) for r in held
+                         if r["meterIndividual"]["meterIndividualId"] == P1_METER)
+        assert p1_held == [p1.model.timestamp(n) for n in range(300 - len(p1_held), 300)]  # the newest
+        # Our clock stamped the polls, and has not been compared with the cloud's yet.
+        assert all(r["clock"]["freeRunningSeconds"] > 0 for r in held if r["meterIndividual"]["meterIndividualId"]
+                   == "inv-19")
+        assert not any("clock" in r for r in held if r.get("historical") or r["meterIndividual"]["meterIndividualId"]
+                       == P1_METER)
+        assert "outbox at 80% of its limit" in caplog.text and "outbox full: 100 messages" in caplog.text
+        assert "gave up the" in caplog.text
+
+        await relay.up()
+        await wait_for(lambda: c.clock_state.synchronised, what="the first time exchange")
+        modbus.silent = False
+        ok = c.poller.totals()["inv-19"][1]
+        await wait_for(lambda: c.poller.totals()["inv-19"][1] >= ok + 2, what="polls after the time exchange")
+        await wait_for(lambda: len(c.outbox) == 0, what="the outbox to drain")
+        await wait_for(lambda: c.outbox.level == "OK", what="the level to fall")
+        await run.finish()
+    await relay.down()
+    await cloud.close()
+
+    stored_ids = {row[1] for meter in ("hls-19", "inv-19", P1_METER)
+                  for row in stored(influxd, influx_db, meter, fields='"reading_id"')}
+    assert {r["meterReadingIdentifier"] for r in held} <= stored_ids
+    inverter = stored(influxd, influx_db, "inv-19", fields='"reading_id", "clock_free_running_s"')
+    flagged = {rid for _, rid, free in inverter if free is not None}
+    assert flagged == {r["meterReadingIdentifier"] for r in held if r["meterIndividual"]["meterIndividualId"]
+                       == "inv-19"}
+    assert len(inverter) >= len(flagged) + 2  # the polls after the exchange carry no clock state
