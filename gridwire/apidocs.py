@@ -38,6 +38,14 @@ def _channel(description: str, *, params: dict[str, str], publisher: str, messag
     return channel
 
 
+def _generic_commands() -> str:
+    """The generic command names the core sends, each with the device function it is authorised as."""
+    from cloud.core.functions import FUNCTION_OF
+
+    listed = "; ".join(f"`{name}` ({function})" for name, function in sorted(FUNCTION_OF.items()))
+    return f"`name` is one of the generic commands (with the device function the core authorises): {listed}."
+
+
 def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
     from broker.schemas.firmware import ChunkRequest
@@ -67,6 +75,7 @@ def asyncapi() -> dict[str, Any]:
                                "payload": {"$ref": "#/components/schemas/ConcentratorStatus"}},
         "GenericCommand": {"name": "GenericCommand", "contentType": "application/json",
                            "summary": "Correlation data = command id bytes; response topic; message expiry = TTL",
+                           "description": _generic_commands(),
                            "correlationId": CORRELATED["correlationId"],
                            "payload": {"$ref": "#/components/schemas/GenericCommand"}},
         "CommandResponse": {"name": "CommandResponse", "contentType": "application/json",

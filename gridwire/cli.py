@@ -98,9 +98,21 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    concentrator = Concentrator.from_config(cfg)
-    # Ready once connected to the broker (its outbox keeps readings whether it is or not).
-    run_until_signal(concentrator.run, ready=concentrator.session.connected.wait)
+    built: list[Concentrator] = []
+    made = asyncio.Event()
+
+    async def run(stop: asyncio.Event) -> None:
+        # Built inside the event loop: pymodbus's async clients (Modbus meters) need a running one.
+        built.append(Concentrator.from_config(cfg))
+        made.set()
+        await built[0].run(stop)
+
+    async def ready() -> None:
+        # Ready once connected to the broker (its outbox keeps readings whether it is or not).
+        await made.wait()
+        await built[0].session.connected.wait()
+
+    run_until_signal(run, ready=ready)
 
 
 @concentrator_app.command("check")

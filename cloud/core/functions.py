@@ -28,6 +28,10 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "update_firmware": F.UPDATE_FIRMWARE,
     "set_relay_schedule": F.SET_TARIFF_SCHEDULE,
     "get_status": F.GET_STATUS,
+    "set_power_limit": F.SET_POWER_LIMIT,
+    "set_load": F.SET_LOAD,
+    # A raw register write can change anything the map lets be written: configuration.
+    "write_register": F.SET_CONFIGURATION,
 })
 
 # Protocols whose devices take one command at a time (a DLMS association is single-client).

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from cloud.domains.base import Domain
+from cloud.domains.loadcontrol.translator import DOMAIN as LOAD_CONTROL
 from cloud.domains.publiclighting.translator import DOMAIN as PUBLIC_LIGHTING
 from cloud.domains.smartmetering.translator import DOMAIN as SMART_METERING
 from cloud.domains.tariffswitching.translator import DOMAIN as TARIFF_SWITCHING
 
 DOMAINS: Mapping[str, Domain] = MappingProxyType({d.name: d for d in (PUBLIC_LIGHTING, SMART_METERING,
-                                                                     TARIFF_SWITCHING)})
+                                                                     TARIFF_SWITCHING, LOAD_CONTROL)})
 

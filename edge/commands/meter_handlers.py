@@ -16,6 +16,7 @@ from typing import Any
 from broker.schemas import MeterReading
 from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
+from edge.commands.load_control import load_control_handlers
 from edge.dlms.alarms import decode_alarms, decode_events
 from edge.polling import MeterError, MeterPoller
 
@@ -172,4 +173,5 @@ def modbus_handlers(*, source: Any, poller: MeterPoller, completeness: Completen
 
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
     handlers["write_register"] = write_register
+    handlers.update(load_control_handlers(source=source, poller=poller, meter_errors=meter_errors))
     return handlers

@@ -15,6 +15,7 @@ from cloud.api.routes import (
     fleet,
     health,
     installation,
+    loadcontrol,
     meter_readings,
     provisioning,
     publiclighting,
@@ -28,5 +29,6 @@ OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bul
 # What the assembled platform adds (registry, domains, clock drift, firmware).
 PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
+                                           loadcontrol.router,
                                            clock_drift.router, firmware.router, fleet.router,
                                            console.router)

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from broker.session import Backoff, Message, MqttSession
 from cloud.api.deps import current_org
 from cloud.api.errors import install_error_table
-from cloud.api.routes import publiclighting, smartmetering, tariffswitching
+from cloud.api.routes import loadcontrol, publiclighting, smartmetering, tariffswitching
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.lifecycle import RetryPolicy
@@ -151,7 +151,7 @@ async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_se
 def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) -> FastAPI:
     app = FastAPI()
     install_error_table(app)
-    for area in (publiclighting, smartmetering, tariffswitching):
+    for area in (publiclighting, smartmetering, tariffswitching, loadcontrol):
         app.include_router(area.router)
     app.state.registry, app.state.requests, app.state.mqtt = registry, requests, mqtt
 

@@ -15,6 +15,7 @@ from cloud.domains.base import command_ids
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import TranslationError, translate
 from cloud.domains.schemas import FunctionalRequest
+from tests.cloud.domains.examples import EXAMPLES
 
 LIGHTING = DOMAINS["publiclighting"]
 
@@ -48,10 +49,7 @@ def test_smart_metering_table(operation: str, command: str) -> None:
 def test_every_operation_needs_the_function_the_core_checks() -> None:
     for domain in DOMAINS.values():
         for op in domain.operations.values():
-            sample = {"on": True} if op.name == "setLight" else (
-                {"entries": [{"time": "06:00", "high": True}]} if op.name == "setSchedule" else (
-                    {"from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z"} if op.name == "periodicReads"
-                    else {}))
+            sample = EXAMPLES[domain.name][op.name]
             for spec in op.commands(sample):
                 assert function_of(spec.name) is op.function, (domain.name, op.name, spec.name)
 

@@ -1,0 +1,1 @@
+"""Distributed generation and load control: inverter power limits, controllable loads, their state."""
