@@ -112,6 +112,22 @@ class Point(_Model):
         return (low, high) if self.type is not DataType.BOOL else None
 
 
+class ScheduleBlock(_Model):
+    """Holding registers where the device keeps a weekly switching schedule of its relays.
+
+    ``address`` holds the number of entries in use, then each of ``slots`` entries takes two
+    registers: (closed << 15) | (relay index << 8) | weekday mask (bit 0 Monday .. bit 6 Sunday),
+    and the minute of the day (device local time). The device switches on its own at those times.
+    """
+
+    address: int = Field(ge=0, le=65535)
+    slots: int = Field(ge=1, le=60)  # 1 + 2 * 60 registers fit one write request (at most 123)
+
+    @property
+    def end(self) -> int:
+        return self.address + 1 + 2 * self.slots
+
+
 class RegisterMap(_Model):
     """All points of one kind of device."""
 
@@ -121,9 +137,18 @@ class RegisterMap(_Model):
     # Addresses a read may span without a point: 0 unless the device answers for the gaps.
     max_gap: int = Field(default=0, alias="maxGap", ge=0, le=100)
     points: list[Point] = Field(min_length=1)
+    schedule: ScheduleBlock | None = None
 
     @model_validator(mode="after")
     def _unique_and_disjoint(self) -> RegisterMap:
+        if self.schedule is not None:
+            block = self.schedule
+            if block.end > 65536:
+                raise ValueError(f"the schedule block ({block.address}..{block.end - 1}) runs past register 65535")
+            for point in self.by_register(RegisterType.HOLDING):
+                if point.address < block.end and block.address < point.end:
+                    raise ValueError(f"point {point.name!r} overlaps the schedule block "
+                                     f"({block.address}..{block.end - 1})")
         seen: dict[str, Point] = {}
         for point in self.points:
             if point.name in seen:

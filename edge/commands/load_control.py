@@ -1,13 +1,13 @@
 """Load control and distributed generation on Modbus devices: writes confirmed by a read-back.
 
-Which register does what is data: the register map's property ids say it. A point whose
-property is ``GW_inverter.activePowerLimit`` is an inverter's active-power limit (percent of
-its rating); ``GW_relay.<n>.command`` switches load ``n`` and ``GW_relay.<n>.state`` is that
-load's contact as the device reports it. A device gets the handlers its map has points for:
+Which register does what is data: the register map's property ids say it
+(:mod:`devices.modbus.roles`). A device gets the handlers its map has points for:
 
 - ``set_power_limit {percent}``: write the limit, read it back;
 - ``set_load {index, closed}``: write the relay coil, read the contact state back;
-- ``get_status``: every point's value now, by point name.
+- ``get_status``: every point's value now, by point name;
+- ``set_relay_schedule {entries}``: a map with a schedule block (:class:`ScheduleBlock`) keeps the
+  relays' weekly schedule on the device, which switches on its own; written, then read back.
 
 A read-back that differs from what was written fails the command (DEVICE_ERROR): the device
 took the write but did not act on it (a local override, a fault), and the caller must know.
@@ -15,39 +15,33 @@ took the write but did not act on it (a local override, a fault), and the caller
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from devices.modbus.register_map import Point, RegisterMap
+from devices.modbus.roles import power_limit_point, relay_points
 from edge.commands.errors import CommandFailed, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
 from edge.modbus.plan import Value
 from edge.polling import MeterPoller
-
-POWER_LIMIT_PROPERTY = "GW_inverter.activePowerLimit"
-_RELAY = re.compile(r"^GW_relay\.(\d+)\.(command|state)$")
+from edge.switching import ScheduleError, SwitchPoint, entries_of, switch_points
 
 
-def relay_points(register_map: RegisterMap) -> dict[int, tuple[Point, Point | None]]:
-    """Load index -> (its command coil, its state input if the map has one)."""
-    commands: dict[int, Point] = {}
-    states: dict[int, Point] = {}
-    for point in register_map.points:
-        match = _RELAY.match(point.property_id)
-        if match is None:
-            continue
-        index = int(match.group(1))
-        if match.group(2) == "command" and point.writable:
-            commands[index] = point
-        elif match.group(2) == "state":
-            states[index] = point
-    return {index: (point, states.get(index)) for index, point in sorted(commands.items())}
+def schedule_result(points: list[SwitchPoint], held: list[SwitchPoint], meter_id: str) -> dict[str, Any]:
+    """What ``set_relay_schedule`` answers: the schedule the device holds, read back; a device
+    holding other than what was written fails the command."""
+    if sorted(held) != sorted(points):
+        raise CommandFailed(ErrorCode.DEVICE_ERROR, f"{meter_id}: wrote {len(points)} switch points, "
+                                                    f"the device holds {len(held)} others")
+    return {"entries": entries_of(held), "switchPoints": len(held)}
 
 
-def power_limit_point(register_map: RegisterMap) -> Point | None:
-    return next((p for p in register_map.points if p.property_id == POWER_LIMIT_PROPERTY and p.writable), None)
+def parse_schedule(params: dict[str, Any]) -> list[SwitchPoint]:
+    try:
+        return switch_points(params.get("entries"))
+    except ScheduleError as exc:
+        raise InvalidParameters(str(exc)) from None
 
 
 def _same(written: Value, read: Value) -> bool:
@@ -103,7 +97,18 @@ def load_control_handlers(*, source: Any, poller: MeterPoller,
             status["activePowerLimit"] = values[limit.name]
         return status
 
+    async def set_relay_schedule(params: dict[str, Any]) -> dict[str, Any]:
+        points = parse_schedule(params)
+        unknown = sorted({p.index for p in points} - set(relays))
+        if unknown:
+            raise InvalidParameters(f"{meter_id} has relays {sorted(relays)}, not {unknown}")
+        async with meter_errors(), poller.exclusive(meter_id):
+            held = await source.adapter.write_schedule(points)
+        return schedule_result(points, held, meter_id)
+
     handlers: dict[str, CommandHandler] = {"get_status": get_status}
+    if register_map.schedule is not None and relays:
+        handlers["set_relay_schedule"] = set_relay_schedule
     if limit is not None:
         handlers["set_power_limit"] = set_power_limit
     if relays:

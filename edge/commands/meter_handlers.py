@@ -16,7 +16,7 @@ from typing import Any
 from broker.schemas import MeterReading
 from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
-from edge.commands.load_control import load_control_handlers
+from edge.commands.load_control import load_control_handlers, parse_schedule, schedule_result
 from edge.dlms.alarms import decode_alarms, decode_events
 from edge.polling import MeterError, MeterPoller
 
@@ -145,7 +145,16 @@ def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: Completene
         async with meter_errors(), poller.exclusive(meter_id):
             return {"firmwareVersion": await adapter.read_firmware_version()}
 
+    async def set_relay_schedule(params: dict[str, Any]) -> dict[str, Any]:
+        points = parse_schedule(params)
+        if any(p.index != 1 for p in points):
+            raise InvalidParameters(f"{meter_id} has one disconnector (relay 1) to schedule")
+        async with meter_errors(), poller.exclusive(meter_id):
+            held = await adapter.write_relay_schedule(points)
+        return schedule_result(points, held, meter_id)
+
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
+    handlers["set_relay_schedule"] = set_relay_schedule
     handlers.update(get_firmware_version=get_firmware_version, get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
                     get_output_state=get_output_state, read_profile=read_profile, read_alarms=read_alarms)
     if backfill is not None:

@@ -32,6 +32,16 @@ from gurux_dlms.objects.GXDLMSDisconnectControl import GXDLMSDisconnectControl
 from gurux_dlms.objects.GXDLMSProfileGeneric import GXDLMSProfileGeneric
 from gurux_dlms.objects.GXDLMSRegister import GXDLMSRegister
 
+from edge.dlms.cosem_schedule import (
+    CLOSE_SCHEDULE_OBIS,
+    OPEN_SCHEDULE_OBIS,
+    SCRIPT_DISCONNECT,
+    SCRIPT_RECONNECT,
+    WeeklyActionSchedule,
+    split,
+)
+from edge.switching import SwitchPoint
+
 logger = logging.getLogger(__name__)
 
 
@@ -195,6 +205,39 @@ class DlmsMeterAdapter:
         logger.info("meter %s: %s, output state now %s", self.meter_id,
                     "disconnected" if disconnect else "reconnected", state)
         return state
+
+    # --- the disconnector's weekly schedule (tariff switching on the meter) ----------------
+    async def write_relay_schedule(self, points: list[SwitchPoint]) -> list[SwitchPoint]:
+        """Write the open and close moments to the two single action schedules (class 22), read
+        them back, and return what the meter holds now."""
+        if any(p.index != 1 for p in points):
+            raise DlmsProtocolError(f"meter {self.meter_id}: a DLMS meter has one disconnector (relay 1)",
+                                    meter_id=self.meter_id)
+        self._disconnect_control()  # a profile without one has nothing to schedule
+        opens, closes = split(points)
+        async with self._link() as link:
+            for obis, script, moments in ((OPEN_SCHEDULE_OBIS, SCRIPT_DISCONNECT, opens),
+                                          (CLOSE_SCHEDULE_OBIS, SCRIPT_RECONNECT, closes)):
+                schedule = WeeklyActionSchedule(obis, script=script)
+                schedule.moments = moments
+                for attribute in (2, 3, 4):
+                    await link.write(schedule, attribute)
+            held = await self._read_schedules(link)
+        logger.info("meter %s: relay schedule written, %d switch points", self.meter_id, len(held))
+        return held
+
+    async def read_relay_schedule(self) -> list[SwitchPoint]:
+        async with self._link() as link:
+            return await self._read_schedules(link)
+
+    @staticmethod
+    async def _read_schedules(link: DlmsAssociation) -> list[SwitchPoint]:
+        held: list[SwitchPoint] = []
+        for obis, closed in ((OPEN_SCHEDULE_OBIS, False), (CLOSE_SCHEDULE_OBIS, True)):
+            schedule = WeeklyActionSchedule(obis)
+            await link.read(schedule, 4)
+            held += [SwitchPoint(weekday, minute, 1, closed) for weekday, minute in schedule.moments]
+        return sorted(held)
 
     # --- firmware -------------------------------------------------------------------------------
     async def read_firmware_version(self) -> str:

@@ -102,6 +102,7 @@ class ModelDisconnectControl(GXDLMSDisconnectControl):
         self.controlMode = ControlMode.MODE_1
 
     def getValue(self, settings: Any, e: Any) -> Any:
+        self._model.settle_relay()
         if e.index == 2:
             return self._model.output_state
         if e.index == 3:

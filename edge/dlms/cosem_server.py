@@ -42,6 +42,7 @@ from edge.dlms.cosem_objects import (  # noqa: E402
     device_name,
 )
 from edge.dlms.config import SecurityMode  # noqa: E402
+from edge.dlms.cosem_schedule import CLOSE_SCHEDULE_OBIS, OPEN_SCHEDULE_OBIS, ModelActionSchedule  # noqa: E402
 from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
 from edge.dlms.meter_model import ENERGY_OBIS, POWER_OBIS, VOLTAGE_OBIS, MeterModel  # noqa: E402
 
@@ -148,6 +149,8 @@ class CosemServer(GXDLMSSecureServer):
             ModelRegister(model, VOLTAGE_OBIS, scaler=0.1, unit=UNIT_V),
             ModelLoadProfile(model, clock=clock, registers=energy),
             ModelDisconnectControl(model),
+            ModelActionSchedule(model, OPEN_SCHEDULE_OBIS, closes=False),
+            ModelActionSchedule(model, CLOSE_SCHEDULE_OBIS, closes=True),
             ModelAlarmRegister(model),
             event_code,
             ModelEventLog(model, clock=clock, event_code=event_code),
@@ -193,6 +196,8 @@ class CosemServer(GXDLMSSecureServer):
 
     def onGetAttributeAccess(self, arg: Any) -> int:  # noqa: N802
         if arg.target.logicalName == CLOCK_OBIS and arg.index == 2:
+            return AccessMode.READ_WRITE
+        if arg.target.objectType == ObjectType.ACTION_SCHEDULE and arg.index in (2, 3, 4):
             return AccessMode.READ_WRITE
         return AccessMode.READ
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edge.dlms.sim_firmware import SimFirmware
+from edge.switching import SwitchingClock, SwitchPoint
 
 # Energy counts from here; any fixed instant works, this one keeps uint32 Wh far from wrapping.
 ENERGY_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -83,6 +84,8 @@ class MeterModel:
     events: list[tuple[datetime, int]] = field(default_factory=list)
     # Running firmware and the image transfer in progress (COSEM class 18).
     firmware: SimFirmware = field(default_factory=SimFirmware)
+    # The disconnector's weekly schedule (two single action schedules, class 22), kept and run here.
+    relay_schedule: SwitchingClock = field(default_factory=SwitchingClock)
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:
@@ -130,6 +133,7 @@ class MeterModel:
         return int(2300 + 20 * math.sin(2 * math.pi * t_s / 3600.0))
 
     def register_value(self, obis: str) -> int:
+        self.settle_relay()
         now = self.true_now()
         if obis in ENERGY_OBIS:
             return self.energy_at(obis, now)
@@ -180,6 +184,19 @@ class MeterModel:
 
     def reconnect(self) -> None:
         self.output_state = True
+
+    # --- the disconnector's schedule ----------------------------------------------------
+    def store_relay_moments(self, moments: list[tuple[int, int]], *, closed: bool) -> None:
+        """Replace the moments (weekday, minute, meter time) the disconnector closes at, or opens at."""
+        self.settle_relay()
+        kept = [p for p in self.relay_schedule.points if p.closed is not closed]
+        self.relay_schedule.store(kept + [SwitchPoint(w, m, 1, closed) for w, m in moments], self.meter_now())
+
+    def settle_relay(self) -> None:
+        """Switch as the schedule says for every moment that came due since last asked (meter time)."""
+        states = self.relay_schedule.settle(self.meter_now())
+        if 1 in states:
+            self.output_state = states[1]
 
 
 def _ceil_to_period(moment: datetime) -> datetime:

@@ -19,7 +19,7 @@ from pymodbus.pdu import ModbusPDU
 
 from broker.schemas import MeterReading
 from devices.modbus.data_types import DataType
-from devices.modbus.register_map import Point, RegisterMap, RegisterType
+from devices.modbus.register_map import Point, RegisterMap, RegisterType, ScheduleBlock
 from edge.modbus.codec import CodecError
 from edge.modbus.errors import (
     EXCEPTION_NAMES,
@@ -32,6 +32,8 @@ from edge.modbus.errors import (
 )
 from edge.modbus.mapping import to_meter_reading
 from edge.modbus.plan import ReadRequest, Value, decode_response, encode_point, plan_reads
+from edge.modbus.schedule import decode_schedule, encode_schedule
+from edge.switching import ScheduleError, SwitchPoint
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,33 @@ class ModbusAdapter:
                 await self._call(f"write registers {point.name}",
                                  lambda: self.client.write_registers(point.address, payload, device_id=self.unit_id))
         logger.info("meter %s: wrote %s = %r", self.meter_id, name, value)
+
+    # --- the relays' weekly schedule -------------------------------------------------------------
+
+    async def write_schedule(self, points: list[SwitchPoint]) -> list[SwitchPoint]:
+        """Write the schedule block in one request and return what the device holds, read back."""
+        block = self._schedule_block()
+        words = encode_schedule(points, block)
+        await self._call("write schedule", lambda: self.client.write_registers(block.address, words,
+                                                                                device_id=self.unit_id))
+        held = await self.read_schedule()
+        logger.info("meter %s: schedule written, %d switch points", self.meter_id, len(held))
+        return held
+
+    async def read_schedule(self) -> list[SwitchPoint]:
+        block = self._schedule_block()
+        count = block.end - block.address
+        response = await self._call("read schedule", lambda: self.client.read_holding_registers(
+            block.address, count=count, device_id=self.unit_id))
+        try:
+            return decode_schedule(list(response.registers), block)
+        except ScheduleError as exc:
+            raise ModbusProtocolError(f"meter {self.meter_id}: {exc}", meter_id=self.meter_id) from exc
+
+    def _schedule_block(self) -> ScheduleBlock:
+        if self.register_map.schedule is None:
+            raise UnknownPointError(f"{self.register_map.name} keeps no switching schedule")
+        return self.register_map.schedule
 
     # --- internals ----------------------------------------------------------------------------
 

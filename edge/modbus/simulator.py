@@ -3,7 +3,9 @@
 Values move with time as each point's ``sim`` block says (counters rise, power follows a
 sine), writable coils and holding registers keep what is written, and the device can be
 stopped, restarted on the same port, or made silent (accepts requests, never answers) to
-exercise retries and timeouts.
+exercise retries and timeouts. A map with a schedule block keeps the relays' weekly schedule
+written there and switches the relays itself when a switch point's time comes on
+``wall_clock`` (whatever reads the device then sees the switched state).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
@@ -21,8 +24,11 @@ from pymodbus.simulator import SimData, SimDevice
 
 from devices.modbus.data_types import DataType, int_range, is_float
 from devices.modbus.register_map import Point, RegisterMap, RegisterType
+from devices.modbus.roles import relay_points
 from edge.modbus.codec import CodecError, decode, encode, to_engineering
 from edge.modbus.plan import Value, encode_point
+from edge.modbus.schedule import decode_schedule
+from edge.switching import ScheduleError, SwitchingClock
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,8 @@ class ModbusSimulator:
 
     def __init__(self, *, register_map: RegisterMap, host: str = "127.0.0.1", port: int = 0,
                  unit_id: int = 1, clock: Callable[[], float] = time.monotonic,
-                 serial_port: str | None = None, baudrate: int = 19200) -> None:
+                 serial_port: str | None = None, baudrate: int = 19200,
+                 wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.register_map = register_map
         self.serial_port = serial_port
         self.baudrate = baudrate
@@ -57,6 +64,12 @@ class ModbusSimulator:
         self.silent = False
         #: Requests served, by function code; lets tests see how reads were grouped.
         self.request_counts: dict[int, int] = {}
+        self._wall_clock = wall_clock
+        block = register_map.schedule
+        self._schedule_words = [0] * (block.end - block.address) if block else []
+        #: The relays' stored schedule and the switches it made (device local time = UTC here).
+        self.switching = SwitchingClock()
+        self._relay_coils = {index: coil.name for index, (coil, _state) in relay_points(register_map).items()}
 
     @property
     def port(self) -> int:
@@ -102,8 +115,15 @@ class ModbusSimulator:
 
     # --- values ---------------------------------------------------------------------------
 
+    def settle(self) -> None:
+        """Switch the relays for every schedule moment that came due since the last look."""
+        for index, closed in self.switching.settle(self._wall_clock()).items():
+            if index in self._relay_coils:
+                self._held[self._relay_coils[index]] = closed
+
     def value(self, name: str) -> Value:
         """The engineering value point ``name`` shows now."""
+        self.settle()
         point = self.register_map.point(name)
         if name in self._held:
             return self._held[name]
@@ -141,6 +161,11 @@ class ModbusSimulator:
             else:
                 block = [SimData(p.address, values=[0] * p.register_count, datatype=SimType.REGISTERS)
                          for p in points]
+                schedule = self.register_map.schedule
+                if register_type is RegisterType.HOLDING and schedule is not None:
+                    block.append(SimData(schedule.address, values=[0] * (schedule.end - schedule.address),
+                                         datatype=SimType.REGISTERS))
+                    block.sort(key=lambda data: data.address)
                 blocks.append(block or [SimData(65535, datatype=SimType.INVALID)])
         return SimDevice(self.unit_id, simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),
                          action=self._action)
@@ -154,6 +179,13 @@ class ModbusSimulator:
             return self._write_registers(address, [int(v) for v in set_values])
         register_type = _READ_FC.get(function_code)
         if register_type is None:
+            return None
+        self.settle()
+        if register_type is RegisterType.HOLDING and self._in_schedule(address, count):
+            assert self.register_map.schedule is not None
+            offset = address - self.register_map.schedule.address
+            registers[address - start_address:address - start_address + count] = \
+                self._schedule_words[offset:offset + count]
             return None
         for point in self.register_map.by_register(register_type):
             if register_type.is_bit:
@@ -189,7 +221,28 @@ class ModbusSimulator:
             self._held[point.name] = value
         return None
 
+    def _in_schedule(self, address: int, count: int) -> bool:
+        block = self.register_map.schedule
+        return block is not None and block.address <= address and address + count <= block.end
+
+    def _write_schedule(self, address: int, words: list[int]) -> ExcCodes | None:
+        block = self.register_map.schedule
+        assert block is not None
+        updated = list(self._schedule_words)
+        updated[address - block.address:address - block.address + len(words)] = words
+        try:
+            points = decode_schedule(updated, block)
+        except ScheduleError as exc:
+            logger.info("modbus simulator %s: schedule refused: %s", self.register_map.name, exc)
+            return ExcCodes.ILLEGAL_VALUE
+        self.settle()
+        self._schedule_words = updated
+        self.switching.store(points, self._wall_clock())
+        return None
+
     def _write_registers(self, address: int, words: list[int]) -> ExcCodes | None:
+        if self._in_schedule(address, len(words)):
+            return self._write_schedule(address, words)
         end = address + len(words)
         touched = [p for p in self.register_map.by_register(RegisterType.HOLDING) if p.address < end and address < p.end]
         covered = sum(min(end, p.end) - max(address, p.address) for p in touched)

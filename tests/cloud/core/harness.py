@@ -124,14 +124,9 @@ class MeterHandlers:
         self.calls.append("get_firmware_version")
         return {"firmwareVersion": "4.2.1"}
 
-    async def set_relay_schedule(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append("set_relay_schedule")
-        return {"entries": len(params["entries"])}
-
     def table(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         return {"read_now": self.read_now, "disconnect": self.disconnect, "connect": self.connect,
-                "set_clock": self.set_clock, "get_firmware_version": self.get_firmware_version,
-                "set_relay_schedule": self.set_relay_schedule}
+                "set_clock": self.set_clock, "get_firmware_version": self.get_firmware_version}
 
 
 async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_secret: str | None = None) -> None:

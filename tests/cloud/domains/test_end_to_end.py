@@ -41,9 +41,3 @@ async def test_smart_metering_operations(stack: Stack) -> None:
     assert result["result"] == {"firmwareVersion": "4.2.1"}
     assert stack.meter.calls == ["read_now", "disconnect", "connect", "set_clock", "get_firmware_version"]
 
-
-async def test_tariff_schedule(stack: Stack) -> None:
-    body = {"entries": [{"time": "22:00", "high": False}, {"time": "07:00", "high": True, "days": ["MONDAY"]}]}
-    note, result = await _run(stack, "tariffswitching", f"{METER}/schedule", body)
-    assert note["_topic"] == "app/org-a/tariffswitching/setSchedule"
-    assert result["status"] == "SUCCEEDED" and result["result"] == {"entries": 2}
