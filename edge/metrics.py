@@ -26,6 +26,16 @@ def concentrator_metrics(concentrator: Any) -> Registry:  # noqa: ANN401 - a Con
     registry.gauge_fn("gridwire_edge_outbox_messages", "Messages in the durable outbox", lambda: len(outbox))
     registry.gauge_fn("gridwire_edge_outbox_oldest_age_seconds", "Age of the oldest message in the outbox",
                       outbox.oldest_age)
+    registry.gauge_fn("gridwire_edge_outbox_limit", "Messages the outbox holds at most (outbox_limit)",
+                      lambda: outbox.max_messages)
+    registry.counter_fn("gridwire_edge_outbox_shed", "Messages given up at the outbox limit, by class "
+                        "(live values go first, then load-profile readings, then events)",
+                        lambda: {(keep.name.lower(),): n for keep, n in outbox.shed.items()}, labels=["class"])
+    registry.counter_fn("gridwire_edge_outbox_refused", "Messages refused by a full outbox (all kept before them)",
+                        lambda: c.refused)
+    registry.gauge_fn("gridwire_edge_clock_synchronised", "1 once the clock was compared with the cloud's "
+                      "since start (readings stamped before carry its free-running state)",
+                      lambda: float(c.clock_state.synchronised))
     registry.gauge_fn("gridwire_edge_forwarder_in_flight", "Messages published, not yet confirmed by the cloud",
                       lambda: forwarder.in_flight)
     registry.counter_fn("gridwire_edge_forwarder_published", "Messages published (first sends)",

@@ -19,6 +19,7 @@ from broker import topics
 from broker.schemas import ConcentratorStatus
 from cloud.timesync.consumer import TimeService
 from edge.dlms import SecurityMode
+from edge.metrics import concentrator_metrics
 from edge.modbus import ModbusSimulator, load_map
 from tests.e2e.conftest import expected_energy
 from tests.e2e.conftest import simulator as p1_simulator
@@ -173,6 +174,11 @@ async def test_a_small_outbox_at_an_offline_boot_gives_up_the_oldest_live_values
                        == P1_METER)
         assert "outbox at 80% of its limit" in caplog.text and "outbox full: 100 messages" in caplog.text
         assert "gave up the" in caplog.text
+        metrics = dict(line.rsplit(" ", 1) for line in (await concentrator_metrics(c).render()).decode().splitlines()
+                       if not line.startswith("#"))
+        assert float(metrics['gridwire_edge_outbox_shed_total{class="live"}']) == state.shed_live
+        assert float(metrics["gridwire_edge_outbox_limit"]) == 100
+        assert float(metrics["gridwire_edge_clock_synchronised"]) == 0
 
         await relay.up()
         await wait_for(lambda: c.clock_state.synchronised, what="the first time exchange")
