@@ -20,6 +20,8 @@ What it guarantees, and why each matters for "nothing lost":
   collaborator however long it takes, and is never dead-lettered for it.
 - Reconnect with capped, randomised exponential backoff; subscriptions restored when the
   broker did not keep the session.
+- :meth:`MqttSession.start` connects in the background, the same way, for an owner that must
+  work without the broker (a concentrator booting with no network); ``connect`` waits.
 - Connecting never blocks the event loop: the TCP connect and TLS handshake run in a worker
   thread (:mod:`broker.paho_client`), so over a slow link a concentrator's meter readers keep
   their schedule while the session connects.
