@@ -12,8 +12,8 @@ warning when the outbox passes 80% of the limit and when it reaches it; :attr:`O
 says which (``OK``, ``HIGH``, ``FULL``) for the status. At the limit a new message takes the
 place of the oldest message of the lowest :class:`Keep` class present: live values go first,
 then readings from a meter's load profile, then events. Every message given up is counted by
-class (:attr:`Outbox.shed`) and logged with its count and sequence numbers, never dropped
-silently; only an outbox full of messages of a class above the new one's refuses it
+class (:attr:`Outbox.shed`) and logged with its count and sequence numbers (at once, then summed
+up at most once a minute, and at close), never dropped silently; only an outbox full of messages of a class above the new one's refuses it
 (:class:`OutboxFull`).
 """
 
@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority, seq);
 _SHED_INDEX = "CREATE INDEX IF NOT EXISTS outbox_shed ON outbox (keep, seq)"
 # Share of the limit past which the outbox is HIGH (logged once per crossing).
 HIGH_WATER = 0.8
+# What a full outbox gives up is logged at once, then summed up at most this often (seconds).
+SHED_LOG_INTERVAL = 60.0
 
 
 class Keep(IntEnum):
@@ -88,10 +90,15 @@ class Outbox:
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         # Messages given up at the limit since this process started, by class.
         self.shed: dict[Keep, int] = dict.fromkeys(Keep, 0)
+        # Given up and not logged yet, by class: (first seq, last seq, count).
+        self._unlogged: dict[Keep, tuple[int, int, int]] = {}
+        self._next_shed_log = 0.0
         self.level = "OK"
         self._update_level()
 
     def close(self) -> None:
+        if self._unlogged:
+            self._log_shed()
         self._db.close()
 
     def __len__(self) -> int:
@@ -122,10 +129,21 @@ class Outbox:
         self._count += len(items) - sum(len(seqs) for _, seqs in shed)
         for cls, seqs in shed:
             self.shed[cls] += len(seqs)
-            log.warning("outbox full (%d messages): gave up the %d oldest %s messages (seq %d-%d) for newer ones; "
-                        "%d given up since start", self.max_messages, len(seqs), cls.name.lower(), seqs[0], seqs[-1],
-                        sum(self.shed.values()))
+            first, last, n = self._unlogged.get(cls, (seqs[0], seqs[-1], 0))
+            self._unlogged[cls] = (min(first, seqs[0]), max(last, seqs[-1]), n + len(seqs))
+        if self._unlogged and time.monotonic() >= self._next_shed_log:
+            self._log_shed()
         self._update_level()
+
+    def _log_shed(self) -> None:
+        """Log what was given up since the last such line: at once the first time, then at most
+        every SHED_LOG_INTERVAL seconds (a full outbox gives up a message per reading)."""
+        for cls, (first, last, n) in sorted(self._unlogged.items()):
+            log.warning("outbox full (%d messages): gave up the %d oldest %s messages (seq %d-%d) for newer ones; "
+                        "%d given up since start", self.max_messages, n, cls.name.lower(), first, last,
+                        sum(self.shed.values()))
+        self._unlogged.clear()
+        self._next_shed_log = time.monotonic() + SHED_LOG_INTERVAL
 
     def put(self, topic: str, payload: bytes, *, priority: int = 4, ttl: float | None = None,
             keep: Keep = Keep.LIVE) -> None:

@@ -40,6 +40,8 @@ def test_at_the_limit_the_oldest_live_values_give_way_first_and_are_logged(tmp_p
     put(outbox, Keep.PROFILE, *[f"p{n}" for n in range(3, 11)])
     assert held(outbox) == ["e1", "e2", *[f"p{n}" for n in range(3, 11)]]
     assert outbox.shed == {Keep.LIVE: 9, Keep.PROFILE: 2, Keep.EVENT: 0}
+    # Within the minute after a line, what is given up is summed up for the next one (here: at close).
+    assert "gave up the 6 oldest live" not in caplog.text
 
     # A live value cannot displace what is kept before it: refused, loudly, nothing changed.
     with pytest.raises(OutboxFull, match="kept before live"):
@@ -50,6 +52,8 @@ def test_at_the_limit_the_oldest_live_values_give_way_first_and_are_logged(tmp_p
     assert outbox.level == "OK"
     assert "outbox back below 80% of its limit" in caplog.text
     outbox.close()
+    assert "gave up the 6 oldest live messages (seq 6-13)" in caplog.text
+    assert "gave up the 2 oldest profile messages (seq 1-2)" in caplog.text
 
     # The count and the classes survive a restart (the level is known at once).
     reopened = Outbox(tmp_path / "outbox.sqlite", max_messages=5)
