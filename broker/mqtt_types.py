@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.errors import Unavailable
+from broker.fast_properties import PublishProperties
 from broker.topics import validate_publish_topic
 
 
@@ -73,18 +73,11 @@ def publish_properties(*, correlation_data: bytes | None = None, response_topic:
     """MQTT 5 PUBLISH properties from keyword arguments (None when there are none)."""
     if not any((correlation_data, response_topic, message_expiry, user_properties, content_type)):
         return None
-    props = Properties(PacketTypes.PUBLISH)
-    if correlation_data is not None:
-        props.CorrelationData = correlation_data
-    if response_topic is not None:
-        props.ResponseTopic = validate_publish_topic(response_topic)
-    if message_expiry is not None:
-        props.MessageExpiryInterval = max(1, int(message_expiry))
-    if user_properties:
-        props.UserProperty = list(user_properties.items())
-    if content_type is not None:
-        props.ContentType = content_type
-    return props
+    return PublishProperties.of(
+        correlation_data=correlation_data,
+        response_topic=validate_publish_topic(response_topic) if response_topic is not None else None,
+        message_expiry=max(1, int(message_expiry)) if message_expiry is not None else None,
+        user_properties=list(user_properties.items()) if user_properties else None, content_type=content_type)
 
 
 __all__ = ["ConnectError", "DeadLetterSink", "Handler", "Message", "MqttError", "NegativeAckError",

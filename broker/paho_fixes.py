@@ -13,8 +13,9 @@ returns and raises is unchanged.
 
 ``_packet.decode_publish`` splits topic, packet id and properties off the front of a PUBLISH
 with ``struct.unpack`` formats that copy the rest each time (three copies of the payload).
-The fix reads the same fields through a memoryview and hands the payload on as a view of
-the packet (``MqttSession`` copies it once for its handlers, or not at all for a session made
+The fix reads the same fields through a memoryview (the properties with
+:func:`broker.fast_properties.unpack_publish`, which gives paho's objects in one pass) and
+hands the payload on as a view of the packet (``MqttSession`` copies it once for its handlers, or not at all for a session made
 with ``payload_views``); on any error it calls the original, which raises what it always
 raised.
 """
@@ -25,6 +26,8 @@ from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, Properties
+
+from broker.fast_properties import unpack_publish
 
 _original_unpack = Properties.unpack
 _original_decode_publish = _packet.decode_publish
@@ -68,10 +71,9 @@ def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtoc
             end += 2
         properties = None
         if protocol == MQTTProtocolVersion.MQTTv5:
-            properties = Properties(PacketTypes.PUBLISH)
             rest = view[end:]
-            # Already bounded to the properties' own bytes: the unpatched parser suffices.
-            _props, used = _original_unpack(properties, bytes(rest[:_length_prefix(rest)]))
+            # Bounded to the properties' own bytes; parsed in one pass (paho's parser for anything unusual).
+            properties, used = unpack_publish(bytes(rest[:_length_prefix(rest)]))
             end += used
         # The payload is a view of the packet, not a copy: MqttSession copies it for its
         # handlers unless they asked for views (see payload_views there).
