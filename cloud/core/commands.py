@@ -8,13 +8,14 @@ status never changes: a late answer from a device cannot overwrite a timeout.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,8 @@ from cloud.registry.models import utcnow
 log = logging.getLogger(__name__)
 
 S = CommandStatus
+# Rows per multi-row INSERT: 17 columns each stays below SQLite's bound-variable limit.
+INSERT_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,34 @@ class CommandRecord:
         return GenericCommand(commandId=self.id, deviceId=self.device, name=self.name,
                               parameters=self.parameters, organisation=self.organisation,
                               priority=self.priority, issuedAt=self.created_at, expiresAt=self.expires_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A new command already decided (:meth:`CommandStore.add_decided`), for a group commit."""
+
+    command: GenericCommand
+    correlation_id: str
+    domain: str
+    status: CommandStatus
+    error: CommandError | None = None
+    default_ttl: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A device's final answer to one command (:meth:`CommandStore.finish_returning`), for a group commit."""
+
+    command_id: str
+    device: str
+    status: CommandStatus
+    result: dict[str, Any] | None = None
+    error: CommandError | None = None
+
+    def key(self) -> str:
+        """Equal for outcomes one statement can set together (same status, result and error)."""
+        return json.dumps([self.status.value, self.result, self.error.model_dump() if self.error else None],
+                          sort_keys=True, default=str)
 
 
 # The core's per-command statements. Values named like columns are set from the parameters.
@@ -159,6 +190,58 @@ class CommandStore:
         async with self._auto.connect() as conn:
             done = await conn.execute(self._add_command, row)
         return done.rowcount == 1  # type: ignore[attr-defined]
+
+    async def add_decided_many(self, decided: Sequence[Decided]) -> list[bool]:
+        """:meth:`add_decided` for many commands in one statement per chunk (a group commit);
+        for each, True if it is new, False if it was stored before."""
+        now = self.now()
+        rows = [self._decided_row(d, now) for d in decided]
+        new: set[str] = set()
+        async with self._auto.connect() as conn:
+            for start in range(0, len(rows), INSERT_CHUNK):
+                statement = self._add_command.values(rows[start:start + INSERT_CHUNK]).returning(CommandRow.id)
+                new.update((await conn.execute(statement)).scalars())
+        answers = []
+        for row in rows:  # a command twice in one batch is new once
+            answers.append(row["id"] in new)
+            new.discard(row["id"])
+        return answers
+
+    @staticmethod
+    def _decided_row(decided: Decided, now: datetime) -> dict[str, Any]:
+        lifecycle.check_new(decided.status)
+        command, sent = decided.command, decided.status is S.SENT
+        return {"id": str(command.command_id), "correlation_id": decided.correlation_id,
+                "organisation": command.organisation or "", "device": command.device_id, "domain": decided.domain,
+                "name": command.name, "parameters": command.parameters, "priority": command.priority,
+                "status": decided.status.value, "attempts": int(sent), "created_at": command.issued_at,
+                "sent_at": now if sent else None, "completed_at": None if sent else now,
+                "error": decided.error.model_dump() if decided.error else None, "result": None,
+                "expires_at": command.expires_at or now + decided.default_ttl, "not_before": now}
+
+    async def finish_many(self, outcomes: Sequence[Outcome]) -> list[CommandRecord | None]:
+        """:meth:`finish_returning` for many commands (a group commit): one statement for each
+        distinct outcome (status, result, error), usually one for a whole batch of a fleet's answers."""
+        groups: dict[str, list[int]] = {}
+        for index, outcome in enumerate(outcomes):
+            lifecycle.ends_from(outcome.status)
+            groups.setdefault(outcome.key(), []).append(index)
+        found: dict[tuple[str, str], CommandRecord] = {}
+        now = self.now()
+        async with self._auto.connect() as conn:
+            for indexes in groups.values():
+                first = outcomes[indexes[0]]
+                statement = (update(CommandRow)
+                             .where(tuple_(CommandRow.id, CommandRow.device).in_(
+                                 [(outcomes[i].command_id, outcomes[i].device) for i in indexes]),
+                                 CommandRow.status.in_([s.value for s in OPEN]))
+                             .values(status=first.status.value, result=first.result,
+                                     error=first.error.model_dump() if first.error else None, completed_at=now)
+                             .returning(*CommandRow.__table__.columns)
+                             .execution_options(synchronize_session=False))
+                for row in await conn.execute(statement):
+                    found[(row.id, row.device)] = CommandRecord.of(row)  # type: ignore[arg-type]
+        return [found.get((o.command_id, o.device)) for o in outcomes]
 
     async def finish_returning(self, command_id: str, status: CommandStatus, *, device: str,
                                result: dict[str, Any] | None = None,
@@ -268,6 +351,14 @@ class CommandStore:
         async with self._auto.connect() as conn:
             done = await conn.execute(_UNLOCK, {"b_id": command_id})
         return done.rowcount == 1  # type: ignore[attr-defined]
+
+    async def unlock_commands(self, command_ids: Sequence[str]) -> int:
+        """Release whatever devices ``command_ids`` hold (one statement); how many locks were held."""
+        if not command_ids:
+            return 0
+        async with self._auto.connect() as conn:
+            done = await conn.execute(delete(DeviceLockRow).where(DeviceLockRow.command_id.in_(list(command_ids))))
+        return done.rowcount or 0  # type: ignore[attr-defined]
 
     async def release_stale_locks(self) -> int:
         """Drop locks whose command is final or gone (a core process died holding them)."""

@@ -13,17 +13,21 @@ store makes sure each happens once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from broker import topics
 from broker.metrics import Registry as MetricsRegistry
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import MqttSession, publish_properties
 from cloud.core import lifecycle
-from cloud.core.access import accesses, permission
-from cloud.core.commands import CommandRecord, CommandStore
+from cloud.core.access import Access, accesses, permission
+from cloud.core.commands import CommandRecord, CommandStore, Decided, Outcome
 from cloud.core.communication import SuccessLog
 from cloud.core.consumer import CORRELATION, DOMAIN, SHARE_GROUP, CommandIn, CoreConsumer, Rejected
 from cloud.core.functions import SEQUENTIAL_PROTOCOLS, function_of
@@ -31,11 +35,14 @@ from cloud.core.lifecycle import RetryPolicy
 from cloud.core.metrics import CoreMetrics
 from cloud.core.route_cache import RouteCache
 from cloud.deadletters import DeadLetterStore
-from cloud.registry import DeviceDecommissioned, DeviceNotFound, Registry, Route
+from cloud.group_commit import GroupCommit
+from cloud.registry import DeviceDecommissioned, DeviceFunction, DeviceNotFound, Registry, Route
 
 log = logging.getLogger(__name__)
 
 S = CommandStatus
+# How the fast path decided a command: its route, SENT or FAILED, and why it failed.
+Plan = tuple[Route, CommandStatus, CommandError | None]
 
 
 class CoreDispatcher:
@@ -45,8 +52,9 @@ class CoreDispatcher:
                  dead_letters: DeadLetterStore, retry: RetryPolicy = RetryPolicy(), pump_interval: float = 0.5,
                  share_group: str = SHARE_GROUP, concurrency: int | None = None,
                  metrics: CoreMetrics | None = None) -> None:
-        """``concurrency``: messages handled at once (default: unbounded beyond the MQTT
-        in-flight window); see :class:`~cloud.core.consumer.CoreConsumer`."""
+        """``concurrency``: messages handled at once on the slow path, each holding a database
+        connection (default: unbounded beyond the MQTT in-flight window). The fast path's group
+        commits take one connection each, whatever the number of messages they carry."""
         self._session = session
         self._registry = registry
         self._store = store
@@ -58,8 +66,15 @@ class CoreDispatcher:
         self._pump_task: asyncio.Task[None] | None = None
         self._routes = RouteCache(lookup=registry.route)
         self._successes = SuccessLog(store.engine, clock=store.now)
+        # The common cases (a new command for a device that takes commands concurrently, a
+        # device's final answer) share statements with every message that arrives meanwhile.
+        self._deciding = GroupCommit(self._decide_many, name=f"core-decide-{session.client_id}")
+        self._finishing = GroupCommit(self._finish_many, name=f"core-finish-{session.client_id}")
+        # The rest holds a database connection per message: at most ``concurrency`` at once.
+        self._slow: AbstractAsyncContextManager[Any] = (
+            asyncio.Semaphore(concurrency) if concurrency is not None else contextlib.nullcontext())
         self.consumer = CoreConsumer(session=session, dead_letters=dead_letters, on_request=self.accept,
-                                     on_response=self.settle, share_group=share_group, concurrency=concurrency)
+                                     on_response=self.settle, share_group=share_group)
         # New commands this process took in (redeliveries not counted): for tests and metrics.
         self.commands_accepted = 0
 
@@ -79,15 +94,21 @@ class CoreDispatcher:
             except TimeoutError:
                 self._pump_task.cancel()
             await asyncio.gather(self._pump_task, return_exceptions=True)
+        await self._deciding.close()
+        await self._finishing.close()
         await self._successes.close()
 
     # --- requests from the domain layer ------------------------------------------------------------
 
     async def accept(self, incoming: CommandIn) -> None:
         """Take a new generic command: refuse it, or send it now or once its device is free."""
-        command = incoming.command
         if await self._decide(incoming):
             return
+        async with self._slow:
+            await self._accept_slowly(incoming)
+
+    async def _accept_slowly(self, incoming: CommandIn) -> None:
+        command = incoming.command
         record, new = await self._store.add(command, correlation_id=incoming.correlation, domain=incoming.domain)
         if not new and record.status is not S.QUEUED:
             log.info("command %s redelivered; already %s", record.id, record.status)
@@ -107,25 +128,16 @@ class CoreDispatcher:
 
     async def _decide(self, incoming: CommandIn) -> bool:
         """The fast path: decide a new command for a device that takes commands concurrently and
-        store it SENT (then publish it) or FAILED in one statement. False if the slow path must
-        handle it: a sequential device, an unknown device or command, or a redelivery."""
+        store it SENT (then publish it) or FAILED, in a statement shared with the commands that
+        arrived meanwhile. False if the slow path must handle it: a sequential device, an unknown
+        device or command, or a redelivery."""
         command = incoming.command
-        function = function_of(command.name)
-        if function is None or command.expires_at is None or command.expires_at <= self._store.now():
+        if function_of(command.name) is None or command.expires_at is None or command.expires_at <= self._store.now():
             return False
-        found = (await accesses(self._registry, incoming.organisation, [command.device_id], function))[
-            command.device_id]
-        route, decision = found.route, found.decision
-        if route is None or route.protocol in SEQUENTIAL_PROTOCOLS:
+        decided = await self._deciding(incoming)
+        if decided is None:
             return False
-        self._routes.remember(route)
-        status, error = S.SENT, None
-        if not decision.allowed:
-            self._refused(command, incoming.organisation, decision.reason)
-            status, error = S.FAILED, lifecycle.not_authorised(decision.reason)
-        if not await self._store.add_decided(command, correlation_id=incoming.correlation, domain=incoming.domain,
-                                             status=status, error=error):
-            return False
+        route, status, error = decided
         self.commands_accepted += 1
         record = CommandRecord.of_new(command, correlation_id=incoming.correlation, domain=incoming.domain,
                                       status=status)
@@ -134,6 +146,39 @@ class CoreDispatcher:
         else:
             await self._announce(record, status, result=None, error=error)
         return True
+
+    async def _decide_many(self, batch: Sequence[CommandIn]) -> list[Plan | None]:
+        """Authorise a batch (one query per organisation and function) and store the commands of
+        devices that take commands concurrently, decided, in one statement; None for the others."""
+        wanted: dict[tuple[str, DeviceFunction], list[str]] = {}
+        for item in batch:
+            function = function_of(item.command.name)
+            assert function is not None  # checked by _decide
+            wanted.setdefault((item.organisation, function), []).append(item.command.device_id)
+        found: dict[tuple[str, DeviceFunction, str], Access] = {}
+        for (organisation, function), devices in wanted.items():
+            for device, access in (await accesses(self._registry, organisation, devices, function)).items():
+                found[(organisation, function, device)] = access
+        plans: list[Plan | None] = []
+        rows: list[Decided] = []
+        for item in batch:
+            command = item.command
+            access = found[(item.organisation, function_of(command.name), command.device_id)]  # type: ignore[index]
+            route = access.route
+            if route is None or route.protocol in SEQUENTIAL_PROTOCOLS:
+                plans.append(None)
+                continue
+            self._routes.remember(route)
+            status, error = S.SENT, None
+            if not access.decision.allowed:
+                self._refused(command, item.organisation, access.decision.reason)
+                status, error = S.FAILED, lifecycle.not_authorised(access.decision.reason)
+            rows.append(Decided(command=command, correlation_id=item.correlation, domain=item.domain, status=status,
+                                error=error))
+            plans.append((route, status, error))
+        stored = iter(await self._store.add_decided_many(rows) if rows else [])
+        # A command stored before (a redelivery) goes the slow way, which knows what it became.
+        return [plan if plan is not None and next(stored) else None for plan in plans]
 
     @staticmethod
     def _refused(command: GenericCommand, organisation: str, reason: str) -> None:
@@ -186,13 +231,26 @@ class CoreDispatcher:
         Rejected for an answer about a command the core did not send to that device."""
         transient = lifecycle.is_transient_failure(response.status, response.error)
         if response.status.final and not transient:
-            # The common case in one statement: end the command, learn what it was.
-            done = await self._store.finish_returning(str(response.command_id), response.status,
-                                                      device=response.device_id, result=response.result,
-                                                      error=response.error)
+            # The common case in one statement (shared with the answers that arrive meanwhile):
+            # end the command, learn what it was, free its device.
+            done = await self._finishing(Outcome(command_id=str(response.command_id), device=response.device_id,
+                                                 status=response.status, result=response.result,
+                                                 error=response.error))
             if done is not None:
-                await self._finished(done, response.status, result=response.result, error=response.error)
+                await self._finished(done, response.status, result=response.result, error=response.error,
+                                     unlocked=True)
                 return
+        async with self._slow:
+            await self._settle_slowly(response, transient=transient)
+
+    async def _finish_many(self, outcomes: Sequence[Outcome]) -> list[CommandRecord | None]:
+        records = await self._store.finish_many(outcomes)
+        held = [r.id for r in records if r is not None and self._routes.may_be_sequential(r.device)]
+        if await self._store.unlock_commands(held):
+            self._kick.set()  # a command waiting for one of these devices can go now
+        return records
+
+    async def _settle_slowly(self, response: CommandResponse, *, transient: bool) -> None:
         record = await self._store.get(str(response.command_id))
         if record is None:
             raise Rejected(f"a response for command {response.command_id}, which the core never sent")
@@ -236,9 +294,10 @@ class CoreDispatcher:
         await self._finished(record, status, result=result, error=error)
 
     async def _finished(self, record: CommandRecord, status: CommandStatus, *, result: dict | None,
-                        error: CommandError | None) -> None:
-        """After a command became final: free its device, count the communication, tell the domain."""
-        if self._routes.may_be_sequential(record.device) and await self._store.unlock_command(record.id):
+                        error: CommandError | None, unlocked: bool = False) -> None:
+        """After a command became final: free its device (unless ``unlocked`` already), count the
+        communication, tell the domain."""
+        if not unlocked and self._routes.may_be_sequential(record.device) and await self._store.unlock_command(record.id):
             self._kick.set()  # a command waiting for this device can go now
         if status is S.SUCCEEDED:
             await self._successes.success(record.device)

@@ -26,8 +26,8 @@ CoreSettings = CloudSettings
 
 
 def handler_concurrency(engine_options: Mapping[str, Any] | None) -> int | None:
-    """Messages a core handles at once for a database pool: one connection each, less one that
-    the pump and the success writer find free. None (unbounded) without a sized pool (SQLite)."""
+    """Messages a core handles at once on its slow path (each holding a connection) for a database
+    pool, less one that the pump and the group commits find free. None (unbounded) without a sized pool (SQLite)."""
     options = engine_options or {}
     if "pool_size" not in options:
         return None

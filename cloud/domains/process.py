@@ -58,15 +58,17 @@ async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: as
         requests = RequestStore(registry.engine)
         webhooks = WebhookSender(engine=registry.engine)
         delivery = WebhookDelivery(sender=webhooks, policy=settings.webhook.policy(), worker=session.client_id)
+        results = ResultsConsumer(session=session, requests=requests, webhooks=webhooks, domains=DOMAINS.values(),
+                                  metrics=DomainMetrics(metrics))
         try:
             await DomainConsumer(session=session, requests=requests, domains=DOMAINS.values()).start()
-            await ResultsConsumer(session=session, requests=requests, webhooks=webhooks,
-                                  domains=DOMAINS.values(), metrics=DomainMetrics(metrics)).start()
+            await results.start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:
                 ready.set()
             await stop.wait()
         finally:
+            await results.close()
             await delivery.close()
             await webhooks.close()

@@ -8,6 +8,7 @@ core's (:mod:`cloud.core.commands`); this store only reads them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,10 +65,31 @@ _WITH_COMMANDS = (select(*(c.label(f"f_{c.name}") for c in FunctionalRequestRow.
                          *CommandRow.__table__.columns)
                   .select_from(FunctionalRequestRow.__table__.outerjoin(
                       CommandRow.__table__, CommandRow.correlation_id == FunctionalRequestRow.correlation_id))
-                  .where(FunctionalRequestRow.correlation_id == bindparam("cid")))
-_COMPLETE = update(FunctionalRequestRow).where(FunctionalRequestRow.correlation_id == bindparam("b_cid"),
-                                               FunctionalRequestRow.status == PENDING)
+                  .where(FunctionalRequestRow.correlation_id.in_(bindparam("cids", expanding=True))))
 _CORRELATION = select(CommandRow.correlation_id).where(CommandRow.id == bindparam("cid"))
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A functional request's outcome, to set once (:meth:`RequestStore.complete`)."""
+
+    correlation_id: str
+    status: CommandStatus
+    result: dict[str, Any] | None
+    error: CommandError | None
+
+    def key(self) -> str:
+        """Equal for completions one statement can set together (same status, result and error)."""
+        return json.dumps([self.status.value, self.result, self.error.model_dump() if self.error else None],
+                          sort_keys=True, default=str)
+
+
+def _functional(row: Any) -> FunctionalRecord:
+    return FunctionalRecord(
+        correlation_id=row.f_correlation_id, organisation=row.f_organisation, device=row.f_device,
+        domain=row.f_domain, operation=row.f_operation, command_ids=list(row.f_command_ids), status=row.f_status,
+        result=row.f_result, error=CommandError.model_validate(row.f_error) if row.f_error else None,
+        created_at=row.f_created_at, completed_at=row.f_completed_at)
 
 
 class RequestStore:
@@ -107,27 +129,51 @@ class RequestStore:
 
     async def with_commands(self, correlation_id: str) -> tuple[FunctionalRecord | None, list[CommandRecord]]:
         """The request and the commands stored for it so far, in one round trip."""
+        return (await self.with_commands_many([correlation_id]))[0]
+
+    async def with_commands_many(self, correlation_ids: Sequence[str]
+                                 ) -> list[tuple[FunctionalRecord | None, list[CommandRecord]]]:
+        """:meth:`with_commands` for many requests in one round trip (a group commit's read)."""
         async with self._auto.connect() as conn:
-            rows = (await conn.execute(_WITH_COMMANDS, {"cid": correlation_id})).all()
-        if not rows:
-            return None, []
-        head = rows[0]
-        request = FunctionalRecord(
-            correlation_id=head.f_correlation_id, organisation=head.f_organisation, device=head.f_device,
-            domain=head.f_domain, operation=head.f_operation, command_ids=list(head.f_command_ids),
-            status=head.f_status, result=head.f_result,
-            error=CommandError.model_validate(head.f_error) if head.f_error else None,
-            created_at=head.f_created_at, completed_at=head.f_completed_at)
-        return request, [CommandRecord.of(r) for r in rows if r.id is not None]  # type: ignore[arg-type]
+            rows = (await conn.execute(_WITH_COMMANDS, {"cids": list(set(correlation_ids))})).all()
+        found: dict[str, tuple[FunctionalRecord, list[CommandRecord]]] = {}
+        for row in rows:
+            entry = found.get(row.f_correlation_id)
+            if entry is None:
+                entry = found[row.f_correlation_id] = (_functional(row), [])
+            if row.id is not None:
+                entry[1].append(CommandRecord.of(row))  # type: ignore[arg-type]
+        return [found.get(cid, (None, [])) for cid in correlation_ids]
 
     async def complete(self, correlation_id: str, *, status: CommandStatus, result: dict[str, Any] | None,
                        error: CommandError | None) -> bool:
         """Set a functional request's outcome once; True only for the caller that did it."""
+        return (await self.complete_many([Completion(correlation_id, status, result, error)]))[0]
+
+    async def complete_many(self, completions: Sequence[Completion]) -> list[bool]:
+        """:meth:`complete` for many requests (a group commit): one statement per distinct outcome,
+        usually one for a whole batch; for each, True only if this call completed it."""
+        groups: dict[str, list[Completion]] = {}
+        for completion in completions:
+            groups.setdefault(completion.key(), []).append(completion)
+        done: set[str] = set()
+        now = self._clock()
         async with self._auto.connect() as conn:
-            done = await conn.execute(_COMPLETE, {
-                "b_cid": correlation_id, "status": status.value, "result": result,
-                "error": error.model_dump() if error else None, "completed_at": self._clock()})
-        return done.rowcount == 1  # type: ignore[attr-defined]
+            for group in groups.values():
+                first = group[0]
+                ids = [c.correlation_id for c in group]
+                statement = (update(FunctionalRequestRow)
+                             .where(FunctionalRequestRow.correlation_id.in_(ids),
+                                    FunctionalRequestRow.status == PENDING)
+                             .values(status=first.status.value, result=first.result,
+                                     error=first.error.model_dump() if first.error else None, completed_at=now)
+                             .returning(FunctionalRequestRow.correlation_id))
+                done.update((await conn.execute(statement)).scalars())
+        answers = []
+        for completion in completions:  # a request twice in one batch is completed once
+            answers.append(completion.correlation_id in done)
+            done.discard(completion.correlation_id)
+        return answers
 
     async def recent(self, *, limit: int = 50, device: str | None = None) -> list[FunctionalRecord]:
         """The newest requests (of one device if given), newest first (the console's command list)."""

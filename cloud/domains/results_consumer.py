@@ -23,8 +23,9 @@ from cloud.core.consumer import CORRELATION
 from cloud.domains.base import Domain
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.metrics import DomainMetrics
-from cloud.domains.requests import PENDING, FunctionalRecord, RequestStore
+from cloud.domains.requests import PENDING, Completion, FunctionalRecord, RequestStore
 from cloud.domains.schemas import FunctionalResponse
+from cloud.group_commit import GroupCommit
 from cloud.notify.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,17 @@ class ResultsConsumer:
         self._webhooks = webhooks
         self._domains = {d.name: d for d in domains}
         self._group = share_group
+        # Reads and completions shared with the responses that arrive meanwhile (group commits).
+        self._reading = GroupCommit(requests.with_commands_many, name=f"results-read-{session.client_id}")
+        self._completing = GroupCommit(requests.complete_many, name=f"results-complete-{session.client_id}")
 
     async def start(self) -> None:
         await self._session.subscribe(topics.shared(self._group, topics.ALL_CORE_RESPONSES), self.handle)
+
+    async def close(self) -> None:
+        """Wait for the group commits in flight."""
+        await self._reading.close()
+        await self._completing.close()
 
     async def handle(self, message: Message) -> None:
         try:
@@ -79,7 +88,7 @@ class ResultsConsumer:
 
     async def settle(self, correlation_id: str) -> bool:
         """Complete the functional request if all its commands are final; True if this call did it."""
-        request, found = await self._requests.with_commands(correlation_id)
+        request, found = await self._reading(correlation_id)
         if request is None or request.status != PENDING:
             return False
         commands = {c.id: c for c in found}
@@ -97,7 +106,7 @@ class ResultsConsumer:
             # request, stores it once.
             await self._webhooks.submit(request.organisation, body, event=f"{request.domain}.{request.operation}",
                                         key=correlation_id)
-        if not await self._requests.complete(correlation_id, status=status, result=result, error=error):
+        if not await self._completing(Completion(correlation_id, status, result, error)):
             return False
         log.debug("%s/%s on %s completed %s", request.domain, request.operation, request.device, status)
         if self._metrics is not None:

@@ -261,7 +261,9 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
         domain_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
         await DomainConsumer(session=domain_session, requests=requests).start()
         notify_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-        await ResultsConsumer(session=notify_session, requests=requests, webhooks=webhooks).start()
+        results = ResultsConsumer(session=notify_session, requests=requests, webhooks=webhooks)
+        await results.start()
+        exits.push_async_callback(results.close)
 
         light_session = await exits.enter_async_context(session_for(broker, LIGHT, client_id="device-light-1"))
         light = street_light(session=light_session, light_id=LIGHT)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
-from cloud.core.commands import CommandStore
+from cloud.core.commands import CommandStore, Decided, Outcome
 from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 
@@ -128,3 +128,38 @@ def test_store_follows_the_lifecycle_model(sqlite_store_url: str, events: list[s
 
     asyncio.run(run())
 
+
+
+async def test_decided_many_stores_each_once_and_says_which_were_new(store: CommandStore) -> None:
+    commands = [_command(f"dev-{n}") for n in range(4)]
+    first = [Decided(command=c, correlation_id=str(uuid.uuid4()), domain="d", status=S.SENT) for c in commands[:2]]
+    assert await store.add_decided_many(first) == [True, True]
+    refused = Decided(command=commands[3], correlation_id=str(uuid.uuid4()), domain="d", status=S.FAILED,
+                      error=CommandError(code="NOT_AUTHORISED", message="no"))
+    again = [first[1], Decided(command=commands[2], correlation_id=str(uuid.uuid4()), domain="d", status=S.SENT),
+             refused, refused]
+    assert await store.add_decided_many(again) == [False, True, True, False]  # redelivered; twice in one batch
+    sent = await store.get(str(commands[2].command_id))
+    assert sent is not None and sent.status is S.SENT and sent.attempts == 1 and sent.sent_at is not None
+    failed = await store.get(str(commands[3].command_id))
+    assert failed is not None and failed.status is S.FAILED and failed.error == refused.error
+
+
+async def test_finish_many_ends_only_open_commands_of_their_device(store: CommandStore) -> None:
+    commands = [_command(f"dev-{n}") for n in range(5)]
+    await store.add_decided_many([Decided(command=c, correlation_id=str(uuid.uuid4()), domain="d", status=S.SENT)
+                                  for c in commands])
+    ids = [str(c.command_id) for c in commands]
+    assert await store.finish(ids[4], S.TIMEOUT, error=CommandError(code="TIMEOUT", message="late"))
+    outcomes = [Outcome(ids[0], "dev-0", S.SUCCEEDED, result={"on": True}),
+                Outcome(ids[1], "dev-1", S.SUCCEEDED, result={"on": True}),
+                Outcome(ids[2], "dev-2", S.SUCCEEDED, result={"on": False}),  # another outcome: its own statement
+                Outcome(ids[3], "dev-x", S.SUCCEEDED, result={"on": True}),  # wrong device
+                Outcome(ids[4], "dev-4", S.SUCCEEDED, result={"on": True}),  # final already
+                Outcome(str(uuid.uuid4()), "dev-0", S.FAILED, error=CommandError(code="X", message="x"))]  # unknown
+    records = await store.finish_many(outcomes)
+    assert [r.status if r else None for r in records] == [S.SUCCEEDED, S.SUCCEEDED, S.SUCCEEDED, None, None, None]
+    assert [r.result for r in records[:3] if r] == [{"on": True}, {"on": True}, {"on": False}]
+    assert (await store.get(ids[3])).status is S.SENT  # type: ignore[union-attr]
+    assert (await store.get(ids[4])).status is S.TIMEOUT  # type: ignore[union-attr]
+    assert await store.finish_many(outcomes[:2]) == [None, None]  # a final status never changes

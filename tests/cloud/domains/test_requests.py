@@ -12,7 +12,7 @@ import pytest
 
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from cloud.core.commands import CommandStore
-from cloud.domains.requests import PENDING, NewFunctional, RequestStore
+from cloud.domains.requests import PENDING, Completion, NewFunctional, RequestStore
 from cloud.migrations import migrate
 from cloud.registry.db import create_engine
 
@@ -77,3 +77,22 @@ async def test_read_with_its_commands_and_found_by_command(stores: tuple[Request
     assert await requests.correlation_of(str(sent[1].command_id)) == correlation
     assert await requests.correlation_of(str(uuid.uuid4())) is None
     assert await requests.with_commands(str(uuid.uuid4())) == (None, [])
+
+
+async def test_many_read_and_completed_at_once_each_once(stores: tuple[RequestStore, CommandStore]) -> None:
+    requests, _ = stores
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    await requests.add_many([_new(cid, command_ids=[]) for cid in ids[:3]])
+    read = await requests.with_commands_many([ids[2], ids[3], ids[0]])
+    assert [r.correlation_id if r else None for r, _ in read] == [ids[2], None, ids[0]]
+    error = CommandError(code="FAILED", message="no")
+    done = await requests.complete_many([Completion(ids[0], S.SUCCEEDED, {"on": True}, None),
+                                         Completion(ids[1], S.FAILED, None, error),
+                                         Completion(ids[1], S.FAILED, None, error),  # twice: completed once
+                                         Completion(ids[3], S.SUCCEEDED, {"on": True}, None)])  # never recorded
+    assert done == [True, True, False, False]
+    assert await requests.complete_many([Completion(ids[0], S.FAILED, None, error)]) == [False]
+    first, second = await requests.get(ids[0]), await requests.get(ids[1])
+    assert first is not None and first.status == "SUCCEEDED" and first.result == {"on": True}
+    assert second is not None and second.status == "FAILED" and second.error == error
+    assert (await requests.get(ids[2])).status == PENDING  # type: ignore[union-attr]
