@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 paho_fixes.apply()
 
 _ROUTE_CACHE = 10_000
+# Seconds a message no handler takes yet is held for one (see MqttSession._hold).
+UNROUTED_GRACE = 30.0
 _LOGGED_PAYLOAD = 200
 
 class MqttSession:
@@ -114,6 +116,8 @@ class MqttSession:
         self._subscriptions: dict[str, tuple[Handler, int]] = {}
         self._routes: dict[str, Handler | None] = {}  # topic -> handler, see _handler_for
         self._pending_subs: dict[int, asyncio.Future[list[ReasonCode]]] = {}
+        self._unrouted: list[tuple[int, paho.MQTTMessage]] = []  # received before their handler was named (see _hold)
+        self._unrouted_timer: asyncio.TimerHandle | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # everything else it runs in the background
         self._redeliveries = Redeliveries()
@@ -186,6 +190,7 @@ class MqttSession:
     async def close(self) -> None:
         """Disconnect cleanly (no will is sent) and stop every task the session started."""
         self._closing = True
+        self._drop_unrouted(acknowledge=False)
         background = list(self._tasks)
         for task in background + list(self._handler_tasks):
             task.cancel()
@@ -279,6 +284,7 @@ class MqttSession:
         validate_filter(topic_filter)
         self._subscriptions[topic_filter] = (handler, qos)
         self._routes.clear()
+        self._route_held()
         await self._send_subscribe(topic_filter, qos)
 
     def route(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
@@ -336,8 +342,7 @@ class MqttSession:
         logs.handling(message)
         handler = self._handler_for(message.topic)
         if handler is None:
-            log.warning("%s: no handler for %s; acknowledging and dropping", self.client_id, message.topic)
-            self._ack(raw)
+            self._hold(raw, message)
             return
         # Only a session that has seen a handler fail pays for identifying messages.
         counted = self._redeliveries.active
@@ -354,6 +359,38 @@ class MqttSession:
         if counted:
             self._redeliveries.succeeded(message)
         self._ack(raw)
+
+    def _hold(self, raw: paho.MQTTMessage, message: Message) -> None:
+        """A message no handler takes yet. A durable session's broker sends what the last
+        connection left unacknowledged right after CONNACK, before the owner's ``subscribe``
+        calls have named their handlers (a restarted core lost its share of a bulk request
+        here): keep it, unacknowledged, until a ``subscribe`` takes it or UNROUTED_GRACE passes."""
+        assert self._loop is not None
+        self._unrouted.append((self.connections, raw))
+        if self._unrouted_timer is None:
+            self._unrouted_timer = self._loop.call_later(UNROUTED_GRACE, self._drop_unrouted)
+        log.info("%s: no handler yet for %s; holding it for %.0f s", self.client_id, message.topic, UNROUTED_GRACE)
+
+    def _route_held(self) -> None:
+        """Dispatch the held messages a new subscription takes."""
+        held, self._unrouted = self._unrouted, []
+        for connection, raw in held:
+            if connection != self.connections:
+                continue  # came on a connection since lost: the broker sends it again
+            if self._handler_for(raw.topic) is None:
+                self._unrouted.append((connection, raw))
+            else:
+                self._on_message(self._client, None, raw)
+
+    def _drop_unrouted(self, *, acknowledge: bool = True) -> None:
+        held, self._unrouted = self._unrouted, []
+        if self._unrouted_timer is not None:
+            self._unrouted_timer.cancel()
+            self._unrouted_timer = None
+        for connection, raw in held:
+            if acknowledge and connection == self.connections:
+                log.warning("%s: no handler for %s; acknowledging and dropping", self.client_id, raw.topic)
+                self._ack(raw)
 
     async def _handler_failed(self, raw: paho.MQTTMessage, message: Message, exc: Exception) -> None:
         waits = self._transient(exc)
@@ -435,6 +472,7 @@ class MqttSession:
     def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason_code: ReasonCode,
                        _properties: Any) -> None:
         self._lost()
+        self._drop_unrouted(acknowledge=False)  # the broker sends them again on the next connection
         if self._closing:
             return
         log.warning("%s disconnected: %s; reconnecting", self.client_id, reason_code)

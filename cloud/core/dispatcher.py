@@ -111,7 +111,7 @@ class CoreDispatcher:
         command = incoming.command
         record, new = await self._store.add(command, correlation_id=incoming.correlation, domain=incoming.domain)
         if not new and record.status is not S.QUEUED:
-            log.info("command %s redelivered; already %s", record.id, record.status)
+            await self._redelivered(record)
             return
         self.commands_accepted += int(new)
         function = function_of(command.name)
@@ -125,6 +125,25 @@ class CoreDispatcher:
             return
         await self._store.make_due(record.id)
         await self._try_send(record)
+
+    async def _redelivered(self, record: CommandRecord) -> None:
+        """A command taken before, by this core or one that died before the broker had what
+        followed: announce it again if final (the results consumer completes a request once);
+        send it again if in flight to a device that takes commands concurrently (such a device
+        answers a repeated command id without acting twice). A sequential device's command is
+        not sent twice: it ends TIMEOUT if the first send never left."""
+        log.info("command %s redelivered; already %s", record.id, record.status)
+        if record.status.final:
+            await self._announce(record, record.status, result=record.result, error=record.error)
+            return
+        if record.status not in lifecycle.IN_FLIGHT or self._store.now() >= record.expires_at:
+            return
+        try:
+            route = await self._routes.route(record.device)
+        except (DeviceNotFound, DeviceDecommissioned):
+            return  # the pump's sweep ends it
+        if route.protocol not in SEQUENTIAL_PROTOCOLS:
+            await self._publish_command(record, route)
 
     async def _decide(self, incoming: CommandIn) -> bool:
         """The fast path: decide a new command for a device that takes commands concurrently and
@@ -262,6 +281,11 @@ class CoreDispatcher:
             return
         if not response.status.final:
             raise Rejected(f"a device may answer DELIVERED or a final status, not {response.status}")
+        if record.status.final:
+            # Ended already (a late or repeated answer). The core that ended it may have died
+            # before announcing it: announce it again, as stored (the results consumer completes once).
+            await self._announce(record, record.status, result=record.result, error=record.error)
+            return
         if transient and await self._retry_later(record, response.error):
             return
         await self._finish(record, response.status, result=response.result, error=response.error)

@@ -50,6 +50,8 @@ class LightState:
     relay_count: int = 1
     relays: dict[int, bool] = field(default_factory=dict)
     dim_level: int = 100
+    # The last command carried out (its id) and the answer sent: a repeat gets the same answer.
+    last: tuple[str, bytes] | None = None
 
     def __post_init__(self) -> None:
         for index in range(1, self.relay_count + 1):
@@ -96,6 +98,7 @@ class StreetLightFleet:
             self.lights[topics.validate_level(light_id, what="device id")] = LightState(relay_count=relay_count)
         self._share_group = share_group
         self.commands_handled = 0
+        self.repeats = 0  # commands received again and answered without acting
 
     async def start(self, *, publish_initial_status: bool = True) -> None:
         """Subscribe to the lights' command topics and publish each light's retained status."""
@@ -120,6 +123,15 @@ class StreetLightFleet:
         state = self.lights.get(light_id or "")
         if state is None or command.device_id != light_id:
             return  # another fleet's light, or a command addressed wrongly: not ours to answer
+        response_topic = message.response_topic or topics.device_topic(light_id, "response")
+        props = publish_properties(correlation_data=message.correlation_data or command.correlation_data())
+        command_id = str(command.command_id)
+        if state.last is not None and state.last[0] == command_id:
+            # The same command again (the broker's redelivery, or a core that died before it knew
+            # the first copy left): answer as before, without switching twice.
+            self.repeats += 1
+            await self._session.publish(response_topic, state.last[1], qos=1, properties=props)
+            return
         self.commands_handled += 1
         changed = False
         now = datetime.now(UTC)
@@ -133,10 +145,10 @@ class StreetLightFleet:
             except LightCommandError as exc:
                 response = self._response(command, CommandStatus.FAILED,
                                           error=CommandError(code=exc.code, message=str(exc)))
-        response_topic = message.response_topic or topics.device_topic(light_id, "response")
         log.debug("light %s: %s %s -> %s", light_id, command.name, command.command_id, response.status)
-        props = publish_properties(correlation_data=message.correlation_data or command.correlation_data())
-        await self._session.publish(response_topic, response.to_wire(), qos=1, properties=props)
+        wire = response.to_wire()
+        state.last = (command_id, wire)
+        await self._session.publish(response_topic, wire, qos=1, properties=props)
         if changed:
             await self._publish_status(light_id)
 

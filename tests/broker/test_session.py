@@ -305,3 +305,50 @@ async def test_every_task_the_session_runs_is_named_and_ended_by_close(shared_mo
     assert any(t.get_name().startswith("mqtt-handle") for t in running)
     await sub.close()
     assert all(t.done() for t in running)
+
+
+async def test_what_a_restarted_durable_session_gets_before_it_subscribes_waits_for_its_handler(shared_mosquitto):
+    """A restarted process subscribes after connecting; the broker sends its backlog right after
+    CONNACK. Those messages wait for the handler instead of being acknowledged and dropped."""
+    client_id = f"restarted-{uuid.uuid4().hex[:6]}"
+    topic = f"concentrator/conc-1/smartMeterMessage/restart-{uuid.uuid4().hex[:6]}/meterReading"
+    received: list[bytes] = []
+
+    async def handler(msg: Message) -> None:
+        received.append(msg.payload)
+
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await sub.subscribe(topic, handler)
+    async with session(shared_mosquitto, "conc-1") as pub:
+        await asyncio.gather(*(pub.publish(topic, str(i).encode()) for i in range(200)))
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await wait_for(lambda: len(sub._unrouted) > 0, timeout=10, what="the backlog to arrive")  # noqa: SLF001
+        await sub.subscribe(topic, handler)
+        await collect_until(received, 200)
+    assert sorted(int(p) for p in received) == list(range(200))
+
+
+async def test_a_message_no_handler_takes_is_dropped_after_the_grace(shared_mosquitto, monkeypatch):
+    from broker import session as session_module
+
+    monkeypatch.setattr(session_module, "UNROUTED_GRACE", 0.2)
+    client_id = f"unrouted-{uuid.uuid4().hex[:6]}"
+    topic = f"concentrator/conc-1/smartMeterMessage/unrouted-{uuid.uuid4().hex[:6]}/meterReading"
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await sub.subscribe(topic, lambda _m: asyncio.sleep(0))
+    async with session(shared_mosquitto, "conc-1") as pub:
+        await pub.publish(topic, b"nobody")
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await wait_for(lambda: len(sub._unrouted) > 0, timeout=10, what="the message")  # noqa: SLF001
+        await wait_for(lambda: not sub._unrouted, timeout=10, what="the grace to pass")  # noqa: SLF001
+    received: list[bytes] = []
+
+    async def handler(msg: Message) -> None:
+        received.append(msg.payload)
+
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await sub.subscribe(topic, handler)
+        async with session(shared_mosquitto, "conc-1") as pub:
+            await pub.publish(topic, b"marker")
+        await collect_until(received, 1)
+    assert received == [b"marker"]  # acknowledged when dropped: not sent again

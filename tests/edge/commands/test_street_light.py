@@ -84,3 +84,32 @@ async def test_fleet_serves_many_lights_over_one_session(shared_mosquitto: Mosqu
             await all_status.wait()
     assert {a.status for a in answers.values()} == {CommandStatus.SUCCEEDED}
     assert fleet.commands_handled == len(ids) and all(fleet.lights[i].dim_level == 30 for i in ids)
+
+
+async def test_a_repeated_command_is_answered_again_not_carried_out_twice(shared_mosquitto: MosquittoServer) -> None:
+    def session(name: str) -> MqttSession:
+        return MqttSession(client_id=name, host=shared_mosquitto.host, port=shared_mosquitto.port, session_expiry=0,
+                           backoff=Backoff(initial=0.05), **shared_mosquitto.credentials("gridwire-cloud"))
+
+    answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_response(message: Message) -> None:
+        await answers.put(bytes(message.payload))
+
+    async with session("repeat-sim") as fleet_session, session("repeat-core") as core:
+        fleet = StreetLightFleet(session=fleet_session, light_ids=["repeat-light"])
+        await fleet.start(publish_initial_status=False)
+        await core.subscribe("device/repeat-light/response", on_response)
+        now = datetime.now(UTC)
+        dim = GenericCommand(deviceId="repeat-light", name="set_dim_level", parameters={"percent": 30},
+                             issuedAt=now, expiresAt=now + timedelta(seconds=30))
+        toggle = GenericCommand(deviceId="repeat-light", name="set_relay", parameters={"index": 1, "closed": True},
+                                issuedAt=now, expiresAt=now + timedelta(seconds=30))
+        received = []
+        for command in (dim, toggle, toggle):
+            await core.publish(topics.device_topic("repeat-light", "command"), command.to_wire())
+            async with asyncio.timeout(10):
+                received.append(await answers.get())
+    assert received[1] == received[2]  # the same answer, byte for byte
+    assert fleet.commands_handled == 2 and fleet.repeats == 1
+    assert fleet.lights["repeat-light"].status()["on"] is True
