@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -42,6 +43,7 @@ from broker.mosquitto_conf import Account
 from broker.session import Message, MqttSession
 from cloud.auth import issue_token
 from cloud.core.models import CommandRow
+from cloud.domains.models import FunctionalRequestRow
 from cloud.migrations import migrate
 from cloud.registry import OrganisationCreate, Registry
 from cloud.registry.functions import FunctionGroup
@@ -73,10 +75,30 @@ async def _register(url: str, ids: list[str]) -> None:
                     for row in rows])
 
 
-async def _succeeded(url: str) -> int:
+async def _outcomes(url: str) -> dict[str, dict[str, int]]:
+    """Per-light outcome histograms from the database: commands by status, functional requests
+    by status, and lights by how many commands they were sent (each must be 1)."""
     async with Registry(url=url) as registry, registry.engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(CommandRow)
-                                   .where(CommandRow.status == "SUCCEEDED"))).scalar_one()
+        commands = dict((await conn.execute(select(CommandRow.status, func.count())
+                                            .group_by(CommandRow.status))).all())
+        requests = dict((await conn.execute(select(FunctionalRequestRow.status, func.count())
+                                            .group_by(FunctionalRequestRow.status))).all())
+        per_device = select(func.count().label("n")).select_from(CommandRow).group_by(CommandRow.device).subquery()
+        times = dict((await conn.execute(select(per_device.c.n, func.count()).group_by(per_device.c.n))).all())
+    return {"commands_by_status": commands, "requests_by_status": requests,
+            "lights_by_commands_sent": {str(k): v for k, v in times.items()}}
+
+
+_FLEET_SUMMARY = re.compile(r"street lights: (\d+) commands carried out, (\d+) repeats answered, (\d+) lights on")
+
+
+def _fleet_summary(log: Path) -> dict[str, int]:
+    """What the light fleet did, from the line it logs when it stops."""
+    found = _FLEET_SUMMARY.findall(log.read_text(errors="replace"))
+    if not found:
+        return {}
+    carried, repeats, on = map(int, found[-1])
+    return {"commands_carried_out": carried, "repeats_answered": repeats, "lights_on": on}
 
 
 @contextmanager
@@ -147,6 +169,7 @@ class Layers:
     def __init__(self, *, tmp: Path, broker: LocalMosquitto, url: str, lights: int, cores: int, domains: int,
                  fleet_sessions: int, pool: int) -> None:
         self.api_port = free_port()
+        self.broker = broker
         env = {"GRIDWIRE_JWT_SECRET": SECRET, "GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_MQTT_HOST": broker.host,
                "GRIDWIRE_MQTT_PORT": str(broker.port), "GRIDWIRE_MQTT_USERNAME": CLOUD.username,
                "GRIDWIRE_MQTT_PASSWORD": CLOUD.password, "GRIDWIRE_INFLUX_CREATE_DATABASE": "false",
@@ -185,8 +208,9 @@ class Layers:
         _wait_for_line(self.fleet, "street lights on")
 
     def cpu(self) -> dict[str, float]:
-        return {name: round(_cpu_seconds(p.proc.pid), 1) for name, p in self.all().items()
-                if p.proc is not None and p.running}
+        """CPU seconds so far of each process, the broker's too (the database's is not counted)."""
+        running = {**self.all(), "mosquitto": self.broker.process}
+        return {name: _cpu_seconds(p.proc.pid) for name, p in running.items() if p.proc is not None and p.running}
 
     def stop(self) -> None:
         for proc in self.all().values():
@@ -314,10 +338,11 @@ def _run(tmp: Path, broker: LocalMosquitto, url: str, *, lights: int, cores: int
             logs.mkdir(parents=True, exist_ok=True)
             for proc in layers.all().values():
                 shutil.copy(proc.log, logs / proc.log.name)
-    succeeded = asyncio.run(_succeeded(url))
-    return {"lights": lights, "database": url.split(":", 1)[0], "cores": cores, "domains": domains,
-            "bulk": bulk, "concurrency": concurrency, **figures, "commands_succeeded": succeeded,
-            "cpu_s": {name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 1) for name in cpu_after}}
+    cpu = {name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 2) for name in cpu_after}
+    return {"lights": lights, "database": url.split(":", 1)[0], "bulk": bulk, "concurrency": concurrency,
+            "processes_per_layer": {"api": 1, "core": cores, "domain": domains, "fleet": 1},
+            **figures, "cpu_s": cpu, "cpu_ms_per_light": round(1000 * sum(cpu.values()) / lights, 2),
+            **asyncio.run(_outcomes(url)), "fleet": _fleet_summary(layers.fleet.log)}
 
 
 def main() -> None:
@@ -333,9 +358,11 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file instead of a new PostgreSQL database")
     parser.add_argument("--logs", type=Path, default=None, help="copy the processes' logs into this directory")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     result = run(lights=args.lights, cores=args.cores, domains=args.domains, fleet_sessions=args.fleet_sessions,
                  bulk=args.bulk, concurrency=args.concurrency, registry_url=args.registry_url, sqlite=args.sqlite,
                  pool=args.pool, logs=args.logs)
+    result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     print(json.dumps(result))  # noqa: T201 - a benchmark's output is its report
 
 
