@@ -11,12 +11,14 @@ registry's one pure rule, :func:`cloud.registry.functions.authorise`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloud.group_commit import GroupCommit
 from cloud.registry import Decision, DeviceFunction, FunctionGroup, LifecycleState, Protocol, Registry, Route
 from cloud.registry.functions import authorise
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
@@ -81,5 +83,26 @@ async def permissions(registry: Registry, organisation: str, devices: Iterable[s
 
 
 async def permission(registry: Registry, organisation: str, device: str, function: DeviceFunction) -> Decision:
-    """Whether ``organisation`` may do ``function`` on ``device``, usually in one query."""
-    return (await accesses(registry, organisation, [device], function))[device].decision
+    """Whether ``organisation`` may do ``function`` on ``device``, usually in one query; checks
+    asked while another runs share the next query (a group commit's read: the web API under a
+    burst of single requests)."""
+    checks = _checks.get(registry)
+    if checks is None:
+        checks = _checks[registry] = GroupCommit(functools.partial(_decide_all, registry), name="access-checks")
+    return await checks((organisation, device, DeviceFunction(function)))
+
+
+# One batch of checks per registry (so per process); dropped with the registry.
+_checks: weakref.WeakKeyDictionary[Registry, GroupCommit[tuple[str, str, DeviceFunction], Decision]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def _decide_all(registry: Registry, checks: Sequence[tuple[str, str, DeviceFunction]]) -> list[Decision]:
+    """Each check's decision, with one query per organisation and function asked."""
+    wanted: dict[tuple[str, DeviceFunction], set[str]] = {}
+    for organisation, device, function in checks:
+        wanted.setdefault((organisation, function), set()).add(device)
+    found = {(organisation, device, function): access.decision
+             for (organisation, function), devices in wanted.items()
+             for device, access in (await accesses(registry, organisation, devices, function)).items()}
+    return [found[check] for check in checks]

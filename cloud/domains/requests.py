@@ -22,6 +22,7 @@ from cloud.core.access import autocommit
 from cloud.core.commands import CommandRecord, insert_ignoring
 from cloud.core.models import CommandRow
 from cloud.domains.models import FunctionalRequestRow
+from cloud.group_commit import GroupCommit
 from cloud.registry.models import utcnow
 
 # A request's status until it is completed (then its commands' overall CommandStatus).
@@ -100,28 +101,41 @@ class RequestStore:
         # Every call is one statement: autocommit spares the BEGIN and COMMIT round trips.
         self._auto = autocommit(engine)
         self._clock = clock
+        self._adding: GroupCommit[NewFunctional, bool] | None = None
 
     async def add(self, request: NewFunctional) -> bool:
-        """Record a functional request; False if it was already recorded (a redelivery)."""
-        return await self.add_many([request]) == 1
+        """Record a functional request; False if it was already recorded (a redelivery). Requests
+        added while another insert runs share the next one (a group commit: the web API under a
+        burst of single requests)."""
+        if self._adding is None:
+            self._adding = GroupCommit(self.add_each, name="requests-add")
+        return await self._adding(request)
 
     async def add_many(self, requests: Sequence[NewFunctional]) -> int:
         """Record many functional requests; those recorded before are left as they are
         (``ON CONFLICT DO NOTHING``: no failed transaction to roll back). Returns how many were new."""
+        return sum(await self.add_each(requests))
+
+    async def add_each(self, requests: Sequence[NewFunctional]) -> list[bool]:
+        """:meth:`add_many`, saying for each request whether it was new."""
         if not requests:
-            return 0
+            return []
         now = self._clock()
         rows = [{"correlation_id": r.correlation_id, "organisation": r.organisation, "device": r.device,
                  "domain": r.domain, "operation": r.operation, "command_ids": list(r.command_ids),
                  "status": PENDING, "created_at": now} for r in requests]
-        added = 0
+        new: set[str] = set()
         async with self._auto.connect() as conn:
-            # Multi-row VALUES in chunks: one round trip each, an exact count, under SQLite's variable limit.
+            # Multi-row VALUES in chunks: one round trip each, under SQLite's variable limit.
             for start in range(0, len(rows), INSERT_CHUNK):
-                statement = insert_ignoring(self.engine, FunctionalRequestRow).values(rows[start:start + INSERT_CHUNK])
-                done = await conn.execute(statement)
-                added += done.rowcount  # type: ignore[attr-defined]
-        return added
+                statement = (insert_ignoring(self.engine, FunctionalRequestRow).values(rows[start:start + INSERT_CHUNK])
+                             .returning(FunctionalRequestRow.correlation_id))
+                new.update((await conn.execute(statement)).scalars())
+        answers = []
+        for row in rows:  # a request twice in one batch is new once
+            answers.append(row["correlation_id"] in new)
+            new.discard(row["correlation_id"])
+        return answers
 
     async def get(self, correlation_id: str) -> FunctionalRecord | None:
         """The request, or None if none was recorded under ``correlation_id``."""

@@ -7,6 +7,7 @@ for every function, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -69,3 +70,10 @@ async def test_routes_come_only_with_a_registered_device_of_an_enabled_organisat
     found = await accesses(registry, "on", DEVICES, DeviceFunction.GET_STATUS)
     assert {d for d, a in found.items() if a.route is not None} == set(STATES)
     assert all(a.route is None for a in (await accesses(registry, "off", DEVICES, DeviceFunction.GET_STATUS)).values())
+
+
+async def test_checks_asked_together_share_queries_and_each_gets_its_answer(registry: Registry) -> None:
+    asked = [(org, device, function) for org in ("on", "off", "ghost") for device in DEVICES
+             for function in (DeviceFunction.GET_STATUS, DeviceFunction.SET_LIGHT, DeviceFunction.DISCONNECT)]
+    expected = [await registry.permission(*check) for check in asked]
+    assert await asyncio.gather(*(permission(registry, *check) for check in asked)) == expected

@@ -96,3 +96,14 @@ async def test_many_read_and_completed_at_once_each_once(stores: tuple[RequestSt
     assert first is not None and first.status == "SUCCEEDED" and first.result == {"on": True}
     assert second is not None and second.status == "FAILED" and second.error == error
     assert (await requests.get(ids[2])).status == PENDING  # type: ignore[union-attr]
+
+
+async def test_requests_added_together_share_inserts_and_each_learns_if_it_was_new(
+        stores: tuple[RequestStore, CommandStore]) -> None:
+    requests, _ = stores
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    assert await requests.add(_new(ids[0]))
+    added = await asyncio.gather(*(requests.add(_new(cid)) for cid in [*ids, ids[5]]))
+    assert added.count(True) == 29 and added[0] is False  # recorded before
+    assert sorted(added[5::25]) == [False, True]  # asked twice at once: new once
+    assert all([await requests.get(cid) for cid in ids])
