@@ -24,10 +24,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Gridwire: an open smart-grid platform (meters at the edge, MQTT in the middle, cloud API).")
 cloud_app = typer.Typer(no_args_is_help=True, help="Cloud services: ingest, API and the command layers.")
 concentrator_app = typer.Typer(no_args_is_help=True, help="The concentrator appliance (edge).")
+p1_app = typer.Typer(no_args_is_help=True, help="A meter's P1 port (DSMR telegrams), read by hand.")
 app.add_typer(sim_app, name="sim")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(broker_app, name="broker")
 app.add_typer(concentrator_app, name="concentrator")
+app.add_typer(p1_app, name="p1")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(probe_app, name="probe")
@@ -72,14 +74,19 @@ def demo(
 ) -> None:
     """Run the whole platform on one machine: Mosquitto, influxd, every cloud layer and a
     concentrator with simulated meters and street lights, on embedded defaults (SQLite)."""
-    from gridwire.demo import DemoOptions, run_demo
+    from gridwire.demo import DemoOptions, PortInUse, check_ports_free, run_demo
 
     _logging(log_level)
     options = DemoOptions(directory=directory, meters=meters, api_port=api_port, mqtt_port=mqtt_port,
                           influx_port=influx_port, interval=interval, duration=duration,
                           dlms_meters=dlms_meters, modbus_meters=modbus_meters, lights=lights,
                           mqtt_tls_port=mqtt_tls_port, metrics_port=metrics_port)
-    run_until_signal(lambda stop: run_demo(options, stop))
+    try:
+        check_ports_free(options)  # before anything starts: one line, not a task's traceback
+        run_until_signal(lambda stop: run_demo(options, stop))
+    except PortInUse as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 # --- edge ---------------------------------------------------------------------------------------
@@ -126,6 +133,18 @@ def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentr
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{config}: concentrator {cfg.concentrator_id}, {len(cfg.meters)} meter(s): ok")
+
+
+@p1_app.command("read")
+def p1_read(
+    port: Annotated[str, typer.Argument(help="The serial device or pyserial URL (e.g. /dev/ttyUSB0).")],
+    config: Annotated[Path, typer.Option(help="The meter's adapter config (MeterIndividual id, property mapping).")],
+    count: Annotated[Optional[int], typer.Option(help="Stop after this many readings (default: Ctrl-C).")] = None,
+) -> None:
+    """Read a P1 port with an adapter config and print each MeterReading as a JSON line."""
+    from edge.p1.cli import read_p1_cli
+
+    read_p1_cli(port=port, config=config, count=count)
 
 
 @concentrator_app.command("provision")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from broker.errors import Conflict
 from broker.mosquitto_conf import Account
 from broker.pki import ensure_pki
 from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, recipe
@@ -56,6 +58,32 @@ class DemoOptions:
 # Which port after DemoOptions.metrics_port each process's metrics take (the concentrator's is +0).
 METRICS_ORDER = ("concentrator", "ingest", "core", "domain", "monitor", "scheduler", "timesync", "campaigns",
                  "firmware-server", "api")
+
+
+class PortInUse(Conflict):
+    """A port the demo would listen on is taken; the message names it and the option that moves it."""
+
+
+def demo_ports(options: DemoOptions) -> dict[int, str]:
+    """Every fixed port the demo listens on, with what listens there and the option that sets it."""
+    ports = {options.api_port: "the web API (--api-port)", options.mqtt_port: "Mosquitto (--mqtt-port)",
+             options.mqtt_tls_port: "Mosquitto's TLS listener (--mqtt-tls-port)",
+             options.influx_port: "influxd (--influx-port)"}
+    for name, port in metrics_ports(options).items():
+        ports.setdefault(port, f"{name}'s metrics (--metrics-port)")
+    return ports
+
+
+def check_ports_free(options: DemoOptions) -> None:
+    """Raise :class:`PortInUse` naming the first port something already listens on."""
+    for port, what in demo_ports(options).items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise PortInUse(f"port {port} is already in use ({exc.strerror}): it is for {what}; "
+                                f"stop what listens there or choose another port") from None
 
 
 def metrics_ports(options: DemoOptions) -> dict[str, int]:
@@ -124,6 +152,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     from edge.p1.simulator import MeterModel, P1Simulator
     from gridwire.procs import free_port
 
+    check_ports_free(options)
     root = options.directory.resolve()
     edge_dir = root / "edge"
     edge_dir.mkdir(parents=True, exist_ok=True)

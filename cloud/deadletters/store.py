@@ -65,7 +65,9 @@ class DeadLetterStore:
         await self.add_many([letter])
 
     async def list(self, *, since: datetime | None = None, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
-        stmt = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit).offset(offset)
+        # Oldest first by when each was received (a relayed edge letter may arrive after newer ones).
+        stmt = (sa.select(dead_letters).order_by(dead_letters.c.received_at, dead_letters.c.id)
+                .limit(limit).offset(offset))
         if since is not None:
             stmt = stmt.where(dead_letters.c.received_at >= since)
         async with self._engine.connect() as conn:

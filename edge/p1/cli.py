@@ -1,4 +1,4 @@
-"""Command-line entry points of the P1 adapter: ``gridwire sim p1`` and ``gridwire p1 read``.
+"""Command-line entry points of the P1 adapter: ``gridwire sim p1`` and ``gridwire p1 read`` (wired in gridwire/cli.py).
 
 Plain typed functions; the ``gridwire`` typer app wires them in. They print, being the CLI.
 """

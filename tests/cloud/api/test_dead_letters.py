@@ -65,3 +65,16 @@ async def test_without_a_store_it_is_503_with_a_reason() -> None:
         r = await c.get("/v1/deadLetters", headers=auth("admin"))
         assert r.status_code == 503 and "dead-letter store" in r.json()["detail"]
         assert (await c.get("/v1/deadLetters", headers=auth())).status_code == 403
+
+
+async def test_oldest_first_by_receipt_not_by_arrival(client: httpx.AsyncClient, dead_letters: DeadLetterStore) -> None:
+    # Stored after the fixture's five, but received before them (a letter relayed late from an edge).
+    await dead_letters.add_many([
+        DeadLetter.of(topic="concentrator/c1/smartMeterMessage/late/meterReading", payload=b"late",
+                      reason=f"late {i}", received_at=T0 - timedelta(minutes=10 - i), consumer="ingest")
+        for i in (2, 1)])
+    page = (await client.get("/v1/deadLetters", headers=auth("admin"))).json()
+    reasons = [d["reason"] for d in page["deadLetters"]]
+    assert reasons == ["late 1", "late 2", *(f"reason {i}" for i in range(5))]
+    received = [d["receivedAt"] for d in page["deadLetters"]]
+    assert received == sorted(received)

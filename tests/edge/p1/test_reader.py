@@ -14,7 +14,6 @@ import pytest
 import serial
 
 from devices.adapter_config import parse_adapter_config
-from edge.p1.cli import read_p1_cli
 from edge.p1.reader import P1PortError, P1Reader, read_p1
 from edge.p1.simulator import MeterModel, P1Simulator
 from edge.p1.telegram import frame_telegram
@@ -153,7 +152,11 @@ async def test_readings_need_a_config():
     port.close()
 
 
-def test_cli_simulator_process_and_reader(tmp_path, capsys):
+def test_cli_simulator_process_and_gridwire_p1_read(tmp_path):
+    from typer.testing import CliRunner
+
+    from gridwire.cli import app
+
     config = tmp_path / "adapter.yaml"
     config.write_text(CONFIG.to_yaml())
     code = "from edge.p1.cli import sim_p1; sim_p1(interval=0.05, count=400)"
@@ -162,10 +165,11 @@ def test_cli_simulator_process_and_reader(tmp_path, capsys):
     try:
         path = proc.stdout.readline().strip()
         assert path.startswith("/dev/")
-        read_p1_cli(port=path, config=config, count=3)
+        result = CliRunner().invoke(app, ["p1", "read", path, "--config", str(config), "--count", "3"])
     finally:
         proc.terminate()
         proc.wait(10)
-    lines = capsys.readouterr().out.splitlines()
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 3
     assert all('"meterIndividualId": "elec-1"' in line or '"meterIndividualId": "gas-1"' in line for line in lines)
