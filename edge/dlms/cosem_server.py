@@ -53,6 +53,8 @@ ASSOCIATION_OBIS = "0.0.40.0.0.255"
 _AARQ = 0x60
 _USER_INFORMATION = 0xBE
 _GLO_INITIATE_REQUEST = 0x21
+# general-glo-ciphering and general-ded-ciphering APDU tags.
+_GENERAL_CIPHERING = (0xDB, 0xDC)
 # An HDLC information frame carries the APDU after the LLC header of a request.
 _LLC_REQUEST = b"\xe6\xe6\x00"
 _HDLC_TRAILER = 3  # FCS(2) + closing flag
@@ -128,6 +130,7 @@ class CosemServer(GXDLMSSecureServer):
         self._security = security
         self._guard = guard
         self._meter_name = meter_name
+        self._model = model
         self._replay = False
         cipher = self.settings.cipher
         cipher.systemTitle = bytearray(security.system_title)
@@ -167,9 +170,19 @@ class CosemServer(GXDLMSSecureServer):
         self._replay = counter is not None and not self._guard.accept(counter)
         if self._replay:
             logger.warning("meter %s: refused AARQ replaying invocation counter %d", self._meter_name, counter)
+        if apdu:
+            setattr(self.settings, gurux_fixes.GENERAL_CIPHERING_FLAG, apdu[0] in _GENERAL_CIPHERING)
         reply = GXServerReply(bytearray(frame))
         self.handleRequest(reply)
+        self._model.invocation_counter = max(self._model.invocation_counter, self.settings.cipher.invocationCounter)
         return bytes(reply.reply) if reply.reply else None
+
+    def reset(self, connected: bool = False) -> None:
+        # gurux zeroes its cipher's invocation counter on every association (an AARQ on
+        # WRAPPER, a SNRM or DISC on HDLC); the meter's own counter goes on rising instead.
+        super().reset(connected)
+        if getattr(self, "_model", None) is not None:
+            self.settings.cipher.invocationCounter = self._model.invocation_counter
 
     def _apdu(self, frame: bytes) -> bytes:
         if not self._hdlc:

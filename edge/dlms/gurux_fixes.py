@@ -63,6 +63,8 @@ def apply() -> None:
     _fix_server_received_data_reset()
     _fix_association_hls_reply()
     _fix_aare_system_title()
+    _fix_initiate_response_invocation_counter()
+    _fix_response_ciphering_follows_request()
     _fix_aes_gcm_parameter_arguments()
     _fix_association_accessors()
     _fix_stdout_prints()
@@ -239,7 +241,10 @@ def _fix_association_hls_reply() -> None:
             return None
         if settings.authentication == Authentication.HIGH_GMAC:
             secret = settings.cipher.systemTitle
+            # f(CtoS) takes an invocation counter of its own: the action-response carrying it
+            # is ciphered with the next one (gurux used one value for both, an IV reused).
             ic = settings.cipher.invocationCounter
+            settings.cipher.invocationCounter = ic + 1
         else:
             secret = self.secret
         self.associationStatus = AssociationStatus.ASSOCIATED
@@ -273,9 +278,85 @@ def _fix_aare_system_title() -> None:
                       error_data: Any, encrypted_data: Any) -> None:
         aare = _AareBuffer()
         original(cls, settings, aare, result, diagnostic, cipher, error_data, encrypted_data)
-        data.set(aare.array())
+        data.set(correct_responding_authentication(bytes(aare.array())))
 
     _GXAPDU.generateAARE = classmethod(generate_aare)
+
+
+def _fix_initiate_response_invocation_counter() -> None:
+    # _GXAPDU.getUserInformation ciphers the AARE's glo-initiateResponse with the meter's
+    # invocation counter but never increments it, so the next ciphered APDU reuses the same
+    # IV (a GCM key-stream reuse), and a client that checks the meter's counter rises
+    # strictly (dlms-cosem, as the Green Book requires) refuses the next response.
+    from gurux_dlms._GXAPDU import _GXAPDU
+
+    original = _GXAPDU.getUserInformation.__func__
+
+    def get_user_information(cls: Any, settings: Any, cipher: Any) -> Any:
+        ciphered = bool(cipher and cipher.isCiphered())
+        data = original(cls, settings, cipher)
+        if ciphered:
+            cipher.invocationCounter += 1
+        return data
+
+    _GXAPDU.getUserInformation = classmethod(get_user_information)
+
+
+# Set by the server on its settings for each request: answer with general-glo-ciphering.
+GENERAL_CIPHERING_FLAG = "gridwire_general_ciphering"
+
+
+def _fix_response_ciphering_follows_request() -> None:
+    # The Green Book (9.2.7.2.4) protects a response the way its request was protected: a
+    # request in general-glo-ciphering is answered in general-glo-ciphering. gurux answers
+    # with service-specific glo-ciphering (glo-action-response, 0xCF) until the association
+    # is complete, i.e. exactly the HLS pass-3 reply_to_HLS_authentication response, which a
+    # client that only speaks general ciphering (dlms-cosem) cannot read. The server sets
+    # GENERAL_CIPHERING_FLAG on its settings when the request came in general-glo-ciphering.
+    from gurux_dlms.enums.Command import Command
+    from gurux_dlms.GXDLMS import GXDLMS
+
+    original = GXDLMS._GXDLMS__getCipheringParameters.__func__  # type: ignore[attr-defined]
+
+    def parameters(cls: Any, p: Any) -> Any:
+        s = original(cls, p)
+        if getattr(p.settings, GENERAL_CIPHERING_FLAG, False) and s.tag not in (
+                Command.GENERAL_GLO_CIPHERING, Command.GENERAL_DED_CIPHERING):
+            s.tag = Command.GENERAL_GLO_CIPHERING
+        return s
+
+    GXDLMS._GXDLMS__getCipheringParameters = classmethod(parameters)  # type: ignore[attr-defined]
+
+
+_AARE = 0x61
+_RESPONDING_AUTHENTICATION_VALUE = 0xAA
+_CHARSTRING_CHOICE = 0x80
+
+
+def correct_responding_authentication(aare: bytes) -> bytes:
+    """The AARE with its responding-authentication-value (the meter's HLS challenge) BER-correct.
+
+    generateAARE writes ``AA <n> 80 <n> <challenge>``: the outer length counts the challenge
+    but not the inner tag and length, so a strict BER reader (dlms-cosem) finds two bytes
+    too few and fails on the whole AARE (gurux's own client skips the element by its inner
+    length). The element is ``AA <n+2> 80 <n> <challenge>`` (Green Book, AARE-apdu,
+    Authentication-value ::= CHOICE { charstring [0] IMPLICIT GraphicString, ... }). The
+    AARE's own length already counts every byte written, so only this byte changes.
+    """
+    if len(aare) < 2 or aare[0] != _AARE or aare[1] & 0x80:
+        return aare
+    fixed = bytearray(aare)
+    pos, end = 2, min(len(fixed), 2 + fixed[1])
+    while pos + 1 < end:
+        tag, length = fixed[pos], fixed[pos + 1]
+        if length & 0x80:  # a long-form length: no element of ours is that long; leave the rest
+            break
+        if (tag == _RESPONDING_AUTHENTICATION_VALUE and pos + 3 < end and fixed[pos + 2] == _CHARSTRING_CHOICE
+                and fixed[pos + 3] == length and pos + 4 + length <= end):
+            fixed[pos + 1] = length + 2
+            length += 2
+        pos += 2 + length
+    return bytes(fixed)
 
 
 def _fix_aes_gcm_parameter_arguments() -> None:

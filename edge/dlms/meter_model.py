@@ -86,6 +86,9 @@ class MeterModel:
     firmware: SimFirmware = field(default_factory=SimFirmware)
     # The disconnector's weekly schedule (two single action schedules, class 22), kept and run here.
     relay_schedule: SwitchingClock = field(default_factory=SwitchingClock)
+    # The meter's own invocation counter for ciphered APDUs: kept across associations, as a
+    # meter keeps it in non-volatile memory, so no two APDUs share an IV under one key.
+    invocation_counter: int = 1
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:

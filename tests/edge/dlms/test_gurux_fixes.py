@@ -26,3 +26,19 @@ def test_aarq_invocation_counter_parsing() -> None:
     assert aarq_invocation_counter(bytes([0x60, len(body)]) + body) == 300
     assert aarq_invocation_counter(bytes([0x60, len(context)]) + context) is None
     assert aarq_invocation_counter(b"\xc0\x01") is None
+
+
+def test_responding_authentication_value_gets_its_ber_length() -> None:
+    challenge = bytes(range(16))
+    system_title = bytes([0xA4, 0x0A, 0x04, 0x08]) + b"GRW00001"
+    # What generateAARE writes: AA 10 80 10 <challenge>, then a user-information element after it.
+    broken = bytes([0xAA, 0x10, 0x80, 0x10]) + challenge
+    user_info = bytes([0xBE, 0x04, 0x04, 0x02, 0x08, 0x00])
+    body = system_title + broken + user_info
+    fixed = gurux_fixes.correct_responding_authentication(bytes([0x61, len(body)]) + body)
+    assert fixed == bytes([0x61, len(body)]) + system_title + bytes([0xAA, 0x12, 0x80, 0x10]) + challenge + user_info
+    # Already right (or no challenge at all): unchanged; not an AARE: unchanged.
+    assert gurux_fixes.correct_responding_authentication(fixed) == fixed
+    plain = bytes([0x61, len(user_info)]) + user_info
+    assert gurux_fixes.correct_responding_authentication(plain) == plain
+    assert gurux_fixes.correct_responding_authentication(b"\xc4\x01") == b"\xc4\x01"
