@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
@@ -41,6 +41,9 @@ SHARE_GROUP = "ingest"
 # carry that rule as a ``value_check`` attribute (a ValueCheck): the fast path then applies it
 # (memoised) instead of giving up the fast path for every message.
 ReadingCheck = Callable[[MeterReading], str | None]
+# Another payload format a concentrator may be set to send (cloud/ingest/omdp_reference.py), tried
+# only on a message the validator refused: its readings, None (not that format), or ValueError.
+Translate = Callable[[Message], Awaitable[list[MeterReading] | None]]
 _MEMO_LIMIT = 4096
 
 
@@ -49,8 +52,9 @@ class IngestConsumer:
 
     def __init__(self, *, session: MqttSession, batcher: WriteBatcher, dead_letters: DeadLetterStore,
                  name: str = "ingest", checks: tuple[ReadingCheck, ...] = (),
-                 metrics: IngestMetrics | None = None) -> None:
+                 metrics: IngestMetrics | None = None, translate: Translate | None = None) -> None:
         self._session = session
+        self._translate = translate
         self._batcher = batcher
         if batcher is not None:
             batcher.set_confirm(self.confirm)
@@ -88,8 +92,11 @@ class IngestConsumer:
         try:
             concentrator, lines = self._encode(message)
         except ValueError as exc:
-            await self._reject(message, _reason(exc))
-            return
+            try:
+                concentrator, lines = await self._translated(message, exc)
+            except ValueError as why:
+                await self._reject(message, _reason(why))
+                return
         try:
             await self._batcher.submit(lines, concentrator_id=concentrator, seq=_seq(message))
         except StoreRejected as exc:
@@ -115,6 +122,19 @@ class IngestConsumer:
                 return parsed.concentrator, lines
         # Unusual or invalid: the full validator accepts it or says exactly what is wrong.
         concentrator, readings = self._validate(message)
+        return concentrator, [encode_reading(r, concentrator_id=concentrator) for r in readings]
+
+    async def _translated(self, message: Message, refused: ValueError) -> tuple[str, list[str]]:
+        """The message in another format its concentrator is set to send, checked like any; else ``refused``."""
+        readings = await self._translate(message) if self._translate is not None else None
+        if readings is None:
+            raise refused
+        concentrator = topics.parse(message.topic).concentrator
+        assert concentrator is not None
+        for reading in readings:
+            for check in self._checks:
+                if problem := check(reading):
+                    raise ValueError(f"reading {reading.meter_reading_identifier}: {problem}")
         return concentrator, [encode_reading(r, concentrator_id=concentrator) for r in readings]
 
     def _validate(self, message: Message) -> tuple[str, list[MeterReading]]:

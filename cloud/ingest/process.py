@@ -13,6 +13,8 @@ from cloud.ingest.batcher import WriteBatcher
 from cloud.ingest.checks import catalogue_check
 from cloud.ingest.consumer import IngestConsumer
 from cloud.ingest.metrics import IngestMetrics
+from cloud.ingest.omdp_reference import ReferenceAdapter, registry_lookup
+from cloud.registry import Registry
 from cloud.runtime import database_engine, influx_store, metrics_registry, mqtt_session, session_metrics
 from cloud.settings import CloudSettings, InfluxSettings, Section
 from cloud.store.influx import InfluxStore
@@ -60,7 +62,10 @@ async def _run(settings: IngestSettings, stop: asyncio.Event, ready: asyncio.Eve
     # Metrics off (no port): not even counted, so they cost nothing (bench/ingest.py --metrics off,on).
     metrics = IngestMetrics(registry) if settings.metrics.port is not None else None
     store = influx_store(settings.influx, batch_size=options.batch_readings)
-    dead_letters = DeadLetterStore(engine=database_engine("ingest", settings.database))
+    engine = database_engine("ingest", settings.database)
+    dead_letters = DeadLetterStore(engine=engine)
+    # Concentrators set to send the OMDP reference format are looked up in the registry.
+    reference = ReferenceAdapter(lookup=registry_lookup(Registry(engine=engine)))
     session = mqtt_session("ingest", settings.mqtt, dead_letters=dead_letters,
                            receive_maximum=options.receive_maximum, session_expiry=options.session_expiry,
                            payload_views=True)
@@ -68,7 +73,7 @@ async def _run(settings: IngestSettings, stop: asyncio.Event, ready: asyncio.Eve
                            max_delay=options.batch_delay, max_writes=options.writes_in_flight, metrics=metrics)
     checks = (catalogue_check(),) if options.catalogue_check else ()
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
-                              name=session.client_id, checks=checks, metrics=metrics)
+                              name=session.client_id, checks=checks, metrics=metrics, translate=reference)
     if metrics is not None:
         metrics.watch(consumer=consumer, batcher=batcher)
         session_metrics(registry, session)

@@ -1,6 +1,6 @@
 """The device registry: devices, organisations and their authorisations per function group."""
 
-from cloud.registry.enums import DeviceType, LifecycleState, PlatformRole, Protocol
+from cloud.registry.enums import DeviceType, LifecycleState, PayloadFormat, PlatformRole, Protocol
 from cloud.registry.errors import (
     AlreadyExistsError,
     AuthorisationExists,
@@ -38,7 +38,7 @@ __all__ = [
     "AuthorisationPublic", "ConflictError", "Decision", "DeviceBase", "DeviceCreate",
     "DeviceDecommissioned", "DeviceExists", "DeviceFunction", "DeviceNotFound", "DevicePublic",
     "DeviceType", "DeviceUpdate", "FunctionGroup", "GridPosition", "InvalidChange",
-    "InvalidStateChange", "LifecycleState", "Location", "NotAuthorised", "NotFoundError", "OrganisationCreate",
+    "InvalidStateChange", "LifecycleState", "PayloadFormat", "Location", "NotAuthorised", "NotFoundError", "OrganisationCreate",
     "OrganisationExists", "OrganisationNotFound", "OrganisationPublic", "OrganisationUpdate",
     "PlatformRole", "Protocol", "Registry", "RegistryError", "Route", "authorise", "groups_allowing",
     "is_allowed",

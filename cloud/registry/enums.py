@@ -29,6 +29,13 @@ class Protocol(StrEnum):
     MQTT = "MQTT"
 
 
+class PayloadFormat(StrEnum):
+    """A concentrator's payload format when it is not Gridwire's own (which needs no setting)."""
+
+    # The OMDP reference concentrator's flat payload (cloud/ingest/omdp_reference.py).
+    OMDP_REFERENCE = "omdp-reference"
+
+
 class LifecycleState(StrEnum):
     """Where a device is in its life: known, mounted in the field, talking, retired."""
 

@@ -119,6 +119,11 @@ class Device(Base):
     feeder: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
     transformer: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     substation: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)
+    # A concentrator's payload format when it is not Gridwire's ("omdp-reference": the OMDP
+    # reference concentrator's flat payload, which ingest then maps) and the time zone of its
+    # local reading times (cloud/ingest/omdp_reference.py).
+    payload_format: Mapped[str | None] = mapped_column(String(32))
+    payload_time_zone: Mapped[str | None] = mapped_column(String(64))
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     comm_success_count: Mapped[int] = mapped_column(Integer, default=0)
     comm_failure_count: Mapped[int] = mapped_column(Integer, default=0)

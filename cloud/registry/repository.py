@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cloud.registry import errors
 from cloud.registry.db import create_engine
-from cloud.registry.enums import LifecycleState, can_update_state
+from cloud.registry.enums import DeviceType, LifecycleState, can_update_state
 from cloud.registry.functions import Decision, DeviceFunction, FunctionGroup, authorise, groups_allowing
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation, utcnow
 from cloud.registry.schemas import (
@@ -80,6 +80,7 @@ class Registry:
                          protocol=spec.protocol, state=spec.state, created_at=now, updated_at=now,
                          comm_success_count=0, comm_failure_count=0, consecutive_failures=0)
             _apply(row, spec.model_dump(exclude={"identification", "device_type", "protocol", "state"}))
+            _payload_format_on_concentrators(row)
             session.add(row)
             if org is not None:
                 session.add(DeviceAuthorisation(device=row, organisation=org, function_group=FunctionGroup.OWNER,
@@ -103,6 +104,7 @@ class Registry:
             if change.concentrator_id is not None and change.concentrator_id == device:
                 raise errors.InvalidChange(f"device {device!r} cannot sit behind itself")
             _apply(row, change.model_dump(exclude_unset=True))
+            _payload_format_on_concentrators(row)
             row.updated_at = self._clock()
             await session.flush()
             return DevicePublic.of(row)
@@ -329,6 +331,14 @@ class Registry:
         if row is None:
             raise errors.OrganisationNotFound(organisation)
         return row
+
+
+def _payload_format_on_concentrators(row: Device) -> None:
+    # Only a concentrator publishes (a meter's messages come through its concentrator).
+    if (row.payload_format is not None or row.payload_time_zone is not None) \
+            and row.device_type is not DeviceType.CONCENTRATOR:
+        raise errors.InvalidChange(f"device {row.identification!r} is a {row.device_type}: payloadFormat and "
+                                   f"payloadTimeZone are a concentrator's settings")
 
 
 def _apply(row: Device, fields: dict[str, Any]) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from cloud.registry.enums import DeviceType, LifecycleState, PlatformRole, Protocol
+from cloud.registry.enums import DeviceType, LifecycleState, PayloadFormat, PlatformRole, Protocol
 from cloud.registry.functions import FunctionGroup
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 
@@ -17,6 +18,18 @@ from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 # '#', spaces or leading '$'.
 Identification = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ShortText = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Amsterdam)") from None
+    return name
+
+
+# An IANA time zone name (a concentrator's local reading times).
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_known_zone)]
 
 
 class _Schema(BaseModel):
@@ -56,6 +69,8 @@ class DeviceBase(_Schema):
     firmware_version: str | None = Field(default=None, min_length=1, max_length=64)
     location: Location | None = None
     grid: GridPosition | None = None
+    payload_format: PayloadFormat | None = None
+    payload_time_zone: TimeZoneName | None = None
 
 
 class DeviceCreate(DeviceBase):
@@ -92,6 +107,8 @@ class DeviceUpdate(_Schema):
     firmware_version: str | None = Field(default=None, min_length=1, max_length=64)
     location: Location | None = None
     grid: GridPosition | None = None
+    payload_format: PayloadFormat | None = None
+    payload_time_zone: TimeZoneName | None = None
     state: LifecycleState | None = None
 
     @model_validator(mode="after")
@@ -130,6 +147,7 @@ class DevicePublic(DeviceBase):
             identification=row.identification, device_type=row.device_type, protocol=row.protocol,
             protocol_version=row.protocol_version, concentrator_id=row.concentrator_id,
             model=row.model, firmware_version=row.firmware_version, location=location, grid=grid,
+            payload_format=row.payload_format, payload_time_zone=row.payload_time_zone,
             state=row.state, last_seen=row.last_seen, comm_success_count=row.comm_success_count,
             comm_failure_count=row.comm_failure_count, consecutive_failures=row.consecutive_failures,
             last_failure_at=row.last_failure_at, last_failure_reason=row.last_failure_reason,
