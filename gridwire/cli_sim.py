@@ -40,12 +40,17 @@ def sim_dlms(
     drift_ppm: Annotated[float, typer.Option(help="Meter clock drift in parts per million.")] = 0.0,
     serial_port: Annotated[Optional[str], typer.Option(help="Serve HDLC on this serial device instead of TCP.")] = None,
     baudrate: Annotated[int, typer.Option(help="Baud rate on the serial device.")] = 9600,
+    client: Annotated[Optional[list[str]], typer.Option(
+        help="A client SAP and its security, ADDRESS:SECURITY (e.g. 16:none, 1:hls-gmac); repeat for each. "
+             "Default: management client 1 with --security and public client 16 with none. An LLS client's "
+             "password: GRIDWIRE_DLMS_PASSWORD_<ADDRESS>, else GRIDWIRE_DLMS_PASSWORD.")] = None,
 ) -> None:
     """A simulated DLMS/COSEM electricity meter over TCP (WRAPPER) or serial (HDLC) until Ctrl-C."""
     from edge.dlms.cli import sim_dlms as run
 
     run(host=host, port=port, security=security, serial=serial, history_days=history_days,
-        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port, baudrate=baudrate)
+        clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port, baudrate=baudrate,
+        clients=client)
 
 
 @sim_app.command("modbus")

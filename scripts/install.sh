@@ -28,3 +28,8 @@ fi
 echo "==> pip install -e .[edge,cloud,test]"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[edge,cloud,test]'
+# dsmr-parser (MIT), the independent P1 parser the DSMR tests compare with. Every release pins
+# dlms-cosem 21.3.2, which has no HLS-GMAC, and the DLMS interop tests need a current dlms-cosem;
+# its telegram parser needs only cryptography and dlms-cosem's APDU classes, both installed above.
+echo "==> pip install --no-deps dsmr-parser (a test tool)"
+.venv/bin/python -m pip install -q --no-deps 'dsmr-parser==1.11.2'

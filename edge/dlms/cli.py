@@ -1,7 +1,8 @@
 """``gridwire sim dlms``: run a simulated DLMS/COSEM meter over TCP (WRAPPER) or serial HDLC until Ctrl-C.
 
-Secrets come from the environment when not given (never echoed): ``GRIDWIRE_DLMS_PASSWORD``,
-``GRIDWIRE_DLMS_BLOCK_KEY`` and ``GRIDWIRE_DLMS_AUTH_KEY`` (hex). Without them the simulator
+Secrets come from the environment when not given (never echoed): ``GRIDWIRE_DLMS_PASSWORD``
+(``GRIDWIRE_DLMS_PASSWORD_<CLIENT>`` for one client's own), ``GRIDWIRE_DLMS_BLOCK_KEY`` and
+``GRIDWIRE_DLMS_AUTH_KEY`` (hex). Without them the simulator
 uses well-known demo secrets, which is what a test meter on a laptop wants.
 """
 
@@ -14,7 +15,7 @@ import signal
 from datetime import timedelta
 
 from edge.dlms.config import SecurityMode
-from edge.dlms.cosem_server import ServerSecurity
+from edge.dlms.cosem_server import PUBLIC_CLIENT, ClientAccess, ServerSecurity
 from edge.dlms.meter_model import MeterModel
 from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
 from edge.dlms.simulator import DlmsMeterSimulator
@@ -46,21 +47,49 @@ async def serve(*, simulator: DlmsMeterSimulator | DlmsSerialMeterSimulator,
             loop.remove_signal_handler(sig)
 
 
+def parse_clients(specs: list[str]) -> tuple[ClientAccess, ...]:
+    """``ADDRESS:SECURITY`` specs (``16:none``, ``1:lls``, ``32:hls-gmac``) as client accesses;
+    ``16:none`` is the public client (public objects only), as in IDIS.
+
+    An LLS client's password is ``GRIDWIRE_DLMS_PASSWORD_<ADDRESS>`` if set (else the meter's).
+    """
+    clients: dict[int, ClientAccess] = {}
+    for spec in specs:
+        address_text, _, mode_text = spec.partition(":")
+        try:
+            address, mode = int(address_text), SecurityMode(mode_text)
+        except ValueError:
+            raise ValueError(f"client {spec!r}: write ADDRESS:SECURITY, SECURITY one of "
+                             f"{', '.join(m.value for m in SecurityMode)} (e.g. 16:none)") from None
+        if not 1 <= address <= 0x7F:
+            raise ValueError(f"client {spec!r}: a client SAP is 1..127")
+        if address in clients:
+            raise ValueError(f"client {address} is given twice")
+        own = os.environ.get(f"GRIDWIRE_DLMS_PASSWORD_{address}")
+        clients[address] = ClientAccess(address, mode, own.encode() if own is not None else None,
+                                        public=address == PUBLIC_CLIENT and mode is SecurityMode.NONE)
+    return tuple(clients.values())
+
+
 def build_simulator(*, host: str = "127.0.0.1", port: int = 4059, security: str = "lls", serial: str = "GW0000000001",
                     client_address: int = 1, server_address: int = 1, history_days: int = 10,
                     clock_offset_s: float = 0.0, drift_ppm: float = 0.0, clock_status: int = 0,
-                    serial_port: str | None = None,
-                    baudrate: int = 9600) -> DlmsMeterSimulator | DlmsSerialMeterSimulator:
+                    serial_port: str | None = None, baudrate: int = 9600,
+                    clients: list[str] | None = None) -> DlmsMeterSimulator | DlmsSerialMeterSimulator:
     """A simulator configured from plain values (secrets from the environment or demo ones).
 
-    With ``serial_port`` it answers HDLC on that serial device instead of listening on TCP.
+    Without ``clients`` the meter answers the management client ``client_address`` with
+    ``security`` and the public client 16 with none; ``clients`` (``ADDRESS:SECURITY`` each)
+    replaces that set. With ``serial_port`` it answers HDLC on that serial device instead of TCP.
     """
+    accesses = parse_clients(clients) if clients else ()
     secrets = ServerSecurity(
-        mode=SecurityMode(security),
+        mode=accesses[0].mode if accesses else SecurityMode(security),
         password=os.environ.get("GRIDWIRE_DLMS_PASSWORD", DEMO_PASSWORD).encode(),
         block_cipher_key=bytes.fromhex(os.environ.get("GRIDWIRE_DLMS_BLOCK_KEY", DEMO_BLOCK_KEY)),
         authentication_key=bytes.fromhex(os.environ.get("GRIDWIRE_DLMS_AUTH_KEY", DEMO_AUTH_KEY)),
-        client_address=client_address, server_address=server_address,
+        client_address=accesses[0].address if accesses else client_address, server_address=server_address,
+        public_client=None if accesses else PUBLIC_CLIENT, clients=accesses,
     )
     model = MeterModel(serial=serial, history_days=history_days, clock_offset=timedelta(seconds=clock_offset_s),
                        drift_ppm=drift_ppm, clock_status=clock_status)
@@ -80,8 +109,13 @@ def sim_dlms(
     drift_ppm: float = 0.0,
     serial_port: str | None = None,
     baudrate: int = 9600,
+    clients: list[str] | None = None,
 ) -> None:
     """Simulate a DLMS/COSEM electricity meter (security: none, lls, hls-gmac) until Ctrl-C.
+
+    ``clients`` (``ADDRESS:SECURITY`` each, e.g. ``16:none 1:hls-gmac``) sets the client SAPs it
+    answers and the security of each; default: management client 1 with ``security`` and the
+    public client 16 with none.
 
     ``serial_port`` serves HDLC on that serial device instead of TCP (``serial`` is the meter's
     serial number, not a port).
@@ -93,10 +127,14 @@ def sim_dlms(
     except ValueError:
         raise SystemExit(f"unknown security {security!r}; use one of: "
                          f"{', '.join(m.value for m in SecurityMode)}") from None
+    try:
+        parse_clients(clients or [])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = build_simulator(host=host, port=port, security=security, serial=serial, history_days=history_days,
                                 clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port,
-                                baudrate=baudrate)
+                                baudrate=baudrate, clients=clients)
     asyncio.run(serve(simulator=simulator))
 
 
@@ -114,10 +152,11 @@ def main() -> None:
     parser.add_argument("--drift-ppm", type=float, default=0.0)
     parser.add_argument("--serial-port", default=None, help="serve HDLC on this serial device instead of TCP")
     parser.add_argument("--baudrate", type=int, default=9600)
+    parser.add_argument("--client", action="append", default=None, help="ADDRESS:SECURITY, repeatable")
     args = parser.parse_args()
     sim_dlms(host=args.host, port=args.port, security=args.security, serial=args.serial,
              history_days=args.history_days, clock_offset_s=args.clock_offset_s, drift_ppm=args.drift_ppm,
-             serial_port=args.serial_port, baudrate=args.baudrate)
+             serial_port=args.serial_port, baudrate=args.baudrate, clients=args.client)
 
 
 if __name__ == "__main__":

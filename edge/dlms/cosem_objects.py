@@ -6,6 +6,7 @@ shared :class:`~edge.dlms.meter_model.MeterModel`, so every association sees the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +24,20 @@ from gurux_dlms.objects.GXDLMSData import GXDLMSData
 from gurux_dlms.objects.GXDLMSDisconnectControl import GXDLMSDisconnectControl
 from gurux_dlms.objects.GXDLMSProfileGeneric import GXDLMSProfileGeneric
 from gurux_dlms.objects.GXDLMSRegister import GXDLMSRegister
+from gurux_dlms.objects.GXDLMSSapAssignment import GXDLMSSapAssignment
 
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_CODE_OBIS, STANDARD_EVENT_LOG_OBIS
-from edge.dlms.meter_model import ENERGY_OBIS, PROFILE_PERIOD, MeterModel
+from edge.dlms.meter_model import DAILY_PERIOD, ENERGY_OBIS, PROFILE_PERIOD, TOTAL_ENERGY_OBIS, MeterModel
 
 CLOCK_OBIS = "0.0.1.0.0.255"
 LOAD_PROFILE_OBIS = "1.0.99.1.0.255"
+LOAD_PROFILE_2_OBIS = "1.0.99.2.0.255"
+POWER_FAILURE_LOG_OBIS = "1.0.99.97.0.255"
+FRAUD_LOG_OBIS = "0.0.99.98.1.255"
+DISCONNECT_LOG_OBIS = "0.0.99.98.2.255"
+ALARM_REGISTER_2_OBIS = "0.0.97.98.1.255"
+ALARM_FILTER_OBIS = "0.0.97.98.10.255"
+SAP_ASSIGNMENT_OBIS = "0.0.41.0.0.255"
 DISCONNECT_OBIS = "0.0.96.3.10.255"
 DEVICE_NAME_OBIS = "0.0.42.0.0.255"
 
@@ -63,7 +72,7 @@ class ModelRegister(GXDLMSRegister):
         self._model = model
         self.scaler = scaler
         self.unit = unit
-        self.setDataType(2, DataType.UINT32 if obis in ENERGY_OBIS else DataType.INT32)
+        self.setDataType(2, DataType.UINT32 if obis in (*ENERGY_OBIS, *TOTAL_ENERGY_OBIS) else DataType.INT32)
 
     def getValue(self, settings: Any, e: Any) -> Any:
         if e.index == 2:
@@ -120,26 +129,29 @@ class ModelDisconnectControl(GXDLMSDisconnectControl):
 
 
 class ModelLoadProfile(GXDLMSProfileGeneric):
-    """Load profile 1.0.99.1.0.255: clock + four energy registers every 15 minutes.
+    """Load profile 1 (1.0.99.1.0.255, every 15 minutes) or 2 (1.0.99.2.0.255, daily): clock +
+    four energy registers.
 
     The buffer (attribute 2) is encoded here rather than by gurux, whose range filter
     compares a datetime with 0 and whose column selection counts columns wrongly.
     """
 
-    def __init__(self, model: MeterModel, *, clock: GXDLMSClock, registers: list[GXDLMSRegister]) -> None:
-        super().__init__(LOAD_PROFILE_OBIS)
+    def __init__(self, model: MeterModel, *, clock: GXDLMSClock, registers: list[GXDLMSRegister],
+                 obis: str = LOAD_PROFILE_OBIS) -> None:
+        super().__init__(obis)
         self._model = model
-        self.capturePeriod = int(PROFILE_PERIOD.total_seconds())
+        self._period = DAILY_PERIOD if obis == LOAD_PROFILE_2_OBIS else PROFILE_PERIOD
+        self.capturePeriod = int(self._period.total_seconds())
         self.captureObjects.append((clock, GXDLMSCaptureObject(2, 0)))
         for register in registers:
             self.captureObjects.append((register, GXDLMSCaptureObject(2, 0)))
-        self.profileEntries = model.history_days * 96
+        self.profileEntries = model.history_days * int(DAILY_PERIOD / self._period)
         self.entriesInUse = 0
 
     def getValue(self, settings: Any, e: Any) -> Any:
         if e.index == 2:
             start, end = _range_of(settings, e)
-            rows = self._model.profile_rows(start, end)
+            rows = self._model.profile_rows(start, end, period=self._period)
             if e.selector == 2 and e.parameters:
                 first = max(int(e.parameters[0]), 1) - 1
                 count = int(e.parameters[1]) or len(rows)
@@ -147,7 +159,7 @@ class ModelLoadProfile(GXDLMSProfileGeneric):
             e.byteArray = True
             return _encode_rows(settings, rows, self._model.clock_status)
         if e.index == 7:
-            return len(self._model.profile_rows())
+            return len(self._model.profile_rows(period=self._period))
         return super().getValue(settings, e)
 
 
@@ -177,49 +189,59 @@ def _encode_rows(settings: Any, rows: list[Any], status: int) -> bytes:
 
 
 class ModelAlarmRegister(GXDLMSData):
-    """Alarm register 0.0.97.98.0.255: a uint32 bit field read live from the model."""
+    """An alarm register (0.0.97.98.0.255, .1.255) or the alarm filter (.10.255): a uint32 bit field
+    read live from the model's attribute of that name."""
 
-    def __init__(self, model: MeterModel) -> None:
-        super().__init__(ALARM_REGISTER_OBIS)
+    def __init__(self, model: MeterModel, obis: str = ALARM_REGISTER_OBIS, attribute: str = "alarm_bits") -> None:
+        super().__init__(obis)
         self._model = model
+        self._attribute = attribute
         self.setDataType(2, DataType.UINT32)
 
     def getValue(self, settings: Any, e: Any) -> Any:
         if e.index == 2:
-            return self._model.alarm_bits
+            return getattr(self._model, self._attribute)
         return super().getValue(settings, e)
 
 
 class ModelEventLog(GXDLMSProfileGeneric):
-    """Standard event log 0.0.99.98.0.255: (clock, event code) captures from the model.
+    """An event log of (clock, value) captures from the model: the standard event log
+    0.0.99.98.0.255 by default; the fraud (.1.255) and disconnector control (.2.255) logs, and
+    the power failure log 1.0.99.97.0.255 (clock, duration in s as a uint32).
 
     Encoded here for the same reasons as :class:`ModelLoadProfile`.
     """
 
-    def __init__(self, model: MeterModel, *, clock: GXDLMSClock, event_code: GXDLMSData) -> None:
-        super().__init__(STANDARD_EVENT_LOG_OBIS)
+    def __init__(self, model: MeterModel, *, clock: GXDLMSClock, event_code: GXDLMSData,
+                 obis: str = STANDARD_EVENT_LOG_OBIS, entries: str = "events",
+                 value_type: DataType = DataType.UINT8) -> None:
+        super().__init__(obis)
         self._model = model
+        self._entries = entries
+        self._value_type = value_type
         self.captureObjects.append((clock, GXDLMSCaptureObject(2, 0)))
         self.captureObjects.append((event_code, GXDLMSCaptureObject(2, 0)))
         self.profileEntries = 100
         self.entriesInUse = 0
 
     def getValue(self, settings: Any, e: Any) -> Any:
+        entries: list[tuple[datetime, int]] = getattr(self._model, self._entries)
         if e.index == 2:
             start, end = _range_of(settings, e)
+            rows = [(at, value) for at, value in entries
+                    if (start is None or at >= start) and (end is None or at <= end)]
             buffer = GXByteBuffer()
             buffer.setUInt8(DataType.ARRAY)
-            rows = self._model.event_rows(start, end)
             _GXCommon.setObjectCount(len(rows), buffer)
-            for at, code in rows:
+            for at, value in rows:
                 buffer.setUInt8(DataType.STRUCTURE)
                 _GXCommon.setObjectCount(2, buffer)
                 _GXCommon.setData(settings, buffer, DataType.OCTET_STRING, to_gx_datetime(at))
-                _GXCommon.setData(settings, buffer, DataType.UINT8, code)
+                _GXCommon.setData(settings, buffer, self._value_type, value)
             e.byteArray = True
             return bytes(buffer.array())
         if e.index == 7:
-            return len(self._model.events)
+            return len(entries)
         return super().getValue(settings, e)
 
 
@@ -235,6 +257,27 @@ class ModelEventCode(GXDLMSData):
         if e.index == 2:
             return self._model.events[-1][1] if self._model.events else 0
         return super().getValue(settings, e)
+
+
+class ModelValue(GXDLMSData):
+    """A data object whose value attribute is read live from the model (a log's capture object)."""
+
+    def __init__(self, obis: str, read: Callable[[], Any], data_type: DataType) -> None:
+        super().__init__(obis)
+        self._read = read
+        self.setDataType(2, data_type)
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return self._read()
+        return super().getValue(settings, e)
+
+
+def sap_assignment(server_address: int, device_name: str) -> GXDLMSSapAssignment:
+    """The SAP assignment (0.0.41.0.0.255): which logical device answers at which server SAP."""
+    sap = GXDLMSSapAssignment(SAP_ASSIGNMENT_OBIS)
+    sap.sapAssignmentList.append((server_address, device_name))
+    return sap
 
 
 def device_name(serial: str) -> GXDLMSData:

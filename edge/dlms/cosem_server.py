@@ -17,6 +17,7 @@ from edge.dlms import gurux_fixes
 gurux_fixes.apply()
 
 from gurux_dlms.enums.AccessMode import AccessMode  # noqa: E402
+from gurux_dlms.enums.DataType import DataType  # noqa: E402
 from gurux_dlms.enums.Authentication import Authentication  # noqa: E402
 from gurux_dlms.enums.InterfaceType import InterfaceType  # noqa: E402
 from gurux_dlms.enums.MethodAccessMode import MethodAccessMode  # noqa: E402
@@ -28,10 +29,15 @@ from gurux_dlms.objects.GXDLMSAssociationLogicalName import GXDLMSAssociationLog
 from gurux_dlms.secure.GXDLMSSecureServer import GXDLMSSecureServer  # noqa: E402
 
 from edge.dlms.cosem_objects import (  # noqa: E402
+    ALARM_FILTER_OBIS,
+    ALARM_REGISTER_2_OBIS,
     CLOCK_OBIS,
-    UNIT_V,
-    UNIT_W,
-    UNIT_WH,
+    DEVICE_NAME_OBIS,
+    DISCONNECT_LOG_OBIS,
+    FRAUD_LOG_OBIS,
+    LOAD_PROFILE_2_OBIS,
+    POWER_FAILURE_LOG_OBIS,
+    SAP_ASSIGNMENT_OBIS,
     ModelAlarmRegister,
     ModelClock,
     ModelDisconnectControl,
@@ -39,16 +45,22 @@ from edge.dlms.cosem_objects import (  # noqa: E402
     ModelEventLog,
     ModelLoadProfile,
     ModelRegister,
+    ModelValue,
     device_name,
+    sap_assignment,
 )
 from edge.dlms.config import SecurityMode  # noqa: E402
 from edge.dlms.cosem_schedule import CLOSE_SCHEDULE_OBIS, OPEN_SCHEDULE_OBIS, ModelActionSchedule  # noqa: E402
 from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
-from edge.dlms.meter_model import ENERGY_OBIS, POWER_OBIS, VOLTAGE_OBIS, MeterModel  # noqa: E402
+from edge.dlms.meter_model import ENERGY_OBIS, REGISTERS, MeterModel  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 ASSOCIATION_OBIS = "0.0.40.0.0.255"
+# What the public client may read: who the meter is and what time it is (as in IDIS).
+PUBLIC_OBJECTS = frozenset({ASSOCIATION_OBIS, SAP_ASSIGNMENT_OBIS, DEVICE_NAME_OBIS, CLOCK_OBIS})
+# DLMS unit enumeration (IEC 62056-62): the units the meter's registers use.
+UNITS = {"Wh": 30, "W": 27, "V": 35, "A": 33}
 # AARQ (0x60) user-information (0xBE) carries a glo-initiateRequest (0x21) when ciphered.
 _AARQ = 0x60
 _USER_INFORMATION = 0xBE
@@ -60,20 +72,58 @@ _LLC_REQUEST = b"\xe6\xe6\x00"
 _HDLC_TRAILER = 3  # FCS(2) + closing flag
 
 
+# IDIS client SAPs: the public client (no security, reads only what identifies the meter) and
+# the management client (the meter's configured security, every object).
+PUBLIC_CLIENT = 16
+MANAGEMENT_CLIENT = 1
+
+
+@dataclass(frozen=True, repr=False)
+class ClientAccess:
+    """One client SAP the meter accepts: its security and, for LLS, its own password."""
+
+    address: int
+    mode: SecurityMode
+    password: bytes | None = None  # None: the meter's password (ServerSecurity.password)
+    # The public client reads only PUBLIC_OBJECTS; any other client, even with no security, all.
+    public: bool = False
+
+    def __repr__(self) -> str:
+        return f"{self.address}:{self.mode}"
+
+
 @dataclass(frozen=True, repr=False)
 class ServerSecurity:
-    """What the meter accepts: one client address, one security level, its secrets."""
+    """What the meter accepts: its clients (address -> security), their secrets, its address.
+
+    ``client_address`` gets ``mode`` (the management client); ``public_client`` (16 by default,
+    None for none) gets no security and reads only the public objects; ``clients`` adds others.
+    """
 
     mode: SecurityMode = SecurityMode.LLS
     password: bytes = b"12345678"
     block_cipher_key: bytes = bytes(range(16))
     authentication_key: bytes = bytes(range(16, 32))
     system_title: bytes = b"GRW00001"
-    client_address: int = 1
+    client_address: int = MANAGEMENT_CLIENT
     server_address: int = 1
+    public_client: int | None = PUBLIC_CLIENT
+    clients: tuple[ClientAccess, ...] = ()
+
+    def access(self) -> dict[int, ClientAccess]:
+        """Every client address the meter answers, with its access."""
+        table = {self.client_address: ClientAccess(self.client_address, self.mode)}
+        if self.public_client is not None and self.public_client != self.client_address:
+            table[self.public_client] = ClientAccess(self.public_client, SecurityMode.NONE, public=True)
+        table.update({client.address: client for client in self.clients})
+        return table
+
+    def password_of(self, client: ClientAccess) -> bytes:
+        return client.password if client.password is not None else self.password
 
     def __repr__(self) -> str:  # secrets never reach a log line
-        return f"ServerSecurity(mode={self.mode!s}, client={self.client_address}, server={self.server_address})"
+        clients = ", ".join(repr(c) for c in self.access().values())
+        return f"ServerSecurity(clients=[{clients}], server={self.server_address})"
 
 
 class InvocationGuard:
@@ -120,6 +170,42 @@ def aarq_invocation_counter(apdu: bytes) -> int | None:
     return None
 
 
+def meter_objects(model: MeterModel, *, meter_name: str) -> list[Any]:
+    """The IDIS / DSMR meter's COSEM objects (besides the association, SAP assignment and name)."""
+    clock = ModelClock(model)
+    registers = {obis: ModelRegister(model, obis, scaler=10.0 ** exponent, unit=UNITS[unit])
+                 for obis, (exponent, unit) in REGISTERS.items()}
+    energy = [registers[obis] for obis in ENERGY_OBIS]
+    event_code = ModelEventCode(model)
+    fraud_code = ModelValue("0.0.96.11.1.255", lambda: model.fraud_events[-1][1] if model.fraud_events else 0,
+                            DataType.UINT8)
+    disconnect_code = ModelValue("0.0.96.11.2.255",
+                                 lambda: model.disconnect_events[-1][1] if model.disconnect_events else 0,
+                                 DataType.UINT8)
+    failure_duration = ModelValue("0.0.96.7.19.255",
+                                  lambda: model.power_failures[-1][1] if model.power_failures else 0, DataType.UINT32)
+    return [
+        clock, *registers.values(),
+        ModelLoadProfile(model, clock=clock, registers=energy),
+        ModelLoadProfile(model, clock=clock, registers=energy, obis=LOAD_PROFILE_2_OBIS),
+        ModelDisconnectControl(model),
+        ModelActionSchedule(model, OPEN_SCHEDULE_OBIS, closes=False),
+        ModelActionSchedule(model, CLOSE_SCHEDULE_OBIS, closes=True),
+        ModelAlarmRegister(model),
+        ModelAlarmRegister(model, ALARM_REGISTER_2_OBIS, "alarm_bits_2"),
+        ModelAlarmRegister(model, ALARM_FILTER_OBIS, "alarm_filter"),
+        event_code, fraud_code, disconnect_code, failure_duration,
+        ModelEventLog(model, clock=clock, event_code=event_code),
+        ModelEventLog(model, clock=clock, event_code=fraud_code, obis=FRAUD_LOG_OBIS, entries="fraud_events"),
+        ModelEventLog(model, clock=clock, event_code=disconnect_code, obis=DISCONNECT_LOG_OBIS,
+                      entries="disconnect_events"),
+        ModelEventLog(model, clock=clock, event_code=failure_duration, obis=POWER_FAILURE_LOG_OBIS,
+                      entries="power_failures", value_type=DataType.UINT32),
+        ModelImageTransfer(model.firmware, meter_name=meter_name),
+        ModelFirmwareVersion(model.firmware),
+    ]
+
+
 class CosemServer(GXDLMSSecureServer):
     """Gurux LN server (WRAPPER or HDLC) serving the simulated meter's objects for one connection."""
 
@@ -136,30 +222,11 @@ class CosemServer(GXDLMSSecureServer):
         cipher.systemTitle = bytearray(security.system_title)
         cipher.blockCipherKey = bytearray(security.block_cipher_key)
         cipher.authenticationKey = bytearray(security.authentication_key)
-        association = GXDLMSAssociationLogicalName(ASSOCIATION_OBIS)
-        association.authenticationMechanismName.mechanismId = Authentication(security.mode.authentication)
-        association.secret = bytearray(security.password)
-        association.clientSAP = security.client_address
-        clock = ModelClock(model)
-        energy = [ModelRegister(model, obis, scaler=1, unit=UNIT_WH) for obis in ENERGY_OBIS]
-        event_code = ModelEventCode(model)
-        for item in [
-            association,
-            device_name(model.serial),
-            clock,
-            *energy,
-            ModelRegister(model, POWER_OBIS, scaler=1, unit=UNIT_W),
-            ModelRegister(model, VOLTAGE_OBIS, scaler=0.1, unit=UNIT_V),
-            ModelLoadProfile(model, clock=clock, registers=energy),
-            ModelDisconnectControl(model),
-            ModelActionSchedule(model, OPEN_SCHEDULE_OBIS, closes=False),
-            ModelActionSchedule(model, CLOSE_SCHEDULE_OBIS, closes=True),
-            ModelAlarmRegister(model),
-            event_code,
-            ModelEventLog(model, clock=clock, event_code=event_code),
-            ModelImageTransfer(model.firmware, meter_name=meter_name),
-            ModelFirmwareVersion(model.firmware),
-        ]:
+        self._association = GXDLMSAssociationLogicalName(ASSOCIATION_OBIS)
+        self._client = security.access()[security.client_address]
+        self._authorise(self._client)
+        for item in [self._association, sap_assignment(security.server_address, model.serial),
+                     device_name(model.serial), *meter_objects(model, meter_name=meter_name)]:
             self.items.append(item)
         self.initialize()
 
@@ -191,15 +258,29 @@ class CosemServer(GXDLMSSecureServer):
         return frame[start + len(_LLC_REQUEST):-_HDLC_TRAILER] if start >= 0 else b""
 
     # --- gurux callbacks ------------------------------------------------------------------
+    def _authorise(self, client: ClientAccess) -> None:
+        """Make the association object the one for ``client`` (mechanism, secret, SAP)."""
+        self._client = client
+        self._association.authenticationMechanismName.mechanismId = Authentication(client.mode.authentication)
+        self._association.secret = bytearray(self._security.password_of(client))
+        self._association.clientSAP = client.address
+
     def isTarget(self, serverAddress: int, clientAddress: int) -> bool:  # noqa: N802, N803
-        return serverAddress == self._security.server_address and clientAddress == self._security.client_address
+        client = self._security.access().get(clientAddress)
+        if serverAddress != self._security.server_address or client is None:
+            logger.info("meter %s: no client SAP %s at server address %s", self._meter_name, clientAddress,
+                        serverAddress)
+            return False
+        self._authorise(client)
+        return True
 
     def onValidateAuthentication(self, authentication: Any, password: Any) -> int:  # noqa: N802
-        expected = self._security.mode
+        expected = self._client.mode
         if int(authentication) != expected.authentication:
-            logger.info("meter %s: refused authentication %s", self._meter_name, authentication)
+            logger.info("meter %s: refused authentication %s for client %d", self._meter_name, authentication,
+                        self._client.address)
             return SourceDiagnostic.NOT_RECOGNISED
-        if expected is SecurityMode.LLS and bytes(password or b"") != self._security.password:
+        if expected is SecurityMode.LLS and bytes(password or b"") != self._security.password_of(self._client):
             logger.info("meter %s: wrong LLS password", self._meter_name)
             return SourceDiagnostic.AUTHENTICATION_FAILURE
         if expected is SecurityMode.HLS_GMAC:
@@ -208,6 +289,8 @@ class CosemServer(GXDLMSSecureServer):
         return SourceDiagnostic.NONE
 
     def onGetAttributeAccess(self, arg: Any) -> int:  # noqa: N802
+        if self._client.public:
+            return AccessMode.READ if arg.target.logicalName in PUBLIC_OBJECTS else AccessMode.NO_ACCESS
         if arg.target.logicalName == CLOCK_OBIS and arg.index == 2:
             return AccessMode.READ_WRITE
         if arg.target.objectType == ObjectType.ACTION_SCHEDULE and arg.index in (2, 3, 4):
@@ -217,7 +300,7 @@ class CosemServer(GXDLMSSecureServer):
     def onGetMethodAccess(self, arg: Any) -> int:  # noqa: N802
         if arg.target.objectType == ObjectType.ASSOCIATION_LOGICAL_NAME and arg.index == 1:
             return MethodAccessMode.ACCESS
-        if not self.settings.connected:
+        if not self.settings.connected or self._client.public:
             return MethodAccessMode.NO_ACCESS
         return MethodAccessMode.ACCESS
 

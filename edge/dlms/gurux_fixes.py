@@ -65,6 +65,7 @@ def apply() -> None:
     _fix_aare_system_title()
     _fix_initiate_response_invocation_counter()
     _fix_response_ciphering_follows_request()
+    _fix_skip_max_pdu_size()
     _fix_aes_gcm_parameter_arguments()
     _fix_association_accessors()
     _fix_stdout_prints()
@@ -302,6 +303,25 @@ def _fix_initiate_response_invocation_counter() -> None:
     _GXAPDU.getUserInformation = classmethod(get_user_information)
 
 
+class _CallableFlag(int):
+    """A bool that can also be called for itself: read both as ``e.flag`` and ``e.flag()``."""
+
+    def __call__(self) -> bool:
+        return bool(self)
+
+
+def _fix_skip_max_pdu_size() -> None:
+    # The association's object list (GXDLMSAssociationLogicalName.getObjects, attribute 2)
+    # tests ``e.isSkipMaxPduSize``, which ValueEventArgs does not have (its field is
+    # ``skipMaxPduSize``; the SN association calls ``e.isSkipMaxPduSize()``), so reading the
+    # object list, which every client does first, failed with AttributeError and the server
+    # answered a WRAPPER request with an HDLC "unacceptable frame". Both spellings now read the field.
+    from gurux_dlms.ValueEventArgs import ValueEventArgs
+
+    ValueEventArgs.isSkipMaxPduSize = property(  # type: ignore[attr-defined]
+        lambda self: _CallableFlag(bool(self.skipMaxPduSize)))
+
+
 # Set by the server on its settings for each request: answer with general-glo-ciphering.
 GENERAL_CIPHERING_FLAG = "gridwire_general_ciphering"
 
@@ -438,14 +458,25 @@ def _fix_release_response_lengths() -> None:
     # length must cover ``04 <len> <ui>``: len(ui)+2). gurux's own client ignores this, but
     # strict clients (dlms-cosem) reject the release. We recompute both lengths from the
     # bytes actually written, only when the layout is exactly the one above.
+    # On HDLC it also means to put the LLC reply header first, with ``replyData.set(0, LLC)``:
+    # set()'s first parameter is the value, so it writes nothing, and the RLRE went out with
+    # no LLC header (gurux's client does not look; dlms-cosem refuses the release).
+    from gurux_dlms.enums.InterfaceType import InterfaceType
     from gurux_dlms.GXDLMSServer import GXDLMSServer
+    from gurux_dlms.internal._GXCommon import _GXCommon
 
     original = GXDLMSServer.handleReleaseRequest
+    llc = bytes(_GXCommon.LLC_REPLY_BYTES)
 
     def handle_release_request(self: Any, data: Any) -> None:
         original(self, data)
         buffer = self.replyData
         raw = bytes(buffer.array())
+        if self.settings.interfaceType in (InterfaceType.HDLC, InterfaceType.HDLC_WITH_MODE_E) \
+                and not raw.startswith(llc):
+            raw = llc + raw
+            buffer.clear()
+            buffer.set(raw)
         pos = raw.rfind(b"\x63", 0, max(0, len(raw) - 5))
         while pos >= 0 and raw[pos + 2:pos + 6] != b"\x80\x01\x00\xbe":
             pos = raw.rfind(b"\x63", 0, pos)

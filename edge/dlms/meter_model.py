@@ -28,8 +28,32 @@ TARIFF1_SHARE = 0.4
 EXPORT_TARIFF1_SHARE = 0.5
 
 ENERGY_OBIS = ("1.0.1.8.1.255", "1.0.1.8.2.255", "1.0.2.8.1.255", "1.0.2.8.2.255")
+# Total import and export (the sum of the tariff registers), as every IDIS/DSMR meter has.
+TOTAL_ENERGY_OBIS = ("1.0.1.8.0.255", "1.0.2.8.0.255")
 POWER_OBIS = "1.0.1.7.0.255"
-VOLTAGE_OBIS = "1.0.32.7.0.255"
+EXPORT_POWER_OBIS = "1.0.2.7.0.255"
+# Instantaneous values per phase L1, L2, L3: voltage (0.1 V), current (0.01 A), import power (W).
+PHASE_VOLTAGE_OBIS = ("1.0.32.7.0.255", "1.0.52.7.0.255", "1.0.72.7.0.255")
+PHASE_CURRENT_OBIS = ("1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255")
+PHASE_POWER_OBIS = ("1.0.21.7.0.255", "1.0.41.7.0.255", "1.0.61.7.0.255")
+VOLTAGE_OBIS = PHASE_VOLTAGE_OBIS[0]
+# The household's load per phase, and each phase's voltage offset (0.1 V).
+PHASE_SHARE = (0.5, 0.3, 0.2)
+PHASE_VOLTAGE_OFFSET = (0, -15, 12)
+
+# Every register of the meter: OBIS -> (scaler exponent, unit), as its COSEM register says.
+REGISTERS: dict[str, tuple[int, str]] = {
+    **{obis: (0, "Wh") for obis in (*ENERGY_OBIS, *TOTAL_ENERGY_OBIS)},
+    POWER_OBIS: (0, "W"), EXPORT_POWER_OBIS: (0, "W"),
+    **{obis: (0, "W") for obis in PHASE_POWER_OBIS},
+    **{obis: (-1, "V") for obis in PHASE_VOLTAGE_OBIS},
+    **{obis: (-2, "A") for obis in PHASE_CURRENT_OBIS},
+}
+DAILY_PERIOD = timedelta(days=1)
+
+# The disconnector control log's codes for a remote disconnection and reconnection.
+DISCONNECT_EVENT_REMOTE_OFF = 47
+DISCONNECT_EVENT_REMOTE_ON = 48
 
 # COSEM clock status bits (IEC 62056-62, clock attribute 2 status byte).
 CLOCK_STATUS_OK = 0x00
@@ -82,6 +106,15 @@ class MeterModel:
     # Alarm register (0.0.97.98.0.255) bit field, and the standard event log: (meter time, code).
     alarm_bits: int = 0
     events: list[tuple[datetime, int]] = field(default_factory=list)
+    # Alarm register 2 (0.0.97.98.1.255) and the alarm filter (0.0.97.98.10.255): which bits of
+    # alarm register 1 the meter would push.
+    alarm_bits_2: int = 0
+    alarm_filter: int = 0xFFFFFFFF
+    # The other logs: fraud detection (0.0.99.98.1.255), disconnector control (0.0.99.98.2.255),
+    # both (meter time, event code), and long power failures (1.0.99.97.0.255): (end, seconds).
+    fraud_events: list[tuple[datetime, int]] = field(default_factory=list)
+    disconnect_events: list[tuple[datetime, int]] = field(default_factory=list)
+    power_failures: list[tuple[datetime, int]] = field(default_factory=list)
     # Running firmware and the image transfer in progress (COSEM class 18).
     firmware: SimFirmware = field(default_factory=SimFirmware)
     # The disconnector's weekly schedule (two single action schedules, class 22), kept and run here.
@@ -123,6 +156,23 @@ class MeterModel:
             return base // 10 + int((1 - EXPORT_TARIFF1_SHARE) * _export_wh(t_s))
         raise KeyError(obis)
 
+    def total_energy_at(self, obis: str, true_time: datetime) -> int:
+        """Total import (1.8.0) or export (2.8.0): the sum of its two tariff registers."""
+        tariffs = ENERGY_OBIS[:2] if obis == TOTAL_ENERGY_OBIS[0] else ENERGY_OBIS[2:]
+        return sum(self.energy_at(tariff, true_time) for tariff in tariffs)
+
+    def phase_voltage_at(self, phase: int, true_time: datetime) -> int:
+        """Phase voltage in 0.1 V (phase 0, 1, 2 for L1, L2, L3)."""
+        return self.voltage_at(true_time) + PHASE_VOLTAGE_OFFSET[phase]
+
+    def phase_power_at(self, phase: int, true_time: datetime) -> int:
+        """Active import power of one phase (W); the three add up to power_at within rounding."""
+        return int(self.power_at(true_time) * PHASE_SHARE[phase])
+
+    def phase_current_at(self, phase: int, true_time: datetime) -> int:
+        """Phase current in 0.01 A: the phase's power over its voltage."""
+        return round(self.phase_power_at(phase, true_time) * 1000 / self.phase_voltage_at(phase, true_time))
+
     def power_at(self, true_time: datetime) -> int:
         """Active import power (W); zero while the breaker is open."""
         if not self.output_state:
@@ -136,30 +186,41 @@ class MeterModel:
         return int(2300 + 20 * math.sin(2 * math.pi * t_s / 3600.0))
 
     def register_value(self, obis: str) -> int:
+        """A register's raw value now (scaled as REGISTERS says)."""
         self.settle_relay()
         now = self.true_now()
         if obis in ENERGY_OBIS:
             return self.energy_at(obis, now)
+        if obis in TOTAL_ENERGY_OBIS:
+            return self.total_energy_at(obis, now)
         if obis == POWER_OBIS:
             return self.power_at(now)
-        if obis == VOLTAGE_OBIS:
-            return self.voltage_at(now)
+        if obis == EXPORT_POWER_OBIS:
+            return int(EXPORT_MEAN_W)
+        for table, value in ((PHASE_VOLTAGE_OBIS, self.phase_voltage_at), (PHASE_CURRENT_OBIS, self.phase_current_at),
+                             (PHASE_POWER_OBIS, self.phase_power_at)):
+            if obis in table:
+                return value(table.index(obis), now)
         raise KeyError(obis)
 
     # --- load profile -------------------------------------------------------------------
-    def profile_rows(self, start: datetime | None = None, end: datetime | None = None) -> list[ProfileRow]:
-        """Captures (in meter time) with start <= time <= end, limited to the stored history."""
-        newest = floor_to_period(self.meter_now())
-        oldest = newest - timedelta(days=self.history_days) + PROFILE_PERIOD
-        first = oldest if start is None else max(oldest, _ceil_to_period(start))
-        last = newest if end is None else min(newest, floor_to_period(end))
+    def profile_rows(self, start: datetime | None = None, end: datetime | None = None, *,
+                     period: timedelta = PROFILE_PERIOD) -> list[ProfileRow]:
+        """Captures (in meter time) with start <= time <= end, limited to the stored history.
+
+        ``period``: 15 minutes for load profile 1, a day (DAILY_PERIOD) for load profile 2.
+        """
+        newest = floor_to_period(self.meter_now(), period)
+        oldest = newest - timedelta(days=self.history_days) + period
+        first = oldest if start is None else max(oldest, _ceil_to_period(start, period))
+        last = newest if end is None else min(newest, floor_to_period(end, period))
         rows: list[ProfileRow] = []
         moment = first
         offset = self.meter_now() - self.true_now()
         while moment <= last:
             true_time = moment - offset
             rows.append(ProfileRow(time=moment, energy_wh=tuple(self.energy_at(o, true_time) for o in ENERGY_OBIS)))  # type: ignore[arg-type]
-            moment += PROFILE_PERIOD
+            moment += period
         return rows
 
     # --- alarms and events --------------------------------------------------------------
@@ -181,12 +242,21 @@ class MeterModel:
         return [(at, code) for at, code in self.events
                 if (start is None or at >= start) and (end is None or at <= end)]
 
+    def record_power_failure(self, end: datetime, seconds: int) -> None:
+        """A long power failure that ended at ``end`` (meter time) after ``seconds``."""
+        if seconds < 0:
+            raise ValueError("a power failure cannot last less than nothing")
+        self.power_failures.append((end.astimezone(UTC), seconds))
+        self.power_failures.sort()
+
     # --- disconnect control -------------------------------------------------------------
     def disconnect(self) -> None:
         self.output_state = False
+        self.disconnect_events.append((self.meter_now().astimezone(UTC), DISCONNECT_EVENT_REMOTE_OFF))
 
     def reconnect(self) -> None:
         self.output_state = True
+        self.disconnect_events.append((self.meter_now().astimezone(UTC), DISCONNECT_EVENT_REMOTE_ON))
 
     # --- the disconnector's schedule ----------------------------------------------------
     def store_relay_moments(self, moments: list[tuple[int, int]], *, closed: bool) -> None:
@@ -202,6 +272,6 @@ class MeterModel:
             self.output_state = states[1]
 
 
-def _ceil_to_period(moment: datetime) -> datetime:
-    floor = floor_to_period(moment)
-    return floor if floor == moment else floor + PROFILE_PERIOD
+def _ceil_to_period(moment: datetime, period: timedelta = PROFILE_PERIOD) -> datetime:
+    floor = floor_to_period(moment, period)
+    return floor if floor == moment else floor + period
