@@ -16,7 +16,8 @@ def _obis(source: str, unit: str | None, description: str) -> PropertyMapping:
     return PropertyMapping(source=source, propertyId=f"OBIS_{code}", unit=unit, description=description)
 
 
-# What a DSMR 5 electricity meter publishes when the config names no operationalProperties.
+# What a DSMR electricity meter publishes when the config names no operationalProperties (what a
+# telegram lacks is skipped, so one list serves every version).
 DEFAULT_P1_PROPERTIES: tuple[PropertyMapping, ...] = (
     _obis("1-0:1.8.1", "kWh", "Positive active energy (A+) in tariff T1"),
     _obis("1-0:1.8.2", "kWh", "Positive active energy (A+) in tariff T2"),
@@ -34,6 +35,9 @@ DEFAULT_P1_PROPERTIES: tuple[PropertyMapping, ...] = (
       for i, c in enumerate((31, 51, 71), start=1)),
     # DSMR's "number of power failures in any phase" is the catalogue's power-down counter.
     PropertyMapping(source="0-0:96.7.21", propertyId="OBIS_C.7.0", description="Event power down - counter"),
+    # Totals: the Luxembourg Smarty sends these instead of the tariff registers.
+    _obis("1-0:1.8.0", "kWh", "Positive active energy (A+) total"),
+    _obis("1-0:2.8.0", "kWh", "Negative active energy (A-) total"),
 )
 
 # What an M-Bus sub-meter publishes by default; sources are relative to its channel.

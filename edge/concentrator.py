@@ -283,7 +283,7 @@ class Concentrator:
         failures = 0
         while True:
             try:
-                async with P1Reader(port=meter.port, config=adapter) as reader:
+                async with P1Reader(port=meter.port, config=adapter, **meter.smarty_keys()) as reader:
                     self.p1_readers[meter.port] = reader
                     failures = 0
                     self.open_ports += 1

@@ -7,6 +7,7 @@ Errors name the file, the meter and the field. Secrets (broker password, DLMS ke
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -62,6 +63,24 @@ class P1Meter(_Config):
     protocol: Literal["p1"]
     port: str = Field(description="serial device path, or a pyserial URL such as loop://")
     adapter_config: Path = Field(description="the OMDP SmartMeterAdapterConfig file for this meter")
+    # A Luxembourg Smarty meter encrypts its telegrams: its AES-128 key (hex) from the grid
+    # operator, and the authentication key that checks each frame (without it, the CRC does).
+    smarty_key: SecretStr | None = None
+    smarty_authentication_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _aes_keys(self) -> P1Meter:
+        for name in ("smarty_key", "smarty_authentication_key"):
+            secret = getattr(self, name)
+            if secret is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", secret.get_secret_value()):
+                raise ValueError(f"{name} must be 32 hex digits (an AES-128 key)")
+        return self
+
+    def smarty_keys(self) -> dict[str, bytes | None]:
+        """The P1Reader arguments for the keys (none for a meter that does not encrypt)."""
+        def raw(secret: SecretStr | None) -> bytes | None:
+            return bytes.fromhex(secret.get_secret_value()) if secret is not None else None
+        return {"smarty_key": raw(self.smarty_key), "smarty_authentication_key": raw(self.smarty_authentication_key)}
 
 
 class DlmsMeter(DlmsMeterConfig):

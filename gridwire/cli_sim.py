@@ -21,12 +21,19 @@ def sim_p1(
     start: Annotated[Optional[datetime], typer.Option(help="Meter time of the first telegram (UTC).")] = None,
     corrupt_crc_every: Annotated[Optional[int], typer.Option(help="Corrupt the CRC of every Nth telegram.")] = None,
     truncate_every: Annotated[Optional[int], typer.Option(help="Truncate every Nth telegram.")] = None,
+    dsmr: Annotated[str, typer.Option(help="DSMR version: 2.2, 3.0, 4.0, 4.2, 5.0, e-mucs (Belgium) or smarty "
+                                           "(Luxembourg, encrypted).")] = "5.0",
+    smarty_key: Annotated[Optional[str], typer.Option(
+        help="A Smarty meter's AES-128 key, hex (default GRIDWIRE_P1_SMARTY_KEY, else a demo key).")] = None,
 ) -> None:
-    """A simulated DSMR 5 meter writing P1 telegrams to a pty; prints the pty's path."""
+    """A simulated DSMR meter writing P1 telegrams to a pty; prints the pty's path."""
     from edge.p1.cli import sim_p1 as run
+    from edge.p1.versions import VERSIONS
 
+    if dsmr not in VERSIONS:
+        raise typer.BadParameter(f"one of {', '.join(VERSIONS)}", param_hint="--dsmr")
     run(interval=interval, count=count, url=url, start=start, corrupt_crc_every=corrupt_crc_every,
-        truncate_every=truncate_every)
+        truncate_every=truncate_every, dsmr=dsmr, smarty_key=smarty_key)
 
 
 @sim_app.command("dlms")

@@ -1,7 +1,8 @@
 """Cut a P1 byte stream into telegrams: arbitrary chunks in, complete ``/...!CRC\\r\\n`` frames out.
 
 The serial line delivers telegrams in pieces, may start mid-telegram, and can carry noise.
-A frame starts at ``/`` and ends at ``!`` + four hex digits + CRLF. A valid DSMR 5 telegram
+A frame starts at ``/`` and ends at ``!`` + four hex digits + CRLF (``!`` + CRLF in DSMR 2.2/3.0,
+which have no CRC). A valid DSMR 5 telegram
 has exactly one ``/`` (its first byte), so the last ``/`` before an end marker is where the
 telegram starts: everything before it was noise or a telegram cut short, and is dropped.
 The buffer is bounded: a frame that grows past ``max_size`` without an end is dropped.
@@ -65,13 +66,17 @@ class TelegramFramer:
                 continue
             self._keep_from(start)
             bang -= start
-            if len(buf) < bang + 1 + _END_TAIL:
-                return frames
-            if not _TAIL_RE.match(buf[bang + 1 : bang + 1 + _END_TAIL]):
-                # Not a real end (noise that contains '!'): skip past it and look again.
-                self._drop(bang + 1)
-                continue
-            end = bang + 1 + _END_TAIL
+            if buf[bang + 1 : bang + 3] == b"\r\n":
+                # DSMR 2.2/3.0: no CRC after the '!' (the parser decides whether that may be).
+                end = bang + 3
+            else:
+                if len(buf) < bang + 1 + _END_TAIL:
+                    return frames
+                if not _TAIL_RE.match(buf[bang + 1 : bang + 1 + _END_TAIL]):
+                    # Not a real end (noise that contains '!'): skip past it and look again.
+                    self._drop(bang + 1)
+                    continue
+                end = bang + 1 + _END_TAIL
             frame = bytes(buf[:end])
             del buf[:end]
             if len(frame) > self.max_size:

@@ -1,4 +1,4 @@
-"""Read a DSMR 5 P1 port with asyncio: serial bytes in, parsed telegrams or MeterReadings out.
+"""Read a DSMR P1 port (2.2 to 5.0, e-MUCS, Smarty) with asyncio: serial bytes in, parsed telegrams or MeterReadings out.
 
 Works on a real tty, a pty, and any pyserial URL (``loop://``, ``socket://``...). When the
 port has a file descriptor the event loop watches it (``add_reader``) and reads without
@@ -19,6 +19,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import serial
 
@@ -27,6 +28,7 @@ from broker.schemas import MeterReading
 from devices.adapter_config import SmartMeterAdapterConfig
 from edge.p1.framer import DEFAULT_MAX_SIZE, TelegramFramer
 from edge.p1.mapping import P1Mapper
+from edge.p1.smarty import SmartyDecryptionError, SmartyFramer, decrypt_frame
 from edge.p1.telegram import CrcMismatch, MalformedTelegram, Telegram, parse_telegram
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ P1_BAUDRATE = 115200
 _READ_SIZE = 4096
 _LOGGED_BYTES = 80
 _CLOSED = object()
+# The registers that only count up, checked in telegrams that have no CRC.
+_CUMULATIVE = ("1-0:1.8.1", "1-0:1.8.2", "1-0:2.8.1", "1-0:2.8.2")
 
 
 class P1PortError(Unavailable, OSError):
@@ -68,8 +72,15 @@ class P1Reader:
         max_telegram_size: int = DEFAULT_MAX_SIZE,
         poll_interval: float = 0.05,
         max_queued_chunks: int = 1024,
+        smarty_key: bytes | None = None,
+        smarty_authentication_key: bytes | None = None,
     ) -> None:
         self._port = port
+        # A Luxembourg Smarty meter encrypts each telegram (edge/p1/smarty.py).
+        self._smarty = SmartyFramer() if smarty_key is not None else None
+        self._smarty_keys = (smarty_key, smarty_authentication_key)
+        # DSMR 2.2/3.0 telegrams carry no CRC: their cumulative registers must not go back.
+        self._last_registers: dict[str, Decimal] = {}
         self.name = port if isinstance(port, str) else (port.port or type(port).__module__)
         self._mapper = P1Mapper(config) if config is not None else None
         self._framer = TelegramFramer(max_size=max_telegram_size)
@@ -194,24 +205,40 @@ class P1Reader:
             if isinstance(item, BaseException):
                 raise P1PortError(f"P1 port {self.name} failed: {item}") from item
             assert isinstance(item, bytes)
-            for frame in self._framer.feed(item):
+            frames = self._framer.feed(item) if self._smarty is None else self._smarty.feed(item)
+            for frame in frames:
                 telegram = self._parse(frame)
                 if telegram is not None:
                     yield telegram
 
     def _parse(self, frame: bytes) -> Telegram | None:
         try:
+            if self._smarty is not None:
+                key, authentication_key = self._smarty_keys
+                assert key is not None
+                frame = decrypt_frame(frame, key=key, authentication_key=authentication_key)
             telegram = parse_telegram(frame)
+            if telegram.crc is None:
+                self._check_plausible(telegram)
         except CrcMismatch as exc:
             self._crc += 1
             logger.warning("P1 %s: telegram skipped, %s: %r", self.name, exc, frame[:_LOGGED_BYTES])
             return None
-        except MalformedTelegram as exc:
+        except (MalformedTelegram, SmartyDecryptionError) as exc:
             self._malformed += 1
             logger.warning("P1 %s: telegram skipped, %s: %r", self.name, exc, frame[:_LOGGED_BYTES])
             return None
         self._ok += 1
         return telegram
+
+    def _check_plausible(self, telegram: Telegram) -> None:
+        """A telegram without CRC is refused when a cumulative register went back (a damaged digit)."""
+        seen = {code: q.value for code in _CUMULATIVE if (q := telegram.quantity(code)) is not None}
+        for code, value in seen.items():
+            last = self._last_registers.get(code)
+            if last is not None and value < last:
+                raise MalformedTelegram(f"{code} went back from {last} to {value} in a telegram without CRC")
+        self._last_registers.update(seen)
 
     async def readings(self) -> AsyncIterator[MeterReading]:
         """OMDP MeterReadings of the configured meter and sub-meters, one telegram at a time."""

@@ -23,7 +23,9 @@ from decimal import ROUND_DOWN, Decimal
 
 import serial
 
+from edge.p1.smarty import encrypt_telegram
 from edge.p1.telegram import GasValue, P1Values, PowerFailure, build_telegram, is_eu_summer_time
+from edge.p1.versions import VERSIONS, build_version_telegram
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def _floor(moment: datetime, period: timedelta) -> datetime:
 
 
 class P1Simulator:
-    """Writes DSMR 5 telegrams at an interval; ``await start()``, read ``port_path``, ``await stop()``.
+    """Writes DSMR telegrams (5.0 by default, or any of ``VERSIONS``) at an interval; ``await start()``, read ``port_path``, ``await stop()``.
 
     With ``port=None`` it creates a pty: call :meth:`open` first if the reader must be
     listening before the first telegram (pyserial flushes input when it opens a port).
@@ -144,9 +146,19 @@ class P1Simulator:
         port: str | serial.SerialBase | None = None,
         corrupt_crc_every: int | None = None,
         truncate_every: int | None = None,
+        dsmr: str = "5.0",
+        smarty_key: bytes | None = None,
+        smarty_authentication_key: bytes = bytes(16),
     ) -> None:
         if interval < 0:
             raise ValueError("interval must not be negative")
+        if dsmr not in VERSIONS:
+            raise ValueError(f"unknown DSMR version {dsmr!r}; one of {', '.join(VERSIONS)}")
+        if (dsmr == "smarty") != (smarty_key is not None):
+            raise ValueError("a Smarty meter, and only one, needs smarty_key (its AES-128 key)")
+        # Which DSMR version it speaks (edge/p1/versions.py); a Smarty meter encrypts each telegram.
+        self.dsmr = dsmr
+        self._smarty_keys = (smarty_key, smarty_authentication_key)
         for name, every in (("corrupt_crc_every", corrupt_crc_every), ("truncate_every", truncate_every)):
             if every is not None and every < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -245,13 +257,21 @@ class P1Simulator:
 
     def _wire_bytes(self, values: P1Values, n: int) -> bytes:
         kind = self.telegram_kind(n)
-        if kind == "truncated":
-            self.truncated += 1
-            data = build_telegram(values)
-            return data[: len(data) // 2]
         if kind == "corrupt":
             self.corrupted += 1
-        return build_telegram(values, corrupt_crc=kind == "corrupt")
+        if self.dsmr == "5.0":
+            data = build_telegram(values, corrupt_crc=kind == "corrupt")
+        else:
+            data = build_version_telegram(values, self.dsmr, corrupt_crc=kind == "corrupt")
+        if self.dsmr == "smarty":
+            key, authentication_key = self._smarty_keys
+            assert key is not None
+            data = encrypt_telegram(data, key=key, system_title=b"SAGSIM01", frame_counter=n + 1,
+                                    authentication_key=authentication_key)
+        if kind == "truncated":
+            self.truncated += 1
+            return data[: len(data) // 2]
+        return data
 
     async def _write(self, data: bytes) -> None:
         if self._serial is not None:

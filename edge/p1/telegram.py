@@ -1,12 +1,16 @@
-"""DSMR 5 P1 telegrams: CRC, parsing into typed values, and building (for simulators and tests).
+"""DSMR P1 telegrams (2.2 to 5.0, e-MUCS, Smarty): CRC, parsing into typed values, and building.
 
 A telegram is ``/`` + header line, an empty line, COSEM data lines, then ``!`` + four hex
 digits of CRC-16/ARC + CRLF. The CRC covers every byte from ``/`` through ``!`` inclusive.
+DSMR 2.2 and 3.0 have no CRC (``!`` + CRLF) and no version line: such a telegram is accepted
+without one only when it has no version line (a 4.x/5.0 or e-MUCS telegram without its CRC is
+refused), and then only if every line parses (docs/P1.md says what else guards it).
 Everything here is pure: bytes in, values out (or the reverse), no I/O.
 
 Timestamps carry a season flag: ``S`` is summer time (CEST, UTC+2), ``W`` winter time
 (CET, UTC+1). Parsed timestamps are aware datetimes with that fixed offset, so the hour
-that repeats when the clocks go back stays unambiguous.
+that repeats when the clocks go back stays unambiguous. DSMR 2.2/3.0 write no flag: their
+local time is read with the EU rule (the repeated hour is taken as summer time).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ OBIS_FAILURE_LOG = "1-0:99.97.0"
 _LINE_RE = re.compile(r"^(?P<obis>\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})(?P<values>(?:\([^()]*\))+)$")
 _VALUE_RE = re.compile(r"\(([^()]*)\)")
 _NUMBER_RE = re.compile(r"^-?\d+(?:\.\d+)?$")
-_TIMESTAMP_RE = re.compile(r"^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})([SW])$")
-_MBUS_VALUE_RE = re.compile(r"^0-([1-4]):24\.2\.[13]$")
+_TIMESTAMP_RE = re.compile(r"^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})([SW]?)$")
+# An M-Bus device's value: 24.2.1 (DSMR 4/5), 24.2.3 (e-MUCS gas), 24.3.0 (DSMR 2.2/3.0).
+_MBUS_VALUE_RE = re.compile(r"^0-([1-4]):24\.(?:2\.[13]|3\.0)$")
+# Lines that say which DSMR a telegram is (4.0 and later; e-MUCS): such a telegram has a CRC.
+OBIS_BELGIAN_VERSION = "0-0:96.1.4"
 _HEX4 = re.compile(rb"^[0-9A-Fa-f]{4}$")
 
 
@@ -105,14 +112,19 @@ class Telegram:
 
     header: str
     objects: dict[str, tuple[str, ...]]
-    crc: int
+    crc: int | None  # None: a DSMR 2.2/3.0 telegram, which has none
     timestamp: datetime | None = None
     mbus: dict[int, MbusReading] = field(default_factory=dict)
     power_failures: tuple[PowerFailure, ...] = ()
 
     @property
     def version(self) -> str | None:
-        return self.text(OBIS_VERSION)
+        return self.text(OBIS_VERSION) or self.text(OBIS_BELGIAN_VERSION)
+
+    def mbus_type(self, channel: int) -> int | None:
+        """The M-Bus device type on ``channel`` (EN 13757-3: 3 gas, 4 heat, 7 water), if given."""
+        raw = self.text(f"0-{channel}:24.1.0")
+        return int(raw) if raw is not None and raw.isdigit() else None
 
     @property
     def equipment_id(self) -> str | None:
@@ -138,13 +150,16 @@ class Telegram:
 
 
 def parse_timestamp(raw: str) -> datetime:
-    """Parse ``YYMMDDhhmmssX`` (X = S or W) into an aware datetime."""
+    """Parse ``YYMMDDhhmmssX`` (X = S or W; none in DSMR 2.2/3.0) into an aware datetime."""
     m = _TIMESTAMP_RE.match(raw)
     if m is None:
         raise MalformedTelegram(f"bad timestamp {raw[:40]!r}")
     yy, mo, dd, hh, mi, ss = (int(g) for g in m.groups()[:6])
     try:
-        return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=SUMMER if m.group(7) == "S" else WINTER)
+        if m.group(7):
+            return datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=SUMMER if m.group(7) == "S" else WINTER)
+        summer = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=SUMMER)
+        return summer if is_eu_summer_time(summer) else summer.replace(tzinfo=WINTER)
     except ValueError as exc:
         raise MalformedTelegram(f"bad timestamp {raw!r}: {exc}") from exc
 
@@ -213,14 +228,24 @@ def verify_crc(data: bytes) -> tuple[int, int]:
 
 
 def parse_telegram(data: bytes, *, check_crc: bool = True) -> Telegram:
-    """Parse one complete telegram (``/`` through ``!CRC``, CRLF optional) into a Telegram."""
+    """Parse one complete telegram (``/`` through ``!CRC``, CRLF optional) into a Telegram.
+
+    A telegram ending in ``!`` with no CRC (DSMR 2.2/3.0) has ``crc`` None; one that has a
+    version line (DSMR 4.0 and later, e-MUCS) must have its CRC.
+    """
+    bang = data.rfind(b"!")
+    if check_crc and bang > 0 and data[bang + 1:].strip() == b"":
+        telegram = parse_telegram(data, check_crc=False)
+        if OBIS_VERSION in telegram.objects or OBIS_BELGIAN_VERSION in telegram.objects:
+            raise MalformedTelegram("telegram end '!' has no 4-digit hex CRC, and its version needs one")
+        return telegram
     if check_crc:
         end, crc = verify_crc(data)
     else:
         if not data.startswith(b"/") or b"!" not in data:
             raise MalformedTelegram("telegram is not framed by '/' and '!'")
         end = data.rfind(b"!") + 1
-        crc = int(data[end : end + 4], 16) if _HEX4.match(data[end : end + 4]) else 0
+        crc = int(data[end : end + 4], 16) if _HEX4.match(data[end : end + 4]) else None
     try:
         text = data[: end - 1].decode("ascii")
     except UnicodeDecodeError as exc:
@@ -230,13 +255,22 @@ def parse_telegram(data: bytes, *, check_crc: bool = True) -> Telegram:
     if not header:
         raise MalformedTelegram("telegram header line is empty")
     objects: dict[str, tuple[str, ...]] = {}
+    last: str | None = None
     for number, line in enumerate(lines[1:], start=2):
         if not line:
+            continue
+        if line.startswith("(") and last is not None:
+            # A value on a line of its own continues the object before it (DSMR 2.2/3.0 gas).
+            more = tuple(_VALUE_RE.findall(line))
+            if "".join(f"({v})" for v in more) != line:
+                raise MalformedTelegram(f"line {number} is not a COSEM value: {line[:60]!r}")
+            objects[last] += more
             continue
         m = _LINE_RE.match(line)
         if m is None:
             raise MalformedTelegram(f"line {number} is not a COSEM object: {line[:60]!r}")
-        objects[m.group("obis")] = tuple(_VALUE_RE.findall(m.group("values")))
+        last = m.group("obis")
+        objects[last] = tuple(_VALUE_RE.findall(m.group("values")))
     for obis, values in objects.items():
         # A unit marks a register: its number must parse, or the value would be silently lost.
         if len(values) == 1 and "*" in values[0] and _parse_quantity(values[0]) is None:
@@ -258,7 +292,12 @@ def _mbus_readings(objects: dict[str, tuple[str, ...]]) -> dict[int, MbusReading
         m = _MBUS_VALUE_RE.match(obis)
         if m is None:
             continue
-        if len(values) != 2:
+        if obis.endswith("24.3.0"):
+            # DSMR 2.2/3.0: (time)(status)(period)(count)(obis)(unit) then the value.
+            if len(values) != 7:
+                raise MalformedTelegram(f"{obis} needs seven values, has {len(values)}")
+            values = (values[0], f"{values[6]}*{values[5]}")
+        elif len(values) != 2:
             raise MalformedTelegram(f"{obis} needs a timestamp and a value, has {len(values)} values")
         quantity = _parse_quantity(values[1])
         if quantity is None:
