@@ -12,8 +12,12 @@ from decimal import Decimal
 
 import pytest
 import serial
-from dsmr_parser import telegram_specifications
-from dsmr_parser.parsers import TelegramParser
+try:
+    from dsmr_parser import telegram_specifications
+    from dsmr_parser.parsers import TelegramParser
+except ImportError as exc:  # installed by scripts/install.sh, not by the test extra (see there)
+    raise ImportError("dsmr-parser is missing: run scripts/install.sh, or "
+                      ".venv/bin/pip install --no-deps 'dsmr-parser==1.11.2'") from exc
 
 from devices.adapter_config import parse_adapter_config
 from edge.p1.reader import P1Reader
