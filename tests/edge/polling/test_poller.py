@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta
 
 import pytest
@@ -110,8 +111,10 @@ async def test_permanent_failures_wait_for_the_next_tick(watch: Watch, sink: Rec
         poller.add(broken)
         await watch.until(lambda: broken.failures >= 4)
         health: MeterHealth = poller.health_of("broken")
-    gaps = [(b - a).total_seconds() for a, b in zip(broken.attempts, broken.attempts[1:])]
-    assert min(gaps) > 0.04  # one attempt per tick, no backoff retries in between
+    # One attempt per tick and no backoff retries in between: each attempt falls in a later tick
+    # slot than the one before (a retry would share its slot, whatever the machine's load).
+    slots = [math.floor(attempt.timestamp() / 0.05) for attempt in broken.attempts]
+    assert all(b > a for a, b in zip(slots, slots[1:])), slots
     assert not health.healthy and "illegal data address" in (health.last_error or "")
 
 
