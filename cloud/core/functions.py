@@ -30,6 +30,9 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "get_status": F.GET_STATUS,
     "set_power_limit": F.SET_POWER_LIMIT,
     "set_load": F.SET_LOAD,
+    "get_power_quality": F.GET_POWER_QUALITY,
+    "read_power_quality_profile": F.GET_POWER_QUALITY,
+    "read_power_quality_events": F.GET_POWER_QUALITY,
     # A raw register write can change anything the map lets be written: configuration.
     "write_register": F.SET_CONFIGURATION,
 })

@@ -56,6 +56,7 @@ class DeviceFunction(StrEnum):
     GET_CONFIGURATION = "GET_CONFIGURATION"
     GET_STATUS = "GET_STATUS"
     READ_ALARMS = "READ_ALARMS"
+    GET_POWER_QUALITY = "GET_POWER_QUALITY"
     GET_DEVICE = "GET_DEVICE"
     ADD_DEVICE = "ADD_DEVICE"
     UPDATE_DEVICE = "UPDATE_DEVICE"
@@ -88,6 +89,7 @@ _ALLOWED_BY: dict[DeviceFunction, frozenset[FunctionGroup]] = {
     F.GET_CONFIGURATION: frozenset({G.CONFIGURATION, G.MANAGEMENT}),
     F.GET_STATUS: frozenset({G.AD_HOC, G.MANAGEMENT, G.MONITORING}),
     F.READ_ALARMS: frozenset({G.MANAGEMENT, G.MONITORING}),
+    F.GET_POWER_QUALITY: frozenset({G.AD_HOC, G.MONITORING}),
     # Seeing a device's registry entry needs only some authorisation on it.
     F.GET_DEVICE: frozenset(set(FunctionGroup) - {G.OWNER}),
     F.ADD_DEVICE: frozenset({G.INSTALLATION}),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from broker.errors import Invalid
 from devices.adapter_config import MeterClass, PropertyMapping, describe_errors
+from devices.profiles.power_quality import PowerQualitySpec
 
 PROFILE_DIR = Path(__file__).resolve().parent
 _OBIS_RE = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
@@ -60,6 +61,7 @@ class MeterProfile(BaseModel):
     disconnect_obis: str | None = Field(default=None, alias="disconnectObis")
     registers: list[PropertyMapping] = Field(min_length=1)
     load_profile: LoadProfileSpec | None = Field(default=None, alias="loadProfile")
+    power_quality: PowerQualitySpec | None = Field(default=None, alias="powerQuality")
 
     @field_validator("clock_obis", "disconnect_obis")
     @classmethod

@@ -100,6 +100,32 @@ def common_handlers(*, meter_id: str, poller: MeterPoller,
     return {"read_now": read_now, "get_completeness": get_completeness}
 
 
+def power_quality_handlers(*, adapter: Any, poller: MeterPoller) -> dict[str, CommandHandler]:
+    """Power quality on a DLMS meter whose profile has ``powerQuality`` objects."""
+    meter_id = adapter.meter_id
+
+    async def get_power_quality(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id):
+            return await adapter.read_power_quality()
+
+    async def read_power_quality_profile(params: dict[str, Any]) -> dict[str, Any]:
+        start, end = profile_range(params)
+        async with meter_errors(), poller.exclusive(meter_id):
+            profile = await adapter.read_power_quality_profile(start, end)
+        rows = profile.pop("rows")
+        return {"from": start.isoformat(), "to": end.isoformat(), **profile, "rows": rows[:MAX_PROFILE_ROWS],
+                "rowCount": len(rows), "truncated": len(rows) > MAX_PROFILE_ROWS}
+
+    async def read_power_quality_events(_params: dict[str, Any]) -> dict[str, Any]:
+        async with meter_errors(), poller.exclusive(meter_id), adapter.session():
+            counters = (await adapter.read_power_quality()).get("counters", {})
+            events = await adapter.read_power_quality_events()
+        return {"counters": counters, "events": events}
+
+    return {"get_power_quality": get_power_quality, "read_power_quality_profile": read_power_quality_profile,
+            "read_power_quality_events": read_power_quality_events}
+
+
 def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: CompletenessQuery,
                   backfill: Callable[..., Any] | None = None,
                   clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, CommandHandler]:
@@ -155,6 +181,8 @@ def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: Completene
 
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
     handlers["set_relay_schedule"] = set_relay_schedule
+    if getattr(adapter.profile, "power_quality", None) is not None:
+        handlers.update(power_quality_handlers(adapter=adapter, poller=poller))
     handlers.update(get_firmware_version=get_firmware_version, get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,
                     get_output_state=get_output_state, read_profile=read_profile, read_alarms=read_alarms)
     if backfill is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from broker.schemas import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
 from devices.profiles import MeterProfile, load_profile
+from devices.profiles.power_quality import PowerQualitySpec
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_LOG_OBIS
 from edge.dlms.client import DlmsAssociation
 from edge.dlms.config import DlmsMeterConfig
@@ -205,6 +206,62 @@ class DlmsMeterAdapter:
         logger.info("meter %s: %s, output state now %s", self.meter_id,
                     "disconnected" if disconnect else "reconnected", state)
         return state
+
+    # --- power quality (the profile's powerQuality objects) -----------------------------------
+    def _power_quality(self) -> PowerQualitySpec:
+        if self.profile.power_quality is None:
+            raise DlmsProtocolError(f"meter {self.meter_id}: profile {self.profile.name} has no power-quality "
+                                    "objects", meter_id=self.meter_id)
+        return self.profile.power_quality
+
+    async def read_power_quality(self) -> dict[str, Any]:
+        """Every power-quality value now: per phase (voltage, current, power factor, THD) and frequency."""
+        spec = self._power_quality()
+        phases: dict[str, dict[str, Any]] = {}
+        result: dict[str, Any] = {"phases": phases}
+        async with self._link() as link:
+            for value in spec.values:
+                register = await self._register(link, value.obis)
+                await link.read(register, 2)
+                reading = round(float(register.value), 4)
+                if value.phase is None:
+                    result[value.quantity] = reading
+                else:
+                    phases.setdefault(value.phase, {})[value.quantity] = reading
+            counters: dict[str, dict[str, int]] = {}
+            for counter in spec.counters:
+                count = int(await link.read(GXDLMSData(counter.obis), 2) or 0)
+                counters.setdefault(counter.phase, {})[f"{counter.kind}s"] = count
+        result["units"] = {v.quantity: v.unit for v in spec.values}
+        return result | ({"counters": counters} if counters else {})
+
+    async def read_power_quality_profile(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """The power-quality profile's captures with start <= time <= end, scaled, by column."""
+        spec = self._power_quality()
+        if spec.profile is None:
+            raise DlmsProtocolError(f"meter {self.meter_id}: no power-quality profile", meter_id=self.meter_id)
+        async with self._link() as link:
+            generic = GXDLMSProfileGeneric(spec.profile.obis)
+            await link.read(generic, 3)
+            columns = [obj.logicalName for obj, _ in generic.captureObjects]
+            registers = {obis: await self._register(link, obis) for obis in columns[1:]}
+            rows = await link.read_rows_by_range(generic, start.astimezone(UTC), end.astimezone(UTC))
+        names = [f"{spec.value(obis).quantity}{spec.value(obis).phase or ''}" for obis in columns[1:]]
+        return {"periodMinutes": spec.profile.period_minutes, "columns": names,
+                "rows": [{"time": from_gx_datetime(row[0]).isoformat(),
+                          "values": [round(float(raw) * float(registers[obis].scaler), 4)
+                                     for obis, raw in zip(columns[1:], row[1:], strict=True)]} for row in rows]}
+
+    async def read_power_quality_events(self) -> list[dict[str, Any]]:
+        """The power-quality event log: time, code, and what the code means (sag/swell, phase)."""
+        spec = self._power_quality()
+        if spec.event_log is None:
+            return []
+        entries = await self.read_event_log(spec.event_log.obis)
+        known = spec.event_log.codes
+        return [{"time": at.isoformat(), "code": code,
+                 **({"kind": known[code].kind, "phase": known[code].phase} if code in known else {})}
+                for at, code in entries]
 
     # --- the disconnector's weekly schedule (tariff switching on the meter) ----------------
     async def write_relay_schedule(self, points: list[SwitchPoint]) -> list[SwitchPoint]:

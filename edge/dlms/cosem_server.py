@@ -51,6 +51,8 @@ from edge.dlms.cosem_objects import (  # noqa: E402
 )
 from edge.dlms.config import SecurityMode  # noqa: E402
 from edge.dlms.cosem_schedule import CLOSE_SCHEDULE_OBIS, OPEN_SCHEDULE_OBIS, ModelActionSchedule  # noqa: E402
+from edge.dlms.pq_objects import power_quality_objects  # noqa: E402
+from devices.profiles.power_quality import PowerQualitySpec  # noqa: E402
 from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
 from edge.dlms.meter_model import ENERGY_OBIS, REGISTERS, MeterModel  # noqa: E402
 
@@ -210,7 +212,7 @@ class CosemServer(GXDLMSSecureServer):
     """Gurux LN server (WRAPPER or HDLC) serving the simulated meter's objects for one connection."""
 
     def __init__(self, *, model: MeterModel, security: ServerSecurity, guard: InvocationGuard,
-                 meter_name: str, hdlc: bool = False) -> None:
+                 meter_name: str, hdlc: bool = False, power_quality: PowerQualitySpec | None = None) -> None:
         super().__init__(True, InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
         self._hdlc = hdlc
         self._security = security
@@ -228,6 +230,10 @@ class CosemServer(GXDLMSSecureServer):
         for item in [self._association, sap_assignment(security.server_address, model.serial),
                      device_name(model.serial), *meter_objects(model, meter_name=meter_name)]:
             self.items.append(item)
+        if power_quality is not None:
+            served = {item.logicalName for item in self.items}
+            for item in power_quality_objects(model, power_quality, clock=clock, served=served):
+                self.items.append(item)
         self.initialize()
 
     def handle_frame(self, frame: bytes) -> bytes | None:

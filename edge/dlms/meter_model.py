@@ -122,6 +122,8 @@ class MeterModel:
     # The meter's own invocation counter for ciphered APDUs: kept across associations, as a
     # meter keeps it in non-volatile memory, so no two APDUs share an IV under one key.
     invocation_counter: int = 1
+    # Voltage sags and swells: (true time, "sag"|"swell", phase); see edge/dlms/pq_model.py.
+    power_quality_events: list[tuple[datetime, str, str]] = field(default_factory=list)
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:

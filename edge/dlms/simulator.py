@@ -15,6 +15,8 @@ import contextlib
 import logging
 from datetime import datetime
 
+from devices.profiles import load_profile
+from devices.profiles.power_quality import PowerQualitySpec
 from edge.dlms.cosem_server import CosemServer, InvocationGuard, ServerSecurity
 from edge.dlms.meter_model import MeterModel
 
@@ -27,8 +29,11 @@ class DlmsMeterSimulator:
     """A simulated DLMS meter listening on TCP; ``async with`` starts and stops it."""
 
     def __init__(self, *, model: MeterModel | None = None, security: ServerSecurity | None = None,
-                 host: str = "127.0.0.1", port: int = 0, name: str = "sim-meter") -> None:
+                 host: str = "127.0.0.1", port: int = 0, name: str = "sim-meter",
+                 power_quality: PowerQualitySpec | None = None) -> None:
         self.model = model or MeterModel()
+        # The power-quality objects it serves: those of the SMR 5 profile unless given.
+        self.power_quality = power_quality or load_profile("smr-5").power_quality
         self.security = security or ServerSecurity()
         self.host = host
         self.name = name
@@ -124,7 +129,8 @@ class DlmsMeterSimulator:
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name)
+        server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name,
+                             power_quality=self.power_quality)
         while True:
             header = await reader.readexactly(WRAPPER_HEADER)
             length = int.from_bytes(header[6:8], "big")

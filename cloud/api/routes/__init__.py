@@ -16,7 +16,9 @@ from cloud.api.routes import (
     health,
     installation,
     loadcontrol,
+    meter_read_schedules,
     meter_readings,
+    powerquality,
     provisioning,
     publiclighting,
     smartmetering,
@@ -29,6 +31,6 @@ OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bul
 # What the assembled platform adds (registry, domains, clock drift, firmware).
 PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
-                                           loadcontrol.router,
+                                           loadcontrol.router, meter_read_schedules.router, powerquality.router,
                                            clock_drift.router, firmware.router, fleet.router,
                                            console.router)

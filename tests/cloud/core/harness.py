@@ -23,7 +23,14 @@ from fastapi import FastAPI, Request
 from broker.session import Backoff, Message, MqttSession
 from cloud.api.deps import current_org
 from cloud.api.errors import install_error_table
-from cloud.api.routes import loadcontrol, publiclighting, smartmetering, tariffswitching
+from cloud.api.routes import (
+    loadcontrol,
+    meter_read_schedules,
+    powerquality,
+    publiclighting,
+    smartmetering,
+    tariffswitching,
+)
 from cloud.core.commands import CommandStore
 from cloud.core.dispatcher import CoreDispatcher
 from cloud.core.lifecycle import RetryPolicy
@@ -34,6 +41,7 @@ from cloud.domains.results_consumer import ResultsConsumer
 from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
+from cloud.scheduler import ScheduleStore
 from cloud.registry import (
     DeviceCreate,
     DeviceType,
@@ -146,9 +154,11 @@ async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_se
 def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) -> FastAPI:
     app = FastAPI()
     install_error_table(app)
-    for area in (publiclighting, smartmetering, tariffswitching, loadcontrol):
+    for area in (publiclighting, smartmetering, tariffswitching, loadcontrol, meter_read_schedules,
+                 powerquality):
         app.include_router(area.router)
     app.state.registry, app.state.requests, app.state.mqtt = registry, requests, mqtt
+    app.state.schedules = ScheduleStore(registry.engine)
 
     async def org_from_header(request: Request) -> str:
         return request.headers["X-Org"]

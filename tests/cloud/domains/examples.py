@@ -11,5 +11,7 @@ EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
                       "synchronizeTime": {},
                       "periodicReads": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}},
     "tariffswitching": {"setSchedule": {"entries": [{"time": "07:00", "high": True}]}},
+    "powerquality": {"actualValues": {}, "events": {},
+                     "profile": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}},
     "loadcontrol": {"setPowerLimit": {"percent": 50}, "switchLoad": {"on": True}, "getState": {}},
 }

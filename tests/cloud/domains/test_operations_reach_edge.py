@@ -15,6 +15,7 @@ from cloud.core.functions import FUNCTION_OF
 from cloud.domains.base import Domain
 from cloud.domains.catalogue import DOMAINS
 from devices.modbus.register_map import available_maps, load_map
+from devices.profiles import load_profile
 from edge.commands.meter_handlers import dlms_handlers, modbus_handlers
 from edge.devices.street_light import LightCommandError, LightState
 from edge.polling import MeterPoller
@@ -35,7 +36,7 @@ def edge_commands() -> dict[str, str]:
     """Every generic command some edge handler carries out -> where (building handlers runs no I/O)."""
     poller = MeterPoller(sink=_discard)
     found: dict[str, str] = {}
-    dlms = dlms_handlers(adapter=_Named(meter_id="m"), poller=poller, completeness=lambda _m, _d: {},
+    dlms = dlms_handlers(adapter=_Named(meter_id="m", profile=load_profile("smr-5")), poller=poller, completeness=lambda _m, _d: {},
                          backfill=lambda *_a, **_k: None)
     found.update(dict.fromkeys(dlms, "edge/commands/meter_handlers.py dlms_handlers"))
     found["update_firmware"] = "edge/ota/agent.py"

@@ -1,14 +1,20 @@
-"""A concentrator SIGKILLed while it writes an inverter's power limit: after the restart the broker
-hands it the unacknowledged command again, it writes and reads back once more, and the platform
-records one command, one result and one notification, with the limit the device really holds."""
+"""A concentrator SIGKILLed in the middle of a new command path: after the restart the broker hands
+it the unacknowledged command again, it runs it once more, and the platform records one command,
+one result and one notification.
+
+- load control: the inverter took the power-limit write and its answer never left; the write is
+  repeated and read back, with the limit the device really holds;
+- power quality: the meter hangs in the association, the concentrator dies waiting; after the
+  restart the read runs on the meter that answers again."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from cloud.registry import DeviceType
+from edge.dlms import DlmsMeterSimulator, MeterModel, SecurityMode, ServerSecurity
 from edge.modbus import ModbusSimulator, load_map
-from tests.cloud.core.harness import platform
+from tests.cloud.core.harness import METER, platform
 from tests.cloud.domains.test_loadcontrol import INVERTER, register_modbus
 from gridwire.procs import ManagedProcess
 from tests.edge.concentrator.conftest import concentrator_process, wait_for, write_config
@@ -53,6 +59,7 @@ async def test_killed_mid_write_the_command_is_finished_once_after_restart(mosqu
             await wait_for(lambda: inverter.request_counts.get(WRITE_SINGLE_REGISTER, 0) >= 1, timeout=30,
                            what="the write to reach the inverter")
             proc.kill()
+            ready.unlink(missing_ok=True)  # a killed process leaves its ready file behind
             writes_before_kill = inverter.request_counts[WRITE_SINGLE_REGISTER]
             inverter.silent = False
             assert inverter.value("power_limit") == 30  # done on the device, unanswered
@@ -77,3 +84,40 @@ async def test_killed_mid_write_the_command_is_finished_once_after_restart(mosqu
         assert inverter.request_counts[WRITE_SINGLE_REGISTER] > writes_before_kill  # written again after the restart
         log = (tmp_path / "conc" / "concentrator.log").read_text()
         assert log.count(f"meter {INVERTER}: wrote power_limit = 30") == 1  # the first write was never answered
+
+
+async def test_killed_waiting_for_the_meter_the_power_quality_read_is_answered_once(mosquitto: MosquittoServer,
+                                                                                    tmp_path: Path) -> None:
+    async with DlmsMeterSimulator(model=MeterModel(), security=ServerSecurity(mode=SecurityMode.NONE),
+                                  name="pq-kill") as meter, \
+            platform(mosquitto, f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}", concentrator=False) as stack:
+        entry = (f'[[meters]]\nprotocol = "dlms"\nmeter_id = "{METER}"\nhost = "127.0.0.1"\nport = {meter.port}\n'
+                 'security = "none"\nprofile = "smr-5"\ninterval_s = 3600\ntimeout_s = 30\n')
+        config = write_config(tmp_path / "conc", mqtt_port=mosquitto.port, initial_hours=0, meters=[entry])
+        ready = tmp_path / "conc" / "ready"
+        proc = ready_concentrator(config, ready)
+        proc.start()
+        try:
+            await wait_for(ready.exists, timeout=60, what="the concentrator to connect")
+            meter.unresponsive = True
+            accepted = meter.connections_accepted
+            answer = await stack.post(f"/v1/powerquality/devices/{METER}/actualValues")
+            correlation = answer.json()["correlationId"]
+            await wait_for(lambda: meter.connections_accepted > accepted, timeout=30,
+                           what="the concentrator to call the meter")
+            proc.kill()
+            meter.unresponsive = False
+            ready.unlink(missing_ok=True)
+            proc.start()
+            note = await stack.notification(correlation, timeout=60)
+            assert note["status"] == "SUCCEEDED", note
+            marker = await stack.post(f"/v1/powerquality/devices/{METER}/events")
+            await stack.notification(marker.json()["correlationId"], timeout=60)
+        finally:
+            proc.stop()
+
+        result = await stack.result("powerquality", correlation)
+        assert result["status"] == "SUCCEEDED" and len(result["commands"]) == 1
+        assert set(result["result"]["phases"]) == {"L1", "L2", "L3"}
+        notes = [m for ms in stack.app_inbox.messages.values() for m in ms if correlation.encode() in m.payload]
+        assert len(notes) == 1

@@ -1,0 +1,1 @@
+"""The power quality domain: voltage, current, power factor, frequency and THD per phase; sags and swells."""
