@@ -18,6 +18,7 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "set_relay": F.SET_LIGHT,
     "set_dim_level": F.SET_LIGHT,
     "get_light_status": F.GET_LIGHT_STATUS,
+    "set_light_schedule": F.SET_SCHEDULE,
     "read_now": F.GET_ACTUAL_METER_READS,
     "read_profile": F.GET_PERIODIC_METER_READS,
     "read_alarms": F.READ_ALARMS,

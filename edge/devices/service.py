@@ -41,7 +41,8 @@ async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, u
         log.info("%d street lights on %d session(s)", count, sessions)
         if ready is not None:
             ready.set()
-        await stop.wait()
+        # The lights share their states: one fleet runs their own schedules (set_light_schedule).
+        await fleets[0].run_schedules(stop)
     # What the fleet did, for a benchmark's exactly-once check (each light carries out a command once).
     log.info("street lights: %d commands carried out, %d repeats answered, %d lights on",
              sum(f.commands_handled for f in fleets), sum(f.repeats for f in fleets),

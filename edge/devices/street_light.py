@@ -1,8 +1,9 @@
 """Simulated MQTT-native street-light controllers: one light, or a fleet over one session.
 
 A light has relays (index 1.. ``relay_count``) and a dim level (0-100 %). It answers the
-generic commands ``set_relay`` (index, closed), ``set_dim_level`` (percent) and
-``get_light_status`` on the response topic it is given, and publishes its state retained on
+generic commands ``set_relay`` (index, closed), ``set_dim_level`` (percent),
+``get_light_status`` and ``set_light_schedule`` (a schedule it keeps and runs itself, see
+:mod:`edge.devices.light_schedule`; :meth:`StreetLightFleet.tick`) on the response topic it is given, and publishes its state retained on
 ``device/<id>/status``. :class:`LightState` is the pure model; :class:`StreetLightFleet`
 serves any number of lights from one MQTT session, so tens of thousands fit in one process.
 With one light it subscribes only to its own ``device/<id>/command`` (the broker's device
@@ -11,9 +12,11 @@ role allows just that); with several it subscribes ``device/+/command`` (a fleet
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +26,13 @@ from pydantic import ValidationError
 from broker import topics
 from broker.errors import Invalid
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
-from broker.session import Message, MqttSession, publish_properties
+from broker.session import Message, MqttError, MqttSession, publish_properties
+from edge.devices.light_schedule import DeviceSchedule, LightScheduleError, parse_schedule
 
 log = logging.getLogger(__name__)
+
+# The relay that switches the lamp (its schedule switches this one).
+LAMP_RELAY = 1
 
 
 class LightCommandError(Invalid):
@@ -52,6 +59,9 @@ class LightState:
     dim_level: int = 100
     # The last command carried out (its id) and the answer sent: a repeat gets the same answer.
     last: tuple[str, bytes] | None = None
+    # Its own switching schedule (set_light_schedule) and how far it has run it.
+    schedule: DeviceSchedule | None = None
+    schedule_until: datetime | None = None
 
     def __post_init__(self) -> None:
         for index in range(1, self.relay_count + 1):
@@ -62,11 +72,34 @@ class LightState:
         return any(self.relays.values()) and self.dim_level > 0
 
     def status(self) -> dict[str, Any]:
-        return {"on": self.on, "dimLevel": self.dim_level,
-                "relays": [{"index": i, "closed": closed} for i, closed in sorted(self.relays.items())]}
+        status = {"on": self.on, "dimLevel": self.dim_level,
+                  "relays": [{"index": i, "closed": closed} for i, closed in sorted(self.relays.items())]}
+        return status | ({"scheduleVersion": self.schedule.version} if self.schedule is not None else {})
 
-    def apply(self, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def run_schedule(self, now: datetime) -> bool:
+        """Switch as the schedule says for every entry moment since the last call; whether anything changed."""
+        if self.schedule is None or self.schedule_until is None or now <= self.schedule_until:
+            return False
+        changed = False
+        for _moment, entry in self.schedule.due(self.schedule_until, now):
+            before = self.status()
+            self.relays[LAMP_RELAY] = entry.on
+            if entry.on and entry.dim_level is not None:
+                self.dim_level = entry.dim_level
+            changed |= self.status() != before
+        self.schedule_until = now
+        return changed
+
+    def apply(self, name: str, params: dict[str, Any], *, now: datetime | None = None) -> tuple[dict[str, Any], bool]:
         """Carry out one command; return its result and whether the state changed."""
+        if name == "set_light_schedule":
+            try:
+                schedule = parse_schedule(params)
+            except LightScheduleError as exc:
+                raise LightCommandError("INVALID_PARAMETERS", str(exc)) from None
+            changed = self.schedule != schedule
+            self.schedule, self.schedule_until = schedule, now or datetime.now(UTC)
+            return self.status() | {"entries": len(schedule.entries)}, changed
         if name == "set_relay":
             index = _int_param(params, "index", 1, self.relay_count)
             closed = params.get("closed")
@@ -89,7 +122,8 @@ class StreetLightFleet:
     """Serves the lights ``light_ids`` over one MQTT session."""
 
     def __init__(self, *, session: MqttSession, light_ids: Iterable[str] = (), relay_count: int = 1,
-                 lights: dict[str, LightState] | None = None, share_group: str | None = None) -> None:
+                 lights: dict[str, LightState] | None = None, share_group: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         """Serve ``light_ids`` (new states), or ``lights`` (states shared with sibling fleets: several
         sessions in one process then split the commands through the shared group ``share_group``)."""
         self._session = session
@@ -97,6 +131,8 @@ class StreetLightFleet:
         for light_id in light_ids:
             self.lights[topics.validate_level(light_id, what="device id")] = LightState(relay_count=relay_count)
         self._share_group = share_group
+        self._clock = clock
+        self._unpublished: set[str] = set()
         self.commands_handled = 0
         self.repeats = 0  # commands received again and answered without acting
 
@@ -140,7 +176,7 @@ class StreetLightFleet:
                                       error=CommandError(code="EXPIRED", message="time-to-live passed"))
         else:
             try:
-                result, changed = state.apply(command.name, command.parameters)
+                result, changed = state.apply(command.name, command.parameters, now=self._clock())
                 response = self._response(command, CommandStatus.SUCCEEDED, result=result)
             except LightCommandError as exc:
                 response = self._response(command, CommandStatus.FAILED,
@@ -151,6 +187,31 @@ class StreetLightFleet:
         await self._session.publish(response_topic, wire, qos=1, properties=props)
         if changed:
             await self._publish_status(light_id)
+
+    async def tick(self) -> list[str]:
+        """Run every light's own schedule up to now; returns the lights that switched. Their status
+        is published if the broker can be reached; a light switches all the same when it cannot."""
+        switched = [light_id for light_id, state in self.lights.items() if state.run_schedule(self._clock())]
+        for light_id in switched:
+            log.info("light %s switched by its schedule: %s", light_id, self.lights[light_id].status())
+        self._unpublished.update(switched)
+        # Publishing waits for the connection: with the link down the status waits for a later tick.
+        if self._unpublished and self._session.connected.is_set():
+            for light_id in sorted(self._unpublished):
+                try:
+                    await self._publish_status(light_id)
+                except MqttError as exc:
+                    log.info("light %s: status not published (%s); tried again next tick", light_id, exc)
+                    break
+                self._unpublished.discard(light_id)
+        return switched
+
+    async def run_schedules(self, stop: asyncio.Event, *, interval: float = 20.0) -> None:
+        """Tick until ``stop``: a schedule's moment is kept to within ``interval`` seconds."""
+        while not stop.is_set():
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
     @staticmethod
     def _response(command: GenericCommand, status: CommandStatus, *, result: dict[str, Any] | None = None,

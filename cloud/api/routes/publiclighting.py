@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from broker.errors import Invalid
 from cloud.api.deps import OrgId, RegistryDep, SchedulesDep, SubmitterDep
@@ -20,7 +21,7 @@ from cloud.domains.publiclighting.schedules import (
     schedules_for,
     view,
 )
-from cloud.domains.publiclighting.translator import DOMAIN, SetLight
+from cloud.domains.publiclighting.translator import DOMAIN, DeviceScheduleEntry, SetLight
 from cloud.domains.schemas import Accepted, BulkAccepted
 from cloud.domains.submit import MAX_BULK_DEVICES
 from cloud.registry import NotAuthorised, Registry
@@ -102,6 +103,29 @@ async def get_schedule(device_id: str, org: OrgId, registry: RegistryDep, schedu
     """The light's switching schedule as stored by this organisation, with next runs."""
     await _authorise(registry, org, device_id)
     return view(device_id, await _stored(schedules, org, device_id))
+
+
+class DeviceScheduleBody(BaseModel):
+    """A light's schedule to keep on the device: the same entries as the cloud-run schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entries: list[DeviceScheduleEntry] = Field(min_length=1, max_length=50)
+
+
+@router.post("/devices/{device_id}/deviceSchedule", **_ACCEPTED)
+async def set_device_schedule(device_id: str, body: DeviceScheduleBody, registry: RegistryDep,
+                              submitter: SubmitterDep) -> Accepted:
+    """Store the schedule on the light itself, which then switches on its own (also with its link
+    down): absolute times in a time zone, sunrise/sunset computed by the light for its registered
+    location. The version is the time it was sent (milliseconds); the light reports it in its status."""
+    await _authorise(registry, submitter.org, device_id)
+    location = (await registry.get_device(device_id)).location
+    params = {"version": int(time.time() * 1000),
+              "entries": [e.model_dump(by_alias=True, exclude_none=True) for e in body.entries]}
+    if location is not None and location.latitude is not None and location.longitude is not None:
+        params |= {"latitude": location.latitude, "longitude": location.longitude}
+    return await submitter.submit(DOMAIN, "setDeviceSchedule", device_id, params)
 
 
 add_results_route(router, DOMAIN)

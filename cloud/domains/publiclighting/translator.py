@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from cloud.domains.base import CommandSpec, Domain, NoParams, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -48,7 +49,61 @@ def get_status(_params: NoParams) -> list[CommandSpec]:
     return [CommandSpec("get_light_status")]
 
 
+class DeviceScheduleEntry(OperationParams):
+    """Switch at ``at``: ``"HH:MM"`` in ``timezone``, or ``"sunrise"``/``"sunset"`` + ``offsetMinutes``."""
+
+    action: SetLight
+    at: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|sunrise|sunset)$")
+    timezone: str | None = None
+    offset_minutes: int = Field(default=0, ge=-720, le=720, alias="offsetMinutes")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceScheduleEntry:
+        solar = self.at in ("sunrise", "sunset")
+        if solar and self.timezone is not None:
+            raise ValueError("a sunrise/sunset entry takes no timezone (the light's location decides)")
+        if not solar and (self.timezone is None or self.offset_minutes):
+            raise ValueError(f"an absolute time ({self.at}) needs a timezone and takes no offset")
+        return self
+
+
+class DeviceSchedule(OperationParams):
+    """A light's schedule to keep and run on the device, with its version and location."""
+
+    version: int = Field(ge=0)
+    entries: list[DeviceScheduleEntry] = Field(min_length=1, max_length=50)
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _located(self) -> DeviceSchedule:
+        if any(e.at in ("sunrise", "sunset") for e in self.entries) and (self.latitude is None or self.longitude is None):
+            raise ValueError("a sunrise/sunset entry needs the light's location (latitude/longitude) in the registry")
+        return self
+
+
+def set_device_schedule(params: DeviceSchedule) -> list[CommandSpec]:
+    entries = [{"at": e.at, "on": e.action.on, **({"dimLevel": e.action.dim_level} if e.action.dim_level is not None
+                                                    else {}),
+                **({"timezone": e.timezone} if e.timezone else {}), "offsetMinutes": e.offset_minutes}
+               for e in params.entries]
+    location = {"latitude": params.latitude, "longitude": params.longitude} if params.latitude is not None else {}
+    return [CommandSpec("set_light_schedule", {"version": params.version, "entries": entries, **location})]
+
+
 DOMAIN = Domain(NAME, {
     "setLight": Operation("setLight", DeviceFunction.SET_LIGHT, SetLight, set_light, summarise_set_light),
     "getStatus": Operation("getStatus", DeviceFunction.GET_LIGHT_STATUS, NoParams, get_status),
+    "setDeviceSchedule": Operation("setDeviceSchedule", DeviceFunction.SET_SCHEDULE, DeviceSchedule,
+                                   set_device_schedule),
 })
