@@ -13,6 +13,7 @@ from fastapi import APIRouter, Response, status
 
 from broker.errors import Invalid
 from cloud.api.deps import OrgId, RegistryDep, SchedulesDep
+from cloud.api.identity import check_scope
 from cloud.core.access import permissions
 from cloud.domains.smartmetering.read_schedules import (
     MAX_DEVICES,
@@ -36,6 +37,7 @@ _VIEW = {"response_model": ReadScheduleView, "response_model_by_alias": True}
 
 async def _members(registry: Registry, org: str, group: DeviceGroup) -> list[str]:
     """The group's meters, each one the organisation may read (403 naming those it may not)."""
+    check_scope(DeviceFunction.GET_ACTUAL_METER_READS)
     if group.device_ids is not None:
         devices = group.device_ids
     else:
