@@ -232,6 +232,7 @@ class CosemServer(GXDLMSSecureServer):
             self.items.append(item)
         if power_quality is not None:
             served = {item.logicalName for item in self.items}
+            clock = next(item for item in self.items if item.logicalName == CLOCK_OBIS)
             for item in power_quality_objects(model, power_quality, clock=clock, served=served):
                 self.items.append(item)
         self.initialize()

@@ -1,11 +1,11 @@
 """The simulated meter's power quality (pure): per-phase values as closed-form functions of time.
 
-Voltages swing a few volts over the day and the hour, phase-shifted, with a deterministic
-flutter of a few tenths; currents follow the household's import power split over the phases;
-power factor, frequency and THD wander in their usual bands. Sags and swells are events the
-test (or the demo) injects: each one is counted on its phase and logged with its DSMR code, and
-pulls its phase's voltage down (sag, to 80 %) or up (swell, to 112 %) for ``EVENT_SECONDS`` (L1's
-voltage is the meter's older register, 1.0.32.7.0.255, which events leave alone).
+Phase voltages and currents are the meter model's own registers (1.0.x2.7.0, 1.0.x1.7.0);
+a profile naming other voltage codes gets a voltage that swings a few volts over the day and
+the hour, phase-shifted, with a deterministic flutter, pulled down (sag, to 80 %) or up (swell,
+to 112 %) for ``EVENT_SECONDS`` by an event. Power factor, frequency and THD wander in their
+usual bands. Sags and swells are events the test (or the demo) injects: each one is counted on
+its phase and logged with its DSMR code.
 Every value is exact for any instant, so a test computes what the meter must answer.
 """
 
@@ -16,7 +16,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from devices.profiles.power_quality import PowerQualitySpec, PqValue
-from edge.dlms.meter_model import ENERGY_EPOCH, VOLTAGE_OBIS, MeterModel
+from edge.dlms.meter_model import ENERGY_EPOCH, PHASE_CURRENT_OBIS, PHASE_VOLTAGE_OBIS, MeterModel
 
 NOMINAL_V = 230.0
 EVENT_SECONDS = 2.0
@@ -38,8 +38,11 @@ def engineering_value(model: MeterModel, value: PqValue, moment: datetime) -> fl
     t = (moment - ENERGY_EPOCH).total_seconds()
     shift = PHASE_SHIFT.get(value.phase or "L1", 0.0)
     day = 2 * math.pi * t / 86_400
-    if value.obis == VOLTAGE_OBIS:  # the meter's own L1 voltage register (it predates the PQ objects)
-        return model.voltage_at(moment) / 10
+    # The meter's own phase voltage and current registers (the simulator serves those).
+    if value.obis in PHASE_VOLTAGE_OBIS:
+        return model.phase_voltage_at(PHASE_VOLTAGE_OBIS.index(value.obis), moment) / 10
+    if value.obis in PHASE_CURRENT_OBIS:
+        return model.phase_current_at(PHASE_CURRENT_OBIS.index(value.obis), moment) / 100
     if value.quantity == "voltage":
         volts = (NOMINAL_V + 3.0 * math.sin(day + shift) + 1.5 * math.sin(2 * math.pi * t / 3600 + shift)
                  + 0.3 * _flutter(value.obis, moment))

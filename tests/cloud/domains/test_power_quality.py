@@ -67,15 +67,6 @@ async def test_sags_and_swells_are_counted_and_logged(dlms_stack: Stack, model: 
     assert datetime.fromisoformat(result["result"]["events"][0]["time"]) == NOW - timedelta(minutes=5)
 
 
-def test_a_sag_pulls_its_phase_voltage_down_for_a_moment() -> None:
-    model = MeterModel(time_source=lambda: NOW, drift_epoch=NOW)
-    l2 = SPEC.value("1.0.52.7.0.255")
-    before = pq_model.engineering_value(model, l2, NOW)
-    pq_model.inject(model, "sag", "L2", NOW)
-    assert pq_model.engineering_value(model, l2, NOW) == pytest.approx(before * 0.8)
-    assert pq_model.engineering_value(model, l2, NOW + timedelta(seconds=3)) > 200
-
-
 async def test_bad_ranges_and_missing_rights_are_refused(dlms_stack: Stack) -> None:
     bad = await dlms_stack.post(f"/v1/powerquality/devices/{METER}/profile",
                                 {"from": NOW.isoformat(), "to": (NOW - timedelta(hours=1)).isoformat()})
