@@ -18,6 +18,10 @@ The fix reads the same fields through a memoryview (the properties with
 hands the payload on as a view of the packet (``MqttSession`` copies it once for its handlers, or not at all for a session made
 with ``payload_views``); on any error it calls the original, which raises what it always
 raised.
+
+``_packet.decode_puback`` builds a ``ReasonCode`` and a ``Properties`` for every PUBACK (one
+per published reading at the edge). A plain success PUBACK (packet id only, MQTT 5) now gets
+a shared success reason code and empty properties; any other PUBACK goes to paho.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.fast_properties import unpack_publish
+from broker.fast_properties import PublishProperties, unpack_publish
 
 _original_unpack = Properties.unpack
 _original_decode_publish = _packet.decode_publish
+_original_decode_puback = _packet.decode_puback
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
 
 
 def _length_prefix(buffer: bytes) -> int:
@@ -83,8 +90,18 @@ def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtoc
         return _original_decode_publish(header, packet, protocol)
 
 
+def _decode_puback(header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion) -> _packet.PubackPacket:
+    if protocol == MQTTProtocolVersion.MQTTv5 and len(packet) == 2:
+        # Success with no reason code or properties: nothing to parse (the reason code is
+        # never changed by its receivers, so one serves every PUBACK).
+        return _packet.PubackPacket(mid=(packet[0] << 8) | packet[1], reason=_PUBACK_SUCCESS,
+                                    properties=PublishProperties(PacketTypes.PUBACK))
+    return _original_decode_puback(header, packet, protocol)
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     if getattr(Properties.unpack, "__name__", "") != _bounded_unpack.__name__:
         Properties.unpack = _bounded_unpack  # type: ignore[method-assign]
     _packet.decode_publish = _decode_publish
+    _packet.decode_puback = _decode_puback

@@ -100,3 +100,54 @@ def test_malformed_publish_packets_fail_the_same(header: int, packet: bytes, v5:
     protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
     assert (_publish_outcome(paho_fixes._decode_publish, header, packet, protocol)  # noqa: SLF001
             == _publish_outcome(paho_fixes._original_decode_publish, header, packet, protocol))  # noqa: SLF001
+
+
+# Every property a PUBLISH may carry, each present or not (paho builds the reference packet).
+every_publish_property = st.fixed_dictionaries({}, optional={
+    "UserProperty": st.lists(st.tuples(mqtt_text, mqtt_text), min_size=1, max_size=3),
+    "MessageExpiryInterval": st.integers(0, 2**32 - 1),
+    "CorrelationData": st.binary(max_size=16),
+    "ResponseTopic": mqtt_text.filter(bool),
+    "ContentType": mqtt_text,
+    "PayloadFormatIndicator": st.integers(0, 1),
+    "TopicAlias": st.integers(1, 65535),
+    "SubscriptionIdentifier": st.lists(st.integers(1, 268_435_455), min_size=1, max_size=2),
+})
+
+
+def _paho_properties(values: dict) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=every_publish_property, payload=st.binary(max_size=50), qos=st.integers(0, 2))
+def test_every_publish_property_decodes_as_paho_decodes_it(values: dict, payload: bytes, qos: int) -> None:
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    packet = b"\x00\x01t" + (b"\x00\x07" if qos else b"") + _paho_properties(values).pack() + payload
+    v5 = MQTTProtocolVersion.MQTTv5
+    fixed = _publish_outcome(paho_fixes._decode_publish, qos << 1, packet, v5)  # noqa: SLF001
+    assert fixed == _publish_outcome(paho_fixes._original_decode_publish, qos << 1, packet, v5)  # noqa: SLF001
+    assert fixed[0] == "parsed"
+
+
+@settings(max_examples=300, deadline=None)
+@given(packet=st.binary(max_size=12), v5=st.booleans())
+def test_pubacks_decode_as_paho_decodes_them(packet: bytes, v5: bool) -> None:
+    from paho.mqtt import _packet
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+
+    def outcome(decode) -> tuple:
+        try:
+            result = decode(0x40, packet, protocol)
+        except Exception as exc:  # noqa: BLE001 - the error itself is compared
+            return ("raised", type(exc).__name__)
+        return ("parsed", result.mid, result.reason.value, result.reason.getName(), result.properties.json())
+
+    assert _packet.decode_puback is paho_fixes._decode_puback  # noqa: SLF001
+    assert outcome(paho_fixes._decode_puback) == outcome(paho_fixes._original_decode_puback)  # noqa: SLF001
