@@ -29,6 +29,7 @@ from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.fast_encode import ValueCheck, encode_payload
+from cloud.ingest.senders import KnownSenders
 from cloud.store.errors import StoreRejected
 from cloud.store.line_protocol import check_reading, encode_reading
 
@@ -52,7 +53,8 @@ class IngestConsumer:
 
     def __init__(self, *, session: MqttSession, batcher: WriteBatcher, dead_letters: DeadLetterStore,
                  name: str = "ingest", checks: tuple[ReadingCheck, ...] = (),
-                 metrics: IngestMetrics | None = None, translate: Translate | None = None) -> None:
+                 metrics: IngestMetrics | None = None, translate: Translate | None = None,
+                 senders: KnownSenders | None = None) -> None:
         self._session = session
         self._translate = translate
         self._batcher = batcher
@@ -60,6 +62,9 @@ class IngestConsumer:
             batcher.set_confirm(self.confirm)
         self._dead_letters = dead_letters
         self._metrics = metrics
+        # None: readings are taken from any sender (GRIDWIRE_INGEST_UNKNOWN_SENDERS=accept).
+        self._senders = senders
+        self._topics: dict[str, topics.ParsedTopic] = {}  # topics repeat: parsed once (bounded)
         self.name = name
         self._checks = (check_reading, *checks)
         # The fast path knows the store's own checks, and a deployment's checks that say how
@@ -80,6 +85,8 @@ class IngestConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as tg:
             flusher = tg.create_task(self._batcher.run(), name=f"{self.name}-batcher")
+            if self._senders is not None:
+                tg.create_task(self._senders.run(stop), name=f"{self.name}-senders")
             await self.start()
             await stop.wait()
             # Graceful stop: messages being handled get written, confirmed and acknowledged
@@ -89,14 +96,24 @@ class IngestConsumer:
 
     async def handle(self, message: Message) -> None:
         """Store the message's readings, or dead-letter it with the reason; then it is acked."""
+        refused = None
         try:
-            concentrator, lines = self._encode(message)
+            parsed = self._parse(message.topic)
+            if self._senders is not None and parsed.kind == "meter_message":
+                assert parsed.concentrator is not None and parsed.meter is not None
+                # A dict lookup when the sender is known; the registry is asked only on a miss.
+                refused = await self._senders.check(parsed.concentrator, parsed.meter)
+            if refused is None:
+                concentrator, lines = self._encode(message, parsed)
         except ValueError as exc:
             try:
                 concentrator, lines = await self._translated(message, exc)
             except ValueError as why:
                 await self._reject(message, _reason(why))
                 return
+        if refused is not None:
+            await self._reject(message, refused)
+            return
         try:
             await self._batcher.submit(lines, concentrator_id=concentrator, seq=_seq(message))
         except StoreRejected as exc:
@@ -111,9 +128,18 @@ class IngestConsumer:
             for cid, seqs in seqs_by_concentrator.items()
         ))
 
-    def _encode(self, message: Message) -> tuple[str, list[str]]:
+    def _parse(self, topic: str) -> topics.ParsedTopic:
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = topics.parse(topic)  # TopicError (a ValueError) for a topic outside the tree
+            if len(self._topics) >= _MEMO_LIMIT:
+                self._topics.clear()
+            self._topics[topic] = parsed
+        return parsed
+
+    def _encode(self, message: Message, parsed: topics.ParsedTopic | None = None) -> tuple[str, list[str]]:
         """The message's concentrator and its readings as line protocol; ValueError if invalid."""
-        parsed = topics.parse(message.topic)
+        parsed = parsed or self._parse(message.topic)
         if self._fast and parsed.kind == "meter_message":
             assert parsed.concentrator is not None and parsed.meter is not None
             lines = encode_payload(message.payload, meter=parsed.meter, concentrator_id=parsed.concentrator,
@@ -121,7 +147,7 @@ class IngestConsumer:
             if lines is not None:
                 return parsed.concentrator, lines
         # Unusual or invalid: the full validator accepts it or says exactly what is wrong.
-        concentrator, readings = self._validate(message)
+        concentrator, readings = self._validate(message, parsed)
         return concentrator, [encode_reading(r, concentrator_id=concentrator) for r in readings]
 
     async def _translated(self, message: Message, refused: ValueError) -> tuple[str, list[str]]:
@@ -137,8 +163,8 @@ class IngestConsumer:
                     raise ValueError(f"reading {reading.meter_reading_identifier}: {problem}")
         return concentrator, [encode_reading(r, concentrator_id=concentrator) for r in readings]
 
-    def _validate(self, message: Message) -> tuple[str, list[MeterReading]]:
-        parsed = topics.parse(message.topic)
+    def _validate(self, message: Message, parsed: topics.ParsedTopic | None = None) -> tuple[str, list[MeterReading]]:
+        parsed = parsed or self._parse(message.topic)
         if parsed.kind != "meter_message":
             raise ValueError(f"not a meter message topic: {message.topic}")
         readings = parse_meter_message(bytes(message.payload))

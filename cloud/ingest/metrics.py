@@ -35,6 +35,8 @@ REASONS = ("store_rejected", "catalogue", "topic", "invalid")
 
 def reason_class(reason: str) -> str:
     """The bounded label for a dead-letter reason."""
+    if reason.startswith("unknown sender"):
+        return "unknown_sender"
     if reason.startswith("store rejected"):
         return "store_rejected"
     if "catalogue" in reason or "unit" in reason or "operational property" in reason:

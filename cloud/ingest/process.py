@@ -14,6 +14,7 @@ from cloud.ingest.checks import catalogue_check
 from cloud.ingest.consumer import IngestConsumer
 from cloud.ingest.metrics import IngestMetrics
 from cloud.ingest.omdp_reference import ReferenceAdapter, registry_lookup
+from cloud.ingest.senders import KnownSenders, UnknownSenders
 from cloud.registry import Registry
 from cloud.runtime import database_engine, influx_store, metrics_registry, mqtt_session, session_metrics
 from cloud.settings import CloudSettings, InfluxSettings, Section
@@ -41,6 +42,13 @@ class IngestOptions(Section):
     writes_in_flight: int = Field(default=1, ge=1, le=16)
     # Dead-letter readings the OMDP catalogue does not allow (unknown property, wrong unit).
     catalogue_check: bool = True
+    # Readings from a concentrator or meter the registry does not know, or from a meter of
+    # another concentrator: ``refuse`` (dead letters, with the reason) or ``accept`` (stored
+    # anyway, for commissioning a fleet before it is registered).
+    unknown_senders: UnknownSenders = UnknownSenders.REFUSE
+    # How often ingest reads the registry's changed devices into its view of known senders
+    # (a sender it does not know makes it look at once).
+    senders_refresh_seconds: float = Field(default=5.0, gt=0)
 
 
 class IngestSettings(CloudSettings):
@@ -62,10 +70,14 @@ async def _run(settings: IngestSettings, stop: asyncio.Event, ready: asyncio.Eve
     # Metrics off (no port): not even counted, so they cost nothing (bench/ingest.py --metrics off,on).
     metrics = IngestMetrics(registry) if settings.metrics.port is not None else None
     store = influx_store(settings.influx, batch_size=options.batch_readings)
+    # One engine for dead letters, the registry view and the reference-format lookups (the
+    # dead-letter store disposes it).
     engine = database_engine("ingest", settings.database)
     dead_letters = DeadLetterStore(engine=engine)
     # Concentrators set to send the OMDP reference format are looked up in the registry.
     reference = ReferenceAdapter(lookup=registry_lookup(Registry(engine=engine)))
+    senders = (KnownSenders(engine=engine, refresh_seconds=options.senders_refresh_seconds)
+               if options.unknown_senders is UnknownSenders.REFUSE else None)
     session = mqtt_session("ingest", settings.mqtt, dead_letters=dead_letters,
                            receive_maximum=options.receive_maximum, session_expiry=options.session_expiry,
                            payload_views=True)
@@ -73,13 +85,19 @@ async def _run(settings: IngestSettings, stop: asyncio.Event, ready: asyncio.Eve
                            max_delay=options.batch_delay, max_writes=options.writes_in_flight, metrics=metrics)
     checks = (catalogue_check(),) if options.catalogue_check else ()
     consumer = IngestConsumer(session=session, batcher=batcher, dead_letters=dead_letters,
-                              name=session.client_id, checks=checks, metrics=metrics, translate=reference)
+                              name=session.client_id, checks=checks, metrics=metrics, translate=reference,
+                              senders=senders)
     if metrics is not None:
         metrics.watch(consumer=consumer, batcher=batcher)
         session_metrics(registry, session)
     signal: asyncio.Task[None] | None = None
     try:
         await dead_letters.create_schema()
+        if senders is not None:
+            await senders.refresh()  # the registry must be migrated: refusing every reading is no default
+        else:
+            log.warning("ingest: GRIDWIRE_INGEST_UNKNOWN_SENDERS=accept: readings from senders the registry "
+                        "does not know are stored (commissioning only)")
         if settings.influx.create_database:
             await _ensure_database(store)
         await session.connect()

@@ -24,8 +24,12 @@ class IngestProcess:
     """``gridwire cloud ingest`` in its own process, with a stable MQTT client id."""
 
     def __init__(self, *, mosquitto, influxd, database: str, client_id: str, directory: Path,
-                 batch_delay: float = 0.05, env: dict[str, str] | None = None) -> None:
+                 batch_delay: float = 0.05, env: dict[str, str] | None = None, registry: str | None = None) -> None:
+        """``registry``: the database URL of a registry that knows the senders (ingest's
+        default, refusing unknown senders); without one, ingest accepts any sender and keeps
+        its dead letters in a database of its own."""
         self.client_id = client_id
+        self._registry = registry
         self.log = directory / f"{client_id}.log"
         self._mosquitto, self._influxd, self._database = mosquitto, influxd, database
         self._directory = directory
@@ -39,10 +43,15 @@ class IngestProcess:
                "GRIDWIRE_MQTT_PASSWORD": self._mosquitto.credentials("gridwire-cloud")["password"],
                "GRIDWIRE_MQTT_CLIENT_ID": self.client_id, "GRIDWIRE_INGEST_BATCH_DELAY": str(batch_delay),
                "GRIDWIRE_INFLUX_URL": self._influxd.url, "GRIDWIRE_INFLUX_DATABASE": self._database,
-               "GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{self._directory}/{self.client_id}-dead.sqlite",
-               **self._env}
+               **self._senders(), **self._env}
         return ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "ingest"], log=self.log,
                               env=env, cwd=ROOT)
+
+    def _senders(self) -> dict[str, str]:
+        if self._registry is not None:
+            return {"GRIDWIRE_DATABASE_URL": self._registry, "GRIDWIRE_INGEST_SENDERS_REFRESH_SECONDS": "0.2"}
+        return {"GRIDWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{self._directory}/{self.client_id}-dead.sqlite",
+                "GRIDWIRE_INGEST_UNKNOWN_SENDERS": "accept"}
 
     def start(self, *, batch_delay: float | None = None, timeout: float = 30.0) -> None:
         """Start (again, with the same client id); return once it subscribed."""
@@ -74,6 +83,23 @@ class IngestProcess:
 
     def _log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def registered_fleet(url: str, fleet: dict[str, list[str]]) -> None:
+    """A migrated registry at ``url`` that knows each concentrator of ``fleet`` and its meters."""
+    from cloud.migrations import migrate
+    from cloud.registry import Registry
+    from cloud.registry.enums import DeviceType, Protocol
+    from cloud.registry.schemas import DeviceCreate
+
+    await migrate(url)
+    async with Registry(url=url) as registry:
+        for cid, meters in fleet.items():
+            await registry.create_device(DeviceCreate(identification=cid, device_type=DeviceType.CONCENTRATOR,
+                                                      protocol=Protocol.MQTT))
+            for meter in meters:
+                await registry.create_device(DeviceCreate(identification=meter, device_type=DeviceType.SMART_METER,
+                                                          protocol=Protocol.DLMS, concentrator_id=cid))
 
 
 def batch_payload(meter: str, first: int, count: int) -> bytes:

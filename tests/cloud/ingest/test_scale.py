@@ -1,9 +1,11 @@
 """Ingest scale-out and failures with real processes: shared load, SIGKILL mid-batch, duplicates.
 
 Each test runs ``gridwire cloud ingest`` as OS processes against the test broker and influxd,
-publishes like a concentrator (QoS 1 batches with ``gw-seq``), and checks the two things that
-matter: every seq is confirmed on ``concentrator/<cid>/ack``, and influxd holds every reading
-exactly once with its values.
+as deployed: refusing unknown senders, with a registry that knows the concentrator and its
+meters (so the registry view is on the path that is killed). It publishes like a
+concentrator (QoS 1 batches with ``gw-seq``), and checks the two things that matter: every
+seq is confirmed on ``concentrator/<cid>/ack``, and influxd holds every reading exactly once
+with its values.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import asyncio
 
 import pytest
 
-from tests.cloud.ingest.rig import Concentrator, IngestProcess, batch_payload, expected_points, stored_points
+from tests.cloud.ingest.rig import (
+    Concentrator,
+    IngestProcess,
+    batch_payload,
+    expected_points,
+    registered_fleet,
+    stored_points,
+)
 
 PER_MESSAGE = 10
 METERS = 10
@@ -36,12 +45,14 @@ async def publish(conc: Concentrator, messages: range) -> None:
 
 
 @pytest.fixture
-def ingests(mosquitto, influxd, influx_db, tmp_path):
+async def ingests(mosquitto, influxd, influx_db, tmp_path):
     started: list[IngestProcess] = []
+    registry = f"sqlite+aiosqlite:///{tmp_path}/registry.sqlite"
+    await registered_fleet(registry, {"conc-1": [f"m{n}" for n in range(METERS)]})
 
     def make(client_id: str, **kwargs) -> IngestProcess:
         proc = IngestProcess(mosquitto=mosquitto, influxd=influxd, database=influx_db, client_id=client_id,
-                             directory=tmp_path, **kwargs)
+                             directory=tmp_path, registry=registry, **kwargs)
         started.append(proc)
         return proc
 
