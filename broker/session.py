@@ -61,7 +61,7 @@ from broker.mqtt_types import (
     Will,
     publish_properties,
 )
-from broker.paho_client import OffLoopClient
+from broker.paho_client import OffLoopClient, Received
 from broker.redelivery import Redeliveries, is_transient
 from broker.topics import validate_filter, validate_publish_topic
 
@@ -116,7 +116,7 @@ class MqttSession:
         self._subscriptions: dict[str, tuple[Handler, int]] = {}
         self._routes: dict[str, Handler | None] = {}  # topic -> handler, see _handler_for
         self._pending_subs: dict[int, asyncio.Future[list[ReasonCode]]] = {}
-        self._unrouted: list[tuple[int, paho.MQTTMessage]] = []  # received before their handler was named (see _hold)
+        self._unrouted: list[tuple[int, Received]] = []  # received before their handler was named (see _hold)
         self._unrouted_timer: asyncio.TimerHandle | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # everything else it runs in the background
@@ -328,7 +328,7 @@ class MqttSession:
         self._routes[topic] = found
         return found
 
-    async def _dispatch(self, raw: paho.MQTTMessage) -> None:
+    async def _dispatch(self, raw: Received) -> None:
         props = getattr(raw, "properties", None)
         message = Message(
             topic=raw.topic, payload=raw.payload if self._payload_views else bytes(raw.payload), qos=raw.qos,
@@ -360,7 +360,7 @@ class MqttSession:
             self._redeliveries.succeeded(message)
         self._ack(raw)
 
-    def _hold(self, raw: paho.MQTTMessage, message: Message) -> None:
+    def _hold(self, raw: Received, message: Message) -> None:
         """A message no handler takes yet. A durable session's broker sends what the last
         connection left unacknowledged right after CONNACK, before the owner's ``subscribe``
         calls have named their handlers (a restarted core lost its share of a bulk request
@@ -392,7 +392,7 @@ class MqttSession:
                 log.warning("%s: no handler for %s; acknowledging and dropping", self.client_id, raw.topic)
                 self._ack(raw)
 
-    async def _handler_failed(self, raw: paho.MQTTMessage, message: Message, exc: Exception) -> None:
+    async def _handler_failed(self, raw: Received, message: Message, exc: Exception) -> None:
         waits = self._transient(exc)
         failures = self._redeliveries.failed(message, transient=waits)
         if self._dead_letter is not None and not waits and failures.counted >= self._max_deliveries:
@@ -421,7 +421,7 @@ class MqttSession:
                   message.topic, failures.total, counting, exc_info=exc)
         self._force_reconnect(attempt=failures.total - 1)
 
-    def _ack(self, raw: paho.MQTTMessage) -> bool:
+    def _ack(self, raw: Received) -> bool:
         """Acknowledge a received message; False if the connection it came on is gone."""
         if raw.qos == 0:
             return True
@@ -495,7 +495,7 @@ class MqttSession:
         if fut is not None and not fut.done():
             fut.set_result(codes)
 
-    def _on_message(self, _client: paho.Client, _userdata: Any, raw: paho.MQTTMessage) -> None:
+    def _on_message(self, _client: paho.Client, _userdata: Any, raw: Received) -> None:
         assert self._loop is not None
         task = self._loop.create_task(self._dispatch(raw), name=f"mqtt-handle {raw.mid}:{self.client_id}")
         self._handler_tasks.add(task)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from operator import attrgetter
+from typing import Any
 
 import msgspec
 from msgspec import UNSET
@@ -98,8 +99,12 @@ class _Encoder:
     __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "numbers", "value_check")
 
     def __init__(self, *, meter: str, concentrator_id: str, value_check: ValueCheck | None) -> None:
-        self.head = (f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} {schema.READING_ID}=\"",
-                     f",{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
+        head = _HEADS.get((meter, concentrator_id))
+        if head is None:
+            head = (f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} {schema.READING_ID}=\"",
+                    f",{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
+            _remember(_HEADS, (meter, concentrator_id), head)
+        self.head = head
         self.stamps: dict[str, int] = {}
         self.meter = meter
         self.meter_doc: Meter | None = None
@@ -190,14 +195,19 @@ class _Encoder:
 
     def _template(self, shape: tuple[tuple[str, ...], tuple[str | None, ...]]) -> str:
         """A %-template writing a reading's numbers (as text) in ``shape`` (property ids, units)."""
-        pids, units = shape
-        if len(set(pids)) != len(pids):
-            raise _Unsure  # a property given twice in one reading
-        fields = []
-        for pid, unit in zip(pids, units, strict=True):
-            spec = self._judge(pid, unit, is_text=False)
-            fields.append(f",{_percent(spec[0])}%s{_percent(spec[2])}")
-        template = "".join(fields)
+        # At one reading per message every payload has a new encoder: templates are kept across
+        # payloads too, by what judged them (the check and the meter class).
+        key = (shape, self.meter_class, self.value_check)
+        template = _TEMPLATES.get(key)
+        if template is None:
+            pids, units = shape
+            if len(set(pids)) != len(pids):
+                raise _Unsure  # a property given twice in one reading
+            fields = []
+            for pid, unit in zip(pids, units, strict=True):
+                spec = self._judge(pid, unit, is_text=False)
+                fields.append(f",{_percent(spec[0])}%s{_percent(spec[2])}")
+            template = _remember(_TEMPLATES, key, "".join(fields))
         if len(self.shapes) < _CACHE_LIMIT:
             self.shapes[shape] = template
         return template
@@ -207,6 +217,17 @@ class _Encoder:
         if self.value_check is not None and not self.value_check(pid, unit, is_text, self.meter_class):
             raise _Unsure
         return spec
+
+
+_HEADS: dict[tuple[str, str], tuple[str, str]] = {}
+_TEMPLATES: dict[tuple[object, ...], str] = {}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _percent(text: str) -> str:

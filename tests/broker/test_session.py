@@ -23,7 +23,8 @@ async def collect_until(received: list, count: int, timeout: float = 20.0) -> No
     await wait_for(lambda: len(received) >= count, timeout=timeout, interval=0.01, what=f"{count} messages")
 
 
-async def test_publish_returns_after_puback_and_subscriber_receives_properties(shared_mosquitto):
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_publish_returns_after_puback_and_subscriber_receives_properties(shared_mosquitto, qos: int):
     received: list[Message] = []
 
     async def handler(msg: Message) -> None:
@@ -31,12 +32,13 @@ async def test_publish_returns_after_puback_and_subscriber_receives_properties(s
 
     topic = f"concentrator/conc-1/smartMeterMessage/m-{uuid.uuid4().hex[:6]}/meterReading"
     async with session(shared_mosquitto, "gridwire-cloud") as sub, session(shared_mosquitto, "conc-1") as pub:
-        await sub.subscribe(topic, handler)
+        await sub.subscribe(topic, handler, qos=qos)
         props = publish_properties(correlation_data=b"abc", response_topic="concentrator/conc-1/response",
                                    user_properties={"org": "org-a"}, message_expiry=30)
-        await pub.publish(topic, b"hello", properties=props)
+        await pub.publish(topic, b"hello", properties=props, qos=qos)
         await collect_until(received, 1)
     msg = received[0]
+    assert (msg.topic, msg.qos, msg.retain) == (topic, qos, False)
     assert (msg.payload, msg.correlation_data, msg.response_topic) == (b"hello", b"abc", "concentrator/conc-1/response")
     assert msg.user_properties == {"org": "org-a"}
     assert msg.message_expiry is not None and 0 < msg.message_expiry <= 30
