@@ -7,6 +7,11 @@ confirms every stored message with a DeliveryAck, as ingest does) run in a child
 so ``time.process_time()`` here is the concentrator's own CPU.
 
     .venv/bin/python bench/concentrator.py --meters 20 --seconds 10
+    .venv/bin/python bench/concentrator.py --kinds p1 --meters 100 --interval 1 --many 0 --paho paho,light
+
+``p1``: DSMR 5 meters on ptys, a telegram each ``--interval`` seconds (simulated in the child).
+``--paho paho,light`` runs the whole bench once with paho's own MQTT 5 properties (as before
+issue 14, ``bench/paho_before.py``) and once with the light ones, each in a fresh process.
 """
 
 from __future__ import annotations
@@ -38,11 +43,21 @@ CONC = Account(username="conc-1", password="bench-conc-pw", role="concentrator")
 
 # --- child: meters and the cloud's confirmations ---------------------------------------------------
 
-async def serve(kind: str, meters: int, mqtt_port: int) -> None:
+async def serve(kind: str, meters: int, mqtt_port: int, interval: float) -> None:
     """Start the simulators and an acking cloud; print the ports as one JSON line; run until stdin closes."""
-    if kind == "modbus":
+    if kind == "p1":
+        from datetime import UTC, datetime
+
+        from edge.p1.simulator import MeterModel, P1Simulator
+
+        start = datetime.now(UTC).replace(microsecond=0)
+        sims: list = [P1Simulator(model=MeterModel(start=start, equipment_id=f"E{n:016d}",
+                                                   gas_equipment_id=f"G{n:016d}"), interval=interval)
+                      for n in range(meters)]
+        paths = [sim.open() for sim in sims]
+    elif kind == "modbus":
         register_map = load_map("solar-inverter")
-        sims: list = [ModbusSimulator(register_map=register_map) for _ in range(meters)]
+        sims = [ModbusSimulator(register_map=register_map) for _ in range(meters)]
     else:
         sims = [build_simulator(port=0, security=kind, serial=f"GWBENCH{n:05d}") for n in range(meters)]
     for sim in sims:
@@ -66,7 +81,7 @@ async def serve(kind: str, meters: int, mqtt_port: int) -> None:
 
     await session.subscribe("concentrator/conc-1/smartMeterMessage/#", on_reading)
     task = asyncio.create_task(acker())
-    sys.stdout.write(json.dumps([s.port for s in sims]) + "\n")
+    sys.stdout.write(json.dumps(paths if kind == "p1" else [s.port for s in sims]) + "\n")
     sys.stdout.flush()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     task.cancel()
@@ -77,7 +92,9 @@ async def serve(kind: str, meters: int, mqtt_port: int) -> None:
 
 # --- parent: the concentrator under test ----------------------------------------------------------
 
-def meter_entry(kind: str, n: int, port: int, interval: float) -> str:
+def meter_entry(kind: str, n: int, port: int | str, interval: float) -> str:
+    if kind == "p1":
+        return f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "p1-{n}.yaml"\n'
     if kind == "modbus":
         return (f'[[meters]]\nprotocol = "modbus"\nmeterIndividualId = "mb-{n}"\nregisterMap = "solar-inverter"\n'
                 f'interval = {interval}\ntcp = {{ host = "127.0.0.1", port = {port} }}\n')
@@ -107,6 +124,10 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         ports = json.loads(child.stdout.readline())
         directory = workdir / f"{kind}-{meters}"
         directory.mkdir()
+        for n in range(meters if kind == "p1" else 0):
+            (directory / f"p1-{n}.yaml").write_text(
+                f"meterIndividualId: p1-{n}\nphysicalMeterClass: ELECTRICITY\nprotocol: p1\nsubMeters:\n"
+                f"- {{channel: 1, meterIndividualId: gas-{n}, physicalMeterClass: GAS}}\n")
         config = directory / "concentrator.toml"
         config.write_text(
             'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstate = "state.sqlite"\nstatus_interval = 5\n'
@@ -128,15 +149,19 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         task = asyncio.create_task(concentrator.run(stop))
         await asyncio.sleep(min(3.0, seconds / 3))  # warm-up: first associations, register scalers
         start_count, cpu0, wall0 = count, time.process_time(), time.perf_counter()
+        published0 = concentrator.forwarder.published
         await asyncio.sleep(seconds)
         readings, cpu, wall = count - start_count, time.process_time() - cpu0, time.perf_counter() - wall0
+        forwarded = concentrator.forwarder.published - published0
         rss = rss_kib()
         backlog = len(concentrator.outbox)
         stop.set()
         await task
         return {"kind": kind, "meters": meters, "interval_s": interval, "seconds": round(wall, 1),
                 "readings": readings, "readings_per_s": round(readings / wall, 1),
-                "cpu_s": round(cpu, 2), "cpu_ms_per_reading": round(1000 * cpu / max(readings, 1), 3),
+                "forwarded": forwarded, "cpu_s": round(cpu, 2),
+                "cpu_ms_per_reading": round(1000 * cpu / max(readings, 1), 3),
+                "cpu_ms_per_forwarded": round(1000 * cpu / max(forwarded, 1), 3),
                 "cpu_share": round(cpu / wall, 2), "rss_mib": round(rss / 1024, 1), "outbox_backlog": backlog}
     finally:
         if child.stdin:
@@ -145,6 +170,10 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
 
 
 async def main(args: argparse.Namespace) -> None:
+    if args.paho == "paho":
+        import bench.paho_before as before
+
+        before.apply()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         mosquitto = LocalMosquitto(directory=workdir / "mosquitto", port=free_port(), accounts=[CLOUD, CONC])
@@ -155,7 +184,7 @@ async def main(args: argparse.Namespace) -> None:
                 runs.append(("lls", args.many, args.many_interval))
             for kind, meters, interval in runs:
                 result = await measure(kind, meters, args.seconds, interval, mosquitto, workdir)
-                print(json.dumps(result), flush=True)
+                print(json.dumps({"properties": args.paho, **result}), flush=True)
         finally:
             mosquitto.stop()
 
@@ -170,8 +199,16 @@ if __name__ == "__main__":
     parser.add_argument("--kinds", default="lls,hls-gmac,modbus")
     parser.add_argument("--many", type=int, default=100, help="then a run with this many DLMS LLS meters (0: skip)")
     parser.add_argument("--many-interval", type=float, default=5.0)
+    parser.add_argument("--paho", default="light", help="MQTT 5 properties: light (the fix), paho (paho's own, "
+                        "as before issue 14), or paho,light: one fresh process each")
     cli = parser.parse_args()
     if cli.serve:
-        asyncio.run(serve(cli.serve, cli.meters, cli.mqtt_port))
+        asyncio.run(serve(cli.serve, cli.meters, cli.mqtt_port, cli.interval))
+    elif "," in cli.paho:
+        for mode in cli.paho.split(","):
+            argv = [a for a in sys.argv[1:]]
+            at = argv.index("--paho")
+            argv[at + 1] = mode
+            subprocess.run([sys.executable, __file__, *argv], check=True)
     else:
         asyncio.run(main(cli))
