@@ -27,8 +27,6 @@ from cloud.registry.models import utcnow
 
 # A request's status until it is completed (then its commands' overall CommandStatus).
 PENDING = "PENDING"
-# Rows per multi-row INSERT (10 columns each stays far below SQLite's bound-variable limit).
-INSERT_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +100,7 @@ class RequestStore:
         self._auto = autocommit(engine)
         self._clock = clock
         self._adding: GroupCommit[NewFunctional, bool] | None = None
+        self._add_returning = insert_ignoring(engine, FunctionalRequestRow).returning(FunctionalRequestRow.correlation_id)
 
     async def add(self, request: NewFunctional) -> bool:
         """Record a functional request; False if it was already recorded (a redelivery). Requests
@@ -124,13 +123,10 @@ class RequestStore:
         rows = [{"correlation_id": r.correlation_id, "organisation": r.organisation, "device": r.device,
                  "domain": r.domain, "operation": r.operation, "command_ids": list(r.command_ids),
                  "status": PENDING, "created_at": now} for r in requests]
-        new: set[str] = set()
         async with self._auto.connect() as conn:
-            # Multi-row VALUES in chunks: one round trip each, under SQLite's variable limit.
-            for start in range(0, len(rows), INSERT_CHUNK):
-                statement = (insert_ignoring(self.engine, FunctionalRequestRow).values(rows[start:start + INSERT_CHUNK])
-                             .returning(FunctionalRequestRow.correlation_id))
-                new.update((await conn.execute(statement)).scalars())
+            # One cached statement for many rows (SQLAlchemy's "insertmanyvalues": multi-row VALUES
+            # in batches under each database's limits), not a multi-row construct compiled per call.
+            new = set((await conn.execute(self._add_returning, rows)).scalars())
         answers = []
         for row in rows:  # a request twice in one batch is new once
             answers.append(row["correlation_id"] in new)
