@@ -145,7 +145,7 @@ def main() -> None:
         meter = next(r["identification"] for r in rows if r["device_type"] == "SMART_METER")
         asyncio.run(readings(influxd.url, meter))
         port = free_port()
-        api = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port),
+        api = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port), "--insecure-http",
                                    "--log-level", "WARNING"], log=root / "api.log", port=port, env={
             "GRIDWIRE_MQTT_PORT": str(mosquitto.port), "GRIDWIRE_MQTT_PASSWORD": CLOUD.password,
             "GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_INFLUX_URL": influxd.url, "GRIDWIRE_JWT_SECRET": SECRET})

@@ -182,7 +182,7 @@ class Layers:
             return [sys.executable, "-c", _PROFILED.format(out=str(Path(profile) / f"{name}.prof"))]
 
         api_log_level = os.environ.get("GRIDWIRE_BENCH_API_LOG", "WARNING")
-        self.api = ManagedProcess(argv=[*cli("api"), "cloud", "api", "--port", str(self.api_port), "--log-level",
+        self.api = ManagedProcess(argv=[*cli("api"), "cloud", "api", "--port", str(self.api_port), "--insecure-http", "--log-level",
                                         api_log_level], log=tmp / "api.log", port=self.api_port, env=env)
         self.cores = [ManagedProcess(argv=[*cli(f"core-{n}"), "cloud", "core"], log=tmp / f"core-{n}.log", env=env)
                       for n in range(cores)]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from broker.errors import Invalid
@@ -41,17 +41,6 @@ class PkiError(Invalid):
     """A CA that cannot be loaded or a certificate request that cannot be honoured."""
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedPem:
-    """A client certificate issued in memory: its PEM, its key's PEM and the CA's PEM."""
-
-    cert_pem: str
-    key_pem: str
-    ca_pem: str
-    serial: str
-    not_after: dt.datetime
-
-
 # Broker usernames a concentrator certificate must never carry: on the mutual-TLS listener the
 # CN *is* the username, so a certificate named like a privileged account gets that account's ACL.
 # Apps log in as ``app.<org>``: that prefix is reserved as well.
@@ -67,6 +56,58 @@ def check_client_name(concentrator_id: str, *, reserved: tuple[str, ...] | list[
     if cid.casefold().startswith(RESERVED_PREFIXES):
         raise PkiError(f"{cid!r}: ids starting with {', '.join(RESERVED_PREFIXES)} are reserved for app accounts")
     return cid
+
+
+def load_request(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
+    """A PEM certificate signing request whose signature proves its key; PkiError otherwise.
+
+    Keys accepted: EC P-256 or P-384, RSA of 2048 bits or more."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem.encode() if isinstance(csr_pem, str) else csr_pem)
+    except ValueError as exc:
+        raise PkiError(f"not a PEM certificate signing request: {exc}") from exc
+    if not csr.is_signature_valid:
+        raise PkiError("the certificate signing request's signature does not verify")
+    key = csr.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1"):
+            raise PkiError(f"EC curve {key.curve.name} is not accepted (P-256 or P-384)")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise PkiError(f"an RSA key of {key.key_size} bits is too small (2048 or more)")
+    else:
+        raise PkiError("only EC (P-256, P-384) and RSA keys are accepted")
+    return csr
+
+
+def make_key_and_request(key_file: Path) -> str:
+    """The appliance's side: its private key (made here once, mode 0600, kept when it exists)
+    and a PEM certificate signing request for it."""
+    if key_file.exists():
+        loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise PkiError(f"{key_file}: not an EC private key")
+        key = loaded
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write_key(key_file, key)
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gridwire-concentrator")]))
+           .sign(key, hashes.SHA256()))
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def public_key_sha256(cert_or_csr: x509.Certificate | x509.CertificateSigningRequest) -> str:
+    """SHA-256 of the DER public key: the same key, however it is wrapped."""
+    import hashlib
+
+    der = cert_or_csr.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def _now() -> dt.datetime:
@@ -187,17 +228,27 @@ class CertificateAuthority:
         cert, key = self._issue(common_name=cid, usage=ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
         return self._write(directory, cid, cert, key)
 
-    def issue_client_pem(self, concentrator_id: str, *, days: int = 825,
-                         reserved: tuple[str, ...] | list[str] | frozenset[str] = ()) -> IssuedPem:
-        """Like :meth:`issue_client`, but returns the PEM texts instead of writing files (the API)."""
+    def sign_request(self, csr_pem: str | bytes, concentrator_id: str, *, days: int = 825,
+                     reserved: tuple[str, ...] | list[str] | frozenset[str] = ()) -> x509.Certificate:
+        """A concentrator's client certificate for the key of a certificate signing request: the
+        key pair was made on the appliance and never leaves it. The CN is ``concentrator_id``
+        whatever the request asked for (the caller decides who it is, not the request)."""
         cid = check_client_name(concentrator_id, reserved=reserved)
-        cert, key = self._issue(common_name=cid, usage=ExtendedKeyUsageOID.CLIENT_AUTH, days=days)
-        return IssuedPem(
-            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()).decode(),
-            ca_pem=self.cert.public_bytes(serialization.Encoding.PEM).decode(),
-            serial=format(cert.serial_number, "x"), not_after=cert.not_valid_after_utc)
+        csr = load_request(csr_pem)
+        now = _now()
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cid)]))
+            .issuer_name(self.cert.subject)
+            .public_key(csr.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
 
     @staticmethod
     def _write(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> CertFiles:
@@ -240,3 +291,4 @@ def common_name(cert_file: Path) -> str:
     if not values:
         raise PkiError(f"{cert_file}: certificate has no common name")
     return str(values[0].value)
+

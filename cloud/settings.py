@@ -225,6 +225,21 @@ class ApiSettings(CloudSettings):
     provision_broker_host: str = "localhost"
     provision_broker_port: int = Field(default=8883, ge=1, le=65535)
     broker_reserved_names: str = ""
+    # Revocation: where the API writes the CRL the broker's mutual-TLS listener enforces (its
+    # crlfile; None: certificates are not revoked, only their accounts), and the broker's pid
+    # file, to tell it to re-read the CRL (SIGHUP; None: reload it yourself).
+    crl_file: Path | None = None
+    broker_pid_file: Path | None = None
+    # The broker's TLS listener with password login, as told to apps and MQTT-native devices
+    # (POST /v1/organisations/{org}/mqttClients).
+    app_broker_host: str = "localhost"
+    app_broker_port: int = Field(default=8884, ge=1, le=65535)
+
+    # HTTPS: the API's certificate and key (PEM). Without them the API refuses to start unless
+    # api_insecure_http is set (plain HTTP, logged as a warning at start).
+    api_tls_cert_file: Path | None = None
+    api_tls_key_file: Path | None = None
+    api_insecure_http: bool = False
 
 
 __all__ = ["DEFAULT_DATABASE_URL", "ApiSettings", "CloudSettings", "DatabaseSettings", "FirmwareOptions",

@@ -1,18 +1,20 @@
-"""Provisioning a concentrator from the appliance: ask the cloud for its broker certificate,
-write it, and write a config skeleton (``gridwire concentrator provision``).
+"""Provisioning a concentrator from the appliance (``gridwire concentrator provision``): make
+its key pair here, send a certificate signing request with the operator's one-time claim, write
+the certificate the platform signs, and write a config skeleton.
 
+The private key is made on this machine (mode 0600) and never sent; if it exists it is kept, so
+running the command again is safe: the same key with the same claim gets the same certificate
+back (an answer lost on the way), and a new claim gives a new certificate for the same key.
 Only the standard library talks HTTP here, so an edge-only install (no cloud extra) can run it.
-Every file written holds a key or says who the concentrator is: all are created with mode 0600,
-atomically (a temporary file renamed into place), so an interrupted run never leaves half a key
-and a re-provisioning replaces the old certificate in one step.
+Every file is written atomically (a temporary file renamed into place).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from broker.errors import Unavailable
+from broker.pki import PkiError, make_key_and_request
 
 
 class ProvisionError(Unavailable):
@@ -41,9 +44,7 @@ class Provisioned(_Answer):
     """The API's answer (cloud/api/routes/provisioning.py ProvisionResponse)."""
 
     concentrator_id: str
-    registered: bool
     certificate: str
-    private_key: str
     ca_certificate: str
     serial: str
     not_after: str
@@ -61,21 +62,30 @@ class Written:
     config_written: bool
 
 
-def request_certificate(*, api: str, token: str, concentrator_id: str, timeout: float = 30.0) -> Provisioned:
-    """POST to the provisioning endpoint; ProvisionError with the API's reason if refused."""
-    url = (f"{api.rstrip('/')}/v1/installation/concentrators/"
-           f"{urllib.parse.quote(concentrator_id, safe='')}/provision")
-    req = urllib.request.Request(url, method="POST", data=b"{}", headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+@dataclass(frozen=True, slots=True)
+class Done:
+    answer: Provisioned
+    written: Written
+    key_made: bool
+
+
+def request_certificate(*, api: str, claim: str, csr: str, api_ca: Path | None = None,
+                        timeout: float = 30.0) -> Provisioned:
+    """POST the claim and the CSR; ProvisionError with the API's reason if refused."""
+    url = f"{api.rstrip('/')}/v1/installation/provision"
+    body = json.dumps({"claim": claim, "csr": csr}).encode()
+    req = urllib.request.Request(url, method="POST", data=body, headers={
+        "Content-Type": "application/json", "Accept": "application/json"})
+    context = ssl.create_default_context(cafile=str(api_ca) if api_ca else None) if url.startswith("https") else None
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the installer's URL
-            body = response.read()
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:  # noqa: S310
+            answer = response.read()
     except urllib.error.HTTPError as exc:
         raise ProvisionError(f"the API refused ({exc.code}): {_reason(exc.read())}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise ProvisionError(f"cannot reach the API at {api}: {getattr(exc, 'reason', exc)}") from exc
     try:
-        return Provisioned.model_validate_json(body)
+        return Provisioned.model_validate_json(answer)
     except ValueError as exc:
         raise ProvisionError(f"the API at {api} gave an answer that is not a provisioning result") from exc
 
@@ -140,15 +150,28 @@ key_file = "{key_file}"
 """
 
 
-def write_provisioned(provisioned: Provisioned, *, out: Path, data_dir: Path) -> Written:
-    """Write CA, certificate and key under ``out/tls`` and, if there is none yet, ``out/concentrator.toml``."""
+def provision(*, api: str, claim: str, out: Path, data_dir: Path, api_ca: Path | None = None) -> Done:
+    """The whole command: key (made or kept), CSR, certificate, files."""
     tls = out / "tls"
-    cid = provisioned.concentrator_id
-    written = Written(ca_file=tls / "ca.pem", cert_file=tls / f"{cid}.pem", key_file=tls / f"{cid}.key",
+    key_file = tls / "concentrator.key"
+    key_made = not key_file.exists()
+    try:
+        csr = make_key_and_request(key_file)
+    except PkiError as exc:
+        raise ProvisionError(f"cannot use the key {key_file}: {exc}") from exc
+    except OSError as exc:
+        raise ProvisionError(f"cannot write under {out}: {exc.strerror or exc}") from exc
+    answer = request_certificate(api=api, claim=claim, csr=csr, api_ca=api_ca)
+    return Done(answer=answer, written=write_provisioned(answer, out=out, data_dir=data_dir), key_made=key_made)
+
+
+def write_provisioned(provisioned: Provisioned, *, out: Path, data_dir: Path) -> Written:
+    """Write the certificate and CA under ``out/tls`` next to the key and, if there is none yet,
+    ``out/concentrator.toml``."""
+    tls = out / "tls"
+    written = Written(ca_file=tls / "ca.pem", cert_file=tls / "concentrator.pem", key_file=tls / "concentrator.key",
                       config_file=out / "concentrator.toml", config_written=False)
     try:
-        # The key first: a certificate never sits next to a key it does not belong to for long.
-        _write_private(written.key_file, provisioned.private_key)
         _write_private(written.cert_file, provisioned.certificate)
         _write_private(written.ca_file, provisioned.ca_certificate)
         if written.config_file.exists():

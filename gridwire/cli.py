@@ -150,30 +150,31 @@ def p1_read(
 @concentrator_app.command("provision")
 def concentrator_provision(
     api: Annotated[str, typer.Option(help="The platform API's base URL, e.g. https://gridwire.example.net.")],
-    concentrator_id: Annotated[str, typer.Option("--id", help="This concentrator's id (its certificate's CN).")],
-    token: Annotated[str, typer.Option(envvar="GRIDWIRE_TOKEN",
-                                       help="Bearer token of an organisation that may install it "
-                                            "(or GRIDWIRE_TOKEN).")],
+    claim: Annotated[str, typer.Option(envvar="GRIDWIRE_CLAIM", help="The one-time provisioning claim the "
+                                                                     "operator made (or GRIDWIRE_CLAIM).")],
+    api_ca: Annotated[Optional[Path], typer.Option(help="CA certificate the API's HTTPS certificate is checked "
+                                                        "against (default: the system's).")] = None,
     out: Annotated[Path, typer.Option(help="Where to write tls/ and concentrator.toml.")] = Path("/etc/gridwire"),
     data_dir: Annotated[Path, typer.Option(help="Outbox and state directory named in a new config.")] = Path(
         "/var/lib/gridwire"),
 ) -> None:
-    """Get this concentrator's broker certificate from the platform and write it (mode 0600)
-    with a concentrator.toml skeleton (kept if one exists). Running it again issues a new
-    certificate; the previous one stays valid until it expires."""
-    from edge.provision import ProvisionError, request_certificate, write_provisioned
+    """Make this concentrator's key pair here (kept if it exists), send a certificate signing
+    request with the claim, and write the certificate the platform signs, the CA certificate and
+    a concentrator.toml skeleton (kept if one exists). The private key never leaves this machine.
+    Safe to run again: the same key and claim get the same certificate back."""
+    from edge.provision import ProvisionError, provision
 
     try:
-        provisioned = request_certificate(api=api, token=token, concentrator_id=concentrator_id)
-        written = write_provisioned(provisioned, out=out, data_dir=data_dir)
+        done = provision(api=api, claim=claim, out=out, data_dir=data_dir, api_ca=api_ca)
     except ProvisionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    action = "registered and provisioned" if provisioned.registered else "provisioned"
-    typer.echo(f"{action} concentrator {provisioned.concentrator_id}: certificate {provisioned.serial}, "
-               f"valid until {provisioned.not_after}")
-    typer.echo(f"  wrote {written.cert_file}, {written.key_file}, {written.ca_file} (mode 0600)")
-    typer.echo(f"  broker {provisioned.broker.host}:{provisioned.broker.port} (mutual TLS)")
+    answer, written = done.answer, done.written
+    typer.echo(f"provisioned concentrator {answer.concentrator_id}: certificate {answer.serial}, "
+               f"valid until {answer.not_after}")
+    typer.echo(f"  key {written.key_file} ({'made here' if done.key_made else 'kept'}, mode 0600, never sent)")
+    typer.echo(f"  wrote {written.cert_file} and {written.ca_file}")
+    typer.echo(f"  broker {answer.broker.host}:{answer.broker.port} (mutual TLS)")
     if written.config_written:
         typer.echo(f"  wrote {written.config_file}: add your meters to it")
     else:
@@ -216,11 +217,15 @@ def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to liste
                                                              "or 127.0.0.1).")] = None,
               port: Annotated[Optional[int], typer.Option(help="Port to listen on (default: GRIDWIRE_API_PORT "
                                                              "or 8080).")] = None,
+              insecure_http: Annotated[bool, typer.Option(
+                  "--insecure-http", help="Serve plain HTTP (logged as a warning); without it the API serves "
+                                          "HTTPS with API_TLS_CERT_FILE and API_TLS_KEY_FILE.")] = False,
               log_level: LogLevel = "INFO") -> None:
-    """Serve the full platform web API: meter readings, admin and installation, the functional
-    domains (public lighting, smart metering, tariff switching) and clock drift (OpenAPI at
-    /docs). Migrates the database at start. Also JWT_SECRET (required), INFLUX_URL, PKI_DIR."""
-    chosen = {"api_host": host, "api_port": port}
+    """Serve the full platform web API over HTTPS: meter readings, admin and installation, the
+    functional domains (public lighting, smart metering, tariff switching) and clock drift
+    (OpenAPI at /docs). Migrates the database at start. Also JWT_SECRET (required),
+    API_TLS_CERT_FILE, API_TLS_KEY_FILE, INFLUX_URL, PKI_DIR, CRL_FILE, BROKER_PID_FILE."""
+    chosen = {"api_host": host, "api_port": port, "api_insecure_http": insecure_http or None}
     _cloud_process("api", log_level, **{key: value for key, value in chosen.items() if value is not None})
 
 

@@ -15,8 +15,9 @@ broker_app = typer.Typer(no_args_is_help=True, help="The broker contract: Mosqui
 @broker_app.command("config")
 def broker_config(
     out: Annotated[Path, typer.Option(help="Directory to write mosquitto.conf, passwords and acl into.")],
-    accounts: Annotated[Path, typer.Option(help="TOML file listing accounts: [[account]] username, password, "
-                                                "role (cloud|concentrator|app|device|fleet).")],
+    accounts: Annotated[Path, typer.Option(help="TOML file listing accounts: [[account]] username, password (or "
+                                                "password_env, or none for a certificate-only concentrator), role "
+                                                "(cloud|api|concentrator|app|device|fleet).")],
     port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
     data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
@@ -28,8 +29,21 @@ def broker_config(
              "(GRIDWIRE_MQTT_CA_FILE; needs --pki-dir).")] = None,
     pki_dir: Annotated[Optional[Path], typer.Option(help="Directory with ca.pem, server.pem and server.key "
                                                          "(gridwire broker pki ensure).")] = None,
+    crl_file: Annotated[Optional[Path], typer.Option(help="The CRL the mutual-TLS listener enforces (the API "
+                                                          "writes it: GRIDWIRE_CRL_FILE).")] = None,
+    pid_file: Annotated[Optional[Path], typer.Option(help="Where Mosquitto writes its pid (the API signals it to "
+                                                          "re-read the CRL: GRIDWIRE_BROKER_PID_FILE).")] = None,
+    dynsec_plugin: Annotated[Optional[str], typer.Option(help="Path of mosquitto_dynamic_security.so (default: "
+                                                              "where this machine has it).")] = None,
+    dynsec_file: Annotated[Optional[Path], typer.Option(help="The plugin's accounts file, somewhere the broker's "
+                                                             "user may write (default: next to mosquitto.conf).")]
+    = None,
+    owner: Annotated[Optional[int], typer.Option(help="Give the accounts file to this uid (the broker's user; 1883 "
+                                                      "in the eclipse-mosquitto image).")] = None,
 ) -> None:
-    """Write the Mosquitto configuration Gridwire runs with (persistence, queue limits, ACLs)."""
+    """Write the Mosquitto configuration Gridwire runs with (persistence, queue limits) and its
+    dynamic security file: the listed accounts and their roles, on top of the accounts made at
+    run time (kept: writing it again at every start loses none)."""
     import tomllib
 
     from broker.mosquitto_conf import Account, BrokerConfig, write_broker_files
@@ -42,18 +56,22 @@ def broker_config(
         password = entry.get("password")
         if password is None and "password_env" in entry:
             password = os.environ.get(entry["password_env"])
-        if not password:
+        certificate_only = entry.get("role") == "concentrator" and "password" not in entry \
+            and "password_env" not in entry
+        if not password and not certificate_only:
             typer.echo(f"error: {accounts}: account {entry.get('username')!r} has no password "
                        f"(set password, or the variable named by password_env)", err=True)
             raise typer.Exit(2)
-        resolved.append(Account(username=entry["username"], password=password, role=entry["role"]))
+        resolved.append(Account(username=entry["username"], password=password or None, role=entry["role"]))
     if (tls_port is None and tls_password_port is None) != (pki_dir is None):
         typer.echo("error: --pki-dir goes with --tls-port or --tls-password-port", err=True)
         raise typer.Exit(2)
     tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_password_port": tls_password_port,
                                       "tls_ca_file": pki_dir / "ca.pem", "tls_cert_file": pki_dir / "server.pem",
                                       "tls_key_file": pki_dir / "server.key"}
-    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls)
+    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls,
+                       tls_crl_file=crl_file, pid_file=pid_file, dynsec_plugin=dynsec_plugin,
+                       dynsec_file=dynsec_file, dynsec_owner=owner)
     conf = write_broker_files(cfg, out)
     typer.echo(f"wrote {conf} ({len(listed)} accounts)")
 
@@ -96,17 +114,23 @@ def broker_pki_ensure(directory: PkiDir,
                           help="Where server.pem, server.key and a copy of ca.pem go (default: --dir).")] = None,
                       clients_dir: Annotated[Optional[Path], typer.Option(
                           help="Where <id>.pem, <id>.key and a copy of ca.pem go (default: <dir>/clients).")] = None,
+                      crl_file: Annotated[Optional[Path], typer.Option(
+                          help="Write an empty CRL signed by the CA here if there is none (the broker needs one "
+                               "to start; the API keeps it up to date).")] = None,
                       owner: Annotated[Optional[int], typer.Option(
                           help="Give the broker's key and certificate to this uid (the broker reads them "
                                "after dropping root; 1883 in the eclipse-mosquitto image).")] = None) -> None:
     """Create the CA, the broker's certificate and the named client certificates if they are
     missing (clients under <dir>/clients); keeps whatever exists. Safe to run at every start."""
+    from broker.crl import ensure_crl
     from broker.pki import DEFAULT_SERVER_NAMES, PkiError, ensure_pki
     from broker.topics import TopicError
 
     try:
-        ensure_pki(directory, server_names=name or DEFAULT_SERVER_NAMES, clients=client or [],
-                   reserved=reserved or ["gridwire-cloud"], server_dir=server_dir, clients_dir=clients_dir)
+        ca = ensure_pki(directory, server_names=name or DEFAULT_SERVER_NAMES, clients=client or [],
+                        reserved=reserved or ["gridwire-cloud"], server_dir=server_dir, clients_dir=clients_dir)
+        if crl_file is not None:
+            ensure_crl(ca, crl_file)
     except (PkiError, TopicError) as exc:
         _pki_error(exc)
     if owner is not None:

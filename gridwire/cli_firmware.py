@@ -11,9 +11,10 @@ import base64
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
@@ -79,7 +80,10 @@ def upload(
     image: Annotated[Path, typer.Option("--image", help="The firmware image file.")],
     manifest: Annotated[Path, typer.Option("--manifest", help="Its signed manifest JSON (from `sign`).")],
     api: Annotated[str, typer.Option("--api", envvar="GRIDWIRE_API_URL", help="Platform API base URL.")]
-    = "http://127.0.0.1:8080",
+    = "https://127.0.0.1:8080",
+    api_ca: Annotated[Optional[Path], typer.Option("--api-ca", envvar="GRIDWIRE_API_CA",
+                                                   help="CA certificate the API's HTTPS certificate is checked "
+                                                        "against (default: the system's).")] = None,
     token: Annotated[str, typer.Option("--token", envvar="GRIDWIRE_API_TOKEN",
                                        help="A platform administrator's bearer token.")] = "",
 ) -> None:
@@ -99,7 +103,7 @@ def upload(
     with UploadProgress(len(body), f"upload {signed.manifest.firmware_id}") as progress:
         try:
             answer = httpx.post(f"{api.rstrip('/')}/v1/firmware", content=progress.chunks(body), timeout=120,
-                                headers=headers)
+                                headers=headers, verify=ssl.create_default_context(cafile=str(api_ca)) if api_ca else True)
         except httpx.HTTPError as exc:
             typer.echo(f"upload failed: {exc}", err=True)
             raise typer.Exit(code=1) from exc

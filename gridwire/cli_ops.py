@@ -7,24 +7,29 @@ another program they print one plain line per change, so a script or a test read
 
 from __future__ import annotations
 
+import ssl
 import time
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
 ApiOption = Annotated[str, typer.Option("--api", envvar="GRIDWIRE_API_URL", help="Platform API base URL.")]
 TokenOption = Annotated[str, typer.Option("--token", envvar="GRIDWIRE_API_TOKEN",
                                           help="A platform administrator's bearer token.")]
-DEFAULT_API = "http://127.0.0.1:8080"
+CaOption = Annotated[Optional[Path], typer.Option("--api-ca", envvar="GRIDWIRE_API_CA",
+                                                  help="CA certificate the API's HTTPS certificate is checked "
+                                                       "against (default: the system's).")]
+DEFAULT_API = "https://127.0.0.1:8080"
 
 fleet_app = typer.Typer(no_args_is_help=True, help="The fleet: concentrators, meters, their state.")
 campaign_app = typer.Typer(no_args_is_help=True, help="Firmware campaigns: watch one roll out.")
 
 
-def _client(api: str, token: str) -> Any:  # noqa: ANN401 - httpx.Client, imported late (fast --help)
+def _client(api: str, token: str, api_ca: Path | None = None) -> Any:  # noqa: ANN401 - httpx.Client (fast --help)
     import httpx
 
-    return httpx.Client(base_url=api.rstrip("/"), timeout=30,
+    return httpx.Client(base_url=api.rstrip("/"), timeout=30, verify=ssl.create_default_context(cafile=str(api_ca)) if api_ca else True,
                         headers={"Authorization": f"Bearer {token}"} if token else {})
 
 
@@ -48,14 +53,14 @@ def fleet() -> None:
 
 
 @fleet_app.command("status")
-def fleet_status(api: ApiOption = DEFAULT_API, token: TokenOption = "",
+def fleet_status(api: ApiOption = DEFAULT_API, token: TokenOption = "", api_ca: CaOption = None,
                  meters: Annotated[bool, typer.Option(help="List each concentrator's meters too.")] = False) -> None:
     """A table of concentrators (state, last seen, outbox backlog, meters online) and counts of
     devices by type and firmware version."""
     from rich.console import Console
     from rich.table import Table
 
-    with _client(api, token) as client:
+    with _client(api, token, api_ca) as client:
         status = _get(client, "/v1/fleet")
         behind = {c["concentratorId"]: _get(client, f"/v1/fleet/concentrators/{c['concentratorId']}/meters")
                   for c in status["concentrators"]} if meters else {}
@@ -99,7 +104,7 @@ def campaign() -> None:
 
 @campaign_app.command("watch")
 def campaign_watch(campaign_id: Annotated[str, typer.Argument(help="The campaign's id.")],
-                   api: ApiOption = DEFAULT_API, token: TokenOption = "",
+                   api: ApiOption = DEFAULT_API, token: TokenOption = "", api_ca: CaOption = None,
                    interval: Annotated[float, typer.Option(help="Seconds between looks.", min=0.1)] = 1.0,
                    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
                    ) -> None:
@@ -109,7 +114,7 @@ def campaign_watch(campaign_id: Annotated[str, typer.Argument(help="The campaign
 
     console = Console()
     started = time.monotonic()
-    with _client(api, token) as client:
+    with _client(api, token, api_ca) as client:
         view = _Watch(console)
         try:
             while True:

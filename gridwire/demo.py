@@ -26,6 +26,7 @@ import yaml
 
 from broker.errors import Conflict
 from broker.mosquitto_conf import Account
+from broker.crl import ensure_crl
 from broker.pki import ensure_pki
 from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, recipe
 from gridwire.services import LocalInfluxd, LocalMosquitto
@@ -157,19 +158,25 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     edge_dir = root / "edge"
     edge_dir.mkdir(parents=True, exist_ok=True)
     cloud_password = secrets.token_urlsafe(16)
+    api_password = secrets.token_urlsafe(16)
     fleet_password = secrets.token_urlsafe(16)
+    # The concentrator logs in with its certificate only: its account has no password.
     accounts = [Account(username="gridwire-cloud", password=cloud_password, role="cloud"),
-                Account(username="fleet", password=fleet_password, role="fleet")]
+                Account(username="gridwire-api", password=api_password, role="api"),
+                Account(username="fleet", password=fleet_password, role="fleet"),
+                Account(username=CONCENTRATOR_ID, password=None, role="concentrator")]
     pki = root / "pki"
     # Created on the first run and kept: no certificate may be named like a password account.
     ca = await asyncio.to_thread(ensure_pki, pki, clients=[CONCENTRATOR_ID],
-                                 reserved=[a.username for a in accounts])
+                                 reserved=[a.username for a in accounts if a.password])
+    crl_file = await asyncio.to_thread(ensure_crl, ca, pki / "crl.pem")
     signing_key = await asyncio.to_thread(ensure_signing_key, root / "firmware-keys")
     tls = {"ca_file": ca.cert_file, "cert_file": pki / "clients" / f"{CONCENTRATOR_ID}.pem",
            "key_file": pki / "clients" / f"{CONCENTRATOR_ID}.key"}
     mosquitto = LocalMosquitto(directory=root / "mosquitto", port=options.mqtt_port, accounts=accounts,
                                tls_port=options.mqtt_tls_port, tls_ca_file=ca.cert_file,
-                               tls_cert_file=pki / "server.pem", tls_key_file=pki / "server.key")
+                               tls_cert_file=pki / "server.pem", tls_key_file=pki / "server.key",
+                               tls_crl_file=crl_file)
     influxd = LocalInfluxd(directory=root / "influxdb", port=options.influx_port)
     await asyncio.to_thread(mosquitto.start)
     await asyncio.to_thread(influxd.start)
@@ -203,7 +210,13 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         mqtt=MqttSettings(host="127.0.0.1", port=options.mqtt_port, password=cloud_password),
         database=DatabaseSettings(url=database), influx=InfluxSettings(url=influxd.url, database="gridwire"),
         firmware=FirmwareOptions(store_dir=root / "firmware", trusted_keys=str(signing_key.trusted_dir)),
-        jwt_secret=jwt_secret, api_port=options.api_port)
+        jwt_secret=jwt_secret, api_port=options.api_port,
+        # HTTPS with the demo CA's certificate for localhost (the broker's); the CA provisions
+        # and revokes concentrators' certificates, the broker re-reading its CRL on SIGHUP.
+        api_tls_cert_file=pki / "server.pem", api_tls_key_file=pki / "server.key", pki_dir=pki,
+        provision_broker_host="localhost", provision_broker_port=options.mqtt_tls_port, crl_file=crl_file,
+        broker_pid_file=mosquitto.pid_file, app_broker_host="localhost",
+        broker_reserved_names=",".join(a.username for a in accounts if a.password))
     await migrate_registry(settings)
     await _register_fleet(database, options, meters=[(meter_id(n), "DSMR_P1", None) for n in range(options.meters)]
                           + [(meter_id(1000 + n), "DSMR_P1", None) for n in range(options.meters)]
@@ -218,7 +231,10 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                 for name in names:
                     # A stable client id per process: a restarted demo resumes its durable sessions
                     # instead of leaving the old ones a share of each shared subscription.
-                    mqtt = settings.mqtt.model_copy(update={"client_id": f"demo-{name}"})
+                    # The API logs in as its own account: it administers the broker's accounts.
+                    login = ("gridwire-api", api_password) if name == "api" else ("gridwire-cloud", cloud_password)
+                    mqtt = MqttSettings(host="127.0.0.1", port=options.mqtt_port, username=login[0],
+                                        password=login[1], client_id=f"demo-{name}")
                     metrics = MetricsSettings(port=metrics_ports(options).get(name))
                     readies.append(asyncio.Event())
                     tg.create_task(process_runner(name, settings.model_copy(update={"mqtt": mqtt, "metrics": metrics}),
@@ -237,7 +253,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             for sim in simulators:
                 await sim.start()
             await start("api")
-            _announce(options, cloud_password, token, root, tls, signing_key)
+            _announce(options, cloud_password, token, root, tls, signing_key, ca.cert_file)
             if options.duration is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.duration)
@@ -253,20 +269,20 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
 
 
 def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path, tls: dict[str, Path],
-              signing_key: DemoSigningKey) -> None:
+              signing_key: DemoSigningKey, ca_file: Path) -> None:
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     lines = [
         "",
         "Gridwire is running (Ctrl-C stops it).",
-        f"  web API     http://127.0.0.1:{options.api_port}/docs   (OpenAPI)",
+        f"  web API     https://127.0.0.1:{options.api_port}/docs   (OpenAPI; HTTPS with the demo's CA {ca_file})",
         f"  bearer      {token}",
-        f"  console     http://127.0.0.1:{options.api_port}/console   (operator console: log in with the bearer "
+        f"  console     https://127.0.0.1:{options.api_port}/console   (operator console: log in with the bearer "
         "token above)",
         *(f"  metrics     http://127.0.0.1:{port}/metrics   ({name})" for name, port in metrics_ports(options).items()),
-        "  query       curl -s -X POST http://127.0.0.1:%d/v1/meterReadings -H 'Authorization: Bearer %s' "
+        "  query       curl -s --cacert %s -X POST https://127.0.0.1:%d/v1/meterReadings -H 'Authorization: Bearer %s' "
         "-H 'Content-Type: application/json' -d '{\"readingTimeStart\": \"%s\", \"readingTimeEnd\": \"%s\", "
-        "\"pageSize\": 50}'" % (options.api_port, token, start, end),
+        "\"pageSize\": 50}'" % (ca_file, options.api_port, token, start, end),
         f"  broker      mosquitto_sub -h 127.0.0.1 -p {options.mqtt_port} -u gridwire-cloud -P '{cloud_password}' "
         "-V mqttv5 -v -t 'concentrator/#'   (cloud view; password listener, loopback only)",
         f"  over TLS    mosquitto_sub -h localhost -p {options.mqtt_tls_port} --cafile {tls['ca_file']} "
@@ -277,11 +293,11 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path,
         f"DLMS/COSEM (LLS, their last 24 h backfilled from the load profile), {options.modbus_meters} Modbus "
         "inverter(s)",
         f"  lights      {options.lights} MQTT-native street lights light-1..light-{options.lights}; switch one:",
-        "              curl -s -X POST http://127.0.0.1:%d/v1/publiclighting/devices/light-1/light "
+        "              curl -s --cacert %s -X POST https://127.0.0.1:%d/v1/publiclighting/devices/light-1/light "
         "-H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"on\": true, \"dimLevel\": 70}'"
-        % (options.api_port, token),
+        % (ca_file, options.api_port, token),
         "              then GET the resultUrl it answers with (same header)",
-        *recipe(api_port=options.api_port, token=token, key=signing_key, org=ORG),
+        *recipe(api_port=options.api_port, token=token, key=signing_key, org=ORG, ca_file=ca_file),
         f"  data        {root}",
         "",
     ]

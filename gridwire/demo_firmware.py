@@ -54,12 +54,13 @@ def ensure_signing_key(directory: Path) -> DemoSigningKey:
     return DemoSigningKey(private_file=private_file, public_file=public_file)
 
 
-def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str) -> list[str]:
+def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str, ca_file: Path) -> list[str]:
     """The announcement's lines that roll a signed image out to the demo's DLMS meters.
 
     Each command line works pasted as printed into a fresh shell (tests/test_demo.py runs them so)."""
-    api = f"http://127.0.0.1:{api_port}"
-    auth = f"-H 'Authorization: Bearer {token}'"
+    api = f"https://127.0.0.1:{api_port}"
+    ca = shlex.quote(str(ca_file))
+    auth = f"--cacert {ca} -H 'Authorization: Bearer {token}'"
     firmware_id = f"demo-meter-{RECIPE_VERSION}"
     body = ('{"name": "demo rollout", "firmwareId": "%s", "allDevicesOf": "%s", "start": true}'
             % (firmware_id, org))
@@ -73,7 +74,7 @@ def recipe(*, api_port: int, token: str, key: DemoSigningKey, org: str) -> list[
         f"{pad}$ {gridwire} firmware sign --key {key_file} --image fw.bin --firmware-id {firmware_id} "
         f"--version {RECIPE_VERSION} --model {DLMS_MODEL} --image-identifier DEMO-{RECIPE_VERSION}",
         f"{pad}$ {gridwire} firmware upload --image fw.bin --manifest fw.bin.manifest.json --api {api} "
-        f"--token {token}",
+        f"--api-ca {ca} --token {token}",
         f"{pad}$ curl -s -X POST {api}/v1/campaigns {auth} -H 'Content-Type: application/json' -d '{body}'",
         f"{pad}$ curl -s {api}/v1/campaigns/CAMPAIGN_ID/status {auth}",
         f"{pad}  (CAMPAIGN_ID: the \"id\" the POST answers; done when its state is FINISHED with every meter "

@@ -67,7 +67,8 @@ class LocalMosquitto(_Server):
 
     def __init__(self, *, directory: Path, port: int, accounts: list[Account], autosave_interval: int | None = None,
                  tls_port: int | None = None, tls_ca_file: Path | None = None, tls_cert_file: Path | None = None,
-                 tls_key_file: Path | None = None, tls_password_port: int | None = None) -> None:
+                 tls_key_file: Path | None = None, tls_password_port: int | None = None,
+                 tls_crl_file: Path | None = None) -> None:
         self.directory = directory
         self.port = port
         # The mutual-TLS listener for concentrators, and a TLS listener with password login
@@ -78,14 +79,50 @@ class LocalMosquitto(_Server):
         saving = {} if autosave_interval is None else {"autosave_interval": autosave_interval}
         config = BrokerConfig(port=port, data_dir=directory / "data", accounts=accounts, **saving, run_as=getpass.getuser(), tls_port=tls_port,
                               tls_ca_file=tls_ca_file, tls_cert_file=tls_cert_file, tls_key_file=tls_key_file,
-                              tls_password_port=tls_password_port)
+                              tls_password_port=tls_password_port, tls_crl_file=tls_crl_file,
+                              pid_file=directory / "mosquitto.pid")
+        self.pid_file = config.pid_file
         self.config_file = write_broker_files(config, directory)
         self.process = ManagedProcess(argv=[_binary("mosquitto", "mosquitto"), "-c", str(self.config_file)],
                                       log=directory / "mosquitto.log", port=port)
 
     def credentials(self, username: str) -> dict[str, str]:
         account = self.accounts[username]
+        assert account.password is not None, f"{username} logs in with a certificate"
         return {"username": account.username, "password": account.password}
+
+    def ensure_account(self, account: Account) -> None:
+        """Create (or update) a broker account now, at run time, as the first ``api`` account
+        given at start (a test's or the demo's concentrator certificate needs its CN's account)."""
+        import asyncio
+        import threading
+
+        from broker.dynsec import DynsecAccounts
+        from broker.session import MqttSession
+
+        admin = next(a for a in self.accounts.values() if a.role == "api")
+
+        async def ensure() -> None:
+            async with MqttSession(client_id=f"ensure-{os.getpid()}-{threading.get_ident()}", host=self.host,
+                                   port=self.port, username=admin.username, password=admin.password,
+                                   session_expiry=0, clean_start=True) as session:
+                accounts = DynsecAccounts(session)
+                await accounts.start()
+                await accounts.ensure(account)
+
+        failed: list[BaseException] = []
+        # Its own event loop in its own thread: callers may be inside a running loop.
+        worker = threading.Thread(target=lambda: _capture(failed, lambda: asyncio.run(ensure())),
+                                  name="ensure-account")
+        worker.start()
+        worker.join()
+        if failed:
+            raise failed[0]
+
+    def reload(self) -> None:
+        """SIGHUP: the broker reads its CRL (and other reloadable settings) again."""
+        assert self.process.proc is not None
+        os.kill(self.process.proc.pid, signal.SIGHUP)
 
     def start(self) -> None:
         self.process.start()
@@ -100,6 +137,13 @@ class LocalMosquitto(_Server):
         for port in (self.tls_port, self.tls_password_port):
             if port is not None:
                 wait_for_port(port, proc=self.process.proc, log=self.process.log)
+
+
+def _capture(failed: list[BaseException], run: object) -> None:
+    try:
+        run()  # type: ignore[operator]
+    except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+        failed.append(exc)
 
 
 _INFLUXD_CONFIG = """\

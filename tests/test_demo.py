@@ -89,6 +89,11 @@ def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
     assert result["result"]["on"] is True and result["result"]["dimLevel"] == 70
 
 
+def demo_api(demo: Demo) -> str:
+    """The options that reach the demo's API (HTTPS, checked against the demo's CA)."""
+    return f"--api {demo.api_url} --api-ca {demo.directory / 'pki' / 'ca.pem'} --token {demo.token}"
+
+
 def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path) -> None:
     """Run the announcement's firmware recipe as printed: make and sign an image with the demo's
     key, upload it, create and start a campaign by model, and follow its status to the end."""
@@ -110,7 +115,7 @@ def test_demo_firmware_recipe_updates_its_dlms_meters(demo: Demo, tmp_path: Path
     campaign = json.loads(created.stdout)
     assert campaign["state"] == "RUNNING" and campaign["targetCount"] == DLMS_METERS, campaign
     # Watched live through the CLI until it ends: a line per change (not a terminal), then the outcome.
-    watched = _pasted(f"{programs[0]} campaign watch {campaign['id']} --api {demo.api_url} --token {demo.token} "
+    watched = _pasted(f"{programs[0]} campaign watch {campaign['id']} {demo_api(demo)} "
                       "--interval 0.3 --timeout 120", tmp_path)
     assert watched.returncode == 0, (watched.stdout, watched.stderr)
     lines = watched.stdout.splitlines()
@@ -135,7 +140,7 @@ def test_fleet_status_lists_the_concentrator_and_its_meters(demo: Demo, tmp_path
     runs: list[subprocess.CompletedProcess[str]] = []
 
     def online() -> bool:
-        runs.append(_pasted(f"{gridwire} fleet status --meters --api {demo.api_url} --token {demo.token}", tmp_path))
+        runs.append(_pasted(f"{gridwire} fleet status --meters {demo_api(demo)}", tmp_path))
         assert runs[-1].returncode == 0, runs[-1].stderr
         return "ONLINE" in runs[-1].stdout
 

@@ -47,7 +47,7 @@ def test_one_command_is_followed_across_processes_and_no_secret_is_logged(mosqui
                       f'state = "{tmp_path / "state.sqlite"}"\n\n[broker]\nhost = "127.0.0.1"\n'
                       f'port = {mosquitto.port}\nusername = "conc-1"\npassword = "{CONCENTRATOR_PASSWORD}"\n')
     logs = {name: tmp_path / f"{name}.log" for name in ("api", "core", "domain", "lights", "concentrator")}
-    processes = [gridwire(["cloud", "api", "--port", str(api_port)], logs["api"], env, port=api_port)]
+    processes = [gridwire(["cloud", "api", "--port", str(api_port), "--insecure-http"], logs["api"], env, port=api_port)]
     processes[0].start(timeout=60)  # migrates the database first
     processes += [gridwire(["cloud", "core"], logs["core"], env), gridwire(["cloud", "domain"], logs["domain"], env),
                   gridwire(["sim", "lights", "--count", "2", "--port", str(mosquitto.port), "--username",

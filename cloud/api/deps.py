@@ -23,6 +23,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from broker.session import MqttSession
+from cloud.accounts.service import AccountService
 from cloud.api.identity import check_scope, current_scope
 from cloud.auth import AuthError, MeterAccess, Principal, decode_token
 from cloud.catalogue import Catalogue
@@ -153,7 +154,12 @@ async def get_drift_store(request: Request) -> DriftStore:
     return store
 
 
+async def get_accounts(request: Request) -> AccountService:
+    return _state(request, "accounts", AccountService)
+
+
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+AccountsDep = Annotated[AccountService, Depends(get_accounts)]
 RequestsDep = Annotated[RequestStore, Depends(get_requests)]
 MqttDep = Annotated[MqttSession, Depends(get_mqtt)]
 SchedulesDep = Annotated[ScheduleStore, Depends(get_schedules)]

@@ -17,13 +17,19 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from broker.dynsec import DynsecAccounts
+from broker.errors import Invalid
 from broker.metrics import Registry as MetricsRegistry
+from broker.session import MqttSession, NegativeAckError
+from cloud.accounts.service import AccountService
+from cloud.accounts.store import AccountStore
 from cloud.api.app import create_app
 from cloud.api.deps import Clock, current_org, get_principal
 from cloud.api.identity import principal_org, registered_principal
 from cloud.api.metrics import RequestMetrics
 from cloud.api.routes import PLATFORM_ROUTERS
 from cloud.api.oidc import JwksVerifier
+from cloud.api.routes.provisioning import reserved_names
 from cloud.auth import Principal
 from cloud.deadletters import DeadLetterStore
 from cloud.domains.requests import RequestStore
@@ -79,6 +85,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
             registry = await exits.enter_async_context(open_registry("api", settings.database))
             # Publish-only: nothing needs to be queued for it while it is away.
             session = await exits.enter_async_context(connected_session("api", settings.mqtt))
+            app.state.accounts = await _accounts(settings, registry, session)
             dead_letters = DeadLetterStore(engine=registry.engine)
             await dead_letters.create_schema()
             app.state.registry = registry
@@ -99,9 +106,45 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
     return app
 
 
+async def _accounts(settings: ApiSettings, registry: Registry, session: MqttSession) -> AccountService:
+    """Broker accounts through the dynamic security plugin, if the API's broker login may
+    administer them (an ``api`` account); the registry's accounts applied again, the CRL written."""
+    broker: DynsecAccounts | None = DynsecAccounts(session)
+    try:
+        await broker.start()  # type: ignore[union-attr]
+    except NegativeAckError:
+        log.warning("the API's broker login %s may not administer broker accounts (it needs an account of kind "
+                    "api): provisioning and MQTT clients are refused", settings.mqtt.username)
+        broker = None
+    service = AccountService(AccountStore(registry.engine), broker, ca_dir=settings.pki_dir,
+                             crl_file=settings.crl_file, broker_pid_file=settings.broker_pid_file,
+                             reserved=reserved_names(settings))
+    if broker is not None:
+        await service.sync()
+    if settings.crl_file is not None and settings.pki_dir is not None:
+        await service.publish_crl()
+    return service
+
+
 def _clear(app: FastAPI) -> None:
+    app.state.accounts = None
     app.state.registry = app.state.requests = app.state.mqtt = None
     app.state.drift_store = app.state.dead_letters = app.state.schedules = app.state.oidc = None
+
+
+def https(settings: ApiSettings) -> dict[str, str]:
+    """uvicorn's TLS options: the API serves HTTPS unless told plainly not to (a warning then)."""
+    if settings.api_tls_cert_file is not None and settings.api_tls_key_file is not None:
+        return {"ssl_certfile": str(settings.api_tls_cert_file), "ssl_keyfile": str(settings.api_tls_key_file)}
+    if settings.api_tls_cert_file is not None or settings.api_tls_key_file is not None:
+        raise Invalid("GRIDWIRE_API_TLS_CERT_FILE and GRIDWIRE_API_TLS_KEY_FILE go together: set both")
+    if not settings.api_insecure_http:
+        raise Invalid("the API serves HTTPS: set GRIDWIRE_API_TLS_CERT_FILE and GRIDWIRE_API_TLS_KEY_FILE (e.g. "
+                      "from gridwire broker pki server), or allow plain HTTP explicitly with --insecure-http "
+                      "(GRIDWIRE_API_INSECURE_HTTP=true)")
+    log.warning("the API serves plain HTTP on %s:%d (insecure HTTP was asked for): bearer tokens and claims cross "
+                "the network unencrypted", settings.api_host, settings.api_port)
+    return {}
 
 
 async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
@@ -109,6 +152,7 @@ async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.
     ``ready`` once it listens (its lifespan has run)."""
     import uvicorn
 
+    https(settings)  # refuse before anything starts
     async with metrics_registry("api", settings.metrics) as metrics:
         await _serve(uvicorn, create_platform_app(settings, metrics=metrics), settings, stop, ready)
 
@@ -117,7 +161,7 @@ async def _serve(uvicorn: Any, app: FastAPI, settings: ApiSettings, stop: asynci
                  ready: asyncio.Event | None) -> None:
     # log_config=None: uvicorn's loggers go through the process's logging set-up.
     server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_config=None,
+        app, host=settings.api_host, port=settings.api_port, log_config=None, **https(settings),
         lifespan="on",
         # Longer than clients typically idle between calls: a keep-alive connection closed just
         # as a busy client reuses it surfaces as a failed request.

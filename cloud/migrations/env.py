@@ -12,6 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 # Every table lives in the registry's metadata; importing a package's models registers its tables.
+import cloud.accounts.models  # noqa: F401 - broker accounts, claims, certificates
 import cloud.core.models  # noqa: F401 - commands
 import cloud.domains.models  # noqa: F401 - functional requests
 import cloud.firmware.models  # noqa: F401 - firmware and campaigns

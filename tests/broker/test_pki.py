@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from broker.pki import CertificateAuthority, PkiError, common_name
+from broker.pki import load_request, make_key_and_request, public_key_sha256, CertificateAuthority, PkiError, common_name
 from broker.topics import TopicError
 from gridwire.cli import app
 
@@ -91,9 +91,25 @@ def test_cli_builds_a_ca_a_server_and_a_client(tmp_path):
 def test_no_client_certificate_named_like_a_privileged_account(ca, tmp_path, name):
     with pytest.raises(PkiError):
         ca.issue_client(tmp_path, name, reserved=["gridwire-cloud"])
+    csr = make_key_and_request(tmp_path / "appliance.key")
     with pytest.raises(PkiError):
-        ca.issue_client_pem(name, reserved=["gridwire-cloud"])
-    assert not list(tmp_path.iterdir())
+        ca.sign_request(csr, name, reserved=["gridwire-cloud"])
+    assert [p.name for p in tmp_path.iterdir()] == ["appliance.key"]
+
+
+def test_a_signing_request_gets_a_certificate_for_its_own_key_with_the_callers_cn(ca, tmp_path):
+    key_file = tmp_path / "appliance.key"
+    csr = make_key_and_request(key_file)
+    assert mode(key_file) == 0o600
+    again = make_key_and_request(key_file)  # the key is kept: the same key asks again
+    cert = ca.sign_request(csr, "conc-8")
+    assert public_key_sha256(cert) == public_key_sha256(load_request(again))
+    assert cert.subject.rfc4514_string() == "CN=conc-8"
+    tampered = csr.replace(csr.splitlines()[5], csr.splitlines()[5][:-4] + "AAAA")
+    with pytest.raises(PkiError):
+        ca.sign_request(tampered, "conc-8")
+    with pytest.raises(PkiError, match="not a PEM"):
+        ca.sign_request("hello", "conc-8")
 
 
 def test_ensure_pki_creates_once_and_keeps_what_exists(tmp_path):

@@ -5,6 +5,7 @@ Mosquitto version the tests use, and every healthcheck passes against a real ser
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,11 +18,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from broker.pki import CertificateAuthority
 from cloud.migrations import migrate
 from gridwire.cli import app
 from gridwire.procs import ManagedProcess, free_port
 from tests.fixtures.influx import InfluxServer
-from tests.fixtures.mosquitto import CLOUD, MosquittoServer
+from tests.fixtures.mosquitto import API, CLOUD, MosquittoServer
 from tests.docs.commands import assert_gridwire_command
 from tests.fixtures.postgres import PostgresServer
 
@@ -29,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 GRIDWIRE_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image") == "gridwire:local"}
 # The variables compose requires (it refuses to start without them).
-SECRETS = {"GRIDWIRE_CLOUD_PASSWORD": "compose-cloud-pw", "GRIDWIRE_JWT_SECRET": "compose-jwt-secret-" + "x" * 32,
+SECRETS = {"GRIDWIRE_CLOUD_PASSWORD": "compose-cloud-pw", "GRIDWIRE_API_MQTT_PASSWORD": "compose-api-pw",
+           "GRIDWIRE_JWT_SECRET": "compose-jwt-secret-" + "x" * 32,
            "POSTGRES_PASSWORD": "compose-pg-pw", "GRAFANA_ADMIN_PASSWORD": "compose-grafana-pw"}
 # Services that run once and exit: the others wait for them to complete.
 ONE_SHOTS = {name for name, svc in COMPOSE["services"].items() if svc.get("restart") == "no"}
@@ -128,13 +131,17 @@ def test_influxdb_healthcheck(influxd: InfluxServer) -> None:
 
 
 @pytest.fixture
-def api_process(tmp_path: Path, influxd: InfluxServer, mosquitto: MosquittoServer) -> Iterator[ManagedProcess]:
+def api_process(tmp_path: Path, influxd: InfluxServer,
+                mosquitto: MosquittoServer) -> Iterator[tuple[ManagedProcess, Path]]:
     """``gridwire cloud api`` as compose runs it, on a free port, with a SQLite registry, influxd
     and the broker."""
     import asyncio
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
     asyncio.run(migrate(url))
+    # The API's HTTPS certificate, where compose's pki service puts it (a CA of the test's own).
+    ca = CertificateAuthority.create(tmp_path / "pki")
+    served = ca.issue_server(tmp_path / "pki")
     command = COMPOSE["services"]["api"]["command"]
     port = free_port()
     argv = [sys.executable, "-m", "gridwire.cli", *_on_port(command, command[command.index("--port") + 1], port)]
@@ -143,17 +150,22 @@ def api_process(tmp_path: Path, influxd: InfluxServer, mosquitto: MosquittoServe
                              env={"GRIDWIRE_DATABASE_URL": url, "GRIDWIRE_INFLUX_URL": influxd.url,
                                   "GRIDWIRE_JWT_SECRET": SECRETS["GRIDWIRE_JWT_SECRET"],
                                   "GRIDWIRE_MQTT_HOST": mosquitto.host, "GRIDWIRE_MQTT_PORT": str(mosquitto.port),
-                                  "GRIDWIRE_MQTT_USERNAME": CLOUD.username, "GRIDWIRE_MQTT_PASSWORD": CLOUD.password})
+                                  "GRIDWIRE_MQTT_USERNAME": API.username, "GRIDWIRE_MQTT_PASSWORD": API.password,
+                                  "GRIDWIRE_API_TLS_CERT_FILE": str(served.cert_file),
+                                  "GRIDWIRE_API_TLS_KEY_FILE": str(served.key_file)})
     process.start(timeout=60)
     try:
-        yield process
+        yield process, ca.cert_file
     finally:
         process.stop()
 
 
-def test_api_healthcheck_asks_the_port_the_api_listens_on(api_process: ManagedProcess) -> None:
+def test_api_healthcheck_asks_the_port_the_api_listens_on(api_process: tuple[ManagedProcess, Path]) -> None:
+    api_process, ca_file = api_process
     command = COMPOSE["services"]["api"]["command"]
     check = _on_port(_check("api"), command[command.index("--port") + 1], api_process.port)
+    assert "https://127.0.0.1:8080/healthz" in _check("api")  # HTTPS, verified against the platform's CA
+    check[check.index("--ca-file") + 1] = str(ca_file)
     done = _run(check)
     assert done.returncode == 0, (done.stdout, done.stderr, api_process.log.read_text()[-2000:])
     api_process.stop()
@@ -228,9 +240,16 @@ def _substitute(words: list[str], mapping: dict[str, Path]) -> list[str]:
 
 def test_compose_concentrators_reach_the_broker_over_mutual_tls_only():
     mosquitto = COMPOSE["services"]["mosquitto"]
-    assert mosquitto["ports"] == ["8883:8883"]  # the password listener is not published
+    # Mutual TLS (concentrators) and TLS with a password (apps) are published; the plain listener is not.
+    assert mosquitto["ports"] == ["8883:8883", "8884:8884"]
     broker_cmd = COMPOSE["services"]["broker-config"]["command"]
     assert broker_cmd[broker_cmd.index("--tls-port") + 1] == "8883"
+    assert broker_cmd[broker_cmd.index("--tls-password-port") + 1] == "8884"
+    api_env = COMPOSE["services"]["api"]["environment"]
+    assert api_env["GRIDWIRE_APP_BROKER_PORT"] == "8884" and api_env["GRIDWIRE_MQTT_USERNAME"] == "gridwire-api"
+    # The API serves HTTPS with the certificate the pki service made, and revokes on the broker's CRL.
+    assert api_env["GRIDWIRE_API_TLS_CERT_FILE"].startswith("/pki/broker/")
+    assert _volume_mounts("api")["/pki/crl"] == _volume_mounts("mosquitto")["/mosquitto/crl"] == "broker-crl"
     # The broker mounts, read-only, the volume the pki service writes the server certificate into.
     pki_dir = broker_cmd[broker_cmd.index("--pki-dir") + 1]
     pki_cmd = COMPOSE["services"]["pki"]["command"]
@@ -240,7 +259,7 @@ def test_compose_concentrators_reach_the_broker_over_mutual_tls_only():
     ca_volume = _volume_mounts("pki")[pki_cmd[pki_cmd.index("--dir") + 1]]
     holders = {name for name in COMPOSE["services"] if ca_volume in _volume_mounts(name).values()}
     assert holders == {"pki", "api"}
-    assert "gridwire-cloud" in pki_cmd[pki_cmd.index("--reserved") + 1:]
+    assert {"gridwire-cloud", "gridwire-api"} <= set(pki_cmd[pki_cmd.index("--reserved") + 1:])
 
 
 def test_compose_pki_and_broker_config_commands_produce_a_working_tls_setup(tmp_path, monkeypatch):
@@ -264,13 +283,24 @@ def test_compose_pki_and_broker_config_commands_produce_a_working_tls_setup(tmp_
     # The broker's TLS directory is the volume the server certificate went into.
     broker_mapping = {"/mosquitto/tls": tmp_path / "pki/broker", **mapping}
     monkeypatch.setenv("GRIDWIRE_CLOUD_PASSWORD", "cloud-pw")
-    result = CliRunner().invoke(app, _substitute(COMPOSE["services"]["broker-config"]["command"], broker_mapping))
+    monkeypatch.setenv("GRIDWIRE_API_MQTT_PASSWORD", "api-pw")
+    broker_cmd = COMPOSE["services"]["broker-config"]["command"]
+    owner = broker_cmd.index("--owner")
+    broker_cmd = broker_cmd[:owner] + broker_cmd[owner + 2:]  # chown needs root; the container is root
+    result = CliRunner().invoke(app, _substitute(broker_cmd, broker_mapping))
     assert result.exit_code == 0, result.output
     conf = (tmp_path / "mosquitto/config/mosquitto.conf").read_text()
-    tls_block = conf.split("listener 8883")[1].split("\n\n")[0]
+    tls_block = conf.split("listener 8883")[1].split("listener 8884")[0]
     for line in ("require_certificate true", "use_identity_as_username true",
-                 f"certfile {tmp_path / 'pki/broker/server.pem'}"):
+                 f"certfile {tmp_path / 'pki/broker/server.pem'}", f"crlfile {tmp_path / 'mosquitto/crl/crl.pem'}"):
         assert line in tls_block
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf  # where the eclipse-mosquitto image has it
+    assert (tmp_path / "pki/crl/crl.pem").exists()  # the empty CRL the broker starts with
+    accounts = {c["username"]: c for c in json.loads((tmp_path / "mosquitto/data/dynamic-security.json").read_text())
+                ["clients"]}
+    assert accounts["concentrator-1"]["roles"] == [{"rolename": "concentrator:concentrator-1"}]
+    assert "password" not in accounts["concentrator-1"]  # its certificate logs it in
+    assert accounts["gridwire-api"]["roles"] == [{"rolename": "api"}]
 
     config = load_config(ROOT / "config" / "compose" / "concentrator.toml")
     assert config.broker.port == 8883 and config.broker.secret() is None and config.broker.username is None

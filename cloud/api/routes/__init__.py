@@ -18,6 +18,7 @@ from cloud.api.routes import (
     loadcontrol,
     meter_read_schedules,
     meter_readings,
+    mqtt_clients,
     powerquality,
     provisioning,
     publiclighting,
@@ -33,4 +34,4 @@ PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, instal
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
                                            loadcontrol.router, meter_read_schedules.router, powerquality.router,
                                            clock_drift.router, firmware.router, fleet.router,
-                                           console.router)
+                                           console.router, mqtt_clients.router)

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.deps import AccountsDep, Caller, RegistryDep, require
 from cloud.api.identity import check_scope
 from cloud.api.errors import REFUSALS
 from cloud.registry import (
@@ -92,7 +92,7 @@ async def update_device(device: str, change: DeviceUpdate, registry: RegistryDep
 
 
 @router.post("/devices/{device}/decommission", response_model=DevicePublic, responses=REFUSALS)
-async def decommission_device(device: str, registry: RegistryDep, who: Caller) -> DevicePublic:
+async def decommission_device(device: str, registry: RegistryDep, accounts: AccountsDep, who: Caller) -> DevicePublic:
     """Retire a device for good (repeating it is harmless)."""
     current = await registry.get_device(device)
     if current.state is LifecycleState.DECOMMISSIONED:
@@ -100,4 +100,7 @@ async def decommission_device(device: str, registry: RegistryDep, who: Caller) -
         await require(registry, who, device, DeviceFunction.GET_DEVICE)
         return current
     await require(registry, who, device, DeviceFunction.DECOMMISSION_DEVICE)
-    return await registry.decommission(device)
+    done = await registry.decommission(device)
+    # Its certificates on the CRL, its broker accounts stripped of every right and disconnected.
+    await accounts.decommissioned(device)
+    return done

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from cloud.accounts.service import AccountService
+from cloud.accounts.store import AccountStore
 from cloud.api.deps import current_org
 from cloud.api.errors import install_error_table
 from cloud.api.routes import admin, installation
@@ -38,6 +40,9 @@ async def client(registry: Registry, orgs: dict[str, str]) -> AsyncIterator[http
     install_error_table(app)
     include_routes(app)
     app.state.registry = registry
+    # Broker accounts recorded in the registry; no broker to apply them to (none are made here).
+    app.state.accounts = AccountService(AccountStore(registry.engine), None, ca_dir=None, crl_file=None,
+                                        broker_pid_file=None)
     app.dependency_overrides[current_org] = _org_from_header
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
         yield http

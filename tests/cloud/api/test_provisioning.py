@@ -1,6 +1,8 @@
 """Provisioning a concentrator end to end: the real platform API (uvicorn, SQLite registry, the
-CA of a real Mosquitto's mutual-TLS listener), the real `gridwire concentrator provision`
-command, and a real concentrator connecting with what it wrote."""
+CA of a real Mosquitto's mutual-TLS listener with dynamic security and a CRL), the real
+`gridwire concentrator provision` command (key made on the appliance, CSR, one-time claim), a
+real concentrator connecting with what it wrote, and revocation (re-provisioning,
+decommissioning) enforced by the broker."""
 
 from __future__ import annotations
 
@@ -17,34 +19,42 @@ import pytest
 from typer.testing import CliRunner
 
 from broker import topics
-from broker.pki import common_name
+from broker.crl import revoked_serials
+from broker.pki import common_name, make_key_and_request
 from broker.schemas.status import ConcentratorStatus
-from broker.session import Message, MqttSession, NegativeAckError, TlsSettings
+from broker.session import ConnectError, Message, MqttSession, NegativeAckError, TlsSettings
 from cloud.auth import issue_token
+from cloud.settings import MqttSettings
 from cloud.registry import DeviceCreate, DeviceType, OrganisationCreate, PlatformRole, Protocol, Registry
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from gridwire.cli import app
 from tests.cloud.platform.test_platform import platform_settings, serve_with_lifespan
-from tests.fixtures.mosquitto import CLOUD, FLEET, TlsMosquitto
+from tests.fixtures.mosquitto import API, CLOUD, FLEET, TlsMosquitto
 from tests.fixtures.waiting import wait_for
 
 SECRET = "provisioning-test-secret-0123456789"
 ADMIN, INSTALLER, OTHER = "operator", "installer", "other"
-
-
-def token(org: str) -> str:
-    return issue_token(secret=SECRET, org=org)
+# A refused TLS handshake shows up as a missing CONNACK; keep that wait short.
+REFUSED_WITHIN = 3.0
 
 
 def bearer(org: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(org)}"}
+    return {"Authorization": f"Bearer {issue_token(secret=SECRET, org=org)}"}
+
+
+def api_login(broker: TlsMosquitto) -> MqttSettings:
+    """The API's own broker login: an account of kind api may administer accounts."""
+    return MqttSettings(host=broker.server.host, port=broker.server.port, username=API.username,
+                        password=API.password)
 
 
 @asynccontextmanager
-async def platform(broker: TlsMosquitto, url: str, *, pki_dir: Path | None) -> AsyncIterator[str]:
-    settings = platform_settings(broker.server, url, jwt_secret=SECRET, pki_dir=pki_dir, provision_broker_host="127.0.0.1",
-                                 provision_broker_port=broker.tls_port, broker_reserved_names=FLEET.username)
+async def platform(broker: TlsMosquitto, url: str, *, pki_dir: Path | None, **changes) -> AsyncIterator[str]:
+    settings = platform_settings(
+        broker.server, url, jwt_secret=SECRET, pki_dir=pki_dir, provision_broker_host="127.0.0.1",
+        provision_broker_port=broker.tls_port, broker_reserved_names=f"{FLEET.username},{CLOUD.username}",
+        crl_file=broker.crl_file, broker_pid_file=broker.server.pid_file, **{"mqtt": api_login(broker), **changes})
     async with serve_with_lifespan(settings) as base:
         yield base
 
@@ -63,13 +73,40 @@ async def api(tls_mosquitto: TlsMosquitto, tmp_path: Path) -> AsyncIterator[tupl
         yield base, url
 
 
-def provision(base: str, cid: str, out: Path, org: str = ADMIN):
-    return CliRunner().invoke(app, ["concentrator", "provision", "--api", base, "--token", token(org), "--id", cid,
-                                    "--out", str(out), "--data-dir", str(out / "data")])
+async def claim(base: str, cid: str, org: str = ADMIN) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        answer = await http.post(f"/v1/installation/concentrators/{cid}/claims", headers=bearer(org))
+    assert answer.status_code == 201, answer.text
+    return answer.json()["claim"]
+
+
+def provision(base: str, token: str, out: Path):
+    return CliRunner().invoke(app, ["concentrator", "provision", "--api", base, "--claim", token, "--out", str(out),
+                                    "--data-dir", str(out / "data")])
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def copy_tls(tls_dir: Path, to: Path) -> TlsSettings:
+    """The appliance's files as they are now (a later provisioning replaces the certificate)."""
+    to.mkdir()
+    for name in ("ca.pem", "concentrator.pem", "concentrator.key"):
+        shutil.copy(tls_dir / name, to / name)
+    return TlsSettings(ca_file=str(to / "ca.pem"), cert_file=str(to / "concentrator.pem"),
+                       key_file=str(to / "concentrator.key"))
+
+
+async def assert_handshake_refused(broker: TlsMosquitto, tls: TlsSettings) -> None:
+    session = MqttSession(client_id=f"refused-{uuid.uuid4().hex[:6]}", host="127.0.0.1", port=broker.tls_port,
+                          tls=tls, connect_timeout=REFUSED_WITHIN)
+    try:
+        with pytest.raises(ConnectError):
+            await session.connect()
+        assert session.connections == 0
+    finally:
+        await session.close()
 
 
 async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subtree_only(api, tls_mosquitto,
@@ -77,15 +114,24 @@ async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subt
     base, _ = api
     cid = f"field-{uuid.uuid4().hex[:6]}"
     out = tmp_path / "etc"
-    result = await asyncio.to_thread(provision, base, cid, out, INSTALLER)
+    token = await claim(base, cid, INSTALLER)
+    result = await asyncio.to_thread(provision, base, token, out)
     assert result.exit_code == 0, result.output
-    assert "registered and provisioned" in result.output and "next steps" in result.output
+    assert f"provisioned concentrator {cid}" in result.output and "made here" in result.output
     tls_dir = out / "tls"
-    for path in (tls_dir / "ca.pem", tls_dir / f"{cid}.pem", tls_dir / f"{cid}.key", out / "concentrator.toml"):
+    for path in (tls_dir / "ca.pem", tls_dir / "concentrator.pem", tls_dir / "concentrator.key",
+                 out / "concentrator.toml"):
         assert mode(path) == 0o600, path
-    assert common_name(tls_dir / f"{cid}.pem") == cid
+    assert common_name(tls_dir / "concentrator.pem") == cid
+    key = (tls_dir / "concentrator.key").read_bytes()
+    assert key.decode() not in result.output
     checked = CliRunner().invoke(app, ["concentrator", "check", str(out / "concentrator.toml")])
     assert checked.exit_code == 0, checked.output
+
+    # Safe to run again: the key is kept and the same claim gives the same certificate.
+    again = await asyncio.to_thread(provision, base, token, out)
+    assert again.exit_code == 0 and "kept" in again.output, again.output
+    assert (tls_dir / "concentrator.key").read_bytes() == key
 
     # The concentrator runs from the written skeleton and announces itself over mutual TLS.
     config = load_config(out / "concentrator.toml")
@@ -109,10 +155,7 @@ async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subt
             await asyncio.wait_for(task, 20)
 
     # With the same files: its own subtree yes, another concentrator's no (PUBACK 0x87).
-    old = TlsSettings(ca_file=str(tls_dir / "ca.pem"), cert_file=str(tmp_path / "old.pem"),
-                      key_file=str(tmp_path / "old.key"))
-    shutil.copy(tls_dir / f"{cid}.pem", old.cert_file)
-    shutil.copy(tls_dir / f"{cid}.key", old.key_file)
+    old = copy_tls(tls_dir, tmp_path / "old")
     async with MqttSession(client_id=f"{cid}-probe", host="127.0.0.1", port=tls_mosquitto.tls_port,
                            tls=old) as conc:
         await conc.publish(f"concentrator/{cid}/smartMeterMessage/m-1/meterReading", b"own")
@@ -120,48 +163,105 @@ async def test_provisioned_concentrator_connects_over_mutual_tls_in_its_own_subt
             await conc.publish("concentrator/conc-1/smartMeterMessage/m-1/meterReading", b"spoof")
         assert refused.value.reason_code == 0x87
 
-    # Again: a new certificate, the config (with its meters) kept; the old certificate still
-    # works until it expires (no revocation list yet: documented).
-    again = await asyncio.to_thread(provision, base, cid, out, INSTALLER)
-    assert again.exit_code == 0, again.output
-    assert again.output.startswith("provisioned concentrator") and "kept" in again.output
-    assert (tls_dir / f"{cid}.pem").read_bytes() != Path(old.cert_file).read_bytes()
-    async with MqttSession(client_id=f"{cid}-old", host="127.0.0.1", port=tls_mosquitto.tls_port, tls=old) as conc:
-        await conc.publish(f"concentrator/{cid}/status", b"old certificate still accepted")
+
+async def test_reprovisioning_revokes_the_old_certificate_and_disconnects_it(api, tls_mosquitto, tmp_path):
+    """Item 4: a new claim and a new key; the old certificate's session is cut at once and its
+    next handshake fails on the CRL the broker re-read (SIGHUP); the new certificate works."""
+    base, _ = api
+    cid = f"reprov-{uuid.uuid4().hex[:6]}"
+    first = await asyncio.to_thread(provision, base, await claim(base, cid), tmp_path / "first")
+    assert first.exit_code == 0, first.output
+    old = copy_tls(tmp_path / "first" / "tls", tmp_path / "old")
+    old_serial = int(first.output.split("certificate ")[1].split(",")[0], 16)
+
+    async with MqttSession(client_id=f"{cid}-old", host="127.0.0.1", port=tls_mosquitto.tls_port, tls=old,
+                           session_expiry=0) as connected:
+        await connected.publish(topics.concentrator_status(cid), b"old certificate, before")
+        before = connected.connections
+        second = await asyncio.to_thread(provision, base, await claim(base, cid), tmp_path / "second")
+        assert second.exit_code == 0, second.output
+        # Disconnected at once; its reconnection attempts fail the handshake.
+        await wait_for(lambda: not connected.connected.is_set(), timeout=10, what="the old session cut")
+        assert connected.connections == before
+    assert old_serial in revoked_serials(tls_mosquitto.crl_file)
+    await assert_handshake_refused(tls_mosquitto, old)
+    new = copy_tls(tmp_path / "second" / "tls", tmp_path / "new")
+    async with MqttSession(client_id=f"{cid}-new", host="127.0.0.1", port=tls_mosquitto.tls_port, tls=new,
+                           session_expiry=0) as conc:
+        await conc.publish(topics.concentrator_status(cid), b"new certificate")
 
 
-@pytest.mark.parametrize("cid", [CLOUD.username, CLOUD.username.upper(), FLEET.username, "app.org-a"])
-async def test_no_certificate_named_like_a_privileged_account(api, cid):
+async def test_decommissioning_revokes_and_disconnects_at_once(api, tls_mosquitto, tmp_path):
+    base, _ = api
+    cid = f"decom-{uuid.uuid4().hex[:6]}"
+    done = await asyncio.to_thread(provision, base, await claim(base, cid), tmp_path / "etc")
+    assert done.exit_code == 0, done.output
+    tls = copy_tls(tmp_path / "etc" / "tls", tmp_path / "copy")
+    async with MqttSession(client_id=f"{cid}-c", host="127.0.0.1", port=tls_mosquitto.tls_port, tls=tls,
+                           session_expiry=0) as conc, httpx.AsyncClient(base_url=base, timeout=10) as http:
+        await conc.publish(topics.concentrator_status(cid), b"before")
+        answer = await http.post(f"/v1/installation/devices/{cid}/decommission", headers=bearer(ADMIN))
+        assert answer.status_code == 200, answer.text
+        await wait_for(lambda: not conc.connected.is_set(), timeout=10, what="the session cut")
+        # A new claim for it is refused: it is decommissioned.
+        refused = await http.post(f"/v1/installation/concentrators/{cid}/claims", headers=bearer(ADMIN))
+        assert refused.status_code == 409, refused.text
+    await assert_handshake_refused(tls_mosquitto, tls)
+
+
+async def test_a_claim_is_for_one_key_one_concentrator_and_a_limited_time(api, tmp_path):
+    base, url = api
+    cid = f"once-{uuid.uuid4().hex[:6]}"
+    token = await claim(base, cid)
+    csr = make_key_and_request(tmp_path / "a.key")
+    other_csr = make_key_and_request(tmp_path / "b.key")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        unknown = await http.post("/v1/installation/provision", json={"claim": "gwc_nope", "csr": csr})
+        assert unknown.status_code == 403 and "unknown" in unknown.json()["detail"]
+        bad_csr = await http.post("/v1/installation/provision", json={"claim": token, "csr": "not a csr"})
+        assert bad_csr.status_code == 422, bad_csr.text
+        first = await http.post("/v1/installation/provision", json={"claim": token, "csr": csr})
+        assert first.status_code == 200, first.text
+        assert "privateKey" not in first.json() and "PRIVATE" not in first.text
+        same = await http.post("/v1/installation/provision", json={"claim": token, "csr": csr})
+        assert same.json()["serial"] == first.json()["serial"]
+        stolen = await http.post("/v1/installation/provision", json={"claim": token, "csr": other_csr})
+        assert stolen.status_code == 409 and "used already" in stolen.json()["detail"]
+        # The path that answered with a private key is gone.
+        gone = await http.post(f"/v1/installation/concentrators/{cid}/provision", headers=bearer(ADMIN))
+        assert gone.status_code in (404, 405)
+        expired = await http.post(f"/v1/installation/concentrators/{cid}/claims", headers=bearer(ADMIN),
+                                  json={"validHours": 0})
+        assert expired.status_code == 422
+
+
+@pytest.mark.parametrize("cid", [CLOUD.username, CLOUD.username.upper(), FLEET.username, API.username, "app.org-a"])
+async def test_no_claim_named_like_a_privileged_account(api, cid):
     base, url = api
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        answer = await http.post(f"/v1/installation/concentrators/{cid}/provision", headers=bearer(ADMIN))
+        answer = await http.post(f"/v1/installation/concentrators/{cid}/claims", headers=bearer(ADMIN))
     assert answer.status_code == 403, answer.text
     assert "privileged" in answer.json()["detail"] or "reserved" in answer.json()["detail"]
     async with Registry(url=url) as registry:
         assert not [d for d in await registry.list_devices(organisation=ADMIN) if d.identification == cid]
 
 
-async def test_refusals_say_why(api, tmp_path):
+async def test_refusals_say_why(api):
     base, _ = api
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        created = await http.post("/v1/installation/concentrators/inst-1/provision", headers=bearer(INSTALLER))
-        assert created.status_code == 200 and created.json()["registered"] is True
-        assert created.json()["broker"]["host"] == "127.0.0.1"
-        # Only an organisation with OWNER/INSTALLATION on it (or an administrator) may re-provision.
-        other = await http.post("/v1/installation/concentrators/inst-1/provision", headers=bearer(OTHER))
+        created = await http.post("/v1/installation/concentrators/inst-1/claims", headers=bearer(INSTALLER))
+        assert created.status_code == 201 and created.json()["registered"] is True
+        # Only an organisation with OWNER/INSTALLATION on it (or an administrator) may claim it.
+        other = await http.post("/v1/installation/concentrators/inst-1/claims", headers=bearer(OTHER))
         assert other.status_code == 403, other.text
-        admin = await http.post("/v1/installation/concentrators/inst-1/provision", headers=bearer(ADMIN))
-        assert admin.status_code == 200 and admin.json()["registered"] is False
-        assert admin.json()["serial"] != created.json()["serial"]
-        meter = await http.post("/v1/installation/concentrators/meter-x/provision", headers=bearer(ADMIN))
+        admin = await http.post("/v1/installation/concentrators/inst-1/claims", headers=bearer(ADMIN))
+        assert admin.status_code == 201 and admin.json()["registered"] is False
+        meter = await http.post("/v1/installation/concentrators/meter-x/claims", headers=bearer(ADMIN))
         assert meter.status_code == 409 and "not a concentrator" in meter.json()["detail"]
-        bad = await http.post("/v1/installation/concentrators/a+b/provision", headers=bearer(ADMIN))
+        bad = await http.post("/v1/installation/concentrators/a+b/claims", headers=bearer(ADMIN))
         assert bad.status_code == 422, bad.text
-        anonymous = await http.post("/v1/installation/concentrators/inst-2/provision")
+        anonymous = await http.post("/v1/installation/concentrators/inst-2/claims")
         assert anonymous.status_code == 401
-        too_long = await http.post("/v1/installation/concentrators/inst-2/provision", headers=bearer(ADMIN),
-                                   json={"validityDays": 5000})
-        assert too_long.status_code == 422
 
 
 async def test_an_api_without_a_ca_refuses_and_registers_nothing(tls_mosquitto, tmp_path):
@@ -171,11 +271,25 @@ async def test_an_api_without_a_ca_refuses_and_registers_nothing(tls_mosquitto, 
             await registry.add_organisation(OrganisationCreate(identification=ADMIN, name="Operator",
                                                                role=PlatformRole.ADMIN))
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-            answer = await http.post("/v1/installation/concentrators/conc-9/provision", headers=bearer(ADMIN))
+            answer = await http.post("/v1/installation/concentrators/conc-9/claims", headers=bearer(ADMIN))
         assert answer.status_code == 409
         assert "GRIDWIRE_PKI_DIR" in answer.json()["detail"]
-        result = await asyncio.to_thread(provision, base, "conc-9", tmp_path / "etc")
-        assert result.exit_code == 1 and "GRIDWIRE_PKI_DIR" in result.output
-        assert not (tmp_path / "etc").exists()
+        async with Registry(url=url) as registry:
+            assert await registry.list_devices(organisation=ADMIN) == []
+
+
+async def test_an_api_whose_broker_login_may_not_administer_accounts_refuses(tls_mosquitto, tmp_path):
+    """Logged in as a cloud account (not api): the plugin refuses it, so claims are refused (503)."""
+    from tests.cloud.platform.test_platform import cloud_login
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite'}"
+    async with platform(tls_mosquitto, url, pki_dir=tls_mosquitto.pki_dir,
+                        mqtt=cloud_login(tls_mosquitto.server)) as base:
+        async with Registry(url=url) as registry:
+            await registry.add_organisation(OrganisationCreate(identification=ADMIN, name="Operator",
+                                                               role=PlatformRole.ADMIN))
+        async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+            answer = await http.post("/v1/installation/concentrators/conc-9/claims", headers=bearer(ADMIN))
+        assert answer.status_code == 503 and "kind api" in answer.json()["detail"]
         async with Registry(url=url) as registry:
             assert await registry.list_devices(organisation=ADMIN) == []

@@ -109,14 +109,15 @@ async def test_a_concentrator_cannot_request_on_another_ones_subtree(shared_mosq
             await conc.publish("concentrator/conc-2/firmware/request", b"{}",
                                properties=publish_properties(correlation_data=b"x"))
         assert refused.value.reason_code == 0x87
-        # Mosquitto grants the subscription but checks the ACL on delivery: conc-1 never gets
-        # conc-2's chunks. Its own chunk, published after conc-2's, proves delivery ran.
+        # The subscription itself is refused (SUBACK 0x87), not just filtered on delivery.
         got: asyncio.Queue[Message] = asyncio.Queue()
 
         async def collect(message: Message) -> None:
             await got.put(message)
 
-        await conc.subscribe("concentrator/conc-2/firmware/chunk", collect)
+        with pytest.raises(NegativeAckError) as refused:
+            await conc.subscribe("concentrator/conc-2/firmware/chunk", collect)
+        assert refused.value.reason_code == 0x87
         await conc.subscribe("concentrator/conc-1/firmware/chunk", collect)
         async with session(shared_mosquitto, "gridwire-cloud", session_expiry=0) as cloud:
             await cloud.publish("concentrator/conc-2/firmware/chunk", b"secret")

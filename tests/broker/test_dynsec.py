@@ -1,0 +1,148 @@
+"""Broker accounts at run time on a real Mosquitto with the dynamic security plugin: every kind
+of account is refused (MQTT 5 reason 0x87) outside its own subtree, subscriptions included,
+and accounts made, disabled and deleted at run time take effect with no restart."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from broker.accounts import Account
+from broker.dynsec import DynsecAccounts
+from broker.session import ConnectError, MqttSession, NegativeAckError
+from gridwire.services import LocalMosquitto
+from tests.fixtures.mosquitto import API, APPS, CLOUD, CONCENTRATORS, DEVICES, FLEET, TlsMosquitto
+
+NOT_AUTHORISED = 0x87
+REFUSED_WITHIN = 3.0
+
+
+def login(server: LocalMosquitto, account: Account, **options: object) -> MqttSession:
+    return MqttSession(client_id=f"{account.username}-{uuid.uuid4().hex[:6]}", host=server.host, port=server.port,
+                       username=account.username, password=account.password, session_expiry=0,
+                       connect_timeout=REFUSED_WITHIN, **options)
+
+
+async def _nothing(_message: object) -> None:
+    return None
+
+
+# (account, "pub" or "sub", topic or filter): each refused with 0x87 (PUBACK or SUBACK).
+REFUSALS = [
+    (APPS[0], "sub", "#"),
+    (APPS[0], "sub", "app/org-b/#"),
+    (APPS[0], "sub", "$share/g/app/org-b/#"),
+    (APPS[0], "sub", "concentrator/+/status"),
+    (APPS[0], "sub", "$share/g/concentrator/+/smartMeterMessage/+/+"),
+    (APPS[0], "pub", "concentrator/app.org-a/status"),  # its own name as a concentrator id
+    (APPS[0], "pub", "domain/publiclighting/request/org-b"),
+    (APPS[0], "pub", "domain/publiclighting/response/org-a"),
+    (APPS[0], "pub", "core/request/org-a"),
+    (CONCENTRATORS[0], "sub", "#"),
+    (CONCENTRATORS[0], "sub", "concentrator/conc-2/command"),
+    (CONCENTRATORS[0], "pub", "concentrator/conc-2/status"),
+    (CONCENTRATORS[0], "pub", "device/light-1/status"),
+    (CONCENTRATORS[0], "pub", "domain/smartmetering/request/org-a"),
+    (DEVICES[0], "sub", "#"),
+    (DEVICES[0], "sub", "device/light-2/command"),
+    (DEVICES[0], "pub", "device/light-2/status"),
+    (FLEET, "pub", "device/light-7/command"),
+    (FLEET, "pub", "concentrator/conc-1/status"),
+    (FLEET, "sub", "app/org-a/#"),
+    (CLOUD, "pub", "$CONTROL/dynamic-security/v1"),
+    (CLOUD, "sub", "$CONTROL/dynamic-security/#"),
+]
+
+
+@pytest.mark.parametrize(("account", "action", "topic"), REFUSALS,
+                         ids=[f"{a.username}-{act}-{t}" for a, act, t in REFUSALS])
+async def test_outside_its_subtree_every_account_is_refused_with_0x87(shared_mosquitto, account, action, topic):
+    async with login(shared_mosquitto, account) as session:
+        with pytest.raises(NegativeAckError) as refused:
+            if action == "pub":
+                await session.publish(topic, b"refused")
+            else:
+                await session.subscribe(topic, _nothing)
+        assert refused.value.reason_code == NOT_AUTHORISED
+
+
+async def test_inside_its_subtree_each_kind_is_served(shared_mosquitto):
+    async with login(shared_mosquitto, APPS[0]) as app:
+        await app.subscribe("app/org-a/#", _nothing)
+        await app.subscribe("$share/billing/app/org-a/#", _nothing)  # shared, like a scaled-out app
+        await app.subscribe("domain/+/response/org-a", _nothing)
+        await app.publish("domain/publiclighting/request/org-a", b"{}")
+    async with login(shared_mosquitto, CONCENTRATORS[0]) as conc:
+        await conc.subscribe("concentrator/conc-1/command", _nothing)
+        await conc.publish("concentrator/conc-1/status", b"{}")
+    async with login(shared_mosquitto, FLEET) as fleet:
+        await fleet.subscribe("$share/lights/device/+/command", _nothing)
+    async with login(shared_mosquitto, DEVICES[0]) as device:
+        await device.subscribe("device/light-1/command", _nothing)
+        await device.publish("device/light-1/status", b"{}")
+
+
+@pytest.fixture
+async def accounts(shared_mosquitto) -> AsyncIterator[DynsecAccounts]:
+    async with login(shared_mosquitto, API) as session:
+        admin = DynsecAccounts(session)
+        await admin.start()
+        yield admin
+
+
+async def test_an_app_account_made_disabled_and_deleted_at_run_time(shared_mosquitto, accounts):
+    name = f"app.org-a.run-{uuid.uuid4().hex[:6]}"
+    app = Account(username=name, password="first-pw", role="app", subject="org-a")
+    await accounts.ensure(app)
+    state = await accounts.get(name)
+    assert state is not None and state.roles == ("app:org-a",) and not state.disabled
+    async with login(shared_mosquitto, app) as session:
+        await session.publish("domain/smartmetering/request/org-a", b"{}")
+        with pytest.raises(NegativeAckError) as refused:
+            await session.subscribe("app/org-b/#", _nothing)
+        assert refused.value.reason_code == NOT_AUTHORISED
+        await accounts.disable(name)  # disconnected at once
+        assert (await accounts.get(name)).disabled
+        await _until_disconnected(session)
+    with pytest.raises(ConnectError):
+        await _connect_once(shared_mosquitto, app)
+    await accounts.ensure(Account(username=name, password="second-pw", role="app", subject="org-a"))
+    with pytest.raises(ConnectError):  # the old password no longer works
+        await _connect_once(shared_mosquitto, app)
+    async with login(shared_mosquitto, Account(username=name, password="second-pw", role="app")) as session:
+        await session.publish("domain/smartmetering/request/org-a", b"{}")
+        await accounts.delete(name)
+        await _until_disconnected(session)
+    assert await accounts.get(name) is None
+    await accounts.delete(name)  # nothing left to delete: harmless
+
+
+async def test_a_certificate_with_no_account_connects_but_may_do_nothing(tls_mosquitto: TlsMosquitto, tmp_path):
+    files = tls_mosquitto.ca.issue_client(tmp_path, "no-account-conc")
+    from broker.session import TlsSettings
+
+    tls = TlsSettings(ca_file=str(tls_mosquitto.ca.cert_file), cert_file=str(files.cert_file),
+                      key_file=str(files.key_file))
+    async with MqttSession(client_id="no-account", host="127.0.0.1", port=tls_mosquitto.tls_port, tls=tls,
+                           session_expiry=0) as session:
+        with pytest.raises(NegativeAckError) as published:
+            await session.publish("concentrator/no-account-conc/status", b"{}")
+        with pytest.raises(NegativeAckError) as subscribed:
+            await session.subscribe("concentrator/no-account-conc/command", _nothing)
+    assert (published.value.reason_code, subscribed.value.reason_code) == (NOT_AUTHORISED, NOT_AUTHORISED)
+
+
+async def _connect_once(server: LocalMosquitto, account: Account) -> None:
+    session = login(server, account)
+    try:
+        await session.connect()
+    finally:
+        await session.close()
+
+
+async def _until_disconnected(session: MqttSession) -> None:
+    from tests.fixtures.waiting import wait_for
+
+    await wait_for(lambda: not session.connected.is_set(), timeout=10, what="the broker disconnecting it")
