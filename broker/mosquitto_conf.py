@@ -48,6 +48,8 @@ class BrokerConfig:
     # a one-box demo runs it as the invoking user so it can read its own files.
     run_as: str | None = None
     tls_port: int | None = None
+    # Where the TLS listeners listen (None: ``bind``): the network, with the plain one on loopback.
+    tls_bind: str | None = None
     # A TLS listener where clients log in with a password (a client certificate is not asked
     # for): for cloud processes on other hosts. Uses the same CA and server certificate.
     tls_password_port: int | None = None
@@ -89,7 +91,7 @@ def render_config(cfg: BrokerConfig, *, dynsec_file: Path) -> str:
         # broker takes the certificate's CN as the username and skips the password check for
         # this listener only; the CN's dynsec client gives its roles (none: refused everything).
         lines += [
-            f"listener {cfg.tls_port} {cfg.bind}",
+            f"listener {cfg.tls_port} {cfg.tls_bind or cfg.bind}",
             "protocol mqtt",
             f"cafile {cfg.tls_ca_file}",
             f"certfile {cfg.tls_cert_file}",
@@ -102,7 +104,7 @@ def render_config(cfg: BrokerConfig, *, dynsec_file: Path) -> str:
         # Encrypted, server authenticated; clients log in with a dynsec password (apps, remote
         # cloud processes).
         lines += [
-            f"listener {cfg.tls_password_port} {cfg.bind}",
+            f"listener {cfg.tls_password_port} {cfg.tls_bind or cfg.bind}",
             "protocol mqtt",
             f"cafile {cfg.tls_ca_file}",
             f"certfile {cfg.tls_cert_file}",

@@ -20,6 +20,8 @@ def broker_config(
                                                 "(cloud|api|concentrator|app|device|fleet).")],
     port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address.")] = "127.0.0.1",
+    tls_bind: Annotated[Optional[str], typer.Option(help="Address of the TLS listeners (default: --bind): the "
+                                                         "network, with the plain listener on loopback.")] = None,
     data_dir: Annotated[Path, typer.Option(help="Persistence directory.")] = Path("/var/lib/mosquitto"),
     run_as: Annotated[Optional[str], typer.Option(help="User mosquitto switches to when started as root.")] = None,
     tls_port: Annotated[Optional[int], typer.Option(help="Mutual-TLS listener port for concentrators "
@@ -69,7 +71,8 @@ def broker_config(
     tls = {} if pki_dir is None else {"tls_port": tls_port, "tls_password_port": tls_password_port,
                                       "tls_ca_file": pki_dir / "ca.pem", "tls_cert_file": pki_dir / "server.pem",
                                       "tls_key_file": pki_dir / "server.key"}
-    cfg = BrokerConfig(port=port, bind=bind, data_dir=data_dir, run_as=run_as, accounts=resolved, **tls,
+    cfg = BrokerConfig(port=port, bind=bind, tls_bind=tls_bind, data_dir=data_dir, run_as=run_as, accounts=resolved,
+                       **tls,
                        tls_crl_file=crl_file, pid_file=pid_file, dynsec_plugin=dynsec_plugin,
                        dynsec_file=dynsec_file, dynsec_owner=owner)
     conf = write_broker_files(cfg, out)

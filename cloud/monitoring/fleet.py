@@ -68,10 +68,14 @@ class FleetQueries:
                                                   .group_by(Device.device_type))).all())
             by_state = dict((await session.execute(select(Device.state, func.count())
                                                    .group_by(Device.state))).all())
-            versions = dict((await session.execute(
-                select(func.coalesce(Device.firmware_version, "unknown"), func.count())
-                .where(Device.device_type != DeviceType.CONCENTRATOR)
-                .group_by(func.coalesce(Device.firmware_version, "unknown")))).all())
+            # Grouped by the column itself: PostgreSQL sees coalesce(col, $1) and coalesce(col, $2)
+            # as different expressions and refuses the query.
+            versions: dict[str, int] = {}
+            for version, count in (await session.execute(
+                    select(Device.firmware_version, func.count())
+                    .where(Device.device_type != DeviceType.CONCENTRATOR)
+                    .group_by(Device.firmware_version))).all():
+                versions[version or "unknown"] = versions.get(version or "unknown", 0) + count
             owners = dict((await session.execute(
                 select(Organisation.identification, func.count())
                 .join(DeviceAuthorisation, and_(DeviceAuthorisation.organisation_id == Organisation.id,
