@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.registry.models import ID_LENGTH, Base, UTCDateTime, utcnow
@@ -22,8 +22,9 @@ class ConcentratorStateRow(Base):
     concentrator_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     state: Mapped[str] = mapped_column(String(16))
     # The birth counter and timestamp of the message that set the state: a will from an older
-    # connection (lower session, older timestamp) must not overwrite a newer birth.
-    session: Mapped[int] = mapped_column(Integer)
+    # connection (lower session, older timestamp) must not overwrite a newer birth. 64 bits: the
+    # concentrator numbers its connections with the milliseconds at the connect.
+    session: Mapped[int] = mapped_column(BigInteger)
     status_at: Mapped[datetime] = mapped_column(UTCDateTime)
     software_version: Mapped[str | None] = mapped_column(String(64))
     outbox_backlog: Mapped[int | None] = mapped_column(Integer)
