@@ -98,8 +98,9 @@ def two_apis(mosquitto: MosquittoServer, postgres_url: str, tmp_path: Path):  # 
     try:
         for n in (1, 2):
             port = free_port()
+            # Plain HTTP, asked for explicitly: what is tested here is the keys, not TLS.
             api = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port),
-                                       "--log-level", "WARNING"], log=tmp_path / f"api-{n}.log", port=port, env=env)
+                                       "--insecure-http", "--log-level", "WARNING"], log=tmp_path / f"api-{n}.log", port=port, env=env)
             apis.append(api)
             api.start(timeout=60)
         yield init.stdout.strip(), [f"http://127.0.0.1:{a.port}" for a in apis]
