@@ -1,6 +1,6 @@
 """The registry's record of broker accounts, provisioning claims and client certificates.
 
-Created only by the Alembic revision ``0008_broker_accounts``; the tables live on the registry's
+Created only by the Alembic revision ``0009_broker_accounts``; the tables live on the registry's
 declarative Base so the registry's migration test compares them too. The registry is the source
 of truth: the broker (:class:`broker.accounts.BrokerAccounts`) holds a copy, brought in line by
 :class:`cloud.accounts.service.AccountService`. Passwords are never stored here (the broker keeps

@@ -2,8 +2,8 @@
 the milliseconds at the connect (edge/concentrator.py), which PostgreSQL's 32-bit integer refused
 (the monitor could not record any real concentrator's birth).
 
-Revision ID: 0009_concentrator_session_bigint
-Revises: 0008_broker_accounts
+Revision ID: 0010_concentrator_session_bigint
+Revises: 0009_broker_accounts
 Create Date: 2026-12-04
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_concentrator_session_bigint"
-down_revision = "0008_broker_accounts"
+revision = "0010_concentrator_session_bigint"
+down_revision = "0009_broker_accounts"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,8 @@
 """Broker accounts (the registry's record of every broker login), one-time provisioning claims,
 and the client certificates the CA issued with their revocations.
 
-Revision ID: 0008_broker_accounts
-Revises: 0007_api_keys
+Revision ID: 0009_broker_accounts
+Revises: 0008_payload_format
 Create Date: 2026-12-04
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_broker_accounts"
-down_revision = "0007_api_keys"
+revision = "0009_broker_accounts"
+down_revision = "0008_payload_format"
 branch_labels = None
 depends_on = None
 
