@@ -148,7 +148,7 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict:
                "GRIDWIRE_MIGRATE_ON_START": "false"}
         for n in range(args.apis):
             port = free_port()
-            apis.append(ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port),
+            apis.append(ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port), "--insecure-http",
                                              "--log-level", "WARNING"], log=tmp / f"api-{n}.log", port=port, env=env))
         for api in apis:
             api.start(timeout=90)

@@ -63,8 +63,8 @@ def _process(what: str, broker: MosquittoServer, url: str, tmp: Path, *, port: i
            "GRIDWIRE_MIGRATE_ON_START": "false", "GRIDWIRE_INFLUX_CREATE_DATABASE": "false"}
     role = what.split("-")[0]
     argv = [sys.executable, "-m", "gridwire.cli", "cloud", role]
-    if port is not None:
-        argv += ["--port", str(port)]
+    if port is not None:  # the API, on plain HTTP asked for explicitly (the command path is tested here)
+        argv += ["--port", str(port), "--insecure-http"]
     return ManagedProcess(argv=argv, log=tmp / f"{what}.log", port=port, env=env, cwd=ROOT)
 
 
