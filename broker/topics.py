@@ -11,7 +11,9 @@ Layout (each layer its own subtree, so ACLs can fence them)::
     concentrator/{cid}/status                                      birth / death (retained, LWT)
     concentrator/{cid}/command                                     core -> concentrator generic commands
     concentrator/{cid}/response                                    concentrator -> core command results
-    concentrator/{cid}/ack                                         cloud -> concentrator: readings stored
+    concentrator/{cid}/ack                                         cloud -> concentrator: readings and events stored
+    concentrator/{cid}/event/{device}                              concentrator -> cloud: a device's events
+    concentrator/{cid}/live/{meter}                                a P1 meter's latest reading (retained, QoS 0)
     concentrator/{cid}/time/request | time/response | time/drift   NTP-style time exchange, meter drift
     concentrator/{cid}/firmware/{...}                              OTA (reserved)
     device/{device}/command | response | status                    MQTT-native devices
@@ -157,6 +159,16 @@ def concentrator_ack(cid: str) -> str:
     return f"{_concentrator(cid)}/ack"
 
 
+def concentrator_event(cid: str, device: str) -> str:
+    """Where a concentrator forwards one device's events (power failure, tamper, alarms)."""
+    return f"{_concentrator(cid)}/event/{validate_level(device, what='device id')}"
+
+
+def concentrator_live(cid: str, meter: str) -> str:
+    """Where a concentrator keeps a meter's latest reading, retained (not through the outbox)."""
+    return f"{_concentrator(cid)}/live/{validate_level(meter, what='meter id')}"
+
+
 def concentrator_time(cid: str, direction: str) -> str:
     _one_of(direction, ("request", "response", "drift"), what="time direction")
     return f"{_concentrator(cid)}/time/{direction}"
@@ -201,6 +213,8 @@ def shared(group: str, topic_filter: str) -> str:
 ALL_METER_MESSAGES = f"{CONCENTRATOR}/+/{SMART_METER_MESSAGE}/+/+"
 ALL_CONCENTRATOR_STATUS = f"{CONCENTRATOR}/+/status"
 ALL_CONCENTRATOR_RESPONSES = f"{CONCENTRATOR}/+/response"
+ALL_DEVICE_EVENTS = f"{CONCENTRATOR}/+/event/+"
+ALL_LIVE_READINGS = f"{CONCENTRATOR}/+/live/+"
 ALL_TIME_REQUESTS = f"{CONCENTRATOR}/+/time/request"
 ALL_DRIFT_REPORTS = f"{CONCENTRATOR}/+/time/drift"
 ALL_FIRMWARE_REQUESTS = f"{CONCENTRATOR}/+/firmware/request"
@@ -248,6 +262,8 @@ _PARSER = re.compile(
       concentrator/(?P<cm_cid>[^/]+)/smartMeterMessage/(?P<cm_meter>[^/]+)/(?P<cm_topic>[^/]+)
     | smartMeterMessage/(?P<lm_meter>[^/]+)/(?P<lm_topic>[^/]+)
     | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response|ack)
+    | concentrator/(?P<ce_cid>[^/]+)/event/(?P<ce_device>[^/]+)
+    | concentrator/(?P<cl_cid>[^/]+)/live/(?P<cl_meter>[^/]+)
     | concentrator/(?P<ct_cid>[^/]+)/time/(?P<ct_dir>request|response|drift)
     | concentrator/(?P<cf_cid>[^/]+)/firmware(?P<cf_rest>(?:/[^/]+)*)
     | device/(?P<dv_device>[^/]+)/(?P<dv_kind>command|response|status)
@@ -286,6 +302,10 @@ def parse(topic: str) -> ParsedTopic:
         return ParsedTopic("local_meter_message", meter=g["lm_meter"], topic=g["lm_topic"])
     if g["cs_cid"] is not None:
         return ParsedTopic(f"concentrator_{g['cs_kind']}", concentrator=g["cs_cid"])
+    if g["ce_cid"] is not None:
+        return ParsedTopic("concentrator_event", concentrator=g["ce_cid"], device=g["ce_device"])
+    if g["cl_cid"] is not None:
+        return ParsedTopic("concentrator_live", concentrator=g["cl_cid"], meter=g["cl_meter"])
     if g["ct_cid"] is not None:
         return ParsedTopic("concentrator_time", concentrator=g["ct_cid"], direction=g["ct_dir"])
     if g["cf_cid"] is not None:

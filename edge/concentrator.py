@@ -30,24 +30,29 @@ from typing import TYPE_CHECKING
 from broker import topics
 from broker.backoff import Backoff
 from broker.metrics_http import serving
-from broker.schemas import ConcentratorStatus, MeterReading, OfflinePeriod, OutboxState
+from broker.schemas import ConcentratorStatus, MeterHealth, MeterReading, OfflinePeriod, OutboxState
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
 from edge.clock_state import ConcentratorClock
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
-from edge.config import ConcentratorConfig, ConfigError, P1Meter
+from edge.config import ConcentratorConfig, ConfigError, DlmsMeter, P1Meter
+from edge.dlms.push_listener import PushListener
+from edge.events import DeviceEvents
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
 from edge.outbox import Keep, Outbox, OutboxFull
+from edge.p1.forwarding import LiveReadings, P1Forwarding, run_live
 from edge.polling import HealthTracker
 from firmware_ota.downloader import Downloader
 from firmware_ota.signing import load_trusted_keys
 
 if TYPE_CHECKING:
+    from devices.adapter_config import SmartMeterAdapterConfig
+    from edge.p1.events import FailureLogWatch
     from edge.p1.reader import P1Reader
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,10 @@ class Concentrator:
         self.last_offline: OfflinePeriod | None = None
         # Messages the outbox refused (full of messages kept before theirs): logged, counted.
         self.refused = 0
+        # Each P1 meter's way to the outbox (aggregates or batches) and the live latest readings.
+        self.p1_forwarding: dict[str, P1Forwarding] = {}
+        self._p1_meters: dict[str, str] = {}  # port -> meter id
+        self.live = LiveReadings()
         self.session = session
         session.set_will(self._will)
         session.set_dead_letter(self._dead_letter)
@@ -116,6 +125,13 @@ class Concentrator:
                                    window=b.max_inflight, confirm_timeout=config.confirm_timeout,
                                    max_unconfirmed=config.max_unconfirmed)
         self.meters = MeterSet(config=config, sink=self._sink, clock=clock)
+        # Device events (DLMS pushes, P1 power failure log, failed firmware) into the outbox, once each.
+        self.events = DeviceEvents(outbox=self.outbox, concentrator_id=self.cid, state=config.state,
+                                   notify=self.forwarder.notify)
+        push = config.push
+        self.push = PushListener(meters=[m for m in config.meters if isinstance(m, DlmsMeter)],
+                                 sink=self.events.submit, host=push.host, port=push.port,
+                                 serial_lines=push.serial, baudrate=push.baudrate, clock=clock) if push.enabled else None
         self.poller = self.meters.poller
         self.backfiller = Backfiller(poller=self.poller, sources=self.meters.profile_sources,
                                      periods=self.meters.profile_periods, ledger=self.ledger, submit=self.submit,
@@ -123,6 +139,7 @@ class Concentrator:
         self.meters.on_recovered(self.backfiller.on_recovered)
         self.executor = CommandExecutor(session=self.session, concentrator_id=self.cid)
         self.firmware = self._firmware_agent()
+        self.firmware.on_event = self.events.submit
         for device_id, handlers in self.meters.command_handlers(completeness=self.completeness,
                                                                 backfill=self.backfiller.backfill).items():
             if device_id in self.meters.dlms:
@@ -214,7 +231,7 @@ class Concentrator:
         return ConcentratorStatus(
             concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._connection_number,
             softwareVersion=SOFTWARE_VERSION,
-            meters=[*self.p1_health.all(), *self.poller.health()] if online else [],
+            meters=[*self._p1_health(), *self.poller.health()] if online else [],
             outboxBacklog=len(self.outbox) if online else None,
             outbox=self.outbox_state() if online else None,
             offline=self.last_offline if online else None,
@@ -241,6 +258,19 @@ class Concentrator:
         log.info("connected to the broker after %.1f s offline%s; %d messages buffered meanwhile, %d in the outbox",
                  self.last_offline.seconds, " since start" if self.last_offline.boot else "",
                  self.last_offline.buffered, len(self.outbox))
+
+    def _p1_health(self) -> list[MeterHealth]:
+        """P1 meters' health, with what each port's reader refused (CRC, cut short, ...) and why."""
+        readers = {meter_id: self.p1_readers[port] for port, meter_id in self._p1_meters.items()
+                   if port in self.p1_readers}
+        out = []
+        for health in self.p1_health.all():
+            reader = readers.get(health.meter_id)
+            if reader is not None and reader.errors:
+                health = health.model_copy(update={"telegram_errors": reader.errors,
+                                                   "last_telegram_error": reader.last_problem})
+            out.append(health)
+        return out
 
     def _will(self) -> Will:
         """The death notice of the connection about to be made (asked before every attempt):
@@ -277,19 +307,35 @@ class Concentrator:
 
     async def _run_p1(self, meter: P1Meter) -> None:
         from devices.adapter_config import load_adapter_config
-        from edge.p1.reader import P1Reader
+        from edge.p1.events import FailureLogWatch
 
         adapter = load_adapter_config(meter.adapter_config)
+        failure_log = FailureLogWatch(adapter.meter_individual_id, self.events.submit)
+        self._p1_meters[meter.port] = adapter.meter_individual_id
+        forwarding = self.p1_forwarding[meter.port] = P1Forwarding(
+            policy=meter.forward, submit=self.submit, live=self.live, aggregate_s=meter.aggregate_s,
+            batch_s=meter.batch_s, live_s=meter.live_s or None)
+        try:
+            await self._read_p1(meter, adapter, failure_log, forwarding)
+        finally:
+            forwarding.flush()  # what an open interval or batch holds, before the outbox closes
+
+    async def _read_p1(self, meter: P1Meter, adapter: SmartMeterAdapterConfig, failure_log: FailureLogWatch,
+                       forwarding: P1Forwarding) -> None:
+        from edge.p1.reader import P1Reader
+
         failures = 0
         while True:
             try:
-                async with P1Reader(port=meter.port, config=adapter, **meter.smarty_keys()) as reader:
+                async with P1Reader(port=meter.port, config=adapter, on_telegram=failure_log,
+                                    **meter.smarty_keys()) as reader:
                     self.p1_readers[meter.port] = reader
                     failures = 0
                     self.open_ports += 1
                     try:
                         async for reading in reader.readings():
-                            self.submit([reading])
+                            self._mark_success(reading.meter_id, "p1")
+                            forwarding.add([reading])
                     finally:
                         self.open_ports -= 1
             except OSError as exc:
@@ -332,6 +378,12 @@ class Concentrator:
                     exclusive=self.poller.exclusive, interval=self.config.clock_check_interval,
                     threshold=timedelta(seconds=self.config.clock_drift_threshold), on_sync=self.clock_state.synced),
                     name="clocks"))
+                if any(isinstance(meter, P1Meter) for meter in self.config.meters):
+                    tasks.append(tg.create_task(run_live(self.session, self.cid, live=self.live,
+                                                         forwardings=lambda: list(self.p1_forwarding.values())),
+                                                name="p1-live"))
+                if self.push is not None:
+                    tasks.append(tg.create_task(self.push.run(), name="dlms-push"))
                 for meter_id in self.backfiller.meter_ids:
                     tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
                 await self.poller.start()
@@ -356,3 +408,4 @@ class Concentrator:
             self.outbox.close()
             self.ledger.close()
             self.clock_state.close()
+            self.events.close()

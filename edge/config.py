@@ -81,6 +81,14 @@ class P1Meter(_Config):
         def raw(secret: SecretStr | None) -> bytes | None:
             return bytes.fromhex(secret.get_secret_value()) if secret is not None else None
         return {"smarty_key": raw(self.smarty_key), "smarty_authentication_key": raw(self.smarty_authentication_key)}
+    # What reaches the outbox (edge/p1/forwarding.py): a summary per interval (mean, min, max,
+    # last) or every telegram, written in batches; either way one fsync per interval or batch,
+    # not one per second.
+    forward: Literal["aggregate", "every"] = "aggregate"
+    aggregate_s: float = Field(default=900.0, gt=0, description="the aggregation interval, aligned to the clock")
+    batch_s: float = Field(default=10.0, ge=0, description="with forward = every: seconds of telegrams per outbox write")
+    # The latest reading, retained at QoS 0 on concentrator/{cid}/live/{meter}, at most this often; 0 turns it off.
+    live_s: float = Field(default=5.0, ge=0)
 
 
 class DlmsMeter(DlmsMeterConfig):
@@ -145,6 +153,22 @@ class MetricsSettings(_Config):
     port: int | None = Field(default=None, ge=0, le=65535)
 
 
+class PushSettings(_Config):
+    """The DLMS push listener (meters' data and event notifications); off unless ``port`` or
+    ``serial`` is set. Pushes are not TLS: it binds to loopback unless ``host`` says otherwise,
+    and takes TCP connections only from configured meters' addresses."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)
+    # Serial lines (device paths) meters push HDLC frames on.
+    serial: list[str] = Field(default_factory=list)
+    baudrate: int = Field(default=9600, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.port is not None or bool(self.serial)
+
+
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
 
@@ -176,6 +200,7 @@ class ConcentratorConfig(_Config):
     backfill: BackfillSettings = BackfillSettings()
     firmware: FirmwareSettings = FirmwareSettings()
     metrics: MetricsSettings = MetricsSettings()
+    push: PushSettings = PushSettings()
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:

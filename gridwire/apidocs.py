@@ -12,6 +12,7 @@ from broker.schemas import (
     CommandResponse,
     ConcentratorStatus,
     DeliveryAck,
+    DeviceEvent,
     GenericCommand,
     MeterReading,
     MeterReadingBatch,
@@ -50,11 +51,13 @@ def asyncapi() -> dict[str, Any]:
     """The AsyncAPI document as a dict."""
     from broker.schemas.firmware import ChunkRequest
     from broker.schemas.timesync import DriftReport, TimeRequest, TimeResponse
+    from cloud.monitoring.events import MonitoringEvent
 
     cid = {"cid": "concentrator id (its broker username)"}
     meter = {"meter": "MeterIndividualId"}
     models: list[type[BaseModel]] = [MeterReading, MeterReadingBatch, DeliveryAck, ConcentratorStatus,
-                                     GenericCommand, CommandResponse, TimeRequest, TimeResponse, DriftReport, ChunkRequest]
+                                     GenericCommand, CommandResponse, TimeRequest, TimeResponse, DriftReport, ChunkRequest,
+                                     DeviceEvent, MonitoringEvent]
     schemas: dict[str, Any] = {}
     for model in models:
         schema = _schema(model)
@@ -68,6 +71,20 @@ def asyncapi() -> dict[str, Any]:
                                                                "sequence number, echoed in DeliveryAck"}}},
                           "payload": {"oneOf": [{"$ref": "#/components/schemas/MeterReading"},
                                                 {"$ref": "#/components/schemas/MeterReadingBatch"}]}},
+        "DeviceEvent": {"name": "DeviceEvent", "contentType": "application/json",
+                        "summary": "One event of one device (power failure, tamper, disconnector, alarm bit, failed "
+                                   "firmware); its id derives from device, type, time and cause, so a repeat is the "
+                                   "same event",
+                        "headers": {"type": "object", "properties": {"gw-seq": {
+                            "type": "string", "description": "MQTT 5 user property: the concentrator's outbox "
+                                                             "sequence number, echoed in DeliveryAck"}}},
+                        "payload": {"$ref": "#/components/schemas/DeviceEvent"}},
+        "MonitoringEvent": {"name": "MonitoringEvent", "contentType": "application/json",
+                            "summary": "An event for an organisation that subscribed to its type (PUT /v1/events/"
+                                       "subscriptions/{eventType}) and may receive the device's events; correlation "
+                                       "data = the event id bytes",
+                            "correlationId": CORRELATED["correlationId"],
+                            "payload": {"$ref": "#/components/schemas/MonitoringEvent"}},
         "DeliveryAck": {"name": "DeliveryAck", "contentType": "application/json",
                         "payload": {"$ref": "#/components/schemas/DeliveryAck"}},
         "ConcentratorStatus": {"name": "ConcentratorStatus", "contentType": "application/json",
@@ -116,7 +133,24 @@ def asyncapi() -> dict[str, Any]:
             bindings=qos1),
         "concentrator/{cid}/ack": _channel(
             "End-to-end confirmation: these outbox sequence numbers are stored; the concentrator may delete them",
-            params=cid, publisher="ingest", message="DeliveryAck", subscriber="concentrator", bindings=qos1),
+            params=cid, publisher="ingest, events", message="DeliveryAck", subscriber="concentrator", bindings=qos1),
+        "concentrator/{cid}/event/{device}": _channel(
+            "A device's events, forwarded from the concentrator's durable outbox (DLMS pushes, the P1 power failure "
+            "log, failed firmware transfers) and confirmed on concentrator/{cid}/ack once stored",
+            params={**cid, "device": "device (meter) id"}, publisher="concentrator", message="DeviceEvent",
+            subscriber="events, in the domain process ($share/events/concentrator/+/event/+)", bindings=qos1),
+        "concentrator/{cid}/live/{meter}": _channel(
+            "A P1 meter's latest reading, retained at QoS 0 and not through the outbox (superseded seconds later); "
+            "what reaches the outbox is one aggregated reading per interval, or every telegram in batches",
+            params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
+            subscriber="whoever wants a meter's present values (cloud services)",
+            bindings={"qos": 0, "retain": True, "bindingVersion": "0.2.0"}),
+        "app/{org}/monitoring/{eventType}": _channel(
+            "Events for an organisation's apps: those it subscribed to, of devices it holds RECEIVE_EVENTS on "
+            "(MONITORING or OWNER); the same events go to its webhook when it chose that channel",
+            params={"org": "organisation id", "eventType": "the event's type"},
+            publisher="events (domain process), monitor", message="MonitoringEvent",
+            subscriber="the organisation's apps (app.{org})", bindings=qos1),
         "concentrator/{cid}/status": _channel(
             "Concentrator liveness and meter health (retained)", params=cid, publisher="concentrator",
             message="ConcentratorStatus", subscriber="monitoring ($share/monitoring/concentrator/+/status)",

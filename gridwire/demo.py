@@ -111,8 +111,11 @@ def _write_adapter_config(path: Path, n: int) -> None:
 def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Path], ports: list[str],
                                adapters: list[Path], dlms_ports: list[int], modbus_ports: list[int],
                                trusted_keys: Path, metrics_port: int | None) -> None:
+    # The demo forwards every P1 telegram (in 2-second batches) so its charts move at once; the
+    # default, 15-minute aggregates, would show the first P1 reading after a quarter of an hour.
     meters = "\n".join(
-        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\n'
+        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "{adapter.name}"\nforward = "every"\n'
+        'batch_s = 2\n'
         for port, adapter in zip(ports, adapters, strict=True)
     )
     # The DLMS simulator's well-known demo password (edge/dlms/cli.py); a real meter's is secret.

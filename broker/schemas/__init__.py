@@ -3,6 +3,7 @@
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.schemas.dead_letter import DeadLetter
 from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck
+from broker.schemas.event import DeviceEvent, DeviceEventType, EventSource
 from broker.schemas.meter_reading import (
     ClockState,
     MeterIndividual,
@@ -11,6 +12,8 @@ from broker.schemas.meter_reading import (
     OperationalPropertyRef,
     PhysicalMeterType,
     PropertyValue,
+    ReadingInterval,
+    ValueStatistics,
     parse_meter_message,
 )
 from broker.schemas.status import ConcentratorStatus, MeterHealth, OfflinePeriod, OutboxState
@@ -18,8 +21,8 @@ from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRe
 
 __all__ = [
     "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "ClockState", "CommandError", "CommandResponse", "CommandStatus",
-    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DriftReport", "GenericCommand", "MeterHealth",
-    "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
-    "PhysicalMeterType",
-    "PropertyValue", "TimeRequest", "TimeResponse", "parse_meter_message",
+    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DeviceEvent", "DeviceEventType", "DriftReport", "EventSource",
+    "GenericCommand", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod",
+    "OperationalPropertyRef", "OutboxState", "PhysicalMeterType", "PropertyValue", "ReadingInterval", "TimeRequest",
+    "TimeResponse", "ValueStatistics", "parse_meter_message",
 ]

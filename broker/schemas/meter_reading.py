@@ -45,6 +45,33 @@ class OperationalPropertyRef(_Wire):
     allowed_units: list[str] | None = Field(default=None, alias="allowedUnits")
 
 
+class ValueStatistics(_Wire):
+    """Gridwire extension: a numeric property over the reading's ``interval`` (an aggregated
+    reading carries its last value as ``numericalValue`` and these beside it)."""
+
+    mean: float = Field(allow_inf_nan=False)
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+    count: int = Field(ge=1)
+
+
+class ReadingInterval(_Wire):
+    """Gridwire extension: the span an aggregated reading summarises (from its first to its last sample)."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReadingInterval:
+        if self.end < self.start:
+            raise ValueError("interval end is before its start")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
 class PropertyValue(_Wire):
     """One measured value: numeric or text, with unit, time and operational property."""
 
@@ -53,6 +80,7 @@ class PropertyValue(_Wire):
     numerical_value: float | None = Field(default=None, alias="numericalValue", allow_inf_nan=False)
     text_value: str | None = Field(default=None, alias="textValue", max_length=1024)
     operational_property: OperationalPropertyRef = Field(alias="operationalPropertyDefinition")
+    statistics: ValueStatistics | None = None
 
     @model_validator(mode="after")
     def _one_value(self) -> PropertyValue:
@@ -111,6 +139,8 @@ class MeterReading(_Wire):
     historical: bool = False
     # Gridwire extension: set on readings the concentrator stamped before its first time sync.
     clock: ClockState | None = None
+    # Gridwire extension: set on an aggregated reading (a P1 meter's 15-minute summary).
+    interval: ReadingInterval | None = None
 
     @property
     def meter_id(self) -> str:

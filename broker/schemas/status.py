@@ -21,6 +21,10 @@ class MeterHealth(BaseModel):
     last_success: datetime | None = Field(default=None, alias="lastSuccess")
     consecutive_failures: int = Field(default=0, alias="consecutiveFailures")
     last_error: str | None = Field(default=None, alias="lastError")
+    # P1: what the port's reader refused since it opened, by reason (crc, truncated, droppedBytes,
+    # ...), and why it refused the last one.
+    telegram_errors: dict[str, int] | None = Field(default=None, alias="telegramErrors")
+    last_telegram_error: str | None = Field(default=None, alias="lastTelegramError")
 
 
 class OfflinePeriod(BaseModel):

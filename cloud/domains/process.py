@@ -1,4 +1,5 @@
-"""Run one domain process: the domain consumers, the results consumer and the webhook delivery loop."""
+"""Run one domain process: the domain consumers, the results consumer, the device event consumer
+and the webhook delivery loop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from cloud.domains.consumer import DomainConsumer
 from cloud.domains.metrics import DomainMetrics
 from cloud.domains.requests import RequestStore
 from cloud.domains.results_consumer import ResultsConsumer
+from cloud.deadletters import DeadLetterStore
+from cloud.events import DeviceEventConsumer, EventNotifier, EventStore
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
 from cloud.runtime import connected, metrics_registry, session_metrics
@@ -63,6 +66,12 @@ async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: as
         try:
             await DomainConsumer(session=session, requests=requests, domains=DOMAINS.values()).start()
             await results.start()
+            # Device events from the concentrators: stored once, to subscribers' topics and webhooks.
+            events, dead_letters = EventStore(registry.engine), DeadLetterStore(engine=registry.engine)
+            await dead_letters.create_schema()
+            await DeviceEventConsumer(session=session, store=events, dead_letters=dead_letters,
+                                      notifier=EventNotifier(store=events, registry=registry, publisher=session,
+                                                             webhooks=webhooks)).start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:

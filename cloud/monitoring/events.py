@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud.registry.functions import FunctionGroup
+from cloud.registry.functions import DeviceFunction, FunctionGroup, groups_allowing
 
 
 class Severity(StrEnum):
@@ -38,6 +38,11 @@ class EventType(StrEnum):
     POWER_RESTORED = "POWER_RESTORED"
     TAMPER = "TAMPER"
     FIRMWARE_FAILED = "FIRMWARE_FAILED"
+    # Reported by devices themselves (broker.schemas.DeviceEventType) besides the four above.
+    DISCONNECTOR_OPENED = "DISCONNECTOR_OPENED"
+    DISCONNECTOR_CLOSED = "DISCONNECTOR_CLOSED"
+    METER_ALARM = "METER_ALARM"
+    METER_EVENT = "METER_EVENT"
 
     @property
     def severity(self) -> Severity:
@@ -57,10 +62,14 @@ SEVERITY: dict[EventType, Severity] = {
     # Possible fraud or safety issue at the meter.
     EventType.TAMPER: Severity.CRITICAL,
     EventType.FIRMWARE_FAILED: Severity.MAJOR,
+    EventType.DISCONNECTOR_OPENED: Severity.WARNING,
+    EventType.DISCONNECTOR_CLOSED: Severity.INFO,
+    EventType.METER_ALARM: Severity.WARNING,
+    EventType.METER_EVENT: Severity.INFO,
 }
 
 # The function groups that entitle an organisation to a device's monitoring events.
-NOTIFY_GROUPS: frozenset[FunctionGroup] = frozenset({FunctionGroup.MONITORING, FunctionGroup.OWNER})
+NOTIFY_GROUPS: frozenset[FunctionGroup] = groups_allowing(DeviceFunction.RECEIVE_EVENTS)
 
 # The ``domain`` level of the app topic events are published under.
 MONITORING_DOMAIN = "monitoring"

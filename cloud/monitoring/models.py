@@ -1,6 +1,7 @@
 """Monitoring tables: concentrator liveness, device connectivity, subscriptions, the event log.
 
-On the registry's declarative Base, created by migration ``0003_scheduling``.
+On the registry's declarative Base, created by migration ``0003_scheduling`` (subscription
+channels and ``notified_at`` by ``0011_device_events``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.registry.models import ID_LENGTH, Base, UTCDateTime, utcnow
@@ -53,6 +54,9 @@ class NotificationSubscriptionRow(Base):
     organisation: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
     event_type: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The channels: the organisation's app topic (app/{org}/monitoring/{type}) and its webhook.
+    mqtt: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    webhook: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class MonitoringEventRow(Base):
@@ -65,5 +69,8 @@ class MonitoringEventRow(Base):
     event_type: Mapped[str] = mapped_column(String(32))
     severity: Mapped[str] = mapped_column(String(16))
     device_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # When a device event's notifications were handed out (stored in the webhook outbox and
+    # published); None until then, so a consumer killed in between hands them out on redelivery.
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

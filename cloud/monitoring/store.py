@@ -134,9 +134,11 @@ class MonitoringStore:
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def subscribers(self, event_type: EventType) -> set[str]:
+        """Organisations that want ``event_type`` on their app topic."""
         async with self._sessions() as session:
             rows = await session.scalars(select(NotificationSubscriptionRow.organisation)
-                                         .where(NotificationSubscriptionRow.event_type == event_type.value))
+                                         .where(NotificationSubscriptionRow.event_type == event_type.value,
+                                                NotificationSubscriptionRow.mqtt.is_(True)))
             return set(rows.all())
 
     async def record_event(self, event: MonitoringEvent) -> None:

@@ -57,6 +57,8 @@ class DeviceFunction(StrEnum):
     GET_STATUS = "GET_STATUS"
     READ_ALARMS = "READ_ALARMS"
     GET_POWER_QUALITY = "GET_POWER_QUALITY"
+    # Receive a device's events (app topic, webhook) and read their history.
+    RECEIVE_EVENTS = "RECEIVE_EVENTS"
     GET_DEVICE = "GET_DEVICE"
     ADD_DEVICE = "ADD_DEVICE"
     UPDATE_DEVICE = "UPDATE_DEVICE"
@@ -90,6 +92,7 @@ _ALLOWED_BY: dict[DeviceFunction, frozenset[FunctionGroup]] = {
     F.GET_STATUS: frozenset({G.AD_HOC, G.MANAGEMENT, G.MONITORING}),
     F.READ_ALARMS: frozenset({G.MANAGEMENT, G.MONITORING}),
     F.GET_POWER_QUALITY: frozenset({G.AD_HOC, G.MONITORING}),
+    F.RECEIVE_EVENTS: frozenset({G.MONITORING}),
     # Seeing a device's registry entry needs only some authorisation on it.
     F.GET_DEVICE: frozenset(set(FunctionGroup) - {G.OWNER}),
     F.ADD_DEVICE: frozenset({G.INSTALLATION}),

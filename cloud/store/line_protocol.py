@@ -98,6 +98,8 @@ def encode_reading(reading: MeterReading, *, concentrator_id: str | None = None)
         fields.append(f"{schema.SEQUENCE}={int(reading.sequence_number)}i")
     if concentrator_id is not None:
         fields.append(f"{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
+    if reading.interval is not None:
+        fields.append(f"{schema.INTERVAL}={format_float(reading.interval.seconds)}")
     meter_type = reading.meter_individual.physical_meter_type
     if meter_type is not None and meter_type.physical_meter_class is not None:
         fields.append(f"{schema.METER_CLASS}={quote_string(meter_type.physical_meter_class)}")
@@ -116,6 +118,11 @@ def encode_reading(reading: MeterReading, *, concentrator_id: str | None = None)
         value_stamp = to_ns(value.date)
         if value_stamp != stamp:
             fields.append(f"{key}{schema.DATE_SUFFIX}={value_stamp}i")
+        stats = value.statistics
+        if stats is not None:
+            fields += [f"{key}{schema.MEAN_SUFFIX}={format_float(stats.mean)}",
+                       f"{key}{schema.MIN_SUFFIX}={format_float(stats.min)}",
+                       f"{key}{schema.MAX_SUFFIX}={format_float(stats.max)}"]
     return (
         f"{escape_measurement(schema.MEASUREMENT)},{schema.METER_TAG}={escape_key(reading.meter_id)} "
         f"{','.join(fields)} {stamp}"

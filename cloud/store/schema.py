@@ -22,14 +22,20 @@ METER_CLASS = "meter_class"
 # clock had run free since its start, and its offset from the cloud's at the last sync before.
 CLOCK_FREE_RUNNING = "clock_free_running_s"
 CLOCK_LAST_OFFSET = "clock_last_offset_s"
+# Seconds an aggregated reading summarises (its interval), absent on a plain reading.
+INTERVAL = "interval_s"
 META_FIELDS = frozenset({READING_ID, FAULT_CODE, HISTORICAL, SEQUENCE, CONCENTRATOR, METER_CLASS,
-                         CLOCK_FREE_RUNNING, CLOCK_LAST_OFFSET})
+                         CLOCK_FREE_RUNNING, CLOCK_LAST_OFFSET, INTERVAL})
 
 # Suffixes of the fields a property id gives rise to; the bare id holds the numerical value.
 TEXT_SUFFIX = "__text"
 UNIT_SUFFIX = "__unit"
 DATE_SUFFIX = "__date"
-SUFFIXES = (TEXT_SUFFIX, UNIT_SUFFIX, DATE_SUFFIX)
+# An aggregated reading's statistics of a numeric property over its interval.
+MEAN_SUFFIX = "__mean"
+MIN_SUFFIX = "__min"
+MAX_SUFFIX = "__max"
+SUFFIXES = (TEXT_SUFFIX, UNIT_SUFFIX, DATE_SUFFIX, MEAN_SUFFIX, MIN_SUFFIX, MAX_SUFFIX)
 SEPARATOR = "__"
 
 # InfluxDB 1.x cannot round-trip a backslash that precedes a space, comma or equals sign (or

@@ -296,6 +296,20 @@ class DlmsMeterAdapter:
             held += [SwitchPoint(weekday, minute, 1, closed) for weekday, minute in schedule.moments]
         return sorted(held)
 
+    async def set_push_destination(self, destination: str, *, push_setups: tuple[str, ...] | None = None) -> None:
+        """Point the meter's push setups (class 40, attribute 3) at ``destination`` ("host:port", TCP)."""
+        from gurux_dlms.objects.enums.ServiceType import ServiceType
+        from gurux_dlms.objects.GXDLMSPushSetup import GXDLMSPushSetup
+
+        from edge.dlms.push import PUSH_LAYOUTS
+
+        async with self._link() as link:
+            for obis in push_setups or tuple(PUSH_LAYOUTS):
+                push = GXDLMSPushSetup(obis)
+                push.service, push.destination = ServiceType.TCP, destination
+                await link.write(push, 3)
+        logger.info("meter %s: pushes go to %s", self.meter_id, destination)
+
     # --- firmware -------------------------------------------------------------------------------
     async def read_firmware_version(self) -> str:
         """The active firmware identifier (1.0.0.2.0.255) as text."""

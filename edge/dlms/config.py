@@ -61,6 +61,8 @@ class DlmsMeterConfig(BaseModel):
     interval_s: float = Field(default=900.0, gt=0)
     # The shared medium the poller bounds concurrency on; defaults to the endpoint.
     bus: str | None = None
+    # The COSEM logical device name (0.0.42.0.0.255) the meter's pushes carry; default: meter_id.
+    device_name: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _one_link(self) -> DlmsMeterConfig:

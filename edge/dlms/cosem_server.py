@@ -55,6 +55,7 @@ from edge.dlms.pq_objects import power_quality_objects  # noqa: E402
 from devices.profiles.power_quality import PowerQualitySpec  # noqa: E402
 from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
 from edge.dlms.meter_model import ENERGY_OBIS, REGISTERS, MeterModel  # noqa: E402
+from edge.dlms.sim_push import ModelPushSetup, push_setup_objects  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +229,8 @@ class CosemServer(GXDLMSSecureServer):
         self._client = security.access()[security.client_address]
         self._authorise(self._client)
         for item in [self._association, sap_assignment(security.server_address, model.serial),
-                     device_name(model.serial), *meter_objects(model, meter_name=meter_name)]:
+                     device_name(model.serial), *meter_objects(model, meter_name=meter_name),
+                     *push_setup_objects(model)]:
             self.items.append(item)
         if power_quality is not None:
             served = {item.logicalName for item in self.items}
@@ -301,6 +303,8 @@ class CosemServer(GXDLMSSecureServer):
         if arg.target.logicalName == CLOCK_OBIS and arg.index == 2:
             return AccessMode.READ_WRITE
         if arg.target.objectType == ObjectType.ACTION_SCHEDULE and arg.index in (2, 3, 4):
+            return AccessMode.READ_WRITE
+        if isinstance(arg.target, ModelPushSetup) and arg.index == 3:
             return AccessMode.READ_WRITE
         return AccessMode.READ
 

@@ -124,6 +124,10 @@ class MeterModel:
     invocation_counter: int = 1
     # Voltage sags and swells: (true time, "sag"|"swell", phase); see edge/dlms/pq_model.py.
     power_quality_events: list[tuple[datetime, str, str]] = field(default_factory=list)
+    # Where the push setups (COSEM class 40) send: "host:port" (TCP) or a serial device path (HDLC).
+    push_destination: str | None = None
+    # Called with the new output state when the disconnector switches (the pusher reports it).
+    on_output_change: Callable[[bool], None] | None = None
 
     # --- time ---------------------------------------------------------------------------
     def true_now(self) -> datetime:
@@ -253,12 +257,18 @@ class MeterModel:
 
     # --- disconnect control -------------------------------------------------------------
     def disconnect(self) -> None:
-        self.output_state = False
+        self._switch(False)
         self.disconnect_events.append((self.meter_now().astimezone(UTC), DISCONNECT_EVENT_REMOTE_OFF))
 
     def reconnect(self) -> None:
-        self.output_state = True
+        self._switch(True)
         self.disconnect_events.append((self.meter_now().astimezone(UTC), DISCONNECT_EVENT_REMOTE_ON))
+
+    def _switch(self, closed: bool) -> None:
+        changed = closed != self.output_state
+        self.output_state = closed
+        if changed and self.on_output_change is not None:
+            self.on_output_change(closed)
 
     # --- the disconnector's schedule ----------------------------------------------------
     def store_relay_moments(self, moments: list[tuple[int, int]], *, closed: bool) -> None:
@@ -271,7 +281,7 @@ class MeterModel:
         """Switch as the schedule says for every moment that came due since last asked (meter time)."""
         states = self.relay_schedule.settle(self.meter_now())
         if 1 in states:
-            self.output_state = states[1]
+            self._switch(states[1])
 
 
 def _ceil_to_period(moment: datetime, period: timedelta = PROFILE_PERIOD) -> datetime:

@@ -19,6 +19,7 @@ from devices.profiles import load_profile
 from devices.profiles.power_quality import PowerQualitySpec
 from edge.dlms.cosem_server import CosemServer, InvocationGuard, ServerSecurity
 from edge.dlms.meter_model import MeterModel
+from edge.dlms.sim_push import MeterPusher
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class DlmsMeterSimulator:
         self.host = host
         self.name = name
         self.guard = InvocationGuard()
+        # Data notifications to the model's push destination (power, tamper, disconnector, alarms).
+        self.pusher = MeterPusher(model=self.model, client_address=self.security.client_address,
+                                  server_address=self.security.server_address)
         # When True, requests are read but never answered (a hung meter).
         self.unresponsive = False
         self._requested_port = port
@@ -71,6 +75,7 @@ class DlmsMeterSimulator:
             for task in pending:
                 task.cancel()
         await self._server.wait_closed()
+        await self.pusher.close()
         self._server = None
         logger.info("DLMS simulator %s stopped", self.name)
 
@@ -94,6 +99,16 @@ class DlmsMeterSimulator:
         if down:
             for writer in list(self._writers):
                 writer.close()
+
+    async def pull_power(self) -> None:
+        """Cut the meter's power: it pushes its last gasp (a power failure) and stops answering."""
+        await self.pusher.power_failure()
+        self.set_down(True)
+
+    async def restore_power(self) -> None:
+        """Power the meter again: it answers and pushes that power returned."""
+        self.set_down(False)
+        await self.pusher.power_restored()
 
     def add_down_window(self, start: datetime, end: datetime) -> None:
         """Make the meter unreachable while the model's true time is in [start, end)."""

@@ -12,7 +12,8 @@ For one meter, with params ``{"signedManifest": <SignedManifest JSON>}``:
    activate (ACTIVATION_FAILED);
 6. the version read back must be the manifest's (VERSION_MISMATCH).
 
-Success answers ``{"firmwareVersion": ..., "imageSha256": ..., "transferred": bool}``.
+Success answers ``{"firmwareVersion": ..., "imageSha256": ..., "transferred": bool}``. A failure
+in steps 4 to 6 also raises the device event FIRMWARE_FAILED (through ``on_event``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
+from broker.schemas import DeviceEvent, DeviceEventType, EventSource
 from broker.schemas.firmware import SignedManifest
 from edge.commands.errors import CommandFailed, InvalidParameters
 from edge.commands.executor import CommandHandler
@@ -63,10 +66,13 @@ def device_model(adapter: Any) -> str:
 class FirmwareAgent:
     """Builds the ``update_firmware`` handler of each DLMS meter over one shared :class:`Downloader`."""
 
-    def __init__(self, *, downloader: Downloader, exclusive: Exclusive) -> None:
+    def __init__(self, *, downloader: Downloader, exclusive: Exclusive,
+                 on_event: Callable[[list[DeviceEvent]], object] | None = None) -> None:
         self.downloader = downloader
         self._exclusive = exclusive
         self.transfers = 0
+        # Where a failed transfer's FIRMWARE_FAILED event goes (the concentrator's DeviceEvents).
+        self.on_event = on_event
 
     def route(self) -> None:
         self.downloader.route()
@@ -98,6 +104,24 @@ class FirmwareAgent:
         if current == manifest.version:
             log.info("meter %s already runs %s; nothing to do", meter_id, current)
             return {"firmwareVersion": current, "imageSha256": manifest.sha256, "transferred": False}
+        try:
+            return await self._transfer(adapter, signed, manifest, current)
+        except CommandFailed as exc:
+            self._failed(meter_id, manifest, current, exc)
+            raise
+
+    def _failed(self, meter_id: str, manifest: Any, current: str, exc: CommandFailed) -> None:
+        """A transfer that failed (download, blocks, verification, activation, version): FIRMWARE_FAILED."""
+        if self.on_event is None:
+            return
+        event = DeviceEvent.make(meter_id, DeviceEventType.FIRMWARE_FAILED, datetime.now(UTC),
+                                 source=EventSource.FIRMWARE, key=f"{manifest.firmware_id}:{exc.code}",
+                                 firmwareId=manifest.firmware_id, version=manifest.version, running=current,
+                                 error=str(exc.code), reason=str(exc)[:300], transient=bool(exc.transient))
+        self.on_event([event])
+
+    async def _transfer(self, adapter: Any, signed: SignedManifest, manifest: Any, current: str) -> dict[str, Any]:
+        meter_id = adapter.meter_id
         try:
             path = await self.downloader.fetch(signed)
         except DownloadFailed as exc:

@@ -11,8 +11,11 @@ Whether a frame's CRC and content are right is the parser's business, not the fr
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIZE = 8192
 _END_TAIL = 6  # four hex digits of CRC and CRLF after the '!'
@@ -97,5 +100,6 @@ class TelegramFramer:
             return
         if abandoned and self._buf[:1] == b"/":
             self.stats.truncated += 1
+            logger.warning("P1 telegram cut short: %d bytes dropped, starting %r", count, bytes(self._buf[:60]))
         self.stats.dropped_bytes += count
         del self._buf[:count]

@@ -16,7 +16,7 @@ import contextlib
 import io
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -74,6 +74,7 @@ class P1Reader:
         max_queued_chunks: int = 1024,
         smarty_key: bytes | None = None,
         smarty_authentication_key: bytes | None = None,
+        on_telegram: Callable[[Telegram], object] | None = None,
     ) -> None:
         self._port = port
         # A Luxembourg Smarty meter encrypts each telegram (edge/p1/smarty.py).
@@ -81,6 +82,8 @@ class P1Reader:
         self._smarty_keys = (smarty_key, smarty_authentication_key)
         # DSMR 2.2/3.0 telegrams carry no CRC: their cumulative registers must not go back.
         self._last_registers: dict[str, Decimal] = {}
+        # Sees every good telegram before it is mapped (the power failure log becomes events).
+        self._on_telegram = on_telegram
         self.name = port if isinstance(port, str) else (port.port or type(port).__module__)
         self._mapper = P1Mapper(config) if config is not None else None
         self._framer = TelegramFramer(max_size=max_telegram_size)
@@ -92,6 +95,17 @@ class P1Reader:
         self._poller: asyncio.Task[None] | None = None
         self._bytes_read = 0
         self._ok = self._crc = self._malformed = self._mapping = self._overflow = 0
+        # Why the last telegram was refused (CRC, content, cut short, too long), for the status.
+        self.last_problem: str | None = None
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Telegrams and bytes refused so far, by reason (only the non-zero counts)."""
+        s = self.stats
+        counts = {"crc": s.crc_errors, "malformed": s.malformed, "notMapped": s.mapping_errors,
+                  "truncated": s.truncated, "oversize": s.oversize, "droppedBytes": s.dropped_bytes,
+                  "overflowChunks": s.overflow_chunks}
+        return {name: n for name, n in counts.items() if n}
 
     @property
     def stats(self) -> P1Stats:
@@ -205,7 +219,12 @@ class P1Reader:
             if isinstance(item, BaseException):
                 raise P1PortError(f"P1 port {self.name} failed: {item}") from item
             assert isinstance(item, bytes)
+            before = (self._framer.stats.truncated, self._framer.stats.oversize)
             frames = self._framer.feed(item) if self._smarty is None else self._smarty.feed(item)
+            if self._framer.stats.truncated > before[0]:
+                self.last_problem = "telegram cut short (bytes lost on the line)"
+            elif self._framer.stats.oversize > before[1]:
+                self.last_problem = "telegram longer than the maximum size"
             for frame in frames:
                 telegram = self._parse(frame)
                 if telegram is not None:
@@ -222,10 +241,12 @@ class P1Reader:
                 self._check_plausible(telegram)
         except CrcMismatch as exc:
             self._crc += 1
+            self.last_problem = str(exc)
             logger.warning("P1 %s: telegram skipped, %s: %r", self.name, exc, frame[:_LOGGED_BYTES])
             return None
         except (MalformedTelegram, SmartyDecryptionError) as exc:
             self._malformed += 1
+            self.last_problem = str(exc)
             logger.warning("P1 %s: telegram skipped, %s: %r", self.name, exc, frame[:_LOGGED_BYTES])
             return None
         self._ok += 1
@@ -245,10 +266,13 @@ class P1Reader:
         if self._mapper is None:
             raise ValueError("P1Reader needs an adapter config to produce MeterReadings")
         async for telegram in self.telegrams():
+            if self._on_telegram is not None:
+                self._on_telegram(telegram)
             try:
                 readings = self._mapper.readings(telegram, received_at=datetime.now(UTC))
             except ValueError as exc:  # MappingError, or a value the OMDP schema refuses
                 self._mapping += 1
+                self.last_problem = f"not mapped: {exc}"[:200]
                 logger.warning("P1 %s: telegram not mapped, %s (header %r)", self.name, exc, telegram.header)
                 continue
             for reading in readings:

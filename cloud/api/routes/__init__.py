@@ -11,6 +11,7 @@ from cloud.api.routes import (
     clock_drift,
     console,
     dead_letters,
+    events,
     firmware,
     fleet,
     health,
@@ -33,5 +34,5 @@ OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bul
 PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
                                            loadcontrol.router, meter_read_schedules.router, powerquality.router,
-                                           clock_drift.router, firmware.router, fleet.router,
+                                           clock_drift.router, events.router, firmware.router, fleet.router,
                                            console.router, mqtt_clients.router)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.schemas import DeviceEvent, DeviceEventType
 from broker.schemas.command import CommandStatus
 from broker.schemas.firmware import SignedManifest
 from edge.concentrator import Concentrator
@@ -123,6 +124,13 @@ async def test_verify_and_activation_failures_keep_the_old_version(
     assert (second.status, second.error.code) == (CommandStatus.FAILED, "ACTIVATION_FAILED")
     assert meters[0].model.firmware.version == meters[1].model.firmware.version == "1.0.0"
     assert cloud.server.chunks_served == CHUNKS  # downloaded once for both
+    # Each failure is a FIRMWARE_FAILED device event in the outbox, on its way to the cloud.
+    events = [DeviceEvent.model_validate_json(m.payload) for m in concentrator.outbox.after(0, limit=10_000)
+              if "/event/" in m.topic]
+    assert sorted((e.device_id, e.event_type, e.detail["error"]) for e in events) == [
+        ("m-1", DeviceEventType.FIRMWARE_FAILED, "VERIFY_FAILED"),
+        ("m-2", DeviceEventType.FIRMWARE_FAILED, "ACTIVATION_FAILED")]
+    assert {e.detail["firmwareId"] for e in events} == {signed.manifest.firmware_id}
 
 
 async def test_transfer_cut_mid_blocks_fails_transient_and_the_retry_sends_only_the_rest(
