@@ -1,13 +1,8 @@
 """Device events: subscriptions say which channels (app topic, webhook) an organisation wants;
 an event records when its notifications were handed out; the event log is read by time.
 
-<<<<<<<< HEAD:cloud/migrations/versions/0011_device_events.py
 Revision ID: 0011_device_events
 Revises: 0010_concentrator_session_bigint
-========
-Revision ID: 0009_device_events
-Revises: 0008_payload_format
->>>>>>>> 0608209 (Device events migration renumbered 0009_device_events, after 0008_payload_format):cloud/migrations/versions/0009_device_events.py
 Create Date: 2026-12-04
 """
 
@@ -16,13 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-<<<<<<<< HEAD:cloud/migrations/versions/0011_device_events.py
 revision = "0011_device_events"
 down_revision = "0010_concentrator_session_bigint"
-========
-revision = "0009_device_events"
-down_revision = "0008_payload_format"
->>>>>>>> 0608209 (Device events migration renumbered 0009_device_events, after 0008_payload_format):cloud/migrations/versions/0009_device_events.py
 branch_labels = None
 depends_on = None
 
