@@ -267,3 +267,25 @@ def _resolve_paths(config: ConcentratorConfig, base: Path) -> ConcentratorConfig
     return config.model_copy(update={"outbox": resolve(config.outbox), "state": state,
                                      "invocation_counters": resolve(config.invocation_counters), "meters": meters,
                                      "firmware": firmware})
+
+
+PLACEHOLDER = "CHANGE-ME"
+
+
+def placeholders(path: Path | str) -> list[str]:
+    """The keys (dotted, e.g. ``broker.host``) whose values still hold the packaged default
+    config's placeholder ``CHANGE-ME``: what an installer has left to fill in."""
+    found: list[str] = []
+
+    def walk(value: object, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}" if where else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}[{index}]")
+        elif isinstance(value, str) and PLACEHOLDER in value:
+            found.append(where)
+
+    walk(tomllib.loads(Path(path).read_text()), "")
+    return found

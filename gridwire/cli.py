@@ -125,7 +125,7 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
 @concentrator_app.command("check")
 def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file.")]) -> None:
     """Validate a concentrator config file; errors name the file, the meter and the field."""
-    from edge.config import ConfigError, load_config
+    from edge.config import ConfigError, load_config, placeholders
 
     try:
         cfg = load_config(config)
@@ -133,6 +133,8 @@ def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentr
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{config}: concentrator {cfg.concentrator_id}, {len(cfg.meters)} meter(s): ok")
+    if left := placeholders(config):
+        typer.echo(f"{config}: placeholders still to fill in: {', '.join(left)}")
 
 
 @p1_app.command("read")

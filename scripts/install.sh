@@ -15,7 +15,9 @@ export DEBIAN_FRONTEND=noninteractive
 # docker-compose: the tests validate docker-compose.yml with `docker-compose config` (no engine needed).
 # prometheus: the metrics tests scrape the processes with it (and promtool checks the exposition).
 # chromium: the console's page tests drive it headless (no browser download).
-packages="mosquitto mosquitto-clients influxdb postgresql curl systemd docker-compose prometheus chromium"
+# dpkg-dev, lintian: scripts/package_concentrator.py builds the concentrator's .deb; the tests
+#   check it with lintian and install it into a throwaway root.
+packages="mosquitto mosquitto-clients influxdb postgresql curl systemd docker-compose prometheus chromium dpkg-dev lintian"
 if ! python3 -m venv --help >/dev/null 2>&1; then packages="$packages python3-venv"; fi
 echo "==> apt-get install $packages"
 $SUDO apt-get update -qq

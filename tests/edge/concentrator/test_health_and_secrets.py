@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -114,6 +115,16 @@ def test_the_example_config_is_valid():
     kinds = [type(m) for m in config.meters]
     assert kinds == [DlmsMeter, DlmsMeter, ModbusMeter, ModbusMeter, P1Meter]
     assert "000102030405060708090a0b0c0d0e0f" not in repr(config)
+
+
+def test_placeholders_are_named_where_they_are(tmp_path):
+    from edge.config import placeholders
+
+    config = tmp_path / "c.toml"
+    config.write_text('concentrator_id = "CHANGE-ME"\n[broker]\nhost = "b.example.net"\ncert_file = "tls/CHANGE-ME.pem"\n'
+                      '[[meters]]\nport = "CHANGE-ME"\n')
+    assert placeholders(config) == ["concentrator_id", "broker.cert_file", "meters[0].port"]
+    assert placeholders(Path(__file__).parents[3] / "config" / "concentrator.example.toml") == []
 
 
 async def test_a_connections_will_and_birth_carry_one_number_that_grows(tmp_path, mosquitto, clock, lls_sim,
