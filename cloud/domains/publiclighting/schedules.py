@@ -9,13 +9,12 @@ a sunrise/sunset entry is a solar trigger at the device's registered location.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker import topics
-from cloud.domains.publiclighting.translator import NAME, SetLight
+from cloud.domains.publiclighting.translator import NAME, ScheduleTime, SetLight, TimeZoneName
 from cloud.scheduler import DailyTrigger, ScheduleCreate, ScheduledTask, SchedulePublic, SolarEvent, SolarTrigger
 
 SOLAR = ("sunrise", "sunset")
@@ -34,19 +33,9 @@ class LightScheduleEntry(_Body):
     ``"sunset"`` at the light's location shifted by ``offsetMinutes`` (negative = before)."""
 
     action: SetLight
-    at: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|sunrise|sunset)$")
-    timezone: str | None = Field(default=None, examples=["Europe/Amsterdam"])
+    at: ScheduleTime
+    timezone: TimeZoneName | None = Field(default=None, examples=["Europe/Amsterdam"])
     offset_minutes: int = Field(default=0, ge=-720, le=720, alias="offsetMinutes")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> LightScheduleEntry:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cloud.domains.base import CommandSpec, Domain, NoParams, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -49,23 +49,27 @@ def get_status(_params: NoParams) -> list[CommandSpec]:
     return [CommandSpec("get_light_status")]
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+# A schedule entry's moment ("HH:MM", "sunrise" or "sunset") and an IANA time zone: shared by the
+# schedules the cloud runs (schedules.py) and those the device keeps (below).
+ScheduleTime = Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|sunrise|sunset)$")]
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
+
+
 class DeviceScheduleEntry(OperationParams):
     """Switch at ``at``: ``"HH:MM"`` in ``timezone``, or ``"sunrise"``/``"sunset"`` + ``offsetMinutes``."""
 
     action: SetLight
-    at: str = Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|sunrise|sunset)$")
-    timezone: str | None = None
+    at: ScheduleTime
+    timezone: TimeZoneName | None = None
     offset_minutes: int = Field(default=0, ge=-720, le=720, alias="offsetMinutes")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceScheduleEntry:
