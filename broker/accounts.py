@@ -16,6 +16,11 @@ concentrator, device or organisation it stands for), built from the topic tree's
   ``device/+/command``, write ``device/+/response`` and ``device/+/status``;
 - ``app`` (an organisation's application; subject = the organisation): read ``app/<org>/#``,
   write ``domain/+/request/<org>``, read ``domain/+/response/<org>``;
+- ``adapter`` (an external SmartMeterAdapter on a concentrator's local listener; subject = the
+  adapter's id): write ``smartMeterMessage/<m>/+`` for each of its ``meters`` only, read
+  ``adapter/<its id>/ack``;
+- ``local-concentrator`` (the concentrator on its own local listener): read every
+  ``smartMeterMessage/+/+``, write ``adapter/+/ack``;
 - ``cloud`` (the cloud's processes): everything, and the broker's statistics;
 - ``api`` (the web API): what ``cloud`` may, and the broker's account administration.
 
@@ -41,10 +46,12 @@ class Kind(StrEnum):
     DEVICE = "device"
     FLEET = "fleet"
     APP = "app"
+    ADAPTER = "adapter"
+    LOCAL_CONCENTRATOR = "local-concentrator"
 
 
 # Kinds whose rights are fenced to one subject (a role per subject); the others share one role.
-FENCED = (Kind.CONCENTRATOR, Kind.DEVICE, Kind.APP)
+FENCED = (Kind.CONCENTRATOR, Kind.DEVICE, Kind.APP, Kind.ADAPTER)
 # Where the broker's account administration is (Mosquitto's dynamic security plugin).
 ADMIN_TOPICS = "$CONTROL/dynamic-security/#"
 # Read = subscribe and receive; write = publish.
@@ -55,12 +62,14 @@ Access = str  # "read" | "write" | "readwrite"
 class Account:
     """A broker login. ``role`` is its kind (:class:`Kind`); ``subject`` what it is fenced to
     (default: the username, or for an app the organisation after ``app.``). ``password`` None:
-    no password login (a concentrator logs in with its certificate only)."""
+    no password login (a concentrator logs in with its certificate only). ``meters``: the
+    meterIndividualIds an ``adapter`` account may publish for (none: nothing)."""
 
     username: str
     password: str | None
     role: str
     subject: str | None = None
+    meters: tuple[str, ...] = ()
 
     @property
     def kind(self) -> Kind:
@@ -82,9 +91,14 @@ def role_name(kind: Kind, subject: str | None = None) -> str:
     return f"{kind.value}:{subject}" if kind in FENCED else kind.value
 
 
-def grants(kind: Kind, subject: str) -> list[tuple[Access, str]]:
-    """(access, topic filter) pairs the role of ``kind`` for ``subject`` grants; TopicError
-    (Invalid) for a subject that could open a hole (a '/', '+' or '#')."""
+def grants(kind: Kind, subject: str, *, meters: tuple[str, ...] = ()) -> list[tuple[Access, str]]:
+    """(access, topic filter) pairs the role of ``kind`` for ``subject`` (an adapter: and its
+    ``meters``) grants; TopicError (Invalid) for a subject or meter that could open a hole (a
+    '/', '+' or '#')."""
+    if kind is Kind.ADAPTER:
+        return [("read", topics.adapter_ack(subject)), *(("write", topics.meter_messages(m)) for m in meters)]
+    if kind is Kind.LOCAL_CONCENTRATOR:
+        return [("read", topics.ALL_LOCAL_METER_MESSAGES), ("write", topics.ALL_ADAPTER_ACKS)]
     if kind in (Kind.CLOUD, Kind.API):
         return [("readwrite", topics.EVERYTHING), ("read", topics.BROKER_STATISTICS)]
     if kind is Kind.APP:
@@ -100,7 +114,7 @@ def grants(kind: Kind, subject: str) -> list[tuple[Access, str]]:
 
 
 def account_grants(account: Account) -> list[tuple[Access, str]]:
-    return grants(account.kind, account.fenced_to())
+    return grants(account.kind, account.fenced_to(), meters=account.meters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ source: every subscription filter and every ACL line is a constant or a function
 Layout (each layer its own subtree, so ACLs can fence them)::
 
     smartMeterMessage/{meter}/{topic}                              adapter -> concentrator (local, OMDP)
+    adapter/{adapter}/ack                                          concentrator -> adapter: readings kept (local)
     concentrator/{cid}/smartMeterMessage/{meter}/{topic}           concentrator -> cloud (OMDP)
     concentrator/{cid}/status                                      birth / death (retained, LWT)
     concentrator/{cid}/command                                     core -> concentrator generic commands
@@ -129,6 +130,12 @@ def local_meter_message(meter: str, topic: str) -> str:
     return f"{SMART_METER_MESSAGE}/{validate_level(meter, what='meter id')}/{validate_level(topic)}"
 
 
+def adapter_ack(adapter: str) -> str:
+    """Where a concentrator tells an external adapter which of its readings it keeps or refuses
+    (on the concentrator's local listener only; the adapter names it as its Response Topic)."""
+    return f"adapter/{validate_level(adapter, what='adapter id')}/ack"
+
+
 def concentrator_meter_message(cid: str, meter: str, topic: str) -> str:
     """Concentrator -> cloud topic for meter data, exactly as OMDP names it."""
     return f"{_concentrator(cid)}/{local_meter_message(meter, topic)}"
@@ -219,6 +226,7 @@ ALL_TIME_REQUESTS = f"{CONCENTRATOR}/+/time/request"
 ALL_DRIFT_REPORTS = f"{CONCENTRATOR}/+/time/drift"
 ALL_FIRMWARE_REQUESTS = f"{CONCENTRATOR}/+/firmware/request"
 ALL_LOCAL_METER_MESSAGES = f"{SMART_METER_MESSAGE}/+/+"
+ALL_ADAPTER_ACKS = "adapter/+/ack"
 ALL_CORE_REQUESTS = "core/request/+"
 ALL_CORE_RESPONSES = "core/response/+"
 ALL_DEVICE_COMMANDS = "device/+/command"
@@ -245,6 +253,11 @@ def app_subtree(org: str) -> str:
     return f"app/{validate_level(org, what='organisation')}/#"
 
 
+def meter_messages(meter: str) -> str:
+    """Every local message of one meter (an external adapter's ACL: its meters only)."""
+    return f"{SMART_METER_MESSAGE}/{validate_level(meter, what='meter id')}/+"
+
+
 def device_subtree(device: str) -> str:
     """Everything of one MQTT-native device."""
     return f"device/{validate_level(device, what='device id')}/#"
@@ -261,6 +274,7 @@ _PARSER = re.compile(
     r"""^(?:
       concentrator/(?P<cm_cid>[^/]+)/smartMeterMessage/(?P<cm_meter>[^/]+)/(?P<cm_topic>[^/]+)
     | smartMeterMessage/(?P<lm_meter>[^/]+)/(?P<lm_topic>[^/]+)
+    | adapter/(?P<aa_adapter>[^/]+)/ack
     | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response|ack)
     | concentrator/(?P<ce_cid>[^/]+)/event/(?P<ce_device>[^/]+)
     | concentrator/(?P<cl_cid>[^/]+)/live/(?P<cl_meter>[^/]+)
@@ -300,6 +314,8 @@ def parse(topic: str) -> ParsedTopic:
         return ParsedTopic("meter_message", concentrator=g["cm_cid"], meter=g["cm_meter"], topic=g["cm_topic"])
     if g["lm_meter"] is not None:
         return ParsedTopic("local_meter_message", meter=g["lm_meter"], topic=g["lm_topic"])
+    if g["aa_adapter"] is not None:
+        return ParsedTopic("adapter_ack", device=g["aa_adapter"])
     if g["cs_cid"] is not None:
         return ParsedTopic(f"concentrator_{g['cs_kind']}", concentrator=g["cs_cid"])
     if g["ce_cid"] is not None:

@@ -37,9 +37,10 @@ from edge.clock_state import ConcentratorClock
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
-from edge.config import ConcentratorConfig, ConfigError, DlmsMeter, P1Meter
+from edge.config import BrokerSettings, ConcentratorConfig, ConfigError, DlmsMeter, P1Meter
 from edge.dlms.push_listener import PushListener
 from edge.events import DeviceEvents
+from edge.local_intake import LocalIntake, adapter_meters
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
@@ -71,10 +72,20 @@ def _utcnow() -> datetime:
 
 def broker_session(config: ConcentratorConfig) -> MqttSession:
     """The concentrator's MQTT session as its config describes it (not connected yet)."""
-    b = config.broker
+    return _session(config.broker, client_id=f"concentrator-{config.concentrator_id}")
+
+
+def local_session(config: ConcentratorConfig) -> MqttSession | None:
+    """The session on the local listener for external adapters (None: the config has none)."""
+    if config.local is None:
+        return None
+    return _session(config.local, client_id=f"concentrator-{config.concentrator_id}-local")
+
+
+def _session(b: BrokerSettings, *, client_id: str) -> MqttSession:
     tls = TlsSettings(ca_file=str(b.ca_file), cert_file=str(b.cert_file) if b.cert_file else None,
                       key_file=str(b.key_file) if b.key_file else None) if b.ca_file else None
-    return MqttSession(client_id=f"concentrator-{config.concentrator_id}", host=b.host, port=b.port,
+    return MqttSession(client_id=client_id, host=b.host, port=b.port,
                        username=b.username, password=b.secret(), session_expiry=b.session_expiry,
                        max_inflight=b.max_inflight, tls=tls,
                        backoff=Backoff(initial=min(1.0, b.reconnect_max), maximum=b.reconnect_max))
@@ -84,9 +95,10 @@ class Concentrator:
     """One concentrator process. ``run()`` until ``stop`` is set; SIGKILL-safe by construction."""
 
     def __init__(self, *, config: ConcentratorConfig, session: MqttSession, outbox: Outbox,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, local: MqttSession | None = None) -> None:
         """``session`` is not connected yet (:meth:`run` connects it); this concentrator sets
-        its will and its dead-letter sink. ``run`` closes the session and the outbox at the end."""
+        its will and its dead-letter sink. ``local``: the session on the local listener for
+        external adapters (config ``[local]``). ``run`` closes the sessions and the outbox at the end."""
         self.config = config
         self.cid = config.concentrator_id
         self.clock = clock
@@ -138,6 +150,13 @@ class Concentrator:
                                      settings=config.backfill, clock=clock)
         self.meters.on_recovered(self.backfiller.on_recovered)
         self.executor = CommandExecutor(session=self.session, concentrator_id=self.cid)
+        self.intake: LocalIntake | None = None
+        if local is not None and config.local is not None:
+            try:
+                owners = adapter_meters((a.adapter_id, a.adapter_config) for a in config.local.adapters)
+            except ValueError as exc:  # AdapterConfigError is one
+                raise ConfigError(f"local.adapters: {exc}") from exc
+            self.intake = LocalIntake(session=local, owners=owners, submit=self._take_external)
         self.firmware = self._firmware_agent()
         self.firmware.on_event = self.events.submit
         for device_id, handlers in self.meters.command_handlers(completeness=self.completeness,
@@ -151,7 +170,8 @@ class Concentrator:
         """A concentrator with the broker session and the outbox its config describes."""
         outbox = Outbox(config.outbox, max_messages=config.outbox_limit)
         try:
-            return cls(config=config, session=broker_session(config), outbox=outbox, clock=clock)
+            return cls(config=config, session=broker_session(config), outbox=outbox, clock=clock,
+                       local=local_session(config))
         except BaseException:
             outbox.close()
             raise
@@ -170,11 +190,14 @@ class Concentrator:
 
     # --- readings in ----------------------------------------------------------------------------
 
-    def submit(self, readings: Iterable[MeterReading], *, specific_topic: str | None = None) -> None:
-        """Put readings in the outbox (durably, now) and wake the forwarder.
+    def submit(self, readings: Iterable[MeterReading], *, specific_topic: str | None = None,
+               protocol: str = "p1") -> bool:
+        """Put readings in the outbox (durably, now) and wake the forwarder; False if the outbox
+        refused them (full of messages kept before theirs: logged and counted).
 
         Synchronous on purpose: once this returns the readings survive a crash, and there is no
-        await between a reader taking bytes off the wire and this commit.
+        await between a reader taking bytes off the wire and this commit. ``protocol`` names
+        how readings of meters this process does not poll came (their health in the status).
         """
         readings = list(readings)
         by_class: dict[Keep, list[tuple[str, bytes]]] = {}
@@ -190,7 +213,7 @@ class Concentrator:
             by_class.setdefault(keep, []).append((topics.forward_local(self.cid, local),
                                                   reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
             if reading.meter_id not in self.meters.periods:
-                self._mark_success(reading.meter_id, "p1")
+                self._mark_success(reading.meter_id, protocol)
         for keep, items in by_class.items():
             try:
                 self.outbox.put_many(items, keep=keep)
@@ -199,11 +222,16 @@ class Concentrator:
                 self.refused += len(items)
                 log.error("%d %s messages not kept: %s (%d refused since start)", len(items), keep.name.lower(),
                           exc, self.refused)
-                return
+                return False
         if not self.session.connected.is_set():
             self._buffered_offline += len(readings)
         self.ledger.record(readings, self._period_of)
         self.forwarder.notify()
+        return True
+
+    def _take_external(self, readings: list[MeterReading]) -> bool:
+        """Readings an external adapter sent on the local listener (checked by the intake)."""
+        return self.submit(readings, protocol="adapter")
 
     async def _sink(self, reading: MeterReading) -> None:
         self.submit([reading])
@@ -239,6 +267,7 @@ class Concentrator:
             reason=reason or (f"host {socket.gethostname()}" if online else "connection lost"),
             completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
             if online and days else None,
+            localIntake=self.intake.state() if online and self.intake is not None else None,
         )
 
     def outbox_state(self) -> OutboxState:
@@ -356,6 +385,9 @@ class Concentrator:
         self.firmware.route()
         self.executor.route()
         self.session.start()
+        if self.intake is not None:
+            self.intake.route()
+            self.intake.session.start()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("concentrator %s starting; %d messages waiting in the outbox (limit %d); connecting to the broker "
@@ -384,6 +416,8 @@ class Concentrator:
                                                 name="p1-live"))
                 if self.push is not None:
                     tasks.append(tg.create_task(self.push.run(), name="dlms-push"))
+                if self.intake is not None:
+                    tasks.append(tg.create_task(self.intake.run(), name="local-intake"))
                 for meter_id in self.backfiller.meter_ids:
                     tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
                 await self.poller.start()
@@ -404,6 +438,10 @@ class Concentrator:
                         self._status("OFFLINE", reason="shut down").to_wire(), retain=True), 5)
                 except (TimeoutError, MqttError):
                     log.warning("could not publish OFFLINE status on shutdown")
+            if self.intake is not None:
+                # Handlers still running finish their commit and acknowledge; nothing new is taken.
+                await self.intake.session.drain(timeout=5)
+                await self.intake.session.close()
             await self.session.close()
             self.outbox.close()
             self.ledger.close()

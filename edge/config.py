@@ -47,14 +47,18 @@ class BrokerSettings(_Config):
 
     def secret(self) -> str | None:
         """The broker password: given inline, or from the variable ``password_env`` names."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"broker.password_env: variable {self.password_env} is not set")
-            return value
-        return None
+        return _secret(self.password, self.password_env, what="broker")
+
+
+def _secret(password: SecretStr | None, env: str | None, *, what: str) -> str | None:
+    if password is not None:
+        return password.get_secret_value()
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}.password_env: variable {env} is not set")
+        return value
+    return None
 
 
 class P1Meter(_Config):
@@ -171,6 +175,56 @@ class PushSettings(_Config):
 
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class LocalAdapter(_Config):
+    """An external SmartMeterAdapter (another device) allowed on the local listener: its broker
+    account publishes only for the meterIndividualIds of its OMDP adapter config."""
+
+    adapter_id: str = Field(min_length=1, max_length=64)
+    adapter_config: Path = Field(description="the adapter's OMDP SmartMeterAdapterConfig: its meters")
+    # Its broker password, for the generated broker's account (gridwire concentrator local-broker).
+    password: SecretStr | None = None
+    password_env: str | None = None
+
+    def model_post_init(self, _context: object) -> None:
+        validate_level(self.adapter_id, what="adapter_id")
+
+    def secret(self) -> str | None:
+        return _secret(self.password, self.password_env, what=f"local.adapters {self.adapter_id}")
+
+
+class LocalListener(BrokerSettings):
+    """The concentrator's local MQTT listener for SmartMeterAdapters on other devices: the broker
+    it subscribes to ``smartMeterMessage/+/+`` on (``host``/``port``, its own account), and the
+    adapters allowed there. ``gridwire concentrator local-broker`` writes a Mosquitto config for
+    it: a plain listener on loopback for the concentrator, and for adapters on the network a TLS
+    listener only (``tls_bind``, ``tls_port`` with a server certificate), never plain text."""
+
+    port: int = Field(default=1884, ge=1, le=65535)
+    username: str | None = "concentrator"
+    adapters: list[LocalAdapter] = Field(default_factory=list)
+    # The generated broker's network listener (TLS, password login); None: loopback only.
+    tls_bind: str | None = None
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> LocalListener:
+        if self.host not in _LOOPBACK and self.ca_file is None:
+            raise ValueError(f"the local listener at {self.host} is not on loopback: give ca_file (TLS)")
+        if self.tls_port is not None and None in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file):
+            raise ValueError("tls_port needs tls_ca_file, tls_cert_file and tls_key_file (the broker's certificate)")
+        if self.tls_bind is not None and self.tls_port is None:
+            raise ValueError("tls_bind needs tls_port: adapters on the network connect over TLS only")
+        ids = [a.adapter_id for a in self.adapters]
+        if len(ids) != len(set(ids)):
+            raise ValueError("local.adapters: an adapter_id appears twice")
+        return self
+
 
 class ConcentratorConfig(_Config):
     concentrator_id: str = Field(min_length=1, max_length=64)
@@ -201,6 +255,8 @@ class ConcentratorConfig(_Config):
     firmware: FirmwareSettings = FirmwareSettings()
     metrics: MetricsSettings = MetricsSettings()
     push: PushSettings = PushSettings()
+    # The local listener for adapters on other devices; None: every adapter runs in this process.
+    local: LocalListener | None = None
     meters: list[MeterEntry] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:
@@ -264,9 +320,16 @@ def _resolve_paths(config: ConcentratorConfig, base: Path) -> ConcentratorConfig
     fw = config.firmware
     firmware = fw.model_copy(update={"trusted_keys": [resolve(p) for p in fw.trusted_keys],
                                      "cache_dir": resolve(fw.cache_dir) if fw.cache_dir else state.parent / "firmware"})
+    local = config.local
+    if local is not None:
+        local = local.model_copy(update={
+            "adapters": [a.model_copy(update={"adapter_config": resolve(a.adapter_config)}) for a in local.adapters],
+            **{name: resolve(getattr(local, name)) for name in ("ca_file", "cert_file", "key_file", "tls_ca_file",
+                                                               "tls_cert_file", "tls_key_file")
+               if getattr(local, name) is not None}})
     return config.model_copy(update={"outbox": resolve(config.outbox), "state": state,
                                      "invocation_counters": resolve(config.invocation_counters), "meters": meters,
-                                     "firmware": firmware})
+                                     "firmware": firmware, "local": local})
 
 
 PLACEHOLDER = "CHANGE-ME"

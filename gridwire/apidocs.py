@@ -87,6 +87,18 @@ def asyncapi() -> dict[str, Any]:
                             "payload": {"$ref": "#/components/schemas/MonitoringEvent"}},
         "DeliveryAck": {"name": "DeliveryAck", "contentType": "application/json",
                         "payload": {"$ref": "#/components/schemas/DeliveryAck"}},
+        "AdapterReadings": {"name": "AdapterReadings", "contentType": "application/json",
+                            "summary": "One OMDP MeterReading, or a batch, from an external SmartMeterAdapter; its "
+                                       "account may publish only for the meters of its adapter config (else the "
+                                       "broker answers 0x87)",
+                            "headers": {"type": "object", "properties": {
+                                "gw-seq": {"type": "string", "description": "MQTT 5 user property: the adapter's "
+                                                                            "outbox sequence number, echoed in "
+                                                                            "DeliveryAck"},
+                                "responseTopic": {"type": "string", "description": "MQTT 5 Response Topic: "
+                                                                                   "adapter/{adapter}/ack"}}},
+                            "payload": {"oneOf": [{"$ref": "#/components/schemas/MeterReading"},
+                                                  {"$ref": "#/components/schemas/MeterReadingBatch"}]}},
         "ConcentratorStatus": {"name": "ConcentratorStatus", "contentType": "application/json",
                                "summary": "Retained; ONLINE at every connection, OFFLINE as the MQTT will",
                                "payload": {"$ref": "#/components/schemas/ConcentratorStatus"}},
@@ -122,7 +134,24 @@ def asyncapi() -> dict[str, Any]:
                           "payload": {"type": "string", "format": "binary"}},
     }
     qos1 = {"qos": 1, "bindingVersion": "0.2.0"}
+    local = {"servers": ["local"]}
     channels = {
+        "smartMeterMessage/{meter}/meterReading": {**local, **_channel(
+            "Live readings from an external SmartMeterAdapter (another device) on the concentrator's local "
+            "listener; the concentrator keeps them in its outbox, then confirms on adapter/{adapter}/ack and "
+            "forwards them as concentrator/{cid}/smartMeterMessage/{meter}/meterReading",
+            params=meter, publisher="adapter (gridwire adapter run, account fenced to its meters)",
+            message="AdapterReadings", subscriber="concentrator (smartMeterMessage/+/+)", bindings=qos1)},
+        "smartMeterMessage/{meter}/historicalMeterReading": {**local, **_channel(
+            "Readings an external adapter recovered from its meter's load profile (historical: true)",
+            params=meter, publisher="adapter", message="AdapterReadings", subscriber="concentrator",
+            bindings=qos1)},
+        "adapter/{adapter}/ack": {**local, **_channel(
+            "The concentrator confirms the adapter's sequence numbers once its outbox holds the readings (the "
+            "adapter may delete them), and names those refused for good with an MQTT 5 reason code (0x99 payload "
+            "format invalid, 0x90 topic name invalid, 0x87 not authorised)",
+            params={"adapter": "adapter id (its broker username)"}, publisher="concentrator",
+            message="DeliveryAck", subscriber="adapter", bindings=qos1)},
         "concentrator/{cid}/smartMeterMessage/{meter}/meterReading": _channel(
             "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...)",
             params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
@@ -194,7 +223,11 @@ def asyncapi() -> dict[str, Any]:
                                 "{org}, app/{org}/{domain}/{kind}) carry the functional requests and results "
                                 "described in docs/ARCHITECTURE.md."},
         "servers": {"broker": {"url": "mqtt://localhost:1883", "protocol": "mqtt", "protocolVersion": "5",
-                               "description": "Mosquitto with the generated config: password auth, ACLs per role"}},
+                               "description": "Mosquitto with the generated config: password auth, ACLs per role"},
+                    "local": {"url": "mqtt://localhost:1884", "protocol": "mqtt", "protocolVersion": "5",
+                              "description": "A concentrator's local listener for SmartMeterAdapters on other "
+                                             "devices (gridwire concentrator local-broker): plain on loopback, "
+                                             "TLS only on the network"}},
         "channels": channels,
         "components": {"messages": messages, "schemas": schemas},
     }

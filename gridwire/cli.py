@@ -137,6 +137,34 @@ def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentr
         typer.echo(f"{config}: placeholders still to fill in: {', '.join(left)}")
 
 
+@concentrator_app.command("local-broker")
+def concentrator_local_broker(
+    config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file (its [local] section).")],
+    out: Annotated[Path, typer.Option(help="Where to write mosquitto.conf and its account file.")] = Path(
+        "/etc/gridwire/local-broker"),
+    data_dir: Annotated[Optional[Path], typer.Option(help="The broker's persistence directory "
+                                                          "(default: OUT/data).")] = None,
+    run_as: Annotated[Optional[str], typer.Option(help="The user Mosquitto runs as.")] = None,
+) -> None:
+    """Write the Mosquitto config of the concentrator's local listener for SmartMeterAdapters on
+    other devices: an account per adapter, allowed to publish only for its meters; plain on
+    loopback, TLS only on the network. Run it with: mosquitto -c OUT/mosquitto.conf"""
+    from broker.mosquitto_conf import write_broker_files
+    from edge.config import ConfigError, load_config
+    from edge.local_broker import local_broker_config
+
+    try:
+        cfg = load_config(config)
+        if cfg.local is None:
+            raise ConfigError(f"{config}: no [local] section: the concentrator has no local listener")
+        broker = local_broker_config(cfg.local, data_dir=data_dir or out / "data", run_as=run_as)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    conf = write_broker_files(broker, out)
+    typer.echo(f"wrote {conf}: {len(cfg.local.adapters)} adapter account(s); run: mosquitto -c {conf}")
+
+
 @p1_app.command("read")
 def p1_read(
     port: Annotated[str, typer.Argument(help="The serial device or pyserial URL (e.g. /dev/ttyUSB0).")],

@@ -2,7 +2,7 @@
 
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.schemas.dead_letter import DeadLetter
-from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck
+from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck, Refusal
 from broker.schemas.event import DeviceEvent, DeviceEventType, EventSource
 from broker.schemas.meter_reading import (
     ClockState,
@@ -16,13 +16,13 @@ from broker.schemas.meter_reading import (
     ValueStatistics,
     parse_meter_message,
 )
-from broker.schemas.status import ConcentratorStatus, MeterHealth, OfflinePeriod, OutboxState
+from broker.schemas.status import ConcentratorStatus, LocalIntakeState, MeterHealth, OfflinePeriod, OutboxState
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 __all__ = [
     "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "ClockState", "CommandError", "CommandResponse", "CommandStatus",
-    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "DeviceEvent", "DeviceEventType", "DriftReport", "EventSource",
-    "GenericCommand", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod",
+    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "Refusal", "DeviceEvent", "DeviceEventType", "DriftReport", "EventSource",
+    "GenericCommand", "LocalIntakeState", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod",
     "OperationalPropertyRef", "OutboxState", "PhysicalMeterType", "PropertyValue", "ReadingInterval", "TimeRequest",
     "TimeResponse", "ValueStatistics", "parse_meter_message",
 ]

@@ -6,31 +6,48 @@ killed broker loses what arrived since its last save), so the concentrator keeps
 message until the cloud confirms it stored it, and sends it again if no confirmation comes.
 Messages carry their outbox sequence number in the MQTT 5 user property ``gw-seq``; the
 OMDP payload itself is forwarded unmodified.
+
+The same confirmation goes from a concentrator to an external adapter on the concentrator's
+local listener (``adapter/{adapter}/ack``), with the adapter's own sequence numbers; there it
+may also name messages *refused* for good, each with an MQTT 5 reason code and the reason
+(a subscriber cannot put a reason code in the publisher's PUBACK: the broker sends that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SEQ_PROPERTY = "gw-seq"
 
 
+class Refusal(BaseModel):
+    """One message refused for good: sending it again cannot succeed."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    seq: int
+    # An MQTT 5 reason code: 0x99 payload format invalid, 0x90 topic name invalid, 0x87 not authorised.
+    reason_code: int = Field(alias="reasonCode", ge=0x80, le=0xFF)
+    reason: str = Field(max_length=1000)
+
+
 class DeliveryAck(BaseModel):
-    """Sequence numbers stored, as inclusive ranges ``[[first, last], ...]``."""
+    """Sequence numbers stored, as inclusive ranges ``[[first, last], ...]``, and any refused."""
 
     seqs: list[tuple[int, int]] = Field(max_length=100_000)
+    refused: list[Refusal] = Field(default_factory=list, max_length=10_000)
 
     @classmethod
-    def of(cls, seqs: Iterable[int]) -> DeliveryAck:
+    def of(cls, seqs: Iterable[int], *, refused: Iterable[Refusal] = ()) -> DeliveryAck:
         ranges: list[tuple[int, int]] = []
         for seq in sorted(set(seqs)):
             if ranges and seq == ranges[-1][1] + 1:
                 ranges[-1] = (ranges[-1][0], seq)
             else:
                 ranges.append((seq, seq))
-        return cls(seqs=ranges)
+        return cls(seqs=ranges, refused=list(refused))
 
     def expand(self) -> list[int]:
         out: list[int] = []
@@ -41,4 +58,6 @@ class DeliveryAck(BaseModel):
         return out
 
     def to_wire(self) -> bytes:
-        return self.model_dump_json().encode()
+        if not self.refused:
+            return self.model_dump_json(include={"seqs"}).encode()
+        return self.model_dump_json(by_alias=True).encode()

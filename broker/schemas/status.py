@@ -56,6 +56,18 @@ class OutboxState(BaseModel):
     refused: int = Field(default=0, ge=0)
 
 
+class LocalIntakeState(BaseModel):
+    """What the concentrator's local listener took from external adapters since it started, and
+    what it refused (bad payload, unknown meter, a meter not the sender's), by reason code."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    accepted: int = Field(default=0, ge=0)
+    # Refused messages by MQTT 5 reason code in hex ("0x99": payload format invalid, ...).
+    refused: dict[str, int] = Field(default_factory=dict)
+    last_refused: str | None = Field(default=None, alias="lastRefused")
+
+
 class ConcentratorStatus(BaseModel):
     """Published retained on ``concentrator/{cid}/status``: ONLINE at birth, OFFLINE as the will."""
 
@@ -80,6 +92,8 @@ class ConcentratorStatus(BaseModel):
     reason: str | None = None
     # Share of expected intervals present, per meter per day: {meterId: {"2026-03-02": 0.98}}.
     completeness: dict[str, dict[str, float]] | None = None
+    # Readings from external adapters on the local listener (ONLINE, with a listener only).
+    local_intake: LocalIntakeState | None = Field(default=None, alias="localIntake")
 
     def to_wire(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
