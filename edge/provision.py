@@ -5,6 +5,11 @@ the certificate the platform signs, and write a config skeleton.
 The private key is made on this machine (mode 0600) and never sent; if it exists it is kept, so
 running the command again is safe: the same key with the same claim gets the same certificate
 back (an answer lost on the way), and a new claim gives a new certificate for the same key.
+A config that exists (the package's default, or one with meters in it) keeps everything but
+the fields provisioning owns (``concentrator_id`` and the ``[broker]`` address and TLS files),
+which are set to what the platform answered; a config that does not exist is written whole.
+``root`` is an install root (a throwaway one in tests, ``/`` on an appliance): files are written
+under it, and the paths the config names are those the appliance sees, without it.
 Only the standard library talks HTTP here, so an edge-only install (no cloud extra) can run it.
 Every file is written atomically (a temporary file renamed into place).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import urllib.error
 import urllib.request
@@ -60,6 +66,8 @@ class Written:
     key_file: Path
     config_file: Path
     config_written: bool
+    # The fields set in a config that existed (empty when it was written whole or already right).
+    config_updated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +158,8 @@ key_file = "{key_file}"
 """
 
 
-def provision(*, api: str, claim: str, out: Path, data_dir: Path, api_ca: Path | None = None) -> Done:
+def provision(*, api: str, claim: str, out: Path, data_dir: Path, api_ca: Path | None = None,
+              root: Path | None = None) -> Done:
     """The whole command: key (made or kept), CSR, certificate, files."""
     tls = out / "tls"
     key_file = tls / "concentrator.key"
@@ -162,24 +171,147 @@ def provision(*, api: str, claim: str, out: Path, data_dir: Path, api_ca: Path |
     except OSError as exc:
         raise ProvisionError(f"cannot write under {out}: {exc.strerror or exc}") from exc
     answer = request_certificate(api=api, claim=claim, csr=csr, api_ca=api_ca)
-    return Done(answer=answer, written=write_provisioned(answer, out=out, data_dir=data_dir), key_made=key_made)
+    return Done(answer=answer, written=write_provisioned(answer, out=out, data_dir=data_dir, root=root),
+                key_made=key_made)
 
 
-def write_provisioned(provisioned: Provisioned, *, out: Path, data_dir: Path) -> Written:
-    """Write the certificate and CA under ``out/tls`` next to the key and, if there is none yet,
-    ``out/concentrator.toml``."""
+def seen_from(path: Path, root: Path | None) -> Path:
+    """``path`` as the appliance whose file system is at ``root`` sees it."""
+    path = path.resolve()
+    if root is None:
+        return path
+    return Path("/") / path.relative_to(root.resolve())
+
+
+def write_provisioned(provisioned: Provisioned, *, out: Path, data_dir: Path, root: Path | None = None) -> Written:
+    """Write the certificate and CA under ``out/tls`` next to the key, and ``out/concentrator.toml``:
+    whole if there is none yet, else only the fields provisioning owns."""
     tls = out / "tls"
     written = Written(ca_file=tls / "ca.pem", cert_file=tls / "concentrator.pem", key_file=tls / "concentrator.key",
                       config_file=out / "concentrator.toml", config_written=False)
+    ca_file, cert_file, key_file = (seen_from(f, root) for f in (written.ca_file, written.cert_file,
+                                                                  written.key_file))
+    owned: dict[str, str | int] = {
+        "concentrator_id": provisioned.concentrator_id, "broker.host": provisioned.broker.host,
+        "broker.port": provisioned.broker.port, "broker.ca_file": str(ca_file), "broker.cert_file": str(cert_file),
+        "broker.key_file": str(key_file)}
     try:
         _write_private(written.cert_file, provisioned.certificate)
         _write_private(written.ca_file, provisioned.ca_certificate)
         if written.config_file.exists():
+            text = written.config_file.read_text()
+            updated, changed = set_owned_fields(text, owned)
+            if changed:
+                _write_private(written.config_file, updated)
+            written = Written(ca_file=written.ca_file, cert_file=written.cert_file, key_file=written.key_file,
+                              config_file=written.config_file, config_written=False, config_updated=tuple(changed))
+            hand_over(written, root)
             return written
         _write_private(written.config_file, config_skeleton(
-            provisioned, ca_file=written.ca_file.resolve(), cert_file=written.cert_file.resolve(),
-            key_file=written.key_file.resolve(), data_dir=data_dir))
+            provisioned, ca_file=ca_file, cert_file=cert_file, key_file=key_file, data_dir=data_dir))
+        hand_over(written, root)
+        written = Written(ca_file=written.ca_file, cert_file=written.cert_file, key_file=written.key_file,
+                          config_file=written.config_file, config_written=True)
     except OSError as exc:
         raise ProvisionError(f"cannot write under {out}: {exc.strerror or exc}") from exc
-    return Written(ca_file=written.ca_file, cert_file=written.cert_file, key_file=written.key_file,
-                   config_file=written.config_file, config_written=True)
+    return written
+
+
+SERVICE_USER = "gridwire"
+
+
+def service_account(root: Path | None) -> tuple[int, int] | None:
+    """The (uid, gid) of the service user in ``root``'s /etc/passwd, if it has one."""
+    try:
+        lines = ((root or Path("/")) / "etc" / "passwd").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == SERVICE_USER:
+            return int(fields[2]), int(fields[3])
+    return None
+
+
+def hand_over(written: Written, root: Path | None) -> None:
+    """Run as root (the package's way), give the service user what it reads: its key and
+    certificates (0600, its own) and the config (0640, group-readable by it, owned by root).
+    Run as anyone else, the files are already that user's."""
+    account = service_account(root) if os.geteuid() == 0 else None
+    if account is None:
+        return
+    uid, gid = account
+    for path in (written.key_file, written.cert_file, written.ca_file):
+        os.chown(path, uid, gid)
+    os.chown(written.config_file, 0, gid)
+    written.config_file.chmod(0o640)
+
+
+_SECTION = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
+_ASSIGNMENT = re.compile(r"^(\s*)([A-Za-z0-9_-]+)(\s*=\s*)(.*)$")
+
+
+def _toml_value(value: str | int) -> str:
+    # A JSON string is a valid TOML basic string (the same escapes).
+    return str(value) if isinstance(value, int) else json.dumps(value)
+
+
+def set_owned_fields(text: str, owned: dict[str, str | int]) -> tuple[str, list[str]]:
+    """``text`` (a concentrator.toml) with each dotted key of ``owned`` (top level or
+    ``broker.``) set, and the keys whose values changed. Comments, meters and every other key
+    are left as they are; a key or a ``[broker]`` table that is missing is added."""
+    lines = text.splitlines()
+    section = ""
+    seen: set[str] = set()
+    changed: list[str] = []
+    broker_header: int | None = None
+    first_table: int | None = None
+    for index, line in enumerate(lines):
+        if header := _SECTION.match(line):
+            section = header.group(1)
+            if first_table is None:
+                first_table = index
+            if section == "broker" and not line.lstrip().startswith("[["):
+                broker_header = index
+            continue
+        match = _ASSIGNMENT.match(line)
+        if match is None:
+            continue
+        key = f"{section}.{match.group(2)}" if section else match.group(2)
+        if key not in owned:
+            continue
+        seen.add(key)
+        value = _toml_value(owned[key])
+        current = match.group(4).split("#", 1)[0].strip() if not match.group(4).lstrip().startswith('"') \
+            else _quoted_prefix(match.group(4))
+        if current != value:
+            lines[index] = f"{match.group(1)}{match.group(2)}{match.group(3)}{value}"
+            changed.append(key)
+    missing_top = [k for k in owned if "." not in k and k not in seen]
+    missing_broker = [k for k in owned if k.startswith("broker.") and k not in seen]
+    if missing_broker:
+        added = [f"{k.removeprefix('broker.')} = {_toml_value(owned[k])}" for k in missing_broker]
+        if broker_header is None:
+            lines += ["", "[broker]", *added]
+        else:
+            lines[broker_header + 1:broker_header + 1] = added
+        changed += missing_broker
+    if missing_top:
+        at = first_table if first_table is not None else len(lines)
+        lines[at:at] = [f"{k} = {_toml_value(owned[k])}" for k in missing_top]
+        changed += missing_top
+    return "\n".join(lines) + "\n", changed
+
+
+def _quoted_prefix(raw: str) -> str:
+    """The leading basic string of a TOML value, quotes included (a comment may follow it)."""
+    raw = raw.lstrip()
+    end = 1
+    while end < len(raw):
+        if raw[end] == "\\":
+            end += 2
+            continue
+        if raw[end] == '"':
+            return raw[:end + 1]
+        end += 1
+    return raw

@@ -184,18 +184,27 @@ def concentrator_provision(
                                                                      "operator made (or GRIDWIRE_CLAIM).")],
     api_ca: Annotated[Optional[Path], typer.Option(help="CA certificate the API's HTTPS certificate is checked "
                                                         "against (default: the system's).")] = None,
-    out: Annotated[Path, typer.Option(help="Where to write tls/ and concentrator.toml.")] = Path("/etc/gridwire"),
+    out: Annotated[Optional[Path], typer.Option(help="Where to write tls/ and concentrator.toml (default: "
+                                                     "ROOT/etc/gridwire).")] = None,
     data_dir: Annotated[Path, typer.Option(help="Outbox and state directory named in a new config.")] = Path(
         "/var/lib/gridwire"),
+    root: Annotated[Optional[Path], typer.Option(help="An install root (an image being prepared, a test's "
+                                                      "throwaway root): files go under it, the config names "
+                                                      "paths as the appliance sees them (default: /).")] = None,
+    enable: Annotated[bool, typer.Option(help="Enable the gridwire-concentrator service (systemctl enable, "
+                                              "or systemctl --root in an install root).")] = True,
 ) -> None:
     """Make this concentrator's key pair here (kept if it exists), send a certificate signing
-    request with the claim, and write the certificate the platform signs, the CA certificate and
-    a concentrator.toml skeleton (kept if one exists). The private key never leaves this machine.
-    Safe to run again: the same key and claim get the same certificate back."""
+    request with the claim, write the certificate the platform signs, the CA certificate and the
+    config (a skeleton if there is none; else only its concentrator id and [broker] section are
+    set), and enable the service. The private key never leaves this machine. Safe to run again:
+    the same key and claim get the same certificate back, and nothing else changes."""
     from edge.provision import ProvisionError, provision
+    from edge.service import enable_service
 
+    out = out if out is not None else (root or Path("/")) / "etc" / "gridwire"
     try:
-        done = provision(api=api, claim=claim, out=out, data_dir=data_dir, api_ca=api_ca)
+        done = provision(api=api, claim=claim, out=out, data_dir=data_dir, api_ca=api_ca, root=root)
     except ProvisionError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -207,12 +216,16 @@ def concentrator_provision(
     typer.echo(f"  broker {answer.broker.host}:{answer.broker.port} (mutual TLS)")
     if written.config_written:
         typer.echo(f"  wrote {written.config_file}: add your meters to it")
+    elif written.config_updated:
+        typer.echo(f"  set {', '.join(written.config_updated)} in {written.config_file} (the rest kept)")
     else:
-        typer.echo(f"  kept {written.config_file}: its [broker] section must name the files above")
+        typer.echo(f"  kept {written.config_file}: it already names this concentrator and these files")
+    if enable:
+        typer.echo(f"  {enable_service(root).report}")
     typer.echo("next steps:")
     typer.echo(f"  1. add [[meters]] to {written.config_file} (docs/INSTALL_CONCENTRATOR.md)")
     typer.echo(f"  2. gridwire concentrator check {written.config_file}")
-    typer.echo("  3. systemctl enable --now gridwire-concentrator")
+    typer.echo("  3. systemctl restart gridwire-concentrator")
 
 
 # --- cloud --------------------------------------------------------------------------------------

@@ -9,71 +9,24 @@ The package is built once per session (about a minute: ``pip wheel`` of the edge
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 import re
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = "gridwire-concentrator"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: apt-get install lintian dpkg-dev (scripts/install.sh does)",
-                    pytrace=False)
-    return path
-
-
-def _packager():
-    spec = importlib.util.spec_from_file_location("package_concentrator", REPO / "scripts" / "package_concentrator.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    _tool("dpkg-deb")
-    return _packager().build(tmp_path_factory.mktemp("deb"))
-
-
-def _run(*args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **env})
-
-
-def _dpkg(root: Path, *args: str | Path) -> str:
-    done = _run(_tool("dpkg"), f"--root={root}", "--force-script-chrootless", "--force-depends", *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def _throwaway_root(parent: Path) -> Path:
-    root = parent / "root"
-    (root / "var" / "lib" / "dpkg" / "info").mkdir(parents=True)
-    (root / "var" / "lib" / "dpkg" / "updates").mkdir()
-    (root / "var" / "lib" / "dpkg" / "status").touch()
-    return root
+from tests.packaging.conftest import PACKAGE, dpkg, run, throwaway_root, tool
 
 
 def test_lintian_finds_no_error_nor_warning(built: tuple[Path, Path]) -> None:
     deb, _ = built
-    done = _run(_tool("lintian"), "--no-cfg", deb)
+    done = run(tool("lintian"), "--no-cfg", deb)
     tags = [line for line in done.stdout.splitlines() if re.match(r"[EW]: ", line)]
     assert tags == [] and done.returncode == 0, done.stdout + done.stderr
 
 
 def test_contents_are_the_expected_layout_with_the_edge_wheels_only(built: tuple[Path, Path]) -> None:
     deb, _ = built
-    listing = _run(_tool("dpkg-deb"), "--contents", deb).stdout.splitlines()
+    listing = run(tool("dpkg-deb"), "--contents", deb).stdout.splitlines()
     entries = {line.split()[5].removeprefix(".") for line in listing}
     wheels = {Path(e).name for e in entries if e.endswith(".whl")}
     files = {e for e in entries if not e.endswith("/") and not e.endswith(".whl")}
@@ -96,9 +49,9 @@ def test_contents_are_the_expected_layout_with_the_edge_wheels_only(built: tuple
     # Every file root's, modes as lintian wants them; the config is a conffile.
     assert all(" root/root " in line for line in listing)
     assert next(line for line in listing if line.endswith("/make-venv")).startswith("-rwxr-xr-x")
-    conffiles = _run(_tool("dpkg-deb"), "-I", deb, "conffiles").stdout.split()
+    conffiles = run(tool("dpkg-deb"), "-I", deb, "conffiles").stdout.split()
     assert conffiles == ["/etc/gridwire/concentrator.toml"]
-    depends = _run(_tool("dpkg-deb"), "-f", deb, "Depends").stdout
+    depends = run(tool("dpkg-deb"), "-f", deb, "Depends").stdout
     assert "python3 (>= 3.11)" in depends and "python3-venv" in depends
 
 
@@ -107,7 +60,7 @@ def test_offline_bundle_holds_the_deb_and_every_wheel_it_needs(built: tuple[Path
     with tarfile.open(bundle) as tar:
         members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
     assert members[deb.name] == deb.read_bytes()
-    listing = _run(_tool("dpkg-deb"), "--contents", deb).stdout
+    listing = run(tool("dpkg-deb"), "--contents", deb).stdout
     in_deb = {Path(line.split()[5]).name for line in listing.splitlines() if line.endswith(".whl")}
     assert {Path(n).name for n in members if n.startswith("wheels/")} == in_deb
     sums = dict(reversed(line.split("  ")) for line in members["SHA256SUMS"].decode().splitlines())
@@ -117,8 +70,8 @@ def test_offline_bundle_holds_the_deb_and_every_wheel_it_needs(built: tuple[Path
 
 def test_install_upgrade_remove_purge_in_a_throwaway_root(built: tuple[Path, Path], tmp_path: Path) -> None:
     deb, _ = built
-    root = _throwaway_root(tmp_path)
-    _dpkg(root, "-i", deb)
+    root = throwaway_root(tmp_path)
+    dpkg(root, "-i", deb)
 
     # The user, its groups and directories (sysusers.d, tmpfiles.d), and the venv from the wheels.
     assert re.search(r"^gridwire:x:\d+:\d+:[^:]*:/var/lib/gridwire:", (root / "etc/passwd").read_text(), re.M)
@@ -126,19 +79,19 @@ def test_install_upgrade_remove_purge_in_a_throwaway_root(built: tuple[Path, Pat
     assert (root / "var/lib/gridwire").is_dir() and (root / "etc/gridwire/tls").is_dir()
     gridwire = root / "opt/gridwire/venv/bin/gridwire"
     config = root / "etc/gridwire/concentrator.toml"
-    check = _run(gridwire, "concentrator", "check", config)
+    check = run(gridwire, "concentrator", "check", config)
     assert check.returncode == 0, check.stderr
     assert "placeholders still to fill in: concentrator_id, broker.host, broker.cert_file, broker.key_file" \
         in check.stdout
     python = root / "opt/gridwire/venv/bin/python"
-    assert _run(python, "-c", "import gurux_dlms, pymodbus, serial, edge.concentrator").returncode == 0
-    assert _run(python, "-c", "import fastapi").returncode != 0   # the edge extra only
+    assert run(python, "-c", "import gurux_dlms, pymodbus, serial, edge.concentrator").returncode == 0
+    assert run(python, "-c", "import fastapi").returncode != 0   # the edge extra only
 
     # The unit as installed passes systemd-analyze verify with the installed venv.
     unit = tmp_path / "gridwire-concentrator.service"
     unit.write_text((root / "lib/systemd/system" / unit.name).read_text()
                     .replace("/opt/gridwire/venv/bin/gridwire", str(gridwire)))
-    verify = _run(_tool("systemd-analyze"), "verify", unit, SYSTEMD_LOG_LEVEL="warning")
+    verify = run(tool("systemd-analyze"), "verify", unit, SYSTEMD_LOG_LEVEL="warning")
     assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
 
     # Configured by hand, readings in the outbox: an upgrade keeps both, and the venv.
@@ -148,40 +101,40 @@ def test_install_upgrade_remove_purge_in_a_throwaway_root(built: tuple[Path, Pat
     stamp = root / "opt/gridwire/venv/.wheels.sha256"
     built_at = stamp.stat().st_mtime_ns
     newer = _repack(deb, tmp_path / "newer", "0.1.0+1")
-    _dpkg(root, "-i", newer)
+    dpkg(root, "-i", newer)
     assert 'concentrator_id = "sub-1"' in config.read_text()
     assert outbox.read_bytes() == b"readings not yet forwarded"
-    assert "0.1.0+1" in _dpkg(root, "-s", PACKAGE)
+    assert "0.1.0+1" in dpkg(root, "-s", PACKAGE)
     assert stamp.stat().st_mtime_ns == built_at   # same wheels: the venv is not rebuilt
 
     # Maintainer scripts are idempotent: configuring twice changes nothing.
     before = _tree(root)
     postinst = root / "var/lib/dpkg/info" / f"{PACKAGE}.postinst"
     for _ in range(2):
-        again = _run(postinst, "configure", "0.1.0+1", DPKG_ROOT=str(root))
+        again = run(postinst, "configure", "0.1.0+1", DPKG_ROOT=str(root))
         assert again.returncode == 0, again.stderr
     assert _tree(root) == before
 
     # remove keeps the config and the outbox; purge removes them.
-    _dpkg(root, "--remove", PACKAGE)
+    dpkg(root, "--remove", PACKAGE)
     assert not (root / "opt/gridwire").exists()
     assert outbox.exists() and config.exists()
     postrm = tmp_path / "postrm"
     shutil.copy2(root / "var/lib/dpkg/info" / f"{PACKAGE}.postrm", postrm)
-    _dpkg(root, "--purge", PACKAGE)
+    dpkg(root, "--purge", PACKAGE)
     assert not (root / "etc/gridwire").exists() and not (root / "var/lib/gridwire").exists()
-    assert _run(postrm, "purge", DPKG_ROOT=str(root)).returncode == 0   # purging again is harmless
+    assert run(postrm, "purge", DPKG_ROOT=str(root)).returncode == 0   # purging again is harmless
 
 
 def _repack(deb: Path, work: Path, version: str) -> Path:
     """The same package under a newer version: what an upgrade installs."""
     tree = work / "tree"
     work.mkdir(parents=True)
-    assert _run(_tool("dpkg-deb"), "-R", deb, tree).returncode == 0
+    assert run(tool("dpkg-deb"), "-R", deb, tree).returncode == 0
     control = tree / "DEBIAN" / "control"
     control.write_text(re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M))
     out = work / f"{PACKAGE}_{version}.deb"
-    done = _run(_tool("dpkg-deb"), "--root-owner-group", "-Zxz", "-z1", "--build", tree, out)
+    done = run(tool("dpkg-deb"), "--root-owner-group", "-Zxz", "-z1", "--build", tree, out)
     assert done.returncode == 0, done.stderr
     return out
 
