@@ -1,5 +1,9 @@
 """Moves messages from the durable outbox to the cloud; deletes each only when the cloud
-confirms it stored it, and publishes it again if that confirmation does not come."""
+confirms it stored it, and publishes it again if that confirmation does not come.
+
+An external adapter (``gridwire adapter run``) forwards its own outbox the same way to a
+concentrator's local listener: the concentrator confirms on ``adapter/{adapter}/ack``, which
+the adapter names as each message's Response Topic."""
 
 from __future__ import annotations
 
@@ -23,14 +27,22 @@ class Forwarder:
     seconds is published again (the cloud stores idempotently), and so is one the session could
     not take (an :class:`~broker.session.MqttError`, logged). A message the broker refuses
     (not authorised, too large) can never succeed: it is logged, kept in ``rejected`` and
-    deleted, so it cannot block the queue.
+    deleted, so it cannot block the queue; so is one the confirmation names as refused (with
+    its reason code).
+
+    The confirmations come on ``concentrator/{concentrator_id}/ack``, or on ``ack_topic``;
+    ``response_topic`` is set on every publish (an adapter's, to tell the concentrator where).
     """
 
-    def __init__(self, *, outbox: Outbox, session: MqttSession, concentrator_id: str, window: int = 200,
+    def __init__(self, *, outbox: Outbox, session: MqttSession, concentrator_id: str | None = None,
+                 ack_topic: str | None = None, response_topic: str | None = None, window: int = 200,
                  max_unconfirmed: int = 1000, confirm_timeout: float = 30.0, delete_interval: float = 0.05) -> None:
+        if (concentrator_id is None) == (ack_topic is None):
+            raise ValueError("give exactly one of concentrator_id and ack_topic")
         self._outbox = outbox
         self._session = session
-        self._cid = concentrator_id
+        self._ack_topic = ack_topic or topics.concentrator_ack(concentrator_id or "")
+        self._response_topic = response_topic
         self._window = window
         self._max_unconfirmed = max_unconfirmed
         self._confirm_timeout = confirm_timeout
@@ -58,11 +70,11 @@ class Forwarder:
 
     async def start(self) -> None:
         """Subscribe to the cloud's confirmations (call once the session is connected)."""
-        await self._session.subscribe(topics.concentrator_ack(self._cid), self._on_ack)
+        await self._session.subscribe(self._ack_topic, self._on_ack)
 
     def route(self) -> None:
         """Route the cloud's confirmations before the session connects: subscribed on every connection."""
-        self._session.route(topics.concentrator_ack(self._cid), self._on_ack)
+        self._session.route(self._ack_topic, self._on_ack)
 
     async def run(self) -> None:
         """Publish what the outbox holds, while the session is connected (messages stay in the
@@ -107,7 +119,8 @@ class Forwarder:
                     self._confirm([message.seq])
                     return
                 expiry = int(remaining) + 1
-            props = publish_properties(message_expiry=expiry, user_properties={SEQ_PROPERTY: str(message.seq)})
+            props = publish_properties(message_expiry=expiry, response_topic=self._response_topic,
+                                       user_properties={SEQ_PROPERTY: str(message.seq)})
             await self._session.publish(message.topic, message.payload, qos=1, properties=props)
             self.published += 1
             if message.seq in self._in_flight:  # not confirmed while we waited for the PUBACK
@@ -131,10 +144,17 @@ class Forwarder:
 
     async def _on_ack(self, message: Message) -> None:
         try:
-            seqs = DeliveryAck.model_validate_json(message.payload).expand()
+            ack = DeliveryAck.model_validate_json(message.payload)
+            seqs = ack.expand()
         except ValueError as exc:
             log.warning("ignoring malformed delivery confirmation on %s: %s", message.topic, exc)
             return
+        for refusal in ack.refused:
+            # Sending it again cannot succeed: like a message the broker refused, it is given up.
+            log.error("message %d refused for good (reason 0x%02X): %s; removed from the outbox", refusal.seq,
+                      refusal.reason_code, refusal.reason)
+            self.rejected.append((f"seq {refusal.seq}", f"0x{refusal.reason_code:02X} {refusal.reason}"))
+            seqs.append(refusal.seq)
         self._confirm(seqs)
 
     def _confirm(self, seqs: list[int]) -> None:

@@ -8,14 +8,15 @@ meter's interval period (for completeness and backfill), which meters keep a loa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from broker.backoff import Backoff
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
-from edge.config import ConcentratorConfig, DlmsMeter, ModbusMeter
+from edge.config import DlmsMeter, ModbusMeter, PollingSettings
 from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
 from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource, RegisterMap, load_map
 from edge.polling import MeterPoller, RecoveredHook, Sink
@@ -23,10 +24,23 @@ from edge.polling import MeterPoller, RecoveredHook, Sink
 log = logging.getLogger(__name__)
 
 
-class MeterSet:
-    """Every polled meter of one concentrator, with its poller."""
+class PolledConfig(Protocol):
+    """What a meter set reads from its owner's config (a concentrator's, or an external adapter's)."""
 
-    def __init__(self, *, config: ConcentratorConfig, sink: Sink, clock: Callable[[], datetime]) -> None:
+    @property
+    def meters(self) -> Sequence[object]: ...
+
+    @property
+    def polling(self) -> PollingSettings: ...
+
+    @property
+    def invocation_counters(self) -> Path: ...
+
+
+class MeterSet:
+    """Every polled meter of one concentrator (or external adapter), with its poller."""
+
+    def __init__(self, *, config: PolledConfig, sink: Sink, clock: Callable[[], datetime]) -> None:
         polling = config.polling
         self._clock = clock
         self._hook: RecoveredHook | None = None

@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from gridwire.cli_adapter import adapter_app
 from gridwire.cli_admin import admin_app
 from gridwire.cli_broker import broker_app
 from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
@@ -29,6 +30,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(broker_app, name="broker")
 app.add_typer(concentrator_app, name="concentrator")
+app.add_typer(adapter_app, name="adapter")
 app.add_typer(p1_app, name="p1")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(campaign_app, name="campaign")

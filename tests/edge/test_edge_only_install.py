@@ -16,7 +16,7 @@ def test_gridwire_runs_without_the_cloud_extra(tmp_path):
     script = (f"import sys\nfor m in {CLOUD_ONLY!r}: sys.modules[m] = None\n"
               "from gridwire.cli import app\napp()\n")
     for args in (["concentrator", "check", "config/compose/concentrator.toml"],
-                 ["concentrator", "provision", "--help"]):
+                 ["concentrator", "provision", "--help"], ["adapter", "run", "--help"]):
         done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 0, done.stderr
