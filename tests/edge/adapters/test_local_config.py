@@ -16,7 +16,7 @@ from broker.session import ConnectError, MqttSession, TlsSettings
 from edge.config import ConfigError, load_config
 from edge.local_broker import local_accounts, local_broker_config
 from gridwire.procs import ManagedProcess
-from tests.edge.adapters.conftest import PASSWORDS, write_local_config
+from tests.edge.adapters.conftest import PASSWORDS, adapter_yaml, write_local_config
 from tests.factories import payload
 from tests.fixtures.procs import free_port
 
@@ -76,3 +76,39 @@ async def test_adapters_on_the_network_reach_the_generated_broker_over_tls_only(
         await cleartext.close()
     finally:
         mosquitto.stop()
+
+
+def test_the_example_configs_are_valid(tmp_path, monkeypatch):
+    """config/adapter.example.toml loads; the commented [local] of concentrator.example.toml,
+    uncommented, gives a concentrator config whose local broker has the adapter's account."""
+    from pathlib import Path
+
+    from edge.config import P1Meter
+    from edge.standalone import load_standalone_config
+
+    root = Path(__file__).parents[3] / "config"
+    config = load_standalone_config(root / "adapter.example.toml")
+    assert isinstance(config.meter, P1Meter) and config.username == "cupboard"
+    assert config.listener.ca_file == root / "tls" / "local-ca.pem"
+    example = (root / "concentrator.example.toml").read_text()
+    local = "\n".join(line.removeprefix("# ") for line in example[example.index("# [local]"):].splitlines()
+                      if line.startswith("# "))
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "cupboard.yaml").write_text(adapter_yaml("meter-cupboard"))
+    (tmp_path / "c.toml").write_text(f'concentrator_id = "c-1"\n{local}\n')
+    monkeypatch.setenv("GRIDWIRE_LOCAL_PASSWORD", "x")
+    monkeypatch.setenv("GRIDWIRE_ADAPTER_CUPBOARD_PASSWORD", "y")
+    concentrator = load_config(tmp_path / "c.toml")
+    assert concentrator.local is not None and concentrator.local.tls_port == 8884
+    accounts = {a.username: a.meters for a in local_accounts(concentrator.local)}
+    assert accounts == {"concentrator": (), "cupboard": ("meter-cupboard",)}
+
+
+def test_an_adapter_beyond_loopback_must_use_tls(tmp_path):
+    from edge.standalone import load_standalone_config
+
+    path = tmp_path / "adapter.toml"
+    path.write_text('adapter_id = "a"\n[listener]\nhost = "192.0.2.1"\n'
+                    '[meter]\nprotocol = "p1"\nport = "loop://"\nadapter_config = "a.yaml"\n')
+    with pytest.raises(ConfigError, match=re.escape("not on loopback: give ca_file (TLS)")):
+        load_standalone_config(path)
