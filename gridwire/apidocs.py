@@ -14,6 +14,7 @@ from broker.schemas import (
     DeliveryAck,
     DeviceEvent,
     GenericCommand,
+    LightStatus,
     MeterReading,
     MeterReadingBatch,
 )
@@ -57,7 +58,7 @@ def asyncapi() -> dict[str, Any]:
     meter = {"meter": "MeterIndividualId"}
     models: list[type[BaseModel]] = [MeterReading, MeterReadingBatch, DeliveryAck, ConcentratorStatus,
                                      GenericCommand, CommandResponse, TimeRequest, TimeResponse, DriftReport, ChunkRequest,
-                                     DeviceEvent, MonitoringEvent]
+                                     DeviceEvent, MonitoringEvent, LightStatus]
     schemas: dict[str, Any] = {}
     for model in models:
         schema = _schema(model)
@@ -102,6 +103,9 @@ def asyncapi() -> dict[str, Any]:
         "ConcentratorStatus": {"name": "ConcentratorStatus", "contentType": "application/json",
                                "summary": "Retained; ONLINE at every connection, OFFLINE as the MQTT will",
                                "payload": {"$ref": "#/components/schemas/ConcentratorStatus"}},
+        "LightStatus": {"name": "LightStatus", "contentType": "application/json",
+                        "summary": "Retained; after every change, and with birth true at every connection",
+                        "payload": {"$ref": "#/components/schemas/LightStatus"}},
         "GenericCommand": {"name": "GenericCommand", "contentType": "application/json",
                            "summary": "Correlation data = command id bytes; response topic; message expiry = TTL",
                            "description": _generic_commands(),
@@ -196,6 +200,12 @@ def asyncapi() -> dict[str, Any]:
         "device/{device}/response": _channel(
             "Command results from an MQTT-native device", params={"device": "device id"}, publisher="device",
             message="CommandResponse", subscriber="core ($share/core/device/+/response)", bindings=qos1),
+        "device/{device}/status": _channel(
+            "An MQTT-native light's state and the version of the schedule it keeps itself; a light born holding "
+            "another version than the one set for it is sent that one again", params={"device": "device id"},
+            publisher="device", message="LightStatus",
+            subscriber="light schedule keeper, in the domain process ($share/device-schedules/device/+/status)",
+            bindings={**qos1, "retain": True}),
         "concentrator/{cid}/time/request": _channel(
             "NTP-style time request (t1)", params=cid, publisher="concentrator", message="TimeRequest",
             subscriber="time service ($share/timesync/concentrator/+/time/request)", bindings=qos1),

@@ -4,6 +4,7 @@ from broker.schemas.command import CommandError, CommandResponse, CommandStatus,
 from broker.schemas.dead_letter import DeadLetter
 from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck, Refusal
 from broker.schemas.event import DeviceEvent, DeviceEventType, EventSource
+from broker.schemas.light import LightStatus, RelayState
 from broker.schemas.meter_reading import (
     ClockState,
     MeterIndividual,
@@ -21,8 +22,9 @@ from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRe
 
 __all__ = [
     "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "ClockState", "CommandError", "CommandResponse", "CommandStatus",
-    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "Refusal", "DeviceEvent", "DeviceEventType", "DriftReport", "EventSource",
-    "GenericCommand", "LocalIntakeState", "MeterHealth", "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod",
-    "OperationalPropertyRef", "OutboxState", "PhysicalMeterType", "PropertyValue", "ReadingInterval", "TimeRequest",
-    "TimeResponse", "ValueStatistics", "parse_meter_message",
+    "ConcentratorStatus", "DeadLetter", "DeliveryAck", "Refusal", "DeviceEvent", "DeviceEventType", "DriftReport",
+    "EventSource", "GenericCommand", "LightStatus", "LocalIntakeState", "MeterHealth", "MeterIndividual",
+    "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
+    "PhysicalMeterType", "PropertyValue", "ReadingInterval", "RelayState", "TimeRequest", "TimeResponse",
+    "ValueStatistics", "parse_meter_message",
 ]

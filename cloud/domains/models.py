@@ -1,7 +1,9 @@
-"""SQLAlchemy table of the domain layer: functional requests and their outcomes.
+"""SQLAlchemy tables of the domain layer: functional requests and their outcomes, and the
+schedules devices keep themselves.
 
-Created by the Alembic revision ``0002_commands`` (with the core's command tables); it lives
-on the registry's declarative Base so the registry's migration test compares it too.
+Created by the Alembic revisions ``0002_commands`` (with the core's command tables) and
+``0012_device_schedule``; they live on the registry's declarative Base so the registry's
+migration test compares them too.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.core.models import STATUS_LENGTH, UUID_LENGTH
@@ -32,3 +34,25 @@ class FunctionalRequestRow(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeviceScheduleRow(Base):
+    """The schedule a device should keep (the last one an organisation set), the version last sent
+    to it and the version it last reported holding."""
+
+    __tablename__ = "device_schedule"
+
+    device: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    organisation: Mapped[str] = mapped_column(String(ID_LENGTH))
+    domain: Mapped[str] = mapped_column(String(32))
+    operation: Mapped[str] = mapped_column(String(64))
+    # Milliseconds at setting: beyond a 32-bit integer.
+    version: Mapped[int] = mapped_column(BigInteger)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_version: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_correlation: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    resends: Mapped[int] = mapped_column(Integer, default=0)
+    reported_version: Mapped[int | None] = mapped_column(BigInteger)
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

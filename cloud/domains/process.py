@@ -1,5 +1,5 @@
-"""Run one domain process: the domain consumers, the results consumer, the device event consumer
-and the webhook delivery loop."""
+"""Run one domain process: the domain consumers, the results consumer, the device event consumer,
+the keeper of lights' own schedules and the webhook delivery loop."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from broker.session import Backoff
+from broker.session import Backoff, MqttSession
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
+from cloud.domains.device_schedules import DeviceScheduleState, DeviceScheduleStore
 from cloud.domains.metrics import DomainMetrics
+from cloud.domains.publiclighting.keeper import LightScheduleKeeper, Resend
 from cloud.domains.requests import RequestStore
 from cloud.domains.results_consumer import ResultsConsumer
+from cloud.domains.submit import Submitter
 from cloud.deadletters import DeadLetterStore
 from cloud.events import DeviceEventConsumer, EventNotifier, EventStore
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
+from cloud.registry import Registry
 from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
 
@@ -44,6 +48,18 @@ class WebhookOptions(Section):
         return DeliveryPolicy(max_attempts=self.max_attempts,
                               backoff=Backoff(initial=WEBHOOK_FIRST_WAIT, maximum=self.backoff_max_seconds),
                               retention=timedelta(hours=self.retention_hours))
+
+
+def resend_as_requested(*, session: MqttSession, registry: Registry, requests: RequestStore) -> Resend:
+    """Sends a kept schedule again as a functional request of the organisation that set it
+    (authorised again, recorded, with its own result URL and notification)."""
+
+    async def resend(state: DeviceScheduleState) -> str:
+        submitter = Submitter(org=state.organisation, registry=registry, requests=requests, mqtt=session)
+        accepted = await submitter.submit(DOMAINS[state.domain], state.operation, state.device, state.parameters)
+        return str(accepted.correlation_id)
+
+    return resend
 
 
 class DomainSettings(CloudSettings):
@@ -72,6 +88,10 @@ async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: as
             await DeviceEventConsumer(session=session, store=events, dead_letters=dead_letters,
                                       notifier=EventNotifier(store=events, registry=registry, publisher=session,
                                                              webhooks=webhooks)).start()
+            # Lights that come back without the schedule they should keep get it again.
+            await LightScheduleKeeper(session=session, store=DeviceScheduleStore(registry.engine),
+                                      resend=resend_as_requested(session=session, registry=registry,
+                                                                 requests=requests)).start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:

@@ -41,8 +41,12 @@ async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, u
         log.info("%d street lights on %d session(s)", count, sessions)
         if ready is not None:
             ready.set()
-        # The lights share their states: one fleet runs their own schedules (set_light_schedule).
-        await fleets[0].run_schedules(stop)
+        # The lights share their states: one fleet runs their own schedules (set_light_schedule)
+        # and, if it publishes their status, a birth of each at every reconnection.
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(fleets[0].run_schedules(stop), name="light-schedules")
+            if initial_status:
+                tasks.create_task(fleets[0].run_births(stop), name="light-births")
     # What the fleet did, for a benchmark's exactly-once check (each light carries out a command once).
     log.info("street lights: %d commands carried out, %d repeats answered, %d lights on",
              sum(f.commands_handled for f in fleets), sum(f.repeats for f in fleets),

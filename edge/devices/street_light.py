@@ -3,8 +3,10 @@
 A light has relays (index 1.. ``relay_count``) and a dim level (0-100 %). It answers the
 generic commands ``set_relay`` (index, closed), ``set_dim_level`` (percent),
 ``get_light_status`` and ``set_light_schedule`` (a schedule it keeps and runs itself, see
-:mod:`edge.devices.light_schedule`; :meth:`StreetLightFleet.tick`) on the response topic it is given, and publishes its state retained on
-``device/<id>/status``. :class:`LightState` is the pure model; :class:`StreetLightFleet`
+:mod:`edge.devices.light_schedule`; :meth:`StreetLightFleet.tick`) on the response topic it is
+given, and publishes its state retained on ``device/<id>/status`` (a :class:`LightStatus`), as a
+birth at every connection (:meth:`StreetLightFleet.run_births`), so the cloud sees which schedule
+version a light holds when it comes back. :class:`LightState` is the pure model; :class:`StreetLightFleet`
 serves any number of lights from one MQTT session, so tens of thousands fit in one process.
 With one light it subscribes only to its own ``device/<id>/command`` (the broker's device
 role allows just that); with several it subscribes ``device/+/command`` (a fleet account).
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.errors import Invalid
+from broker.schemas import LightStatus, RelayState
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import Message, MqttError, MqttSession, publish_properties
 from edge.devices.light_schedule import DeviceSchedule, LightScheduleError, parse_schedule
@@ -62,6 +64,8 @@ class LightState:
     # Its own switching schedule (set_light_schedule) and how far it has run it.
     schedule: DeviceSchedule | None = None
     schedule_until: datetime | None = None
+    # How many schedules it took on (a version it already holds is not taken on again).
+    schedules_taken: int = 0
 
     def __post_init__(self) -> None:
         for index in range(1, self.relay_count + 1):
@@ -97,8 +101,13 @@ class LightState:
                 schedule = parse_schedule(params)
             except LightScheduleError as exc:
                 raise LightCommandError("INVALID_PARAMETERS", str(exc)) from None
+            if self.schedule is not None and self.schedule.version == schedule.version:
+                # The same version again (the cloud re-sent it at a reconnection while the first
+                # copy was still queued): kept as it runs, not restarted.
+                return self.status() | {"entries": len(self.schedule.entries)}, False
             changed = self.schedule != schedule
             self.schedule, self.schedule_until = schedule, now or datetime.now(UTC)
+            self.schedules_taken += 1
             return self.status() | {"entries": len(schedule.entries)}, changed
         if name == "set_relay":
             index = _int_param(params, "index", 1, self.relay_count)
@@ -147,7 +156,7 @@ class StreetLightFleet:
             await self._session.subscribe(topics.ALL_DEVICE_COMMANDS, self.handle)
         if publish_initial_status:
             for light_id in self.lights:
-                await self._publish_status(light_id)
+                await self._publish_status(light_id, birth=True)
 
     async def handle(self, message: Message) -> None:
         try:
@@ -185,7 +194,8 @@ class StreetLightFleet:
         wire = response.to_wire()
         state.last = (command_id, wire)
         await self._session.publish(response_topic, wire, qos=1, properties=props)
-        if changed:
+        # After a schedule, also one it already held: the cloud learns the version it holds.
+        if changed or command.name == "set_light_schedule":
             await self._publish_status(light_id)
 
     async def tick(self) -> list[str]:
@@ -206,6 +216,28 @@ class StreetLightFleet:
                 self._unpublished.discard(light_id)
         return switched
 
+    async def run_births(self, stop: asyncio.Event) -> None:
+        """At every later connection of the session, publish each light's status as a birth (with
+        the schedule version it holds), until ``stop``. One fleet of lights sharing states runs it."""
+        seen = self._session.connections
+        while not stop.is_set():
+            connection = asyncio.create_task(self._session.wait_connection(seen), name="light-births-connection")
+            stopping = asyncio.create_task(stop.wait(), name="light-births-stop")
+            try:
+                await asyncio.wait((connection, stopping), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (connection, stopping):
+                    task.cancel()
+                await asyncio.gather(connection, stopping, return_exceptions=True)
+            if stop.is_set() or connection.cancelled():
+                return
+            seen = connection.result()
+            try:
+                for light_id in self.lights:
+                    await self._publish_status(light_id, birth=True)
+            except MqttError as exc:
+                log.info("births not all published (%s); the next connection publishes them", exc)
+
     async def run_schedules(self, stop: asyncio.Event, *, interval: float = 20.0) -> None:
         """Tick until ``stop``: a schedule's moment is kept to within ``interval`` seconds."""
         while not stop.is_set():
@@ -219,10 +251,13 @@ class StreetLightFleet:
         return CommandResponse(commandId=command.command_id, deviceId=command.device_id, status=status,
                                result=result, error=error, completedAt=datetime.now(UTC))
 
-    async def _publish_status(self, light_id: str) -> None:
-        body = {"deviceId": light_id, **self.lights[light_id].status(), "at": datetime.now(UTC).isoformat()}
-        await self._session.publish(topics.device_topic(light_id, "status"), json.dumps(body).encode(),
-                                    qos=1, retain=True)
+    async def _publish_status(self, light_id: str, *, birth: bool = False) -> None:
+        state = self.lights[light_id]
+        status = LightStatus(device_id=light_id, on=state.on, dim_level=state.dim_level,
+                             relays=[RelayState(index=i, closed=closed) for i, closed in sorted(state.relays.items())],
+                             schedule_version=state.schedule.version if state.schedule is not None else None,
+                             birth=birth, at=datetime.now(UTC))
+        await self._session.publish(topics.device_topic(light_id, "status"), status.to_wire(), qos=1, retain=True)
 
 
 def street_light(*, session: MqttSession, light_id: str, relay_count: int = 1) -> StreetLightFleet:

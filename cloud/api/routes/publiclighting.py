@@ -7,13 +7,14 @@ import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from broker.errors import Invalid
+from broker.errors import Invalid, NotFound
 from cloud.api.deps import OrgId, RegistryDep, SchedulesDep, SubmitterDep
 from cloud.api.identity import check_scope
 from cloud.api.routes.results import add_results_route
 from cloud.core.access import permission
+from cloud.domains.device_schedules import DeviceScheduleStore
 from cloud.domains.publiclighting.schedules import (
     LightSchedule,
     LightScheduleView,
@@ -113,19 +114,67 @@ class DeviceScheduleBody(BaseModel):
     entries: list[DeviceScheduleEntry] = Field(min_length=1, max_length=50)
 
 
+SET_DEVICE_SCHEDULE = "setDeviceSchedule"
+
+
 @router.post("/devices/{device_id}/deviceSchedule", **_ACCEPTED)
 async def set_device_schedule(device_id: str, body: DeviceScheduleBody, registry: RegistryDep,
                               submitter: SubmitterDep) -> Accepted:
     """Store the schedule on the light itself, which then switches on its own (also with its link
     down): absolute times in a time zone, sunrise/sunset computed by the light for its registered
-    location. The version is the time it was sent (milliseconds); the light reports it in its status."""
+    location. The version is the time it was sent (milliseconds); the light reports it in its status.
+    The cloud keeps it as the schedule the light should hold, and sends it again when the light
+    connects holding another (``GET`` shows the version sent and the version the light reports)."""
     await _authorise(registry, submitter.org, device_id)
     location = (await registry.get_device(device_id)).location
     params = {"version": int(time.time() * 1000),
               "entries": [e.model_dump(by_alias=True, exclude_none=True) for e in body.entries]}
     if location is not None and location.latitude is not None and location.longitude is not None:
         params |= {"latitude": location.latitude, "longitude": location.longitude}
-    return await submitter.submit(DOMAIN, "setDeviceSchedule", device_id, params)
+    try:
+        DOMAIN.operation(SET_DEVICE_SCHEDULE).commands(params)
+    except ValidationError as exc:
+        raise Invalid(f"{device_id}: {exc.errors(include_url=False, include_context=False)}") from None
+    # Kept before it is sent, so the light's answer (its status with the new version) finds it.
+    schedules = DeviceScheduleStore(registry.engine)
+    await schedules.set(organisation=submitter.org, device=device_id, domain=DOMAIN.name,
+                        operation=SET_DEVICE_SCHEDULE, version=params["version"], parameters=params)
+    accepted = await submitter.submit(DOMAIN, SET_DEVICE_SCHEDULE, device_id, params)
+    await schedules.sent(device_id, version=params["version"], correlation=str(accepted.correlation_id))
+    return accepted
+
+
+class DeviceScheduleView(BaseModel):
+    """The schedule a light should keep, and how far it got: the version last sent (at setting, or
+    again when the light came back without it) and the version the light last reported holding."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    device_id: str = Field(alias="deviceId")
+    organisation: str
+    version: int
+    entries: list[DeviceScheduleEntry]
+    set_at: datetime = Field(alias="setAt")
+    sent_version: int | None = Field(alias="sentVersion")
+    sent_at: datetime | None = Field(alias="sentAt")
+    sent_correlation_id: str | None = Field(alias="sentCorrelationId", description="the request that last sent it")
+    resends: int = Field(description="times sent again to the light when it connected holding another version")
+    reported_version: int | None = Field(alias="reportedVersion")
+    reported_at: datetime | None = Field(alias="reportedAt")
+    confirmed: bool = Field(description="the light last reported holding this version")
+
+
+@router.get("/devices/{device_id}/deviceSchedule", response_model=DeviceScheduleView, response_model_by_alias=True)
+async def get_device_schedule(device_id: str, org: OrgId, registry: RegistryDep) -> DeviceScheduleView:
+    """The schedule the light should keep on itself, the version sent and the version it reports."""
+    await _authorise(registry, org, device_id)
+    state = await DeviceScheduleStore(registry.engine).get(device_id)
+    if state is None or state.operation != SET_DEVICE_SCHEDULE:
+        raise NotFound(f"no schedule kept on light {device_id!r}; POST one")
+    return DeviceScheduleView(device_id=device_id, organisation=state.organisation, version=state.version,
+                              entries=state.parameters["entries"], set_at=state.set_at, sent_version=state.sent_version,
+                              sent_at=state.sent_at, sent_correlation_id=state.sent_correlation, resends=state.resends, reported_version=state.reported_version,
+                              reported_at=state.reported_at, confirmed=state.confirmed)
 
 
 add_results_route(router, DOMAIN)

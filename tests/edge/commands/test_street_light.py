@@ -113,3 +113,18 @@ async def test_a_repeated_command_is_answered_again_not_carried_out_twice(shared
     assert received[1] == received[2]  # the same answer, byte for byte
     assert fleet.commands_handled == 2 and fleet.repeats == 1
     assert fleet.lights["repeat-light"].status()["on"] is True
+
+
+def test_a_schedule_version_it_holds_is_not_taken_again() -> None:
+    state = LightState()
+    schedule = {"version": 7, "entries": [{"at": "18:00", "timezone": "UTC", "on": True}]}
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    result, changed = state.apply("set_light_schedule", schedule, now=start)
+    assert changed and result["scheduleVersion"] == 7 and state.schedules_taken == 1
+    state.run_schedule(start + timedelta(hours=3))
+    # The same version again (a re-send crossing a queued copy): kept as it runs, not restarted.
+    result, changed = state.apply("set_light_schedule", schedule, now=start)
+    assert not changed and result["scheduleVersion"] == 7 and state.schedules_taken == 1
+    assert state.schedule_until == start + timedelta(hours=3)
+    _, changed = state.apply("set_light_schedule", schedule | {"version": 8}, now=start)
+    assert changed and state.schedules_taken == 2 and state.schedule is not None and state.schedule.version == 8
