@@ -216,6 +216,9 @@ class ApiSettings(CloudSettings):
     bulk_link_ttl_seconds: int = Field(default=600, ge=1)
     bulk_chunk_rows: int = Field(default=5_000, ge=1)
     max_page_size: int = Field(default=1_000, ge=1)
+    # Request bodies larger than this are refused with 413 (firmware uploads: their own limit,
+    # from the largest image).
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     # Concentrator provisioning (POST /v1/installation/concentrators/{cid}/provision): the CA's
     # directory (ca.pem, ca.key; None refuses provisioning), the broker's mutual-TLS address given

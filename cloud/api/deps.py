@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 
+# The deepest page number or row offset a route takes: past it no answer has rows, and the
+# offset a page makes must fit the databases' 64-bit integers (SQLite, PostgreSQL, InfluxQL).
+MAX_OFFSET = 1_000_000_000
+
 _bearer = HTTPBearer(auto_error=False, description="OAuth2 bearer token (HS256 JWT naming the organisation)")
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.schemas import MeterReading
 from broker.schemas.meter_reading import AwareDatetime
 from cloud.store import PropertyFilter, ReadingQuery
+
+# A meter as the store names it: no MQTT wildcards or separators (it is a topic level too), no
+# control characters (a newline or NUL cannot be a stored tag).
+MeterId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/+#\x00-\x1f\x7f]+$")]
+# The deepest page asked for: its offset must fit the store's 64-bit integers.
+MAX_PAGE_NUMBER = 1_000_000_000
+# More rows than any answer can hold; the cap a bulk download's LIMIT may carry.
+MAX_ROWS = 2**53
 
 
 class _Body(BaseModel):
@@ -38,10 +46,10 @@ class MeterReadingsRequest(_Body):
 
     reading_time_start: AwareDatetime = Field(alias="readingTimeStart")
     reading_time_end: AwareDatetime = Field(alias="readingTimeEnd")
-    meter_individual_ids: list[str] | None = Field(default=None, alias="meterIndividualIds", min_length=1,
+    meter_individual_ids: list[MeterId] | None = Field(default=None, alias="meterIndividualIds", min_length=1,
                                                    max_length=1000)
-    max_rows: int | None = Field(default=None, alias="maxRows", ge=1)
-    page_number: int = Field(default=1, alias="pageNumber", ge=1)
+    max_rows: int | None = Field(default=None, alias="maxRows", ge=1, le=MAX_ROWS)
+    page_number: int = Field(default=1, alias="pageNumber", ge=1, le=MAX_PAGE_NUMBER)
     page_size: int = Field(default=100, alias="pageSize", ge=1)
     operational_properties: list[OperationalPropertyFilter] = Field(default_factory=list,
                                                                     alias="operationalProperties", max_length=32)

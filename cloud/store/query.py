@@ -1,7 +1,8 @@
 """What to select from the store, and its InfluxQL (pure: quoting and statement building).
 
 Identifiers are double-quoted and string literals single-quoted, with backslash escapes, so
-no meter id or property id can change the meaning of a statement.
+no meter id or property id can change the meaning of a statement. Numbers are written the way
+InfluxQL reads them (no exponent), and times are kept within the range InfluxDB stores.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from cloud.store import schema
 from cloud.store.line_protocol import to_ns
@@ -63,16 +65,36 @@ class ReadingQuery:
         return ReadingQuery(start=self.start, end=self.end, meters=frozenset(meters), filters=self.filters)
 
 
+# The times InfluxDB stores: int64 nanoseconds short of its two sentinels (influxql MinTime, MaxTime).
+MIN_NS = -(2**63) + 2
+MAX_NS = 2**63 - 2
+
+
 def quote_identifier(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _escaped(name).replace('"', '\\"') + '"'
 
 
 def quote_literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + _escaped(value).replace("'", "\\'") + "'"
+
+
+def _escaped(text: str) -> str:
+    # InfluxQL ends a quoted string at a raw newline (a parse error): it reads the escape instead.
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _number(value: float) -> str:
-    return repr(float(value))
+    """A finite float as an InfluxQL number literal: InfluxQL reads no exponent (``1e-07`` would
+    parse as 1 followed by a duration unit), so the digits are written out, with a point (a
+    number without one is an integer to InfluxQL, and may not fit 64 bits)."""
+    digits = format(Decimal(repr(float(value))), "f")
+    return digits if "." in digits else digits + ".0"
+
+
+def _time_ns(moment: datetime) -> int:
+    """``moment`` in nanoseconds, moved into InfluxDB's range: no reading is stored outside it,
+    so a query bound beyond it selects the same readings as the range's end."""
+    return min(max(to_ns(moment), MIN_NS), MAX_NS)
 
 
 def _meter_condition(meters: frozenset[str]) -> str:
@@ -83,7 +105,7 @@ def _meter_condition(meters: frozenset[str]) -> str:
 
 
 def where_clause(query: ReadingQuery) -> str:
-    parts = [f"time >= {to_ns(query.start)}", f"time <= {to_ns(query.end)}"]
+    parts = [f"time >= {_time_ns(query.start)}", f"time <= {_time_ns(query.end)}"]
     if query.meters is not None:
         parts.append(_meter_condition(query.meters))
     for flt in query.filters:

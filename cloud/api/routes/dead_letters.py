@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from broker.schemas import DeadLetter
-from cloud.api.deps import PrincipalDep
+from cloud.api.deps import MAX_OFFSET, PrincipalDep
 from cloud.deadletters import DeadLetterStore
 
 router = APIRouter(prefix="/v1", tags=["dead letters"])
@@ -35,7 +35,7 @@ async def list_dead_letters(
         request: Request, who: PrincipalDep,
         since: Annotated[AwareDatetime | None, Query(description="received at or after (with timezone)")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0) -> DeadLetterPage:
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> DeadLetterPage:
     """Dead letters received since ``since``, oldest first, paged by ``limit`` and ``offset``."""
     if not who.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "dead letters are for platform administrators")

@@ -8,14 +8,13 @@ device's history.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from broker.errors import Invalid, NotFound
-from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.deps import MAX_OFFSET, Caller, RegistryDep, require
 from cloud.events import EventStore
 from cloud.monitoring.events import EventType, MonitoringEvent
 from cloud.registry import DeviceFunction, PlatformRole
@@ -52,19 +51,15 @@ def _store(registry: RegistryDep) -> EventStore:
     return EventStore(registry.engine)
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise Invalid(f"{name} must carry a timezone offset")
-    return value
-
-
 @router.get("", response_model=EventPage, response_model_by_alias=True)
 async def event_history(registry: RegistryDep, who: Caller,
                         device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
                         event_type: Annotated[list[EventType] | None, Query(alias="eventType")] = None,
-                        start: Annotated[datetime | None, Query(alias="from", description="occurred at or after")] = None,
-                        end: Annotated[datetime | None, Query(alias="to", description="occurred before")] = None,
-                        page: Annotated[int, Query(ge=1)] = 1,
+                        start: Annotated[AwareDatetime | None,
+                                         Query(alias="from", description="occurred at or after (with timezone)")] = None,
+                        end: Annotated[AwareDatetime | None,
+                                       Query(alias="to", description="occurred before (with timezone)")] = None,
+                        page: Annotated[int, Query(ge=1, le=MAX_OFFSET)] = 1,
                         page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 100) -> EventPage:
     """Events of the devices the caller may receive events of, newest first."""
     admin = who.role is PlatformRole.ADMIN
@@ -72,7 +67,7 @@ async def event_history(registry: RegistryDep, who: Caller,
         await require(registry, who, device_id, DeviceFunction.RECEIVE_EVENTS)
     events, total = await _store(registry).history(
         organisation=None if admin else who.identification, device_id=device_id, event_types=event_type or (),
-        start=_aware(start, "from"), end=_aware(end, "to"), page=page, page_size=page_size)
+        start=start, end=end, page=page, page_size=page_size)
     return EventPage(events=events, page=page, page_size=page_size, total=total)
 
 

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 from broker.errors import Forbidden
 from broker.schemas.firmware import MAX_IMAGE_BYTES, SignedManifest
 from cloud.api.deps import (
+    MAX_OFFSET,
     Admin,
     Caller,
     CampaignsDep,
@@ -145,7 +146,7 @@ async def campaign_status(campaign_id: str, campaigns: CampaignsDep, who: Caller
             responses={404: {"description": "Unknown"}})
 async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Caller,
                            state: Annotated[TargetState | None, Query(description="Only devices in this state")] = None,
-                           page: Annotated[int, Query(ge=0, description="Page number, from 0")] = 0,
+                           page: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Page number, from 0")] = 0,
                            page_size: Annotated[int, Query(alias="pageSize", ge=1, le=10_000)] = 1000,
                            ) -> list[TargetPublic]:
     """The campaign's devices, a page at a time (by wave, then device), with each one's state,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.exceptions import RequestValidationError
 
-from cloud.api.deps import AccountsDep, Caller, RegistryDep, require
+from cloud.api.deps import MAX_OFFSET, AccountsDep, Caller, RegistryDep, require
 from cloud.api.identity import check_scope
 from cloud.api.errors import REFUSALS
 from cloud.registry import (
@@ -66,7 +66,7 @@ async def list_devices(
     feeder: str | None = None,
     state: LifecycleState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[DevicePublic]:
     """The devices the caller holds any function group on, filtered."""
     return await registry.list_devices(organisation=who.identification, device_type=device_type,
