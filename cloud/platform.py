@@ -23,6 +23,7 @@ from cloud.firmware.process import CampaignSettings, FirmwareServerSettings, run
 from cloud.ingest.process import IngestSettings, run_ingest
 from cloud.migrations import migrate
 from cloud.monitoring.process import MonitorSettings, run_monitor
+from cloud.processing.process import ProcessingSettings, run_processing
 from cloud.runtime import Run
 from cloud.scheduler.process import SchedulerSettings, run_scheduler
 from cloud.settings import CloudSettings
@@ -32,7 +33,7 @@ Runner = Callable[[asyncio.Event], Awaitable[None]]
 
 
 class PlatformSettings(ApiSettings, IngestSettings, DomainSettings, SchedulerSettings, MonitorSettings,
-                       TimeSyncSettings, CampaignSettings, FirmwareServerSettings):
+                       TimeSyncSettings, CampaignSettings, FirmwareServerSettings, ProcessingSettings):
     """Every cloud process's settings in one object (the demo, the tests, one host running all)."""
 
 
@@ -54,6 +55,7 @@ PROCESSES: Mapping[str, Process] = MappingProxyType({
     "timesync": Process(TimeSyncSettings, run_timesync),
     "campaigns": Process(CampaignSettings, run_campaigns),
     "firmware-server": Process(FirmwareServerSettings, run_firmware_server),
+    "processing": Process(ProcessingSettings, run_processing),
 })
 
 

@@ -327,6 +327,15 @@ def cloud_firmware_server(log_level: LogLevel = "INFO") -> None:
     _cloud_process("firmware-server", log_level)
 
 
+@cloud_app.command("processing", epilog=_SETTINGS_HELP)
+def cloud_processing(log_level: LogLevel = "INFO") -> None:
+    """Run one processing process: validate register readings, estimate across gaps and keep
+    consumption per 15 minutes, hour, day and month in InfluxDB (docs/PROCESSING.md; also
+    INFLUX_URL, PROCESSING_MAX_GAP_SECONDS, ...). Start more to share the load (MQTT shared
+    subscription; PostgreSQL locks keep one meter to one process at a time)."""
+    _cloud_process("processing", log_level)
+
+
 docs_app = typer.Typer(no_args_is_help=True, help="Generate the API documents kept in docs/.")
 app.add_typer(docs_app, name="docs")
 

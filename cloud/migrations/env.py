@@ -18,6 +18,7 @@ import cloud.domains.models  # noqa: F401 - functional requests
 import cloud.firmware.models  # noqa: F401 - firmware and campaigns
 import cloud.monitoring.models  # noqa: F401 - device status and events
 import cloud.notify.models  # noqa: F401 - the webhook delivery outbox
+import cloud.processing.models  # noqa: F401 - meter exchanges
 import cloud.scheduler.models  # noqa: F401 - schedules
 import cloud.timesync.models  # noqa: F401 - clock drift
 from cloud.registry.db import create_engine

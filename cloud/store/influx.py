@@ -201,6 +201,25 @@ class InfluxStore:
         except httpx.TransportError as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} failed mid-stream: {exc!r}") from exc
 
+    async def query_each(self, statements: Sequence[str]) -> list[list[RowSeries]]:
+        """Several InfluxQL statements in one request; each one's series, in the statements' order."""
+        if not statements:
+            return []
+        statement = ";".join(statements)
+        data = {"q": statement, "db": self.database, "epoch": "ns", **self._params}
+        response = await self._request("POST", "/query", data=data)
+        answer = _ANSWER.decode(response.content)
+        if answer.error is not None:
+            raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {answer.error}")
+        each: list[list[RowSeries]] = []
+        for result in answer.results:
+            if result.error is not None:
+                if "database not found" in result.error:
+                    raise StoreUnavailable(f"InfluxDB: {result.error}")
+                raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {result.error}")
+            each.append([(one.columns, one.values) for one in result.series])
+        return each
+
     async def find_reading(self, reading_id: uuid.UUID | str, *,
                            meters: frozenset[str] | None = None) -> tuple[str, int] | None:
         """(meter, ns timestamp) of the reading with this id, among ``meters`` (None: all)."""

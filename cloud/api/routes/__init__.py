@@ -10,6 +10,7 @@ from cloud.api.routes import (
     catalogue,
     clock_drift,
     console,
+    consumption,
     dead_letters,
     events,
     firmware,
@@ -29,7 +30,7 @@ from cloud.api.routes import (
 
 # The OMDP API (create_app serves these on its own).
 OMDP_ROUTERS: tuple[APIRouter, ...] = (health.router, meter_readings.router, bulk.router, catalogue.router,
-                                       adapter_configs.router, dead_letters.router)
+                                       adapter_configs.router, dead_letters.router, consumption.router)
 # What the assembled platform adds (registry, domains, clock drift, firmware).
 PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, installation.router, provisioning.router,
                                            publiclighting.router, smartmetering.router, tariffswitching.router,

@@ -1,0 +1,1 @@
+"""Processing of stored readings: validation, estimation and consumption aggregates (docs/PROCESSING.md)."""

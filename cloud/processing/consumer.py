@@ -1,0 +1,68 @@
+"""The processing consumer: a member of the shared subscription ``$share/processing/...`` to every
+concentrator's meter messages, beside ingest's own group (each group gets every message).
+
+It holds no state of its own: a message is acknowledged once its register values and the
+intervals they change are written, so one killed mid-message gets that message again (from its
+durable session when restarted with the same client id, or from the others once it expires)
+and handling it again writes the same points. Messages ingest refuses (not a MeterReading, a
+meter other than the topic's) are dead-lettered by ingest; processing logs and skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import ValidationError
+
+from broker import topics
+from broker.schemas import parse_meter_message
+from broker.session import Message, MqttSession
+from cloud.processing.processor import Processor
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "processing"
+
+
+class ProcessingConsumer:
+    """Reads ``concentrator/+/smartMeterMessage/+/+`` and processes the readings in it."""
+
+    def __init__(self, *, session: MqttSession, processor: Processor, name: str = "processing") -> None:
+        self._session = session
+        self.processor = processor
+        self.name = name
+        self.messages = 0
+        self.skipped = 0
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        topic_filter = topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES)
+        await self._session.subscribe(topic_filter, self.handle)
+        log.info("%s: subscribed to %s", self.name, topic_filter)
+        self.ready.set()
+
+    async def run(self, stop: asyncio.Event, *, drain_seconds: float = 30.0) -> None:
+        await self.start()
+        await stop.wait()
+        await self._session.drain(timeout=drain_seconds)
+
+    async def handle(self, message: Message) -> None:
+        """Process the message's readings; a message that holds none is logged and skipped."""
+        try:
+            parsed = topics.parse(message.topic)
+            if parsed.kind != "meter_message" or parsed.meter is None:
+                raise ValueError(f"not a meter message topic: {message.topic}")
+            readings = parse_meter_message(bytes(message.payload))
+            for reading in readings:
+                if reading.meter_id != parsed.meter:
+                    raise ValueError(f"meterIndividualId {reading.meter_id!r} is not the topic's {parsed.meter!r}")
+        except (ValidationError, ValueError) as exc:
+            self.skipped += 1
+            log.warning("%s: skipping a message on %s that ingest refuses too: %s (payload %r)", self.name,
+                        message.topic, str(exc)[:300], bytes(message.payload[:120]))
+            return
+        # Store errors propagate: unavailable waits and is redelivered, anything else is
+        # dead-lettered by the session after its attempts.
+        await self.processor.process(parsed.meter, readings)
+        self.messages += 1

@@ -1,0 +1,74 @@
+"""The processing process (``gridwire cloud processing``): its settings and its run, until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from pydantic import Field
+
+from cloud.catalogue import default_catalogue
+from cloud.processing.consumer import ProcessingConsumer
+from cloud.processing.facts import MeterFacts, MeterLocks
+from cloud.processing.processor import Processor
+from cloud.processing.rules import Thresholds
+from cloud.processing.series import Estimation
+from cloud.processing.store import ProcessingStore
+from cloud.runtime import connected, influx_store, metrics_registry, session_metrics
+from cloud.settings import CloudSettings, InfluxSettings, Section
+
+log = logging.getLogger(__name__)
+
+
+class ProcessingOptions(Section):
+    """Processing's own settings (``GRIDWIRE_PROCESSING_*``)."""
+
+    # How long the broker keeps this process's session while it is away (see ingest's).
+    session_expiry: int = Field(default=300, ge=0)
+    # Gaps between measured register values up to this long are interpolated.
+    max_gap_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    # A boundary with measured values this close on both sides counts as measured.
+    tolerance_seconds: float = Field(default=30.0, ge=0)
+    # Time-stamp sanity: readings this far ahead of the processing's clock, or older, or
+    # stamped by a clock possibly this far off, fail validation.
+    future_seconds: float = Field(default=300.0, ge=0)
+    max_age_seconds: float = Field(default=400 * 86_400.0, gt=0)
+    clock_drift_seconds: float = Field(default=60.0, gt=0)
+
+    def estimation(self) -> Estimation:
+        return Estimation(max_gap_seconds=self.max_gap_seconds, tolerance_seconds=self.tolerance_seconds)
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(future_seconds=self.future_seconds, max_age_seconds=self.max_age_seconds,
+                          clock_drift_seconds=self.clock_drift_seconds)
+
+
+class ProcessingSettings(CloudSettings):
+    """Where processing reads (broker, registry database) and writes (InfluxDB)."""
+
+    influx: InfluxSettings = Field(default_factory=InfluxSettings)
+    processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
+
+
+async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
+                         ready: asyncio.Event | None = None) -> None:
+    """Connect, subscribe, and process readings until ``stop`` is set; ``ready`` once subscribed."""
+    options = settings.processing
+    async with metrics_registry("processing", settings.metrics) as metrics, \
+            connected("processing", settings, session_expiry=options.session_expiry) as (session, registry):
+        session_metrics(metrics, session)
+        store = influx_store(settings.influx)
+        processor = Processor(store=ProcessingStore(store), facts=MeterFacts(registry.engine),
+                              locks=MeterLocks(registry.engine), catalogue=default_catalogue(),
+                              estimation=options.estimation(), thresholds=options.thresholds())
+        consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id)
+        try:
+            await consumer.start()
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            await session.drain(timeout=30.0)
+        finally:
+            log.info("processing %s: %d messages (%d register values, %d failed validation), %d skipped",
+                     session.client_id, consumer.messages, processor.values, processor.failed, consumer.skipped)
+            await store.aclose()

@@ -1,0 +1,135 @@
+"""Processing of one meter's readings: judge each register value, store it, and recompute the
+consumption of every interval it changes (docs/PROCESSING.md).
+
+Everything it needs is read back from the store, so any number of processors may share the
+readings (one meter at a time, under :class:`~cloud.processing.facts.MeterLocks`), and handling
+the same readings again gives the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from broker.schemas import MeterReading
+from cloud.catalogue import Catalogue
+from cloud.processing.facts import MeterFacts, MeterLocks
+from cloud.processing.intervals import INTERVALS, Interval, floor, following
+from cloud.processing.rules import (RegisterPoint, Thresholds, clock_error, is_register, limits_for, to_base,
+                                   validate)
+from cloud.processing.series import Consumption, Estimation, Series
+from cloud.processing.store import NewPoint, ProcessingStore
+from cloud.store.line_protocol import from_ns, to_ns
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterValue:
+    """A register value taken from a reading, before it is judged."""
+
+    prop: str
+    t: int
+    value: float
+    unit: str
+    meter_class: str | None
+    reading_id: str
+    free_running_seconds: float | None
+    last_offset_seconds: float | None
+
+
+class Processor:
+    """Validates register values and keeps their consumption aggregates up to date."""
+
+    def __init__(self, *, store: ProcessingStore, facts: MeterFacts, locks: MeterLocks, catalogue: Catalogue,
+                 estimation: Estimation = Estimation(), thresholds: Thresholds = Thresholds(),
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self._store = store
+        self._facts = facts
+        self._locks = locks
+        self._catalogue = catalogue
+        self._estimation = estimation
+        self._thresholds = thresholds
+        self._clock = clock
+        self._max_gap = int(estimation.max_gap_seconds * 1e9)
+        self.values = 0
+        self.failed = 0
+
+    def register_values(self, readings: Sequence[MeterReading]) -> list[RegisterValue]:
+        """The cumulative register values in ``readings`` (the catalogue says which properties are)."""
+        found = []
+        for reading in readings:
+            physical = reading.meter_individual.physical_meter_type
+            meter_class = physical.physical_meter_class if physical is not None else None
+            clock = reading.clock
+            for value in reading.property_values:
+                definition = self._catalogue.property(value.property_id)
+                if definition is None or value.numerical_value is None or not is_register(definition):
+                    continue
+                unit = value.unit or definition.preferred_unit
+                assert unit is not None  # a register has units
+                try:
+                    amount, base = to_base(value.numerical_value, unit)
+                except ValueError:
+                    continue  # ingest refuses such a unit; nothing to judge here
+                if meter_class is None and len(definition.meter_classes) == 1:
+                    meter_class = definition.meter_classes[0]
+                found.append(RegisterValue(
+                    prop=value.property_id, t=to_ns(value.date), value=amount, unit=base, meter_class=meter_class,
+                    reading_id=str(reading.meter_reading_identifier),
+                    free_running_seconds=None if clock is None else clock.free_running_seconds,
+                    last_offset_seconds=None if clock is None else clock.last_offset_seconds))
+        return found
+
+    async def process(self, meter: str, readings: Sequence[MeterReading]) -> int:
+        """Judge, store and aggregate the register values of one meter's readings; how many there were."""
+        values = self.register_values(readings)
+        if not values:
+            return 0
+        by_property: dict[str, list[RegisterValue]] = defaultdict(list)
+        for value in values:
+            by_property[value.prop].append(value)
+        async with self._locks.hold(meter):
+            exchanges = await self._facts.exchanges(meter)
+            drift = await self._facts.drift(meter, from_ns(max(v.t for v in values)))
+            for prop, these in by_property.items():
+                await self._property(meter, prop, sorted(these, key=lambda v: v.t), exchanges, drift)
+        return len(values)
+
+    async def _property(self, meter: str, prop: str, values: list[RegisterValue], exchanges: list[int],
+                        drift: tuple[int, float] | None) -> None:
+        first, last = values[0].t, values[-1].t
+        before, after = await self._store.neighbours(meter, prop, first, last)
+        # The span whose boundary values the new values change: out to the measured values
+        # around them, unless those are too far away to interpolate from.
+        lo = before.t if before is not None and first - before.t <= self._max_gap else first
+        hi = after.t if after is not None and after.t - last <= self._max_gap else last
+        start = floor(lo - 1, Interval.MONTH)
+        end = following(floor(hi, Interval.MONTH), Interval.MONTH)
+        points = await self._store.window(meter, prop, start, end)
+        by_time = {p.t: p for p in points}
+        now = self._clock()
+        new: list[NewPoint] = []
+        for value in values:
+            meter_drift = drift[1] if drift is not None and drift[0] <= value.t else None
+            error = clock_error(free_running_seconds=value.free_running_seconds,
+                                last_offset_seconds=value.last_offset_seconds, meter_drift_seconds=meter_drift)
+            failed = validate(t=value.t, value=value.value, limits=limits_for(value.meter_class, value.unit),
+                              neighbours=points, exchanges=exchanges, now=now, thresholds=self._thresholds,
+                              clock_error_seconds=error)
+            point = RegisterPoint(t=value.t, value=value.value, failed=failed)
+            by_time[value.t] = point
+            points = sorted(by_time.values(), key=lambda p: p.t)
+            new.append(NewPoint(point=point, unit=value.unit, reading_id=value.reading_id))
+            self.values += 1
+            if failed:
+                self.failed += 1
+                log.info("meter %s %s at %s failed %s (value %s %s)", meter, prop, from_ns(value.t).isoformat(),
+                         ",".join(failed), value.value, value.unit)
+        series = Series(points, exchanges=exchanges, estimation=self._estimation)
+        changed: list[tuple[Interval, Consumption]] = [
+            (interval, one) for interval in INTERVALS for one in series.aggregate(lo - 1, hi, interval)]
+        await self._store.write(meter, prop, points=new, consumption=changed, unit=values[0].unit)

@@ -1,0 +1,131 @@
+"""``gridwire cloud processing`` as real processes on a real broker, influxd and PostgreSQL: the
+worked example of docs/PROCESSING.md through the consumption API, exactly, with a processing
+process SIGKILLed mid-stream and bad input on the way."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cloud.migrations import migrate
+from cloud.processing.store import REGISTER
+from gridwire.procs import ManagedProcess
+from tests.cloud.ingest.rig import Concentrator
+from tests.cloud.processing import example
+from tests.fixtures.waiting import poll_until, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+METER = "meter-proc-1"
+
+
+class ProcessingProcess:
+    """``gridwire cloud processing`` with a stable MQTT client id, so a restart resumes its session."""
+
+    def __init__(self, *, mosquitto, influxd, database: str, registry: str, client_id: str, directory: Path) -> None:
+        self.log = directory / f"{client_id}.log"
+        self.starts = 0
+        env = {"GRIDWIRE_MQTT_HOST": mosquitto.host, "GRIDWIRE_MQTT_PORT": str(mosquitto.port),
+               "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
+               "GRIDWIRE_MQTT_PASSWORD": mosquitto.credentials("gridwire-cloud")["password"],
+               "GRIDWIRE_MQTT_CLIENT_ID": client_id, "GRIDWIRE_DATABASE_URL": registry,
+               "GRIDWIRE_INFLUX_URL": influxd.url, "GRIDWIRE_INFLUX_DATABASE": database}
+        self.process = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "processing"],
+                                      log=self.log, env=env, cwd=ROOT)
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process.start()
+
+        def subscribed() -> bool:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            assert self.process.running, f"processing exited:\n{text[-3000:]}"
+            return text.count("subscribed to") >= self.starts
+
+        wait_until(subscribed, timeout=60, what="processing to subscribe")
+
+
+async def test_consumption_matches_the_worked_example_through_a_kill(mosquitto, influxd, influx_db, postgres_url,
+                                                                     api, tmp_path) -> None:
+    await migrate(postgres_url)
+    day = example.day_start(datetime.now(UTC))
+    procs = [ProcessingProcess(mosquitto=mosquitto, influxd=influxd, database=influx_db, registry=postgres_url,
+                               client_id=f"processing-{n}", directory=tmp_path) for n in (1, 2)]
+    for proc in procs:
+        proc.start()
+    try:
+        async with Concentrator(mosquitto, "conc-1") as concentrator:
+            first = example.first_values()
+            spike = first.pop(example.SPIKE)
+            for seq, (k, value) in enumerate(first.items(), start=1):
+                await concentrator.publish(seq, METER, example.payload(METER, day + k * example.QUARTER, value))
+                if k == 60:
+                    procs[0].process.kill()  # mid-stream, with messages of its share in flight
+                    await concentrator.publish(10_000, METER, b"{not json")  # bad input on the way
+                    await concentrator.publish(10_001, METER, example.payload("another-meter", day, 1.0))
+                if k == 120:
+                    procs[0].start()  # the same client id: its session's messages come back
+            await poll_until(lambda: registered(influxd, influx_db), lambda n: n == len(first), timeout=120,
+                             what="every register value processed once")
+            await concentrator.publish(20_000, METER,
+                                       example.payload(METER, day + example.SPIKE * example.QUARTER, spike))
+            headers = api.token("utility", meters=[METER])
+
+            async def days() -> dict:
+                return await answer(api, headers, "day", day, day + timedelta(days=2))
+
+            assert await poll_until(days, lambda got: got == example.DAYS_FIRST, timeout=60,
+                                    what="the first days' answer") == example.DAYS_FIRST
+            quarters = await answer(api, headers, "15min", day, day + timedelta(days=1))
+            assert {k: quarters[k] for k in example.QUARTERS_FIRST} == example.QUARTERS_FIRST
+            hours = await answer(api, headers, "hour", day, day + timedelta(days=1))
+            assert hours[40][:4] == example.HOUR_10
+
+            # The meter's load profile fills the gap and the midnight (backfill, historical).
+            for seq, (k, value) in enumerate(example.BACKFILL.items(), start=30_000):
+                await concentrator.publish(seq, METER, example.payload(METER, day + k * example.QUARTER, value,
+                                                                       historical=True))
+            assert await poll_until(days, lambda got: got == example.DAYS_AFTER, timeout=60,
+                                    what="the days' answer after the backfill") == example.DAYS_AFTER
+            quarters = await answer(api, headers, "15min", day, day + timedelta(days=1))
+            assert {k: quarters[k] for k in example.QUARTERS_AFTER} == example.QUARTERS_AFTER
+            hours = await answer(api, headers, "hour", day, day + timedelta(days=1))
+            assert hours[40][:4] == example.HOUR_10
+            assert await registered(influxd, influx_db) == len(first) + 1 + len(example.BACKFILL)
+
+            # The OMDP API's rules: another organisation's meter is not found, a thin answer is refused.
+            other = await api.client.get(f"/v1/meters/{METER}/consumption", headers=api.token("other", meters=["x"]),
+                                         params={"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()})
+            assert other.status_code == 404
+            thin = await api.client.get(f"/v1/meters/{METER}/consumption", headers=headers, params={
+                "interval": "hour", "from": day.isoformat(), "to": (day + timedelta(hours=2)).isoformat()})
+            assert thin.status_code == 422 and "fewer than 20 readings" in thin.json()["detail"]
+        for proc in procs:
+            assert proc.process.running, proc.log.read_text()[-3000:]
+    finally:
+        for proc in procs:
+            proc.process.stop()
+    assert "skipping a message" in "".join(p.log.read_text() for p in procs)
+
+
+async def registered(influxd, database: str) -> int:
+    """How many register values are stored (one point per (meter, property, time): a repeat overwrites)."""
+    doc = await asyncio.to_thread(influxd.query, f'SELECT count("value") FROM {REGISTER}', database=database)
+    series = doc["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+async def answer(api, headers: dict[str, str], interval: str, start: datetime, end: datetime) -> dict[int, tuple]:
+    """The API's values by interval start as a quarter index from ``start``."""
+    response = await api.client.get(f"/v1/meters/{METER}/consumption", headers=headers, params={
+        "interval": interval, "from": start.isoformat(), "to": end.isoformat()})
+    if response.status_code != 200:
+        return {"status": response.status_code, "body": response.text}  # type: ignore[dict-item]
+    body = response.json()
+    assert body["unit"] in ("kWh", None) and body["propertyId"] == example.PROPERTY
+    out = {}
+    for value in body["values"]:
+        k = int((datetime.fromisoformat(value["start"]) - start) / example.QUARTER)
+        out[k] = (value["value"], value["quality"], tuple(value["rules"]), value["method"], value["readings"])
+    return out
