@@ -1,6 +1,6 @@
 """The ``meter_exchange`` table: when a meter individual's physical meter was replaced.
 
-On the registry's declarative Base, created by migration ``0012_meter_exchange``. Across an
+On the registry's declarative Base, created by migration ``0013_meter_exchange``. Across an
 exchange a cumulative register may go down (the new meter starts from its own value), so
 processing neither flags that drop nor counts it as consumption.
 """

@@ -1,8 +1,8 @@
 """Meter exchanges: when a meter individual's physical meter was replaced (processing lets its
 cumulative registers restart there).
 
-Revision ID: 0012_meter_exchange
-Revises: 0011_device_events
+Revision ID: 0013_meter_exchange
+Revises: 0012_device_schedule
 Create Date: 2026-12-04
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_meter_exchange"
-down_revision = "0011_device_events"
+revision = "0013_meter_exchange"
+down_revision = "0012_device_schedule"
 branch_labels = None
 depends_on = None
 
