@@ -21,6 +21,7 @@ Layout (each layer its own subtree, so ACLs can fence them)::
     domain/{domain}/request/{org} | response/{org}                 functional requests and results
     core/request/{org} | core/response/{org}                       generic commands routed by the core
     app/{org}/{domain}/{kind}                                      notifications for an organisation's apps
+    app/{org}/metering/reading/{meter}                             stored readings of the org's meters (fan-out)
 """
 
 from __future__ import annotations
@@ -209,6 +210,22 @@ def app_topic(org: str, domain: str, kind: str) -> str:
     )
 
 
+# The domain and kind of the readings the fan-out republishes to an organisation's apps.
+METERING_DOMAIN = "metering"
+READING_KIND = "reading"
+
+
+def app_reading(org: str, meter: str) -> str:
+    """Where an organisation's apps receive the stored readings of one meter they may read."""
+    return (f"app/{validate_level(org, what='organisation')}/{METERING_DOMAIN}/{READING_KIND}"
+            f"/{validate_level(meter, what='meter id')}")
+
+
+def app_readings(org: str) -> str:
+    """Every meter's readings for one organisation's apps (a subscription filter)."""
+    return f"app/{validate_level(org, what='organisation')}/{METERING_DOMAIN}/{READING_KIND}/+"
+
+
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared-subscription filter: members of ``group`` split the messages."""
     return validate_filter(f"$share/{validate_level(group, what='share group')}/{topic_filter}")
@@ -220,6 +237,7 @@ def shared(group: str, topic_filter: str) -> str:
 ALL_METER_MESSAGES = f"{CONCENTRATOR}/+/{SMART_METER_MESSAGE}/+/+"
 ALL_CONCENTRATOR_STATUS = f"{CONCENTRATOR}/+/status"
 ALL_CONCENTRATOR_RESPONSES = f"{CONCENTRATOR}/+/response"
+ALL_CONCENTRATOR_ACKS = f"{CONCENTRATOR}/+/ack"
 ALL_DEVICE_EVENTS = f"{CONCENTRATOR}/+/event/+"
 ALL_LIVE_READINGS = f"{CONCENTRATOR}/+/live/+"
 ALL_TIME_REQUESTS = f"{CONCENTRATOR}/+/time/request"
@@ -284,6 +302,7 @@ _PARSER = re.compile(
     | domain/(?P<dm_domain>[^/]+)/(?P<dm_dir>request|response)/(?P<dm_org>[^/]+)
     | core/(?P<co_dir>request|response)/(?P<co_org>[^/]+)
     | app/(?P<ap_org>[^/]+)/(?P<ap_domain>[^/]+)/(?P<ap_kind>[^/]+)
+    | app/(?P<ar_org>[^/]+)/metering/reading/(?P<ar_meter>[^/]+)
     )$""",
     re.VERBOSE,
 )
@@ -333,4 +352,7 @@ def parse(topic: str) -> ParsedTopic:
         return ParsedTopic("domain", domain=g["dm_domain"], direction=g["dm_dir"], organisation=g["dm_org"])
     if g["co_dir"] is not None:
         return ParsedTopic("core", direction=g["co_dir"], organisation=g["co_org"])
+    if g["ar_org"] is not None:
+        return ParsedTopic("app_reading", organisation=g["ar_org"], domain=METERING_DOMAIN, topic=READING_KIND,
+                           meter=g["ar_meter"])
     return ParsedTopic("app", organisation=g["ap_org"], domain=g["ap_domain"], topic=g["ap_kind"])

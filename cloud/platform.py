@@ -19,6 +19,7 @@ from types import MappingProxyType
 from cloud.api.process import ApiSettings, create_platform_app, run_api
 from cloud.core.process import CoreSettings, run_core
 from cloud.domains.process import DomainSettings, run_domain
+from cloud.fanout.process import FanoutSettings, run_fanout
 from cloud.firmware.process import CampaignSettings, FirmwareServerSettings, run_campaigns, run_firmware_server
 from cloud.ingest.process import IngestSettings, run_ingest
 from cloud.migrations import migrate
@@ -33,7 +34,8 @@ Runner = Callable[[asyncio.Event], Awaitable[None]]
 
 
 class PlatformSettings(ApiSettings, IngestSettings, DomainSettings, SchedulerSettings, MonitorSettings,
-                       TimeSyncSettings, CampaignSettings, FirmwareServerSettings, ProcessingSettings):
+                       TimeSyncSettings, CampaignSettings, FirmwareServerSettings, ProcessingSettings,
+                       FanoutSettings):
     """Every cloud process's settings in one object (the demo, the tests, one host running all)."""
 
 
@@ -56,6 +58,7 @@ PROCESSES: Mapping[str, Process] = MappingProxyType({
     "campaigns": Process(CampaignSettings, run_campaigns),
     "firmware-server": Process(FirmwareServerSettings, run_firmware_server),
     "processing": Process(ProcessingSettings, run_processing),
+    "fanout": Process(FanoutSettings, run_fanout),
 })
 
 

@@ -86,6 +86,13 @@ def asyncapi() -> dict[str, Any]:
                                        "data = the event id bytes",
                             "correlationId": CORRELATED["correlationId"],
                             "payload": {"$ref": "#/components/schemas/MonitoringEvent"}},
+        "AppMeterReading": {"name": "AppMeterReading", "contentType": "application/json",
+                            "summary": "One stored OMDP MeterReading of a meter the organisation may read; "
+                                       "historical: true for one recovered from the meter's load profile",
+                            "headers": {"type": "object", "properties": {"historical": {
+                                "type": "string", "enum": ["true"],
+                                "description": "MQTT 5 user property, on a recovered (backfilled) reading only"}}},
+                            "payload": {"$ref": "#/components/schemas/MeterReading"}},
         "DeliveryAck": {"name": "DeliveryAck", "contentType": "application/json",
                         "payload": {"$ref": "#/components/schemas/DeliveryAck"}},
         "AdapterReadings": {"name": "AdapterReadings", "contentType": "application/json",
@@ -159,14 +166,17 @@ def asyncapi() -> dict[str, Any]:
         "concentrator/{cid}/smartMeterMessage/{meter}/meterReading": _channel(
             "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...)",
             params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
-            subscriber="ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+)", bindings=qos1),
+            subscriber="ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+); fanout ($share/fanout/...)",
+            bindings=qos1),
         "concentrator/{cid}/smartMeterMessage/{meter}/historicalMeterReading": _channel(
             "Readings recovered from the meter's load profile after an outage (historical: true)",
             params={**cid, **meter}, publisher="concentrator", message="MeterReadings", subscriber="ingest",
             bindings=qos1),
         "concentrator/{cid}/ack": _channel(
             "End-to-end confirmation: these outbox sequence numbers are stored; the concentrator may delete them",
-            params=cid, publisher="ingest, events", message="DeliveryAck", subscriber="concentrator", bindings=qos1),
+            params=cid, publisher="ingest, events", message="DeliveryAck",
+            subscriber="concentrator; fanout (every one, not shared: a reading is republished once confirmed)",
+            bindings=qos1),
         "concentrator/{cid}/event/{device}": _channel(
             "A device's events, forwarded from the concentrator's durable outbox (DLMS pushes, the P1 power failure "
             "log, failed firmware transfers) and confirmed on concentrator/{cid}/ack once stored",
@@ -184,6 +194,15 @@ def asyncapi() -> dict[str, Any]:
             params={"org": "organisation id", "eventType": "the event's type"},
             publisher="events (domain process), monitor", message="MonitoringEvent",
             subscriber="the organisation's apps (app.{org})", bindings=qos1),
+        "app/{org}/metering/reading/{meter}": _channel(
+            "Each reading, once ingest stored it, for every organisation that may read the meter (READ_METER_DATA: "
+            "OWNER, AD_HOC or MONITORING), one reading per message; message expiry = GRIDWIRE_FANOUT_MESSAGE_EXPIRY; "
+            "retained (the last live reading) for organisations in GRIDWIRE_FANOUT_RETAINED; only the properties "
+            "GRIDWIRE_FANOUT_PROPERTIES lists for the organisation, if it lists any. A revoked authorisation stops "
+            "the stream within GRIDWIRE_FANOUT_ACCESS_REFRESH_SECONDS. docs/APPS.md",
+            params={"org": "organisation id", **meter}, publisher="fanout ($share/fanout/concentrator/+/"
+            "smartMeterMessage/+/+, after ingest's DeliveryAck)", message="AppMeterReading",
+            subscriber="the organisation's apps (app.{org}: app/{org}/# only)", bindings=qos1),
         "concentrator/{cid}/status": _channel(
             "Concentrator liveness and meter health (retained)", params=cid, publisher="concentrator",
             message="ConcentratorStatus", subscriber="monitoring ($share/monitoring/concentrator/+/status)",

@@ -257,6 +257,15 @@ def cloud_ingest(log_level: LogLevel = "INFO") -> None:
     _cloud_process("ingest", log_level)
 
 
+@cloud_app.command("fanout", epilog=_SETTINGS_HELP)
+def cloud_fanout(log_level: LogLevel = "INFO") -> None:
+    """Run one fan-out process: each reading, once ingest stored it, republished to
+    app/<org>/metering/reading/<meter> for every organisation that may read the meter (also
+    FANOUT_RETAINED, FANOUT_PROPERTIES, FANOUT_MESSAGE_EXPIRY, FANOUT_ACCESS_REFRESH_SECONDS;
+    docs/APPS.md). Start more to share the load: they form one MQTT shared subscription."""
+    _cloud_process("fanout", log_level)
+
+
 @cloud_app.command("api", epilog=_SETTINGS_HELP)
 def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: GRIDWIRE_API_HOST "
                                                              "or 127.0.0.1).")] = None,

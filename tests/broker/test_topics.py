@@ -156,3 +156,18 @@ def test_each_filter_matches_what_the_builders_build_for_it(cid, meter, org, dom
     assert not matches(topics.ALL_CORE_REQUESTS, topics.core_topic("response", org))
     assert not matches(topics.ALL_DRIFT_REPORTS, topics.concentrator_time(cid, "request"))
     assert not matches(topics.ALL_DEVICE_EVENTS, topics.concentrator_meter_message(cid, meter, "meterReading"))
+
+
+def test_an_apps_reading_topic_is_built_and_parsed_and_stays_in_its_organisations_subtree():
+    topic = topics.app_reading("org-a", "meter-1")
+    assert topic == "app/org-a/metering/reading/meter-1"
+    parsed = topics.parse(topic)
+    assert (parsed.kind, parsed.organisation, parsed.meter) == ("app_reading", "org-a", "meter-1")
+    import paho.mqtt.client as paho
+
+    assert paho.topic_matches_sub(topics.app_subtree("org-a"), topic)
+    assert paho.topic_matches_sub(topics.app_readings("org-a"), topic)
+    assert not paho.topic_matches_sub(topics.app_subtree("org-b"), topic)
+    for bad in ("a/b", "+", "#"):
+        with pytest.raises(topics.TopicError):
+            topics.app_reading("org-a", bad)

@@ -1,0 +1,224 @@
+"""The fan-out consumer: stored readings republished to every organisation that may read them.
+
+It reads the same meter messages as ingest, in a shared subscription of its own (``$share/fanout/
+concentrator/+/smartMeterMessage/+/+``), so ingest neither knows nor waits for it: the broker
+hands each message to both groups, and nothing an app or the fan-out does holds ingest back.
+A reading is republished only *after* it is stored: the consumer holds each message until
+ingest's confirmation of its sequence number (``concentrator/{cid}/ack``, the one ingest sends
+the concentrator once the batch is written) and applies ingest's own checks, so a reading ingest
+dead-lettered is not sent either. A message whose confirmation it did not see (it came before
+this process subscribed, or the message carries no sequence number) is looked up in InfluxDB by
+its reading id instead; one found nowhere within ``confirm_timeout`` is not republished (an app
+that needs it reads it from the API once stored).
+
+Each reading goes, one MQTT message per reading (QoS 1), to ``app/{org}/metering/reading/{meter}``
+for every organisation :class:`~cloud.fanout.access.ReadingAccess` says may read the meter. The
+payload is the OMDP MeterReading; a reading recovered from the meter's load profile has
+``"historical": true`` (and the user property ``historical``). Per organisation, an operator
+may set a retained last value and a property filter (:class:`Delivery`). The consumer's own
+message is acknowledged after every publish was acknowledged by the broker: killed before, the
+broker gives the message again and an app may receive a reading twice (QoS 1: at least once;
+the reading id tells repeats apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from broker import topics
+from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReading, parse_meter_message
+from broker.session import Message, MqttSession, publish_properties
+from cloud.fanout.access import ReadingAccess
+from cloud.fanout.confirmations import Confirmations
+from cloud.ingest.senders import KnownSenders
+from cloud.store.errors import StoreUnavailable
+from cloud.store.line_protocol import check_reading
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "fanout"
+HISTORICAL_PROPERTY = "historical"
+
+ReadingCheck = Callable[[MeterReading], str | None]
+# Looks a stored reading up by its id: (meter, ns time) or None (InfluxStore.find_reading).
+FindReading = Callable[[str], Awaitable[tuple[str, int] | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How an operator set the fan-out to serve organisations' apps."""
+
+    # Organisations whose apps get each meter's latest live reading retained ("*": every one).
+    retained: frozenset[str] = frozenset()
+    # Per organisation, the property ids its apps receive (absent: every property).
+    properties: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Seconds a republished reading may wait in an offline app's queue (MQTT message expiry).
+    message_expiry: int = 3600
+
+    def retains(self, org: str) -> bool:
+        return "*" in self.retained or org in self.retained
+
+
+class FanoutConsumer:
+    """Republishes stored readings to the organisations allowed to read them."""
+
+    def __init__(self, *, session: MqttSession, access: ReadingAccess, confirmations: Confirmations,
+                 find_reading: FindReading, delivery: Delivery = Delivery(),
+                 checks: tuple[ReadingCheck, ...] = (), senders: KnownSenders | None = None,
+                 confirm_wait: float = 30.0, confirm_timeout: float = 300.0, recheck_seconds: float = 5.0,
+                 name: str = "fanout") -> None:
+        self._session = session
+        self._access = access
+        self._confirmations = confirmations
+        self._find = find_reading
+        self._delivery = delivery
+        self._checks = (check_reading, *checks)
+        self._senders = senders
+        self._confirm_wait = confirm_wait
+        self._confirm_timeout = confirm_timeout
+        self._recheck = recheck_seconds
+        self.name = name
+        # Built once: the same two property sets go with every reading.
+        self._properties = {
+            historical: publish_properties(content_type="application/json", message_expiry=delivery.message_expiry,
+                                           user_properties={HISTORICAL_PROPERTY: "true"} if historical else None)
+            for historical in (False, True)}
+        self.delivered = 0  # messages published to apps
+        self.readings = 0  # readings republished (to one organisation or more)
+        self.unreadable = 0  # readings nobody may read
+        self.skipped = 0  # messages not republished: refused by ingest's checks or never stored
+        self.ready = asyncio.Event()
+
+    def route(self) -> None:
+        """Name the handlers before connecting: a resumed session's backlog arrives right after CONNACK."""
+        self._session.route(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation)
+        self._session.route(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
+
+    async def start(self) -> None:
+        # Confirmations first: a reading received before the subscription to them could wait for
+        # one that already went by.
+        await self._session.subscribe(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation)
+        await self._session.subscribe(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
+        log.info("%s: republishing stored readings to app/{org}/%s/%s/{meter}", self.name, topics.METERING_DOMAIN,
+                 topics.READING_KIND)
+        self.ready.set()
+
+    async def handle_confirmation(self, message: Message) -> None:
+        try:
+            cid = topics.parse(message.topic).concentrator
+            seqs = DeliveryAck.model_validate_json(message.payload).expand()
+        except (ValueError, ValidationError) as exc:
+            log.warning("%s: ignoring a confirmation on %s: %s", self.name, message.topic, exc)
+            return
+        assert cid is not None
+        self._confirmations.confirmed(cid, seqs)
+
+    async def handle_reading(self, message: Message) -> None:
+        """Republish the message's readings once stored; then the message is acknowledged."""
+        parsed = topics.parse(message.topic)
+        assert parsed.concentrator is not None and parsed.meter is not None  # the subscription's filter
+        try:
+            readings = parse_meter_message(bytes(message.payload))
+        except ValueError as exc:
+            self._skip(message, f"not a MeterReading: {str(exc)[:200]}")
+            return
+        problem = await self._problem(parsed, readings)
+        if problem is not None:
+            self._skip(message, problem)
+            return
+        if not await self._stored(parsed.concentrator, _seq(message), readings):
+            self._skip(message, f"not confirmed stored within {self._confirm_timeout:.0f} s")
+            return
+        historical = parsed.topic == topics.ReadingTopic.HISTORICAL
+        single = len(readings) == 1
+        await asyncio.gather(*(self._republish(reading, historical=historical or reading.historical,
+                                               raw=bytes(message.payload) if single else None)
+                               for reading in readings))
+
+    async def _problem(self, parsed: topics.ParsedTopic, readings: list[MeterReading]) -> str | None:
+        """Why ingest refused these readings (its own checks, in its order), or None."""
+        assert parsed.concentrator is not None and parsed.meter is not None
+        if self._senders is not None:
+            problem = await self._senders.check(parsed.concentrator, parsed.meter)
+            if problem is not None:
+                return problem
+        for reading in readings:
+            if reading.meter_id != parsed.meter:
+                return f"meterIndividualId {reading.meter_id!r} does not match the topic's meter {parsed.meter!r}"
+            for check in self._checks:
+                if problem := check(reading):
+                    return problem
+        return None
+
+    async def _stored(self, concentrator: str, seq: int | None, readings: list[MeterReading]) -> bool:
+        """Whether ingest stored these readings: its confirmation, or else the store itself."""
+        if seq is not None and await self._confirmations.wait(concentrator, seq, timeout=self._confirm_wait):
+            return True
+        waited = self._confirm_wait if seq is not None else 0.0
+        while True:
+            if await self._found(readings):
+                return True
+            if waited >= self._confirm_timeout:
+                return False
+            if seq is not None and await self._confirmations.wait(concentrator, seq, timeout=self._recheck):
+                return True
+            if seq is None:
+                await asyncio.sleep(self._recheck)
+            waited += self._recheck
+
+    async def _found(self, readings: list[MeterReading]) -> bool:
+        try:
+            for reading in readings:
+                if await self._find(str(reading.meter_reading_identifier)) is None:
+                    return False
+        except StoreUnavailable as exc:
+            log.warning("%s: cannot look readings up: %s", self.name, exc)
+            return False
+        return True
+
+    async def _republish(self, reading: MeterReading, *, historical: bool, raw: bytes | None) -> None:
+        readers = self._access.readers(reading.meter_id)
+        if not readers:
+            self.unreadable += 1
+            return
+        sends = []
+        for org in readers:
+            payload = self._payload(org, reading, historical=historical, raw=raw)
+            if payload is None:
+                continue
+            # A recovered reading is older than the live one a retained value stands for.
+            retain = self._delivery.retains(org) and not historical
+            sends.append(self._session.publish(topics.app_reading(org, reading.meter_id), payload, qos=1,
+                                               retain=retain, properties=self._properties[historical]))
+        await asyncio.gather(*sends)
+        self.delivered += len(sends)
+        self.readings += 1
+
+    def _payload(self, org: str, reading: MeterReading, *, historical: bool, raw: bytes | None) -> bytes | None:
+        wanted = self._delivery.properties.get(org)
+        if wanted is None and raw is not None and historical == reading.historical:
+            return raw  # the reading as the meter sent it (one reading per message: the live shape)
+        update: dict[str, object] = {"historical": historical}
+        if wanted is not None:
+            values = [v for v in reading.property_values if v.property_id in wanted]
+            if not values:
+                return None
+            update["property_values"] = values
+        return reading.model_copy(update=update).model_dump_json(by_alias=True, exclude_none=True).encode()
+
+    def _skip(self, message: Message, reason: str) -> None:
+        self.skipped += 1
+        log.info("%s: not republishing %s: %s", self.name, message.topic, reason)
+
+
+def _seq(message: Message) -> int | None:
+    raw = message.user_properties.get(SEQ_PROPERTY)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
