@@ -27,6 +27,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import ValidationError
 
@@ -88,6 +89,9 @@ class FanoutConsumer:
             historical: publish_properties(content_type="application/json", message_expiry=delivery.message_expiry,
                                            user_properties={HISTORICAL_PROPERTY: "true"} if historical else None)
             for historical in (False, True)}
+        # Each meter's newest reading time retained so far: readings are confirmed in batches and
+        # published concurrently, so an older one may come last and must not replace a newer one.
+        self._retained_at: dict[str, datetime] = {}
         self.delivered = 0  # messages published to apps
         self.readings = 0  # readings republished (to one organisation or more)
         self.unreadable = 0  # readings nobody may read
@@ -187,17 +191,27 @@ class FanoutConsumer:
             self.unreadable += 1
             return
         sends = []
+        newest = not historical and bool(self._delivery.retained) and self._newest(reading)
         for org in readers:
             payload = self._payload(org, reading, historical=historical, raw=raw)
             if payload is None:
                 continue
             # A recovered reading is older than the live one a retained value stands for.
-            retain = self._delivery.retains(org) and not historical
+            retain = newest and self._delivery.retains(org)
             sends.append(self._session.publish(topics.app_reading(org, reading.meter_id), payload, qos=1,
                                                retain=retain, properties=self._properties[historical]))
         await asyncio.gather(*sends)
         self.delivered += len(sends)
         self.readings += 1
+
+    def _newest(self, reading: MeterReading) -> bool:
+        """Whether ``reading`` is its meter's newest so far (and remember it)."""
+        meter, at = reading.meter_id, reading.reading_time
+        latest = self._retained_at.get(meter)
+        if latest is not None and at < latest:
+            return False
+        self._retained_at[meter] = at
+        return True
 
     def _payload(self, org: str, reading: MeterReading, *, historical: bool, raw: bytes | None) -> bytes | None:
         wanted = self._delivery.properties.get(org)
