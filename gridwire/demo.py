@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CONCENTRATOR_ID = "demo-concentrator-1"
 ORG = "demo-utility"
+APP_USERNAME = f"app.{ORG}.demo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +164,13 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
     cloud_password = secrets.token_urlsafe(16)
     api_password = secrets.token_urlsafe(16)
     fleet_password = secrets.token_urlsafe(16)
+    app_password = secrets.token_urlsafe(16)
     # The concentrator logs in with its certificate only: its account has no password.
     accounts = [Account(username="gridwire-cloud", password=cloud_password, role="cloud"),
                 Account(username="gridwire-api", password=api_password, role="api"),
                 Account(username="fleet", password=fleet_password, role="fleet"),
+                # An app of the demo organisation: its meters' readings on app/<org>/metering/reading/+.
+                Account(username=APP_USERNAME, password=app_password, role="app", subject=ORG),
                 Account(username=CONCENTRATOR_ID, password=None, role="concentrator")]
     pki = root / "pki"
     # Created on the first run and kept: no certificate may be named like a password account.
@@ -246,7 +250,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
 
             # Ingest subscribes first, so the concentrator's first messages have a subscriber
             # (unconfirmed ones would be sent again anyway, after confirm_timeout).
-            await start("ingest")
+            await start("ingest", "fanout")
             tg.create_task(concentrator.run(stop), name="concentrator")
             await start("core", "domain", "monitor", "scheduler", "timesync", "campaigns", "firmware-server")
             if options.lights:
@@ -256,7 +260,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             for sim in simulators:
                 await sim.start()
             await start("api")
-            _announce(options, cloud_password, token, root, tls, signing_key, ca.cert_file)
+            _announce(options, cloud_password, token, root, tls, signing_key, ca.cert_file, app_password)
             if options.duration is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), options.duration)
@@ -272,7 +276,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
 
 
 def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path, tls: dict[str, Path],
-              signing_key: DemoSigningKey, ca_file: Path) -> None:
+              signing_key: DemoSigningKey, ca_file: Path, app_password: str) -> None:
     start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     lines = [
@@ -292,6 +296,9 @@ def _announce(options: DemoOptions, cloud_password: str, token: str, root: Path,
         f"--cert {tls['cert_file']} --key {tls['key_file']} -V mqttv5 -v -t 'concentrator/{CONCENTRATOR_ID}/#'",
         "              (mutual TLS as the concentrator: its certificate's CN is its username, so the ACL "
         "lets it see its own subtree only)",
+        f"  app         mosquitto_sub -h 127.0.0.1 -p {options.mqtt_port} -u {APP_USERNAME} -P '{app_password}' "
+        f"-V mqttv5 -q 1 -v -t 'app/{ORG}/metering/reading/+'   (an app of {ORG}: its meters' readings once "
+        "stored; docs/APPS.md)",
         f"  meters      on concentrator {CONCENTRATOR_ID}: {options.meters} DSMR 5 (P1), {options.dlms_meters} "
         f"DLMS/COSEM (LLS, their last 24 h backfilled from the load profile), {options.modbus_meters} Modbus "
         "inverter(s)",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from gridwire.demo import CONCENTRATOR_ID, METRICS_ORDER, meter_id
+from gridwire.demo import CONCENTRATOR_ID, METRICS_ORDER, ORG, meter_id
 from gridwire.demo_firmware import DLMS_MODEL, RECIPE_VERSION
 from tests.fixtures.demo import Demo
 from tests.fixtures.waiting import wait_until
@@ -42,8 +42,9 @@ def _printed(log: str, label: str) -> str:
 
 
 def test_printed_lines_work_in_a_fresh_shell(demo: Demo, tmp_path: Path) -> None:
-    """The query and both broker lines, pasted as printed: the query answers readings, each
-    mosquitto_sub receives a message of the concentrator's (its status is retained)."""
+    """The query, both broker lines and the app's, pasted as printed: the query answers readings, each
+    broker mosquitto_sub receives a message of the concentrator's (its status is retained), the app's
+    a reading of its organisation's meters, and another organisation's subtree is refused."""
     assert _pasted("command -v gridwire", tmp_path).returncode != 0  # the shell has no virtualenv
     log = demo.log.read_text()
     answers: list[dict] = []
@@ -61,6 +62,14 @@ def test_printed_lines_work_in_a_fresh_shell(demo: Demo, tmp_path: Path) -> None
         received = _pasted(f"{_printed(log, label)} -C 1 -W 30", tmp_path)
         assert received.returncode == 0, (label, received.stderr)
         assert received.stdout.startswith("concentrator/"), (label, received.stdout)
+    # The app's line: its organisation's meters' readings, once stored; another organisation's are refused.
+    app = _printed(log, "app")
+    received = _pasted(f"{app} -C 1 -W 60", tmp_path)
+    assert received.returncode == 0, received.stderr
+    topic, payload = received.stdout.split(" ", 1)
+    assert topic.startswith(f"app/{ORG}/metering/reading/") and json.loads(payload)["meterReadingIdentifier"]
+    refused = _pasted(app.replace(f"app/{ORG}/metering/reading/+", "app/another-org/#") + " -C 1 -W 10", tmp_path)
+    assert "All subscription requests were denied" in refused.stderr and refused.stdout == "", refused
 
 
 def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
