@@ -23,7 +23,7 @@ async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, u
                      ready: asyncio.Event | None = None) -> None:
     """Serve ``count`` lights, split over ``sessions`` connections, until ``stop`` is set.
 
-    The connections split ``$share/lights/device/+/command`` and share the lights' states, so
+    Several connections split ``$share/lights/device/+/command`` and share the lights' states, so
     the account needs the fleet role (read ``device/+/command``, write ``device/+/response``
     and ``device/+/status``). Session ``n`` has client id ``<client_id>-<n>``; ``ready`` is
     set once every session subscribed.
@@ -35,7 +35,9 @@ async def run_lights(stop: asyncio.Event, *, count: int, host: str, port: int, u
             session = await exits.enter_async_context(MqttSession(
                 client_id=f"{client_id}-{n}", host=host, port=port, username=username, password=password,
                 receive_maximum=inflight, max_inflight=inflight))
-            fleet = StreetLightFleet(session=session, lights=states, share_group="lights")
+            # One session needs no shared group: a member left behind in one (a replaced fleet's
+            # durable session) would be handed its share of the commands, for nobody.
+            fleet = StreetLightFleet(session=session, lights=states, share_group="lights" if sessions > 1 else None)
             fleets.append(fleet)
             await fleet.start(publish_initial_status=initial_status and n == 0)
         log.info("%d street lights on %d session(s)", count, sessions)

@@ -185,8 +185,12 @@ class StreetLightFleet:
                                       error=CommandError(code="EXPIRED", message="time-to-live passed"))
         else:
             try:
+                taken = state.schedules_taken
                 result, changed = state.apply(command.name, command.parameters, now=self._clock())
                 response = self._response(command, CommandStatus.SUCCEEDED, result=result)
+                if command.name == "set_light_schedule":
+                    log.info("light %s: schedule version %s %s", light_id, result.get("scheduleVersion"),
+                             "taken" if state.schedules_taken > taken else "already held, kept as it runs")
             except LightCommandError as exc:
                 response = self._response(command, CommandStatus.FAILED,
                                           error=CommandError(code=exc.code, message=str(exc)))
