@@ -51,13 +51,20 @@ def sim_dlms(
         help="A client SAP and its security, ADDRESS:SECURITY (e.g. 16:none, 1:hls-gmac); repeat for each. "
              "Default: management client 1 with --security and public client 16 with none. An LLS client's "
              "password: GRIDWIRE_DLMS_PASSWORD_<ADDRESS>, else GRIDWIRE_DLMS_PASSWORD.")] = None,
+    push_to: Annotated[Optional[str], typer.Option(
+        help="Where the meter pushes: HOST:PORT (a concentrator's push listener) or a serial device (HDLC). "
+             "A client may also write it to the push setup (class 40, attribute 3).")] = None,
+    event: Annotated[Optional[list[str]], typer.Option(
+        help="A push the meter makes on its own, SECONDS:KIND after its start; KIND is power-failure, "
+             "power-restored, cover-open, alarm:BIT (a name such as REPLACE_BATTERY, or 0..31), disconnect or "
+             "reconnect. Repeat for each.")] = None,
 ) -> None:
     """A simulated DLMS/COSEM electricity meter over TCP (WRAPPER) or serial (HDLC) until Ctrl-C."""
     from edge.dlms.cli import sim_dlms as run
 
     run(host=host, port=port, security=security, serial=serial, history_days=history_days,
         clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port, baudrate=baudrate,
-        clients=client)
+        clients=client, push_to=push_to, events=event)
 
 
 @sim_app.command("modbus")

@@ -18,6 +18,7 @@ from edge.dlms.config import SecurityMode
 from edge.dlms.cosem_server import PUBLIC_CLIENT, ClientAccess, ServerSecurity
 from edge.dlms.meter_model import MeterModel
 from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
+from edge.dlms.sim_events import SimEvent, parse_event, run_events
 from edge.dlms.simulator import DlmsMeterSimulator
 
 logger = logging.getLogger(__name__)
@@ -28,8 +29,9 @@ DEMO_AUTH_KEY = "101112131415161718191a1b1c1d1e1f"
 
 
 async def serve(*, simulator: DlmsMeterSimulator | DlmsSerialMeterSimulator,
-                ready: asyncio.Event | None = None) -> None:
-    """Serve one simulated meter until cancelled or sent SIGINT/SIGTERM."""
+                ready: asyncio.Event | None = None, events: list[SimEvent] | None = None) -> None:
+    """Serve one simulated meter until cancelled or sent SIGINT/SIGTERM, carrying out ``events``
+    (a TCP meter's scripted pushes) at their times."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -41,6 +43,8 @@ async def serve(*, simulator: DlmsMeterSimulator | DlmsSerialMeterSimulator,
             logger.info("DLMS meter %s on %s", simulator.name, where)
             if ready is not None:
                 ready.set()
+            if events and isinstance(simulator, DlmsMeterSimulator):
+                await run_events(simulator, events, stop)
             await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,6 +114,8 @@ def sim_dlms(
     serial_port: str | None = None,
     baudrate: int = 9600,
     clients: list[str] | None = None,
+    push_to: str | None = None,
+    events: list[str] | None = None,
 ) -> None:
     """Simulate a DLMS/COSEM electricity meter (security: none, lls, hls-gmac) until Ctrl-C.
 
@@ -120,6 +126,11 @@ def sim_dlms(
     ``serial_port`` serves HDLC on that serial device instead of TCP (``serial`` is the meter's
     serial number, not a port).
 
+    ``push_to`` is where the meter pushes (``HOST:PORT``, or a serial device path for HDLC), as a
+    client writing its push setup's destination would set it; ``events`` (``SECONDS:KIND`` each,
+    see :mod:`edge.dlms.sim_events`) are pushes it makes on its own: power failure and restore,
+    cover opened, an alarm bit, the disconnector switched.
+
     Plain keyword defaults so typer can wrap it: ``sim_app.command("dlms")(sim_dlms)``.
     """
     try:
@@ -129,13 +140,20 @@ def sim_dlms(
                          f"{', '.join(m.value for m in SecurityMode)}") from None
     try:
         parse_clients(clients or [])
+        scripted = [parse_event(spec) for spec in events or []]
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if scripted and serial_port is not None:
+        raise SystemExit("--event needs the TCP meter (a serial meter does not push on its own)")
+    if push_to is not None and not (push_to.startswith("/") or push_to.rpartition(":")[2].isdigit()):
+        raise SystemExit(f"--push-to {push_to!r}: write HOST:PORT or a serial device path")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = build_simulator(host=host, port=port, security=security, serial=serial, history_days=history_days,
                                 clock_offset_s=clock_offset_s, drift_ppm=drift_ppm, serial_port=serial_port,
                                 baudrate=baudrate, clients=clients)
-    asyncio.run(serve(simulator=simulator))
+    if push_to is not None:
+        simulator.model.push_destination = push_to
+    asyncio.run(serve(simulator=simulator, events=scripted))
 
 
 def main() -> None:
@@ -153,10 +171,13 @@ def main() -> None:
     parser.add_argument("--serial-port", default=None, help="serve HDLC on this serial device instead of TCP")
     parser.add_argument("--baudrate", type=int, default=9600)
     parser.add_argument("--client", action="append", default=None, help="ADDRESS:SECURITY, repeatable")
+    parser.add_argument("--push-to", default=None, help="HOST:PORT or serial device the meter pushes to")
+    parser.add_argument("--event", action="append", default=None, help="SECONDS:KIND[:BIT], repeatable")
     args = parser.parse_args()
     sim_dlms(host=args.host, port=args.port, security=args.security, serial=args.serial,
              history_days=args.history_days, clock_offset_s=args.clock_offset_s, drift_ppm=args.drift_ppm,
-             serial_port=args.serial_port, baudrate=args.baudrate, clients=args.client)
+             serial_port=args.serial_port, baudrate=args.baudrate, clients=args.client, push_to=args.push_to,
+             events=args.event)
 
 
 if __name__ == "__main__":
