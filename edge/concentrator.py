@@ -442,6 +442,7 @@ class Concentrator:
                 # Handlers still running finish their commit and acknowledge; nothing new is taken.
                 await self.intake.session.drain(timeout=5)
                 await self.intake.session.close()
+                self.intake.close()
             await self.session.close()
             self.outbox.close()
             self.ledger.close()

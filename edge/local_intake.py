@@ -8,7 +8,8 @@ each message:
 1. checks the topic (an OMDP reading topic), the meter (one of an allowed adapter's, the broker
    ACL's rule again, for a broker it is only pointed at) and the payload (MeterReadings of that
    meter, as the ones it reads itself);
-2. puts the readings into the durable outbox (:meth:`Concentrator.submit`: committed, fsynced);
+2. puts the readings into the durable outbox (:meth:`Concentrator.submit`: committed, fsynced;
+   the messages that arrive within a few milliseconds share one commit);
 3. only then acknowledges the message to the local broker (the session's PUBACK-after-handler),
    and confirms it to the adapter on ``adapter/{adapter}/ack`` (its Response Topic) with the
    adapter's sequence number, so the adapter deletes its copy only once the concentrator's
@@ -39,6 +40,9 @@ NOT_AUTHORISED = 0x87
 TOPIC_NAME_INVALID = 0x90
 PAYLOAD_FORMAT_INVALID = 0x99
 _LOGGED = 200
+# Messages arriving within this many seconds share one outbox commit, up to COMMIT_MAX of them.
+COMMIT_LINGER = 0.005
+COMMIT_MAX = 200
 
 # Puts readings into the outbox; False when it could not keep them (full).
 Submit = Callable[[list[MeterReading]], bool]
@@ -77,6 +81,9 @@ class LocalIntake:
         self._submit = submit
         self._ack_interval = ack_interval
         self._acks: dict[str, tuple[list[int], list[Refusal]]] = {}
+        # Readings of messages handled in the same turn of the loop, committed together (see _keep).
+        self._pending: list[tuple[list[MeterReading], asyncio.Future[bool]]] = []
+        self._commit_timer: asyncio.TimerHandle | None = None
         self._wakeup = asyncio.Event()
         self.accepted = 0
         self.refused: dict[str, int] = {}
@@ -112,11 +119,48 @@ class LocalIntake:
         except Refused as exc:
             self._refuse(message, exc, owner=owner, seq=seq)
             return
-        if not self._submit(readings):
+        if not await self._keep(readings):
             return  # outbox full: no confirmation, the adapter sends it again later
         self.accepted += 1
         if owner is not None and seq is not None:
             self._confirm(owner, seq)
+
+    async def _keep(self, readings: list[MeterReading]) -> bool:
+        """Commit with the other messages that arrive within COMMIT_LINGER seconds: one outbox
+        transaction (one fsync, milliseconds on a flash card) for all of them, each message
+        acknowledged after it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self._pending:
+            self._commit_timer = loop.call_later(COMMIT_LINGER, self._commit)
+        self._pending.append((readings, future))
+        if len(self._pending) >= COMMIT_MAX and self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit()
+        return await future
+
+    def _commit(self) -> None:
+        self._commit_timer = None
+        batch, self._pending = self._pending, []
+        try:
+            kept = self._submit([reading for readings, _ in batch for reading in readings])
+        except Exception as exc:  # noqa: BLE001 - each handler raises it: its message is redelivered
+            for _, future in batch:
+                if not future.done():  # its handler was cancelled meanwhile (the session closing)
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(kept)
+
+    def close(self) -> None:
+        """Commit nothing more (call once the session is closed, before the outbox is)."""
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        for _, future in self._pending:
+            future.cancel()
+        self._pending = []
 
     def _check(self, message: Message) -> list[MeterReading]:
         try:
