@@ -208,6 +208,11 @@ class ApiSettings(CloudSettings):
     # one shorter than 32 characters or a well-known default (`gridwire admin secret` makes one).
     jwt_secret: SecretStr | None = None
     jwt_issuer: str | None = None
+    # The sealing key ring for device secrets at rest (DLMS keys, passwords): `<id>:<base64url
+    # 32-byte key>`, comma-separated, the first sealing (`gridwire secrets new-key` makes one).
+    # Without it no device secret can be stored, and the API refuses to start while the registry
+    # holds any.
+    secrets_key: SecretStr | None = None
 
     # OMDP privacy rule: answers with fewer rows than this are refused.
     min_result_rows: int = Field(default=20, ge=1)

@@ -1,11 +1,13 @@
 """The concentrator's own config file (TOML): its id, its broker, its outbox, its meters.
 
 Errors name the file, the meter and the field. Secrets (broker password, DLMS keys) are
-``SecretStr``: they never appear in a log line or a repr.
+``SecretStr``: they never appear in a log line or a repr. In the file they are sealed with the
+concentrator's sealing key (:mod:`edge.config_secrets`), opened here before validation.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -15,9 +17,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from broker.errors import Invalid
+from broker.sealing import KeyRing, SealingError
 from broker.topics import validate_level
 from edge.dlms.config import DlmsMeterConfig
+from edge.config_secrets import clear_secret_fields, key_ring_for, open_secrets
 from edge.modbus.config import ModbusMeterConfig
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(Invalid):
@@ -248,6 +254,11 @@ class ConcentratorConfig(_Config):
     state: Path = Path("var/state.sqlite")
     # DLMS HLS invocation counters (SQLite): must survive restarts, or meters refuse us.
     invocation_counters: Path = Path("var/dlms-counters.sqlite")
+    # The sealing key ring (``<id>:<base64url key>``, a line each; the first seals) that opens the
+    # sealed secrets of this file and of the DLMS key store; default: GRIDWIRE_SECRETS_KEY.
+    secrets_key_file: Path | None = None
+    # DLMS keys changed through the platform (two-phase, sealed): they override the file's.
+    dlms_keys: Path = Path("var/dlms-keys.sqlite")
     # Days of completeness the status reports per meter.
     completeness_days: int = Field(default=3, ge=0, le=31)
     polling: PollingSettings = PollingSettings()
@@ -284,11 +295,26 @@ def load_config(path: Path | str) -> ConcentratorConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    clear = clear_secret_fields(raw)
+    try:
+        open_secrets(raw, key_ring_for(raw, path.parent))
+    except SealingError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if clear:
+        log.warning("%s: secrets in clear (%s); seal them with `gridwire secrets seal-config`", path,
+                    ", ".join(clear))
     try:
         config = ConcentratorConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(path, raw, exc)) from exc
     return _resolve_paths(config, path.parent)
+
+
+def key_ring(config: ConcentratorConfig) -> KeyRing | None:
+    """The concentrator's sealing key ring: its ``secrets_key_file``, else GRIDWIRE_SECRETS_KEY, else None."""
+    if config.secrets_key_file is not None:
+        return KeyRing.from_file(config.secrets_key_file)
+    return KeyRing.from_environment()
 
 
 def _describe(path: Path, raw: dict, exc: ValidationError) -> str:
@@ -329,7 +355,9 @@ def _resolve_paths(config: ConcentratorConfig, base: Path) -> ConcentratorConfig
                if getattr(local, name) is not None}})
     return config.model_copy(update={"outbox": resolve(config.outbox), "state": state,
                                      "invocation_counters": resolve(config.invocation_counters), "meters": meters,
-                                     "firmware": firmware, "local": local})
+                                     "firmware": firmware, "local": local, "dlms_keys": resolve(config.dlms_keys),
+                                     "secrets_key_file": resolve(config.secrets_key_file)
+                                     if config.secrets_key_file else None})
 
 
 PLACEHOLDER = "CHANGE-ME"

@@ -19,6 +19,7 @@ from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F4
 from gridwire.cli_firmware import firmware_app
 from gridwire.cli_ops import campaign_app, fleet_app
 from gridwire.cli_probe import probe_app
+from gridwire.cli_secrets import secrets_app
 from gridwire.cli_sim import sim_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -51,6 +52,7 @@ except ImportError:  # an edge-only install (no cloud extra) has no registry to 
 
 app.add_typer(firmware_app, name="firmware", help="Firmware: signing keys, signed manifests, uploads.")
 app.add_typer(admin_app, name="admin")
+app.add_typer(secrets_app, name="secrets")
 
 # --- the one-box platform -----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from broker.errors import Conflict
 from broker.mosquitto_conf import Account
 from broker.crl import ensure_crl
 from broker.pki import ensure_pki
+from broker.sealing import KeyRing, new_key
 from gridwire.demo_firmware import DLMS_MODEL, DemoSigningKey, ensure_signing_key, recipe
 from gridwire.services import LocalInfluxd, LocalMosquitto
 
@@ -131,16 +132,29 @@ def _write_concentrator_config(path: Path, *, mqtt_port: int, tls: dict[str, Pat
         f'registerMap = "solar-inverter"\nunitId = 1\ninterval = 10\ntcp = {{ host = "127.0.0.1", port = {port} }}\n'
         for n, port in enumerate(modbus_ports)
     )
-    path.write_text(
-        f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n\n'
+    from edge.config_secrets import seal_file_text
+
+    # The DLMS password is sealed in the file with the concentrator's own sealing key (kept beside it).
+    ring = KeyRing.parse(_sealing_key(path.parent / "sealing.key"))
+    text, _ = seal_file_text(
+        f'concentrator_id = "{CONCENTRATOR_ID}"\noutbox = "outbox.sqlite"\nstatus_interval = 30\n'
+        'secrets_key_file = "sealing.key"\n\n'
         # No username or password: the broker takes the identity from the certificate's CN.
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nca_file = "{tls["ca_file"]}"\n'
         f'cert_file = "{tls["cert_file"]}"\nkey_file = "{tls["key_file"]}"\n\n'
         # The demo's firmware signing key: update_firmware accepts what it signed.
         f'[firmware]\ntrusted_keys = ["{trusted_keys}"]\n\n'
         + (f'[metrics]\nport = {metrics_port}\n\n' if metrics_port is not None else "")
-        + meters
-    )
+        + meters, ring)
+    path.write_text(text)
+
+
+def _sealing_key(path: Path) -> str:
+    """A sealing key ring kept in ``path`` (mode 0600): made on the first run, the same after."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key("demo") + "\n")
+    return path.read_text().strip()
 
 
 async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
@@ -217,7 +231,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
         mqtt=MqttSettings(host="127.0.0.1", port=options.mqtt_port, password=cloud_password),
         database=DatabaseSettings(url=database), influx=InfluxSettings(url=influxd.url, database="gridwire"),
         firmware=FirmwareOptions(store_dir=root / "firmware", trusted_keys=str(signing_key.trusted_dir)),
-        jwt_secret=jwt_secret, api_port=options.api_port,
+        jwt_secret=jwt_secret, api_port=options.api_port, secrets_key=_sealing_key(root / "secrets.key"),
         # HTTPS with the demo CA's certificate for localhost (the broker's); the CA provisions
         # and revokes concentrators' certificates, the broker re-reading its CRL on SIGHUP.
         api_tls_cert_file=pki / "server.pem", api_tls_key_file=pki / "server.key", pki_dir=pki,

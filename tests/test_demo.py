@@ -76,6 +76,8 @@ def test_demo_serves_readings_and_switches_a_light(demo: Demo) -> None:
     # The concentrator is on mutual TLS: its config has certificates and no password.
     concentrator_toml = (demo.directory / "edge" / "concentrator.toml").read_text()
     assert "cert_file" in concentrator_toml and "password =" not in concentrator_toml.split("[[meters]]")[0]
+    # The DLMS meters' password is sealed with the concentrator's own key (the simulator's is 12345678).
+    assert 'password = "sealed:v1:demo:' in concentrator_toml and "12345678" not in concentrator_toml
     assert "--cafile" in demo.log.read_text()
     api = demo.api
     now = datetime.now(UTC)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from broker.dynsec import DynsecAccounts
 from broker.errors import Invalid
 from broker.metrics import Registry as MetricsRegistry
+from broker.sealing import KeyRing
 from broker.session import MqttSession, NegativeAckError
 from cloud.accounts.service import AccountService
 from cloud.accounts.store import AccountStore
@@ -36,6 +37,7 @@ from cloud.domains.requests import RequestStore
 from cloud.migrations import migrate
 from cloud.registry import DeviceFunction, NotAuthorised, Registry
 from cloud.registry.functions import within_scope
+from cloud.registry.secrets import DeviceSecrets
 from cloud.runtime import connected_session, metrics_registry, open_registry
 from cloud.scheduler import ScheduleStore
 from cloud.settings import ApiSettings
@@ -71,6 +73,9 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
         app.add_middleware(RequestMetrics, registry=metrics)
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
+    # A short or malformed sealing key refuses to build the app, as a weak JWT secret does.
+    app.state.sealing = (KeyRing.parse(settings.secrets_key.get_secret_value())
+                         if settings.secrets_key is not None else None)
     app.dependency_overrides[current_org] = principal_org
     app.dependency_overrides[get_principal] = registered_principal
     _clear(app)
@@ -83,6 +88,8 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
             if settings.migrate_on_start:
                 await migrate(settings.database.url)
             registry = await exits.enter_async_context(open_registry("api", settings.database))
+            # Refuse to serve with no sealing key, or the wrong one, while device secrets are stored.
+            await DeviceSecrets(registry.engine, app.state.sealing).check_ring()
             # Publish-only: nothing needs to be queued for it while it is away.
             session = await exits.enter_async_context(connected_session("api", settings.mqtt))
             app.state.accounts = await _accounts(settings, registry, session)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -187,3 +188,23 @@ class Bootstrap(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     organisation: Mapped[str] = mapped_column(String(ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceSecret(Base):
+    """A device secret (a DLMS key or password), sealed with the platform's sealing key
+    (:mod:`broker.sealing`, context ``device:<identification>:<name>``); never stored in clear.
+
+    A key change is two-phase: the new key waits in ``pending`` (with its ``change_id``) while the
+    concentrator sets it on the meter and confirms with it; only then does it become ``active``.
+    """
+
+    __tablename__ = "device_secret"
+    __table_args__ = (UniqueConstraint("device_id", "name", name="uq_device_secret_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(32))
+    active: Mapped[str] = mapped_column(Text)
+    pending: Mapped[str | None] = mapped_column(Text)
+    change_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -47,6 +47,8 @@ class DlmsMeterConfig(BaseModel):
     # 16-byte AES keys and 8-byte system titles, as hex.
     block_cipher_key: SecretStr | None = None
     authentication_key: SecretStr | None = None
+    # The key encryption key (master key, KEK) that wraps new keys in a key change (global_key_transfer).
+    master_key: SecretStr | None = None
     client_system_title: str = Field(default="4757454447450001", pattern=r"^[0-9A-Fa-f]{16}$")
     # On TCP these are the WRAPPER ports; on serial the HDLC client address and the upper HDLC
     # (logical device) address, with ``physical_address`` as the optional lower address.
@@ -101,9 +103,16 @@ class DlmsMeterConfig(BaseModel):
                     raise ValueError(f"{name} must be hex") from None
                 if len(key) != 16:
                     raise ValueError(f"{name} must be 16 bytes (32 hex digits) for security suite 0")
+        if self.master_key is not None:
+            try:
+                master = bytes.fromhex(self.master_key.get_secret_value())
+            except ValueError:
+                raise ValueError("master_key must be hex") from None
+            if len(master) != 16:
+                raise ValueError("master_key must be 16 bytes (32 hex digits) for security suite 0")
         return self
 
-    def key_bytes(self, name: Literal["block_cipher_key", "authentication_key"]) -> bytes:
+    def key_bytes(self, name: Literal["block_cipher_key", "authentication_key", "master_key"]) -> bytes:
         secret = getattr(self, name)
         if secret is None:
             raise ValueError(f"{name} is not configured")

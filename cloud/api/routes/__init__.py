@@ -12,6 +12,7 @@ from cloud.api.routes import (
     console,
     consumption,
     dead_letters,
+    device_secrets,
     events,
     firmware,
     fleet,
@@ -36,4 +37,4 @@ PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, instal
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
                                            loadcontrol.router, meter_read_schedules.router, powerquality.router,
                                            clock_drift.router, events.router, firmware.router, fleet.router,
-                                           console.router, mqtt_clients.router)
+                                           console.router, mqtt_clients.router, device_secrets.router)
