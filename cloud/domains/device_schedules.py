@@ -8,15 +8,22 @@ connected holds another version (or none: replaced, reset, or offline when the s
 sent and the command lost), claims a re-send in the same transaction, so of several consumers
 one sends it. The device takes a version it already holds as a no-op, so a re-send that crosses
 a queued first copy changes nothing.
+
+Devices behind a concentrator (a tariff schedule in a meter or relay) report nothing of their
+own: their version counts as held once the request that sent it succeeded (the edge wrote it and
+read it back), which :mod:`cloud.domains.concentrator_schedules` checks at each connection of
+their concentrator, sending again what did not get there.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -48,6 +55,10 @@ class DeviceScheduleState:
     def confirmed(self) -> bool:
         """Whether the device last reported holding the version it should hold."""
         return self.reported_version == self.version
+
+
+# Sends a kept schedule again as a functional request; its correlation id.
+Resend = Callable[[DeviceScheduleState], Awaitable[str]]
 
 
 def needs_resend(state: DeviceScheduleState, *, reported: int | None, birth: bool) -> bool:
@@ -121,4 +132,31 @@ class DeviceScheduleStore:
             row.sent_version, row.sent_at, row.resends = row.version, utcnow(), row.resends + 1
             log.info("device %s connected holding schedule version %s, not %d: sending it again", device, version,
                      row.version)
+            return _state(row)
+
+    async def unconfirmed(self) -> list[DeviceScheduleState]:
+        """Every schedule its device has not been seen to hold (oldest set first)."""
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(DeviceScheduleRow).where(or_(
+                DeviceScheduleRow.reported_version.is_(None),
+                DeviceScheduleRow.reported_version != DeviceScheduleRow.version)).order_by(DeviceScheduleRow.set_at)))
+            return [_state(row) for row in rows]
+
+    async def confirm(self, device: str, *, version: int, at: datetime | None = None) -> bool:
+        """Record that ``device`` holds ``version`` (its sending succeeded); False if another was set since."""
+        async with self._sessions.begin() as session:
+            row = await session.get(DeviceScheduleRow, device, with_for_update=True)
+            if row is None or row.version != version:
+                return False
+            row.reported_version, row.reported_at = version, at or utcnow()
+            return True
+
+    async def claim_resend(self, device: str, *, version: int, after: str | None) -> DeviceScheduleState | None:
+        """Claim sending ``version`` again, if it is still the one to hold and the last sending is
+        still ``after`` (a request id); the claimed state, or None when someone else got there."""
+        async with self._sessions.begin() as session:
+            row = await session.get(DeviceScheduleRow, device, with_for_update=True)
+            if row is None or row.version != version or row.sent_correlation != after:
+                return None
+            row.sent_version, row.sent_at, row.resends = row.version, utcnow(), row.resends + 1
             return _state(row)

@@ -1,5 +1,5 @@
 """Run one domain process: the domain consumers, the results consumer, the device event consumer,
-the keeper of lights' own schedules and the webhook delivery loop."""
+the keepers of schedules devices hold themselves and the webhook delivery loop."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pydantic import Field
 from broker.session import Backoff, MqttSession
 from cloud.domains.catalogue import DOMAINS
 from cloud.domains.consumer import DomainConsumer
-from cloud.domains.device_schedules import DeviceScheduleState, DeviceScheduleStore
+from cloud.domains.concentrator_schedules import ConcentratorScheduleKeeper
+from cloud.domains.device_schedules import DeviceScheduleState, DeviceScheduleStore, Resend
 from cloud.domains.metrics import DomainMetrics
-from cloud.domains.publiclighting.keeper import LightScheduleKeeper, Resend
+from cloud.domains.publiclighting.keeper import LightScheduleKeeper
 from cloud.domains.requests import RequestStore
 from cloud.domains.results_consumer import ResultsConsumer
 from cloud.domains.submit import Submitter
@@ -88,10 +89,13 @@ async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: as
             await DeviceEventConsumer(session=session, store=events, dead_letters=dead_letters,
                                       notifier=EventNotifier(store=events, registry=registry, publisher=session,
                                                              webhooks=webhooks)).start()
-            # Lights that come back without the schedule they should keep get it again.
-            await LightScheduleKeeper(session=session, store=DeviceScheduleStore(registry.engine),
-                                      resend=resend_as_requested(session=session, registry=registry,
-                                                                 requests=requests)).start()
+            # Lights that come back without the schedule they should keep get it again, and so do
+            # the devices behind a concentrator that connects.
+            schedules = DeviceScheduleStore(registry.engine)
+            resend = resend_as_requested(session=session, registry=registry, requests=requests)
+            await LightScheduleKeeper(session=session, store=schedules, resend=resend).start()
+            await ConcentratorScheduleKeeper(session=session, store=schedules, requests=requests, registry=registry,
+                                             resend=resend).start()
             delivery.start()
             log.info("domain consumer %s serving %s", session.client_id, ", ".join(DOMAINS))
             if ready is not None:

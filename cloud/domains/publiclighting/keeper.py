@@ -12,7 +12,6 @@ ordinary ``setDeviceSchedule`` functional request of the organisation that set t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
 
@@ -20,14 +19,11 @@ from broker import topics
 from broker.errors import Forbidden, Invalid, NotFound
 from broker.schemas import LightStatus
 from broker.session import Message, MqttSession
-from cloud.domains.device_schedules import DeviceScheduleState, DeviceScheduleStore
+from cloud.domains.device_schedules import DeviceScheduleStore, Resend
 
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "device-schedules"
-
-# Sends a schedule again as a functional request; its correlation id.
-Resend = Callable[[DeviceScheduleState], Awaitable[str]]
 
 
 class LightScheduleKeeper:

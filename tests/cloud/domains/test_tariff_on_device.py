@@ -10,7 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from broker.schemas import MeterReading
+from broker.schemas import ConcentratorStatus, MeterReading
+from cloud.domains.concentrator_schedules import ConcentratorScheduleKeeper
+from cloud.domains.device_schedules import DeviceScheduleStore
+from cloud.domains.process import resend_as_requested
 from cloud.registry import DeviceType
 from edge.commands.meter_handlers import dlms_handlers, modbus_handlers
 from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, DlmsMeterSimulator, MeterModel, SecurityMode, ServerSecurity
@@ -19,10 +22,11 @@ from edge.modbus.config import ModbusMeterConfig
 from edge.modbus.source import ModbusConnections, ModbusMeterSource, build_sources
 from edge.polling import MeterPoller
 from edge.switching import SwitchPoint
-from tests.cloud.core.harness import METER, Stack
+from tests.cloud.core.harness import CONCENTRATOR, METER, Stack, session_for
 from tests.cloud.domains.test_end_to_end import _run
 from tests.cloud.domains.test_loadcontrol import RELAY, register_modbus
 from tests.fixtures.clock import ManualClock
+from tests.fixtures.waiting import poll_until, wait_for
 
 TUESDAY_NOON = datetime(2026, 3, 10, 12, 7, 30, tzinfo=UTC)
 SCHEDULE = {"entries": [{"time": "22:00", "high": False},
@@ -162,3 +166,54 @@ async def test_a_modbus_relay_refuses_relays_it_does_not_have(stack: Stack, rela
     assert result["commands"][0]["error"]["code"] == "INVALID_PARAMETERS"
     sim, _source = relay
     assert sim.switching.points == []
+
+
+async def test_a_schedule_that_expired_while_the_concentrator_was_away_is_sent_when_it_connects(
+        stack: Stack, meter: tuple[DlmsMeterSimulator, DlmsMeterAdapter]) -> None:
+    sim, adapter = meter
+    keeper_session = session_for(stack.broker, "gridwire-cloud")
+    await keeper_session.connect()
+    schedules = DeviceScheduleStore(stack.registry.engine)
+    keeper = ConcentratorScheduleKeeper(session=keeper_session, store=schedules, requests=stack.requests,
+                                        registry=stack.registry,
+                                        resend=resend_as_requested(session=keeper_session, registry=stack.registry,
+                                                                   requests=stack.requests))
+    await keeper.start()
+    try:
+        await stack.stop_concentrator()
+        answer = await stack.post(f"/v1/tariffswitching/devices/{METER}/schedule", SCHEDULE, ttlSeconds=1)
+        assert answer.status_code == 202, answer.text
+        first = answer.json()["correlationId"]
+        ended = await poll_until(lambda: stack.result("tariffswitching", first), lambda r: r["status"] != "PENDING",
+                                 timeout=30, what="the schedule's request to expire")
+        assert ended["status"] in ("EXPIRED", "TIMEOUT"), ended
+        assert sim.model.relay_schedule.points == []
+
+        executor = await stack.start_concentrator()
+        poller = MeterPoller(sink=_discard)
+        poller.add(adapter)
+        executor.register(METER, dlms_handlers(adapter=adapter, poller=poller, completeness=lambda _m, _d: {}))
+        assert stack.concentrator_session is not None
+
+        async def birth(session: int) -> None:
+            status = ConcentratorStatus(concentrator_id=CONCENTRATOR, state="ONLINE", timestamp=datetime.now(UTC),
+                                        session=session)
+            assert stack.concentrator_session is not None
+            await stack.concentrator_session.publish(f"concentrator/{CONCENTRATOR}/status", status.to_wire(), qos=1)
+
+        await birth(1)
+        await wait_for(lambda: keeper.resent == 1, timeout=20, what="the schedule sent again")
+        state = await schedules.get(METER)
+        assert state is not None and state.sent_correlation != first and state.resends == 1
+        note = await stack.notification(state.sent_correlation, timeout=20)
+        assert note["status"] == "SUCCEEDED", note
+        held = await adapter.read_relay_schedule()
+        assert SwitchPoint(6, 22 * 60, 1, False) in held
+
+        await birth(1)  # the same connection's periodic status: nothing to do
+        await birth(2)  # the next connection: the re-send succeeded, so the meter holds it
+        await poll_until(lambda: schedules.get(METER), lambda s: s is not None and s.confirmed, timeout=20,
+                         what="the schedule confirmed")
+        assert keeper.resent == 1
+    finally:
+        await keeper_session.close()
