@@ -137,6 +137,16 @@ def concentrator_check(config: Annotated[Path, typer.Argument(help="The concentr
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{config}: concentrator {cfg.concentrator_id}, {len(cfg.meters)} meter(s): ok")
+    if cfg.local is not None:
+        from edge.local_intake import adapter_meters
+
+        try:
+            owners = adapter_meters((a.adapter_id, a.adapter_config) for a in cfg.local.adapters)
+        except ValueError as exc:  # an adapter config that cannot be read, or a meter claimed twice
+            typer.echo(f"error: {config}: local.adapters: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        typer.echo(f"{config}: local listener {cfg.local.host}:{cfg.local.port}, {len(cfg.local.adapters)} "
+                   f"external adapter(s) for {len(owners)} meter(s): ok")
     if left := placeholders(config):
         typer.echo(f"{config}: placeholders still to fill in: {', '.join(left)}")
 

@@ -112,3 +112,16 @@ def test_an_adapter_beyond_loopback_must_use_tls(tmp_path):
                     '[meter]\nprotocol = "p1"\nport = "loop://"\nadapter_config = "a.yaml"\n')
     with pytest.raises(ConfigError, match=re.escape("not on loopback: give ca_file (TLS)")):
         load_standalone_config(path)
+
+
+def test_concentrator_check_reads_the_adapters_configs(tmp_path):
+    from typer.testing import CliRunner
+
+    from gridwire.cli import app
+
+    path = write_local_config(tmp_path, mqtt_port=1883, local_port=1884)
+    done = CliRunner().invoke(app, ["concentrator", "check", str(path)])
+    assert done.exit_code == 0 and "2 external adapter(s) for 3 meter(s): ok" in done.output
+    (tmp_path / "heat.yaml").write_text(adapter_yaml("meter-a"))  # claims the cupboard's meter
+    done = CliRunner().invoke(app, ["concentrator", "check", str(path)])
+    assert done.exit_code == 2 and "meter meter-a belongs to adapters cupboard and heat" in done.output

@@ -1,5 +1,6 @@
-"""The external adapter on a P1 meter: DSMR telegrams from a pty, read by the edge's P1 reader in
-the adapter, through the concentrator's local listener to InfluxDB with the meter's own values."""
+"""The external adapter on a P1 meter (DSMR telegrams from a pty, read by the edge's P1 reader)
+and on a DLMS meter (polled), through the concentrator's local listener to InfluxDB with the
+meters' own values."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 
 from edge.concentrator import Concentrator
 from edge.config import load_config
+from edge.dlms import SecurityMode
 from edge.p1.simulator import MeterModel, P1Simulator, _Accumulator
 from edge.standalone import StandaloneAdapter, load_standalone_config
 from tests.edge.adapters.conftest import PASSWORDS
+from tests.edge.concentrator.conftest import ManualClock, dlms_entry, dlms_simulator, stored
 from tests.fixtures.waiting import wait_for
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -57,3 +60,29 @@ async def test_a_p1_meter_on_another_device_reaches_the_store(tmp_path, local_br
     stored = stored_energy(influxd, influx_db)
     assert stored and all(stored[t] == pytest.approx(expected[t]) for t in stored)
     assert concentrator.intake is not None and concentrator.intake.refused == {}
+
+
+async def test_a_dlms_meter_on_another_device_reaches_the_store(tmp_path, local_broker, influxd, influx_db, ingest):
+    """The adapter polls a DLMS meter (HLS-GMAC) with the concentrator's own DLMS adapter and poller."""
+    config_path, local = local_broker
+    clock = ManualClock(T0)
+    async with dlms_simulator(clock, SecurityMode.HLS_GMAC, serial="GWHLS0000016") as sim:
+        adapter_path = tmp_path / "adapter.toml"
+        adapter_path.write_text(
+            'adapter_id = "heat"\noutbox = "adapter-outbox.sqlite"\ninvocation_counters = "counters.sqlite"\n\n'
+            f'[listener]\nport = {local.port}\npassword = "{PASSWORDS["heat"]}"\n\n'
+            + dlms_entry("meter-h", sim, interval=0.2).replace("[[meters]]", "[meter]"))
+        concentrator = Concentrator.from_config(load_config(config_path))
+        adapter = StandaloneAdapter.from_config(load_standalone_config(adapter_path))
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(concentrator.run(stop), name="concentrator"),
+                 asyncio.create_task(adapter.run(stop), name="adapter")]
+        try:
+            await wait_for(lambda: len(stored(influxd, influx_db, "meter-h")) >= 3, what="DLMS polls stored")
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    rows = stored(influxd, influx_db, "meter-h")
+    # The simulator's clock stands still: each poll reads the meter's register at T0.
+    assert all(energy == pytest.approx(sim.model.energy_at("1.0.1.8.1.255", T0) / 1000) for _, energy, _ in rows)
+    assert adapter.forwarder.rejected == []
