@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cloud.processing.models import MeterExchangeRow
@@ -26,10 +27,22 @@ class MeterFacts:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def record_exchange(self, meter_id: str, exchanged_at: datetime, *, note: str | None = None) -> None:
-        """Record that ``meter_id``'s physical meter was replaced at ``exchanged_at``."""
-        async with self._sessions.begin() as session:
-            session.add(MeterExchangeRow(meter_id=meter_id, exchanged_at=exchanged_at, note=note))
+    async def record_exchange(self, meter_id: str, exchanged_at: datetime, *, note: str | None = None) -> bool:
+        """Record that ``meter_id``'s physical meter was replaced at ``exchanged_at``; False if
+        that exchange was recorded already (recording it again changes nothing)."""
+        try:
+            async with self._sessions.begin() as session:
+                session.add(MeterExchangeRow(meter_id=meter_id, exchanged_at=exchanged_at, note=note))
+        except IntegrityError:
+            return False
+        return True
+
+    async def exchange_rows(self, meter_id: str) -> list[MeterExchangeRow]:
+        """The meter's recorded exchanges, oldest first."""
+        query = (select(MeterExchangeRow).where(MeterExchangeRow.meter_id == meter_id)
+                 .order_by(MeterExchangeRow.exchanged_at))
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
 
     async def exchanges(self, meter_id: str) -> list[int]:
         """The meter's exchanges (ns since the epoch), oldest first."""

@@ -19,6 +19,7 @@ from cloud.api.routes import (
     health,
     installation,
     loadcontrol,
+    meter_exchanges,
     meter_read_schedules,
     meter_readings,
     mqtt_clients,
@@ -37,4 +38,5 @@ PLATFORM_ROUTERS: tuple[APIRouter, ...] = (admin.router, api_keys.router, instal
                                            publiclighting.router, smartmetering.router, tariffswitching.router,
                                            loadcontrol.router, meter_read_schedules.router, powerquality.router,
                                            clock_drift.router, events.router, firmware.router, fleet.router,
-                                           console.router, mqtt_clients.router, device_secrets.router)
+                                           console.router, mqtt_clients.router, device_secrets.router,
+                                           meter_exchanges.router)

@@ -1,0 +1,58 @@
+"""``/v1/installation/devices/{id}/meterExchanges``: when a meter's physical meter was replaced.
+
+Processing (docs/PROCESSING.md) lets a cumulative register restart at a recorded exchange
+instead of flagging the drop, and counts consumption across it. Recording one needs the
+function UPDATE_DEVICE on the meter (installation work); reading them, the same.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.errors import REFUSALS
+from cloud.processing.facts import MeterFacts
+from cloud.registry import DeviceFunction
+
+router = APIRouter(prefix="/v1/installation", tags=["installation"])
+
+
+class MeterExchangeCreate(BaseModel):
+    """An exchange of the physical meter behind a meter individual."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    exchanged_at: AwareDatetime = Field(alias="exchangedAt")
+    note: str | None = Field(default=None, max_length=512)
+
+
+class MeterExchangePublic(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    meter_id: str = Field(alias="meterId")
+    exchanged_at: datetime = Field(alias="exchangedAt")
+    note: str | None = None
+    recorded_at: datetime = Field(alias="recordedAt")
+
+
+@router.post("/devices/{device}/meterExchanges", status_code=status.HTTP_201_CREATED, responses={
+    **REFUSALS, 200: {"description": "that exchange was recorded already"}})
+async def record_meter_exchange(device: str, exchange: MeterExchangeCreate, registry: RegistryDep, who: Caller,
+                                response: Response) -> None:
+    """Record that the meter's physical meter was replaced at ``exchangedAt`` (repeating it is harmless)."""
+    await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
+    if not await MeterFacts(registry.engine).record_exchange(device, exchange.exchanged_at, note=exchange.note):
+        response.status_code = status.HTTP_200_OK
+
+
+@router.get("/devices/{device}/meterExchanges", response_model=list[MeterExchangePublic],
+            response_model_by_alias=True, responses=REFUSALS)
+async def meter_exchanges(device: str, registry: RegistryDep, who: Caller) -> list[MeterExchangePublic]:
+    """The meter's recorded exchanges, oldest first."""
+    await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
+    return [MeterExchangePublic(meter_id=row.meter_id, exchanged_at=row.exchanged_at, note=row.note,
+                                recorded_at=row.recorded_at)
+            for row in await MeterFacts(registry.engine).exchange_rows(device)]
