@@ -3,9 +3,10 @@
 
 Starts its own Mosquitto (the project's configuration) and influxd on free ports, then prints:
 
-  (a) raw InfluxDB: ingest's points (the schema) and the same readings as bare float fields
-      (lean), each as points/s, influxd CPU us per point, and bytes on disk per point once
-      influxd fully compacted them;
+  (a) raw InfluxDB: ingest's points in the store's lean layout (ids derived, as the edge sends
+      them), in its full layout (other ids: the layout before issue 14 but its concentrator
+      string), and the same readings as bare float fields, each as points/s, influxd CPU us per
+      point, and bytes on disk per point once influxd fully compacted them;
   (b) raw broker at each shape: pre-framed QoS 1 publishers -> Mosquitto -> one subscriber;
   (c) end to end for each shape and each ingest process count: pre-framed publishers
       (separate processes, ``gw-seq``, QoS 1, the edge's unconfirmed bound) -> Mosquitto -> N
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ingest_runs import Message, disk_bytes_per_point, end_to_end, raw_broker, raw_influx  # noqa: E402
 from broker import topics  # noqa: E402
+from broker.schemas import MeterReading  # noqa: E402
 from cloud.ingest.fast_encode import encode_payload  # noqa: E402
 from gridwire.procs import free_port  # noqa: E402
 from gridwire.services import LocalInfluxd  # noqa: E402
@@ -50,9 +52,11 @@ METERS_PER_CONCENTRATOR = 50
 PEER = {"live": 12_307, "draining": 14_583, "cpu_us": 60}
 
 
-def build_messages(*, readings: int, per_message: int, properties: int, concentrators: int) -> list[Message]:
+def build_messages(*, readings: int, per_message: int, properties: int, concentrators: int,
+                   derived_ids: bool = True) -> list[Message]:
     """Distinct readings, ``per_message`` of one meter per message (a bare MeterReading when 1,
-    as a concentrator sends live), spread over concentrators."""
+    as a concentrator sends live), spread over concentrators. Their ids are derived from meter
+    and time as Gridwire's adapters derive them (stored lean), or other ids (stored full)."""
     messages: list[Message] = []
     counters: dict[str, int] = {}
     index = 0
@@ -64,9 +68,11 @@ def build_messages(*, readings: int, per_message: int, properties: int, concentr
         counters[meter] = start + count
         batch = []
         for k in range(start, start + count):
-            when = (T0 + timedelta(minutes=15 * k)).isoformat()
+            moment = T0 + timedelta(minutes=15 * k)
+            when = moment.isoformat()
+            ident = MeterReading.derive_id(meter, moment) if derived_ids else uuid.uuid5(NAMESPACE, f"{meter}|{k}")
             batch.append({
-                "meterReadingIdentifier": str(uuid.uuid5(NAMESPACE, f"{meter}|{k}")),
+                "meterReadingIdentifier": str(ident),
                 "readingTime": when,
                 "propertyValues": [{"unit": "kWh", "date": when, "numericalValue": 1000.0 + k * 0.25 + p,
                                     "operationalPropertyDefinition": {"propertyId": f"OBIS_1.8.{p}"}}
@@ -82,11 +88,14 @@ def build_messages(*, readings: int, per_message: int, properties: int, concentr
     return messages
 
 
-def plain_lines(count: int, fields: int) -> list[str]:
-    """The lean shape: ``fields`` bare float fields per point, one series per meter (50)."""
-    base = 1_767_225_600_000_000_000
-    return [f"plain,meter=m{i % 50} " + ",".join(f"f{k}={1000.0 + i + k}" for k in range(fields))
-            + f" {base + i * 1_000_000_000}" for i in range(count)]
+def bare_lines(lines: list[str]) -> list[str]:
+    """The same points with their property values only, as bare float fields: the floor."""
+    out = []
+    for line in lines:
+        head, fields, stamp = line.split(" ")
+        values = [f for f in fields.split(",") if f.startswith("OBIS_") and "__" not in f]
+        out.append(f"{head} {','.join(values)} {stamp}")
+    return out
 
 
 async def registered_fleet(url: str, concentrators: int) -> None:
@@ -161,19 +170,24 @@ def main() -> None:
         influx = LocalInfluxd(directory=work / "influxd", port=free_port())
         influx.start()
         try:
+            sets = {}
+            for name, derived in (("lean", True), ("full", False)):
+                sample = build_messages(readings=args.raw_points, per_message=1, properties=args.properties,
+                                        concentrators=args.concentrators, derived_ids=derived)
+                sets[name] = [line for m in sample for line in
+                              encode_payload(m.payload, meter=m.meter, concentrator_id=m.concentrator) or []]
+            sets["bare"] = bare_lines(sets["lean"])
+            raw = {name: raw_influx(influx, f"raw_{name}", lines) for name, lines in sets.items()}
+            disk = disk_bytes_per_point(work, sets)
+            for name, lines in sets.items():
+                rate, cpu = raw[name]
+                print(f"(a) raw InfluxDB, {name:4} ({len(lines[0]):3} B/line): {rate:9,.0f} points/s, influxd "
+                      f"{cpu:5.1f} us CPU/point, {disk[name]:5.1f} B/point on disk after full compaction")
+            for name in ("lean", "full"):
+                print(f"    {name} / bare floats: influxd CPU {raw[name][1] / raw['bare'][1]:.2f}x, disk "
+                      f"{disk[name] / disk['bare']:.2f}x (aim for the store's points: each <= 1.5x)")
             sample = build_messages(readings=args.raw_points, per_message=1, properties=args.properties,
                                     concentrators=args.concentrators)
-            schema = [line for m in sample for line in
-                      encode_payload(m.payload, meter=m.meter, concentrator_id=m.concentrator) or []]
-            lean = plain_lines(args.raw_points, args.properties)
-            raw = {"schema": raw_influx(influx, "raw_schema", schema), "lean": raw_influx(influx, "raw_lean", lean)}
-            disk = disk_bytes_per_point(work, {"schema": schema, "lean": lean})
-            for name, lines in (("schema", schema), ("lean", lean)):
-                rate, cpu = raw[name]
-                print(f"(a) raw InfluxDB, {name:6} ({len(lines[0]):3} B/line): {rate:9,.0f} points/s, influxd "
-                      f"{cpu:5.1f} us CPU/point, {disk[name]:5.1f} B/point on disk after full compaction")
-            print(f"    schema / lean: influxd CPU {raw['schema'][1] / raw['lean'][1]:.2f}x, disk "
-                  f"{disk['schema'] / disk['lean']:.2f}x (aim: each <= 1.5x)")
             print(f"(d) known-senders check: {asyncio.run(senders_cost(registry, sample)):.2f} us per message "
                   f"({args.concentrators * 51} devices in the view)")
             print(f"peer: Node-RED (1 reading/message, acks before writing): {PEER['live']:,} readings/s live, "
@@ -194,7 +208,7 @@ def main() -> None:
                                      registry=registry, paho=paho == "paho", tag=tag, profile=args.profile,
                                      metrics=metrics)
                     report(run, shape=shape, processes=n, paho=paho + (", metrics on" if metrics else ""),
-                           readings=args.readings, raw_points=max(raw["lean"][0], raw["schema"][0]), raw_msgs=rate)
+                           readings=args.readings, raw_points=raw["lean"][0], raw_msgs=rate)
         finally:
             influx.stop()
         print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "

@@ -56,10 +56,11 @@ class _Plan:
     def __init__(self, columns: Sequence[str]) -> None:
         self.layout = Layout(columns)
         at = self.layout.index.get
+        # No reading_id column: every row's id is derived from its meter and time.
         self.time, self.meter, self.reading_id = at("time"), at(schema.METER_TAG), at(schema.READING_ID)
-        self.usable = None not in (self.time, self.meter, self.reading_id)
+        self.usable = None not in (self.time, self.meter)
         self.sequence, self.fault, self.historical = at(schema.SEQUENCE), at(schema.FAULT_CODE), at(schema.HISTORICAL)
-        self.meter_class = at(schema.METER_CLASS)
+        self.meter_class, self.key = at(schema.METER_CLASS), at(schema.READING_KEY)
         self.clock = at(schema.CLOCK_FREE_RUNNING)  # rare (readings of an offline boot): the reference renders them
         self.properties = [
             _Property(pid, cols.get(""), cols.get(schema.TEXT_SUFFIX), cols.get(schema.UNIT_SUFFIX),
@@ -167,18 +168,28 @@ class WireRenderer:
     def _parse(self, plan: _Plan, row: Sequence[Any]) -> _Row:
         if not plan.usable or (plan.clock is not None and row[plan.clock] is not None):
             raise _Slow
-        when = self._time(row[plan.time])
-        reading_id = row[plan.reading_id]
-        if type(reading_id) is not str or not _CANONICAL_UUID(reading_id):
-            raise _Slow
+        stamp = row[plan.time]
+        when = self._time(stamp)
         meter = self._meter(row[plan.meter])
+        reading_id = None if plan.reading_id is None else row[plan.reading_id]
+        if reading_id is None:
+            reading_id = schema.derived_id(meter[0], stamp)
+        elif type(reading_id) is not str or not _CANONICAL_UUID(reading_id):
+            raise _Slow
         sequence = None if plan.sequence is None else row[plan.sequence]
         if sequence is not None and type(sequence) is not int:
             raise _Slow
         fault = None if plan.fault is None else row[plan.fault]
         if fault is not None and (type(fault) is not str or len(fault) > _MAX_FAULT):
             raise _Slow
-        meter_class = None if plan.meter_class is None else row[plan.meter_class]
+        key = None if plan.key is None else row[plan.key]
+        lean = key is not None  # units implied where the point names none
+        if lean:
+            if type(key) is not int:
+                raise _Slow
+            meter_class = schema.class_of_key(key)
+        else:
+            meter_class = None if plan.meter_class is None else row[plan.meter_class]
         if meter_class is not None and (type(meter_class) is not str or meter_class not in _METER_CLASSES):
             raise _Slow
         historical = False if plan.historical is None else bool(row[plan.historical])
@@ -192,7 +203,10 @@ class WireRenderer:
             if not storable:
                 raise _Slow
             unit = None if at_unit is None else row[at_unit]
-            if unit is not None and (type(unit) is not str or len(unit) > _MAX_UNIT):
+            if unit is not None and type(unit) is not str:
+                raise _Slow
+            unit = schema.stored_unit(prop.pid, unit, lean=lean)
+            if unit is not None and len(unit) > _MAX_UNIT:
                 raise _Slow
             date = None if at_date is None else row[at_date]
             moment = when if date is None else self._time(date)

@@ -39,7 +39,10 @@ _TEXT = attrgetter("textValue")
 _DATE = attrgetter("date")
 _UNIT = attrgetter("unit")
 _PID = attrgetter("operationalPropertyDefinition.propertyId")
-_HISTORICAL = {True: f'",{schema.HISTORICAL}=true', False: f'",{schema.HISTORICAL}=false'}
+_HISTORICAL = {True: f"{schema.HISTORICAL}=true", False: f"{schema.HISTORICAL}=false"}
+_READING_ID = f'{schema.READING_ID}="'
+_derived_id = schema.derived_id
+_reading_key = schema.reading_key
 
 
 # A deployment's per-value rule (the catalogue's, say): (property id, unit, is text, meter
@@ -57,7 +60,7 @@ class _Unsure(Exception):
 # What a property value writes before and after its value, by (property id, unit), validated
 # once: property ids and units repeat across every reading of a fleet. Bounded, so random ids
 # cannot grow it forever.
-_Spec = tuple[str, str, str]  # (numeric prefix, text prefix, unit suffix)
+_Spec = tuple[str, str, str, str]  # (numeric prefix, text prefix, unit suffix: full point, lean point)
 _SPECS: dict[tuple[str, str | None], _Spec] = {}
 _CACHE_LIMIT = 4096
 
@@ -66,13 +69,12 @@ def _spec(pid: str, unit: str | None) -> _Spec:
     if not 1 <= len(pid) <= 128 or schema.property_id_problem(pid):
         raise _Unsure
     key = escape_key(pid)
-    if unit is None:
-        suffix = ""
-    elif 1 <= len(unit) <= 32:
-        suffix = f",{key}{schema.UNIT_SUFFIX}={quote_string(unit)}"
-    else:
+    if unit is not None and not 1 <= len(unit) <= 32:
         raise _Unsure
-    spec = (f"{key}=", f"{key}{_TEXT_SUFFIX}=", suffix)
+    full, lean = unit, schema.unit_field(pid, unit)
+    spec = (f"{key}=", f"{key}{_TEXT_SUFFIX}=",
+            "" if full is None else f",{key}{schema.UNIT_SUFFIX}={quote_string(full)}",
+            "" if lean is None else f",{key}{schema.UNIT_SUFFIX}={quote_string(lean)}")
     if len(_SPECS) >= _CACHE_LIMIT:
         _SPECS.clear()
     _SPECS[(pid, unit)] = spec
@@ -98,12 +100,10 @@ class _Encoder:
 
     __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "numbers", "value_check")
 
-    def __init__(self, *, meter: str, concentrator_id: str, value_check: ValueCheck | None) -> None:
-        head = _HEADS.get((meter, concentrator_id))
+    def __init__(self, *, meter: str, value_check: ValueCheck | None) -> None:
+        head = _HEADS.get(meter)
         if head is None:
-            head = (f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} {schema.READING_ID}=\"",
-                    f",{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
-            _remember(_HEADS, (meter, concentrator_id), head)
+            head = _remember(_HEADS, meter, f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} ")
         self.head = head
         self.stamps: dict[str, int] = {}
         self.meter = meter
@@ -113,8 +113,8 @@ class _Encoder:
         # (property id, unit) -> spec, for numeric values already judged by value_check for
         # this payload's meter class; text values are rare and judged each time.
         self.checked: dict[tuple[str, str | None], _Spec] = {}
-        # (property ids, units) of a reading -> the template writing its numbers, judged too.
-        self.shapes: dict[tuple[tuple[str, ...], tuple[str | None, ...]], str] = {}
+        # (property ids, units, lean) of a reading -> the template writing its numbers, judged too.
+        self.shapes: dict[tuple[tuple[str, ...], tuple[str | None, ...], bool], str] = {}
         # The numbers of the pending lines, in order (see _finish).
         self.numbers: list[float] = []
 
@@ -132,8 +132,12 @@ class _Encoder:
         if meter_doc != self.meter_doc:
             self.meter_class = _meter_class(meter_doc, self.meter)
             self.meter_doc = meter_doc
-        head, tail = self.head
-        parts = [head, reading_id, _HISTORICAL[reading.historical]]
+        # Lean (see cloud.store.schema) when the id is the one derived from meter and time.
+        lean = stamp % 1000 == 0 and reading_id == _derived_id(self.meter, stamp)
+        if lean:
+            parts = [self.head, _HISTORICAL[reading.historical]]
+        else:
+            parts = [self.head, _READING_ID, reading_id, '",', _HISTORICAL[reading.historical]]
         fault = reading.faultCode
         if fault is not None:
             if len(fault) > 64:
@@ -144,9 +148,11 @@ class _Encoder:
             if not -_INT64 <= sequence < _INT64:
                 raise _Unsure
             parts.append(f",{schema.SEQUENCE}={sequence}i")
-        parts.append(tail)
-        if self.meter_class is not None:
+        if lean:
+            parts.append(f",{schema.READING_KEY}={_reading_key(reading_id, self.meter_class)}i")
+        elif self.meter_class is not None:
             parts.append(f',{schema.METER_CLASS}="{self.meter_class}"')
+        unit_at = 3 if lean else 2
         values = reading.propertyValues
         # The usual reading: numbers only, each captured at the reading time, in the same
         # properties and units as the message's other readings. One cached template writes
@@ -156,7 +162,7 @@ class _Encoder:
         if type(reading) is NumericReading or (
                 None not in map(_NUMBER, values) and list(map(_TEXT, values)).count(None) == count):
             if list(map(_DATE, values)).count(reading_time) == count:
-                shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)))
+                shape = (tuple(map(_PID, values)), tuple(map(_UNIT, values)), lean)
                 template = self.shapes.get(shape)
                 if template is None:
                     template = self._template(shape)
@@ -174,13 +180,13 @@ class _Encoder:
                 if spec is None:
                     spec = self._judge(pid, unit, is_text=False)
                     checked[(pid, unit)] = spec
-                parts.append(f",{spec[0]}{number!r}{spec[2]}")
+                parts.append(f",{spec[0]}{number!r}{spec[unit_at]}")
             else:
                 text = value.textValue
                 if number is not None or text is None or len(text) > 1024:
                     raise _Unsure
                 spec = self._judge(pid, unit, is_text=True)
-                parts.append(f",{spec[1]}{quote_string(text)}{spec[2]}")
+                parts.append(f",{spec[1]}{quote_string(text)}{spec[unit_at]}")
             date = value.date
             if date != reading_time:
                 value_stamp = stamps.get(date)
@@ -193,20 +199,21 @@ class _Encoder:
         parts.append(f" {stamp}")
         return "".join(parts)
 
-    def _template(self, shape: tuple[tuple[str, ...], tuple[str | None, ...]]) -> str:
-        """A %-template writing a reading's numbers (as text) in ``shape`` (property ids, units)."""
+    def _template(self, shape: tuple[tuple[str, ...], tuple[str | None, ...], bool]) -> str:
+        """A %-template writing a reading's numbers (as text) in ``shape`` (property ids, units,
+        whether the point is lean)."""
         # At one reading per message every payload has a new encoder: templates are kept across
         # payloads too, by what judged them (the check and the meter class).
         key = (shape, self.meter_class, self.value_check)
         template = _TEMPLATES.get(key)
         if template is None:
-            pids, units = shape
+            pids, units, lean = shape
             if len(set(pids)) != len(pids):
                 raise _Unsure  # a property given twice in one reading
             fields = []
             for pid, unit in zip(pids, units, strict=True):
                 spec = self._judge(pid, unit, is_text=False)
-                fields.append(f",{_percent(spec[0])}%s{_percent(spec[2])}")
+                fields.append(f",{_percent(spec[0])}%s{_percent(spec[3] if lean else spec[2])}")
             template = _remember(_TEMPLATES, key, "".join(fields))
         if len(self.shapes) < _CACHE_LIMIT:
             self.shapes[shape] = template
@@ -219,7 +226,7 @@ class _Encoder:
         return spec
 
 
-_HEADS: dict[tuple[str, str], tuple[str, str]] = {}
+_HEADS: dict[str, str] = {}
 _TEMPLATES: dict[tuple[object, ...], str] = {}
 
 
@@ -276,7 +283,7 @@ def _finish(lines: list[str | _Pending], numbers: list[float]) -> list[str]:
 def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrator_id: str,
                    value_check: ValueCheck | None = None) -> list[str] | None:
     """The line-protocol lines for a payload's readings (one reading or a ``meterReadings``
-    batch) published under ``meter`` by ``concentrator_id``; None when the full validator
+    batch) published under ``meter`` by ``concentrator_id`` (not stored); None when the full validator
     must decide (the payload is unusual or wrong, or ``value_check`` refused a value)."""
     if not 1 <= len(meter) <= 128 or _METER_ID_FORBIDDEN.search(meter) or schema.identifier_problem(
             meter, what="meterIndividualId"):
@@ -287,7 +294,7 @@ def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrato
         readings = decode(payload)
         if readings is None:
             return None
-        encoder = _Encoder(meter=meter, concentrator_id=concentrator_id, value_check=value_check)
+        encoder = _Encoder(meter=meter, value_check=value_check)
         return _finish([encoder.line(reading) for reading in readings], encoder.numbers)
     except (_Unsure, UnusualTime):
         return None

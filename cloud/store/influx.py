@@ -19,6 +19,7 @@ import msgspec
 
 from broker.schemas import MeterReading
 from cloud.store import query as influxql
+from cloud.store import schema
 from cloud.store.errors import StoreRejected, StoreUnavailable
 from cloud.store.line_protocol import LineProtocolError, encode_reading
 from cloud.store.query import ReadingQuery
@@ -225,11 +226,17 @@ class InfluxStore:
         """(meter, ns timestamp) of the reading with this id, among ``meters`` (None: all)."""
         if meters is not None and not meters:
             return None
-        series = await self._query(influxql.find_id_statement(str(reading_id), meters=meters))
-        for one in series:
-            columns = one["columns"]
-            for row in one.get("values", []):
-                return row[columns.index("meter")], int(row[columns.index("time")])
+        reading_id = str(reading_id)
+        for statement in (influxql.find_id_statement(reading_id, meters=meters),
+                          influxql.find_key_statement(reading_id, meters=meters)):
+            for one in await self._query(statement):
+                columns = one["columns"]
+                at_meter, at_time = columns.index("meter"), columns.index("time")
+                for row in one.get("values", []):
+                    meter, stamp = row[at_meter], int(row[at_time])
+                    # A full point's id is stored; a lean point's is confirmed from meter and time.
+                    if schema.READING_ID in columns or schema.is_derived(reading_id, meter, stamp):
+                        return meter, stamp
         return None
 
     async def delete_reading(self, reading_id: uuid.UUID | str, *, meters: frozenset[str] | None = None) -> bool:

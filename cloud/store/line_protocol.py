@@ -82,27 +82,33 @@ def check_reading(reading: MeterReading) -> str | None:
 def encode_reading(reading: MeterReading, *, concentrator_id: str | None = None) -> str:
     """One line of line protocol (no trailing newline) for one reading; timestamp in ns.
 
-    Raises LineProtocolError naming the reading and the problem.
+    Lean when the reading's id is the one derived from its meter and time, full otherwise
+    (see ``cloud.store.schema``). ``concentrator_id`` is accepted and not stored: nothing reads
+    it back, and the registry knows each meter's concentrator. Raises LineProtocolError naming
+    the reading and the problem.
     """
     problem = check_reading(reading)
     if problem:
         raise LineProtocolError(f"reading {reading.meter_reading_identifier}: {problem}")
     stamp = to_ns(reading.reading_time)
-    fields: list[str] = [
-        f"{schema.READING_ID}={quote_string(str(reading.meter_reading_identifier))}",
-        f"{schema.HISTORICAL}={'true' if reading.historical else 'false'}",
-    ]
+    reading_id = str(reading.meter_reading_identifier)
+    lean = schema.is_derived(reading_id, reading.meter_id, stamp)
+    meter_type = reading.meter_individual.physical_meter_type
+    meter_class = meter_type.physical_meter_class if meter_type is not None else None
+    fields: list[str] = []
+    if not lean:
+        fields.append(f"{schema.READING_ID}={quote_string(reading_id)}")
+    fields.append(f"{schema.HISTORICAL}={'true' if reading.historical else 'false'}")
     if reading.fault_code is not None:
         fields.append(f"{schema.FAULT_CODE}={quote_string(reading.fault_code)}")
     if reading.sequence_number is not None:
         fields.append(f"{schema.SEQUENCE}={int(reading.sequence_number)}i")
-    if concentrator_id is not None:
-        fields.append(f"{schema.CONCENTRATOR}={quote_string(concentrator_id)}")
     if reading.interval is not None:
         fields.append(f"{schema.INTERVAL}={format_float(reading.interval.seconds)}")
-    meter_type = reading.meter_individual.physical_meter_type
-    if meter_type is not None and meter_type.physical_meter_class is not None:
-        fields.append(f"{schema.METER_CLASS}={quote_string(meter_type.physical_meter_class)}")
+    if lean:
+        fields.append(f"{schema.READING_KEY}={schema.reading_key(reading_id, meter_class)}i")
+    elif meter_class is not None:
+        fields.append(f"{schema.METER_CLASS}={quote_string(meter_class)}")
     if reading.clock is not None and not reading.clock.synchronised:
         fields.append(f"{schema.CLOCK_FREE_RUNNING}={format_float(reading.clock.free_running_seconds)}")
         if reading.clock.last_offset_seconds is not None:
@@ -113,8 +119,9 @@ def encode_reading(reading: MeterReading, *, concentrator_id: str | None = None)
             fields.append(f"{key}={format_float(value.numerical_value)}")
         else:
             fields.append(f"{key}{escape_key(schema.TEXT_SUFFIX)}={quote_string(value.text_value or '')}")
-        if value.unit is not None:
-            fields.append(f"{key}{schema.UNIT_SUFFIX}={quote_string(value.unit)}")
+        unit = schema.unit_field(value.property_id, value.unit) if lean else value.unit
+        if unit is not None:
+            fields.append(f"{key}{schema.UNIT_SUFFIX}={quote_string(unit)}")
         value_stamp = to_ns(value.date)
         if value_stamp != stamp:
             fields.append(f"{key}{schema.DATE_SUFFIX}={value_stamp}i")

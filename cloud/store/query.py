@@ -132,8 +132,9 @@ def select_statement(query: ReadingQuery, *, limit: int | None = None, offset: i
 
 
 def count_statement(query: ReadingQuery) -> str:
+    # ``historical`` is on every point, lean or full.
     return (
-        f"SELECT count({quote_identifier(schema.READING_ID)}) FROM {quote_identifier(schema.MEASUREMENT)}"
+        f"SELECT count({quote_identifier(schema.HISTORICAL)}) FROM {quote_identifier(schema.MEASUREMENT)}"
         f" WHERE {where_clause(query)}"
     )
 
@@ -145,6 +146,19 @@ def find_id_statement(reading_id: str, *, meters: frozenset[str] | None = None) 
     return (
         f"SELECT {quote_identifier(schema.READING_ID)}, {quote_identifier(schema.METER_TAG)}"
         f" FROM {quote_identifier(schema.MEASUREMENT)} WHERE {' AND '.join(conditions)}"
+    )
+
+
+def find_key_statement(reading_id: str, *, meters: frozenset[str] | None = None) -> str:
+    """The lean points that may be the reading with this (derived) id: those whose ``rk`` holds
+    the id's first bits; the caller confirms each by deriving its id from meter and time."""
+    low, high = schema.key_range(reading_id)
+    key = quote_identifier(schema.READING_KEY)
+    conditions = [] if meters is None else [_meter_condition(meters)]
+    conditions += [f"{key} >= {low}", f"{key} < {high}"]
+    return (
+        f"SELECT {key}, {quote_identifier(schema.METER_TAG)} FROM {quote_identifier(schema.MEASUREMENT)}"
+        f" WHERE {' AND '.join(conditions)}"
     )
 
 

@@ -1,7 +1,9 @@
 """Rebuild OMDP MeterReadings from InfluxDB result rows (pure).
 
 Rows come from ``SELECT *`` with ``epoch=ns``: a ``time`` column in integer nanoseconds, the
-``meter`` tag, and every field key of the measurement (null where a point lacks it).
+``meter`` tag, and every field key of the measurement (null where a point lacks it). A row
+without a ``reading_id`` has the id derived from its meter and time; a row with an ``rk`` has
+its meter class there and the implied units where it names none (``cloud.store.schema``).
 """
 
 from __future__ import annotations
@@ -66,13 +68,18 @@ def reading_or_none(layout: Layout, row: Sequence[Any]) -> MeterReading | None:
 def _reading(layout: Layout, row: Sequence[Any]) -> MeterReading:
     stamp = int(layout.get(row, "time"))
     reading_time = from_ns(stamp)
+    meter = layout.get(row, schema.METER_TAG)
+    reading_id = layout.get(row, schema.READING_ID)
+    key = layout.get(row, schema.READING_KEY)
+    lean = key is not None  # units implied (a full point written before the lean layout has no key)
     values: list[PropertyValue] = []
     for pid, cols in layout.properties.items():
         number = row[cols[""]] if "" in cols else None
         text = row[cols[schema.TEXT_SUFFIX]] if schema.TEXT_SUFFIX in cols else None
         if number is None and text is None:
             continue
-        unit = row[cols[schema.UNIT_SUFFIX]] if schema.UNIT_SUFFIX in cols else None
+        unit = schema.stored_unit(pid, row[cols[schema.UNIT_SUFFIX]] if schema.UNIT_SUFFIX in cols else None,
+                                  lean=lean)
         date = row[cols[schema.DATE_SUFFIX]] if schema.DATE_SUFFIX in cols else None
         values.append(PropertyValue(
             unit=unit,
@@ -81,14 +88,14 @@ def _reading(layout: Layout, row: Sequence[Any]) -> MeterReading:
             textValue=None if number is not None else str(text),
             operationalPropertyDefinition=OperationalPropertyRef(propertyId=pid),
         ))
-    meter_class = layout.get(row, schema.METER_CLASS)
+    meter_class = layout.get(row, schema.METER_CLASS) if key is None else schema.class_of_key(int(key))
     individual = MeterIndividual(
-        meterIndividualId=layout.get(row, schema.METER_TAG),
+        meterIndividualId=meter,
         physicalMeterType=None if meter_class is None else PhysicalMeterType(physicalMeterClass=meter_class),
     )
     sequence = layout.get(row, schema.SEQUENCE)
     return MeterReading(
-        meterReadingIdentifier=uuid.UUID(layout.get(row, schema.READING_ID)),
+        meterReadingIdentifier=uuid.UUID(schema.derived_id(meter, stamp) if reading_id is None else reading_id),
         readingTime=reading_time,
         sequenceNumber=None if sequence is None else int(sequence),
         faultCode=layout.get(row, schema.FAULT_CODE),

@@ -21,6 +21,7 @@ from cloud.settings import ApiSettings, InfluxSettings
 from cloud.store.influx import InfluxStore
 from edge.p1.simulator import MeterModel, P1Simulator
 from gridwire.procs import ManagedProcess
+from tests.fixtures.influx import stored_rows
 from tests.fixtures.ingest import IngestRig
 from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 
@@ -60,9 +61,8 @@ def expected_energy(model: MeterModel, count: int) -> dict[datetime, float]:
 
 
 def stored_energy(influxd, db: str) -> list[tuple[datetime, float, str]]:
-    doc = influxd.query('SELECT "OBIS_1.8.1", "reading_id" FROM meter_reading', database=db)
-    series = doc["results"][0].get("series", [])
-    return [(datetime.fromtimestamp(row[0] / 1e9, UTC), row[1], row[2]) for s in series for row in s["values"]]
+    return [(datetime.fromtimestamp(stamp / 1e9, UTC), energy, reading_id)
+            for _, stamp, (energy, reading_id) in stored_rows(influxd, db, "OBIS_1.8.1", "reading_id")]
 
 
 def outbox_reading_times(path: Path) -> set[datetime]:

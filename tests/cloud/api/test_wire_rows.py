@@ -26,8 +26,8 @@ from cloud.store.rows import iter_readings, reading_or_none
 from tests.cloud.api.conftest import Api
 from tests.cloud.store.factories import T0, reading
 
-META = ["meter", "reading_id", "fault_code", "historical", "seq", "meter_class", "concentrator"]
-PIDS = ["OBIS_1.8.1", "OBIS_1.7.0", "status", "é ü,\"q\""]
+META = ["meter", "reading_id", "fault_code", "historical", "seq", "meter_class", "concentrator", "rk"]
+PIDS = ["OBIS_1.8.1", "OBIS_1.7.0", "OBIS_32.7.0", "status", "é ü,\"q\""]  # units implied for three
 DAY_NS = int(T0.timestamp()) * 10**9
 
 
@@ -57,9 +57,12 @@ def column_value(draw: st.DrawFn, column: str, when: int) -> Any:
     if column == "meter":
         return draw(rarely(st.sampled_from(["meter-1", "é", 'meter,"7"\r\n']) | st.text(min_size=1, max_size=20),
                            st.sampled_from(["m/2", "x" * 129, ""])))
-    if column == "reading_id":
+    if column == "reading_id":  # none: a lean point (its id derived)
         ident = uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))
-        return draw(rarely(st.just(str(ident)), st.sampled_from([str(ident).upper(), ident.hex, f"{{{ident}}}"])))
+        return draw(st.none() | rarely(st.just(str(ident)), st.sampled_from([str(ident).upper(), ident.hex,
+                                                                             f"{{{ident}}}"])))
+    if column == "rk":
+        return draw(st.none() | rarely(st.integers(0, 2**23 - 1), st.integers(-(2**63), 2**63 - 1)))
     if column == "fault_code":
         return draw(st.none() | texts)
     if column == "historical":

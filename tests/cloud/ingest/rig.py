@@ -14,6 +14,7 @@ from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReadingBatch
 from broker.session import Message, MqttSession, publish_properties
 from gridwire.procs import ManagedProcess
 from tests.factories import reading
+from tests.fixtures.influx import stored_rows
 from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -119,12 +120,8 @@ def expected_points(meter: str, first: int, count: int) -> dict[tuple[str, int],
 
 def stored_points(influxd, database: str) -> dict[tuple[str, int], tuple[str, float]]:
     """Every stored point, from influxd directly."""
-    doc = influxd.query('SELECT "reading_id", "OBIS_1.8.1" FROM meter_reading GROUP BY "meter"', database=database)
-    points = {}
-    for series in doc["results"][0].get("series", []):
-        for stamp, reading_id, energy in series["values"]:
-            points[(series["tags"]["meter"], stamp)] = (reading_id, energy)
-    return points
+    return {(meter, stamp): values for meter, stamp, values in stored_rows(influxd, database, "reading_id",
+                                                                             "OBIS_1.8.1")}
 
 
 class Concentrator:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.schemas import parse_meter_message
+from broker.schemas import MeterReading, parse_meter_message
 from cloud.ingest.fast_encode import encode_payload
 from cloud.store.line_protocol import check_reading, encode_reading
 
@@ -40,6 +40,19 @@ def reading_doc(index: int = 0, *, values: list | None = None, meter: object = M
             "readingTime": "2026-01-05T00:15:00+01:00", "propertyValues": values or [value()],
             "meterIndividual": {"meterIndividualId": meter, "physicalMeterType": {"physicalMeterClass": "GAS"}},
             **extra}
+
+
+def test_usual_lean_batch_is_encoded_exactly_as_the_full_path() -> None:
+    docs = [reading_doc(i, values=[value(f"OBIS_1.8.{k}", 1000 + i + k * 0.1, unit="kWh" if k else "Wh")
+                                   for k in range(5)]) for i in range(50)]
+    for i, doc in enumerate(docs):  # ids derived from meter and time, as Gridwire's adapters make them
+        doc["readingTime"] = f"2026-01-05T00:{i:02d}:00+01:00"
+        doc["meterReadingIdentifier"] = str(MeterReading.derive_id(METER, datetime.fromisoformat(doc["readingTime"])))
+    payload = json.dumps({"meterReadings": docs}).encode()
+    lines = encode_payload(payload, meter=METER, concentrator_id=CID)
+    assert lines is not None and lines == slow(payload)
+    assert "reading_id" not in lines[0] and "concentrator" not in lines[0]
+    assert "OBIS_1.8.0__unit=\"Wh\"" in lines[0] and "OBIS_1.8.1__unit" not in lines[0]
 
 
 def test_usual_batch_is_encoded_exactly_as_the_full_path() -> None:
@@ -156,10 +169,23 @@ payload_docs = mostly(reading_docs | st.fixed_dictionaries({"meterReadings": st.
                                             optional={"other": st.none()}) | st.lists(reading_docs, max_size=2))
 
 
+def _derive_ids(doc: object) -> object:
+    """``doc`` with each reading's id derived from the topic's meter and its time, where it can be:
+    the lean layout's usual case."""
+    readings = doc.get("meterReadings") if isinstance(doc, dict) else None
+    for one in readings if isinstance(readings, list) else [doc]:
+        try:
+            when = datetime.fromisoformat(one["readingTime"])
+            one["meterReadingIdentifier"] = str(MeterReading.derive_id(METER, when))
+        except (TypeError, ValueError, KeyError, OverflowError):
+            pass
+    return doc
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(doc=payload_docs)
-def test_fast_path_agrees_with_full_path(doc: object) -> None:
-    payload = json.dumps(doc).encode()
+@given(doc=payload_docs, derived=st.booleans())
+def test_fast_path_agrees_with_full_path(doc: object, derived: bool) -> None:
+    payload = json.dumps(_derive_ids(doc) if derived else doc).encode()
     fast = encode_payload(payload, meter=METER, concentrator_id=CID)
     if fast is not None:
         assert fast == slow(payload)

@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 
 from broker import topics
 from cloud.ingest.consumer import IngestConsumer
+from tests.fixtures.influx import stored_rows
 from tests.fixtures.ingest import concentrator_session
 from tests.factories import payload, reading
 
 
 def stored(influxd, db: str) -> dict[int, tuple[str, float]]:
     """Every stored point: time (ns) -> (reading id, OBIS_1.8.1), from influxd directly."""
-    doc = influxd.query('SELECT "reading_id", "OBIS_1.8.1" FROM meter_reading', database=db)
-    series = doc["results"][0].get("series", [])
-    return {row[0]: (row[1], row[2]) for s in series for row in s["values"]}
+    return {stamp: values for _, stamp, values in stored_rows(influxd, db, "reading_id", "OBIS_1.8.1")}
 
 
 async def test_readings_are_stored_exactly_once_with_their_values(ingest, mosquitto, influxd, influx_db):

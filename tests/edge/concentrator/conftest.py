@@ -19,6 +19,7 @@ from edge.config import load_config
 from edge.dlms import DlmsMeterSimulator, MeterModel, SecurityMode, ServerSecurity
 from edge.modbus import ModbusSimulator, load_map
 from gridwire.procs import ManagedProcess
+from tests.fixtures.influx import stored_rows
 from tests.fixtures.waiting import wait_for  # noqa: F401 - re-exported for the tests here
 
 PASSWORD = "lls-secret-Zq81"
@@ -124,9 +125,11 @@ async def run_concentrator() -> AsyncIterator[Callable[..., object]]:
 
 
 def stored(influxd, db: str, meter: str, *, fields: str = '"OBIS_1.8.1", "historical"') -> list[tuple]:
-    doc = influxd.query(f"SELECT {fields} FROM meter_reading WHERE meter = '{meter}'", database=db)
-    series = doc["results"][0].get("series", [])
-    return [(datetime.fromtimestamp(row[0] / 1e9, UTC), *row[1:]) for s in series for row in s["values"]]
+    """(time, *fields) of the meter's stored points that have any of ``fields``; ``"reading_id"``
+    is the point's id, stored (a full point) or derived from meter and time (a lean one)."""
+    names = [name.strip().strip('"') for name in fields.split(",")]
+    return [(datetime.fromtimestamp(stamp / 1e9, UTC), *values)
+            for _, stamp, values in stored_rows(influxd, db, *names, meter=meter)]
 
 
 def concentrator_process(config: Path) -> ManagedProcess:
