@@ -45,6 +45,7 @@ from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
+from edge.selfupdate.agent import self_update
 from edge.outbox import Keep, Outbox, OutboxFull
 from edge.p1.forwarding import LiveReadings, P1Forwarding, run_live
 from edge.polling import HealthTracker
@@ -159,6 +160,14 @@ class Concentrator:
             self.intake = LocalIntake(session=local, owners=owners, submit=self._take_external)
         self.firmware = self._firmware_agent()
         self.firmware.on_event = self.events.submit
+        # Meters read since this process started, and how it asks to end (the self-update's
+        # restart or rollback: the exit code for the supervisor).
+        self.read_meters: set[str] = set()
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self.self_update = self_update(config, downloader=self.firmware.downloader, problems=self.health_problems,
+                                       end=self.end)
+        self.executor.register(self.cid, {"update_firmware": self.self_update.handler()})
         for device_id, handlers in self.meters.command_handlers(completeness=self.completeness,
                                                                 backfill=self.backfiller.backfill).items():
             if device_id in self.meters.dlms:
@@ -200,6 +209,7 @@ class Concentrator:
         how readings of meters this process does not poll came (their health in the status).
         """
         readings = list(readings)
+        self.read_meters.update(reading.meter_id for reading in readings)
         by_class: dict[Keep, list[tuple[str, bytes]]] = {}
         clock = self.clock_state.state()
         for reading in readings:
@@ -228,6 +238,25 @@ class Concentrator:
         self.ledger.record(readings, self._period_of)
         self.forwarder.notify()
         return True
+
+    def health_problems(self) -> list[str]:
+        """What keeps this process from being healthy (a new version's check after an update):
+        connected to the broker, the outbox forwarding, every configured meter read."""
+        problems = []
+        if not self.session.connected.is_set():
+            problems.append("not connected to the broker")
+        if self.forwarder.confirmed == 0 and len(self.outbox) > 0:
+            problems.append(f"the outbox is not forwarding ({len(self.outbox)} messages wait, none confirmed)")
+        if len(self.read_meters) < len(self.config.meters):
+            problems.append(f"{len(self.config.meters) - len(self.read_meters)} of {len(self.config.meters)} "
+                            "meters not read yet")
+        return problems
+
+    def end(self, code: int) -> None:
+        """End :meth:`run` as a stop would, and exit with ``code`` (for the supervisor)."""
+        self.exit_code = code
+        if self._stop is not None:
+            self._stop.set()
 
     def _take_external(self, readings: list[MeterReading]) -> bool:
         """Readings an external adapter sent on the local listener (checked by the intake)."""
@@ -400,7 +429,8 @@ class Concentrator:
             async with serving(concentrator_metrics(self), host=metrics.host, port=metrics.port,
                                name=f"concentrator-{self.cid}"), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self.forwarder.run(), name="forwarder"),
-                         tg.create_task(self._status_loop(), name="status")]
+                         tg.create_task(self._status_loop(), name="status"),
+                         tg.create_task(self.self_update.run(), name="self-update")]
                 for meter in self.config.meters:
                     if isinstance(meter, P1Meter):
                         tasks.append(tg.create_task(self._run_p1(meter), name=f"p1 {meter.port}"))
@@ -421,6 +451,7 @@ class Concentrator:
                 for meter_id in self.backfiller.meter_ids:
                     tasks.append(tg.create_task(self.backfiller.at_start(meter_id), name=f"backfill:{meter_id}"))
                 await self.poller.start()
+                self._stop = stop
                 try:
                     await stop.wait()
                 finally:

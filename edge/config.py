@@ -155,6 +155,16 @@ class FirmwareSettings(_Config):
     max_attempts: int = Field(default=8, ge=1)
 
 
+class SoftwareSettings(_Config):
+    """Updates of the concentrator's own software (edge/selfupdate, docs/FIRMWARE.md)."""
+
+    # The model this concentrator is in the registry: a manifest must name it.
+    model: str = Field(default="gridwire-concentrator", min_length=1)
+    # A new version must be connected, forwarding and have read every meter within this, or it
+    # is rolled back.
+    health_deadline: float = Field(default=120.0, gt=0)
+
+
 class MetricsSettings(_Config):
     """Prometheus metrics at ``http://host:port/metrics`` (off unless ``port`` is set). Loopback by
     default: the appliance's metrics are for a local agent or an SSH tunnel, not the open network."""
@@ -264,6 +274,7 @@ class ConcentratorConfig(_Config):
     polling: PollingSettings = PollingSettings()
     backfill: BackfillSettings = BackfillSettings()
     firmware: FirmwareSettings = FirmwareSettings()
+    software: SoftwareSettings = SoftwareSettings()
     metrics: MetricsSettings = MetricsSettings()
     push: PushSettings = PushSettings()
     # The local listener for adapters on other devices; None: every adapter runs in this process.

@@ -124,6 +124,32 @@ def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrat
         await built[0].session.connected.wait()
 
     run_until_signal(run, ready=ready)
+    if built and built[0].exit_code:
+        raise typer.Exit(built[0].exit_code)  # a self-update's restart or rollback, for the supervisor
+
+
+@concentrator_app.command("supervise")
+def concentrator_supervise(
+    config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file.")],
+    software_dir: Annotated[Path, typer.Option(help="Where updates install versions beside each other "
+                                                    "(releases/, the current and previous links).")] = Path(
+        "/var/lib/gridwire/software"),
+    factory: Annotated[Optional[Path], typer.Option(help="The tree to start when no update is installed "
+                                                         "(default: this command's own virtualenv).")] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run the concentrator under its supervisor (what the systemd unit runs): start the current
+    version's `gridwire concentrator run`, restart it on a version an update switched to, and
+    roll back to the previous version when the new one fails its health check or ends before
+    passing it (docs/FIRMWARE.md, "The concentrator's own software")."""
+    import sys
+
+    from edge.selfupdate.supervisor import supervise
+
+    _logging(log_level, process="supervisor")
+    code = supervise(software_dir=software_dir, factory=factory or Path(sys.prefix),
+                     args=["concentrator", "run", str(config), "--log-level", log_level])
+    raise typer.Exit(code)
 
 
 @concentrator_app.command("check")

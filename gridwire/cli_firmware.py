@@ -59,13 +59,17 @@ def sign_command(
     image_identifier: Annotated[str, typer.Option("--image-identifier", help="DLMS image_identifier.")],
     out: Annotated[Path | None, typer.Option("--out", help="Where to write the signed manifest JSON "
                                                            "(default: <image>.manifest.json).")] = None,
+    kind: Annotated[str, typer.Option("--kind", help="meter-firmware, or concentrator-software for a "
+                                                     "concentrator's own software (a .tar.gz of its tree).")]
+        = "meter-firmware",
 ) -> None:
     """Write the signed manifest of a firmware image."""
     data = image.read_bytes()
     try:
         manifest = FirmwareManifest(firmware_id=firmware_id, version=version, device_models=model,
                                     image_identifier=image_identifier, size=len(data),
-                                    sha256=hashlib.sha256(data).hexdigest(), created=created_now())
+                                    sha256=hashlib.sha256(data).hexdigest(), created=created_now(),
+                                    kind=kind)
         signed = sign(manifest, key.read_bytes())
     except (ValidationError, ValueError) as exc:
         typer.echo(f"cannot sign: {exc}", err=True)

@@ -21,12 +21,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 # Safe as an MQTT topic level and as a directory name: no "/", "+", "#", NUL, no leading "." or "$".
 FIRMWARE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# What an image is for: a meter's firmware (DLMS image transfer), or the concentrator's own
+# software (an A/B install on the appliance, edge/selfupdate).
+METER_FIRMWARE = "meter-firmware"
+CONCENTRATOR_SOFTWARE = "concentrator-software"
+ImageKind = Literal["meter-firmware", "concentrator-software"]
 
 
 class FirmwareManifest(BaseModel):
@@ -41,6 +47,7 @@ class FirmwareManifest(BaseModel):
     size: int = Field(gt=0, le=MAX_IMAGE_BYTES)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     created: AwareDatetime
+    kind: ImageKind = METER_FIRMWARE
 
     @field_validator("device_models")
     @classmethod
@@ -55,8 +62,10 @@ class FirmwareManifest(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
     def canonical_bytes(self) -> bytes:
-        """The exact bytes that are signed: camelCase JSON, sorted keys, compact separators."""
-        data = self.model_dump(mode="json", by_alias=True)
+        """The exact bytes that are signed: camelCase JSON, sorted keys, compact separators.
+        A meter firmware's manifest leaves its kind out, so manifests signed before kinds existed
+        keep their signatures."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"kind"} if self.kind == METER_FIRMWARE else None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     def applies_to(self, model: str | None) -> bool:

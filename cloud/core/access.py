@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.group_commit import GroupCommit
 from cloud.registry import Decision, DeviceFunction, FunctionGroup, LifecycleState, Protocol, Registry, Route
+from cloud.registry.schemas import reached_through
 from cloud.registry.functions import authorise
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
 
@@ -40,7 +41,7 @@ class Access:
 
 # Built once: constructing a statement costs more CPU than executing a cached one.
 _QUERY = (select(Device.identification, Device.state, Device.concentrator_id, Device.protocol,
-                 Device.protocol_version, DeviceAuthorisation.function_group)
+                 Device.protocol_version, DeviceAuthorisation.function_group, Device.device_type)
           .select_from(Organisation).join(Device, true())
           .outerjoin(DeviceAuthorisation, and_(DeviceAuthorisation.device_id == Device.id,
                                                DeviceAuthorisation.organisation_id == Organisation.id))
@@ -60,9 +61,10 @@ async def accesses(registry: Registry, organisation: str, devices: Iterable[str]
         rows = (await conn.execute(_QUERY, {"org": organisation, "devices": wanted})).all()
     found: dict[str, tuple[LifecycleState, Route]] = {}
     held: dict[str, set[FunctionGroup]] = {}
-    for identification, state, concentrator, protocol, version, group in rows:
-        found[identification] = (LifecycleState(state), Route(device_id=identification, concentrator_id=concentrator,
-                                                              protocol=Protocol(protocol), protocol_version=version))
+    for identification, state, concentrator, protocol, version, group, device_type in rows:
+        found[identification] = (LifecycleState(state), Route(
+            device_id=identification, concentrator_id=reached_through(identification, device_type, concentrator),
+            protocol=Protocol(protocol), protocol_version=version))
         groups = held.setdefault(identification, set())
         if group is not None:
             groups.add(FunctionGroup(group))

@@ -31,6 +31,7 @@ from cloud.registry.schemas import (
     OrganisationPublic,
     OrganisationUpdate,
     Route,
+    reached_through,
 )
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,8 @@ class Registry:
             row = await self._device_row(session, device)
         if row.state is LifecycleState.DECOMMISSIONED:
             raise errors.DeviceDecommissioned(device)
-        return Route(device_id=row.identification, concentrator_id=row.concentrator_id,
+        return Route(device_id=row.identification,
+                     concentrator_id=reached_through(row.identification, row.device_type, row.concentrator_id),
                      protocol=row.protocol, protocol_version=row.protocol_version)
 
     async def record_communication(self, device: str, *, success: bool, at: datetime | None = None,

@@ -226,3 +226,12 @@ class Route:
     concentrator_id: str | None
     protocol: Protocol
     protocol_version: str | None
+
+
+def reached_through(identification: str, device_type: str, concentrator_id: str | None) -> str | None:
+    """The concentrator a command to a device goes through: a concentrator's own commands (its
+    software update) go to its own subtree, ``concentrator/{id}/command``, which its broker
+    account may read; a device under a concentrator's, through that one; else None (direct)."""
+    if concentrator_id is None and device_type == DeviceType.CONCENTRATOR:
+        return identification
+    return concentrator_id

@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from broker.schemas import DeviceEvent, DeviceEventType, EventSource
-from broker.schemas.firmware import SignedManifest
+from broker.schemas.firmware import METER_FIRMWARE, SignedManifest
 from edge.commands.errors import CommandFailed, InvalidParameters
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import meter_errors
@@ -90,11 +90,14 @@ class FirmwareAgent:
 
     async def update(self, adapter: Any, params: dict[str, Any]) -> dict[str, Any]:
         meter_id = adapter.meter_id
-        signed = _signed_manifest(params)
+        signed = signed_manifest(params)
         try:
             manifest = self.downloader.verify(signed)
         except DownloadFailed as exc:
             raise CommandFailed(exc.code, f"meter {meter_id}: {exc}") from exc
+        if manifest.kind != METER_FIRMWARE:
+            raise CommandFailed(OtaError.MODEL_MISMATCH, f"meter {meter_id}: {manifest.firmware_id} is "
+                                f"{manifest.kind}, not meter firmware")
         model = device_model(adapter)
         if model not in manifest.device_models:
             raise CommandFailed(OtaError.MODEL_MISMATCH, f"meter {meter_id} is a {model!r}; firmware "
@@ -146,7 +149,7 @@ class FirmwareAgent:
         return {"firmwareVersion": version, "imageSha256": manifest.sha256, "transferred": True}
 
 
-def _signed_manifest(params: dict[str, Any]) -> SignedManifest:
+def signed_manifest(params: dict[str, Any]) -> SignedManifest:
     raw = params.get("signedManifest")
     if raw is None:
         raise InvalidParameters("update_firmware needs 'signedManifest' (a signed firmware manifest)")

@@ -1,0 +1,338 @@
+"""The concentrator updates itself (issue 15 items 3-4), every part a real process: the
+supervisor (``gridwire concentrator supervise``) runs the concentrator, which reads a DLMS
+simulator every second into its outbox and forwards over a real Mosquitto to a cloud that
+confirms each message; an ``update_firmware`` for the concentrator itself carries a signed
+``concentrator-software`` manifest, the package comes by the chunk transfer, is unpacked beside
+the running tree and switched to by an atomic symlink swap.
+
+- A to B: the command is answered by B after its health check, and the outbox's sequence
+  numbers arrive without a gap, each reading once, before, during and after;
+- a broken B (it cannot reach the broker) is rolled back to A by itself; A answers ROLLED_BACK
+  with the reason, and readings keep flowing without a gap;
+- a tampered manifest or package is refused before anything is unpacked;
+- SIGKILL at any moment of installing and switching leaves a tree to start, A or B.
+
+The "versions" are small trees whose ``bin/gridwire`` runs this checkout's ``gridwire``: the
+mechanism (download, unpack, links, supervisor, health check, rollback) is the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker import topics
+from broker.schemas import SEQ_PROPERTY, DeliveryAck
+from broker.schemas.firmware import CONCENTRATOR_SOFTWARE, FirmwareManifest, SignedManifest
+from broker.session import Message, MqttSession
+from edge.dlms import SecurityMode
+from edge.selfupdate.releases import FACTORY, InstallError, Releases
+from firmware_ota.signing import sign
+from firmware_ota.store import FirmwareStore
+from gridwire.services import LocalMosquitto
+from tests.edge.ota.conftest import CID, Cloud, Keys, dlms_entry, simulator, update, wait_for, write_config
+
+MODEL = "gridwire-concentrator"
+HEALTH_DEADLINE = 20
+
+
+def make_tree(directory: Path, *, config: Path | None = None) -> Path:
+    """A version's tree: ``bin/gridwire`` runs this checkout's gridwire; with ``config``, one
+    that runs the concentrator on that config whatever it is asked (a broken version)."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(parents=True)
+    entry = bin_dir / "gridwire"
+    args = f'concentrator run "{config}" --log-level INFO' if config else '"$@"'
+    entry.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gridwire.cli {args}\n')
+    entry.chmod(0o755)
+    (directory / "VERSION.txt").write_text(directory.name)
+    return directory
+
+
+def package(tree: Path, out: Path) -> bytes:
+    with tarfile.open(out, "w:gz") as tar:
+        for path in sorted(tree.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(tree)), recursive=False)
+    return out.read_bytes()
+
+
+def software_manifest(image: bytes, version: str, *, kind: str = CONCENTRATOR_SOFTWARE) -> FirmwareManifest:
+    return FirmwareManifest(firmware_id=f"concentrator-{version}", version=version, device_models=[MODEL],
+                            image_identifier=f"gridwire-{version}", size=len(image),
+                            sha256=hashlib.sha256(image).hexdigest(), kind=kind,
+                            created=datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def publish_version(store: FirmwareStore, keys: Keys, tree: Path, tmp: Path) -> SignedManifest:
+    image = package(tree, tmp / f"{tree.name}.tar.gz")
+    signed = sign(software_manifest(image, tree.name), keys.private)
+    store.add(image=image, signed=signed, trusted=keys.trusted)
+    return signed
+
+
+@dataclass
+class Confirmer:
+    """The cloud's end of forwarding: takes every outbox message, confirms it, keeps its seq."""
+
+    session: MqttSession
+    seqs: set[int] = field(default_factory=set)
+    reading_seqs: dict[str, set[int]] = field(default_factory=dict)
+
+    async def on_message(self, message: Message) -> None:
+        seq = int(message.user_properties[SEQ_PROPERTY])
+        self.seqs.add(seq)
+        if message.topic.endswith("/meterReading"):
+            self.reading_seqs.setdefault(json.loads(message.payload)["meterReadingIdentifier"], set()).add(seq)
+        await self.session.publish(topics.concentrator_ack(CID), DeliveryAck.of([seq]).to_wire(), qos=1)
+
+    def readings(self) -> int:
+        return len(self.reading_seqs)
+
+    def assert_none_lost_nor_duplicated(self) -> None:
+        assert self.seqs == set(range(1, max(self.seqs) + 1)), "a gap in the outbox's sequence numbers"
+        twice = {reading: seqs for reading, seqs in self.reading_seqs.items() if len(seqs) > 1}
+        assert not twice, f"readings put in the outbox twice: {twice}"
+
+
+@asynccontextmanager
+async def confirming(mosquitto: LocalMosquitto) -> AsyncIterator[Confirmer]:
+    session = MqttSession(client_id=f"confirm-{uuid.uuid4().hex[:8]}", host=mosquitto.host, port=mosquitto.port,
+                          session_expiry=600, **mosquitto.credentials("gridwire-cloud"))
+    await session.connect()
+    confirmer = Confirmer(session=session)
+    await session.subscribe(f"concentrator/{CID}/smartMeterMessage/#", confirmer.on_message)
+    try:
+        yield confirmer
+    finally:
+        await session.close()
+
+
+@dataclass
+class Appliance:
+    config: Path
+    software: Path
+    factory: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def releases(self) -> Releases:
+        return Releases(self.software, factory=self.factory)
+
+    def log(self) -> str:
+        return (self.config.parent / "supervisor.log").read_text()
+
+
+@asynccontextmanager
+async def appliance(tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, meters: list[str]) -> AsyncIterator[
+        Appliance]:
+    config = write_config(tmp_path / "conc", broker=mosquitto, keys=keys, meters=meters)
+    config.write_text(f'confirm_timeout = 5\n{config.read_text()}\n\n'
+                      f'[software]\nmodel = "{MODEL}"\nhealth_deadline = {HEALTH_DEADLINE}\n')
+    factory = make_tree(tmp_path / "factory")
+    software = tmp_path / "software"
+    log = (config.parent / "supervisor.log").open("wb")
+    process = subprocess.Popen([str(factory / "bin" / "gridwire"), "concentrator", "supervise", str(config),
+                                "--software-dir", str(software), "--factory", str(factory)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    running = Appliance(config=config, software=software, factory=factory, process=process)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(process.wait, 40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        log.close()
+
+
+async def readings_flow(confirmer: Confirmer, more: int) -> None:
+    start = confirmer.readings()
+    await wait_for(lambda: confirmer.readings() >= start + more, timeout=60, what=f"{more} more readings")
+
+
+async def test_update_from_a_to_b_with_readings_flowing_none_lost_nor_duplicated(
+        tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, store: FirmwareStore, cloud: Cloud) -> None:
+    b = make_tree(tmp_path / "versions" / "2.0.0")
+    signed = publish_version(store, keys, b, tmp_path)
+    async with simulator(SecurityMode.LLS, name="meter-su-1") as sim, confirming(mosquitto) as confirmer, \
+            appliance(tmp_path, mosquitto, keys, [dlms_entry("meter-su-1", sim, interval=1.0)]) as box:
+        await cloud.online()
+        await readings_flow(confirmer, 3)
+
+        answer = await cloud.run(CID, "update_firmware", update(signed), timeout=150)
+        assert answer.status == "SUCCEEDED", (answer, box.log())
+        assert answer.result == {"firmwareVersion": "2.0.0", "imageSha256": signed.manifest.sha256,
+                                 "transferred": True, "previousVersion": FACTORY}
+        version, tree = box.releases.current()
+        assert (version, (tree / "VERSION.txt").read_text()) == ("2.0.0", "2.0.0")
+        assert box.releases.state().phase == "committed"  # type: ignore[union-attr]
+        assert cloud.births >= 2  # B announced itself
+
+        # Asked again (a campaign's retry): already running it, nothing done.
+        again = await cloud.run(CID, "update_firmware", update(signed), timeout=60)
+        assert again.status == "SUCCEEDED" and again.result["firmwareVersion"] == "2.0.0", again
+        await readings_flow(confirmer, 3)
+        await wait_for(lambda: max(confirmer.seqs) == len(confirmer.seqs), what="every message confirmed")
+    confirmer.assert_none_lost_nor_duplicated()
+
+
+async def test_a_broken_b_is_rolled_back_to_a_by_itself(tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys,
+                                                        store: FirmwareStore, cloud: Cloud) -> None:
+    # B runs the concentrator on a config whose broker port nobody listens on: it reads its
+    # meter into the same outbox, but never connects, so it cannot pass its health check.
+    conc = tmp_path / "conc"
+    conc.mkdir()
+    broken_config = conc / "broken.toml"
+    b = make_tree(tmp_path / "versions" / "2.0.1", config=broken_config)
+    signed = publish_version(store, keys, b, tmp_path)
+    async with simulator(SecurityMode.LLS, name="meter-su-2") as sim, confirming(mosquitto) as confirmer, \
+            appliance(tmp_path, mosquitto, keys, [dlms_entry("meter-su-2", sim, interval=1.0)]) as box:
+        broken_config.write_text(box.config.read_text().replace(f"port = {mosquitto.port}", "port = 9"))
+        await cloud.online()
+        await readings_flow(confirmer, 3)
+
+        answer = await cloud.run(CID, "update_firmware", update(signed), timeout=180)
+        assert answer.status == "FAILED" and answer.error is not None, (answer, box.log())
+        assert answer.error.code == "ROLLED_BACK"
+        assert "2.0.1 failed its health check" in answer.error.message
+        assert "not connected to the broker" in answer.error.message
+        assert box.releases.current()[0] == FACTORY
+        assert box.releases.state().phase == "reported"  # type: ignore[union-attr]
+        assert "rolled back from 2.0.1 to factory" in box.log()
+        # What B read while it was on trial waited in the outbox; A forwarded it.
+        await readings_flow(confirmer, 3)
+        await wait_for(lambda: max(confirmer.seqs) == len(confirmer.seqs), what="every message confirmed")
+    confirmer.assert_none_lost_nor_duplicated()
+
+
+@pytest.mark.parametrize("tamper", ["manifest", "package", "kind"])
+async def test_a_tampered_or_unsigned_package_is_refused_before_anything_is_unpacked(
+        tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, store: FirmwareStore, cloud: Cloud,
+        tamper: str) -> None:
+    b = make_tree(tmp_path / "versions" / "2.0.2")
+    image = package(b, tmp_path / "b.tar.gz")
+    if tamper == "manifest":
+        good = sign(software_manifest(image, "2.0.2"), keys.private)
+        signed = good.model_copy(update={"manifest": good.manifest.model_copy(update={"version": "2.0.3"})})
+        expected = "SIGNATURE_INVALID"
+    elif tamper == "package":
+        signed = sign(software_manifest(image, "2.0.2"), keys.private)
+        store.add(image=image, signed=signed, trusted=keys.trusted)
+        # The bytes served are not the signed ones.
+        store.image_path(signed.manifest.firmware_id).write_bytes(image[:-1] + bytes([image[-1] ^ 0xFF]))
+        expected = "SIGNATURE_INVALID"
+    else:
+        signed = sign(software_manifest(image, "2.0.2", kind="meter-firmware"), keys.private)
+        store.add(image=image, signed=signed, trusted=keys.trusted)
+        expected = "KIND_MISMATCH"
+    async with appliance(tmp_path, mosquitto, keys, []) as box:
+        await cloud.online()
+        answer = await cloud.run(CID, "update_firmware", update(signed), timeout=90)
+        assert answer.status == "FAILED" and answer.error is not None and answer.error.code == expected, answer
+        assert not (box.software / "releases").exists() or not any((box.software / "releases").iterdir())
+        assert box.releases.current()[0] == FACTORY and box.releases.state() is None
+        assert box.process.poll() is None  # still running A
+
+
+SWAPPER = """
+import sys
+from pathlib import Path
+from edge.selfupdate.releases import Releases
+releases = Releases(Path(sys.argv[1]), factory=Path(sys.argv[3]))
+while True:
+    version = "2.0.0" if releases.current()[0] == "1.0.0" else "1.0.0"
+    releases.install(Path(sys.argv[2]) / f"{version}.tar.gz", version)
+    releases.switch(version)
+"""
+
+
+def test_sigkill_while_installing_and_switching_leaves_a_or_b_to_start(tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    for version in ("1.0.0", "2.0.0"):
+        tree = tmp_path / "trees" / version
+        (tree / "bin").mkdir(parents=True)
+        entry = tree / "bin" / "gridwire"
+        entry.write_text(f'#!/bin/sh\necho "$GRIDWIRE_SOFTWARE_VERSION {version}" > "{tmp_path}/started"\n')
+        entry.chmod(0o755)
+        for n in range(50):   # enough files that a kill lands mid-unpack too
+            (tree / f"lib-{n}.py").write_text("x = 1\n" * 200)
+        package(tree, packages / f"{version}.tar.gz")
+    software = tmp_path / "software"
+    factory = make_tree(tmp_path / "factory")
+    rng = random.Random(15)
+    seen: set[str] = set()
+    for _ in range(25):
+        swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(software), str(packages), str(factory)])
+        try:
+            swapper.wait(timeout=rng.uniform(0.2, 1.5))
+        except subprocess.TimeoutExpired:
+            pass
+        swapper.send_signal(signal.SIGKILL)
+        swapper.wait()
+        version, tree = Releases(software, factory=factory).current()
+        seen.add(version)
+        assert version in ("1.0.0", "2.0.0", FACTORY)
+        assert os.access(tree / "bin" / "gridwire", os.X_OK)
+    assert seen & {"1.0.0", "2.0.0"}
+    # And the supervisor starts it: the started version says which.
+    done = subprocess.run([sys.executable, "-m", "gridwire.cli", "concentrator", "supervise", "unused.toml",
+                           "--software-dir", str(software), "--factory", str(factory)], timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version = Releases(software, factory=factory).current()[0]
+    assert (tmp_path / "started").read_text().split() == [version, version]
+
+
+def unsafe(tmp_path: Path, name: str, *, symlink_to: str | None = None, under_link: bool = False) -> Path:
+    out = tmp_path / f"unsafe-{uuid.uuid4().hex[:6]}.tar"
+    with tarfile.open(out, "w") as tar:
+        if under_link:
+            link = tarfile.TarInfo("lib")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+            tar.addfile(link)
+        info = tarfile.TarInfo(name)
+        if symlink_to is not None:
+            info.type, info.linkname = tarfile.SYMTYPE, symlink_to
+            tar.addfile(info)
+        else:
+            data = b"#!/bin/sh\n"
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+@pytest.mark.parametrize(("name", "under_link", "why"), [
+    ("../escape", False, "outside the tree"), ("/etc/escape", False, "outside the tree"),
+    ("lib/passwd", True, "under a symlink")])
+def test_unsafe_members_are_refused_and_nothing_stays(tmp_path: Path, name: str, under_link: bool,
+                                                      why: str) -> None:
+    releases = Releases(tmp_path / "software", factory=make_tree(tmp_path / "factory"))
+    with pytest.raises(InstallError, match=why):
+        releases.install(unsafe(tmp_path, name, under_link=under_link), "9.9.9")
+    assert list((tmp_path / "software" / "releases").iterdir()) == []
+
+
+def test_a_package_without_an_entry_point_is_refused(tmp_path: Path) -> None:
+    releases = Releases(tmp_path / "software", factory=make_tree(tmp_path / "factory"))
+    with pytest.raises(InstallError, match="no executable bin/gridwire"):
+        releases.install(unsafe(tmp_path, "lib/x.py"), "9.9.9")
+    assert releases.current()[0] == FACTORY
