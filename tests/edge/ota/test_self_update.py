@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tarfile
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +40,28 @@ from broker import topics
 from broker.schemas import SEQ_PROPERTY, DeliveryAck
 from broker.schemas.firmware import CONCENTRATOR_SOFTWARE, FirmwareManifest, SignedManifest
 from broker.session import Message, MqttSession
+from cloud.core.commands import CommandStore
+from cloud.core.dispatcher import CoreDispatcher
+from cloud.deadletters import DeadLetterStore
+from cloud.firmware.campaign_runner import CampaignRunner
+from cloud.firmware.campaign_store import CampaignStore
+from cloud.firmware.campaigns import CampaignService
+from cloud.firmware.catalogue import FirmwareCatalogue
+from cloud.firmware.schemas import CampaignCreate, CampaignStatus
+from cloud.migrations import migrate
+from cloud.registry import DeviceCreate, DeviceType, FunctionGroup, GridPosition, OrganisationCreate, Protocol, Registry
 from edge.dlms import SecurityMode
 from edge.selfupdate.releases import FACTORY, InstallError, Releases
+from firmware_ota.campaign_logic import TargetState
 from firmware_ota.signing import sign
 from firmware_ota.store import FirmwareStore
 from gridwire.services import LocalMosquitto
+from tests.cloud.core.harness import FAST_RETRY, session_for
 from tests.edge.ota.conftest import CID, Cloud, Keys, dlms_entry, simulator, update, wait_for, write_config
+from tests.fixtures.waiting import poll_until
 
 MODEL = "gridwire-concentrator"
+ORG = "utility"
 HEALTH_DEADLINE = 20
 
 
@@ -336,3 +350,78 @@ def test_a_package_without_an_entry_point_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="no executable bin/gridwire"):
         releases.install(unsafe(tmp_path, "lib/x.py"), "9.9.9")
     assert releases.current()[0] == FACTORY
+
+
+async def test_campaigns_update_the_concentrator_and_count_a_rollback_failed(
+        tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, store: FirmwareStore, cloud: Cloud) -> None:
+    """Through the real campaign runner and core: a campaign of a broken 2.0.1 ends with the
+    concentrator FAILED (ROLLED_BACK) and back on A; a campaign of 2.0.0 then succeeds and the
+    registry records the version. Readings flow throughout, none lost nor put twice."""
+    conc = tmp_path / "conc"
+    conc.mkdir()
+    broken = publish_version(store, keys, make_tree(tmp_path / "versions" / "2.0.1", config=conc / "broken.toml"),
+                             tmp_path)
+    good = publish_version(store, keys, make_tree(tmp_path / "versions" / "2.0.0"), tmp_path)
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'platform.sqlite'}"
+    async with simulator(SecurityMode.LLS, name="meter-su-3") as sim, confirming(mosquitto) as confirmer, \
+            campaigns(mosquitto, db_url, [broken, good]) as (service, runner, registry), \
+            appliance(tmp_path, mosquitto, keys, [dlms_entry("meter-su-3", sim, interval=1.0)]) as box:
+        (conc / "broken.toml").write_text(box.config.read_text().replace(f"port = {mosquitto.port}", "port = 9"))
+        await cloud.online()
+        await readings_flow(confirmer, 3)
+
+        async def campaign(signed: SignedManifest, done: Callable[[CampaignStatus], bool]) -> CampaignStatus:
+            spec = CampaignCreate(name=f"concentrators {signed.manifest.version}",
+                                  firmware_id=signed.manifest.firmware_id, devices=[CID], max_attempts=1,
+                                  start=True)
+            created = await service.create(spec, organisation=ORG)
+
+            async def tick() -> CampaignStatus:
+                await runner.tick()
+                return await service.status(created.id)
+
+            return await poll_until(tick, done, timeout=180, interval=0.5,
+                                    what=f"the campaign of {signed.manifest.version}")
+
+        failed = await campaign(broken, lambda s: s.counts[TargetState.FAILED] == 1)
+        assert [(f.device, f.failure_code) for f in failed.failed] == [(CID, "ROLLED_BACK")], box.log()
+        assert "not connected to the broker" in (failed.failed[0].failure_reason or "")
+        assert box.releases.current()[0] == FACTORY
+
+        succeeded = await campaign(good, lambda s: s.counts[TargetState.SUCCEEDED] == 1)
+        assert succeeded.counts[TargetState.FAILED] == 0, box.log()
+        assert box.releases.current()[0] == "2.0.0"
+        assert (await registry.get_device(CID)).firmware_version == "2.0.0"
+        await readings_flow(confirmer, 3)
+        await wait_for(lambda: max(confirmer.seqs) == len(confirmer.seqs), what="every message confirmed")
+    confirmer.assert_none_lost_nor_duplicated()
+
+
+@asynccontextmanager
+async def campaigns(broker: LocalMosquitto, db_url: str, firmware: list[SignedManifest]) -> AsyncIterator[
+        tuple[CampaignService, CampaignRunner, Registry]]:
+    """The cloud half: a migrated registry with the concentrator in it, the firmware catalogued,
+    the real core and a campaign runner."""
+    await migrate(db_url)
+    async with AsyncExitStack() as exits:
+        registry = await exits.enter_async_context(Registry(url=db_url))
+        await registry.add_organisation(OrganisationCreate(identification=ORG, name="Utility"))
+        await registry.create_device(DeviceCreate(identification=CID, device_type=DeviceType.CONCENTRATOR,
+                                                  protocol=Protocol.MQTT, model=MODEL, firmware_version=FACTORY,
+                                                  grid=GridPosition(feeder="F1", substation="S1")), owner=ORG)
+        await registry.grant(CID, ORG, FunctionGroup.FIRMWARE)
+        catalogue = FirmwareCatalogue(registry.engine)
+        for signed in firmware:
+            await catalogue.record(signed, uploaded_by="ops")
+        core_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
+        dead_letters = DeadLetterStore(engine=registry.engine)
+        await dead_letters.create_schema()
+        core = CoreDispatcher(session=core_session, registry=registry, store=CommandStore(registry.engine),
+                              dead_letters=dead_letters, retry=FAST_RETRY, pump_interval=0.05)
+        await core.start()
+        exits.push_async_callback(core.close)
+        store = CampaignStore(registry.engine)
+        runner_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
+        runner = CampaignRunner(store=store, catalogue=catalogue, registry=registry, publisher=runner_session,
+                                runner_id="test-runner", poll_interval=0.05)
+        yield CampaignService(store=store, catalogue=catalogue, registry=registry), runner, registry
