@@ -201,8 +201,11 @@ def concentrator_local_broker(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    # Its accounts are exactly the config's: nobody changes them at run time on this broker, so an
+    # adapter taken out of the config loses its account (written afresh, not merged).
+    (broker.dynsec_file or out / "dynamic-security.json").unlink(missing_ok=True)
     conf = write_broker_files(broker, out)
-    typer.echo(f"wrote {conf}: {len(cfg.local.adapters)} adapter account(s); run: mosquitto -c {conf}")
+    typer.echo(f"wrote {conf}: {len(cfg.local.adapters)} adapter account(s); run (or restart): mosquitto -c {conf}")
 
 
 @p1_app.command("read")

@@ -125,3 +125,24 @@ def test_concentrator_check_reads_the_adapters_configs(tmp_path):
     (tmp_path / "heat.yaml").write_text(adapter_yaml("meter-a"))  # claims the cupboard's meter
     done = CliRunner().invoke(app, ["concentrator", "check", str(path)])
     assert done.exit_code == 2 and "meter meter-a belongs to adapters cupboard and heat" in done.output
+
+
+def test_an_adapter_taken_out_of_the_config_loses_its_account(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gridwire.cli import app
+
+    path = write_local_config(tmp_path, mqtt_port=1883, local_port=1884)
+    out = tmp_path / "local-broker"
+
+    def usernames() -> set[str]:
+        done = CliRunner().invoke(app, ["concentrator", "local-broker", str(path), "--out", str(out)])
+        assert done.exit_code == 0, done.output
+        return {c["username"] for c in json.loads((out / "dynamic-security.json").read_text())["clients"]}
+
+    assert usernames() == {"concentrator", "cupboard", "heat"}
+    text = path.read_text()
+    path.write_text(text[:text.index('[[local.adapters]]\nadapter_id = "heat"')])
+    assert usernames() == {"concentrator", "cupboard"}
