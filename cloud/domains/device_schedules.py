@@ -114,7 +114,8 @@ class DeviceScheduleStore:
             row = await session.get(DeviceScheduleRow, device)
             return None if row is None else _state(row)
 
-    async def report(self, device: str, *, version: int | None, birth: bool, at: datetime) -> DeviceScheduleState | None:
+    async def report(self, device: str, *, version: int | None, birth: bool,
+                     at: datetime) -> DeviceScheduleState | None:
         """Record the version ``device`` reports holding (as of ``at``); the schedule to send it
         again (the re-send claimed: counted, sent version and time set), or None."""
         async with self._sessions.begin() as session:

@@ -173,8 +173,9 @@ async def get_device_schedule(device_id: str, org: OrgId, registry: RegistryDep)
         raise NotFound(f"no schedule kept on light {device_id!r}; POST one")
     return DeviceScheduleView(device_id=device_id, organisation=state.organisation, version=state.version,
                               entries=state.parameters["entries"], set_at=state.set_at, sent_version=state.sent_version,
-                              sent_at=state.sent_at, sent_correlation_id=state.sent_correlation, resends=state.resends, reported_version=state.reported_version,
-                              reported_at=state.reported_at, confirmed=state.confirmed)
+                              sent_at=state.sent_at, sent_correlation_id=state.sent_correlation, resends=state.resends,
+                              reported_version=state.reported_version, reported_at=state.reported_at,
+                              confirmed=state.confirmed)
 
 
 add_results_route(router, DOMAIN)

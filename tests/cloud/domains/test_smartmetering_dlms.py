@@ -1,4 +1,4 @@
-"""Periodic reads and alarms end to end: API -> domain -> core -> concentrator executor -> the real
+"""Smart metering end to end: API -> domain -> core -> concentrator executor -> the real
 DLMS handlers -> a simulated DLMS meter over TCP, and the result back through the results API."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from edge.dlms import (
     ServerSecurity,
 )
 from edge.dlms.alarms import alarm_bit
+from edge.dlms.sim_firmware import SimFirmware
 from edge.polling import MeterPoller
 from tests.cloud.core.harness import METER, Stack
 from tests.cloud.domains.test_end_to_end import _run
@@ -105,3 +106,21 @@ async def test_read_alarms_decodes_register_and_event_log(dlms_stack: Stack, mod
     assert [(e["name"], e["time"]) for e in result["result"]["events"]] == [
         ("POWER_FAILURE", (NOW - timedelta(hours=2)).isoformat()),
         ("POWER_RETURNED", (NOW - timedelta(hours=1)).isoformat())]
+
+
+async def test_reads_switching_clock_and_firmware_reach_the_meter(dlms_stack: Stack, model: MeterModel) -> None:
+    """The remaining smart-metering operations, through the real DLMS handlers to the simulated meter."""
+    _, result = await _run(dlms_stack, "smartmetering", f"{METER}/actualReads")
+    assert result["status"] == "SUCCEEDED", str(result["commands"])
+    [reading] = result["result"]["readings"]
+    assert reading["values"]["OBIS_1.8.1"]["unit"] == "kWh" and reading["values"]["OBIS_1.8.1"]["value"] > 0
+    _, result = await _run(dlms_stack, "smartmetering", f"{METER}/disconnect")
+    assert result["status"] == "SUCCEEDED" and result["result"] == {"outputState": False}, str(result)
+    assert model.output_state is False
+    _, result = await _run(dlms_stack, "smartmetering", f"{METER}/reconnect")
+    assert result["status"] == "SUCCEEDED" and result["result"] == {"outputState": True}, str(result)
+    assert model.output_state is True
+    _, result = await _run(dlms_stack, "smartmetering", f"{METER}/synchronizeTime")
+    assert result["status"] == "SUCCEEDED" and "time" in result["result"], str(result)
+    _, result = await _run(dlms_stack, "smartmetering", f"{METER}/firmwareVersion")
+    assert result["status"] == "SUCCEEDED" and result["result"] == {"firmwareVersion": SimFirmware().version}
