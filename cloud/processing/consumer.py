@@ -5,7 +5,8 @@ It holds no state of its own: a message is acknowledged once its register values
 intervals they change are written, so one killed mid-message gets that message again (from its
 durable session when restarted with the same client id, or from the others once it expires)
 and handling it again writes the same points. Messages ingest refuses (not a MeterReading, a
-meter other than the topic's) are dead-lettered by ingest; processing logs and skips them.
+meter other than the topic's, a sender the registry does not know) are dead-lettered by ingest;
+processing logs and skips them, so it aggregates only what ingest stores.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from broker import topics
 from broker.schemas import parse_meter_message
 from broker.session import Message, MqttSession
+from cloud.ingest.senders import KnownSenders
 from cloud.processing.processor import Processor
 
 log = logging.getLogger(__name__)
@@ -28,9 +30,12 @@ SHARE_GROUP = "processing"
 class ProcessingConsumer:
     """Reads ``concentrator/+/smartMeterMessage/+/+`` and processes the readings in it."""
 
-    def __init__(self, *, session: MqttSession, processor: Processor, name: str = "processing") -> None:
+    def __init__(self, *, session: MqttSession, processor: Processor, name: str = "processing",
+                 senders: KnownSenders | None = None) -> None:
         self._session = session
         self.processor = processor
+        # None: readings are taken from any sender, as ingest then stores them.
+        self._senders = senders
         self.name = name
         self.messages = 0
         self.skipped = 0
@@ -53,6 +58,10 @@ class ProcessingConsumer:
             parsed = topics.parse(message.topic)
             if parsed.kind != "meter_message" or parsed.meter is None:
                 raise ValueError(f"not a meter message topic: {message.topic}")
+            if self._senders is not None and parsed.concentrator is not None:
+                refused = await self._senders.check(parsed.concentrator, parsed.meter)
+                if refused is not None:
+                    raise ValueError(refused)
             readings = parse_meter_message(bytes(message.payload))
             for reading in readings:
                 if reading.meter_id != parsed.meter:

@@ -8,6 +8,7 @@ import logging
 from pydantic import Field
 
 from cloud.catalogue import default_catalogue
+from cloud.ingest.senders import KnownSenders, UnknownSenders
 from cloud.processing.consumer import ProcessingConsumer
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.processor import Processor
@@ -34,6 +35,10 @@ class ProcessingOptions(Section):
     future_seconds: float = Field(default=300.0, ge=0)
     max_age_seconds: float = Field(default=400 * 86_400.0, gt=0)
     clock_drift_seconds: float = Field(default=60.0, gt=0)
+    # As ingest's: readings from senders the registry does not know are skipped (``refuse``),
+    # since ingest does not store them; ``accept`` processes them, for commissioning.
+    unknown_senders: UnknownSenders = UnknownSenders.REFUSE
+    senders_refresh_seconds: float = Field(default=5.0, gt=0)
 
     def estimation(self) -> Estimation:
         return Estimation(max_gap_seconds=self.max_gap_seconds, tolerance_seconds=self.tolerance_seconds)
@@ -61,13 +66,20 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
         processor = Processor(store=ProcessingStore(store), facts=MeterFacts(registry.engine),
                               locks=MeterLocks(registry.engine), catalogue=default_catalogue(),
                               estimation=options.estimation(), thresholds=options.thresholds())
-        consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id)
+        senders = (KnownSenders(engine=registry.engine, refresh_seconds=options.senders_refresh_seconds)
+                   if options.unknown_senders is UnknownSenders.REFUSE else None)
+        consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id, senders=senders)
         try:
-            await consumer.start()
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            await session.drain(timeout=30.0)
+            async with asyncio.TaskGroup() as tasks:
+                if senders is not None:
+                    await senders.refresh()  # the registry must be migrated
+                    # Returns once stop is set.
+                    tasks.create_task(senders.run(stop), name=f"processing-senders-{session.client_id}")
+                await consumer.start()
+                if ready is not None:
+                    ready.set()
+                await stop.wait()
+                await session.drain(timeout=30.0)
         finally:
             log.info("processing %s: %d messages (%d register values, %d failed validation), %d skipped",
                      session.client_id, consumer.messages, processor.values, processor.failed, consumer.skipped)

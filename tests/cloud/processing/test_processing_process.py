@@ -9,10 +9,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cloud.migrations import migrate
 from cloud.processing.store import REGISTER
 from gridwire.procs import ManagedProcess
-from tests.cloud.ingest.rig import Concentrator
+from tests.cloud.ingest.rig import Concentrator, registered_fleet
 from tests.cloud.processing import example
 from tests.fixtures.waiting import poll_until, wait_until
 
@@ -48,7 +47,7 @@ class ProcessingProcess:
 
 async def test_consumption_matches_the_worked_example_through_a_kill(mosquitto, influxd, influx_db, postgres_url,
                                                                      api, tmp_path) -> None:
-    await migrate(postgres_url)
+    await registered_fleet(postgres_url, {"conc-1": [METER]})  # migrated; "another-meter" is unknown
     day = example.day_start(datetime.now(UTC))
     procs = [ProcessingProcess(mosquitto=mosquitto, influxd=influxd, database=influx_db, registry=postgres_url,
                                client_id=f"processing-{n}", directory=tmp_path) for n in (1, 2)]
