@@ -9,7 +9,8 @@ simulators over loopback TCP (half LLS, half HLS-GMAC). Prints, from the same ru
 - (a) raw broker: bytes/s of QoS 1 messages of the chunk size from one session to another;
 - (b) MQTT download: bytes/s of one image through ChunkServer -> Downloader (signature check,
   chunk file writes with fsync, whole-image sha256), and its ratio to (a);
-- (c) DLMS block transfer to one meter alone, LLS and HLS-GMAC: blocks/s and KiB/s;
+- (c) DLMS block transfer to one meter alone, LLS and HLS-GMAC: blocks/s and KiB/s; HLS-GMAC
+  again with gurux-dlms's pure-Python AES-GCM, the baseline of edge.dlms.native_gcm;
 - (d) end to end: ``update_firmware`` to all N meters at once through the broker (one download,
   N transfers in parallel), the wall time and chunk requests the server saw.
 Everything shares one event loop on one core, so the figures are the combined cost of both ends.
@@ -19,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -155,8 +158,26 @@ async def run(args: argparse.Namespace, broker: LocalMosquitto, work: Path, imag
         seconds, blocks = await dlms_alone(mode, image, work, args.block)
         print(f"(c) DLMS {mode.value:9s}  {blocks / seconds:8.0f} blocks/s  {len(image) / 1024 / seconds:7.1f} KiB/s"
               f"  ({seconds:.2f} s for the image)")
+        if mode is SecurityMode.HLS_GMAC:
+            native_rate = blocks / seconds
+            with pure_python_gcm():
+                seconds, blocks = await dlms_alone(mode, image, work, args.block)
+            print(f"    HLS-GMAC with gurux's pure-Python AES-GCM (the baseline): {blocks / seconds:8.0f} blocks/s;"
+                  f" native is {native_rate / (blocks / seconds):.1f}x that")
 
     await end_to_end(args, broker, work, signed, store, chunk)
+
+
+@contextlib.contextmanager
+def pure_python_gcm():
+    """gurux-dlms's own pure-Python GCM stream in place of edge.dlms.native_gcm, for a baseline."""
+    module = importlib.import_module("gurux_dlms.GXDLMSChippering")
+    native = module.GXDLMSChipperingStream
+    module.GXDLMSChipperingStream = importlib.import_module("gurux_dlms.GXDLMSChipperingStream").GXDLMSChipperingStream
+    try:
+        yield
+    finally:
+        module.GXDLMSChipperingStream = native
 
 
 async def end_to_end(args: argparse.Namespace, broker: LocalMosquitto, work: Path, signed, store: FirmwareStore,

@@ -22,6 +22,7 @@ import logging
 from typing import Any
 
 from broker.errors import Unavailable
+from edge.dlms import native_gcm
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ def apply() -> None:
     _fix_release_response_lengths()
     _fix_initialize_object_list()
     _fix_hdlc_link_replies()
+    _fix_byte_buffer_get_copies_per_byte()
+    # Not a defect fix: GCM in OpenSSL instead of pure Python, for the client and the
+    # simulator alike (it also checks the tags gurux never checked; see native_gcm).
+    native_gcm.install()
     _applied = True
     logger.debug("gurux-dlms %s server fixes applied", PINNED_GURUX_VERSION)
 
@@ -398,6 +403,24 @@ def _fix_aes_gcm_parameter_arguments() -> None:
         original_init(self, tag, *args, **kwargs)
 
     AesGcmParameter.__init__ = init
+
+
+def _fix_byte_buffer_get_copies_per_byte() -> None:
+    # Not wrong, slow: GXByteBuffer.get(target) copies one byte at a time through the position
+    # property (two checked calls a byte). Every ciphered APDU is read out with it, so for an
+    # HLS-GMAC image block of 512 bytes it was a third of the transfer's CPU. One slice copy
+    # does the same: same bounds check, same bytes, same final position.
+    from gurux_dlms.GXByteBuffer import GXByteBuffer
+
+    def get(self: Any, target: Any) -> None:
+        count = len(target)
+        start = self.position
+        if self.size - start < count:
+            raise ValueError("get")
+        target[0:count] = self._data[start:start + count]
+        self.position = start + count
+
+    GXByteBuffer.get = get
 
 
 def _fix_association_accessors() -> None:
