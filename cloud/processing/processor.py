@@ -17,14 +17,17 @@ from dataclasses import dataclass
 from broker.schemas import MeterReading
 from cloud.catalogue import Catalogue
 from cloud.processing.facts import MeterFacts, MeterLocks
-from cloud.processing.intervals import INTERVALS, Interval, floor, following
-from cloud.processing.rules import (RegisterPoint, Thresholds, clock_error, is_register, limits_for, to_base,
-                                   validate)
+from cloud.processing.intervals import Interval, floor, following, starts
+from cloud.processing.rules import (RegisterPoint, Thresholds, clock_error, exchanged_between, is_register,
+                                   limits_for, to_base, validate)
 from cloud.processing.series import Consumption, Estimation, Series
 from cloud.processing.store import NewPoint, ProcessingStore
 from cloud.store.line_protocol import from_ns, to_ns
 
 log = logging.getLogger(__name__)
+
+# The intervals recomputed from the values of the days they lie in.
+_WITHIN_DAYS = (Interval.QUARTER_HOUR, Interval.HOUR, Interval.DAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +110,9 @@ class Processor:
         # around them, unless those are too far away to interpolate from.
         lo = before.t if before is not None and first - before.t <= self._max_gap else first
         hi = after.t if after is not None and after.t - last <= self._max_gap else last
-        start = floor(lo - 1, Interval.MONTH)
-        end = following(floor(hi, Interval.MONTH), Interval.MONTH)
+        # Quarter-hours, hours and days are recomputed from the days they lie in; a month from
+        # its two ends and its days (unless an exchange lies in it: then from all its values).
+        start, end = floor(lo - 1, Interval.DAY), following(floor(hi, Interval.DAY), Interval.DAY)
         points = await self._store.window(meter, prop, start, end)
         by_time = {p.t: p for p in points}
         now = self._clock()
@@ -130,6 +134,21 @@ class Processor:
                 log.info("meter %s %s at %s failed %s (value %s %s)", meter, prop, from_ns(value.t).isoformat(),
                          ",".join(failed), value.value, value.unit)
         series = Series(points, exchanges=exchanges, estimation=self._estimation)
+        unit = values[0].unit
         changed: list[tuple[Interval, Consumption]] = [
-            (interval, one) for interval in INTERVALS for one in series.aggregate(lo - 1, hi, interval)]
-        await self._store.write(meter, prop, points=new, consumption=changed, unit=values[0].unit)
+            (interval, one) for interval in _WITHIN_DAYS for one in series.aggregate(lo - 1, hi, interval)]
+        # Written before the months are made from them: killed in between, the message comes again.
+        await self._store.write(meter, prop, points=new, consumption=changed, unit=unit)
+        months = [await self._month(meter, prop, month, exchanges) for month in starts(lo - 1, hi, Interval.MONTH)]
+        await self._store.write(meter, prop, points=(), consumption=[(Interval.MONTH, m) for m in months], unit=unit)
+
+    async def _month(self, meter: str, prop: str, start: int, exchanges: list[int]) -> Consumption:
+        """A month's consumption: its ends' values less one another, its days' readings and rules."""
+        end = following(start, Interval.MONTH)
+        edges, days = await self._store.month_parts(meter, prop, start, end)
+        if edges and exchanged_between(exchanges, edges[0].t - 1, edges[-1].t):
+            # The register restarts inside: shifting the new meter's values needs all of them.
+            edges = await self._store.window(meter, prop, start, end + 1)
+        series = Series(edges, exchanges=exchanges, estimation=self._estimation)
+        return series.spanning(start, end, readings=sum(day.readings for day in days),
+                               named={rule for day in days for rule in day.rules})

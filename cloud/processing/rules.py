@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cloud.catalogue.models import OperationalPropertyDefinition
 
@@ -72,9 +73,9 @@ class Thresholds:
     clock_drift_seconds: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterPoint:
-    """One register value: at ``t`` (ns), in the base unit, measured or failed (with its rules)."""
+class RegisterPoint(NamedTuple):
+    """One register value: at ``t`` (ns), in the base unit, measured or failed (with its rules).
+    A tuple: a month of them is read back for every late reading."""
 
     t: int
     value: float

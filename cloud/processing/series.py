@@ -97,11 +97,16 @@ class Series:
 
     def consumption(self, start: int, end: int) -> Consumption:
         """The consumption over [start, end)."""
-        first, last = self.at(start), self.at(end)
         readings = bisect.bisect_left(self.times, end) - bisect.bisect_left(self.times, start)
         lo = bisect.bisect_left(self._failed_times, start)
         hi = bisect.bisect_right(self._failed_times, end)
         named = {rule for rules in self._failed_rules[lo:hi] for rule in rules}
+        return self.spanning(start, end, readings=readings, named=named)
+
+    def spanning(self, start: int, end: int, *, readings: int, named: set[str]) -> Consumption:
+        """The consumption over [start, end) from the values at its ends, given how many measured
+        readings lie in it and the rules failed in [start, end] (a month from its days)."""
+        first, last = self.at(start), self.at(end)
         rules = tuple(rule for rule in RULES if rule in named)
         if first is None or last is None:
             return Consumption(start, end, None, Quality.MISSING, rules, None, readings)

@@ -76,6 +76,21 @@ class ProcessingStore:
         points.sort(key=lambda p: p.t)
         return points
 
+    async def month_parts(self, meter: str, prop: str, start: int,
+                          end: int) -> tuple[list[RegisterPoint], list[StoredConsumption]]:
+        """What a month's consumption is made of: the measured values at or around its two ends
+        (up to four, in time order) and its days' stored consumption."""
+        measured = _series(meter, prop) + " AND \"quality\" = 'measured'"
+        statements = []
+        for edge in (start, end):
+            statements += [
+                f'SELECT "value", "rules" FROM {REGISTER} WHERE {measured} AND time <= {edge} ORDER BY time DESC LIMIT 1',
+                f'SELECT "value", "rules" FROM {REGISTER} WHERE {measured} AND time >= {edge} ORDER BY time LIMIT 1']
+        *edges, days = await self.influx.query_each([*statements, self._consumption_statement(
+            meter, prop, Interval.DAY, start, end)])
+        points = {p.t: p for rows in edges for p in _points(rows)}
+        return sorted(points.values(), key=lambda p: p.t), _stored(days)
+
     async def write(self, meter: str, prop: str, *, points: Sequence[NewPoint],
                     consumption: Iterable[tuple[Interval, Consumption]], unit: str) -> int:
         """Store the new register values and the recomputed intervals in one write."""
@@ -99,23 +114,30 @@ class ProcessingStore:
     async def consumption(self, meter: str, prop: str, interval: Interval, start: int,
                           end: int) -> list[StoredConsumption]:
         """The stored intervals of ``interval`` starting in [start, end), in time order."""
-        statement = (f'SELECT "value", "unit", "quality", "rules", "method", "readings" FROM {CONSUMPTION} '
-                     f"WHERE {_series(meter, prop)} AND \"interval\" = {quote_literal(interval.value)} "
-                     f"AND time >= {start} AND time < {end} ORDER BY time")
-        (rows,) = await self.influx.query_each([statement])
-        found = []
-        for columns, values in rows:
-            index = {name: i for i, name in enumerate(columns)}
-            for row in values:
-                quality = Quality(row[index["quality"]])
-                value = row[index["value"]]
-                rules = row[index["rules"]] or ""
-                found.append(StoredConsumption(
-                    start=int(row[index["time"]]),
-                    value=None if quality is Quality.MISSING or value is None else float(value),
-                    unit=row[index["unit"]], quality=quality, rules=tuple(rules.split(",")) if rules else (),
-                    method=row[index["method"]] or None, readings=int(row[index["readings"]] or 0)))
-        return found
+        (rows,) = await self.influx.query_each([self._consumption_statement(meter, prop, interval, start, end)])
+        return _stored(rows)
+
+    @staticmethod
+    def _consumption_statement(meter: str, prop: str, interval: Interval, start: int, end: int) -> str:
+        return (f'SELECT "value", "unit", "quality", "rules", "method", "readings" FROM {CONSUMPTION} '
+                f"WHERE {_series(meter, prop)} AND \"interval\" = {quote_literal(interval.value)} "
+                f"AND time >= {start} AND time < {end} ORDER BY time")
+
+
+def _stored(rows: list[RowSeries]) -> list[StoredConsumption]:
+    found = []
+    for columns, values in rows:
+        index = {name: i for i, name in enumerate(columns)}
+        for row in values:
+            quality = Quality(row[index["quality"]])
+            value = row[index["value"]]
+            rules = row[index["rules"]] or ""
+            found.append(StoredConsumption(
+                start=int(row[index["time"]]),
+                value=None if quality is Quality.MISSING or value is None else float(value),
+                unit=row[index["unit"]], quality=quality, rules=tuple(rules.split(",")) if rules else (),
+                method=row[index["method"]] or None, readings=int(row[index["readings"]] or 0)))
+    return found
 
 
 def _series(meter: str, prop: str) -> str:
