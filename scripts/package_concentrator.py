@@ -9,6 +9,13 @@ It also ships the systemd unit, a sysusers.d/tmpfiles.d setup (user gridwire in 
 /etc/gridwire, /var/lib/gridwire) and a default config that ``gridwire concentrator check``
 accepts, naming the placeholders left to fill. The offline bundle is a tar of the .deb, every
 wheel it needs and their SHA256SUMS, for an appliance without internet.
+
+    .venv/bin/python scripts/package_concentrator.py --software dist/gridwire-concentrator_*.bundle.tar
+
+builds the image of an over-the-air update of the concentrator's own software from a bundle's
+wheels: a .tar.gz of a tree whose ``bin/gridwire`` runs the system's Python on the tree's own
+``lib`` (installed with ``pip --target``), so it runs wherever the update unpacks it. Sign it
+with ``gridwire firmware sign --kind concentrator-software`` (docs/FIRMWARE.md).
 """
 from __future__ import annotations
 
@@ -139,12 +146,52 @@ def build(out: Path, *, version: str | None = None, python: str = sys.executable
     return deb, bundle
 
 
+SOFTWARE_ENTRY = """\
+#!/bin/sh
+# Gridwire concentrator {version}: a tree an over-the-air update unpacked (docs/FIRMWARE.md).
+tree=$(cd "$(dirname "$0")/.." && pwd -P)
+# -P: the working directory is not put on the path, so only the tree's code runs.
+PYTHONPATH="$tree/lib" exec {interpreter} -P -m gridwire.cli "$@"
+"""
+
+
+def software_image(bundle: Path, out: Path, *, interpreter: str = "/usr/bin/python3",
+                   python: str = sys.executable) -> Path:
+    """The over-the-air image of the software in ``bundle`` (its wheels), run by ``interpreter``
+    on the appliance; ``python`` (the same version) installs the wheels here."""
+    version = project_version()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gridwire-ota-") as tmp:
+        with tarfile.open(bundle) as tar:
+            wheels = [m for m in tar.getmembers() if m.name.startswith("wheels/") and m.name.endswith(".whl")]
+            tar.extractall(tmp, members=wheels)  # noqa: S202 - our own bundle, wheels only
+        tree = Path(tmp) / "tree"
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index", "--no-compile",
+                        "--find-links", str(Path(tmp) / "wheels"), "--target", str(tree / "lib"),
+                        f"gridwire[edge]=={version}"], check=True)
+        write(tree / "bin" / "gridwire", SOFTWARE_ENTRY.format(version=version, interpreter=interpreter), 0o755)
+        image = out / f"{PACKAGE}-software_{version}.tar.gz"
+        with tarfile.open(image, "w:gz") as tar:
+            for path in sorted(tree.rglob("*")):
+                if "__pycache__" not in path.parts:
+                    tar.add(path, arcname=str(path.relative_to(tree)), recursive=False)
+    return image
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "dist")
     parser.add_argument("--version", help="Debian version (default: the project's)")
     parser.add_argument("--python", default=sys.executable, help="The target Python (default: this one)")
+    parser.add_argument("--software", type=Path, metavar="BUNDLE",
+                        help="Instead: the over-the-air image of the concentrator software in BUNDLE")
+    parser.add_argument("--interpreter", default="/usr/bin/python3",
+                        help="With --software: the appliance's Python that runs the image")
     args = parser.parse_args()
+    if args.software:
+        image = software_image(args.software, args.out, interpreter=args.interpreter, python=args.python)
+        print(f"{image} ({image.stat().st_size / 1e6:.1f} MB)")
+        return
     deb, bundle = build(args.out, version=args.version, python=args.python)
     print(f"{deb} ({deb.stat().st_size / 1e6:.1f} MB)")
     print(f"{bundle} ({bundle.stat().st_size / 1e6:.1f} MB)")
