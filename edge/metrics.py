@@ -77,7 +77,7 @@ def concentrator_metrics(concentrator: Any) -> Registry:  # noqa: ANN401 - a Con
     registry.counter_fn("gridwire_edge_firmware_chunks_requested", "Firmware chunks requested",
                         lambda: downloader.chunks_requested)
     registry.gauge_fn("gridwire_edge_firmware_download_ratio", "Share of an image on disk, per download running",
-                      lambda: {(fid, ): len(p.done) / max(1, p.count) for fid, p in downloader.active.items()},
+                      lambda: {(fid, ): p.received / max(1, p.count) for fid, p in downloader.active.items()},
                       labels=["firmware"])
     registry.counter_fn("gridwire_edge_firmware_transfers", "Images transferred to meters and activated",
                         lambda: c.firmware.transfers)

@@ -9,7 +9,10 @@ image in ``<cache_dir>/<sha256>.bin``:
 3. the missing chunks are requested (at most ``window`` requests in flight, each retried on
    timeout) and written into ``<sha256>.part``; ``<sha256>.chunks`` records, after the data is
    synced, which chunks are on disk, so a download cut by a crash or a broker outage resumes
-   without asking for any chunk it already has;
+   without asking for any chunk it already has. Data is synced in batches, off the event loop,
+   while the next chunks arrive: every ``sync_bytes`` (1 MiB) and at least every
+   ``sync_interval`` (0.5 s) while anything is unsynced, so a stalled download has its chunks
+   recorded too. A crash loses at most the chunks of the batch being written, fetched again;
 4. the whole file's sha256 must equal the signed one (else :class:`SignatureInvalid`, the
    partial file is discarded) before it is renamed to ``.bin`` and handed to anyone.
 
@@ -42,6 +45,8 @@ from firmware_ota.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
 
+SYNC_BYTES = 1 << 20  # chunks written between two syncs of the partial file and its record
+SYNC_INTERVAL = 0.5  # seconds: the longest a written chunk stays unrecorded
 _RECORD = 4  # bytes per entry of the .chunks file (big-endian chunk index; the first entry is the chunk size)
 
 
@@ -74,6 +79,8 @@ class PartialImage:
         self.record = directory / f"{manifest.sha256}.chunks"
         self.final = directory / f"{manifest.sha256}.bin"
         self.chunk_size, self.done = self._load(chunk_size)
+        self.unsynced: list[int] = []  # written, not yet synced nor recorded
+        self.unsynced_bytes = 0
         self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
         self._record_fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if os.fstat(self._record_fd).st_size == 0:
@@ -108,13 +115,33 @@ class PartialImage:
         offset = index * self.chunk_size
         return offset, min(self.chunk_size, self.manifest.size - offset)
 
+    @property
+    def received(self) -> int:
+        """Chunks on disk, synced or not (for progress)."""
+        return len(self.done) + len(self.unsynced)
+
     def write(self, index: int, data: bytes) -> None:
-        """Store one chunk durably, then record it (so the record never claims unsynced data)."""
+        """Write one chunk; it counts as done only once :meth:`commit` has synced and recorded it."""
         os.pwrite(self._fd, data, index * self.chunk_size)
+        self.unsynced.append(index)
+        self.unsynced_bytes += len(data)
+
+    def take_unsynced(self) -> list[int]:
+        """The chunks written since the last take, for one :meth:`commit`."""
+        taken, self.unsynced, self.unsynced_bytes = self.unsynced, [], 0
+        return taken
+
+    def commit(self, indexes: list[int]) -> None:
+        """Sync the data, then record these chunks (the record never claims unsynced data).
+
+        Blocking: run it in a thread. Chunks written meanwhile are not in ``indexes``.
+        """
+        if not indexes:
+            return
         os.fsync(self._fd)
-        os.write(self._record_fd, index.to_bytes(_RECORD, "big"))
+        os.write(self._record_fd, b"".join(index.to_bytes(_RECORD, "big") for index in indexes))
         os.fsync(self._record_fd)
-        self.done.add(index)
+        self.done.update(indexes)
 
     def close(self) -> None:
         for fd in (self._fd, self._record_fd):
@@ -140,6 +167,7 @@ class Downloader:
 
     def __init__(self, *, session: MqttSession, concentrator_id: str, cache_dir: Path,
                  trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 4,
+                 sync_bytes: int = SYNC_BYTES, sync_interval: float = SYNC_INTERVAL,
                  request_timeout: float = 10.0, max_attempts: int = 8, download_timeout: float = 1800.0) -> None:
         if not 0 < chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size must be 1..{MAX_CHUNK}")
@@ -149,6 +177,8 @@ class Downloader:
         self._trusted = dict(trusted)
         self._chunk_size = chunk_size
         self._window = max(1, window)
+        self._sync_bytes = max(1, sync_bytes)
+        self._sync_interval = sync_interval
         self._request_timeout = request_timeout
         self._max_attempts = max(1, max_attempts)
         self._download_timeout = download_timeout
@@ -225,9 +255,15 @@ class Downloader:
             queue: asyncio.Queue[int] = asyncio.Queue()
             for index in missing:
                 queue.put_nowait(index)
+            syncing = asyncio.Lock()
             async with asyncio.TaskGroup() as group:
-                for worker in range(min(self._window, len(missing))):
-                    group.create_task(self._worker(manifest, partial, queue), name=f"firmware-chunks-{worker}")
+                workers = [group.create_task(self._worker(manifest, partial, queue, syncing),
+                                             name=f"firmware-chunks-{worker}")
+                           for worker in range(min(self._window, len(missing)))]
+                committer = group.create_task(self._committer(partial, syncing), name="firmware-sync")
+                await asyncio.wait(workers)
+                committer.cancel()
+            await self._commit(partial, syncing)
         except BaseExceptionGroup as failures:
             failure = next((e for e in failures.exceptions if isinstance(e, DownloadFailed)), None)
             if failure is not None:
@@ -235,6 +271,11 @@ class Downloader:
             raise
         finally:
             self.active.pop(manifest.firmware_id, None)
+            try:
+                # A failed or cancelled download keeps what it wrote, for the next attempt to resume.
+                partial.commit(partial.take_unsynced())
+            except OSError as exc:
+                log.warning("firmware %s: could not record the chunks on disk: %s", manifest.firmware_id, exc)
             partial.close()
         digest = await asyncio.to_thread(sha256_of, partial.part)
         if digest != manifest.sha256:
@@ -246,12 +287,27 @@ class Downloader:
         log.info("firmware %s (%d bytes) downloaded and verified", manifest.firmware_id, manifest.size)
         return path
 
-    async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, queue: asyncio.Queue[int]) -> None:
+    async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, queue: asyncio.Queue[int],
+                      syncing: asyncio.Lock) -> None:
         while not queue.empty():
             index = queue.get_nowait()
             offset, length = partial.span(index)
             data = await self._fetch_chunk(manifest, offset, length)
             partial.write(index, data)
+            if partial.unsynced_bytes >= self._sync_bytes and not syncing.locked():
+                await self._commit(partial, syncing)
+
+    async def _committer(self, partial: PartialImage, syncing: asyncio.Lock) -> None:
+        while True:
+            await asyncio.sleep(self._sync_interval)
+            if partial.unsynced and not syncing.locked():
+                await self._commit(partial, syncing)
+
+    @staticmethod
+    async def _commit(partial: PartialImage, syncing: asyncio.Lock) -> None:
+        # In a thread: the other workers go on fetching and writing while the disk syncs.
+        async with syncing:
+            await asyncio.to_thread(partial.commit, partial.take_unsynced())
 
     async def _fetch_chunk(self, manifest: FirmwareManifest, offset: int, length: int) -> bytes:
         request = ChunkRequest(firmware_id=manifest.firmware_id, offset=offset, length=length)
