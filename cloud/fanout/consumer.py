@@ -43,6 +43,12 @@ from cloud.store.line_protocol import check_reading
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "fanout"
+# Ingest's confirmations are read at QoS 0: at QoS 1 they would count against the receive
+# maximum the held readings fill, and readings waiting for confirmations queued behind them would
+# wait for ever. One lost with a connection is made up for by looking the reading up in the store.
+CONFIRMATIONS_QOS = 0
+# Store look-ups at once (the fallback when a confirmation went by unseen).
+_LOOKUPS = 8
 HISTORICAL_PROPERTY = "historical"
 
 ReadingCheck = Callable[[MeterReading], str | None]
@@ -83,6 +89,7 @@ class FanoutConsumer:
         self._confirm_wait = confirm_wait
         self._confirm_timeout = confirm_timeout
         self._recheck = recheck_seconds
+        self._lookups = asyncio.Semaphore(_LOOKUPS)
         self.name = name
         # Built once: the same two property sets go with every reading.
         self._properties = {
@@ -100,13 +107,13 @@ class FanoutConsumer:
 
     def route(self) -> None:
         """Name the handlers before connecting: a resumed session's backlog arrives right after CONNACK."""
-        self._session.route(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation)
+        self._session.route(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation, qos=CONFIRMATIONS_QOS)
         self._session.route(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
 
     async def start(self) -> None:
         # Confirmations first: a reading received before the subscription to them could wait for
         # one that already went by.
-        await self._session.subscribe(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation)
+        await self._session.subscribe(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation, qos=CONFIRMATIONS_QOS)
         await self._session.subscribe(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
         log.info("%s: republishing stored readings to app/{org}/%s/%s/{meter}", self.name, topics.METERING_DOMAIN,
                  topics.READING_KIND)
@@ -178,7 +185,9 @@ class FanoutConsumer:
     async def _found(self, readings: list[MeterReading]) -> bool:
         try:
             for reading in readings:
-                if await self._find(str(reading.meter_reading_identifier)) is None:
+                async with self._lookups:
+                    found = await self._find(str(reading.meter_reading_identifier))
+                if found is None:
                     return False
         except StoreUnavailable as exc:
             log.warning("%s: cannot look readings up: %s", self.name, exc)

@@ -126,7 +126,11 @@ async def rig(mosquitto, influxd, influx_db, tmp_path) -> AsyncIterator[Rig]:
     ingest = IngestProcess(mosquitto=mosquitto, influxd=influxd, database=influx_db, client_id="ingest-fanout",
                            directory=tmp_path, registry=url)
     fanout = FanoutProcess(mosquitto=mosquitto, influxd=influxd, database=influx_db, registry=url,
-                           directory=tmp_path, env={"GRIDWIRE_FANOUT_RETAINED": json.dumps([ORG_A]),
+                           # Few readings held at once: confirmations must still get through (they
+                           # come at QoS 0, outside the receive maximum the held readings fill).
+                           directory=tmp_path, env={"GRIDWIRE_FANOUT_RECEIVE_MAXIMUM": "10",
+                                                    "GRIDWIRE_FANOUT_CONFIRM_WAIT": "5",
+                                                    "GRIDWIRE_FANOUT_RETAINED": json.dumps([ORG_A]),
                                                     "GRIDWIRE_FANOUT_PROPERTIES": json.dumps({ORG_B: ["OBIS_1.8.1"]})})
     await asyncio.gather(asyncio.to_thread(ingest.start), asyncio.to_thread(fanout.start))
     store = InfluxStore(url=influxd.url, database=influx_db)
