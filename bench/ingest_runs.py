@@ -271,6 +271,6 @@ def _scrape(urls: list[str], done: threading.Event) -> None:
 
 
 def stored_count(url: str, db: str) -> int:
-    doc = influx_query(url, 'SELECT count("reading_id") FROM meter_reading', db)
+    doc = influx_query(url, 'SELECT count("historical") FROM meter_reading', db)
     series = doc["results"][0].get("series", [])
     return int(series[0]["values"][0][1]) if series else 0

@@ -15,7 +15,7 @@ no ``reading_id`` means the derived id; an ``rk`` means implied units where none
 from __future__ import annotations
 
 import re
-import uuid
+from hashlib import sha1
 from datetime import UTC, datetime, timedelta
 
 from broker.schemas.meter_reading import READING_ID_NAMESPACE
@@ -100,6 +100,8 @@ def split_field(field: str) -> tuple[str, str]:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TIMES: dict[int, str] = {}
+_NAMESPACE = READING_ID_NAMESPACE.bytes
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 _CACHE_LIMIT = 65_536
 
 
@@ -132,7 +134,10 @@ def derived_id(meter: str, stamp_ns: int) -> str:
         if len(_TIMES) >= _CACHE_LIMIT:
             _TIMES.clear()
         _TIMES[stamp_ns] = iso
-    return str(uuid.uuid5(READING_ID_NAMESPACE, f"{meter}|{iso}"))
+    # uuid.uuid5 by hand (its UUID object was most of the cost at one reading per message):
+    # the SHA-1's first 16 bytes with version 5 and the RFC 4122 variant set.
+    h = sha1(_NAMESPACE + f"{meter}|{iso}".encode(), usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def is_derived(reading_id: str, meter: str, stamp_ns: int) -> bool:
