@@ -321,10 +321,11 @@ def load_config(path: Path | str) -> ConcentratorConfig:
     return _resolve_paths(config, path.parent)
 
 
-def key_ring(config: ConcentratorConfig) -> KeyRing | None:
+def key_ring(config: object) -> KeyRing | None:
     """The concentrator's sealing key ring: its ``secrets_key_file``, else GRIDWIRE_SECRETS_KEY, else None."""
-    if config.secrets_key_file is not None:
-        return KeyRing.from_file(config.secrets_key_file)
+    key_file = getattr(config, "secrets_key_file", None)
+    if key_file is not None:
+        return KeyRing.from_file(key_file)
     return KeyRing.from_environment()
 
 

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from broker.backoff import Backoff
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
-from edge.config import DlmsMeter, ModbusMeter, PollingSettings
+from edge.commands.key_change import attach_key_store
+from edge.config import DlmsMeter, ModbusMeter, PollingSettings, key_ring
 from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
+from edge.dlms.key_store import DlmsKeyStore
 from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource, RegisterMap, load_map
 from edge.polling import MeterPoller, RecoveredHook, Sink
 
@@ -37,6 +39,13 @@ class PolledConfig(Protocol):
     def invocation_counters(self) -> Path: ...
 
 
+def _key_store(config: object) -> DlmsKeyStore | None:
+    """The sealed store of DLMS keys changed through the platform: a concentrator's, with a sealing key."""
+    path = getattr(config, "dlms_keys", None)
+    ring = key_ring(config) if path is not None else None
+    return DlmsKeyStore(path, ring) if ring is not None else None
+
+
 class MeterSet:
     """Every polled meter of one concentrator (or external adapter), with its poller."""
 
@@ -54,11 +63,14 @@ class MeterSet:
         self.periods: dict[str, float] = {}
         self.connections = ModbusConnections()
         self._counters: InvocationCounterStore | None = None
+        # Keys changed through the platform, sealed: only with a sealing key (else key changes are refused).
+        self.key_store: DlmsKeyStore | None = None
         maps: dict[str, RegisterMap] = {}
         for meter in config.meters:
             if isinstance(meter, DlmsMeter):
                 if self._counters is None:
                     self._counters = InvocationCounterStore(config.invocation_counters)
+                    self.key_store = _key_store(config)
                 self._add_dlms(meter)
             elif isinstance(meter, ModbusMeter):
                 if meter.register_map not in maps:
@@ -68,6 +80,8 @@ class MeterSet:
     def _add_dlms(self, meter: DlmsMeter) -> None:
         plain = DlmsMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
         adapter = DlmsMeterAdapter(config=plain, counters=self._counters, time_source=self._clock)
+        if self.key_store is not None:
+            attach_key_store(adapter, self.key_store)
         spec = adapter.profile.load_profile
         self.dlms[meter.meter_id] = adapter
         self.periods[meter.meter_id] = spec.period_minutes * 60.0 if spec else meter.interval_s
@@ -110,7 +124,7 @@ class MeterSet:
         for meter_id, adapter in self.dlms.items():
             out[meter_id] = dlms_handlers(adapter=adapter, poller=self.poller, completeness=completeness,
                                           backfill=backfill if meter_id in self.profile_sources else None,
-                                          clock=self._clock)
+                                          clock=self._clock, key_store=self.key_store)
         for meter_id, source in self.modbus.items():
             out[meter_id] = modbus_handlers(source=source, poller=self.poller, completeness=completeness)
         return out

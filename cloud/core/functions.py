@@ -36,6 +36,8 @@ FUNCTION_OF: Mapping[str, DeviceFunction] = MappingProxyType({
     "read_power_quality_events": F.GET_POWER_QUALITY,
     # A raw register write can change anything the map lets be written: configuration.
     "write_register": F.SET_CONFIGURATION,
+    # A DLMS key change (two-phase): the meter's keys, OWNER only.
+    "change_keys": F.UPDATE_KEY,
 })
 
 # Protocols whose devices take one command at a time (a DLMS association is single-client).

@@ -27,10 +27,13 @@ from cloud.domains.requests import PENDING, Completion, FunctionalRecord, Reques
 from cloud.domains.schemas import FunctionalResponse
 from cloud.group_commit import GroupCommit
 from cloud.notify.webhook import WebhookSender
+from cloud.registry.secrets import DeviceSecrets
 
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "notify"
+# The operation whose success makes a device's pending keys active (a DLMS key change's second phase).
+KEY_CHANGE = ("smartmetering", "keyChange")
 
 
 def outcome(domain: Domain | None, request: FunctionalRecord,
@@ -62,6 +65,8 @@ class ResultsConsumer:
         # Reads and completions shared with the responses that arrive meanwhile (group commits).
         self._reading = GroupCommit(requests.with_commands_many, name=f"results-read-{session.client_id}")
         self._completing = GroupCommit(requests.complete_many, name=f"results-complete-{session.client_id}")
+        # No sealing key: a confirmed change moves the sealed keys as they are.
+        self._secrets = DeviceSecrets(requests.engine, None)
 
     async def start(self) -> None:
         await self._session.subscribe(topics.shared(self._group, topics.ALL_CORE_RESPONSES), self.handle)
@@ -99,6 +104,12 @@ class ResultsConsumer:
         body = FunctionalResponse(correlationId=correlation_id, domain=request.domain, operation=request.operation,
                                   deviceId=request.device, status=status, result=result, error=error,
                                   completedAt=datetime.now(UTC)).to_wire()
+        if status is CommandStatus.SUCCEEDED and (request.domain, request.operation) == KEY_CHANGE:
+            # Before the request completes: killed in between, the redelivered response does it
+            # again (a change made active before is left as it is).
+            change_id = (ordered[-1].result or {}).get("changeId")
+            if isinstance(change_id, str):
+                await self._secrets.complete_change(request.device, change_id)
         if self._webhooks is not None:
             # Into the outbox before the request is completed (and so before the core response is
             # acknowledged): a crash at any later point leaves the notification stored. Keyed by the

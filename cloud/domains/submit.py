@@ -42,6 +42,17 @@ class Submitter:
         # The function groups the caller's credential is limited to (None: not limited).
         self.scope = scope
 
+    async def authorise(self, domain: Domain, operation: str, device_id: str) -> None:
+        """NotAuthorised (403, with the reason) unless the caller may ask for ``operation`` on the
+        device: for a route that prepares something (a pending key) before it submits."""
+        function = domain.operation(operation).function
+        self._within_scope(function)
+        decision = await permission(self.registry, self.org, device_id, function)
+        if not decision.allowed:
+            log.warning("refused %s/%s on %s for %s: %s", domain.name, operation, device_id, self.org,
+                        decision.reason)
+            raise NotAuthorised(decision.reason)
+
     def _within_scope(self, function: DeviceFunction) -> None:
         decision = within_scope(self.scope, function)
         if not decision.allowed:

@@ -16,6 +16,7 @@ from typing import Any
 from broker.schemas import MeterReading
 from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
+from edge.commands.key_change import key_change_handler
 from edge.commands.load_control import load_control_handlers, parse_schedule, schedule_result
 from edge.dlms.alarms import decode_alarms, decode_events
 from edge.polling import MeterError, MeterPoller
@@ -128,8 +129,10 @@ def power_quality_handlers(*, adapter: Any, poller: MeterPoller) -> dict[str, Co
 
 def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: CompletenessQuery,
                   backfill: Callable[..., Any] | None = None,
-                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> dict[str, CommandHandler]:
-    """Handlers for one DLMS meter (``adapter`` is an :class:`edge.dlms.DlmsMeterAdapter`)."""
+                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                  key_store: Any = None) -> dict[str, CommandHandler]:
+    """Handlers for one DLMS meter (``adapter`` is an :class:`edge.dlms.DlmsMeterAdapter`; ``key_store``
+    the concentrator's :class:`edge.dlms.key_store.DlmsKeyStore`, None without a sealing key)."""
     meter_id = adapter.meter_id
 
     async def get_clock(_params: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +184,8 @@ def dlms_handlers(*, adapter: Any, poller: MeterPoller, completeness: Completene
 
     handlers = common_handlers(meter_id=meter_id, poller=poller, completeness=completeness)
     handlers["set_relay_schedule"] = set_relay_schedule
+    handlers["change_keys"] = key_change_handler(adapter=adapter, poller=poller, store=key_store,
+                                                 meter_errors=meter_errors)
     if getattr(adapter.profile, "power_quality", None) is not None:
         handlers.update(power_quality_handlers(adapter=adapter, poller=poller))
     handlers.update(get_firmware_version=get_firmware_version, get_clock=get_clock, set_clock=set_clock, disconnect=disconnect, connect=connect,

@@ -22,10 +22,11 @@ from edge.dlms.client import DlmsAssociation
 from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.cosem_objects import from_gx_datetime, to_gx_datetime
 from edge.dlms.counter_store import InvocationCounterStore
-from edge.dlms.errors import DlmsProtocolError
+from edge.dlms.errors import DlmsAuthenticationError, DlmsProtocolError
 from edge.dlms.image_objects import FIRMWARE_VERSION_OBIS
 from edge.dlms.image_transfer import ImageTransferClient, TransferReport
 from edge.dlms.mapping import meter_reading, property_value, unit_symbol
+from edge.dlms.security_setup import key_transfer_request
 
 from gurux_dlms.objects.GXDLMSClock import GXDLMSClock  # noqa: I001  (after edge.dlms.client applied the fixes)
 from gurux_dlms.objects.GXDLMSData import GXDLMSData
@@ -70,6 +71,11 @@ class DlmsMeterAdapter:
         # Scaler and unit are static per register: read once per adapter, not per poll.
         self._registers: dict[str, GXDLMSRegister] = {}
         self._capture_objects: list[Any] | None = None
+        # A key change cut short: the meter may hold the pending keys. Refused with the active keys,
+        # an association tries ``pending_keys()`` (a config, or None) and, if the meter takes them,
+        # keeps them and calls ``on_pending_confirmed()`` (the key store makes them active).
+        self.pending_keys: Callable[[], DlmsMeterConfig | None] | None = None
+        self.on_pending_confirmed: Callable[[], None] | None = None
 
     # --- MeterSource ----------------------------------------------------------------------
     @property
@@ -94,12 +100,44 @@ class DlmsMeterAdapter:
         if self._association is not None:
             yield self
             return
-        async with DlmsAssociation(config=self.config, counters=self._counters) as association:
-            self._association = association
-            try:
-                yield self
-            finally:
-                self._association = None
+        association = await self._associate()
+        self._association = association
+        try:
+            yield self
+        finally:
+            self._association = None
+            await association.close()
+
+    async def _associate(self) -> DlmsAssociation:
+        association = DlmsAssociation(config=self.config, counters=self._counters)
+        try:
+            await association.open()
+            return association
+        except DlmsAuthenticationError:
+            pending = self.pending_keys() if self.pending_keys is not None else None
+            if pending is None:
+                raise
+        logger.warning("meter %s refused its active keys; trying the keys of a key change left pending", self.meter_id)
+        association = DlmsAssociation(config=pending, counters=self._counters)
+        await association.open()
+        self.config = pending
+        logger.warning("meter %s answered with the pending keys: they are its keys now", self.meter_id)
+        if self.on_pending_confirmed is not None:
+            self.on_pending_confirmed()
+        return association
+
+    async def accepts(self, config: DlmsMeterConfig) -> bool:
+        """Whether the meter associates with ``config``'s keys (False: it refused them)."""
+        try:
+            async with DlmsAssociation(config=config, counters=self._counters):
+                return True
+        except DlmsAuthenticationError:
+            return False
+
+    async def transfer_keys(self, wrapped: dict[str, bytes]) -> None:
+        """Hand the meter new keys (wrapped with its master key), in an association with the current keys."""
+        async with self._link() as link:
+            await link.call(key_transfer_request(link.client, wrapped))
 
     @asynccontextmanager
     async def _link(self) -> AsyncIterator[DlmsAssociation]:

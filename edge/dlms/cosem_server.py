@@ -9,6 +9,7 @@ all instances of a simulator share one :class:`MeterModel` and one :class:`Invoc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from edge.dlms.pq_objects import power_quality_objects  # noqa: E402
 from devices.profiles.power_quality import PowerQualitySpec  # noqa: E402
 from edge.dlms.image_objects import ModelFirmwareVersion, ModelImageTransfer  # noqa: E402
 from edge.dlms.meter_model import ENERGY_OBIS, REGISTERS, MeterModel  # noqa: E402
+from edge.dlms.security_setup import ModelSecuritySetup  # noqa: E402
 from edge.dlms.sim_push import ModelPushSetup, push_setup_objects  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,8 @@ class ServerSecurity:
     password: bytes = b"12345678"
     block_cipher_key: bytes = bytes(range(16))
     authentication_key: bytes = bytes(range(16, 32))
+    # The master key (KEK) that wraps new keys in a key change (global_key_transfer).
+    master_key: bytes = bytes(range(32, 48))
     system_title: bytes = b"GRW00001"
     client_address: int = MANAGEMENT_CLIENT
     server_address: int = 1
@@ -213,7 +217,8 @@ class CosemServer(GXDLMSSecureServer):
     """Gurux LN server (WRAPPER or HDLC) serving the simulated meter's objects for one connection."""
 
     def __init__(self, *, model: MeterModel, security: ServerSecurity, guard: InvocationGuard,
-                 meter_name: str, hdlc: bool = False, power_quality: PowerQualitySpec | None = None) -> None:
+                 meter_name: str, hdlc: bool = False, power_quality: PowerQualitySpec | None = None,
+                 on_keys: Callable[[dict[str, bytes]], None] | None = None) -> None:
         super().__init__(True, InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
         self._hdlc = hdlc
         self._security = security
@@ -232,6 +237,9 @@ class CosemServer(GXDLMSSecureServer):
                      device_name(model.serial), *meter_objects(model, meter_name=meter_name),
                      *push_setup_objects(model)]:
             self.items.append(item)
+        if on_keys is not None:
+            self.items.append(ModelSecuritySetup(master_key=security.master_key, system_title=security.system_title,
+                                                 on_keys=on_keys))
         if power_quality is not None:
             served = {item.logicalName for item in self.items}
             clock = next(item for item in self.items if item.logicalName == CLOCK_OBIS)

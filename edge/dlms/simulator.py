@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -55,6 +56,10 @@ class DlmsMeterSimulator:
         self.frames_served = 0
         self.connections_refused = 0
         self.connections_accepted = 0
+        # Key changes taken (global_key_transfer); with hang_after_key_change the meter then stops
+        # answering (a fault for tests: the change happened, its confirmation cannot).
+        self.key_changes = 0
+        self.hang_after_key_change = False
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -122,6 +127,14 @@ class DlmsMeterSimulator:
         now = self.model.true_now()
         return any(start <= now < end for start, end in self._down_windows)
 
+    def _take_keys(self, keys: dict[str, bytes]) -> None:
+        # From the next association on; the one that transferred them ends under the old keys.
+        self.security = dataclasses.replace(self.security, **keys)
+        self.key_changes += 1
+        logger.info("DLMS simulator %s took new keys (%s)", self.name, ", ".join(sorted(keys)))
+        if self.hang_after_key_change:
+            self.unresponsive = True
+
     # --- connections ----------------------------------------------------------------------
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -145,7 +158,7 @@ class DlmsMeterSimulator:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name,
-                             power_quality=self.power_quality)
+                             power_quality=self.power_quality, on_keys=self._take_keys)
         while True:
             header = await reader.readexactly(WRAPPER_HEADER)
             length = int.from_bytes(header[6:8], "big")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Literal
+
+from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.api.deps import SubmitterDep
 from cloud.api.routes.results import add_results_route
 from cloud.domains.schemas import Accepted
 from cloud.domains.smartmetering.translator import DOMAIN, PeriodicReads, SynchronizeTime
+from cloud.registry.secrets import CHANGEABLE_KEYS, DeviceSecrets
 
 router = APIRouter(prefix="/v1/smartmetering", tags=["smart metering"])
 _ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "response_model": Accepted, "response_model_by_alias": True}
@@ -54,6 +59,32 @@ async def periodic_reads(device_id: str, submitter: SubmitterDep, body: Periodic
 async def read_alarms(device_id: str, submitter: SubmitterDep) -> Accepted:
     """Read the meter's alarm register and standard event log."""
     return await submitter.submit(DOMAIN, "alarms", device_id, {})
+
+
+class KeyChangeRequest(BaseModel):
+    """Which of the meter's keys to replace (default: both)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[Literal["authentication_key", "block_cipher_key"]] = Field(
+        default_factory=lambda: list(CHANGEABLE_KEYS), min_length=1, max_length=2)
+
+
+@router.post("/devices/{device_id}/keyChange", **_ACCEPTED, responses={
+    409: {"description": "No sealing key, or the meter has no master key or no such key to change"}})
+async def key_change(device_id: str, submitter: SubmitterDep, request: Request,
+                     body: KeyChangeRequest | None = None) -> Accepted:
+    """Replace the meter's HLS keys in two phases: the registry makes new keys and keeps them pending
+    beside the active ones; the concentrator sets them on the meter and associates with them; only
+    then are they active. Asked again while a change is pending, the same change is sent again, so
+    one cut short converges. The keys travel wrapped with the meter's master key."""
+    await submitter.authorise(DOMAIN, "keyChange", device_id)
+    secrets = DeviceSecrets(submitter.registry.engine, getattr(request.app.state, "sealing", None))
+    change_id, keys = await secrets.begin_change(device_id, tuple(dict.fromkeys(
+        body.keys if body is not None else CHANGEABLE_KEYS)))
+    master = bytes.fromhex(await secrets.reveal(device_id, "master_key"))
+    wrapped = {name: aes_key_wrap(master, bytes.fromhex(key)).hex() for name, key in keys.items()}
+    return await submitter.submit(DOMAIN, "keyChange", device_id, {"changeId": change_id, "keys": wrapped})
 
 
 add_results_route(router, DOMAIN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -20,6 +21,19 @@ class SynchronizeTime(OperationParams):
 
 def synchronize_time(params: SynchronizeTime) -> list[CommandSpec]:
     return [CommandSpec("set_clock", {"time": params.time.isoformat()} if params.time else {})]
+
+
+class KeyChange(OperationParams):
+    """A DLMS key change as the platform sends it: its id and the new keys wrapped with the meter's
+    master key (built by the key change route from the registry's pending keys, never in clear)."""
+
+    change_id: str = Field(alias="changeId", pattern=r"^[0-9a-f]{16}$")
+    keys: dict[Literal["authentication_key", "block_cipher_key"], Annotated[str, Field(pattern=r"^[0-9a-f]{48}$")]] = (
+        Field(min_length=1))
+
+
+def key_change(params: KeyChange) -> list[CommandSpec]:
+    return [CommandSpec("change_keys", {"changeId": params.change_id, "keys": dict(params.keys)})]
 
 
 MAX_PERIODIC_RANGE = timedelta(days=31)
@@ -65,4 +79,5 @@ DOMAIN = Domain(NAME, {
                                  synchronize_time),
     "periodicReads": Operation("periodicReads", DeviceFunction.GET_PERIODIC_METER_READS, PeriodicReads,
                                periodic_reads),
+    "keyChange": Operation("keyChange", DeviceFunction.UPDATE_KEY, KeyChange, key_change),
 })

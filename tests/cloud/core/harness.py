@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 
+from broker.sealing import KeyRing
 from broker.session import Backoff, Message, MqttSession
 from cloud.api.deps import current_org
 from cloud.api.errors import install_error_table
@@ -151,7 +152,8 @@ async def seed(registry: Registry, *, webhook_url: str | None = None, webhook_se
     await registry.grant(LIGHT, ORG_B, FunctionGroup.MONITORING)
 
 
-def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) -> FastAPI:
+def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession,
+              sealing: KeyRing | None = None) -> FastAPI:
     app = FastAPI()
     install_error_table(app)
     for area in (publiclighting, smartmetering, tariffswitching, loadcontrol, meter_read_schedules,
@@ -159,6 +161,7 @@ def build_app(*, registry: Registry, requests: RequestStore, mqtt: MqttSession) 
         app.include_router(area.router)
     app.state.registry, app.state.requests, app.state.mqtt = registry, requests, mqtt
     app.state.schedules = ScheduleStore(registry.engine)
+    app.state.sealing = sealing
 
     async def org_from_header(request: Request) -> str:
         return request.headers["X-Org"]
@@ -239,7 +242,7 @@ class Stack:
 @asynccontextmanager
 async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, concentrator: bool = True,
                    pump_interval: float = 0.1, webhook_url: str | None = None,
-                   webhook_secret: str | None = None) -> AsyncIterator[Stack]:
+                   webhook_secret: str | None = None, sealing: KeyRing | None = None) -> AsyncIterator[Stack]:
     """Start everything; stop it all (in reverse) on exit."""
     await migrate(db_url)
     async with AsyncExitStack() as exits:
@@ -280,7 +283,8 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
         await light.start()
 
         api_session = await exits.enter_async_context(session_for(broker, "gridwire-cloud"))
-        base_url = await exits.enter_async_context(serve(build_app(registry=registry, requests=requests, mqtt=api_session)))
+        base_url = await exits.enter_async_context(serve(build_app(registry=registry, requests=requests, mqtt=api_session,
+                                                                 sealing=sealing)))
         http = await exits.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=10))
 
         stack = Stack(registry=registry, store=store, requests=requests, dead_letters=dead_letters, http=http,

@@ -11,6 +11,7 @@ EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
                            {"action": {"on": True}, "at": "sunset", "offsetMinutes": 10}]}},
     "smartmetering": {"actualReads": {}, "disconnect": {}, "reconnect": {}, "firmwareVersion": {}, "alarms": {},
                       "synchronizeTime": {},
+                      "keyChange": {"changeId": "0123456789abcdef", "keys": {"authentication_key": "ab" * 24}},
                       "periodicReads": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}},
     "tariffswitching": {"setSchedule": {"entries": [{"time": "07:00", "high": True}]}},
     "powerquality": {"actualValues": {}, "events": {},
