@@ -25,6 +25,14 @@ class Interval(StrEnum):
 
 INTERVALS: tuple[Interval, ...] = tuple(Interval)
 
+# The years whose intervals InfluxDB can hold (int64 nanoseconds: 1677-09-21 to 2262-04-11).
+FIRST_YEAR, LAST_YEAR = 1678, 2261
+
+
+def storable(moment: datetime) -> bool:
+    """Whether ``moment`` and its month lie where InfluxDB can store them."""
+    return FIRST_YEAR <= moment.year <= LAST_YEAR
+
 
 def floor(t: int, interval: Interval) -> int:
     """The start of the interval holding the instant ``t`` (ns since the epoch)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from broker.schemas import MeterReading
 from cloud.catalogue import Catalogue
 from cloud.processing.facts import MeterFacts, MeterLocks
-from cloud.processing.intervals import Interval, floor, following, starts
+from cloud.processing.intervals import Interval, floor, following, starts, storable
 from cloud.processing.rules import (RegisterPoint, Thresholds, clock_error, exchanged_between, is_register,
                                    limits_for, to_base, validate)
 from cloud.processing.series import Consumption, Estimation, Series
@@ -70,8 +70,9 @@ class Processor:
             clock = reading.clock
             for value in reading.property_values:
                 definition = self._catalogue.property(value.property_id)
-                if definition is None or value.numerical_value is None or not is_register(definition):
-                    continue
+                if (definition is None or value.numerical_value is None or not is_register(definition)
+                        or not storable(value.date)):
+                    continue  # not a register, or a time no store holds (ingest refuses it too)
                 unit = value.unit or definition.preferred_unit
                 assert unit is not None  # a register has units
                 try:

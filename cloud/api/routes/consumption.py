@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.api.deps import AllowedMetersDep, PrincipalDep, SettingsDep, StoreDep
 from cloud.api.routes.meter_readings import UNPROCESSABLE, privacy_refusal
-from cloud.processing.intervals import Interval, count, following, starts
+from cloud.processing.intervals import FIRST_YEAR, LAST_YEAR, Interval, count, following, starts, storable
 from cloud.processing.series import Quality
 from cloud.processing.store import ProcessingStore
 from cloud.store.line_protocol import from_ns, to_ns
@@ -72,6 +72,9 @@ async def meter_consumption(
     if allowed is not None and meter_id not in allowed:
         # Same answer for "no such meter" and "not yours": existence is not disclosed.
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no meter {meter_id!r} among the meters you may read")
+    if not (storable(start) and storable(end)):
+        raise HTTPException(UNPROCESSABLE, f"'from' and 'to' must lie in the years {FIRST_YEAR} to {LAST_YEAR}, "
+                                           "the time-series store's range")
     first, stop = to_ns(start), to_ns(end)
     if stop <= first:
         raise HTTPException(UNPROCESSABLE, "'to' must be after 'from'")

@@ -128,3 +128,18 @@ async def answer(api, headers: dict[str, str], interval: str, start: datetime, e
         k = int((datetime.fromisoformat(value["start"]) - start) / example.QUARTER)
         out[k] = (value["value"], value["quality"], tuple(value["rules"]), value["method"], value["readings"])
     return out
+
+
+async def test_the_consumption_api_refuses_what_it_cannot_answer(api) -> None:
+    headers = api.token("utility", meters=[METER])
+    path = f"/v1/meters/{METER}/consumption"
+    cases = [({"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T00:00:00Z", "interval": "month"}, "years"),
+             ({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "after"),
+             ({"from": "2026-01-01T00:00:00Z", "to": "2027-01-01T00:00:00Z", "interval": "15min"}, "more than"),
+             ({"from": "2026-01-01T00:00:00", "to": "2026-01-02T00:00:00Z"}, "timezone"),
+             ({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "interval": "week"}, "15min"),
+             ({"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}, "fewer than 20 readings")]
+    for params, reason in cases:
+        response = await api.client.get(path, headers=headers, params=params)
+        assert response.status_code == 422 and reason in response.text, (params, response.text)
+    assert (await api.client.get(path, params=cases[-1][0])).status_code == 401
