@@ -166,12 +166,13 @@ def asyncapi() -> dict[str, Any]:
         "concentrator/{cid}/smartMeterMessage/{meter}/meterReading": _channel(
             "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...)",
             params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
-            subscriber="ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+); fanout ($share/fanout/...)",
+            subscriber=("ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+); fanout ($share/fanout/...); "
+                        "processing ($share/processing/...)"),
             bindings=qos1),
         "concentrator/{cid}/smartMeterMessage/{meter}/historicalMeterReading": _channel(
             "Readings recovered from the meter's load profile after an outage (historical: true)",
-            params={**cid, **meter}, publisher="concentrator", message="MeterReadings", subscriber="ingest",
-            bindings=qos1),
+            params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
+            subscriber="ingest; processing (replaces its estimates with these)", bindings=qos1),
         "concentrator/{cid}/ack": _channel(
             "End-to-end confirmation: these outbox sequence numbers are stored; the concentrator may delete them",
             params=cid, publisher="ingest, events", message="DeliveryAck",
