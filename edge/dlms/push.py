@@ -9,6 +9,12 @@ A meter pushes two kinds of APDU, on TCP (WRAPPER) or a serial line (HDLC):
 - an **event notification** (tag 0xC2): one attribute of one object (class, OBIS, attribute) and
   its value, with no device name; the listener tells the meter by its link.
 
+Either may come ciphered, as a meter with HLS security sends it: a **general-glo-ciphering** APDU
+(tag 0xDB) carrying the meter's system title and, authenticated and encrypted with its global
+keys (AES-128-GCM, security suite 0, security control 0x30), the notification:
+:func:`sealed` reads its parts, :func:`unseal` checks its tag with a meter's keys and returns the
+plain notification.
+
 Values become :class:`~broker.schemas.DeviceEvent`s by :func:`notification_events`: event codes
 (power failure and restore, cover opened, disconnector switched) and alarm register bits
 (fraud attempt is a tamper; the others are meter alarms).
@@ -19,6 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from edge.dlms import gurux_fixes
 
@@ -67,6 +76,10 @@ TAMPER_ALARM_BITS = frozenset({"FRAUD_ATTEMPT"})
 
 DATA_NOTIFICATION = 0x0F
 EVENT_NOTIFICATION = 0xC2
+GENERAL_GLO_CIPHERING = 0xDB
+# Security control: authenticated and encrypted, security suite 0 (AES-128-GCM, 12-byte tag).
+AUTHENTICATED_ENCRYPTED = 0x30
+GCM_TAG_BYTES = 12
 _WRAPPER_HEADER = 8
 _HDLC_FLAG = 0x7E
 _LLC = (b"\xe6\xe7\x00", b"\xe6\xe6\x00")
@@ -89,8 +102,20 @@ class Notification:
     hdlc_address: int | None = None
 
 
-def decode_frame(frame: bytes, *, hdlc: bool) -> Notification:
-    """Decode one complete WRAPPER or HDLC frame holding a data or event notification."""
+@dataclass(frozen=True)
+class Sealed:
+    """A general-glo-ciphering APDU's parts: whose (system title), how (security control), which
+    (the sender's invocation counter), and the ciphertext with its authentication tag."""
+
+    system_title: bytes
+    security_control: int
+    invocation_counter: int
+    ciphertext: bytes
+    tag: bytes
+
+
+def frame_apdu(frame: bytes, *, hdlc: bool) -> tuple[bytes, int | None]:
+    """The APDU of one complete WRAPPER or HDLC frame, and the HDLC source address (None on TCP)."""
     address = None
     if hdlc:
         apdu, address = _hdlc_apdu(frame)
@@ -100,6 +125,64 @@ def decode_frame(frame: bytes, *, hdlc: bool) -> Notification:
         apdu = frame[_WRAPPER_HEADER:]
     if not apdu:
         raise PushError("empty APDU")
+    return apdu, address
+
+
+def sealed(apdu: bytes) -> Sealed | None:
+    """The parts of a general-glo-ciphering APDU, None for a plain one; PushError if malformed."""
+    if apdu[0] != GENERAL_GLO_CIPHERING:
+        return None
+    if len(apdu) < 2 or apdu[1] != 8 or len(apdu) < 10:
+        raise PushError("general-glo-ciphering without an 8-byte system title")
+    title = apdu[2:10]
+    length, pos = _axdr_length(apdu, 10)
+    content = apdu[pos:pos + length]
+    if len(content) != length or length < 5 + GCM_TAG_BYTES:
+        raise PushError(f"general-glo-ciphering content of {len(content)} bytes, announced {length}")
+    return Sealed(system_title=bytes(title), security_control=content[0],
+                  invocation_counter=int.from_bytes(content[1:5], "big"),
+                  ciphertext=bytes(content[5:-GCM_TAG_BYTES]), tag=bytes(content[-GCM_TAG_BYTES:]))
+
+
+def unseal(parts: Sealed, *, block_cipher_key: bytes, authentication_key: bytes) -> bytes:
+    """The plain APDU inside ``parts``, its tag checked with these keys; PushError if it does not hold."""
+    if parts.security_control != AUTHENTICATED_ENCRYPTED:
+        raise PushError(f"security control 0x{parts.security_control:02X} is not authenticated encryption "
+                        f"with suite 0 (0x{AUTHENTICATED_ENCRYPTED:02X})")
+    nonce = parts.system_title + parts.invocation_counter.to_bytes(4, "big")
+    decryptor = Cipher(algorithms.AES(block_cipher_key),
+                       modes.GCM(nonce, parts.tag, min_tag_length=GCM_TAG_BYTES)).decryptor()
+    decryptor.authenticate_additional_data(bytes([parts.security_control]) + authentication_key)
+    try:
+        plain = decryptor.update(parts.ciphertext) + decryptor.finalize()
+    except InvalidTag:
+        raise PushError("the authentication tag does not hold for these keys") from None
+    if not plain:
+        raise PushError("empty ciphered APDU")
+    return plain
+
+
+def _axdr_length(data: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(data):
+        raise PushError("APDU cut short before a length")
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    size = first & 0x7F
+    if not 1 <= size <= 2 or pos + 1 + size > len(data):
+        raise PushError("malformed A-XDR length")
+    return int.from_bytes(data[pos + 1:pos + 1 + size], "big"), pos + 1 + size
+
+
+def decode_frame(frame: bytes, *, hdlc: bool) -> Notification:
+    """Decode one complete WRAPPER or HDLC frame holding a plain data or event notification."""
+    return decode_apdu(*frame_apdu(frame, hdlc=hdlc))
+
+
+def decode_apdu(apdu: bytes, address: int | None = None) -> Notification:
+    """Decode a plain data or event notification APDU (``address``: the HDLC source, if any)."""
+    if apdu[0] == GENERAL_GLO_CIPHERING:
+        raise PushError("a ciphered notification: it needs its meter's keys (unseal)")
     if apdu[0] == DATA_NOTIFICATION:
         return _data_notification(apdu, address)
     if apdu[0] == EVENT_NOTIFICATION:

@@ -10,6 +10,12 @@ configured meter's ``device_name`` (default: its ``meter_id``). An event notific
 none; it belongs to the one configured meter at the connection's peer address (TCP) or with its
 HDLC address (serial), and is dropped with a warning if that is not exactly one meter.
 
+A ciphered push (general-glo-ciphering, from a meter with HLS security) is opened with the global
+keys of the meters that could have sent it (those at the connection's address, or on the line):
+the one whose keys make its authentication tag hold sent it, and that meter's system title is
+remembered so later pushes go straight to its keys. Its invocation counter must rise: a push
+whose counter is not above the last one accepted from that meter is a replay, dropped.
+
 DLMS pushes are not TLS: the listener binds to ``[push] host`` (loopback unless set), and a TCP
 connection from an address that is no configured meter's is closed unread.
 """
@@ -30,7 +36,7 @@ from broker.backoff import Backoff
 from broker.schemas import DeviceEvent
 from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.links import FramingError, open_serial, read_hdlc_frame, read_wrapper_frame
-from edge.dlms.push import Notification, PushError, decode_frame, notification_events
+from edge.dlms.push import Notification, PushError, Sealed, decode_apdu, frame_apdu, notification_events, sealed, unseal
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ class PushStats:
     refused_connections: int = 0
     undecodable: int = 0
     unknown_meter: int = 0
+    replayed: int = 0
 
 
 class PushListener:
@@ -68,6 +75,9 @@ class PushListener:
         self._clock = clock
         self._server: asyncio.Server | None = None
         self._peers: dict[str, list[str]] = {}
+        self._configs = {m.meter_id: m for m in self._meters}
+        self._by_title: dict[bytes, str] = {}  # system title -> meter, learnt from pushes opened
+        self._counters: dict[str, int] = {}  # meter -> the last invocation counter accepted
         self.stats = PushStats()
         # Set once every listener is open (tests and the demo wait on it).
         self.listening = asyncio.Event()
@@ -187,20 +197,56 @@ class PushListener:
 
     def _received(self, frame: bytes, *, hdlc: bool, peer_meters: list[str]) -> None:
         self.stats.frames += 1
+        opened_by: str | None = None
         try:
-            notification = decode_frame(frame, hdlc=hdlc)
+            apdu, address = frame_apdu(frame, hdlc=hdlc)
+            parts = sealed(apdu)
+            if parts is not None:
+                apdu, opened_by = self._unseal(parts, candidates=peer_meters)
+            notification = decode_apdu(apdu, address)
         except PushError as exc:
             self.stats.undecodable += 1
             log.warning("push listener: frame dropped, %s: %s", exc, frame[:_LOGGED_BYTES].hex())
             return
-        meter_id = self._meter_of(notification, hdlc=hdlc, candidates=peer_meters)
+        if opened_by is not None and parts is not None:
+            last = self._counters.get(opened_by)
+            if last is not None and parts.invocation_counter <= last:
+                self.stats.replayed += 1
+                log.warning("push of meter %s replays invocation counter %d (last %d); dropped", opened_by,
+                            parts.invocation_counter, last)
+                return
+            self._counters[opened_by] = parts.invocation_counter
+        meter_id = self._meter_of(notification, hdlc=hdlc, candidates=[opened_by] if opened_by else peer_meters)
         if meter_id is None:
             self.stats.unknown_meter += 1
+            return
+        if opened_by is not None and meter_id != opened_by:
+            self.stats.unknown_meter += 1
+            log.warning("push opened with meter %s's keys names device %r (meter %s); dropped", opened_by,
+                        notification.device_name, meter_id)
             return
         events = notification_events(notification, meter_id, received_at=self._clock())
         if events:
             self.stats.events += len(events)
             self._sink(events)
+
+    def _unseal(self, parts: Sealed, *, candidates: list[str]) -> tuple[bytes, str]:
+        """The plain APDU and the meter whose keys opened it; PushError if none of theirs does."""
+        known = self._by_title.get(parts.system_title)
+        order = ([known] if known in candidates else []) + [m for m in candidates if m != known]
+        for meter_id in order:
+            config = self._configs[meter_id]
+            if config.block_cipher_key is None or config.authentication_key is None:
+                continue
+            try:
+                plain = unseal(parts, block_cipher_key=config.key_bytes("block_cipher_key"),
+                               authentication_key=config.key_bytes("authentication_key"))
+            except PushError:
+                continue
+            self._by_title[parts.system_title] = meter_id
+            return plain, meter_id
+        raise PushError(f"ciphered push from system title {parts.system_title.hex()}: no key of the "
+                        f"{len(candidates)} meter(s) that could have sent it opens it")
 
     def _meter_of(self, notification: Notification, *, hdlc: bool, candidates: list[str]) -> str | None:
         if notification.device_name is not None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from edge.dlms import gurux_fixes
@@ -23,10 +24,12 @@ gurux_fixes.apply()
 
 from gurux_dlms.enums.DataType import DataType  # noqa: E402
 from gurux_dlms.enums.InterfaceType import InterfaceType  # noqa: E402
+from gurux_dlms.enums.Security import Security  # noqa: E402
 from gurux_dlms.GXDLMSNotify import GXDLMSNotify  # noqa: E402
 from gurux_dlms.objects.GXDLMSCaptureObject import GXDLMSCaptureObject  # noqa: E402
 from gurux_dlms.objects.GXDLMSData import GXDLMSData  # noqa: E402
 from gurux_dlms.objects.GXDLMSPushSetup import GXDLMSPushSetup  # noqa: E402
+from gurux_dlms.secure.GXDLMSSecureNotify import GXDLMSSecureNotify  # noqa: E402
 
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_CODE_OBIS, alarm_bit  # noqa: E402
 from edge.dlms.cosem_objects import DEVICE_NAME_OBIS  # noqa: E402
@@ -68,12 +71,24 @@ def push_setup_objects(model: MeterModel) -> list[ModelPushSetup]:
             ModelPushSetup(model, EVENT_PUSH_OBIS, (DEVICE_NAME_OBIS, STANDARD_EVENT_CODE_OBIS))]
 
 
+@dataclass(frozen=True, repr=False)
+class PushCipher:
+    """A meter's global keys and system title: its pushes go general-glo-ciphered with them."""
+
+    system_title: bytes
+    block_cipher_key: bytes
+    authentication_key: bytes
+
+
 class MeterPusher:
-    """Sends the simulated meter's pushes; ``close()`` waits for the ones under way."""
+    """Sends the simulated meter's pushes; ``close()`` waits for the ones under way. With a
+    ``cipher`` (a meter with HLS security) each push is authenticated and encrypted under the
+    meter's own invocation counter, which rises with every push."""
 
     def __init__(self, *, model: MeterModel, client_address: int = 1, server_address: int = 1,
-                 retries: int = 3, retry_delay: float = 0.5) -> None:
+                 retries: int = 3, retry_delay: float = 0.5, cipher: PushCipher | None = None) -> None:
         self.model = model
+        self.cipher = cipher
         self.client_address = client_address
         self.server_address = server_address
         self.retries = retries
@@ -124,8 +139,17 @@ class MeterPusher:
 
     def frames(self, push_obis: str, value: int, data_type: DataType, *, hdlc: bool) -> list[bytes]:
         """The frames of one data notification from ``push_obis`` carrying ``value``."""
-        notify = GXDLMSNotify(True, self.client_address, self.server_address,
-                              InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER)
+        interface = InterfaceType.HDLC if hdlc else InterfaceType.WRAPPER
+        if self.cipher is None:
+            notify = GXDLMSNotify(True, self.client_address, self.server_address, interface)
+        else:
+            notify = GXDLMSSecureNotify(True, self.client_address, self.server_address, interface)
+            ciphering = notify.ciphering
+            ciphering.security = Security.AUTHENTICATION_ENCRYPTION
+            ciphering.systemTitle = bytearray(self.cipher.system_title)
+            ciphering.blockCipherKey = bytearray(self.cipher.block_cipher_key)
+            ciphering.authenticationKey = bytearray(self.cipher.authentication_key)
+            ciphering.invocationCounter = self.model.invocation_counter
         layout = {ALARM_PUSH_OBIS: ALARM_REGISTER_OBIS, EVENT_PUSH_OBIS: STANDARD_EVENT_CODE_OBIS}[push_obis]
         setup = GXDLMSPushSetup(push_obis)
         name = GXDLMSData(DEVICE_NAME_OBIS)
@@ -136,7 +160,11 @@ class MeterPusher:
         data.setDataType(2, data_type)
         setup.pushObjectList = [(setup, GXDLMSCaptureObject(1, 0)), (name, GXDLMSCaptureObject(2, 0)),
                                 (data, GXDLMSCaptureObject(2, 0))]
-        return [bytes(frame) for frame in notify.generatePushSetupMessages(self.model.meter_now(), setup)]
+        frames = [bytes(frame) for frame in notify.generatePushSetupMessages(self.model.meter_now(), setup)]
+        if self.cipher is not None:  # a counter is never used twice with one key
+            self.model.invocation_counter = max(self.model.invocation_counter + 1,
+                                                notify.ciphering.invocationCounter)
+        return frames
 
     async def push(self, push_obis: str, value: int, data_type: DataType) -> None:
         destination = self.model.push_destination

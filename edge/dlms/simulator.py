@@ -18,9 +18,10 @@ from datetime import datetime
 
 from devices.profiles import load_profile
 from devices.profiles.power_quality import PowerQualitySpec
+from edge.dlms.config import SecurityMode
 from edge.dlms.cosem_server import CosemServer, InvocationGuard, ServerSecurity
 from edge.dlms.meter_model import MeterModel
-from edge.dlms.sim_push import MeterPusher
+from edge.dlms.sim_push import MeterPusher, PushCipher
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,12 @@ class DlmsMeterSimulator:
         self.name = name
         self.guard = InvocationGuard()
         # Data notifications to the model's push destination (power, tamper, disconnector, alarms).
+        # A meter with HLS security pushes ciphered with its global keys.
+        cipher = (PushCipher(system_title=self.security.system_title, block_cipher_key=self.security.block_cipher_key,
+                             authentication_key=self.security.authentication_key)
+                  if self.security.mode is SecurityMode.HLS_GMAC else None)
         self.pusher = MeterPusher(model=self.model, client_address=self.security.client_address,
-                                  server_address=self.security.server_address)
+                                  server_address=self.security.server_address, cipher=cipher)
         # When True, requests are read but never answered (a hung meter).
         self.unresponsive = False
         self._requested_port = port

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator
@@ -16,16 +17,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from broker.schemas import DeviceEvent, DeviceEventType
 from edge.dlms import DlmsMeterAdapter, DlmsMeterSimulator, MeterModel
 from edge.dlms.alarms import STANDARD_EVENT_CODE_OBIS, alarm_bit
-from edge.dlms.push import PushError, decode_frame, notification_events
+from edge.dlms.config import SecurityMode
+from edge.dlms.push import PushError, decode_apdu, decode_frame, frame_apdu, notification_events, sealed, unseal
 from edge.dlms.push_listener import PushListener
-from edge.dlms.sim_push import MeterPusher
+from edge.dlms.sim_push import MeterPusher, PushCipher
 from edge.events import DeviceEvents
 from edge.outbox import Outbox
-from tests.edge.dlms.conftest import ManualClock, make_config
+from tests.edge.dlms.conftest import AUTH_KEY, BLOCK_KEY, SERVER_TITLE, ManualClock, make_config
 from tests.fixtures.waiting import wait_for
 
 METER = "meter-0042"
@@ -208,3 +211,84 @@ async def test_a_busy_push_port_is_retried_and_metering_is_not_stopped(events_bo
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+# --- ciphered pushes (general-glo-ciphering, a meter with HLS security) -------------------------
+
+def _cipher() -> PushCipher:
+    return PushCipher(system_title=SERVER_TITLE, block_cipher_key=BLOCK_KEY, authentication_key=AUTH_KEY)
+
+
+@pytest.mark.parametrize("hdlc", [False, True])
+def test_a_ciphered_push_opens_with_the_meters_keys_only(model: MeterModel, hdlc: bool) -> None:
+    from gurux_dlms.enums.DataType import DataType
+
+    pusher = MeterPusher(model=model, cipher=_cipher())
+    before = model.invocation_counter
+    [frame] = pusher.frames("0.1.25.9.0.255", 1, DataType.UINT8, hdlc=hdlc)
+    assert model.invocation_counter > before  # never the same counter twice under one key
+    apdu, address = frame_apdu(frame, hdlc=hdlc)
+    parts = sealed(apdu)
+    assert parts is not None and parts.system_title == SERVER_TITLE and parts.invocation_counter == before
+    with pytest.raises(PushError, match="needs its meter's keys"):
+        decode_apdu(apdu, address)
+    notification = decode_apdu(unseal(parts, block_cipher_key=BLOCK_KEY, authentication_key=AUTH_KEY), address)
+    assert notification.device_name == model.serial and notification.values[STANDARD_EVENT_CODE_OBIS] == 1
+    for block, auth in ((bytes(16), AUTH_KEY), (BLOCK_KEY, bytes(16))):
+        with pytest.raises(PushError, match="tag does not hold"):
+            unseal(parts, block_cipher_key=block, authentication_key=auth)
+    tampered = dataclasses.replace(parts, ciphertext=bytes([parts.ciphertext[0] ^ 1]) + parts.ciphertext[1:])
+    with pytest.raises(PushError, match="tag does not hold"):
+        unseal(tampered, block_cipher_key=BLOCK_KEY, authentication_key=AUTH_KEY)
+    with pytest.raises(PushError, match="security control"):
+        unseal(dataclasses.replace(parts, security_control=0x10), block_cipher_key=BLOCK_KEY,
+               authentication_key=AUTH_KEY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_bad_ciphered_apdus_raise_push_error_only(data: bytes) -> None:
+    with contextlib.suppress(PushError):
+        parts = sealed(b"\xdb" + data)
+        assert parts is not None
+        unseal(parts, block_cipher_key=BLOCK_KEY, authentication_key=AUTH_KEY)
+
+
+async def test_an_hls_meter_pushes_ciphered_and_the_listener_opens_it(
+        hls_meter: DlmsMeterSimulator, events_box, clock: ManualClock) -> None:
+    outbox, events = events_box
+    config = make_config(hls_meter, device_name=hls_meter.model.serial)
+    assert config.security is SecurityMode.HLS_GMAC
+    # A second meter at the same address with other keys: the listener finds whose keys open it.
+    other = make_config(hls_meter, meter_id="meter-other", device_name="OTHER",
+                        block_cipher_key=SecretStr(bytes(range(100, 116)).hex()))
+    listener = PushListener(meters=[other, config], sink=events.submit, port=0, clock=clock)
+    async with listening(listener):
+        hls_meter.model.push_destination = f"127.0.0.1:{listener.port}"
+        await hls_meter.pull_power()
+        await hls_meter.restore_power()
+        await hls_meter.pusher.open_cover()
+        await wait_for(lambda: len(outbox) >= 4, timeout=20, what="the ciphered pushes' events in the outbox")
+        # The same frames again (a replay, recorded off the wire): dropped by their counter.
+        from gurux_dlms.enums.DataType import DataType
+
+        hls_meter.model.invocation_counter -= 1
+        replay = hls_meter.pusher.frames("0.1.25.9.0.255", 1, DataType.UINT8, hdlc=False)
+        await MeterPusher._write_tcp(f"127.0.0.1:{listener.port}", replay)
+        await wait_for(lambda: listener.stats.replayed == 1, timeout=20, what="the replay dropped")
+    kinds = [e.event_type for _, e in queued(outbox)]
+    assert kinds[:2] == [DeviceEventType.POWER_FAILURE, DeviceEventType.POWER_RESTORED]
+    assert DeviceEventType.TAMPER in kinds and {e.device_id for _, e in queued(outbox)} == {METER}
+    assert listener.stats.undecodable == 0 and hls_meter.pusher.failed == 0
+
+
+async def test_a_ciphered_push_no_configured_key_opens_is_dropped(hls_meter: DlmsMeterSimulator, events_box,
+                                                                  clock: ManualClock) -> None:
+    outbox, events = events_box
+    stranger = make_config(hls_meter, block_cipher_key=SecretStr(bytes(range(100, 116)).hex()))
+    listener = PushListener(meters=[stranger], sink=events.submit, port=0, clock=clock)
+    async with listening(listener):
+        hls_meter.model.push_destination = f"127.0.0.1:{listener.port}"
+        await hls_meter.pull_power()
+        await wait_for(lambda: listener.stats.undecodable == 1, timeout=20, what="the push refused")
+    assert len(outbox) == 0

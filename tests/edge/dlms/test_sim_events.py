@@ -47,14 +47,19 @@ async def test_a_meter_process_pushes_its_scripted_occasions(events_box, tmp_pat
                                log=tmp_path / "meter.log", port=port, cwd=ROOT)
         try:
             meter.start(timeout=60)
-            await wait_for(lambda: len(outbox) >= 7, timeout=30, what="every scripted push as an event")
+            switched = {DeviceEventType.DISCONNECTOR_OPENED, DeviceEventType.DISCONNECTOR_CLOSED}
+            await wait_for(lambda: switched <= {e.event_type for _, e in queued(outbox)}, timeout=60,
+                           what="every scripted push as an event, the last ones included")
         finally:
             meter.stop()
     kinds = [e.event_type for _, e in queued(outbox)]
     assert kinds[:2] == [DeviceEventType.POWER_FAILURE, DeviceEventType.POWER_RESTORED]
-    assert kinds.count(DeviceEventType.TAMPER) == 2  # the cover opened (fraud log) and the fraud alarm bit
+    # The cover opened (fraud log) and the fraud alarm bit; the alarm push that follows carries the
+    # whole register, fraud bit still set (the same event again if within the same meter second).
+    assert kinds.count(DeviceEventType.TAMPER) in (2, 3)
     assert DeviceEventType.METER_ALARM in kinds
-    assert kinds[-2:] == [DeviceEventType.DISCONNECTOR_OPENED, DeviceEventType.DISCONNECTOR_CLOSED]
+    # The disconnector's pushes leave from the switch on their own (not awaited), each on its own connection.
+    assert sorted(kinds[-2:]) == sorted([DeviceEventType.DISCONNECTOR_OPENED, DeviceEventType.DISCONNECTOR_CLOSED])
     assert {e.device_id for _, e in queued(outbox)} == {"meter-0777"}
 
 
