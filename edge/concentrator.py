@@ -144,7 +144,8 @@ class Concentrator:
         push = config.push
         self.push = PushListener(meters=[m for m in config.meters if isinstance(m, DlmsMeter)],
                                  sink=self.events.submit, host=push.host, port=push.port,
-                                 serial_lines=push.serial, baudrate=push.baudrate, clock=clock) if push.enabled else None
+                                 serial_lines=push.serial, baudrate=push.baudrate, clock=clock,
+                                 keys_of=self.meters.push_keys) if push.enabled else None
         self.poller = self.meters.poller
         self.backfiller = Backfiller(poller=self.poller, sources=self.meters.profile_sources,
                                      periods=self.meters.profile_periods, ledger=self.ledger, submit=self.submit,

@@ -87,6 +87,15 @@ class MeterSet:
         self.periods[meter.meter_id] = spec.period_minutes * 60.0 if spec else meter.interval_s
         self.poller.add(adapter)
 
+    def push_keys(self, meter_id: str) -> list[DlmsMeterConfig]:
+        """The configs whose keys may open ``meter_id``'s ciphered pushes: its adapter's current
+        keys (a key change's once active), then a change's pending ones (the meter may have taken them)."""
+        adapter = self.dlms.get(meter_id)
+        if adapter is None:
+            return []
+        pending = adapter.pending_keys() if adapter.pending_keys is not None else None
+        return [adapter.config, *([pending] if pending is not None else [])]
+
     def _add_modbus(self, meter: ModbusMeter, register_map: RegisterMap) -> None:
         plain = ModbusMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
         adapter = ModbusAdapter(register_map=register_map, meter_id=plain.meter_id,

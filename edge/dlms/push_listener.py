@@ -64,7 +64,10 @@ class PushListener:
 
     def __init__(self, *, meters: Iterable[DlmsMeterConfig], sink: Callable[[list[DeviceEvent]], object],
                  host: str = "127.0.0.1", port: int | None = None, serial_lines: Iterable[str] = (),
-                 baudrate: int = 9600, clock: Callable[[], datetime] = _utcnow) -> None:
+                 baudrate: int = 9600, clock: Callable[[], datetime] = _utcnow,
+                 keys_of: Callable[[str], list[DlmsMeterConfig]] | None = None) -> None:
+        """``keys_of`` gives the configs whose keys may open a meter's ciphered pushes, current first
+        (a concentrator: the keys a key change left active, then pending ones); default: ``meters``'."""
         self._meters = list(meters)
         self._by_name = {(m.device_name or m.meter_id): m.meter_id for m in self._meters}
         self._sink = sink
@@ -76,6 +79,7 @@ class PushListener:
         self._server: asyncio.Server | None = None
         self._peers: dict[str, list[str]] = {}
         self._configs = {m.meter_id: m for m in self._meters}
+        self._keys_of = keys_of or (lambda meter_id: [self._configs[meter_id]])
         self._by_title: dict[bytes, str] = {}  # system title -> meter, learnt from pushes opened
         self._counters: dict[str, int] = {}  # meter -> the last invocation counter accepted
         self.stats = PushStats()
@@ -235,16 +239,16 @@ class PushListener:
         known = self._by_title.get(parts.system_title)
         order = ([known] if known in candidates else []) + [m for m in candidates if m != known]
         for meter_id in order:
-            config = self._configs[meter_id]
-            if config.block_cipher_key is None or config.authentication_key is None:
-                continue
-            try:
-                plain = unseal(parts, block_cipher_key=config.key_bytes("block_cipher_key"),
-                               authentication_key=config.key_bytes("authentication_key"))
-            except PushError:
-                continue
-            self._by_title[parts.system_title] = meter_id
-            return plain, meter_id
+            for config in self._keys_of(meter_id):
+                if config.block_cipher_key is None or config.authentication_key is None:
+                    continue
+                try:
+                    plain = unseal(parts, block_cipher_key=config.key_bytes("block_cipher_key"),
+                                   authentication_key=config.key_bytes("authentication_key"))
+                except PushError:
+                    continue
+                self._by_title[parts.system_title] = meter_id
+                return plain, meter_id
         raise PushError(f"ciphered push from system title {parts.system_title.hex()}: no key of the "
                         f"{len(candidates)} meter(s) that could have sent it opens it")
 

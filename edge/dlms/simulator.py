@@ -135,6 +135,10 @@ class DlmsMeterSimulator:
     def _take_keys(self, keys: dict[str, bytes]) -> None:
         # From the next association on; the one that transferred them ends under the old keys.
         self.security = dataclasses.replace(self.security, **keys)
+        if self.pusher.cipher is not None:  # its pushes too
+            self.pusher.cipher = PushCipher(system_title=self.security.system_title,
+                                            block_cipher_key=self.security.block_cipher_key,
+                                            authentication_key=self.security.authentication_key)
         self.key_changes += 1
         logger.info("DLMS simulator %s took new keys (%s)", self.name, ", ".join(sorted(keys)))
         if self.hang_after_key_change:

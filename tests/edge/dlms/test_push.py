@@ -292,3 +292,22 @@ async def test_a_ciphered_push_no_configured_key_opens_is_dropped(hls_meter: Dlm
         await hls_meter.pull_power()
         await wait_for(lambda: listener.stats.undecodable == 1, timeout=20, what="the push refused")
     assert len(outbox) == 0
+
+
+async def test_after_a_key_change_pushes_open_with_the_new_keys(hls_meter: DlmsMeterSimulator, events_box,
+                                                                clock: ManualClock) -> None:
+    outbox, events = events_box
+    config = make_config(hls_meter, device_name=hls_meter.model.serial)
+    new_key = bytes(range(200, 216))
+    pending = make_config(hls_meter, device_name=hls_meter.model.serial, block_cipher_key=SecretStr(new_key.hex()))
+    # As a concentrator gives them: the adapter's active keys first, then a change's pending ones.
+    listener = PushListener(meters=[config], sink=events.submit, port=0, clock=clock,
+                            keys_of=lambda _meter: [config, pending])
+    async with listening(listener):
+        hls_meter.model.push_destination = f"127.0.0.1:{listener.port}"
+        await hls_meter.pull_power()
+        hls_meter._take_keys({"block_cipher_key": new_key})  # global_key_transfer, as the meter takes it
+        await hls_meter.restore_power()
+        await wait_for(lambda: len(outbox) >= 2, timeout=20, what="both pushes, before and after the change")
+    assert [e.event_type for _, e in queued(outbox)] == [DeviceEventType.POWER_FAILURE, DeviceEventType.POWER_RESTORED]
+    assert listener.stats.undecodable == 0
