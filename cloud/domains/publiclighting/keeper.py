@@ -33,6 +33,9 @@ class LightScheduleKeeper:
         self._session = session
         self.store = store
         self._resend = resend
+        # The version each light last reported, as recorded: a status after a switch that reports
+        # it again needs no database (a fleet switching at dusk sends one per light).
+        self._recorded: dict[str, int | None] = {}
         self.resent = 0
 
     async def start(self, *, group: str = SHARE_GROUP) -> None:
@@ -50,7 +53,10 @@ class LightScheduleKeeper:
         except (topics.TopicError, ValidationError, ValueError) as exc:
             log.warning("bad light status on %s: %s; payload %r", message.topic, exc, message.payload[:200])
             return
+        if not status.birth and device in self._recorded and self._recorded[device] == status.schedule_version:
+            return
         due = await self.store.report(device, version=status.schedule_version, birth=status.birth, at=status.at)
+        self._recorded[device] = status.schedule_version
         if due is None:
             return
         try:
