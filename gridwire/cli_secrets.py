@@ -57,7 +57,11 @@ def new_key(key_id: Annotated[Optional[str], typer.Option("--id", help="The key'
     if out is None:
         typer.echo(key)
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        typer.echo(f"error: {out} exists; a sealing key is never overwritten (rotate: add a new one first)", err=True)
+        raise typer.Exit(2) from None
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     typer.echo(f"{out}: sealing key {key.split(':')[0]}")

@@ -33,6 +33,7 @@ GRIDWIRE_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if s
 # The variables compose requires (it refuses to start without them).
 SECRETS = {"GRIDWIRE_CLOUD_PASSWORD": "compose-cloud-pw", "GRIDWIRE_API_MQTT_PASSWORD": "compose-api-pw",
            "GRIDWIRE_JWT_SECRET": "compose-jwt-secret-" + "x" * 32,
+           "GRIDWIRE_SECRETS_KEY": "compose1:" + "A" * 43,
            "POSTGRES_PASSWORD": "compose-pg-pw", "GRAFANA_ADMIN_PASSWORD": "compose-grafana-pw"}
 # Services that run once and exit: the others wait for them to complete.
 ONE_SHOTS = {name for name, svc in COMPOSE["services"].items() if svc.get("restart") == "no"}

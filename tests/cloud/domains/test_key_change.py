@@ -141,3 +141,33 @@ async def test_killed_after_the_meter_took_the_keys_the_change_converges_after_r
         log = (tmp_path / "conc" / "concentrator.log").read_text()
         assert all(k.hex() not in log for k in (AUTH, BLOCK, MASTER))
         assert await store.reveal(METER, "authentication_key") not in log
+
+
+async def test_a_change_left_pending_by_a_lost_answer_is_sent_again_and_converges(
+        mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    """The meter took the keys but the platform never heard (the answer lost, the cloud restarted,
+    the request timed out): the registry still holds the change pending. Asked again, the platform
+    sends the same change; the concentrator finds the meter on its keys and confirms it."""
+    async with meter() as sim, platform(mosquitto, f"sqlite+aiosqlite:///{tmp_path / 'platform.db'}",
+                                        concentrator=False, sealing=CLOUD_RING) as stack:
+        store = DeviceSecrets(stack.registry.engine, CLOUD_RING)
+        await register_keys(store)
+        change_id, keys = await store.begin_change(METER)
+        sim.security = ServerSecurity(mode=SecurityMode.HLS_GMAC, master_key=MASTER,
+                                      block_cipher_key=bytes.fromhex(keys["block_cipher_key"]),
+                                      authentication_key=bytes.fromhex(keys["authentication_key"]))
+        config = sealed_config(tmp_path / "conc", mqtt_port=mosquitto.port, meter_port=sim.port)
+        ready = tmp_path / "conc" / "ready"
+        proc = ready_concentrator(config, ready)
+        proc.start()
+        try:
+            await wait_for(ready.exists, timeout=60, what="the concentrator to connect")
+            answer = await stack.post(f"/v1/smartmetering/devices/{METER}/keyChange")
+            note = await stack.notification(answer.json()["correlationId"], timeout=60)
+            assert note["status"] == "SUCCEEDED", note
+            assert note["result"]["changeId"] == change_id  # the same change, not a new one
+        finally:
+            proc.stop()
+        assert sim.key_changes == 0  # nothing to transfer: the meter had them
+        assert not any(s.pending for s in await store.list(METER))
+        assert await store.reveal(METER, "authentication_key") == keys["authentication_key"]
