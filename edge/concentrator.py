@@ -46,6 +46,7 @@ from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
 from edge.selfupdate.agent import self_update
+from edge.selfupdate.releases import FACTORY
 from edge.outbox import Keep, Outbox, OutboxFull
 from edge.p1.forwarding import LiveReadings, P1Forwarding, run_live
 from edge.polling import HealthTracker
@@ -283,12 +284,17 @@ class Concentrator:
 
     # --- status ---------------------------------------------------------------------------------
 
+    def software_version(self) -> str:
+        """What the status says this runs: the version an over-the-air update installed, else the package's."""
+        version = self.self_update.version
+        return f"gridwire-{version}" if version is not None and version != FACTORY else SOFTWARE_VERSION
+
     def _status(self, state: str, *, reason: str | None = None) -> ConcentratorStatus:
         online = state == "ONLINE"
         days = self.config.completeness_days
         return ConcentratorStatus(
             concentratorId=self.cid, state=state, timestamp=datetime.now(UTC), session=self._connection_number,
-            softwareVersion=SOFTWARE_VERSION,
+            softwareVersion=self.software_version(),
             meters=[*self._p1_health(), *self.poller.health()] if online else [],
             outboxBacklog=len(self.outbox) if online else None,
             outbox=self.outbox_state() if online else None,

@@ -62,7 +62,7 @@ from tests.fixtures.waiting import poll_until
 
 MODEL = "gridwire-concentrator"
 ORG = "utility"
-HEALTH_DEADLINE = 20
+HEALTH_DEADLINE = 30
 
 
 def make_tree(directory: Path, *, config: Path | None = None) -> Path:
@@ -177,6 +177,20 @@ async def appliance(tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, meter
         log.close()
 
 
+async def retained_status(mosquitto: LocalMosquitto) -> str:
+    """The software version in the concentrator's retained status."""
+    got: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def on_status(message: Message) -> None:
+        if not got.done():
+            got.set_result(json.loads(message.payload)["softwareVersion"])
+
+    async with MqttSession(client_id=f"status-{uuid.uuid4().hex[:6]}", host=mosquitto.host, port=mosquitto.port,
+                           **mosquitto.credentials("gridwire-cloud")) as session:
+        await session.subscribe(topics.concentrator_status(CID), on_status)
+        return await asyncio.wait_for(got, 10)
+
+
 async def readings_flow(confirmer: Confirmer, more: int) -> None:
     start = confirmer.readings()
     await wait_for(lambda: confirmer.readings() >= start + more, timeout=60, what=f"{more} more readings")
@@ -198,7 +212,8 @@ async def test_update_from_a_to_b_with_readings_flowing_none_lost_nor_duplicated
         version, tree = box.releases.current()
         assert (version, (tree / "VERSION.txt").read_text()) == ("2.0.0", "2.0.0")
         assert box.releases.state().phase == "committed"  # type: ignore[union-attr]
-        assert cloud.births >= 2  # B announced itself
+        assert cloud.births >= 2  # B announced itself, with its version
+        assert await retained_status(mosquitto) == "gridwire-2.0.0"
 
         # Asked again (a campaign's retry): already running it, nothing done.
         again = await cloud.run(CID, "update_firmware", update(signed), timeout=60)
