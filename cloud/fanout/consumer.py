@@ -24,10 +24,12 @@ the reading id tells repeats apart).
 from __future__ import annotations
 
 import asyncio
+import calendar
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC
 
 from pydantic import ValidationError
 
@@ -36,6 +38,9 @@ from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReading, parse_meter_
 from broker.session import Message, MqttSession, publish_properties
 from cloud.fanout.access import ReadingAccess
 from cloud.fanout.confirmations import Confirmations
+from cloud.ingest.fast_encode import ValueCheck, encode_payload
+from cloud.ingest.reading_time import UnusualTime, to_ns
+from cloud.ingest.wire_structs import decode
 from cloud.ingest.senders import KnownSenders
 from cloud.store.errors import StoreUnavailable
 from cloud.store.line_protocol import check_reading
@@ -47,6 +52,7 @@ SHARE_GROUP = "fanout"
 # maximum the held readings fill, and readings waiting for confirmations queued behind them would
 # wait for ever. One lost with a connection is made up for by looking the reading up in the store.
 CONFIRMATIONS_QOS = 0
+_MEMO_LIMIT = 4096
 # Store look-ups at once (the fallback when a confirmation went by unseen).
 _LOOKUPS = 8
 HISTORICAL_PROPERTY = "historical"
@@ -85,6 +91,10 @@ class FanoutConsumer:
         self._find = find_reading
         self._delivery = delivery
         self._checks = (check_reading, *checks)
+        # Ingest's fast path, with the same checks: a check that says how to judge one value (the
+        # catalogue's) is applied per distinct value shape; any other check needs the models.
+        rules = [getattr(check, "value_check", None) for check in checks]
+        self._value_check: ValueCheck | None = _memoised(rules) if all(r is not None for r in rules) else None
         self._senders = senders
         self._confirm_wait = confirm_wait
         self._confirm_timeout = confirm_timeout
@@ -98,7 +108,9 @@ class FanoutConsumer:
             for historical in (False, True)}
         # Each meter's newest reading time retained so far: readings are confirmed in batches and
         # published concurrently, so an older one may come last and must not replace a newer one.
-        self._retained_at: dict[str, datetime] = {}
+        self._retained_at: dict[str, int] = {}
+        self._topics: dict[str, topics.ParsedTopic] = {}  # topics repeat: parsed once (bounded)
+        self._stamps: dict[str, int] = {}  # reading times already converted (to_ns's memo)
         self.delivered = 0  # messages published to apps
         self.readings = 0  # readings republished (to one organisation or more)
         self.unreadable = 0  # readings nobody may read
@@ -131,33 +143,62 @@ class FanoutConsumer:
 
     async def handle_reading(self, message: Message) -> None:
         """Republish the message's readings once stored; then the message is acknowledged."""
-        parsed = topics.parse(message.topic)
+        parsed = self._parse(message.topic)
         assert parsed.concentrator is not None and parsed.meter is not None  # the subscription's filter
-        try:
-            readings = parse_meter_message(bytes(message.payload))
-        except ValueError as exc:
-            self._skip(message, f"not a MeterReading: {str(exc)[:200]}")
-            return
-        problem = await self._problem(parsed, readings)
-        if problem is not None:
-            self._skip(message, problem)
-            return
-        if not await self._stored(parsed.concentrator, _seq(message), readings):
-            self._skip(message, f"not confirmed stored within {self._confirm_timeout:.0f} s")
-            return
-        historical = parsed.topic == topics.ReadingTopic.HISTORICAL
-        single = len(readings) == 1
-        await asyncio.gather(*(self._republish(reading, historical=historical or reading.historical,
-                                               raw=bytes(message.payload) if single else None)
-                               for reading in readings))
-
-    async def _problem(self, parsed: topics.ParsedTopic, readings: list[MeterReading]) -> str | None:
-        """Why ingest refused these readings (its own checks, in its order), or None."""
-        assert parsed.concentrator is not None and parsed.meter is not None
+        payload = bytes(message.payload)
+        held = self._fast_path(payload, parsed)
+        if held is None:  # unusual or refused: the full validator decides, and says why
+            try:
+                readings = parse_meter_message(payload)
+            except ValueError as exc:
+                self._skip(message, f"not a MeterReading: {str(exc)[:200]}")
+                return
+            problem = self._problem(parsed, readings)
+            if problem is not None:
+                self._skip(message, problem)
+                return
+            held = [_Held.of(reading, raw=payload if len(readings) == 1 else None) for reading in readings]
         if self._senders is not None:
             problem = await self._senders.check(parsed.concentrator, parsed.meter)
             if problem is not None:
-                return problem
+                self._skip(message, problem)
+                return
+        if not await self._stored(parsed.concentrator, _seq(message), held):
+            self._skip(message, f"not confirmed stored within {self._confirm_timeout:.0f} s")
+            return
+        historical = parsed.topic == topics.ReadingTopic.HISTORICAL
+        await asyncio.gather(*(self._republish(one, historical=historical or one.historical) for one in held))
+
+    def _parse(self, topic: str) -> topics.ParsedTopic:
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            if len(self._topics) >= _MEMO_LIMIT:
+                self._topics.clear()
+            parsed = self._topics[topic] = topics.parse(topic)
+        return parsed
+
+    def _fast_path(self, payload: bytes, parsed: topics.ParsedTopic) -> list[_Held] | None:
+        """The one reading of a usual live message that ingest's own fast path accepts (the same
+        checks, without building models); None when the full validator must decide."""
+        assert parsed.concentrator is not None and parsed.meter is not None
+        if self._value_check is None or encode_payload(payload, meter=parsed.meter, concentrator_id=parsed.concentrator,
+                                                      value_check=self._value_check) is None:
+            return None
+        wire = decode(payload)
+        if wire is None or len(wire) != 1:
+            return None
+        one = wire[0]
+        if len(self._stamps) >= _MEMO_LIMIT:
+            self._stamps.clear()
+        try:
+            at = to_ns(one.readingTime, self._stamps)
+        except UnusualTime:
+            return None
+        return [_Held(meter=parsed.meter, reading_id=one.meterReadingIdentifier, at=at, historical=one.historical,
+                      raw=payload)]
+
+    def _problem(self, parsed: topics.ParsedTopic, readings: list[MeterReading]) -> str | None:
+        """Why ingest refused these readings (its own checks, in its order), or None."""
         for reading in readings:
             if reading.meter_id != parsed.meter:
                 return f"meterIndividualId {reading.meter_id!r} does not match the topic's meter {parsed.meter!r}"
@@ -166,13 +207,13 @@ class FanoutConsumer:
                     return problem
         return None
 
-    async def _stored(self, concentrator: str, seq: int | None, readings: list[MeterReading]) -> bool:
+    async def _stored(self, concentrator: str, seq: int | None, held: list[_Held]) -> bool:
         """Whether ingest stored these readings: its confirmation, or else the store itself."""
         if seq is not None and await self._confirmations.wait(concentrator, seq, timeout=self._confirm_wait):
             return True
         waited = self._confirm_wait if seq is not None else 0.0
         while True:
-            if await self._found(readings):
+            if await self._found(held):
                 return True
             if waited >= self._confirm_timeout:
                 return False
@@ -182,11 +223,11 @@ class FanoutConsumer:
                 await asyncio.sleep(self._recheck)
             waited += self._recheck
 
-    async def _found(self, readings: list[MeterReading]) -> bool:
+    async def _found(self, held: list[_Held]) -> bool:
         try:
-            for reading in readings:
+            for one in held:
                 async with self._lookups:
-                    found = await self._find(str(reading.meter_reading_identifier))
+                    found = await self._find(one.reading_id)
                 if found is None:
                     return False
         except StoreUnavailable as exc:
@@ -194,38 +235,38 @@ class FanoutConsumer:
             return False
         return True
 
-    async def _republish(self, reading: MeterReading, *, historical: bool, raw: bytes | None) -> None:
-        readers = self._access.readers(reading.meter_id)
+    async def _republish(self, held: _Held, *, historical: bool) -> None:
+        readers = self._access.readers(held.meter)
         if not readers:
             self.unreadable += 1
             return
         sends = []
-        newest = not historical and bool(self._delivery.retained) and self._newest(reading)
+        newest = not historical and bool(self._delivery.retained) and self._newest(held)
         for org in readers:
-            payload = self._payload(org, reading, historical=historical, raw=raw)
+            payload = self._payload(org, held, historical=historical)
             if payload is None:
                 continue
             # A recovered reading is older than the live one a retained value stands for.
             retain = newest and self._delivery.retains(org)
-            sends.append(self._session.publish(topics.app_reading(org, reading.meter_id), payload, qos=1,
+            sends.append(self._session.publish(topics.app_reading(org, held.meter), payload, qos=1,
                                                retain=retain, properties=self._properties[historical]))
         await asyncio.gather(*sends)
         self.delivered += len(sends)
         self.readings += 1
 
-    def _newest(self, reading: MeterReading) -> bool:
-        """Whether ``reading`` is its meter's newest so far (and remember it)."""
-        meter, at = reading.meter_id, reading.reading_time
-        latest = self._retained_at.get(meter)
-        if latest is not None and at < latest:
+    def _newest(self, held: _Held) -> bool:
+        """Whether ``held`` is its meter's newest reading so far (and remember it)."""
+        latest = self._retained_at.get(held.meter)
+        if latest is not None and held.at < latest:
             return False
-        self._retained_at[meter] = at
+        self._retained_at[held.meter] = held.at
         return True
 
-    def _payload(self, org: str, reading: MeterReading, *, historical: bool, raw: bytes | None) -> bytes | None:
+    def _payload(self, org: str, held: _Held, *, historical: bool) -> bytes | None:
         wanted = self._delivery.properties.get(org)
-        if wanted is None and raw is not None and historical == reading.historical:
-            return raw  # the reading as the meter sent it (one reading per message: the live shape)
+        if wanted is None and held.raw is not None and historical == held.historical:
+            return held.raw  # the reading as the meter sent it (one reading per message: the live shape)
+        reading = held.reading()
         update: dict[str, object] = {"historical": historical}
         if wanted is not None:
             values = [v for v in reading.property_values if v.property_id in wanted]
@@ -237,6 +278,40 @@ class FanoutConsumer:
     def _skip(self, message: Message, reason: str) -> None:
         self.skipped += 1
         log.info("%s: not republishing %s: %s", self.name, message.topic, reason)
+
+
+def _memoised(rules: list[ValueCheck | None]) -> ValueCheck:
+    """Every rule as one ValueCheck, each distinct value shape judged once."""
+    @functools.lru_cache(maxsize=_MEMO_LIMIT)
+    def check(pid: str, unit: str | None, is_text: bool, meter_class: str | None) -> bool:
+        return all(rule(pid, unit, is_text, meter_class) for rule in rules if rule is not None)
+
+    return check
+
+
+@dataclass(slots=True)
+class _Held:
+    """A reading held until it is stored: what republishing it needs, its model built only if needed."""
+
+    meter: str
+    reading_id: str
+    at: int  # reading time, ns since the epoch
+    historical: bool
+    raw: bytes | None  # the reading's own JSON, when it was the whole message
+    model: MeterReading | None = None
+
+    @classmethod
+    def of(cls, reading: MeterReading, *, raw: bytes | None) -> _Held:
+        at = reading.reading_time.astimezone(UTC)
+        return cls(meter=reading.meter_id, reading_id=str(reading.meter_reading_identifier),
+                   at=calendar.timegm(at.timetuple()) * 10**9 + at.microsecond * 1000,
+                   historical=reading.historical, raw=raw, model=reading)
+
+    def reading(self) -> MeterReading:
+        if self.model is None:
+            assert self.raw is not None
+            self.model = MeterReading.model_validate_json(self.raw)
+        return self.model
 
 
 def _seq(message: Message) -> int | None:

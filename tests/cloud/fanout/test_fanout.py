@@ -99,11 +99,16 @@ class Rig:
     concentrator: MqttSession
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
-    async def send(self, meter: str, index: int, *, historical: bool = False) -> str:
+    async def send(self, meter: str, index: int, *, historical: bool = False, property_id: str | None = None) -> str:
         """One reading per message (the live shape), as a concentrator forwards it; its id."""
         one = reading(meter, index)
         if historical:
             one = one.model_copy(update={"historical": True})
+        if property_id is not None:
+            value = one.property_values[0]
+            renamed = value.model_copy(update={"operational_property": value.operational_property.model_copy(
+                update={"property_id": property_id})})
+            one = one.model_copy(update={"property_values": [renamed]})
         kind = topics.ReadingTopic.HISTORICAL if historical else topics.ReadingTopic.METER_READING
         await self.concentrator.publish(topics.concentrator_meter_message("conc-1", meter, kind),
                                         one.model_dump_json(by_alias=True, exclude_none=True).encode(), qos=1,
@@ -164,6 +169,8 @@ async def test_each_organisation_receives_the_readings_of_its_meters_once_stored
             with pytest.raises(NegativeAckError) as refused:
                 await apps[ORG_A].session.subscribe(forbidden, apps[ORG_A].on_message)
             assert refused.value.reason_code == 0x87, forbidden
+        # A reading ingest dead-letters (a property the OMDP catalogue does not know) is not republished.
+        refused = await rig.send("m1", 50, property_id="NOT_IN_THE_CATALOGUE")
         sent = {meter: [await rig.send(meter, i) for i in range(3)] for meter in ("m1", "m2", "m3")}
         recovered = await rig.send("m1", 100, historical=True)
         await wait_for(lambda: len(apps[ORG_A].received) == 7 and len(apps[ORG_B].received) == 3, timeout=60,
@@ -173,6 +180,7 @@ async def test_each_organisation_receives_the_readings_of_its_meters_once_stored
         assert sorted(a.ids("m1")) == sorted([*sent["m1"], recovered]) and sorted(a.ids("m2")) == sorted(sent["m2"])
         assert sorted(b.ids("m2")) == sorted(sent["m2"]) and b.ids("m1") == [] and b.ids("m3") == [] == a.ids("m3")
         assert all(stored_when_received), "a reading reached an app before it was stored"
+        assert refused not in a.ids() and rig.fanout.log_count("not in the OMDP catalogue") == 1
         # The payload is the OMDP MeterReading; a recovered one says so, in the payload and a property.
         historical = {body["meterReadingIdentifier"]: (body["historical"], props.get("historical"))
                       for _t, body, props, _r in a.received}
