@@ -53,8 +53,9 @@ class LightScheduleKeeper:
         except (topics.TopicError, ValidationError, ValueError) as exc:
             log.warning("bad light status on %s: %s; payload %r", message.topic, exc, message.payload[:200])
             return
-        if not status.birth and device in self._recorded and self._recorded[device] == status.schedule_version:
-            return
+        version = status.schedule_version
+        if not status.birth and (version is None or self._recorded.get(device) == version):
+            return  # only a birth sends again; a light keeping no schedule has nothing to record
         due = await self.store.report(device, version=status.schedule_version, birth=status.birth, at=status.at)
         self._recorded[device] = status.schedule_version
         if due is None:
