@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from cloud.api.deps import Clock
 from cloud.api.errors import install_error_table
 from cloud.api.guards import install_guards
+from cloud.api.openapi import install_openapi
 from cloud.api.routes import OMDP_ROUTERS
 from cloud.auth import MeterAccess, meters_from_claims, secret_problem
 from cloud.catalogue import Catalogue, default_catalogue
@@ -69,6 +70,7 @@ def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter
 
     install_error_table(app)
     install_guards(app, limit=settings.max_body_bytes)
+    install_openapi(app)
     for router in (*OMDP_ROUTERS, *extra_routers):
         app.include_router(router)
     return app

@@ -15,12 +15,14 @@ them to the route. Two seams for authentication:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BeforeValidator
 
 from broker.session import MqttSession
 from cloud.accounts.service import AccountService
@@ -50,11 +52,26 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("give a date-time as RFC 3339 text with its offset (2026-03-01T00:00:00Z), not a number")
+    return value
+
+
+# A date-time in a query string: RFC 3339 text with its offset, as the OpenAPI document says
+# (pydantic alone would take a number as seconds since 1970, or a time without a zone).
+QueryDatetime = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+
 # The deepest page number or row offset a route takes: past it no answer has rows, and the
 # offset a page makes must fit the databases' 64-bit integers (SQLite, PostgreSQL, InfluxQL).
 MAX_OFFSET = 1_000_000_000
 
-_bearer = HTTPBearer(auto_error=False, description="OAuth2 bearer token (HS256 JWT naming the organisation)")
+_bearer = HTTPBearer(auto_error=False, description=(
+    "Bearer token: an organisation's API key, an HS256 JWT signed with the platform's secret, or a token of the "
+    "configured OIDC issuer (RS256/ES256); what it may do is the registry's answer for its organisation"))
 
 
 # --- settings, time-series store, clock, OMDP catalogue -----------------------------------------------------------
@@ -186,8 +203,9 @@ CampaignsDep = Annotated[CampaignService, Depends(get_campaigns)]
 # --- the caller of the registry-backed routes: its organisation, as registered ----------------------
 
 
-async def current_org() -> str:
-    """The calling organisation's identification. Override this with real authentication."""
+async def current_org(_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The calling organisation's identification. Override this with real authentication (the
+    bearer scheme named here declares it in the OpenAPI document of every route that uses it)."""
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "no authentication configured",
                         headers={"WWW-Authenticate": "Bearer"})
 

@@ -4,7 +4,7 @@ input are told.
 - :class:`BodyGuard` (ASGI middleware) reads the body first: one larger than the API accepts
   is refused with 413 and the limit, before any route or parser holds it; a JSON body holding
   ``NaN`` or ``Infinity`` (Python's parser takes them, JSON has no such numbers) is refused with
-  422, so no route stores or echoes one.
+  422, so no route stores or echoes one; so is a JSON body that is not UTF-8.
 - :func:`validation_refused` answers a request that does not match its schema with 422 and
   each problem's place and reason; the offending input is echoed only when it is short, and
   never as a number JSON cannot carry.
@@ -79,6 +79,9 @@ class BodyGuard:
             await _drain(receive, DRAIN_BYTES)
             await _refuse(scope, send, TOO_LARGE, _too_large(limit))
             return
+        if _is_json(scope) and not _utf8(body):
+            await _refuse(scope, send, UNPROCESSABLE, "the JSON body is not UTF-8 text (RFC 8259)")
+            return
         if _is_json(scope) and any(word in body for word in NON_FINITE) and _has_non_finite(body):
             await _refuse(scope, send, UNPROCESSABLE,
                           "the JSON body holds NaN or Infinity, which JSON does not allow (RFC 8259): send a finite "
@@ -142,6 +145,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()  # after the body: disconnects, as the app expects
 
     return replayed
+
+
+def _utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _has_non_finite(body: bytes) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, StrictBool, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from cloud.registry.enums import DeviceType, LifecycleState, PayloadFormat, PlatformRole, Protocol
@@ -160,7 +160,7 @@ class OrganisationCreate(_Schema):
 
     identification: Identification
     name: str = Field(min_length=1, max_length=255)
-    enabled: bool = True
+    enabled: StrictBool = True
     role: PlatformRole = PlatformRole.USER
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = Field(default=None, min_length=16, max_length=255)
@@ -170,7 +170,7 @@ class OrganisationUpdate(_Schema):
     """A change to an organisation: only the fields given are changed."""
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     role: PlatformRole | None = None
     webhook_url: AnyHttpUrl | None = None
     webhook_secret: SecretStr | None = Field(default=None, min_length=16, max_length=255)

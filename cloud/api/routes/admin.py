@@ -36,8 +36,14 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 # --- admin: organisations -------------------------------------------------------------------
 
 
+# The organisation made is found by its identification (an OpenAPI link, for clients and test tools).
+_MADE = {"links": {"GetOrganisation": {
+    "operationId": "get_organisation_v1_admin_organisations__organisation__get",
+    "parameters": {"organisation": "$response.body#/identification"}}}}
+
+
 @router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=OrganisationPublic,
-             responses={**REFUSALS, 409: {"description": "Identification taken"}})
+             responses={**REFUSALS, 201: _MADE, 409: {"description": "Identification taken"}})
 async def add_organisation(spec: OrganisationCreate, registry: RegistryDep, _admin: Admin) -> OrganisationPublic:
     """Add an organisation."""
     return await registry.add_organisation(spec)

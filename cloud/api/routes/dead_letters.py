@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from broker.schemas import DeadLetter
-from cloud.api.deps import MAX_OFFSET, PrincipalDep
+from cloud.api.deps import MAX_OFFSET, PrincipalDep, QueryDatetime
 from cloud.deadletters import DeadLetterStore
 
 router = APIRouter(prefix="/v1", tags=["dead letters"])
@@ -33,7 +33,7 @@ class DeadLetterPage(BaseModel):
                        503: {"description": "no dead-letter store is configured"}})
 async def list_dead_letters(
         request: Request, who: PrincipalDep,
-        since: Annotated[AwareDatetime | None, Query(description="received at or after (with timezone)")] = None,
+        since: Annotated[QueryDatetime | None, Query(description="received at or after (with timezone)")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> DeadLetterPage:
     """Dead letters received since ``since``, oldest first, paged by ``limit`` and ``offset``."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from broker.errors import Invalid, NotFound
-from cloud.api.deps import MAX_OFFSET, Caller, RegistryDep, require
+from cloud.api.deps import MAX_OFFSET, Caller, QueryDatetime, RegistryDep, require
 from cloud.events import EventStore
 from cloud.monitoring.events import EventType, MonitoringEvent
 from cloud.registry import DeviceFunction, PlatformRole
@@ -38,8 +38,9 @@ class SubscriptionChannels(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
-    mqtt: bool = Field(default=True, description="publish on app/{org}/monitoring/{eventType}")
-    webhook: bool = Field(default=False, description="POST to the organisation's webhook (signed, at least once)")
+    # Strict: a flag is true or false, not 0, 1 or "yes".
+    mqtt: StrictBool = Field(default=True, description="publish on app/{org}/monitoring/{eventType}")
+    webhook: StrictBool = Field(default=False, description="POST to the organisation's webhook (signed, at least once)")
 
 
 class SubscriptionPublic(SubscriptionChannels):
@@ -55,9 +56,9 @@ def _store(registry: RegistryDep) -> EventStore:
 async def event_history(registry: RegistryDep, who: Caller,
                         device_id: Annotated[str | None, Query(alias="deviceId", min_length=1)] = None,
                         event_type: Annotated[list[EventType] | None, Query(alias="eventType")] = None,
-                        start: Annotated[AwareDatetime | None,
+                        start: Annotated[QueryDatetime | None,
                                          Query(alias="from", description="occurred at or after (with timezone)")] = None,
-                        end: Annotated[AwareDatetime | None,
+                        end: Annotated[QueryDatetime | None,
                                        Query(alias="to", description="occurred before (with timezone)")] = None,
                         page: Annotated[int, Query(ge=1, le=MAX_OFFSET)] = 1,
                         page_size: Annotated[int, Query(alias="pageSize", ge=1, le=1000)] = 100) -> EventPage:

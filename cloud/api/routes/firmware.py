@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,11 +156,29 @@ async def campaign_targets(campaign_id: str, campaigns: CampaignsDep, who: Calle
     return await campaigns.targets(campaign_id, state=state, page=page, page_size=page_size)
 
 
-@router.post("/v1/campaigns/{campaign_id}/{action}", response_model=CampaignPublic, responses={
-    404: {"description": "Unknown"}, 409: {"description": "The campaign's state does not allow it"}})
-async def control_campaign(campaign_id: str, action: Literal["start", "pause", "resume", "cancel"],
-                           campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
+CampaignAction = Literal["start", "pause", "resume", "cancel"]
+
+
+async def control_campaign(campaign_id: str, action: CampaignAction, campaigns: CampaignsDep,
+                           who: Caller) -> CampaignPublic:
     """Start, pause, resume or cancel. Cancel stops new commands; those in flight finish and are recorded."""
     check_scope(DeviceFunction.UPDATE_FIRMWARE)
     _visible(await campaigns.public(campaign_id), who)
     return await campaigns.control(campaign_id, action)
+
+
+def _control(action: CampaignAction) -> Callable[..., Awaitable[CampaignPublic]]:
+    async def control(campaign_id: str, campaigns: CampaignsDep, who: Caller) -> CampaignPublic:
+        return await control_campaign(campaign_id, action, campaigns, who)
+
+    control.__doc__ = f"{action.capitalize()} the campaign. {control_campaign.__doc__}"
+    return control
+
+
+# One path per action: another word after the campaign (status, targets) is another resource,
+# answered 405 for a method it does not take, not 422.
+for _action in get_args(CampaignAction):
+    router.add_api_route(f"/v1/campaigns/{{campaign_id}}/{_action}", _control(_action), methods=["POST"],
+                         name=f"{_action}_campaign", response_model=CampaignPublic, responses={
+                             404: {"description": "Unknown"},
+                             409: {"description": "The campaign's state does not allow it"}})

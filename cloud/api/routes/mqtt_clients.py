@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 
 from broker.accounts import Kind
@@ -77,7 +77,7 @@ class MqttClientPublic(_Schema):
 
 
 class MqttClientChange(_Schema):
-    disabled: bool
+    disabled: StrictBool
 
 
 def _may_manage(who: Caller, org: str) -> None:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -124,6 +125,12 @@ def _check_existing(device: DevicePublic) -> None:
         raise ConflictError(f"concentrator {device.identification!r} is decommissioned")
 
 
+# A concentrator id as the registry takes it (cloud.registry.schemas.Identification): it is a
+# broker username and a topic level too.
+ConcentratorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                                     description="the concentrator's id (its broker username)")]
+
+
 @router.post(
     "/concentrators/{cid}/claims", response_model=ClaimResponse, response_model_by_alias=True,
     status_code=status.HTTP_201_CREATED,
@@ -131,7 +138,7 @@ def _check_existing(device: DevicePublic) -> None:
                409: {"description": "No CA configured, another device type, or decommissioned"},
                422: {"description": "Not a valid concentrator id"},
                503: {"description": "This API may not administer broker accounts"}})
-async def create_claim(cid: str, settings: SettingsDep, registry: RegistryDep, accounts: AccountsDep, who: Caller,
+async def create_claim(cid: ConcentratorId, settings: SettingsDep, registry: RegistryDep, accounts: AccountsDep, who: Caller,
                        spec: ClaimRequest | None = None) -> ClaimResponse:
     """A one-time claim an appliance redeems for its certificate (registering the concentrator if new)."""
     try:

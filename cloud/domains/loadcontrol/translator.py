@@ -10,7 +10,9 @@ after the change, not an echo of the request.
 
 from __future__ import annotations
 
-from pydantic import Field, StrictBool, StrictInt
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt
 
 from cloud.domains.base import CommandSpec, Domain, NoParams, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -18,16 +20,24 @@ from cloud.registry.functions import DeviceFunction
 NAME = "loadcontrol"
 
 
+
+def _whole(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A JSON integer: 2 or 2.0 (JSON Schema's integer), never "2" or 2.5.
+JsonInt = Annotated[StrictInt, BeforeValidator(_whole)]
+
 class SetPowerLimit(OperationParams):
     """Limit an inverter's active power to ``percent`` of its rating (100: no limit)."""
 
-    percent: StrictInt = Field(ge=0, le=100)
+    percent: JsonInt = Field(ge=0, le=100)
 
 
 class SwitchLoad(OperationParams):
     """Switch controllable load ``index`` (1 on a single-load device) on or off."""
 
-    index: StrictInt = Field(default=1, ge=1, le=16)
+    index: JsonInt = Field(default=1, ge=1, le=16)
     on: StrictBool
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 
 from cloud.domains.base import CommandSpec, Domain, NoParams, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -19,7 +19,7 @@ LAMP_RELAY = 1
 class SetLight(OperationParams):
     """Switch the light on or off, optionally at a dim level (percent)."""
 
-    on: bool
+    on: StrictBool
     dim_level: int | None = Field(default=None, alias="dimLevel", ge=0, le=100)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from cloud.domains.base import CommandSpec, Domain, Operation, OperationParams
 from cloud.registry.functions import DeviceFunction
@@ -21,7 +21,7 @@ class ScheduleEntry(OperationParams):
     days: list[Weekday] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
     time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     index: int = Field(default=1, ge=1, le=16)
-    high: bool
+    high: StrictBool
 
     @field_validator("days")
     @classmethod

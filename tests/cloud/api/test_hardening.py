@@ -16,10 +16,12 @@ import httpx
 import pytest
 
 from cloud.api import create_app
+from cloud.api.openapi import REFUSAL_REF
 from cloud.auth import issue_token
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from cloud.settings import InfluxSettings
 from cloud.store import InfluxStore
+from gridwire.apidocs import openapi_json
 from tests.cloud.api.conftest import SECRET, Clock, make_settings
 from tests.cloud.api.test_provisioning import ADMIN, bearer, platform
 from tests.cloud.core.harness import serve
@@ -205,3 +207,56 @@ async def test_platform_offsets_and_pages_past_64_bits_are_a_422(platform_api, p
     answer = await http.get(path)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"][0] == "query"
+
+
+async def test_a_json_body_that_is_not_utf8_is_a_422(omdp):
+    answer = await _post_raw(omdp, "/v1/meterReadings", b'{"readingTimeStart": "\xff\xfe"}')
+    assert answer.status_code == 422 and "not UTF-8" in answer.json()["detail"]
+
+
+async def test_subscription_channels_are_true_or_false_not_numbers(platform_api):
+    http, _ = platform_api
+    for flag in (0, 1, "yes"):
+        answer = await http.put("/v1/events/subscriptions/POWER_FAILURE", json={"mqtt": flag})
+        assert answer.status_code == 422, answer.text
+    assert (await http.get("/v1/events/subscriptions")).json() == []
+
+
+# --- the OpenAPI document says what the API answers ------------------------------------------
+
+PUBLIC = {("get", "/healthz"), ("post", "/v1/installation/provision")}
+
+
+def test_every_protected_operation_declares_the_bearer_scheme_and_its_refusals() -> None:
+    document = json.loads(openapi_json())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if (method, path) in PUBLIC:
+                assert "security" not in operation, (method, path)
+                continue
+            assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+            assert {"401", "403"} <= set(responses), (method, path)
+            assert "WWW-Authenticate" in responses["401"]["headers"]
+            if "requestBody" in operation:
+                assert {"413", "422"} <= set(responses), (method, path)
+            for code, response in responses.items():
+                if code[0] in "45":
+                    assert response["content"]["application/json"]["schema"] == {"$ref": REFUSAL_REF}
+                if code == "503":
+                    assert "Retry-After" in response["headers"]
+
+
+async def test_platform_refusals_found_by_schemathesis_are_4xx(platform_api):
+    http, registry = platform_api
+    for path in ("/v1/deadLetters?since=0.5", "/v1/events?to=1e3", "/v1/devices/m-1/clockDrift?since=12"):
+        answer = await http.get(path)
+        assert answer.status_code == 422 and "not a number" in answer.text, (path, answer.text)
+    assert (await http.get("/v1/events?from=2026-03-01T00:00:00%2B01:00")).status_code == 200
+    claim = await http.post("/v1/installation/concentrators/%D8%A7%D9%84%D9%83%D9%84/claims", json={})
+    assert claim.status_code == 422 and claim.json()["detail"][0]["loc"] == ["path", "cid"]
+    status = await http.post("/v1/campaigns/c-1/status")
+    assert status.status_code == 405 and status.headers["allow"] == "GET, OPTIONS"
+    made = await http.post("/v1/admin/organisations", json={"identification": "org-0", "name": "x", "enabled": 0})
+    assert made.status_code == 422
+    assert "org-0" not in [o.identification for o in await registry.list_organisations()]
