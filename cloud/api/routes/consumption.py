@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api.deps import AllowedMetersDep, PrincipalDep, SettingsDep, StoreDep
+from cloud.api.deps import AllowedMetersDep, PrincipalDep, QueryDatetime, SettingsDep, StoreDep
 from cloud.api.routes.meter_readings import UNPROCESSABLE, privacy_refusal
 from cloud.processing.intervals import FIRST_YEAR, LAST_YEAR, Interval, count, following, starts, storable
 from cloud.processing.series import Quality
@@ -62,8 +62,8 @@ class ConsumptionAnswer(_Wire):
                        503: {"description": "the time-series store is unavailable; retry later"}})
 async def meter_consumption(
         meter_id: str, store: StoreDep, settings: SettingsDep, principal: PrincipalDep, allowed: AllowedMetersDep,
-        start: Annotated[AwareDatetime, Query(alias="from", description="Start of the first interval (it holds this instant).")],
-        end: Annotated[AwareDatetime, Query(alias="to", description="Intervals starting before this instant.")],
+        start: Annotated[QueryDatetime, Query(alias="from", description="Start of the first interval (it holds this instant).")],
+        end: Annotated[QueryDatetime, Query(alias="to", description="Intervals starting before this instant.")],
         interval: Annotated[Interval, Query(description="15min, hour, day or month (UTC).")] = Interval.DAY,
         property_id: Annotated[str, Query(alias="propertyId", max_length=128,
                                           description="The cumulative register.")] = "OBIS_1.8.0",
