@@ -96,6 +96,8 @@ class SelfUpdate:
             self.releases.save(state.but(phase="committed"))
             log.info("version %s passed its health check in %.1f s: committed", self.version,
                      time.monotonic() - started)
+            if removed := await asyncio.to_thread(self.releases.prune):
+                log.info("removed versions %s (neither current nor previous)", ", ".join(removed))
             self._verdict.set_result(True)
             return
         reason = f"version {self.version} failed its health check within {state.health_deadline:g} s: " \

@@ -22,11 +22,14 @@ must run whatever the installed versions hold.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+
+log = logging.getLogger(__name__)
 
 FACTORY = "factory"
 STATE_FILE = "update.json"
@@ -155,6 +158,23 @@ class Releases:
             _link(self.current_link, tree)
         return version
 
+    def prune(self) -> list[str]:
+        """Remove every installed version but ``current`` and ``previous`` (and half-unpacked
+        trees); the versions removed. Run once an update is committed."""
+        keep = {self._resolved(self.current_link), self._resolved(self.previous_link)}
+        removed = []
+        for tree in sorted(self.releases.glob("*")) if self.releases.is_dir() else []:
+            if tree.resolve() not in keep:
+                shutil.rmtree(tree, ignore_errors=True)
+                removed.append(tree.name)
+        return removed
+
+    def _resolved(self, link: Path) -> Path | None:
+        try:
+            return (link.parent / os.readlink(link)).resolve()
+        except OSError:
+            return None
+
     def _current_target(self) -> Path | None:
         try:
             version, tree = self.current()
@@ -165,13 +185,20 @@ class Releases:
     # --- the update's state ---------------------------------------------------------------------
 
     def state(self) -> UpdateState | None:
+        """The update under way, if any. A state file that cannot be read is moved aside (to
+        ``update.json.bad``) and counts as none: the current version runs, committed, rather
+        than nothing running at all."""
         try:
             raw = json.loads(self.state_file.read_text())
             return UpdateState(**raw)
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as exc:
-            raise InstallError(f"{self.state_file} is not an update state: {exc}") from exc
+            bad = self.state_file.with_name(f"{STATE_FILE}.bad")
+            os.replace(self.state_file, bad)
+            log.error("%s is not an update state (%s): moved to %s; the current version runs as committed",
+                      self.state_file, exc, bad)
+            return None
 
     def save(self, state: UpdateState) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

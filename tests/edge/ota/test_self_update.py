@@ -23,6 +23,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -440,3 +441,36 @@ async def campaigns(broker: LocalMosquitto, db_url: str, firmware: list[SignedMa
         runner = CampaignRunner(store=store, catalogue=catalogue, registry=registry, publisher=runner_session,
                                 runner_id="test-runner", poll_interval=0.05)
         yield CampaignService(store=store, catalogue=catalogue, registry=registry), runner, registry
+
+
+def test_prune_keeps_current_and_previous_only(tmp_path: Path) -> None:
+    releases = Releases(tmp_path / "software", factory=make_tree(tmp_path / "factory"))
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        tree = make_tree(tmp_path / "trees" / version)
+        releases.install(Path(shutil.make_archive(str(tmp_path / version), "gztar", tree)), version)
+        releases.switch(version)
+    assert releases.prune() == ["1.0.0"]
+    assert sorted(p.name for p in (tmp_path / "software" / "releases").iterdir()) == ["2.0.0", "3.0.0"]
+    assert (releases.current()[0], releases.previous()[0]) == ("3.0.0", "2.0.0")
+
+
+def test_an_unreadable_state_is_moved_aside_and_the_current_version_runs(tmp_path: Path) -> None:
+    software = tmp_path / "software"
+    software.mkdir()
+    (software / "update.json").write_text('{"phase": "tri')   # a torn write cannot happen; a bad disk can
+    done = subprocess.run([sys.executable, "-m", "gridwire.cli", "concentrator", "supervise", "unused.toml",
+                           "--software-dir", str(software), "--factory", str(make_release_probe(tmp_path))],
+                          timeout=60, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "started").read_text().split() == [FACTORY]
+    assert (software / "update.json.bad").exists() and not (software / "update.json").exists()
+
+
+def make_release_probe(tmp_path: Path) -> Path:
+    """A tree whose bin/gridwire only writes down the version it was started as."""
+    tree = tmp_path / "probe"
+    (tree / "bin").mkdir(parents=True)
+    entry = tree / "bin" / "gridwire"
+    entry.write_text(f'#!/bin/sh\necho "$GRIDWIRE_SOFTWARE_VERSION" > "{tmp_path}/started"\n')
+    entry.chmod(0o755)
+    return tree
