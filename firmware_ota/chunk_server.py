@@ -91,6 +91,7 @@ class ChunkServer:
         self._filter = topics.shared(group, ALL_FIRMWARE_REQUESTS)
         self.chunks_served = 0
         self.bytes_served = 0
+        self.bytes_by_concentrator: dict[str, int] = {}
         self.errors_sent = 0
         self.dropped = 0
 
@@ -123,6 +124,8 @@ class ChunkServer:
         else:
             self.chunks_served += 1
             self.bytes_served += len(data)
+            self.bytes_by_concentrator[parsed.concentrator] = \
+                self.bytes_by_concentrator.get(parsed.concentrator, 0) + len(data)
         try:
             answer = topics.concentrator_firmware(parsed.concentrator, CHUNK)
         except topics.TopicError:

@@ -43,6 +43,9 @@ class FirmwareStore:
 
     def __init__(self, *, root: Path) -> None:
         self._root = root
+        # A stored firmware never changes (add refuses another image or manifest under its id), so
+        # its manifest is parsed once: the chunk server asks for it with every chunk it serves.
+        self._manifests: dict[str, SignedManifest] = {}
         root.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -84,9 +87,13 @@ class FirmwareStore:
 
     def get(self, firmware_id: str) -> SignedManifest:
         """The signed manifest of a stored firmware; FirmwareNotFound if there is none."""
+        known = self._manifests.get(firmware_id)
+        if known is not None:
+            return known
         existing = self._existing(firmware_id)
         if existing is None:
             raise FirmwareNotFound(firmware_id)
+        self._manifests[firmware_id] = existing
         return existing
 
     def read(self, firmware_id: str, offset: int, length: int) -> bytes:
@@ -96,9 +103,14 @@ class FirmwareStore:
             raise ValueError(
                 f"range offset={offset} length={length} is outside the image of {manifest.size} bytes"
             )
-        with open(self._dir(firmware_id) / IMAGE_FILE, "rb") as handle:
-            handle.seek(offset)
-            return handle.read(min(length, manifest.size - offset))
+        try:
+            with open(self._dir(firmware_id) / IMAGE_FILE, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(min(length, manifest.size - offset))
+        except FileNotFoundError:
+            # Taken away behind the store's back: not served, and not remembered either.
+            self._manifests.pop(firmware_id, None)
+            raise FirmwareNotFound(firmware_id) from None
 
     def image_path(self, firmware_id: str) -> Path:
         self.get(firmware_id)

@@ -89,6 +89,19 @@ def test_read_out_of_range_and_unknown(tmp_path: Path, image: bytes, signed, tru
         store.read("nope", 0, 1)
 
 
+def test_a_served_firmware_taken_away_is_not_found(tmp_path: Path, image: bytes, signed, trusted) -> None:
+    # The manifest is parsed once per store; an image removed behind its back is still not served.
+    store = FirmwareStore(root=tmp_path)
+    store.add(image=image, signed=signed, trusted=trusted)
+    assert store.read("sim-meter-2.1.0", 0, 4) == image[:4]
+    (tmp_path / "sim-meter-2.1.0" / "image.bin").unlink()
+    with pytest.raises(FirmwareNotFound):
+        store.read("sim-meter-2.1.0", 0, 4)
+    (tmp_path / "sim-meter-2.1.0" / "manifest.json").unlink()
+    with pytest.raises(FirmwareNotFound):
+        store.get("sim-meter-2.1.0")
+
+
 def test_leftover_temporary_directory_is_invisible(tmp_path: Path, image: bytes, signed, trusted) -> None:
     # What a crash between writing and renaming leaves behind.
     (tmp_path / ".tmp-crashed").mkdir()

@@ -143,6 +143,7 @@ async def test_many_concurrent_fetches_download_the_image_once(shared_mosquitto:
         assert len(set(paths)) == 1 and paths[0].read_bytes() == BIG
         assert paths[0].name == hashlib.sha256(BIG).hexdigest() + ".bin"
         assert chunk_server.chunks_served == 13 and downloader.downloads == 1  # ceil(200000 / 16384)
+        assert chunk_server.bytes_by_concentrator == {"conc-2": len(BIG)}
         assert await downloader.fetch(signed) == paths[0]
         assert chunk_server.chunks_served == 13 and downloader.cache_hits == 1
         assert not list((tmp_path / "cache").glob("*.part"))
