@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from broker.backoff import Backoff
+from broker.sealing import KEY_ENV, SealingError
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
 from edge.commands.key_change import attach_key_store
@@ -40,10 +41,16 @@ class PolledConfig(Protocol):
 
 
 def _key_store(config: object) -> DlmsKeyStore | None:
-    """The sealed store of DLMS keys changed through the platform: a concentrator's, with a sealing key."""
+    """The sealed store of DLMS keys changed through the platform: a concentrator's, with a sealing key.
+    A store on disk with no key to open it is refused: its meters no longer take the config's keys."""
     path = getattr(config, "dlms_keys", None)
     ring = key_ring(config) if path is not None else None
-    return DlmsKeyStore(path, ring) if ring is not None else None
+    if ring is None:
+        if path is not None and Path(path).exists():
+            raise SealingError(f"{path} holds DLMS keys changed through the platform, sealed, but there is no "
+                               f"sealing key to open them (secrets_key_file or {KEY_ENV})")
+        return None
+    return DlmsKeyStore(path, ring)
 
 
 class MeterSet:

@@ -29,6 +29,9 @@ class DlmsKeyStore:
             db.execute("CREATE TABLE IF NOT EXISTS dlms_key (meter_id TEXT NOT NULL, slot TEXT NOT NULL, "
                        "name TEXT NOT NULL, value TEXT NOT NULL, change_id TEXT NOT NULL, "
                        "PRIMARY KEY (meter_id, slot, name))")
+            row = db.execute("SELECT meter_id, name, value FROM dlms_key LIMIT 1").fetchone()
+        if row is not None:  # the wrong key is refused at start, not at the first key change it meets
+            ring.open(row[2], context=f"meter:{row[0]}:{row[1]}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None)

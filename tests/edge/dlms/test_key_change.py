@@ -142,3 +142,28 @@ async def test_bad_key_change_commands_are_refused_and_change_nothing(sim, tmp_p
     no_store = dlms_handlers(adapter=rig.adapter, poller=rig.poller, completeness=lambda _m, _d: {})["change_keys"]
     with pytest.raises(CommandFailed, match="no sealing key"):
         await no_store(command("00000000000000dd", new))
+
+
+def test_keys_changed_through_the_platform_are_not_read_without_their_sealing_key(tmp_path, monkeypatch) -> None:
+    from broker.sealing import SealingError
+    from edge.config import ConcentratorConfig
+    from edge.meter_set import MeterSet
+
+    monkeypatch.delenv("GRIDWIRE_SECRETS_KEY", raising=False)
+    key_file = tmp_path / "sealing.key"
+    key_file.write_text(new_key("edge1") + "\n")
+    raw = {"concentrator_id": "c1", "invocation_counters": str(tmp_path / "counters.sqlite"),
+           "dlms_keys": str(tmp_path / "keys.sqlite"), "secrets_key_file": str(key_file),
+           "meters": [{"protocol": "dlms", "meter_id": "E1", "host": "127.0.0.1", "security": "hls-gmac",
+                       "block_cipher_key": BLOCK.hex(), "authentication_key": AUTH.hex(), "master_key": MASTER.hex()}]}
+    DlmsKeyStore(tmp_path / "keys.sqlite", KeyRing.from_file(key_file)).begin("E1", "00000000000000ee",
+                                                                             {"authentication_key": "ab" * 16})
+    meters = MeterSet(config=ConcentratorConfig.model_validate(raw), sink=_discard, clock=lambda: None)
+    assert meters.key_store is not None
+    without = {k: v for k, v in raw.items() if k != "secrets_key_file"}
+    with pytest.raises(SealingError, match="keys.sqlite holds DLMS keys changed through the platform, sealed, but "
+                                           "there is no sealing key"):
+        MeterSet(config=ConcentratorConfig.model_validate(without), sink=_discard, clock=lambda: None)
+    key_file.write_text(new_key("edge1") + "\n")  # another key under the same id
+    with pytest.raises(SealingError, match="meter:E1:authentication_key: sealed value does not open"):
+        MeterSet(config=ConcentratorConfig.model_validate(raw), sink=_discard, clock=lambda: None)
