@@ -96,9 +96,11 @@ class Processor:
         by_property: dict[str, list[RegisterValue]] = defaultdict(list)
         for value in values:
             by_property[value.prop].append(value)
+        # Read before taking the meter's lock: on PostgreSQL the lock holds a pooled connection,
+        # and a holder waiting for a second one could starve the pool.
+        exchanges = await self._facts.exchanges(meter)
+        drift = await self._facts.drift(meter, from_ns(max(v.t for v in values)))
         async with self._locks.hold(meter):
-            exchanges = await self._facts.exchanges(meter)
-            drift = await self._facts.drift(meter, from_ns(max(v.t for v in values)))
             for prop, these in by_property.items():
                 await self._property(meter, prop, sorted(these, key=lambda v: v.t), exchanges, drift)
         return len(values)
