@@ -167,7 +167,10 @@ class FanoutConsumer:
             self._skip(message, f"not confirmed stored within {self._confirm_timeout:.0f} s")
             return
         historical = parsed.topic == topics.ReadingTopic.HISTORICAL
-        await asyncio.gather(*(self._republish(one, historical=historical or one.historical) for one in held))
+        if len(held) == 1:  # the live shape: no task per reading
+            await self._republish(held[0], historical=historical or held[0].historical)
+        else:
+            await asyncio.gather(*(self._republish(one, historical=historical or one.historical) for one in held))
 
     def _parse(self, topic: str) -> topics.ParsedTopic:
         parsed = self._topics.get(topic)
@@ -250,7 +253,10 @@ class FanoutConsumer:
             retain = newest and self._delivery.retains(org)
             sends.append(self._session.publish(topics.app_reading(org, held.meter), payload, qos=1,
                                                retain=retain, properties=self._properties[historical]))
-        await asyncio.gather(*sends)
+        if len(sends) == 1:
+            await sends[0]
+        else:
+            await asyncio.gather(*sends)
         self.delivered += len(sends)
         self.readings += 1
 
