@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +104,27 @@ class DatabaseSettings(Section):
         from sqlalchemy.engine import make_url
 
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+class ConsumptionSettings(Section):
+    """Consumption aggregates (``GRIDWIRE_CONSUMPTION_*``), read alike by processing, which makes
+    them, and the web API, which serves them (docs/PROCESSING.md)."""
+
+    # The zone whose calendar days and months are aggregated (an IANA name: Europe/Amsterdam).
+    # Quarter-hours and hours stay on the UTC grid (the same as local time's wherever the offset
+    # is whole hours). Change it only on an empty store: stored days and months keep their start.
+    time_zone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> Self:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
+        return self
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
 
 class InfluxSettings(Section):
@@ -197,6 +219,7 @@ class ApiSettings(CloudSettings):
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     firmware: FirmwareOptions = Field(default_factory=FirmwareOptions)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
+    consumption: ConsumptionSettings = Field(default_factory=ConsumptionSettings)
 
     # Where `gridwire cloud api` listens (its --host and --port override these).
     api_host: str = "127.0.0.1"

@@ -16,7 +16,7 @@ from cloud.processing.rules import Thresholds
 from cloud.processing.series import Estimation
 from cloud.processing.store import ProcessingStore
 from cloud.runtime import connected, influx_store, metrics_registry, session_metrics
-from cloud.settings import CloudSettings, InfluxSettings, Section
+from cloud.settings import CloudSettings, ConsumptionSettings, InfluxSettings, Section
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class ProcessingSettings(CloudSettings):
 
     influx: InfluxSettings = Field(default_factory=InfluxSettings)
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
+    consumption: ConsumptionSettings = Field(default_factory=ConsumptionSettings)
 
 
 async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
@@ -65,7 +66,8 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
         store = influx_store(settings.influx)
         processor = Processor(store=ProcessingStore(store), facts=MeterFacts(registry.engine),
                               locks=MeterLocks(registry.engine), catalogue=default_catalogue(),
-                              estimation=options.estimation(), thresholds=options.thresholds())
+                              estimation=options.estimation(), thresholds=options.thresholds(),
+                              zone=settings.consumption.zone())
         senders = (KnownSenders(engine=registry.engine, refresh_seconds=options.senders_refresh_seconds)
                    if options.unknown_senders is UnknownSenders.REFUSE else None)
         consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id, senders=senders)

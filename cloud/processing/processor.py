@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 
 from broker.schemas import MeterReading
 from cloud.catalogue import Catalogue
@@ -49,8 +50,9 @@ class Processor:
 
     def __init__(self, *, store: ProcessingStore, facts: MeterFacts, locks: MeterLocks, catalogue: Catalogue,
                  estimation: Estimation = Estimation(), thresholds: Thresholds = Thresholds(),
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, zone: tzinfo = UTC) -> None:
         self._store = store
+        self._zone = zone  # whose calendar days and months are
         self._facts = facts
         self._locks = locks
         self._catalogue = catalogue
@@ -115,7 +117,10 @@ class Processor:
         hi = after.t if after is not None and after.t - last <= self._max_gap else last
         # Quarter-hours, hours and days are recomputed from the days they lie in; a month from
         # its two ends and its days (unless an exchange lies in it: then from all its values).
-        start, end = floor(lo - 1, Interval.DAY), following(floor(hi, Interval.DAY), Interval.DAY)
+        zone = self._zone
+        start, end = floor(lo - 1, Interval.DAY, zone), following(floor(hi, Interval.DAY, zone), Interval.DAY, zone)
+        # Widened to whole UTC hours: a local day of a half-hour zone ends inside one.
+        start, end = floor(start, Interval.HOUR), following(floor(end - 1, Interval.HOUR), Interval.HOUR)
         points = await self._store.window(meter, prop, start, end)
         by_time = {p.t: p for p in points}
         now = self._clock()
@@ -139,15 +144,16 @@ class Processor:
         series = Series(points, exchanges=exchanges, estimation=self._estimation)
         unit = values[0].unit
         changed: list[tuple[Interval, Consumption]] = [
-            (interval, one) for interval in _WITHIN_DAYS for one in series.aggregate(lo - 1, hi, interval)]
+            (interval, one) for interval in _WITHIN_DAYS for one in series.aggregate(lo - 1, hi, interval, zone=zone)]
         # Written before the months are made from them: killed in between, the message comes again.
         await self._store.write(meter, prop, points=new, consumption=changed, unit=unit)
-        months = [await self._month(meter, prop, month, exchanges) for month in starts(lo - 1, hi, Interval.MONTH)]
+        months = [await self._month(meter, prop, month, exchanges)
+                  for month in starts(lo - 1, hi, Interval.MONTH, zone)]
         await self._store.write(meter, prop, points=(), consumption=[(Interval.MONTH, m) for m in months], unit=unit)
 
     async def _month(self, meter: str, prop: str, start: int, exchanges: list[int]) -> Consumption:
         """A month's consumption: its ends' values less one another, its days' readings and rules."""
-        end = following(start, Interval.MONTH)
+        end = following(start, Interval.MONTH, self._zone)
         edges, days = await self._store.month_parts(meter, prop, start, end)
         if edges and exchanged_between(exchanges, edges[0].t - 1, edges[-1].t):
             # The register restarts inside: shifting the new meter's values needs all of them.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from enum import StrEnum
 
 from cloud.processing.intervals import Interval, following, starts
@@ -114,6 +115,8 @@ class Series:
         quality = Quality.FAILED if rules else Quality.ESTIMATED if estimated else Quality.MEASURED
         return Consumption(start, end, last[0] - first[0], quality, rules, LINEAR if estimated else None, readings)
 
-    def aggregate(self, first: int, last: int, interval: Interval) -> list[Consumption]:
-        """The consumption of every ``interval`` from the one holding ``first`` to the one holding ``last``."""
-        return [self.consumption(start, following(start, interval)) for start in starts(first, last, interval)]
+    def aggregate(self, first: int, last: int, interval: Interval, *, zone: tzinfo = UTC) -> list[Consumption]:
+        """The consumption of every ``interval`` from the one holding ``first`` to the one holding
+        ``last`` (days and months of ``zone``'s calendar)."""
+        return [self.consumption(start, following(start, interval, zone))
+                for start in starts(first, last, interval, zone)]

@@ -1,7 +1,8 @@
 """``GET /v1/meters/{id}/consumption``: a meter's consumption per interval, with each value's quality.
 
 The values are what ``gridwire cloud processing`` keeps (docs/PROCESSING.md): deltas of a
-cumulative register per 15 minutes, hour, day or month (UTC), measured, estimated across a gap,
+cumulative register per 15 minutes, hour, day or month (days and months of
+``GRIDWIRE_CONSUMPTION_TIME_ZONE``'s calendar), measured, estimated across a gap,
 or computed around readings that failed validation (named by rule). The OMDP API's rules hold:
 only a meter the caller's organisation may read, and no answer resting on fewer readings than
 the privacy minimum (the count itself is not told).
@@ -64,7 +65,8 @@ async def meter_consumption(
         meter_id: str, store: StoreDep, settings: SettingsDep, principal: PrincipalDep, allowed: AllowedMetersDep,
         start: Annotated[QueryDatetime, Query(alias="from", description="Start of the first interval (it holds this instant).")],
         end: Annotated[QueryDatetime, Query(alias="to", description="Intervals starting before this instant.")],
-        interval: Annotated[Interval, Query(description="15min, hour, day or month (UTC).")] = Interval.DAY,
+        interval: Annotated[Interval, Query(description="15min, hour, day or month (days and months in the "
+                                                                "platform's consumption time zone).")] = Interval.DAY,
         property_id: Annotated[str, Query(alias="propertyId", max_length=128,
                                           description="The cumulative register.")] = "OBIS_1.8.0",
 ) -> ConsumptionAnswer:
@@ -81,12 +83,13 @@ async def meter_consumption(
     if count(first, stop, interval) > MAX_INTERVALS:
         raise HTTPException(UNPROCESSABLE, f"the range holds more than {MAX_INTERVALS} {interval.value} intervals; "
                                            "ask for a longer interval or a shorter range")
-    found = {one.start: one for one in await ProcessingStore(store).consumption(meter_id, property_id, interval,
-                                                                                starts_from(first, interval), stop)}
+    zone = settings.consumption.zone()
+    found = {one.start: one for one in await ProcessingStore(store).consumption(
+        meter_id, property_id, interval, next(starts(first, first, interval, zone)), stop)}
     values, unit, readings = [], None, 0
-    for begin in starts(first, stop - 1, interval):
+    for begin in starts(first, stop - 1, interval, zone):
         one = found.get(begin)
-        finish = from_ns(following(begin, interval))
+        finish = from_ns(following(begin, interval, zone))
         if one is None:
             values.append(ConsumptionValue(start=from_ns(begin), end=finish, value=None, quality=Quality.MISSING,
                                            readings=0))
@@ -99,6 +102,3 @@ async def meter_consumption(
         raise privacy_refusal(settings.min_result_rows)
     return ConsumptionAnswer(meter_id=meter_id, property_id=property_id, interval=interval, unit=unit, values=values)
 
-
-def starts_from(first: int, interval: Interval) -> int:
-    return next(starts(first, first, interval))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -36,8 +37,9 @@ def _reading(k: int, value: float) -> MeterReading:
                             "operationalPropertyDefinition": {"propertyId": "OBIS_1.8.0"}}]})
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_shuffled_arrival_ends_as_from_scratch(seed: int, influxd, influx_db, tmp_path) -> None:
+@pytest.mark.parametrize(("seed", "zone"), [(1, "UTC"), (2, "Europe/Amsterdam"), (3, "Asia/Kolkata")])
+async def test_shuffled_arrival_ends_as_from_scratch(seed: int, zone: str, influxd, influx_db, tmp_path) -> None:
+    """Days and months in UTC, in a whole-hour zone and in a half-hour one."""
     rng = random.Random(seed)
     value, values = 100.0, {}
     for k in range(0, 40):  # ten hours, across the month's end
@@ -54,7 +56,8 @@ async def test_shuffled_arrival_ends_as_from_scratch(seed: int, influxd, influx_
         async with InfluxStore(url=influxd.url, database=influx_db) as influx:
             store = ProcessingStore(influx)
             processor = Processor(store=store, facts=MeterFacts(engine), locks=MeterLocks(engine),
-                                  catalogue=default_catalogue(), clock=lambda: to_ns(START + timedelta(days=1)))
+                                  catalogue=default_catalogue(), clock=lambda: to_ns(START + timedelta(days=1)),
+                                  zone=ZoneInfo(zone))
             for k in order:
                 await processor.process(METER, [_reading(k, values[k])])
             first, last = to_ns(START - timedelta(days=40)), to_ns(START + timedelta(days=40))
@@ -62,7 +65,8 @@ async def test_shuffled_arrival_ends_as_from_scratch(seed: int, influxd, influx_
             assert len(points) == len(values)
             scratch = Series(points)
             for interval in INTERVALS:
-                expected = {c.start: c for c in scratch.aggregate(to_ns(START), to_ns(START + 40 * QUARTER), interval)
+                expected = {c.start: c for c in scratch.aggregate(to_ns(START), to_ns(START + 40 * QUARTER), interval,
+                                                                   zone=ZoneInfo(zone))
                             if c.readings or c.value is not None or c.rules}
                 stored = {c.start: c for c in await store.consumption(METER, "OBIS_1.8.0", interval, first, last)}
                 assert set(stored) >= set(expected), interval

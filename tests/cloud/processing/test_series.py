@@ -109,3 +109,21 @@ def test_month_intervals() -> None:
     t = to_ns(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
     assert floor(t, Interval.MONTH) == to_ns(datetime(2026, 12, 1, tzinfo=UTC))
     assert following(floor(t, Interval.MONTH), Interval.MONTH) == to_ns(datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def test_local_days_and_months_across_clock_changes() -> None:
+    """Days and months of a zone's calendar: 23 and 25 hours where its clock changes."""
+    from zoneinfo import ZoneInfo
+
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    hour = 3600 * 10**9
+    first = to_ns(datetime(2026, 3, 1, tzinfo=UTC)) - 24 * hour
+    series = Series([RegisterPoint(t=first + h * hour, value=float(h)) for h in range(0, 24 * 250)])  # 1 kWh an hour
+    spring = to_ns(datetime(2026, 3, 28, 23, tzinfo=UTC))  # local midnight of Sunday 29 March
+    autumn = to_ns(datetime(2026, 10, 24, 22, tzinfo=UTC))  # local midnight of Sunday 25 October
+    assert floor(spring + 5 * hour, Interval.DAY, amsterdam) == spring
+    assert [c.value for c in series.aggregate(spring, spring, Interval.DAY, zone=amsterdam)] == [23.0]
+    assert [c.value for c in series.aggregate(autumn, autumn, Interval.DAY, zone=amsterdam)] == [25.0]
+    march = series.aggregate(spring, spring, Interval.MONTH, zone=amsterdam)
+    assert march[0].start == to_ns(datetime(2026, 2, 28, 23, tzinfo=UTC)) and march[0].value == 31 * 24 - 1
+    assert following(autumn, Interval.DAY, amsterdam) - autumn == 25 * hour
