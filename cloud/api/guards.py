@@ -4,7 +4,8 @@ input are told.
 - :class:`BodyGuard` (ASGI middleware) reads the body first: one larger than the API accepts
   is refused with 413 and the limit, before any route or parser holds it; a JSON body holding
   ``NaN`` or ``Infinity`` (Python's parser takes them, JSON has no such numbers) is refused with
-  422, so no route stores or echoes one; so is a JSON body that is not UTF-8.
+  422, so no route stores or echoes one; so is a JSON body that is not UTF-8, and a NUL
+  character (U+0000) in the path, the query or a JSON string, which PostgreSQL cannot store.
 - :func:`validation_refused` answers a request that does not match its schema with 422 and
   each problem's place and reason; the offending input is echoed only when it is short, and
   never as a number JSON cannot carry.
@@ -44,6 +45,8 @@ FIRMWARE_UPLOAD_BYTES = (MAX_IMAGE_BYTES // 3 + 1) * 4 + 1024 * 1024
 # An input echoed in a 422 longer than this (as JSON) is left out: the reason says what is wrong.
 ECHO_LIMIT = 200
 NON_FINITE = (b"NaN", b"Infinity")
+# PostgreSQL's text holds no U+0000, and no id or name needs one: refused wherever it comes.
+NUL_REFUSED = "{where} holds a NUL character (U+0000), which no Gridwire id, name or text may contain"
 # How much of a refused body is read and dropped so that its sender sees the 413; past this the
 # connection is closed on it.
 DRAIN_BYTES = 256 * 1024 * 1024
@@ -79,15 +82,31 @@ class BodyGuard:
             await _drain(receive, DRAIN_BYTES)
             await _refuse(scope, send, TOO_LARGE, _too_large(limit))
             return
-        if _is_json(scope) and not _utf8(body):
-            await _refuse(scope, send, UNPROCESSABLE, "the JSON body is not UTF-8 text (RFC 8259)")
-            return
-        if _is_json(scope) and any(word in body for word in NON_FINITE) and _has_non_finite(body):
-            await _refuse(scope, send, UNPROCESSABLE,
-                          "the JSON body holds NaN or Infinity, which JSON does not allow (RFC 8259): send a finite "
-                          "number, or leave the field out")
+        problem = _url_problem(scope) or (_json_problem(body) if _is_json(scope) else None)
+        if problem is not None:
+            await _refuse(scope, send, UNPROCESSABLE, problem)
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _url_problem(scope: Scope) -> str | None:
+    query: bytes = scope["query_string"]
+    if "\x00" in scope["path"] or b"\x00" in query or b"%00" in query:
+        return NUL_REFUSED.format(where="the path or query")
+    return None
+
+
+def _json_problem(body: bytes) -> str | None:
+    """Why a JSON body is refused before its route reads it, or None. The byte searches are
+    cheap; a body is parsed here only when one of them hits."""
+    if not _utf8(body):
+        return "the JSON body is not UTF-8 text (RFC 8259)"
+    if any(word in body for word in NON_FINITE) and _has_non_finite(body):
+        return ("the JSON body holds NaN or Infinity, which JSON does not allow (RFC 8259): send a finite number, "
+                "or leave the field out")
+    if b"\\u0000" in body and _has_nul(body):
+        return NUL_REFUSED.format(where="a JSON string")
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -153,6 +172,23 @@ def _utf8(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _has_nul(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False  # the route's parser says what is wrong
+    todo = [parsed]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return True
+        if isinstance(item, dict):
+            todo += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            todo += item
+    return False
 
 
 def _has_non_finite(body: bytes) -> bool:

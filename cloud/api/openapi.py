@@ -3,7 +3,7 @@ those its route names: what the guards, the credential check and the error table
 
 FastAPI documents what a route declares. The refusals common to many routes are added here,
 from what the operation has: a bearer credential (401, 403), a path naming a resource (404), a
-body (413 from the body guard, 422), parameters (422); each refusal's body is
+body (400, 413 from the body guard), and 422 for any (the guard refuses a NUL in any URL); each refusal's body is
 ``{"detail": ...}`` (:data:`REFUSAL`), and a 503 says when to ask again (``Retry-After``).
 """
 
@@ -79,9 +79,9 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             if "{" in path:
                 codes.append("404")
             if "requestBody" in operation:
-                codes += ["400", "413", "422"]
-            if operation.get("parameters"):
-                codes.append("422")
+                codes += ["400", "413"]
+            # Any request may be refused before its route: a NUL in its path or query, say.
+            codes.append("422")
             for code in codes:
                 if code not in responses:
                     responses[code] = _refusal(code, _COMMON[code])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -96,12 +95,14 @@ async def test_a_body_over_the_limit_is_a_413_with_the_limit_and_no_retry(omdp):
 
 
 async def test_a_meter_id_with_a_control_character_is_a_422_not_a_store_error(omdp):
-    for meter in ("m-1\n", "m\x00-1", "m-1\r", "m/1"):
+    for meter in ("m-1\n", "m-1\r", "m\x7f1", "m/1"):
         answer = await omdp.post("/v1/meterReadings", json=window(meterIndividualIds=[meter]))
         assert answer.status_code == 422, answer.text
         [problem] = answer.json()["detail"]
         assert problem["loc"] == ["body", "meterIndividualIds", 0] and "pattern" in problem["msg"]
         assert "InfluxDB" not in answer.text
+    nul = await omdp.post("/v1/meterReadings", json=window(meterIndividualIds=["m\x00-1"]))
+    assert nul.status_code == 422 and "NUL character" in nul.json()["detail"]
 
 
 async def test_dates_anywhere_in_the_calendar_select_what_is_stored(omdp):
@@ -161,8 +162,8 @@ async def test_options_and_405_name_every_method_of_the_path(omdp):
 
 @pytest.fixture
 async def platform_api(tls_mosquitto: TlsMosquitto, influxd: InfluxServer, influx_db: str,
-                       tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Registry]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite'}"
+                       postgres_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Registry]]:
+    url = postgres_url  # the registry as deployed: PostgreSQL, whose text holds no NUL
     async with platform(tls_mosquitto, url, pki_dir=tls_mosquitto.pki_dir,
                         influx=InfluxSettings(url=influxd.url, database=influx_db)) as base, \
             Registry(url=url) as registry:
@@ -260,3 +261,23 @@ async def test_platform_refusals_found_by_schemathesis_are_4xx(platform_api):
     made = await http.post("/v1/admin/organisations", json={"identification": "org-0", "name": "x", "enabled": 0})
     assert made.status_code == 422
     assert "org-0" not in [o.identification for o in await registry.list_organisations()]
+
+
+async def test_a_nul_anywhere_in_a_request_is_a_422_not_a_database_error(platform_api):
+    http, registry = platform_api
+    for method, path, body in [("GET", "/v1/installation/devices/a%00b", None),
+                               ("GET", "/v1/admin/organisations/a%00b", None),
+                               ("POST", "/v1/smartmetering/devices/a%00b/actualReads", None),
+                               ("GET", "/v1/installation/devices?feeder=a%00b", None),
+                               ("GET", "/v1/events?deviceId=a%00b", None),
+                               ("GET", "/v1/organisations/a%00b/mqttClients", None),
+                               ("POST", "/v1/admin/organisations", {"identification": "org-x", "name": "a\u0000b"}),
+                               ("POST", "/v1/admin/organisations", {"identification": "org-x", "name": "x",
+                                                                     "webhookUrl": "https://a\u0000b.example"})]:
+        answer = await http.request(method, path, json=body)
+        assert answer.status_code == 422, (path, answer.text)
+        assert "NUL character" in answer.json()["detail"]
+    assert "org-x" not in [o.identification for o in await registry.list_organisations()]
+    # A backslash and the letters u0000 are text like any other.
+    made = await http.post("/v1/admin/organisations", json={"identification": "org-y", "name": "a\\u0000b"})
+    assert made.status_code == 201 and made.json()["name"] == "a\\u0000b"

@@ -1,5 +1,5 @@
 """Schemathesis (every check) against the assembled platform API on uvicorn, with a real influxd,
-a real Mosquitto with dynamic security (so broker accounts are really made) and a registry:
+a real Mosquitto with dynamic security (so broker accounts are really made) and a PostgreSQL registry:
 every operation of the OpenAPI document the API serves (docs/openapi.json), bounded in examples
 and time, and no failure. Exceptions, each with its reason, are in schemathesis.toml beside this
 file. The run's figures (operations, test cases, failures) are printed for the record."""
@@ -29,8 +29,8 @@ SEED = 9
 
 
 async def test_schemathesis_finds_no_failure(tls_mosquitto: TlsMosquitto, influxd: InfluxServer, influx_db: str,
-                                             tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite'}"
+                                             postgres_url: str, tmp_path: Path) -> None:
+    url = postgres_url  # the registry as deployed
     async with platform(tls_mosquitto, url, pki_dir=tls_mosquitto.pki_dir, app_broker_host="127.0.0.1",
                         app_broker_port=tls_mosquitto.tls_password_port,
                         influx=InfluxSettings(url=influxd.url, database=influx_db)) as base:
