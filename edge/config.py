@@ -150,7 +150,7 @@ class FirmwareSettings(_Config):
     cache_dir: Path | None = None
     chunk_size: int = Field(default=32 * 1024, ge=1024, le=65536)
     # Chunk requests in flight at once, and how long one may wait for its answer.
-    window: int = Field(default=4, ge=1, le=64)
+    window: int = Field(default=16, ge=1, le=64)
     request_timeout: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
 

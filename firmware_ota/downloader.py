@@ -166,7 +166,7 @@ class Downloader:
     """Fetches signed images over ``concentrator/<cid>/firmware/...`` into a cache by sha256."""
 
     def __init__(self, *, session: MqttSession, concentrator_id: str, cache_dir: Path,
-                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 4,
+                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 16,
                  sync_bytes: int = SYNC_BYTES, sync_interval: float = SYNC_INTERVAL,
                  request_timeout: float = 10.0, max_attempts: int = 8, download_timeout: float = 1800.0) -> None:
         if not 0 < chunk_size <= MAX_CHUNK:
