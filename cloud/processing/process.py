@@ -7,6 +7,7 @@ import logging
 
 from pydantic import Field
 
+from broker.metrics import Registry as MetricsRegistry
 from cloud.catalogue import default_catalogue
 from cloud.ingest.senders import KnownSenders, UnknownSenders
 from cloud.processing.consumer import ProcessingConsumer
@@ -71,6 +72,7 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
         senders = (KnownSenders(engine=registry.engine, refresh_seconds=options.senders_refresh_seconds)
                    if options.unknown_senders is UnknownSenders.REFUSE else None)
         consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id, senders=senders)
+        _watch(metrics, consumer, processor)
         try:
             async with asyncio.TaskGroup() as tasks:
                 if senders is not None:
@@ -86,3 +88,16 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
             log.info("processing %s: %d messages (%d register values, %d failed validation), %d skipped",
                      session.client_id, consumer.messages, processor.values, processor.failed, consumer.skipped)
             await store.aclose()
+
+
+def _watch(metrics: MetricsRegistry, consumer: ProcessingConsumer, processor: Processor) -> None:
+    """Processing's counts, read at each scrape (labels bounded: two results, six rules)."""
+    metrics.counter_fn("gridwire_processing_messages", "Meter messages processed",
+                       lambda: {(): float(consumer.messages)})
+    metrics.counter_fn("gridwire_processing_skipped", "Meter messages skipped (ingest refuses them too)",
+                       lambda: {(): float(consumer.skipped)})
+    metrics.counter_fn("gridwire_processing_values", "Register values judged, by result",
+                       lambda: {("measured",): float(processor.values - processor.failed),
+                                ("failed_validation",): float(processor.failed)}, labels=["result"])
+    metrics.counter_fn("gridwire_processing_failed_rules", "Validation rules failed, by rule",
+                       lambda: {(rule,): float(n) for rule, n in processor.failed_by_rule.items()}, labels=["rule"])

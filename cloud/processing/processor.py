@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -62,6 +62,7 @@ class Processor:
         self._max_gap = int(estimation.max_gap_seconds * 1e9)
         self.values = 0
         self.failed = 0
+        self.failed_by_rule: Counter[str] = Counter()
 
     def register_values(self, readings: Sequence[MeterReading]) -> list[RegisterValue]:
         """The cumulative register values in ``readings`` (the catalogue says which properties are)."""
@@ -139,6 +140,7 @@ class Processor:
             self.values += 1
             if failed:
                 self.failed += 1
+                self.failed_by_rule.update(failed)
                 log.info("meter %s %s at %s failed %s (value %s %s)", meter, prop, from_ns(value.t).isoformat(),
                          ",".join(failed), value.value, value.unit)
         series = Series(points, exchanges=exchanges, estimation=self._estimation)

@@ -9,8 +9,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
 from cloud.processing.store import REGISTER
-from gridwire.procs import ManagedProcess
+from gridwire.procs import ManagedProcess, free_port
 from tests.cloud.ingest.rig import Concentrator, registered_fleet
 from tests.cloud.processing import example
 from tests.fixtures.waiting import poll_until, wait_until
@@ -24,12 +26,14 @@ class ProcessingProcess:
 
     def __init__(self, *, mosquitto, influxd, database: str, registry: str, client_id: str, directory: Path) -> None:
         self.log = directory / f"{client_id}.log"
+        self.metrics_port = free_port()
         self.starts = 0
         env = {"GRIDWIRE_MQTT_HOST": mosquitto.host, "GRIDWIRE_MQTT_PORT": str(mosquitto.port),
                "GRIDWIRE_MQTT_USERNAME": "gridwire-cloud",
                "GRIDWIRE_MQTT_PASSWORD": mosquitto.credentials("gridwire-cloud")["password"],
                "GRIDWIRE_MQTT_CLIENT_ID": client_id, "GRIDWIRE_DATABASE_URL": registry,
-               "GRIDWIRE_INFLUX_URL": influxd.url, "GRIDWIRE_INFLUX_DATABASE": database}
+               "GRIDWIRE_INFLUX_URL": influxd.url, "GRIDWIRE_INFLUX_DATABASE": database,
+               "GRIDWIRE_METRICS_PORT": str(self.metrics_port)}
         self.process = ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "processing"],
                                       log=self.log, env=env, cwd=ROOT)
 
@@ -102,10 +106,20 @@ async def test_consumption_matches_the_worked_example_through_a_kill(mosquitto, 
             assert thin.status_code == 422 and "fewer than 20 readings" in thin.json()["detail"]
         for proc in procs:
             assert proc.process.running, proc.log.read_text()[-3000:]
+        # The spike was judged once, by one of the two (counted since their last start).
+        scraped = [httpx.get(f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=10).text for proc in procs]
+        assert sum(_sample(text, 'gridwire_processing_failed_rules_total{rule="spike"}') for text in scraped) == 1
     finally:
         for proc in procs:
             proc.process.stop()
     assert "skipping a message" in "".join(p.log.read_text() for p in procs)
+
+
+def _sample(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 async def registered(influxd, database: str) -> int:
