@@ -8,6 +8,11 @@ each message:
 1. checks the topic (an OMDP reading topic), the meter (one of an allowed adapter's, the broker
    ACL's rule again, for a broker it is only pointed at) and the payload (MeterReadings of that
    meter, as the ones it reads itself);
+   The payload may also be the OMDP reference adapter's flat document (``readingTime``,
+   ``meterId``, ``propertyValues`` with ``propertyName``), which it publishes on
+   ``smartMeterMessage/{meter}/readings`` without a sequence number or Response Topic: it is read
+   into a MeterReading (``broker/schemas/omdp_reference.py``, the id derived from meter and time)
+   and then takes the same path; such an adapter hears only the broker's PUBACK;
 2. puts the readings into the durable outbox (:meth:`Concentrator.submit`: committed, fsynced;
    the messages that arrive within a few milliseconds share one commit);
 3. only then acknowledges the message to the local broker (the session's PUBACK-after-handler),
@@ -32,6 +37,7 @@ from pathlib import Path
 from broker import topics
 from broker.errors import Invalid
 from broker.schemas import SEQ_PROPERTY, DeliveryAck, LocalIntakeState, MeterReading, Refusal, parse_meter_message
+from broker.schemas.omdp_reference import REFERENCE_TOPIC, parse_reference_message
 from broker.session import Message, MqttError, MqttSession
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,8 @@ _LOGGED = 200
 # Messages arriving within this many seconds share one outbox commit, up to COMMIT_MAX of them.
 COMMIT_LINGER = 0.005
 COMMIT_MAX = 200
+# Gridwire's reading topics, and the OMDP reference adapter's (live readings).
+_READING_TOPICS = (*topics.ReadingTopic, REFERENCE_TOPIC)
 
 # Puts readings into the outbox; False when it could not keep them (full).
 Submit = Callable[[list[MeterReading]], bool]
@@ -167,9 +175,9 @@ class LocalIntake:
             parsed = topics.parse(message.topic)
         except topics.TopicError as exc:
             raise Refused(TOPIC_NAME_INVALID, str(exc)) from exc
-        if parsed.kind != "local_meter_message" or parsed.topic not in tuple(topics.ReadingTopic):
+        if parsed.kind != "local_meter_message" or parsed.topic not in _READING_TOPICS:
             raise Refused(TOPIC_NAME_INVALID, f"{message.topic}: not a reading topic (specific topic must be "
-                                              f"{' or '.join(topics.ReadingTopic)})")
+                                              f"{' or '.join(_READING_TOPICS)})")
         assert parsed.meter is not None
         if parsed.meter not in self._owners:
             raise Refused(NOT_AUTHORISED, f"meter {parsed.meter} is not one of this concentrator's adapters'")
@@ -177,11 +185,13 @@ class LocalIntake:
                 self._owners[parsed.meter]):
             raise Refused(NOT_AUTHORISED, f"meter {parsed.meter} belongs to adapter {self._owners[parsed.meter]}, "
                                           f"not to the one its Response Topic names ({message.response_topic})")
+        historical = parsed.topic == topics.ReadingTopic.HISTORICAL
         try:
             readings = parse_meter_message(message.payload)
         except ValueError as exc:
-            raise Refused(PAYLOAD_FORMAT_INVALID, f"not a MeterReading: {_short(exc)}") from exc
-        historical = parsed.topic == topics.ReadingTopic.HISTORICAL
+            readings = self._reference(message, meter=parsed.meter, historical=historical)
+            if readings is None:
+                raise Refused(PAYLOAD_FORMAT_INVALID, f"not a MeterReading: {_short(exc)}") from exc
         for reading in readings:
             if reading.meter_id != parsed.meter:
                 raise Refused(PAYLOAD_FORMAT_INVALID,
@@ -190,6 +200,15 @@ class LocalIntake:
                 raise Refused(PAYLOAD_FORMAT_INVALID, f"historical is {str(reading.historical).lower()} on "
                                                       f"topic {parsed.topic}")
         return readings
+
+    @staticmethod
+    def _reference(message: Message, *, meter: str, historical: bool) -> list[MeterReading] | None:
+        """The readings of a payload in the OMDP reference adapter's flat shape (None: not that
+        shape); one in that shape that cannot be read is refused with the reason."""
+        try:
+            return parse_reference_message(message.payload, meter=meter, historical=historical)
+        except ValueError as exc:
+            raise Refused(PAYLOAD_FORMAT_INVALID, f"OMDP reference payload: {_short(exc)}") from exc
 
     def _owner_of_reply(self, message: Message) -> str | None:
         """The adapter to confirm to: the one its Response Topic names, if that is an allowed

@@ -107,6 +107,22 @@ def asyncapi() -> dict[str, Any]:
                                                                                    "adapter/{adapter}/ack"}}},
                             "payload": {"oneOf": [{"$ref": "#/components/schemas/MeterReading"},
                                                   {"$ref": "#/components/schemas/MeterReadingBatch"}]}},
+        "ReferenceAdapterReading": {
+            "name": "ReferenceAdapterReading", "contentType": "application/json",
+            "summary": "The OMDP reference SmartMeterAdapter's flat reading (no gw-seq, no Response Topic): read "
+                       "into a MeterReading by the concentrator (broker/schemas/omdp_reference.py, its id derived "
+                       "from meter and time), refused with 0x99 and the reason when it cannot be",
+            "payload": {"type": "object", "required": ["readingTime", "meterId", "propertyValues"], "properties": {
+                "readingTime": {"type": ["string", "number"],
+                                "description": "ISO 8601 with an offset or Z, or epoch seconds or milliseconds"},
+                "meterId": {"type": "string", "description": "the topic's meter"},
+                "propertyValues": {"type": "array", "minItems": 1, "maxItems": 512, "items": {
+                    "type": "object", "required": ["propertyName"], "properties": {
+                        "propertyName": {"type": "string", "description": "short OBIS code: 1.8.1, 1-0:1.8.1, "
+                                                                          "1-0:1.8.1*255 or 1.0.1.8.1.255"},
+                        "numericalValue": {"type": ["string", "number"]},
+                        "textValue": {"type": "string"},
+                        "unit": {"type": "string"}}}}}}},
         "ConcentratorStatus": {"name": "ConcentratorStatus", "contentType": "application/json",
                                "summary": "Retained; ONLINE at every connection, OFFLINE as the MQTT will",
                                "payload": {"$ref": "#/components/schemas/ConcentratorStatus"}},
@@ -157,6 +173,12 @@ def asyncapi() -> dict[str, Any]:
             "Readings an external adapter recovered from its meter's load profile (historical: true)",
             params=meter, publisher="adapter", message="AdapterReadings", subscriber="concentrator",
             bindings=qos1)},
+        "smartMeterMessage/{meter}/readings": {**local, **_channel(
+            "Live readings from the OMDP reference SmartMeterAdapter, in its own flat shape; the concentrator "
+            "keeps them in its outbox and forwards them as concentrator/{cid}/smartMeterMessage/{meter}/meterReading "
+            "(a Gridwire MeterReading also taken here)",
+            params=meter, publisher="OMDP reference adapter (account fenced to its meters)",
+            message="ReferenceAdapterReading", subscriber="concentrator", bindings=qos1)},
         "adapter/{adapter}/ack": {**local, **_channel(
             "The concentrator confirms the adapter's sequence numbers once its outbox holds the readings (the "
             "adapter may delete them), and names those refused for good with an MQTT 5 reason code (0x99 payload "

@@ -18,25 +18,26 @@ refuses it; this module is ingest's fallback for such a message (``IngestConsume
 - from any other concentrator the reason names the format and the registry setting that
   accepts it, instead of a schema error.
 
-docs/OMDP.md describes both formats.
+The format's pure pieces (its shape, OBIS codes, times, numbers) are in
+``broker/schemas/omdp_reference.py``, shared with the concentrator's local listener, which reads
+the reference adapter's payload with them. docs/OMDP.md describes both formats.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pydantic_core
 
 from broker import topics
 from broker.schemas import MeterReading
+from broker.schemas.omdp_reference import MAX_VALUES, is_reference_payload, number, property_id
+from broker.schemas.omdp_reference import reading_time as shared_reading_time
 from broker.session import Message
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.registry import DeviceNotFound, PayloadFormat, Registry
@@ -44,10 +45,6 @@ from cloud.registry import DeviceNotFound, PayloadFormat, Registry
 log = logging.getLogger(__name__)
 
 FORMAT = PayloadFormat.OMDP_REFERENCE.value
-# A concentrator's short OBIS code: C.D.E, optionally with A-B: before it or as A.B.C.D.E.F.
-_OBIS = re.compile(r"^(?:(\d{1,3})-(\d{1,3}):)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[.*](\d{1,3}))?$")
-_FULL_OBIS = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
-_MAX_VALUES = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,48 +63,15 @@ class ConcentratorFormat:
 Lookup = Callable[[str], Awaitable[ConcentratorFormat | None]]
 
 
-def is_reference_payload(document: Any) -> bool:
-    """Whether a parsed payload has the reference concentrator's shape (not Gridwire's)."""
-    if not isinstance(document, dict) or "meterIndividual" in document or "meterReadings" in document:
-        return False
-    values = document.get("propertyValues")
-    return ("meterId" in document and isinstance(values, list) and bool(values)
-            and all(isinstance(v, dict) and "propertyName" in v and "operationalPropertyDefinition" not in v
-                    for v in values))
-
-
-def property_id(short_code: str) -> str:
-    """The catalogue id of a reference ``propertyName``: ``1.7.0`` or ``1-0:1.7.0`` -> ``OBIS_1.7.0``."""
-    code = short_code.strip()
-    full = _FULL_OBIS.match(code)
-    if full:
-        return f"OBIS_{int(full[3])}.{int(full[4])}.{int(full[5])}"
-    match = _OBIS.match(code)
-    if not match:
-        raise ValueError(f"propertyName {short_code!r} is not an OBIS code (C.D.E, A-B:C.D.E or A.B.C.D.E.F)")
-    return f"OBIS_{int(match[3])}.{int(match[4])}.{int(match[5])}"
-
-
 def reading_time(raw: Any, *, time_zone: str | None) -> datetime:
-    """The reading time: ISO 8601 with an offset, epoch seconds or milliseconds (UTC), or a local
-    time read in the concentrator's ``time_zone``; a local time without one is refused."""
-    if isinstance(raw, bool) or raw is None:
-        raise ValueError(f"readingTime {raw!r} is not a time")
-    if isinstance(raw, (int, float)):
-        seconds = raw / 1000.0 if raw > 1e11 else float(raw)
-        return datetime.fromtimestamp(seconds, UTC)
-    if not isinstance(raw, str):
-        raise ValueError(f"readingTime {raw!r} is not a time")
+    """The shared reading of a reference time, naming the registry setting a local time needs."""
     try:
-        moment = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"readingTime {raw!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is not None:
-        return moment
-    if time_zone is None:
-        raise ValueError(f"readingTime {raw!r} has no time zone, and the concentrator's registry entry has no "
-                         f"payloadTimeZone to read it in")
-    return moment.replace(tzinfo=ZoneInfo(time_zone))
+        return shared_reading_time(raw, time_zone=time_zone)
+    except ValueError as exc:
+        if time_zone is None and str(exc).endswith("has no time zone"):
+            raise ValueError(f"{exc}, and the concentrator's registry entry has no payloadTimeZone to read "
+                             f"it in") from None
+        raise
 
 
 def translate(document: dict[str, Any], *, meter: str, fmt: ConcentratorFormat, catalogue: Catalogue) -> MeterReading:
@@ -117,8 +81,8 @@ def translate(document: dict[str, Any], *, meter: str, fmt: ConcentratorFormat, 
         raise ValueError(f"meterId {meter_id!r} does not match the topic's meter {meter!r}")
     moment = reading_time(document.get("readingTime"), time_zone=fmt.time_zone)
     raw_values = document["propertyValues"]
-    if len(raw_values) > _MAX_VALUES:
-        raise ValueError(f"{len(raw_values)} propertyValues; at most {_MAX_VALUES}")
+    if len(raw_values) > MAX_VALUES:
+        raise ValueError(f"{len(raw_values)} propertyValues; at most {MAX_VALUES}")
     values, classes = [], set()
     for n, raw in enumerate(raw_values):
         where = f"propertyValues.{n}"
@@ -134,7 +98,7 @@ def translate(document: dict[str, Any], *, meter: str, fmt: ConcentratorFormat, 
                                  "operationalPropertyDefinition": {
                                      "propertyId": pid, "propertyDescription": definition.property_description}}
         if definition.value_type == "number":
-            value["numericalValue"] = _number(raw.get("numericalValue"), where)
+            value["numericalValue"] = number(raw.get("numericalValue"), where)
         else:
             text = raw.get("textValue", raw.get("numericalValue"))
             if text is None:
@@ -149,18 +113,6 @@ def translate(document: dict[str, Any], *, meter: str, fmt: ConcentratorFormat, 
         "meterReadingIdentifier": str(MeterReading.derive_id(meter, moment)),
         "readingTime": moment.isoformat(), "propertyValues": values, "meterIndividual": individual,
     })
-
-
-def _number(raw: Any, where: str) -> float:
-    if isinstance(raw, bool) or raw is None:
-        raise ValueError(f"{where}: numericalValue {raw!r} is not a number")
-    try:
-        number = float(raw.strip().replace(",", ".") if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: numericalValue {raw!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{where}: numericalValue {raw!r} is not a finite number")
-    return number
 
 
 def not_enabled_reason(concentrator: str) -> str:

@@ -5,18 +5,19 @@ with a reason code and counted in the status; a meter not the adapter's is refus
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeliveryAck
+from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReading
 from broker.session import MqttSession, NegativeAckError, publish_properties
 from edge.concentrator import Concentrator
 from edge.config import load_config
 from tests.edge.adapters.conftest import PASSWORDS
 from tests.edge.concentrator.conftest import stored
 from tests.factories import payload
-from tests.fixtures.waiting import wait_for
+from tests.fixtures.waiting import poll_until, wait_for
 
 
 class Adapter:
@@ -102,3 +103,71 @@ async def test_external_adapter_readings_stored_once_bad_input_refused(local_bro
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+
+
+def reference_payload(meter: str, n: int, **changes: object) -> bytes:
+    """What the OMDP reference SmartMeterAdapter publishes: flat, short OBIS names, strings for numbers."""
+    document = {"readingTime": f"2026-06-01T10:{n:02d}:00Z", "meterId": meter,
+                "propertyValues": [{"propertyName": "1-0:1.8.1", "numericalValue": f"{1000 + n}.5", "unit": "kWh"},
+                                   {"propertyName": "1.7.0", "numericalValue": "0.133", "unit": "kW"}]}
+    document.update(changes)
+    return json.dumps(document).encode()
+
+
+async def test_reference_adapter_payload_forwarded_once_malformed_refused(local_broker, mosquitto, influxd,
+                                                                          influx_db, ingest):
+    """The reference adapter's own shape, on its own topic (``readings``), with no sequence number
+    and no Response Topic: read into a MeterReading, committed to the outbox before the concentrator
+    acknowledges it to the local broker, forwarded and stored once however often it is sent; a
+    malformed one refused with 0x99 and the reason, counted in the status, never forwarded."""
+    config_path, local = local_broker
+    concentrator = Concentrator.from_config(load_config(config_path))
+    stop = asyncio.Event()
+    task = asyncio.create_task(concentrator.run(stop), name="concentrator-under-test")
+    adapter = MqttSession(client_id="omdp-reference-adapter", host=local.host, port=local.port,
+                          username="cupboard", password=PASSWORDS["cupboard"])
+    try:
+        assert concentrator.intake is not None
+        await adapter.connect()
+        topic = topics.local_meter_message("meter-a", "readings")
+        assert topic == "smartMeterMessage/meter-a/readings"
+        intake = concentrator.intake
+
+        async def first() -> int:
+            # Until the concentrator's subscription is in place (its first connection: later its
+            # durable session holds what arrives), sent again: the copies are stored once.
+            await adapter.publish(topic, reference_payload("meter-a", 0), qos=1)
+            return intake.accepted
+
+        await poll_until(first, lambda accepted: accepted >= 1, what="the concentrator subscribed",
+                         interval=0.2)
+        for n in (1, 2, 0, 1, 2):  # the last three sent again, as after the reference adapter reconnects
+            await adapter.publish(topic, reference_payload("meter-a", n), qos=1)
+        await wait_for(lambda: len(stored(influxd, influx_db, "meter-a")) == 3, what="reference readings stored")
+
+        bad = {  # each refused with the reason, whole
+            "readingTime '2026-06-01T10:09:00' has no time zone": reference_payload(
+                "meter-a", 9, readingTime="2026-06-01T10:09:00"),
+            "numericalValue 'lots' is not a number": reference_payload("meter-a", 9, propertyValues=[
+                {"propertyName": "1.8.1", "numericalValue": "lots", "unit": "kWh"}]),
+            "'P+' is not an OBIS code": reference_payload("meter-a", 9, propertyValues=[
+                {"propertyName": "P+", "numericalValue": "1", "unit": "kWh"}]),
+            "meterId 'gas-a' does not match the topic's meter 'meter-a'": reference_payload("gas-a", 9),
+        }
+        for n, (reason, body) in enumerate(bad.items()):
+            await adapter.publish(topic, body, qos=1)
+            await wait_for(lambda n=n: concentrator.intake.refused.get("0x99") == n + 1, what="a refusal")
+            assert "OMDP reference payload: " in (concentrator.intake.last_refused or "")
+            assert reason in (concentrator.intake.last_refused or "")
+
+        rows = sorted(stored(influxd, influx_db, "meter-a", fields='"OBIS_1.8.1", "OBIS_1.7.0", "reading_id"'))
+        assert [(row[0].minute, row[1], row[2]) for row in rows] == [(n, 1000.5 + n, 0.133) for n in range(3)]
+        assert {row[3] for row in rows} == {str(MeterReading.derive_id("meter-a", row[0])) for row in rows}
+        status = concentrator._status("ONLINE")
+        assert status.local_intake is not None and status.local_intake.refused == {"0x99": 4}
+        assert await ingest.dead_letters.count() == 0  # nothing malformed reached the cloud
+    finally:
+        await adapter.close()
+        stop.set()
+        await asyncio.wait_for(task, 20)
+    assert len(stored(influxd, influx_db, "meter-a")) == 3
