@@ -58,8 +58,9 @@ _LOOKUPS = 8
 HISTORICAL_PROPERTY = "historical"
 
 ReadingCheck = Callable[[MeterReading], str | None]
-# Looks a stored reading up by its id: (meter, ns time) or None (InfluxStore.find_reading).
-FindReading = Callable[[str], Awaitable[tuple[str, int] | None]]
+# Looks a stored reading up by its id among the given meters: (meter, ns time) or None
+# (InfluxStore.find_reading; naming the meter keeps the look-up to that meter's series).
+FindReading = Callable[..., Awaitable[tuple[str, int] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +231,7 @@ class FanoutConsumer:
         try:
             for one in held:
                 async with self._lookups:
-                    found = await self._find(one.reading_id)
+                    found = await self._find(one.reading_id, meters=frozenset((one.meter,)))
                 if found is None:
                     return False
         except StoreUnavailable as exc:
