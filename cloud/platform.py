@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 
 from cloud.api.process import ApiSettings, create_platform_app, run_api
 from cloud.core.process import CoreSettings, run_core
 from cloud.domains.process import DomainSettings, run_domain
+from cloud.events.delivery import subscription_deliveries
 from cloud.fanout.process import FanoutSettings, run_fanout
 from cloud.firmware.process import CampaignSettings, FirmwareServerSettings, run_campaigns, run_firmware_server
 from cloud.ingest.process import IngestSettings, run_ingest
@@ -53,8 +55,9 @@ PROCESSES: Mapping[str, Process] = MappingProxyType({
     "core": Process(CoreSettings, run_core),
     "domain": Process(DomainSettings, run_domain),
     "scheduler": Process(SchedulerSettings, run_scheduler),
-    "monitor": Process(MonitorSettings, run_monitor),
-    "timesync": Process(TimeSyncSettings, run_timesync),
+    # Events monitoring raises reach subscriptions' app topics and webhooks, as device events do.
+    "monitor": Process(MonitorSettings, partial(run_monitor, deliveries=subscription_deliveries)),
+    "timesync": Process(TimeSyncSettings, partial(run_timesync, deliveries=subscription_deliveries)),
     "campaigns": Process(CampaignSettings, run_campaigns),
     "firmware-server": Process(FirmwareServerSettings, run_firmware_server),
     "processing": Process(ProcessingSettings, run_processing),

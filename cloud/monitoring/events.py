@@ -1,7 +1,8 @@
 """The monitoring vocabulary: event types, their severities, and the event message apps receive.
 
-An organisation's apps get an event on ``app/{org}/monitoring/{eventType}`` when the
-organisation subscribed to that type and holds MONITORING or OWNER on the device.
+An organisation gets an event when it subscribed to that type and holds MONITORING or OWNER on
+the device: on ``app/{org}/monitoring/{eventType}`` and at its webhook, as its subscription says
+(in the platform's processes; see :mod:`cloud.monitoring.notifier`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
-"""Raising an event: log it, then publish it to every organisation entitled to and wanting it."""
+"""Raising an event: log it, then hand it to every organisation entitled to and wanting it.
+
+Monitoring sits below the event subscriptions' delivery (``cloud.events``: app topics and the
+durable webhook outbox), so a process hands that in as ``deliver`` (the platform does, for the
+monitor and the time service: :func:`cloud.events.delivery.subscription_deliveries`). Without
+it the notifier publishes on the app topics itself (tests of monitoring alone)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from paho.mqtt.properties import Properties
@@ -24,13 +30,28 @@ class Publisher(Protocol):
                 properties: Properties | None = None) -> Awaitable[None]: ...
 
 
-class Notifier:
-    """Stores each event and publishes it on ``app/{org}/monitoring/{eventType}``."""
+# Serves an event's subscribers on the channels each chose; the organisations served.
+Deliver = Callable[[MonitoringEvent], Awaitable[set[str]]]
+# Makes a process's Deliver on its session and registry, for as long as the process runs.
+Deliveries = Callable[[Publisher, Registry], AbstractAsyncContextManager[Deliver | None]]
 
-    def __init__(self, *, store: MonitoringStore, registry: Registry, publisher: Publisher) -> None:
+
+@asynccontextmanager
+async def app_topics_only(_publisher: Publisher, _registry: Registry) -> AsyncIterator[Deliver | None]:
+    """No subscription delivery handed in: the notifier publishes on app topics itself."""
+    yield None
+
+
+class Notifier:
+    """Stores each event and serves it: through ``deliver`` (app topics and webhooks, as each
+    subscription says), or else on ``app/{org}/monitoring/{eventType}``."""
+
+    def __init__(self, *, store: MonitoringStore, registry: Registry, publisher: Publisher,
+                 deliver: Deliver | None = None) -> None:
         self.store = store
         self.registry = registry
         self.publisher = publisher
+        self.deliver = deliver
 
     async def recipients(self, event: MonitoringEvent) -> set[str]:
         """Organisations subscribed to the event's type and holding MONITORING or OWNER on its device."""
@@ -51,6 +72,8 @@ class Notifier:
         """Log ``event`` and publish it to its recipients; return the organisations notified."""
         await self.store.record_event(event)
         log.info("event %s %s on %s: %s", event.severity, event.event_type, event.device_id, event.detail)
+        if self.deliver is not None:
+            return await self.deliver(event)
         orgs = await self.recipients(event)
         payload = event.to_wire()
         for org in sorted(orgs):

@@ -8,7 +8,7 @@ import logging
 from pydantic import Field
 
 from cloud.monitoring.monitor import StatusMonitor
-from cloud.monitoring.notifier import Notifier
+from cloud.monitoring.notifier import Deliveries, Notifier, app_topics_only
 from cloud.monitoring.store import MonitoringStore
 from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
@@ -29,10 +29,12 @@ class MonitorSettings(CloudSettings):
     monitor: MonitorOptions = Field(default_factory=MonitorOptions)
 
 
-async def run_monitor(settings: MonitorSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
-    """Consume concentrator status and sweep for silent devices until ``stop`` is set."""
+async def run_monitor(settings: MonitorSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None,
+                      deliveries: Deliveries = app_topics_only) -> None:
+    """Consume concentrator status and sweep for silent devices until ``stop`` is set; events go
+    to their subscribers through ``deliveries`` (the platform's: app topics and webhooks)."""
     async with metrics_registry("monitor", settings.metrics) as metrics, \
-            connected("monitor", settings) as (session, registry):
+            connected("monitor", settings) as (session, registry), deliveries(session, registry) as deliver:
         session_metrics(metrics, session)
         store = MonitoringStore(registry.engine)
 
@@ -42,7 +44,7 @@ async def run_monitor(settings: MonitorSettings, stop: asyncio.Event, *, ready: 
         metrics.gauge_fn("gridwire_monitor_fleet", "Concentrators and devices by state (as monitoring holds them)",
                          labels=["kind", "state"], sample_async=fleet)
         monitor = StatusMonitor(store=store, registry=registry,
-                                notifier=Notifier(store=store, registry=registry, publisher=session),
+                                notifier=Notifier(store=store, registry=registry, publisher=session, deliver=deliver),
                                 failures_offline=settings.monitor.failures_offline)
         await monitor.start(session)
         if ready is not None:

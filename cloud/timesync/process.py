@@ -7,7 +7,7 @@ import logging
 
 from pydantic import Field
 
-from cloud.monitoring.notifier import Notifier
+from cloud.monitoring.notifier import Deliveries, Notifier, app_topics_only
 from cloud.monitoring.store import MonitoringStore
 from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
@@ -33,14 +33,16 @@ class TimeSyncSettings(CloudSettings):
 
 
 async def run_timesync(settings: TimeSyncSettings, stop: asyncio.Event, *,
-                       ready: asyncio.Event | None = None) -> None:
-    """Answer time requests and record drift reports until ``stop`` is set."""
+                       ready: asyncio.Event | None = None, deliveries: Deliveries = app_topics_only) -> None:
+    """Answer time requests and record drift reports until ``stop`` is set; CLOCK_DRIFT events go
+    to their subscribers through ``deliveries`` (the platform's: app topics and webhooks)."""
     # Durable, so no drift report is lost while we restart; stale time requests are not replayed
     # because they carry a message expiry of EXCHANGE_EXPIRY_SECONDS.
     async with metrics_registry("timesync", settings.metrics) as metrics, \
-            connected("timesync", settings) as (session, registry):
+            connected("timesync", settings) as (session, registry), deliveries(session, registry) as deliver:
         session_metrics(metrics, session)
-        notifier = Notifier(store=MonitoringStore(registry.engine), registry=registry, publisher=session)
+        notifier = Notifier(store=MonitoringStore(registry.engine), registry=registry, publisher=session,
+                            deliver=deliver)
         drift = metrics.histogram("gridwire_timesync_drift_seconds", "Absolute meter clock drift per report",
                                   buckets=DRIFT_BUCKETS)
         recorder = DriftRecorder(store=DriftStore(registry.engine), notifier=notifier,
