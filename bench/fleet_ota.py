@@ -270,8 +270,8 @@ async def download_rates(broker: LocalMosquitto, work: Path, store: FirmwareStor
             rates.append(size / (time.perf_counter() - started))
             if profile is not None:
                 text = io.StringIO()
-                pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(18)
-                print("\n".join(line for line in text.getvalue().splitlines()[:40] if line.strip()))
+                pstats.Stats(profile, stream=text).sort_stats(args.profile_sort).print_stats(30)
+                print("\n".join(line for line in text.getvalue().splitlines()[:50] if line.strip()))
     pairs = ", ".join(f"{r / 1e6:.1f}/{w / 1e6:.1f}" for r, w in zip(rates, raws, strict=True))
     ratios = sorted(r / w for r, w in zip(rates, raws, strict=True))
     print(f"(a) raw broker       {max(raws) / 1e6:8.2f} MB/s  (best; QoS 1, {chunk // 1024} KiB messages)")
@@ -478,6 +478,7 @@ def main() -> None:
     parser.add_argument("--groups-per-wave", type=int, default=5, help="substations (concentrators) per wave")
     parser.add_argument("--download-runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile the first (b) download")
+    parser.add_argument("--profile-sort", default="tottime", help="pstats order: tottime, cumulative, ...")
     parser.add_argument("--rates-only", action="store_true", help="stop after (a) and (b)")
     parser.add_argument("--role", choices=["parent", "meters", "concentrator"], default="parent")
     parser.add_argument("--count", type=int, default=0)
