@@ -40,7 +40,7 @@ from edge.completeness import ReadingLedger
 from edge.config import BrokerSettings, ConcentratorConfig, ConfigError, DlmsMeter, P1Meter
 from edge.dlms.push_listener import PushListener
 from edge.events import DeviceEvents
-from edge.local_intake import LocalIntake, adapter_meters
+from edge.local_intake import LocalIntake, adapter_individuals, adapter_meters
 from edge.forwarder import Forwarder
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
@@ -155,11 +155,13 @@ class Concentrator:
         self.executor = CommandExecutor(session=self.session, concentrator_id=self.cid)
         self.intake: LocalIntake | None = None
         if local is not None and config.local is not None:
+            adapters = [(a.adapter_id, a.adapter_config) for a in config.local.adapters]
             try:
-                owners = adapter_meters((a.adapter_id, a.adapter_config) for a in config.local.adapters)
+                owners = adapter_meters(adapters)
             except ValueError as exc:  # AdapterConfigError is one
                 raise ConfigError(f"local.adapters: {exc}") from exc
-            self.intake = LocalIntake(session=local, owners=owners, submit=self._take_external)
+            self.intake = LocalIntake(session=local, owners=owners, submit=self._take_external,
+                                      individuals=adapter_individuals(adapters))
         self.firmware = self._firmware_agent()
         self.firmware.on_event = self.events.submit
         # Meters read since this process started, and how it asks to end (the self-update's

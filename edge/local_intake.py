@@ -36,7 +36,15 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid
-from broker.schemas import SEQ_PROPERTY, DeliveryAck, LocalIntakeState, MeterReading, Refusal, parse_meter_message
+from broker.schemas import (
+    SEQ_PROPERTY,
+    DeliveryAck,
+    LocalIntakeState,
+    MeterIndividual,
+    MeterReading,
+    Refusal,
+    parse_meter_message,
+)
 from broker.schemas.omdp_reference import REFERENCE_TOPIC, parse_reference_message
 from broker.session import Message, MqttError, MqttSession
 
@@ -79,13 +87,27 @@ def adapter_meters(adapter_configs: Iterable[tuple[str, Path]]) -> dict[str, str
     return owners
 
 
+def adapter_individuals(adapter_configs: Iterable[tuple[str, Path]]) -> dict[str, MeterIndividual]:
+    """{meterIndividualId: its MeterIndividual} (class, element) from each adapter's OMDP config:
+    what a reading in the reference adapter's shape, which names only the meter, is given."""
+    from devices.adapter_config import load_adapter_config
+
+    found: dict[str, MeterIndividual] = {}
+    for _, path in adapter_configs:
+        config = load_adapter_config(path)
+        found[config.meter_individual_id] = config.meter_individual()
+        found.update((sub.meter_individual_id, sub.meter_individual()) for sub in config.sub_meters)
+    return found
+
+
 class LocalIntake:
     """Takes external adapters' readings off the local listener into the concentrator's outbox."""
 
     def __init__(self, *, session: MqttSession, owners: dict[str, str], submit: Submit,
-                 ack_interval: float = 0.05) -> None:
+                 ack_interval: float = 0.05, individuals: dict[str, MeterIndividual] | None = None) -> None:
         self.session = session
         self._owners = owners
+        self._individuals = individuals or {}
         self._submit = submit
         self._ack_interval = ack_interval
         self._acks: dict[str, tuple[list[int], list[Refusal]]] = {}
@@ -201,12 +223,13 @@ class LocalIntake:
                                                       f"topic {parsed.topic}")
         return readings
 
-    @staticmethod
-    def _reference(message: Message, *, meter: str, historical: bool) -> list[MeterReading] | None:
+    def _reference(self, message: Message, *, meter: str, historical: bool) -> list[MeterReading] | None:
         """The readings of a payload in the OMDP reference adapter's flat shape (None: not that
-        shape); one in that shape that cannot be read is refused with the reason."""
+        shape), the meter as its adapter config describes it; one in that shape that cannot be
+        read is refused with the reason."""
         try:
-            return parse_reference_message(message.payload, meter=meter, historical=historical)
+            return parse_reference_message(message.payload, meter=meter, historical=historical,
+                                           individual=self._individuals.get(meter))
         except ValueError as exc:
             raise Refused(PAYLOAD_FORMAT_INVALID, f"OMDP reference payload: {_short(exc)}") from exc
 

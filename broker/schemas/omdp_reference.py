@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import pydantic_core
 
-from broker.schemas.meter_reading import MeterReading
+from broker.schemas.meter_reading import MeterIndividual, MeterReading
 
 # A short OBIS code: C.D.E, optionally with A-B: before it and *F after it, or A.B.C.D.E.F.
 _OBIS = re.compile(r"^(?:(\d{1,3})-(\d{1,3}):)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[.*](\d{1,3}))?$")
@@ -95,10 +95,12 @@ def number(raw: Any, where: str) -> float:
     return value
 
 
-def reading_from_reference(document: dict[str, Any], *, meter: str, historical: bool = False) -> MeterReading:
+def reading_from_reference(document: dict[str, Any], *, meter: str, historical: bool = False,
+                           individual: MeterIndividual | None = None) -> MeterReading:
     """One MeterReading from a reference payload without a catalogue (the edge's view): the
     property from the OBIS code, ``numericalValue`` a number, ``textValue`` text, the unit as sent,
-    the id derived from (meter, time) so that a payload sent again is stored once. ValueError
+    the id derived from (meter, time) so that a payload sent again is stored once, and the meter
+    as ``individual`` (its adapter config's: class, element) says, else by id only. ValueError
     names what cannot be read."""
     meter_id = document.get("meterId")
     if str(meter_id) != meter:
@@ -122,11 +124,14 @@ def reading_from_reference(document: dict[str, Any], *, meter: str, historical: 
         values.append(value)
     return MeterReading.model_validate({
         "meterReadingIdentifier": str(MeterReading.derive_id(meter, moment)), "historical": historical,
-        "readingTime": moment.isoformat(), "propertyValues": values, "meterIndividual": {"meterIndividualId": meter},
+        "readingTime": moment.isoformat(), "propertyValues": values,
+        "meterIndividual": ({"meterIndividualId": meter} if individual is None
+                            else individual.model_dump(mode="json", by_alias=True, exclude_none=True)),
     })
 
 
-def parse_reference_message(payload: bytes | str, *, meter: str, historical: bool = False) -> list[MeterReading] | None:
+def parse_reference_message(payload: bytes | str, *, meter: str, historical: bool = False,
+                            individual: MeterIndividual | None = None) -> list[MeterReading] | None:
     """The readings of a reference payload, None when the payload does not have that shape (not
     JSON, or Gridwire's own); ValueError naming what cannot be read in one that does."""
     try:
@@ -135,4 +140,4 @@ def parse_reference_message(payload: bytes | str, *, meter: str, historical: boo
         return None
     if not is_reference_payload(document):
         return None
-    return [reading_from_reference(document, meter=meter, historical=historical)]
+    return [reading_from_reference(document, meter=meter, historical=historical, individual=individual)]

@@ -14,9 +14,11 @@ from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReading
 from broker.session import MqttSession, NegativeAckError, publish_properties
 from edge.concentrator import Concentrator
 from edge.config import load_config
+from tests.cloud.core.harness import Inbox, session_for
 from tests.edge.adapters.conftest import PASSWORDS
 from tests.edge.concentrator.conftest import stored
 from tests.factories import payload
+from tests.fixtures.mosquitto import CLOUD
 from tests.fixtures.waiting import poll_until, wait_for
 
 
@@ -126,8 +128,12 @@ async def test_reference_adapter_payload_forwarded_once_malformed_refused(local_
     task = asyncio.create_task(concentrator.run(stop), name="concentrator-under-test")
     adapter = MqttSession(client_id="omdp-reference-adapter", host=local.host, port=local.port,
                           username="cupboard", password=PASSWORDS["cupboard"])
+    cloud, forwarded = session_for(mosquitto, CLOUD.username), Inbox()
     try:
         assert concentrator.intake is not None
+        await cloud.connect()
+        await cloud.subscribe(topics.concentrator_meter_message("conc-1", "meter-a", "meterReading"),
+                              forwarded.handler)
         await adapter.connect()
         topic = topics.local_meter_message("meter-a", "readings")
         assert topic == "smartMeterMessage/meter-a/readings"
@@ -163,11 +169,16 @@ async def test_reference_adapter_payload_forwarded_once_malformed_refused(local_
         rows = sorted(stored(influxd, influx_db, "meter-a", fields='"OBIS_1.8.1", "OBIS_1.7.0", "reading_id"'))
         assert [(row[0].minute, row[1], row[2]) for row in rows] == [(n, 1000.5 + n, 0.133) for n in range(3)]
         assert {row[3] for row in rows} == {str(MeterReading.derive_id("meter-a", row[0])) for row in rows}
+        # Forwarded as Gridwire's MeterReading, the meter as its adapter config describes it.
+        sent = [MeterReading.model_validate_json(m.payload) for ms in forwarded.messages.values() for m in ms]
+        assert {r.reading_time.minute for r in sent} == {0, 1, 2}
+        assert {r.meter_individual.physical_meter_type.physical_meter_class for r in sent} == {"ELECTRICITY"}
         status = concentrator._status("ONLINE")
         assert status.local_intake is not None and status.local_intake.refused == {"0x99": 4}
         assert await ingest.dead_letters.count() == 0  # nothing malformed reached the cloud
     finally:
         await adapter.close()
+        await cloud.close()
         stop.set()
         await asyncio.wait_for(task, 20)
     assert len(stored(influxd, influx_db, "meter-a")) == 3
