@@ -15,6 +15,10 @@ then readings from a meter's load profile, then events. Every message given up i
 class (:attr:`Outbox.shed`) and logged with its count and sequence numbers (at once, then summed
 up at most once a minute, and at close), never dropped silently; only an outbox full of messages of a class above the new one's refuses it
 (:class:`OutboxFull`).
+
+**Across software versions** the outbox records its schema and the oldest schema able to read
+it; a version never opens an outbox it cannot read, and an update's rollback restores one it
+could not (see :mod:`edge.outbox_schema`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from broker.errors import Invalid, Unavailable
+from edge import outbox_schema
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,11 @@ class Outbox:
         if "keep" not in columns:  # an outbox written before the classes existed: all live
             self._db.execute("ALTER TABLE outbox ADD COLUMN keep INTEGER NOT NULL DEFAULT 1")
         self._db.execute(_SHED_INDEX)
+        try:  # refuses an outbox this version cannot read; migrates an older one forward
+            self.schema = outbox_schema.open_for_release(self._db, self.path)
+        except Invalid:
+            self._db.close()
+            raise
         self._count = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
         # Messages given up at the limit since this process started, by class.
         self.shed: dict[Keep, int] = dict.fromkeys(Keep, 0)

@@ -34,6 +34,7 @@ from broker.schemas.firmware import CONCENTRATOR_SOFTWARE, SignedManifest
 from edge.commands.errors import CommandFailed
 from edge.commands.executor import CommandHandler
 from edge.ota.agent import signed_manifest
+from edge import outbox_schema
 from edge.selfupdate.releases import InstallError, Releases, UpdateState
 from edge.selfupdate.supervisor import DIR_ENV, RESTART, ROLLBACK, VERSION_ENV
 from firmware_ota.downloader import Downloader, DownloadFailed
@@ -56,7 +57,8 @@ class SelfUpdate:
 
     def __init__(self, *, downloader: Downloader, model: str, health_deadline: float,
                  releases: Releases | None, version: str | None, problems: Callable[[], list[str]],
-                 end: Callable[[int], None]) -> None:
+                 end: Callable[[int], None], outbox: Path | None = None) -> None:
+        self.outbox = outbox
         self.downloader = downloader
         self.model = model
         self.health_deadline = health_deadline
@@ -138,7 +140,9 @@ class SelfUpdate:
         except InstallError as exc:
             raise CommandFailed("INSTALL_FAILED", str(exc)) from exc
         releases.save(UpdateState(phase="trial", source=version, target=manifest.version,
-                                  firmware_id=manifest.firmware_id, health_deadline=self.health_deadline))
+                                  firmware_id=manifest.firmware_id, health_deadline=self.health_deadline,
+                                  outbox=str(self.outbox) if self.outbox else None,
+                                  outbox_schema=outbox_schema.release_schema()))
         await asyncio.to_thread(releases.switch, manifest.version)
         log.info("installed %s beside %s and switched to it: restarting on it", manifest.version, version)
         self._end(RESTART)
@@ -172,4 +176,5 @@ def self_update(config: ConcentratorConfig, *, downloader: Downloader, problems:
     releases = Releases(Path(directory)) if version and directory else None
     return SelfUpdate(downloader=downloader, model=config.software.model,
                       health_deadline=config.software.health_deadline, releases=releases,
-                      version=version if releases is not None else None, problems=problems, end=end)
+                      version=version if releases is not None else None, problems=problems, end=end,
+                      outbox=Path(config.outbox).absolute())

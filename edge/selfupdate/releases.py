@@ -54,6 +54,10 @@ class UpdateState:
     firmware_id: str
     health_deadline: float
     reason: str | None = None
+    # The outbox and the schema the source version declared: a rollback downgrades the outbox
+    # until that schema reads it (None: an update from before this was recorded).
+    outbox: str | None = None
+    outbox_schema: int | None = None
 
     def but(self, **changes: object) -> UpdateState:
         return UpdateState(**{**asdict(self), **changes})  # type: ignore[arg-type]

@@ -12,7 +12,10 @@ again, the state says ``rolled_back`` and why, and the previous version, started
 the update command with ROLLED_BACK. Without systemd the supervisor is just as usable (the tests
 run it as a plain process).
 
-Standard library only, like ``releases.py``.
+On a rollback it first gets the outbox back to a schema the previous version reads
+(:func:`edge.outbox_schema.downgrade`, from what ``update.json`` recorded).
+
+Standard library only, like ``releases.py`` and ``edge/outbox_schema.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge import outbox_schema
 from edge.selfupdate.releases import ENTRY_POINT, InstallError, Releases
 
 log = logging.getLogger(__name__)
@@ -104,6 +108,11 @@ class Supervisor:
         if reason is None:
             reason = f"version {version} exited with code {code} before its health check passed"
         back = self.releases.roll_back()
+        if state.outbox and state.outbox_schema is not None:
+            try:  # before the previous version starts: it must be able to read the outbox
+                outbox_schema.downgrade(Path(state.outbox), state.outbox_schema)
+            except Exception as exc:  # logged; the previous version then refuses the outbox and says so
+                log.error("the outbox could not be downgraded for %s: %s", back, exc)
         self.releases.save(state.but(phase="rolled_back", reason=reason))
         log.error("rolled back from %s to %s: %s", version, back, reason)
 

@@ -253,6 +253,81 @@ async def test_a_broken_b_is_rolled_back_to_a_by_itself(tmp_path: Path, mosquitt
     confirmer.assert_none_lost_nor_duplicated()
 
 
+# B's own outbox steps (edge/outbox_schema.py), in B's tree: an additive one (a column with a
+# default), and one declared not additive (its ``format`` column says how B's payloads are to be
+# read: the previous version, ignoring it, must not read B's outbox) with its downgrade.
+B_OUTBOX_STEPS = {
+    "additive": 'Migration(up="ALTER TABLE outbox ADD COLUMN origin TEXT NOT NULL DEFAULT \'meter\';", '
+                'additive=True)',
+    "not additive": 'Migration(up="ALTER TABLE outbox ADD COLUMN format INTEGER NOT NULL DEFAULT 2;", '
+                    'additive=False, down="ALTER TABLE outbox DROP COLUMN format;")',
+}
+B_RELEASE = """
+import sys
+from edge import outbox_schema
+from edge.outbox_schema import Migration
+outbox_schema.MIGRATIONS.append({step})
+from gridwire.cli import main
+sys.argv[0] = "gridwire"
+main()
+"""
+
+
+def outbox_schema_of(path: Path) -> tuple[int, int, set[str]]:
+    """The outbox's recorded (version, readable_from) and its table's columns."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        version, readable_from = db.execute("SELECT version, readable_from FROM outbox_schema").fetchone()
+        return version, readable_from, {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("step", list(B_OUTBOX_STEPS))
+async def test_a_b_with_a_newer_outbox_schema_rolled_back_a_forwards_every_reading_b_wrote(
+        tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, store: FirmwareStore, cloud: Cloud,
+        step: str) -> None:
+    # B migrates the outbox to its schema 2 and reads its meter into it, but cannot reach the
+    # broker: rolled back. Additive: A reads the outbox as B left it. Not additive: the
+    # supervisor runs B's recorded downgrade before A starts. Either way A forwards B's readings.
+    conc = tmp_path / "conc"
+    conc.mkdir()
+    broken_config = conc / "broken.toml"
+    version = "2.1.0" if step == "additive" else "2.1.1"
+    b = make_tree(tmp_path / "versions" / version)
+    (b / "release.py").write_text(B_RELEASE.format(step=B_OUTBOX_STEPS[step]))
+    (b / "bin" / "gridwire").write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "$(dirname "$0")/../release.py" concentrator run "{broken_config}" '
+        '--log-level INFO\n')
+    signed = publish_version(store, keys, b, tmp_path)
+    async with simulator(SecurityMode.LLS, name="meter-su-4") as sim, confirming(mosquitto) as confirmer, \
+            appliance(tmp_path, mosquitto, keys, [dlms_entry("meter-su-4", sim, interval=1.0)]) as box:
+        broken_config.write_text(box.config.read_text().replace(f"port = {mosquitto.port}", "port = 9"))
+        outbox = box.config.parent / "outbox.sqlite"
+        await cloud.online()
+        await readings_flow(confirmer, 3)
+
+        answer = await cloud.run(CID, "update_firmware", update(signed), timeout=180)
+        assert answer.status == "FAILED" and answer.error is not None, (answer, box.log())
+        assert answer.error.code == "ROLLED_BACK", answer
+        assert box.releases.current()[0] == FACTORY
+        assert "migrated to schema 2" in box.log()
+        if step == "additive":
+            assert outbox_schema_of(outbox)[:2] == (2, 1)
+            assert "origin" in outbox_schema_of(outbox)[2]
+            assert "downgraded" not in box.log()
+        else:
+            assert outbox_schema_of(outbox)[:2] == (1, 1)
+            assert "format" not in outbox_schema_of(outbox)[2]
+            assert "downgraded from schema 2 to 1" in box.log()
+        # What B read while it was on trial waited in the outbox; A forwarded it.
+        await readings_flow(confirmer, 3)
+        await wait_for(lambda: max(confirmer.seqs) == len(confirmer.seqs), what="every message confirmed")
+    confirmer.assert_none_lost_nor_duplicated()
+
+
 @pytest.mark.parametrize("tamper", ["manifest", "package", "kind"])
 async def test_a_tampered_or_unsigned_package_is_refused_before_anything_is_unpacked(
         tmp_path: Path, mosquitto: LocalMosquitto, keys: Keys, store: FirmwareStore, cloud: Cloud,
