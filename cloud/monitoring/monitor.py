@@ -146,9 +146,11 @@ class StatusMonitor:
             offset += page
 
     async def run_sweeper(self, stop: asyncio.Event, *, interval: float = 60.0) -> None:
-        """Sweep every ``interval`` seconds until ``stop`` is set."""
+        """Sweep every ``interval`` seconds until ``stop`` is set, and hand out the events a killed
+        monitor or time service stored but did not serve."""
         while not stop.is_set():
             await self.sweep()
+            await self.notifier.serve_unnotified(now=self.clock())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except TimeoutError:

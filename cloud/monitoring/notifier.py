@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from paho.mqtt.properties import Properties
 
 from broker import topics
 from broker.session import publish_properties
-from cloud.monitoring.events import MONITORING_DOMAIN, NOTIFY_GROUPS, MonitoringEvent
+from cloud.monitoring.events import MONITORING_DOMAIN, NOTIFY_GROUPS, EventType, MonitoringEvent
 from cloud.monitoring.store import MonitoringStore
 from cloud.registry import DeviceNotFound, Registry
 
@@ -29,6 +30,15 @@ class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> Awaitable[None]: ...
 
+
+# The event types monitoring raises itself (the monitor; the time service's CLOCK_DRIFT): device
+# events are handed out again by their concentrator's redelivery instead.
+RAISED_BY_MONITORING: frozenset[EventType] = frozenset({
+    EventType.CONCENTRATOR_ONLINE, EventType.CONCENTRATOR_OFFLINE, EventType.DEVICE_ONLINE, EventType.DEVICE_OFFLINE,
+    EventType.COMMUNICATION_FAILURE, EventType.CLOCK_DRIFT})
+# An event stored this recently may be being served right now; one older than the horizon is left.
+SERVE_GRACE = timedelta(seconds=30)
+UNNOTIFIED_HORIZON = timedelta(days=1)
 
 # Serves an event's subscribers on the channels each chose; the organisations served.
 Deliver = Callable[[MonitoringEvent], Awaitable[set[str]]]
@@ -52,6 +62,24 @@ class Notifier:
         self.registry = registry
         self.publisher = publisher
         self.deliver = deliver
+
+    async def serve_unnotified(self, *, now: datetime) -> int:
+        """Hand out the events monitoring raised that a process killed between storing and serving
+        them left unserved (older than SERVE_GRACE, so not one being served right now; at most
+        UNNOTIFIED_HORIZON old). Only with ``deliver``, which marks them served; the count."""
+        if self.deliver is None:
+            return 0
+        served = 0
+        while True:
+            pending = await self.store.unnotified(RAISED_BY_MONITORING, since=now - UNNOTIFIED_HORIZON,
+                                                  before=now - SERVE_GRACE)
+            for event in pending:
+                log.warning("event %s %s on %s of %s was stored but not handed out: handing it out now",
+                            event.event_id, event.event_type, event.device_id, event.occurred_at.isoformat())
+                await self.deliver(event)
+                served += 1
+            if len(pending) < 100:
+                return served
 
     async def recipients(self, event: MonitoringEvent) -> set[str]:
         """Organisations subscribed to the event's type and holding MONITORING or OWNER on its device."""

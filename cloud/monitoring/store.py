@@ -4,6 +4,7 @@ notification subscriptions and the event log. Every method is one short transact
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
@@ -146,6 +147,21 @@ class MonitoringStore:
             session.add(MonitoringEventRow(event_id=str(event.event_id), event_type=event.event_type.value,
                                            severity=event.severity.value, device_id=event.device_id,
                                            occurred_at=event.occurred_at, detail=event.detail))
+
+    async def unnotified(self, event_types: Iterable[EventType], *, since: datetime, before: datetime,
+                         limit: int = 100) -> list[MonitoringEvent]:
+        """Events of ``event_types`` that occurred in [since, before) and were never handed out
+        (a process killed between storing and serving them), oldest first."""
+        query = (select(MonitoringEventRow)
+                 .where(MonitoringEventRow.notified_at.is_(None),
+                        MonitoringEventRow.event_type.in_([t.value for t in event_types]),
+                        MonitoringEventRow.occurred_at >= since, MonitoringEventRow.occurred_at < before)
+                 .order_by(MonitoringEventRow.occurred_at, MonitoringEventRow.id).limit(limit))
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [MonitoringEvent(event_id=row.event_id, event_type=row.event_type, severity=row.severity,
+                                device_id=row.device_id, occurred_at=row.occurred_at, detail=row.detail)
+                for row in rows]
 
     async def recent_events(self, *, limit: int = 100, device_id: str | None = None) -> list[MonitoringEvent]:
         """The newest events (of one device if given), newest first (the console's events page)."""

@@ -6,7 +6,8 @@ SIGKILL the concentrator: its will makes the monitor raise CONCENTRATOR_OFFLINE,
 the subscribed organisation's webhook (through the durable webhook outbox, sent by the domain
 process's delivery loop) and its app topic, once; the event types it did not ask a webhook for
 (CONCENTRATOR_ONLINE at the birth) do not, and an organisation without RECEIVE_EVENTS on the
-concentrator gets nothing.
+concentrator gets nothing. And an event a monitor stored but was killed before serving is served
+by the next monitor's sweep, once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from cloud.monitoring import MonitoringStore
+from cloud.monitoring.events import EventType, make_event
+from cloud.monitoring.process import MonitorOptions
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import verify
@@ -104,3 +109,39 @@ async def test_a_concentrator_going_offline_reaches_the_webhook_once(
     assert not inbox_b.messages  # subscribed, but no RECEIVE_EVENTS on conc-1
     assert history.status_code == 200 and history.json()["total"] == 1
     assert history.json()["events"][0]["eventId"] == body["eventId"]
+
+
+async def test_an_event_stored_by_a_killed_monitor_is_served_by_the_next(
+        mosquitto: MosquittoServer, postgres_url: str) -> None:
+    settings = platform_settings(mosquitto, postgres_url, monitor=MonitorOptions(sweep_seconds=0.2))
+    async with webhook_server() as hook, serve_with_lifespan(settings) as base, \
+            httpx.AsyncClient(base_url=base, timeout=10) as http:
+        async with Registry(url=postgres_url) as registry:
+            await registry.add_organisation(OrganisationCreate(identification=ORG_A, name=ORG_A, webhook_url=hook.url,
+                                                               webhook_secret=HOOK_SECRET))
+        added = await http.post("/v1/installation/devices", headers=bearer(ORG_A),
+                                json={"identification": "conc-1", "deviceType": "CONCENTRATOR", "protocol": "MQTT"})
+        assert added.status_code == 201, added.text
+        sub = await http.put("/v1/events/subscriptions/CONCENTRATOR_OFFLINE", headers=bearer(ORG_A),
+                             json={"mqtt": False, "webhook": True})
+        assert sub.status_code == 200, sub.text
+        engine = create_async_engine(postgres_url)
+        try:
+            # What a monitor killed between storing the event and serving it leaves behind.
+            lost = make_event(EventType.CONCENTRATOR_OFFLINE, "conc-1", at=datetime.now(UTC) - timedelta(minutes=2),
+                              session=3, reason="connection lost")
+            await MonitoringStore(engine).record_event(lost)
+            async with platform_process("monitor", settings), platform_process("domain", settings):
+                rows = await poll_until(WebhookOutbox(engine).all, lambda found: len(found) >= 1 and all(
+                    r.state is DeliveryState.DELIVERED for r in found), timeout=60, what="the webhook delivered")
+                # Served: later sweeps find nothing left to serve.
+                await poll_until(lambda: MonitoringStore(engine).unnotified(
+                    [EventType.CONCENTRATOR_OFFLINE], since=datetime.now(UTC) - timedelta(hours=1),
+                    before=datetime.now(UTC)), lambda left: left == [], what="the event marked served")
+        finally:
+            await engine.dispose()
+
+    assert len(rows) == 1
+    [received] = hook.received
+    assert json.loads(received.body)["eventId"] == str(lost.event_id)
+    assert received.headers["x-gridwire-event"] == "event.CONCENTRATOR_OFFLINE"
