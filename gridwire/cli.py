@@ -7,8 +7,9 @@ never imports cloud packages.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -281,11 +282,21 @@ _SETTINGS_HELP = ("Settings from GRIDWIRE_* variables: MQTT_HOST, MQTT_PORT, MQT
                   "MQTT_CLIENT_ID, MQTT_CA_FILE (TLS), DATABASE_URL, ... (README, cloud/settings.py).")
 
 
-def _cloud_process(name: str, log_level: str, **overrides: object) -> None:
+def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object] | None = None,
+                   **overrides: object) -> None:
+    """Run cloud process ``name``; ``refuse(settings)`` first, whose Invalid (settings it will
+    not start with) is one line on stderr and exit 2, not a traceback."""
+    from broker.errors import Invalid
     from cloud.platform import PROCESSES, process_runner
 
     settings = PROCESSES[name].settings(**overrides)
     _logging(log_level, process=name, format=settings.log.format)
+    if refuse is not None:
+        try:
+            refuse(settings)
+        except Invalid as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
     ready = asyncio.Event()
     run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait)
 
@@ -320,8 +331,10 @@ def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to liste
     functional domains (public lighting, smart metering, tariff switching) and clock drift
     (OpenAPI at /docs). Migrates the database at start. Also JWT_SECRET (required),
     API_TLS_CERT_FILE, API_TLS_KEY_FILE, INFLUX_URL, PKI_DIR, CRL_FILE, BROKER_PID_FILE."""
+    from cloud.api.process import https
+
     chosen = {"api_host": host, "api_port": port, "api_insecure_http": insecure_http or None}
-    _cloud_process("api", log_level, **{key: value for key, value in chosen.items() if value is not None})
+    _cloud_process("api", log_level, refuse=https, **{key: value for key, value in chosen.items() if value is not None})
 
 
 @cloud_app.command("core", epilog=_SETTINGS_HELP)

@@ -140,7 +140,8 @@ def _clear(app: FastAPI) -> None:
 
 
 def https(settings: ApiSettings) -> dict[str, str]:
-    """uvicorn's TLS options: the API serves HTTPS unless told plainly not to (a warning then)."""
+    """uvicorn's TLS options: the API serves HTTPS unless told plainly not to (then none, and
+    :func:`run_api` logs a warning); Invalid, saying what to set, for neither."""
     if settings.api_tls_cert_file is not None and settings.api_tls_key_file is not None:
         return {"ssl_certfile": str(settings.api_tls_cert_file), "ssl_keyfile": str(settings.api_tls_key_file)}
     if settings.api_tls_cert_file is not None or settings.api_tls_key_file is not None:
@@ -149,8 +150,6 @@ def https(settings: ApiSettings) -> dict[str, str]:
         raise Invalid("the API serves HTTPS: set GRIDWIRE_API_TLS_CERT_FILE and GRIDWIRE_API_TLS_KEY_FILE (e.g. "
                       "from gridwire broker pki server), or allow plain HTTP explicitly with --insecure-http "
                       "(GRIDWIRE_API_INSECURE_HTTP=true)")
-    log.warning("the API serves plain HTTP on %s:%d (insecure HTTP was asked for): bearer tokens and claims cross "
-                "the network unencrypted", settings.api_host, settings.api_port)
     return {}
 
 
@@ -159,16 +158,19 @@ async def run_api(settings: ApiSettings, stop: asyncio.Event, *, ready: asyncio.
     ``ready`` once it listens (its lifespan has run)."""
     import uvicorn
 
-    https(settings)  # refuse before anything starts
+    tls = https(settings)  # refuse before anything starts
+    if not tls:
+        log.warning("the API serves plain HTTP on %s:%d (insecure HTTP was asked for): bearer tokens and claims "
+                    "cross the network unencrypted", settings.api_host, settings.api_port)
     async with metrics_registry("api", settings.metrics) as metrics:
-        await _serve(uvicorn, create_platform_app(settings, metrics=metrics), settings, stop, ready)
+        await _serve(uvicorn, create_platform_app(settings, metrics=metrics), settings, tls, stop, ready)
 
 
-async def _serve(uvicorn: Any, app: FastAPI, settings: ApiSettings, stop: asyncio.Event,  # noqa: ANN401
-                 ready: asyncio.Event | None) -> None:
+async def _serve(uvicorn: Any, app: FastAPI, settings: ApiSettings, tls: dict[str, str],  # noqa: ANN401
+                 stop: asyncio.Event, ready: asyncio.Event | None) -> None:
     # log_config=None: uvicorn's loggers go through the process's logging set-up.
     server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_config=None, **https(settings),
+        app, host=settings.api_host, port=settings.api_port, log_config=None, **tls,
         lifespan="on",
         # Longer than clients typically idle between calls: a keep-alive connection closed just
         # as a busy client reuses it surfaces as a failed request.

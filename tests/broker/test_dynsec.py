@@ -4,6 +4,7 @@ and accounts made, disabled and deleted at run time take effect with no restart.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -146,3 +147,71 @@ async def _until_disconnected(session: MqttSession) -> None:
     from tests.fixtures.waiting import wait_for
 
     await wait_for(lambda: not session.connected.is_set(), timeout=10, what="the broker disconnecting it")
+
+
+def _connack(server: LocalMosquitto, username: str | None, password: str | None) -> int:
+    """The reason code of the CONNACK the broker answers a plain MQTT 5 CONNECT with (paho
+    directly, so the code is the broker's own, not a wrapper's reading of it)."""
+    import threading
+
+    import paho.mqtt.client as paho
+
+    answered = threading.Event()
+    codes: list[int] = []
+
+    def on_connect(_client, _userdata, _flags, reason_code, _properties) -> None:
+        codes.append(reason_code.value)
+        answered.set()
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"connack-{uuid.uuid4().hex[:6]}",
+                         protocol=paho.MQTTv5)
+    client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    client.connect(server.host, server.port)
+    client.loop_start()
+    try:
+        assert answered.wait(REFUSED_WITHIN * 3), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return codes[0]
+
+
+SUCCESS = 0x00
+
+
+async def test_every_refused_login_gets_connack_0x87(shared_mosquitto, accounts):
+    """Mosquitto 2.0.11 with dynamic security answers every refused MQTT 5 login with CONNACK
+    0x87 Not authorized (never 0x86 or 0x8A): a wrong password, an unknown or anonymous user, a
+    disabled, revoked or deleted account all look alike to the client, so none tells an
+    attacker which accounts exist. Our session's ConnectError names that reason."""
+    name = f"app.org-a.gone-{uuid.uuid4().hex[:6]}"
+    app = Account(username=name, password="pw-1", role="app", subject="org-a")
+    await accounts.ensure(app)
+
+    async def connack(username: str | None = name, password: str | None = "pw-1") -> int:
+        return await asyncio.to_thread(_connack, shared_mosquitto, username, password)
+
+    assert await connack() == SUCCESS
+    assert await connack(password="not-pw-1") == NOT_AUTHORISED
+    assert await connack(password=None) == NOT_AUTHORISED
+    assert await connack(username=f"nobody-{name}") == NOT_AUTHORISED
+    assert await connack(username=None, password=None) == NOT_AUTHORISED  # anonymous
+
+    await accounts.disable(name)
+    assert await connack() == NOT_AUTHORISED
+    with pytest.raises(ConnectError, match="Not authorized"):
+        await _connect_once(shared_mosquitto, app)
+    await accounts.ensure(app)  # enabled again
+    assert await connack() == SUCCESS
+
+    await accounts.revoke(name)  # roles taken, disabled: what decommissioning does
+    state = await accounts.get(name)
+    assert state is not None and state.disabled and state.roles == ()
+    assert await connack() == NOT_AUTHORISED
+
+    await accounts.delete(name)
+    assert await connack() == NOT_AUTHORISED
+    with pytest.raises(ConnectError, match="Not authorized"):
+        await _connect_once(shared_mosquitto, app)
+

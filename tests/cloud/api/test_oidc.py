@@ -7,18 +7,22 @@ grants nothing). Every refusal leaves the registry as it was.
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from fastapi import FastAPI
 
 from cloud.api import create_app
+from cloud.api.oidc import JwksVerifier
+from cloud.auth import AuthError
 from cloud.registry import OrganisationCreate
 from cloud.settings import ApiSettings, OidcSettings
 from tests.cloud.api.platform_rig import Rig, platform
@@ -146,3 +150,72 @@ def _kid_swap() -> tuple[str, str]:
 def test_the_api_refuses_to_start_with_a_weak_secret(secret: str | None) -> None:
     with pytest.raises(ValueError, match="GRIDWIRE_JWT_SECRET"):
         create_app(settings=ApiSettings(jwt_secret=secret))
+
+
+def _signed(header: dict[str, Any], body: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    """A JWT put together by hand: PyJWT itself refuses to make the confused ones below."""
+    def part(data: bytes) -> str:
+        return jwt.utils.base64url_encode(data).decode()
+
+    signing_input = f"{part(json.dumps(header).encode())}.{part(json.dumps(body).encode())}"
+    return f"{signing_input}.{part(sign(signing_input.encode()))}"
+
+
+async def test_algorithm_confusion_is_refused(rig: Rig, provider: tuple[Provider, str]) -> None:
+    """The provider's RSA public key (as published, as PEM) used as an HMAC secret, and a header
+    algorithm that does not fit the type of the key its kid names: each refused, by the API and
+    by the verifier itself (with the reason)."""
+    idp, jwks_url = provider
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "org": "org-a", "iat": now, "exp": now + 300}
+    public_pem = idp.keys["rsa-1"].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def hmac_with(secret: bytes, digest: str) -> Callable[[bytes], bytes]:
+        return lambda data: hmac.new(secret, data, digest).digest()
+
+    def rsa_signed(data: bytes) -> bytes:
+        return idp.keys["rsa-1"].sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+    def ec_signed(data: bytes) -> bytes:
+        return jwt.algorithms.ECAlgorithm(hashes.SHA256).sign(data, idp.keys["ec-1"])
+
+    confused = {
+        "HS256 keyed with the RSA public key PEM": _signed(
+            {"alg": "HS256", "kid": "rsa-1", "typ": "JWT"}, body, hmac_with(public_pem, "sha256")),
+        "HS256 keyed with the PEM, no kid": _signed(
+            {"alg": "HS256", "typ": "JWT"}, body, hmac_with(public_pem, "sha256")),
+        "HS512 keyed with the PEM": _signed(
+            {"alg": "HS512", "kid": "rsa-1", "typ": "JWT"}, body, hmac_with(public_pem, "sha512")),
+        "ES256 header naming the RSA key": _signed({"alg": "ES256", "kid": "rsa-1", "typ": "JWT"}, body, ec_signed),
+        "RS256 header naming the EC key": _signed({"alg": "RS256", "kid": "ec-1", "typ": "JWT"}, body, rsa_signed),
+        "PS256 by the RSA key": jwt.encode(body, idp.keys["rsa-1"], algorithm="PS256", headers={"kid": "rsa-1"}),
+    }
+    # The same key, algorithm and claims, honestly signed, are accepted: what is refused is the confusion.
+    honest = _signed({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}, body, rsa_signed)
+    assert (await rig.http.get("/v1/installation/devices", headers=bearer(honest))).status_code == 200
+    before = [o.identification for o in await rig.registry.list_organisations()]
+    for case, token in confused.items():
+        answer = await rig.http.get("/v1/installation/devices", headers=bearer(token))
+        assert answer.status_code == 401, (case, answer.text)
+        assert answer.headers["www-authenticate"].startswith("Bearer"), case
+    assert [o.identification for o in await rig.registry.list_organisations()] == before
+
+    # The verifier on its own, against the same published keys: each refused, saying why.
+    verifier = JwksVerifier(OidcSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=jwks_url))
+    reasons = {
+        "HS256 keyed with the RSA public key PEM": "must be signed with one of RS256, ES256",
+        "HS256 keyed with the PEM, no kid": "must be signed with one of RS256, ES256",
+        "HS512 keyed with the PEM": "must be signed with one of RS256, ES256",
+        "ES256 header naming the RSA key": "key 'rsa-1' is not a EC key for ES256",
+        "RS256 header naming the EC key": "key 'ec-1' is not a RSA key for RS256",
+        "PS256 by the RSA key": "must be signed with one of RS256, ES256",
+    }
+    try:
+        assert (await verifier.verify(honest)).organisation == "org-a"
+        for case, token in confused.items():
+            with pytest.raises(AuthError) as refused:
+                await verifier.verify(token)
+            assert reasons[case] in str(refused.value), (case, refused.value)
+    finally:
+        await verifier.aclose()

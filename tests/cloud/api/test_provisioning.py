@@ -293,3 +293,67 @@ async def test_an_api_whose_broker_login_may_not_administer_accounts_refuses(tls
         assert answer.status_code == 503 and "kind api" in answer.json()["detail"]
         async with Registry(url=url) as registry:
             assert await registry.list_devices(organisation=ADMIN) == []
+
+
+async def _claim_state(url: str, cid: str) -> tuple[list[tuple], list[str], list[str]]:
+    """The claims of ``cid`` as stored, the certificates issued for it, its broker accounts."""
+    from sqlalchemy import select
+
+    from cloud.accounts.models import BrokerAccountRow, ClientCertificateRow, ProvisioningClaimRow
+
+    async with Registry(url=url) as registry, registry.engine.connect() as conn:
+        claims = (await conn.execute(select(
+            ProvisioningClaimRow.token_sha256, ProvisioningClaimRow.expires_at, ProvisioningClaimRow.redeemed_at,
+            ProvisioningClaimRow.public_key_sha256, ProvisioningClaimRow.certificate_pem,
+        ).where(ProvisioningClaimRow.concentrator_id == cid))).all()
+        serials = (await conn.execute(select(ClientCertificateRow.serial)
+                                      .where(ClientCertificateRow.concentrator_id == cid))).scalars().all()
+        accounts = (await conn.execute(select(BrokerAccountRow.username)
+                                       .where(BrokerAccountRow.subject == cid))).scalars().all()
+    return [tuple(row) for row in claims], list(serials), list(accounts)
+
+
+async def test_a_claim_used_after_it_expired_is_refused_and_changes_nothing(api, tls_mosquitto, tmp_path):
+    base, url = api
+    cid = f"late-{uuid.uuid4().hex[:6]}"
+    token = await claim(base, cid)
+    # The claim's hour passes: its expiry moved into the past in the registry the API reads.
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cloud.accounts.models import ProvisioningClaimRow
+    from cloud.accounts.store import token_sha256
+    from cloud.registry.models import utcnow
+
+    async with Registry(url=url) as registry, registry.engine.begin() as conn:
+        changed = await conn.execute(update(ProvisioningClaimRow)
+                                     .where(ProvisioningClaimRow.token_sha256 == token_sha256(token))
+                                     .values(expires_at=utcnow() - timedelta(seconds=1)))
+        assert changed.rowcount == 1
+    before = await _claim_state(url, cid)
+    assert len(before[0]) == 1 and before[0][0][2:] == (None, None, None) and before[1:] == ([], [])
+    crl_before = revoked_serials(tls_mosquitto.crl_file)
+
+    csr = make_key_and_request(tmp_path / "late.key")
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        late = await http.post("/v1/installation/provision", json={"claim": token, "csr": csr})
+        assert late.status_code == 403, late.text
+        assert late.json()["detail"] == "the provisioning claim has expired: ask for a new one"
+        again = await http.post("/v1/installation/provision", json={"claim": token, "csr": csr})
+        assert again.status_code == 403 and "expired" in again.json()["detail"]
+    # The real appliance command with the same claim: refused, no certificate written.
+    out = tmp_path / "appliance"
+    refused = await asyncio.to_thread(provision, base, token, out)
+    assert refused.exit_code != 0 and "expired" in refused.output, refused.output
+    assert not list(out.rglob("concentrator.pem"))
+    # Nothing issued, nothing redeemed, no broker account, the CRL as it was.
+    assert await _claim_state(url, cid) == before
+    assert revoked_serials(tls_mosquitto.crl_file) == crl_before
+    # The concentrator never gets a login: a fresh claim (not the expired one) still works.
+    fresh = await asyncio.to_thread(provision, base, await claim(base, cid), tmp_path / "fresh")
+    assert fresh.exit_code == 0, fresh.output
+    assert list((tmp_path / "fresh").rglob("concentrator.pem"))  # where the refused one wrote none
+    claims, serials, accounts = await _claim_state(url, cid)
+    assert before[0][0] in claims  # the expired claim stays as it was, unredeemed
+    assert len(claims) == 2 and len(serials) == 1 and accounts == [cid]
