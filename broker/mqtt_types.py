@@ -61,6 +61,13 @@ class Message:
 
 
 Handler = Callable[[Message], Awaitable[None]]
+# Said once by whoever took a message without a task (a NowHandler): None when it may be
+# acknowledged, or the exception its handler would have raised (redelivered, then dead-lettered).
+Settle = Callable[[Exception | None], None]
+# Takes a message at once, inside the network callback, with no task per message (ingest at one
+# reading per message); True once it took it and will call ``settle`` exactly once, False to
+# leave it to the subscription's handler.
+NowHandler = Callable[[Message, Settle], bool]
 # Takes a message its handler failed on too often, and why; once it returns, the message is
 # acknowledged. If it raises, the message stays unacknowledged and comes again.
 DeadLetterSink = Callable[[Message, str], Awaitable[None]]
@@ -80,5 +87,5 @@ def publish_properties(*, correlation_data: bytes | None = None, response_topic:
         user_properties=list(user_properties.items()) if user_properties else None, content_type=content_type)
 
 
-__all__ = ["ConnectError", "DeadLetterSink", "Handler", "Message", "MqttError", "NegativeAckError",
-           "TlsSettings", "Will", "publish_properties"]
+__all__ = ["ConnectError", "DeadLetterSink", "Handler", "Message", "MqttError", "NegativeAckError", "NowHandler",
+           "Settle", "TlsSettings", "Will", "publish_properties"]

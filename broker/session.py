@@ -8,7 +8,8 @@ What it guarantees, and why each matters for "nothing lost":
   caller (the edge outbox) may delete its copy only then.
 - Flow control: at most ``max_inflight`` unacknowledged QoS 1 publishes; further publishers
   wait instead of overrunning the broker's receive maximum.
-- A received QoS 1 message is acknowledged only after its handler returned. A handler that
+- A received QoS 1 message is acknowledged only after its handler returned (or, for a
+  subscription with a ``now`` handler that took it, once that handler settled it). A handler that
   raises leaves the message unacknowledged; the session then reconnects after a backoff so the
   broker redelivers it (MQTT 5 redelivers unacknowledged messages only on a new connection).
 - Redeliveries are capped: a message its handler failed on ``max_deliveries`` times goes to
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -57,6 +59,8 @@ from broker.mqtt_types import (
     Message,
     MqttError,
     NegativeAckError,
+    NowHandler,
+    Settle,
     TlsSettings,
     Will,
     publish_properties,
@@ -119,6 +123,9 @@ class MqttSession:
         self._unrouted: list[tuple[int, Received]] = []  # received before their handler was named (see _hold)
         self._unrouted_timer: asyncio.TimerHandle | None = None
         self._handler_tasks: set[asyncio.Task[None]] = set()
+        self._now: dict[Handler, NowHandler] = {}  # a subscription's handler -> its now handler
+        self._taken = 0  # messages a now handler took and has not settled yet
+        self._all_settled: asyncio.Future[None] | None = None  # for drain()
         self._tasks: set[asyncio.Task[None]] = set()  # everything else it runs in the background
         self._redeliveries = Redeliveries()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,7 +144,7 @@ class MqttSession:
     @property
     def handling(self) -> int:
         """Received messages whose handler is running (not yet acknowledged)."""
-        return len(self._handler_tasks)
+        return len(self._handler_tasks) + self._taken
 
     def set_will(self, will: Will | Callable[[], Will] | None) -> None:
         """The will of the next connection attempts (a callable is asked before each one)."""
@@ -183,9 +190,14 @@ class MqttSession:
     async def drain(self, *, timeout: float) -> None:
         """Let the handlers already running finish (and their messages be acknowledged), for at
         most ``timeout`` seconds; for a graceful stop before :meth:`close`."""
-        running = [task for task in self._handler_tasks if not task.done()]
-        if running:
-            await asyncio.wait(running, timeout=timeout)
+        waits: list[asyncio.Future[Any]] = [task for task in self._handler_tasks if not task.done()]
+        if self._taken:
+            assert self._loop is not None
+            if self._all_settled is None or self._all_settled.done():
+                self._all_settled = self._loop.create_future()
+            waits.append(self._all_settled)
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
 
     async def close(self) -> None:
         """Disconnect cleanly (no will is sent) and stop every task the session started."""
@@ -279,10 +291,16 @@ class MqttSession:
 
     # --- subscribing --------------------------------------------------------------------------
 
-    async def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
-        """Subscribe and route matching messages to ``handler``; kept across reconnects."""
+    async def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1,
+                        now: NowHandler | None = None) -> None:
+        """Subscribe and route matching messages to ``handler``; kept across reconnects.
+
+        ``now`` is offered each message first, in the network callback: a message it takes
+        costs no task; one it declines goes to ``handler`` as usual."""
         validate_filter(topic_filter)
         self._subscriptions[topic_filter] = (handler, qos)
+        if now is not None:
+            self._now[handler] = now
         self._routes.clear()
         self._route_held()
         await self._send_subscribe(topic_filter, qos)
@@ -328,9 +346,9 @@ class MqttSession:
         self._routes[topic] = found
         return found
 
-    async def _dispatch(self, raw: Received) -> None:
+    def _message(self, raw: Received) -> Message:
         props = getattr(raw, "properties", None)
-        message = Message(
+        return Message(
             topic=raw.topic, payload=raw.payload if self._payload_views else bytes(raw.payload), qos=raw.qos,
             retain=bool(raw.retain),
             correlation_data=getattr(props, "CorrelationData", None),
@@ -338,6 +356,48 @@ class MqttSession:
             message_expiry=getattr(props, "MessageExpiryInterval", None),
             user_properties=dict(getattr(props, "UserProperty", []) or []),
         )
+
+    def _take_now(self, raw: Received) -> Message | None:
+        """Offer ``raw`` to its subscription's now handler; None once taken (or settled), else
+        the message, for the handler's task."""
+        handler = self._handler_for(raw.topic)
+        now = self._now.get(handler) if handler is not None else None
+        message = self._message(raw)
+        if now is None:
+            return message
+        counted = self._redeliveries.active
+        if counted and self._redeliveries.take_settled(message):
+            self._ack(raw)  # dead-lettered already; its acknowledgement was lost with the connection
+            return None
+        try:
+            taken = now(message, functools.partial(self._settle, raw, message, counted, self.connections))
+        except Exception:  # noqa: BLE001 - the handler's task meets the same problem and handles it
+            log.debug("%s: now handler failed on %s; handing it to the handler", self.client_id, raw.topic,
+                      exc_info=True)
+            return message
+        if not taken:
+            return message
+        self._taken += 1
+        return None
+
+    def _settle(self, raw: Received, message: Message, counted: bool, connection: int,
+                failure: Exception | None) -> None:
+        """A now handler is done with ``message``: acknowledge it, or fail it as a handler would."""
+        self._taken -= 1
+        if self._taken == 0 and self._all_settled is not None and not self._all_settled.done():
+            self._all_settled.set_result(None)
+        if connection != self.connections:
+            return  # came on a connection since lost: the broker sends it again (its id is another's now)
+        if failure is None:
+            if counted:
+                self._redeliveries.succeeded(message)
+            self._ack(raw)
+        elif not self._closing:
+            self._spawn(self._handler_failed(raw, message, failure), f"mqtt-failed {raw.mid}")
+
+    async def _dispatch(self, raw: Received, message: Message | None = None) -> None:
+        if message is None:
+            message = self._message(raw)
         # Log lines written while the handler runs name this message's ids (a JSON log's fields).
         logs.handling(message)
         handler = self._handler_for(message.topic)
@@ -497,7 +557,12 @@ class MqttSession:
 
     def _on_message(self, _client: paho.Client, _userdata: Any, raw: Received) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(self._dispatch(raw), name=f"mqtt-handle {raw.mid}:{self.client_id}")
+        message = None
+        if self._now:
+            message = self._take_now(raw)
+            if message is None:
+                return
+        task = self._loop.create_task(self._dispatch(raw, message), name=f"mqtt-handle {raw.mid}:{self.client_id}")
         self._handler_tasks.add(task)
         task.add_done_callback(self._handler_tasks.discard)
 

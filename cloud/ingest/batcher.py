@@ -11,10 +11,11 @@ readings are in one batch, and its acknowledgement and confirmation wait for tha
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from broker.session import Backoff
 from cloud.ingest.metrics import IngestMetrics
@@ -27,6 +28,8 @@ Writer = Callable[[Sequence[str]], Awaitable[int]]
 # Told, after a write and before any message is acknowledged, which concentrator messages
 # (by sequence number) are now stored: the end-to-end confirmation the edge waits for.
 Confirm = Callable[[dict[str, list[int]]], Awaitable[None]]
+# Told once when a message's readings are stored and confirmed (None), or why not.
+Done = Callable[[Exception | None], None]
 
 
 @dataclass(slots=True)
@@ -34,7 +37,8 @@ class _Entry:
     lines: Sequence[str]
     concentrator_id: str | None
     seq: int | None
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: Done
+    settled: bool = False
 
 
 class WriteBatcher:
@@ -79,13 +83,18 @@ class WriteBatcher:
         """Return once ``lines`` (one message's readings, encoded) are stored, and confirmed
         to their concentrator when the message carried a sequence number; raise
         StoreRejected if the store refuses them."""
-        entry = _Entry(lines, concentrator_id, seq)
-        self._pending.append(entry)
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.add(lines, concentrator_id=concentrator_id, seq=seq, done=functools.partial(_resolve, stored))
+        await stored
+
+    def add(self, lines: Sequence[str], *, concentrator_id: str | None, seq: int | None, done: Done) -> None:
+        """:meth:`submit` without waiting: ``done`` is told once, with None when ``lines`` are
+        stored and confirmed, else with the StoreRejected (or the confirmation's failure)."""
+        self._pending.append(_Entry(lines, concentrator_id, seq, done))
         self._count += len(lines)
         self._first.set()
         if self._count >= self.max_readings:
             self._full.set()
-        await entry.done
 
     async def run(self) -> None:
         slots = asyncio.Semaphore(self.max_writes)
@@ -168,10 +177,27 @@ class WriteBatcher:
 
 
 def _succeed(entry: _Entry) -> None:
-    if not entry.done.done():
-        entry.done.set_result(None)
+    _settle(entry, None)
 
 
 def _fail(entry: _Entry, exc: Exception) -> None:
-    if not entry.done.done():
-        entry.done.set_exception(exc)
+    _settle(entry, exc)
+
+
+def _settle(entry: _Entry, failure: Exception | None) -> None:
+    if entry.settled:
+        return
+    entry.settled = True
+    try:
+        entry.done(failure)
+    except Exception:  # noqa: BLE001 - one bad callback must not leave the batch's others unsettled
+        log.exception("settling a stored message failed")
+
+
+def _resolve(stored: asyncio.Future[None], failure: Exception | None) -> None:
+    if stored.done():
+        return  # its submitter was cancelled
+    if failure is None:
+        stored.set_result(None)
+    else:
+        stored.set_exception(failure)

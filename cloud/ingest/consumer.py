@@ -16,6 +16,7 @@ the broker goes on queueing its share of new messages there while it is away. So
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message
-from broker.session import Message, MqttSession
+from broker.session import Message, MqttSession, Settle
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
 from cloud.ingest.metrics import IngestMetrics
@@ -75,10 +76,11 @@ class IngestConsumer:
         self.stored_messages = 0
         self.dead_lettered = 0
         self.ready = asyncio.Event()
+        self._rejecting: set[asyncio.Task[None]] = set()  # dead-lettering what the store refused
 
     async def start(self) -> None:
         topic_filter = topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES)
-        await self._session.subscribe(topic_filter, self.handle)
+        await self._session.subscribe(topic_filter, self.handle, now=self.take)
         log.info("%s: subscribed to %s", self.name, topic_filter)
         self.ready.set()
 
@@ -120,6 +122,51 @@ class IngestConsumer:
             await self._reject(message, f"store rejected the readings: {exc}")
             return
         self.stored_messages += 1
+
+    def take(self, message: Message, settle: Settle) -> bool:
+        """:meth:`handle` without a task, for a message the fast path stores as it is (the live
+        shape: one reading per message): encoded now, added to the batch, and ``settle`` told
+        after the write and the confirmation. False for anything else (a sender the registry must
+        be asked about, an unusual or invalid payload): :meth:`handle` decides."""
+        if not self._fast:
+            return False
+        try:
+            parsed = self._parse(message.topic)
+        except ValueError:
+            return False
+        if parsed.kind != "meter_message":
+            return False
+        concentrator, meter = parsed.concentrator, parsed.meter
+        assert concentrator is not None and meter is not None
+        if self._senders is not None and self._senders.problem(concentrator, meter) is not None:
+            return False
+        lines = encode_payload(message.payload, meter=meter, concentrator_id=concentrator,
+                               value_check=self._value_check)
+        if lines is None:
+            return False
+        self._batcher.add(lines, concentrator_id=concentrator, seq=_seq(message),
+                          done=functools.partial(self._taken_stored, message, settle))
+        return True
+
+    def _taken_stored(self, message: Message, settle: Settle, failure: Exception | None) -> None:
+        if failure is None:
+            self.stored_messages += 1
+            settle(None)
+        elif isinstance(failure, StoreRejected):
+            task = asyncio.get_running_loop().create_task(
+                self._reject_taken(message, settle, failure), name=f"{self.name}-reject")
+            self._rejecting.add(task)
+            task.add_done_callback(self._rejecting.discard)
+        else:
+            settle(failure)
+
+    async def _reject_taken(self, message: Message, settle: Settle, rejected: StoreRejected) -> None:
+        try:
+            await self._reject(message, f"store rejected the readings: {rejected}")
+        except Exception as exc:  # noqa: BLE001 - settled as failed: the session redelivers it
+            settle(exc)
+        else:
+            settle(None)
 
     async def confirm(self, seqs_by_concentrator: dict[str, list[int]]) -> None:
         """Tell each concentrator which of its messages are stored (or dead-lettered)."""

@@ -354,3 +354,58 @@ async def test_a_message_no_handler_takes_is_dropped_after_the_grace(shared_mosq
             await pub.publish(topic, b"marker")
         await collect_until(received, 1)
     assert received == [b"marker"]  # acknowledged when dropped: not sent again
+
+
+async def test_a_now_handler_takes_messages_without_a_task_and_they_are_acknowledged_when_settled(
+        shared_mosquitto):
+    """Messages a ``now`` handler takes are acknowledged only when it settles them; one settled
+    with a failure is redelivered; one it declines goes to the subscription's handler."""
+    topic = f"concentrator/conc-1/smartMeterMessage/now-{uuid.uuid4().hex[:6]}/meterReading"
+    client_id = f"cloud-{uuid.uuid4().hex[:6]}"
+    taken: list[tuple[bytes, object]] = []
+    handled: list[bytes] = []
+
+    def now(msg: Message, settle) -> bool:
+        if msg.payload == b"decline":
+            return False
+        taken.append((msg.payload, settle))
+        return True
+
+    async def handler(msg: Message) -> None:
+        handled.append(msg.payload)
+
+    fast = Backoff(initial=0.02, maximum=0.1)
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id, backoff=fast) as sub:
+        await sub.subscribe(topic, handler, now=now)
+        async with session(shared_mosquitto, "conc-1") as pub:
+            for payload in (b"kept", b"failed", b"decline", b"held"):
+                await pub.publish(topic, payload)
+            await wait_for(lambda: len(taken) == 3 and handled == [b"decline"], what="three taken, one handled")
+            assert [payload for payload, _ in taken] == [b"kept", b"failed", b"held"]
+            assert not sub._handler_tasks and sub.handling == 3  # no task per taken message
+            taken[0][1](None)
+            # A round trip through the broker: the PUBACK queued before it is on the wire.
+            await pub.publish(topic, b"next")
+            await wait_for(lambda: len(taken) == 4, what="the next message taken")
+            taken[1][1](RuntimeError("store refused it"))  # redelivered on a new connection
+            await wait_for(lambda: sub.connections == 2 and len(taken) == 7, what="the unsettled redelivered")
+        assert sorted(payload for payload, _ in taken[4:]) == [b"failed", b"held", b"next"]
+        assert handled == [b"decline"]
+        for _payload, settle in taken[2:]:  # the first connection's too: that connection is gone
+            settle(None)
+        assert sub.handling == 0
+        await sub.drain(timeout=1)
+
+    # Acknowledged: the durable session holds nothing more.
+    again: list[bytes] = []
+
+    async def record(msg: Message) -> None:
+        again.append(msg.payload)
+
+    resumed = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
+    resumed.route(topic, record)
+    async with resumed:
+        async with session(shared_mosquitto, "conc-1") as pub:
+            await pub.publish(topic, b"marker")
+        await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
+    assert again == [b"marker"]
