@@ -67,14 +67,15 @@ def role_acls(account: Account) -> list[dict[str, Any]]:
                      {"acltype": "publishClientReceive", "topic": topic_filter, "priority": 0, "allow": True}]
         if access in ("write", "readwrite"):
             acls.append({"acltype": "publishClientSend", "topic": topic_filter, "priority": 0, "allow": True})
-    if account.kind is not Kind.API:
-        # '#' would match the plugin's own topics for a subscription: nobody else listens there.
-        acls += [{"acltype": "subscribePattern", "topic": CONTROL_ROOT, "priority": 10, "allow": False},
-                 {"acltype": "publishClientReceive", "topic": CONTROL_ROOT, "priority": 10, "allow": False}]
+    # '#' would match the broker's $CONTROL topics for a subscription: nobody listens there but
+    # the api, and it only to the account administration (higher priorities are checked first).
+    acls += [{"acltype": "subscribePattern", "topic": control, "priority": 10, "allow": False}
+             for control in (CONTROL_ROOT, f"$share/+/{CONTROL_ROOT}")]
+    acls.append({"acltype": "publishClientReceive", "topic": CONTROL_ROOT, "priority": 10, "allow": False})
     if account.kind is Kind.API:
-        acls += [{"acltype": "publishClientSend", "topic": ADMIN_TOPICS, "priority": 0, "allow": True},
-                 {"acltype": "subscribePattern", "topic": ADMIN_TOPICS, "priority": 0, "allow": True},
-                 {"acltype": "publishClientReceive", "topic": ADMIN_TOPICS, "priority": 0, "allow": True}]
+        acls += [{"acltype": "publishClientSend", "topic": ADMIN_TOPICS, "priority": 20, "allow": True},
+                 {"acltype": "subscribePattern", "topic": ADMIN_TOPICS, "priority": 20, "allow": True},
+                 {"acltype": "publishClientReceive", "topic": ADMIN_TOPICS, "priority": 20, "allow": True}]
     return acls
 
 

@@ -215,3 +215,33 @@ async def test_every_refused_login_gets_connack_0x87(shared_mosquitto, accounts)
     with pytest.raises(ConnectError, match="Not authorized"):
         await _connect_once(shared_mosquitto, app)
 
+
+
+async def test_the_api_account_administers_accounts_and_no_other_control_topic(shared_mosquitto):
+    """The web API's login on a live broker. By design (broker/accounts.py) it has the cloud's
+    rights (it publishes commands and domain requests) plus the dynamic security plugin's
+    topics; under $CONTROL nothing else: another plugin's topics and $SYS writes are refused
+    with 0x87 (and, T1, nobody but the api may write the plugin's topic)."""
+    from tests.fixtures.waiting import wait_for
+
+    answers: list[bytes] = []
+
+    async def answer(message) -> None:
+        answers.append(message.payload)
+
+    async with login(shared_mosquitto, API) as api:
+        await api.subscribe("$CONTROL/dynamic-security/v1/response", answer)
+        await api.publish("$CONTROL/dynamic-security/v1", b'{"commands": [{"command": "listRoles"}]}')
+        await wait_for(lambda: bool(answers), timeout=10, what="the plugin's answer to the api account")
+        assert b'"listRoles"' in answers[0] and b'"error"' not in answers[0]
+        await api.publish("concentrator/conc-1/command", b"{}")  # the cloud's rights
+        await api.subscribe("app/+/metering/reading/+", _nothing)
+        for action, topic in (("sub", "$CONTROL/#"), ("sub", "$CONTROL/broker/#"), ("sub", "$CONTROL/+/v1/response"),
+                              ("sub", "$share/g/$CONTROL/#"), ("pub", "$CONTROL/broker/v1"),
+                              ("pub", "$CONTROL/other-plugin/v1"), ("pub", "$SYS/broker/uptime")):
+            with pytest.raises(NegativeAckError) as refused:
+                if action == "pub":
+                    await api.publish(topic, b"refused")
+                else:
+                    await api.subscribe(topic, _nothing)
+            assert refused.value.reason_code == NOT_AUTHORISED, (action, topic)
