@@ -12,7 +12,7 @@ from broker import topics
 from broker.accounts import account_grants
 from broker.mosquitto_conf import write_broker_files
 from broker.pki import CertificateAuthority
-from broker.session import ConnectError, MqttSession, TlsSettings
+from broker.session import ConnectError, MqttSession, NegativeAckError, TlsSettings
 from edge.config import ConfigError, load_config
 from edge.local_broker import local_accounts, local_broker_config
 from gridwire.procs import ManagedProcess
@@ -146,3 +146,34 @@ def test_an_adapter_taken_out_of_the_config_loses_its_account(tmp_path):
     text = path.read_text()
     path.write_text(text[:text.index('[[local.adapters]]\nadapter_id = "heat"')])
     assert usernames() == {"concentrator", "cupboard"}
+
+
+async def test_adapters_subscribe_only_to_their_own_acknowledgements(tmp_path):
+    """On the generated local broker (real Mosquitto, its dynamic security file), an adapter reads
+    its own acknowledgements and is refused (SUBACK 0x87) every other filter: another adapter's
+    acknowledgements, any meter's messages, everything, shared or not."""
+    plain = free_port()
+    config = load_config(write_local_config(tmp_path / "concentrator", mqtt_port=1883, local_port=plain))
+    assert config.local is not None
+    conf = write_broker_files(local_broker_config(config.local, data_dir=tmp_path / "broker" / "data",
+                                                  run_as=getpass.getuser()), tmp_path / "broker")
+    mosquitto = ManagedProcess(argv=[shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+                               log=tmp_path / "broker" / "mosquitto.log", port=plain)
+    mosquitto.start()
+
+    async def nothing(_message: object) -> None:
+        return None
+
+    try:
+        adapter = MqttSession(client_id="cupboard-subs", host="127.0.0.1", port=plain, username="cupboard",
+                              password=PASSWORDS["cupboard"], session_expiry=0)
+        async with adapter:
+            await adapter.subscribe(topics.adapter_ack("cupboard"), nothing)
+            for refused_filter in ("adapter/heat/ack", "adapter/+/ack", "adapter/#", "$share/g/adapter/heat/ack",
+                                   "smartMeterMessage/meter-h/+", "smartMeterMessage/meter-a/+",
+                                   "smartMeterMessage/+/+", "#", "$CONTROL/#"):
+                with pytest.raises(NegativeAckError) as refused:
+                    await adapter.subscribe(refused_filter, nothing)
+                assert refused.value.reason_code == 0x87, refused_filter
+    finally:
+        mosquitto.stop()
