@@ -14,6 +14,7 @@
    the installed Python importing each part, to see where the memory goes.
 
     .venv/bin/python bench/concentrator_update.py
+    .venv/bin/python bench/concentrator_update.py --checkout OTHER_TREE   # rss only, of a source tree
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ IMPORTS = [("python", ""), ("pydantic", "import pydantic"), ("paho", "import pah
            ("cryptography", "import cryptography.hazmat.primitives.asymmetric.ed25519"),
            ("gurux_dlms", "import gurux_dlms"), ("pymodbus", "import pymodbus.client"),
            ("typer", "import typer"), ("edge.concentrator", "import edge.concentrator"),
+           ("edge.concentrator+gurux", "import edge.concentrator, gurux_dlms"),
            ("gridwire.cli", "import gridwire.cli")]
 
 
@@ -225,15 +227,17 @@ def rss_of(pid: int) -> float:
     return -1.0
 
 
-def import_rss(python: Path) -> dict[str, float]:
+def import_rss(python: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     probe = "import sys; {}; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
     return {name: round(int(subprocess.run([str(python), "-c", probe.format(code or "pass")], check=True,
-                                           capture_output=True, text=True, cwd="/").stdout) / 1024, 1)
+                                           capture_output=True, text=True, cwd="/", env=env).stdout) / 1024, 1)
             for name, code in IMPORTS}
 
 
-async def memory(work: Path, root: Path, mosquitto: LocalMosquitto, meters: int, seconds: float) -> None:
-    venv = root / "opt/gridwire/venv"
+async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: int, seconds: float,
+                 env: dict[str, str] | None = None) -> None:
+    """``python -m gridwire.cli concentrator run`` with ``meters`` DLMS meters: its RSS after
+    ``seconds``, and ``python``'s RSS importing each part."""
     child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "concentrator.py"), "--serve", "lls",
                               "--meters", str(meters), "--mqtt-port", str(mosquitto.port)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -249,8 +253,8 @@ async def memory(work: Path, root: Path, mosquitto: LocalMosquitto, meters: int,
             f'[[meters]]\nprotocol = "dlms"\nmeter_id = "lls-{n}"\nhost = "127.0.0.1"\nport = {port}\n'
             f'security = "lls"\npassword = "{DEMO_PASSWORD}"\nprofile = "smr-5"\ninterval_s = 5\n'
             for n, port in enumerate(ports)))
-    process = subprocess.Popen([str(venv / "bin/gridwire"), "concentrator", "run", str(config), "--log-level",
-                                "WARNING"], cwd=directory)
+    process = subprocess.Popen([str(python), "-m", "gridwire.cli", "concentrator", "run", str(config), "--log-level",
+                                "WARNING"], cwd=directory, env=env)
     try:
         samples = []
         started = time.perf_counter()
@@ -258,7 +262,7 @@ async def memory(work: Path, root: Path, mosquitto: LocalMosquitto, meters: int,
             await asyncio.sleep(1)
             samples.append(rss_of(process.pid))
         emit("rss", meters=meters, seconds=seconds, concentrator_rss_mib=round(samples[-1], 1),
-             peak_rss_mib=round(max(samples), 1), imports_rss_mib=import_rss(venv / "bin/python3"))
+             peak_rss_mib=round(max(samples), 1), imports_rss_mib=import_rss(python, env))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -270,6 +274,15 @@ async def memory(work: Path, root: Path, mosquitto: LocalMosquitto, meters: int,
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="gridwire-bench-") as tmp:
         work = Path(tmp)
+        if args.checkout is not None:  # rss only, of a source tree run by this Python (no package)
+            mosquitto = LocalMosquitto(directory=work / "mosquitto", port=free_port(), accounts=[CLOUD, CONC])
+            mosquitto.start()
+            try:
+                await memory(work, Path(sys.executable), mosquitto, args.meters, args.seconds,
+                             env={**os.environ, "PYTHONPATH": str(args.checkout.resolve())})
+            finally:
+                mosquitto.stop()
+            return
         root, bundle = package_and_install(work)
         mosquitto = LocalMosquitto(directory=work / "mosquitto", port=free_port(), accounts=[CLOUD, CONC])
         mosquitto.start()
@@ -277,7 +290,7 @@ async def main(args: argparse.Namespace) -> None:
             if "update" in args.parts:
                 await update(work, root, bundle, mosquitto)
             if "rss" in args.parts:
-                await memory(work, root, mosquitto, args.meters, args.seconds)
+                await memory(work, root / "opt/gridwire/venv/bin/python3", mosquitto, args.meters, args.seconds)
         finally:
             mosquitto.stop()
 
@@ -287,4 +300,6 @@ if __name__ == "__main__":
     parser.add_argument("--parts", default="update,rss", help="after package and install: update, rss or both")
     parser.add_argument("--meters", type=int, default=100, help="meters of the rss run")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the rss run")
+    parser.add_argument("--checkout", type=Path, help="only rss, of this source tree run by this Python (no "
+                        "package, no install): before/after comparisons of a change")
     asyncio.run(main(parser.parse_args()))

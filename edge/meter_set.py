@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.backoff import Backoff
 from broker.sealing import KEY_ENV, SealingError
@@ -21,8 +21,10 @@ from edge.commands.key_change import attach_key_store
 from edge.config import DlmsMeter, ModbusMeter, PollingSettings, key_ring
 from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
 from edge.dlms.key_store import DlmsKeyStore
-from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource, RegisterMap, load_map
 from edge.polling import MeterPoller, RecoveredHook, Sink
+
+if TYPE_CHECKING:  # imported by the first Modbus meter: a concentrator without one loads no pymodbus
+    from edge.modbus import ModbusConnections, ModbusMeterSource, RegisterMap
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class MeterSet:
         self.modbus: dict[str, ModbusMeterSource] = {}
         # Seconds per interval slot, by meter: the load profile's period, else the poll interval.
         self.periods: dict[str, float] = {}
-        self.connections = ModbusConnections()
+        self.connections: ModbusConnections | None = None
         self._counters: InvocationCounterStore | None = None
         # Keys changed through the platform, sealed: only with a sealing key (else key changes are refused).
         self.key_store: DlmsKeyStore | None = None
@@ -81,6 +83,7 @@ class MeterSet:
                 self._add_dlms(meter)
             elif isinstance(meter, ModbusMeter):
                 if meter.register_map not in maps:
+                    from devices.modbus import load_map
                     maps[meter.register_map] = load_map(meter.register_map)
                 self._add_modbus(meter, maps[meter.register_map])
 
@@ -104,6 +107,10 @@ class MeterSet:
         return [adapter.config, *([pending] if pending is not None else [])]
 
     def _add_modbus(self, meter: ModbusMeter, register_map: RegisterMap) -> None:
+        from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource
+
+        if self.connections is None:
+            self.connections = ModbusConnections()
         plain = ModbusMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
         adapter = ModbusAdapter(register_map=register_map, meter_id=plain.meter_id,
                                 client=self.connections.client_for(plain), unit_id=plain.unit_id, clock=self._clock)
@@ -146,4 +153,5 @@ class MeterSet:
         return out
 
     def close(self) -> None:
-        self.connections.close()
+        if self.connections is not None:
+            self.connections.close()

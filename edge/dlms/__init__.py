@@ -1,19 +1,50 @@
 """DLMS/COSEM at the edge: the meter adapter (client) and a meter simulator (server), on gurux-dlms.
 
 gurux-dlms is GPLv2-only; Gridwire is GPL-2.0-or-later, so the edge may import it.
+
+The names below are imported when first used (PEP 562): a concentrator without DLMS meters
+does not load gurux-dlms, and one with them does not load the simulators.
 """
 
-from edge.dlms.adapter import DlmsMeterAdapter
-from edge.dlms.config import DlmsMeterConfig, SecurityMode
-from edge.dlms.cosem_server import ServerSecurity
-from edge.dlms.counter_store import InvocationCounterStore
-from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsError, DlmsProtocolError
-from edge.dlms.meter_model import MeterModel
-from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
-from edge.dlms.simulator import DlmsMeterSimulator
+from __future__ import annotations
 
-__all__ = [
-    "DlmsAuthenticationError", "DlmsCommunicationError", "DlmsError", "DlmsMeterAdapter", "DlmsMeterConfig",
-    "DlmsMeterSimulator", "DlmsProtocolError", "DlmsSerialMeterSimulator", "InvocationCounterStore", "MeterModel",
-    "SecurityMode", "ServerSecurity",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.dlms.adapter import DlmsMeterAdapter
+    from edge.dlms.config import DlmsMeterConfig, SecurityMode
+    from edge.dlms.cosem_server import ServerSecurity
+    from edge.dlms.counter_store import InvocationCounterStore
+    from edge.dlms.errors import DlmsAuthenticationError, DlmsCommunicationError, DlmsError, DlmsProtocolError
+    from edge.dlms.meter_model import MeterModel
+    from edge.dlms.serial_simulator import DlmsSerialMeterSimulator
+    from edge.dlms.simulator import DlmsMeterSimulator
+
+# Each name and the module it comes from.
+_WHERE = {
+    "DlmsMeterAdapter": "edge.dlms.adapter",
+    "DlmsMeterConfig": "edge.dlms.config",
+    "SecurityMode": "edge.dlms.config",
+    "ServerSecurity": "edge.dlms.cosem_server",
+    "InvocationCounterStore": "edge.dlms.counter_store",
+    "DlmsAuthenticationError": "edge.dlms.errors",
+    "DlmsCommunicationError": "edge.dlms.errors",
+    "DlmsError": "edge.dlms.errors",
+    "DlmsProtocolError": "edge.dlms.errors",
+    "MeterModel": "edge.dlms.meter_model",
+    "DlmsSerialMeterSimulator": "edge.dlms.serial_simulator",
+    "DlmsMeterSimulator": "edge.dlms.simulator",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

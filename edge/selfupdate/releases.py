@@ -15,7 +15,7 @@ file renamed over the old one (with the directory fsynced), so a SIGKILL or a po
 moment leaves ``current`` naming either the old version or the new one, never neither; a
 half-unpacked tree has a ``.partial-`` name no link points to, removed by the next install.
 
-Standard library only: the supervisor (``edge/selfupdate/supervisor.py``) imports this and
+Standard library only (and ``broker.errors``, itself standard library only): the supervisor (``edge/selfupdate/supervisor.py``) imports this and
 must run whatever the installed versions hold.
 """
 
@@ -29,6 +29,8 @@ import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from broker.errors import Invalid
+
 log = logging.getLogger(__name__)
 
 FACTORY = "factory"
@@ -36,7 +38,7 @@ STATE_FILE = "update.json"
 ENTRY_POINT = PurePosixPath("bin/gridwire")
 
 
-class InstallError(Exception):
+class InstallError(Invalid):
     """A package that cannot be installed: not a tar archive, an unsafe member, no entry point."""
 
 

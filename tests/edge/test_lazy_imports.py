@@ -1,0 +1,59 @@
+"""The concentrator loads what its meters need (issue 15: RSS): a concentrator with only DLMS
+meters loads no pymodbus and no meter simulator; the packages' names still import on first use
+(edge/dlms, edge/modbus and edge/p1 resolve them lazily, PEP 562). Fresh processes: this test
+process has imported everything already."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+NOT_FOR_DLMS = ["pymodbus", "edge.modbus.adapter", "edge.modbus.simulator", "edge.dlms.simulator",
+                "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader"]
+
+DLMS_ONLY = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from edge.config import load_config
+from edge.meter_set import MeterSet
+import edge.concentrator
+config = Path(sys.argv[1]) / "c.toml"
+config.write_text('concentrator_id = "conc-1"\\n[broker]\\nhost = "127.0.0.1"\\n'
+                  '[[meters]]\\nprotocol = "dlms"\\nmeter_id = "m-1"\\nhost = "127.0.0.1"\\nport = 4059\\n'
+                  'security = "none"\\n')
+meters = MeterSet(config=load_config(config), sink=None, clock=lambda: datetime.now(UTC))
+meters.close()
+print(" ".join(sorted(name for name in {names} if name in sys.modules)))
+"""
+
+
+def loaded_after(code: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_concentrator_with_only_dlms_meters_loads_no_modbus_nor_simulators(tmp_path) -> None:
+    assert loaded_after(DLMS_ONLY.replace("{names}", repr(NOT_FOR_DLMS)), str(tmp_path)) == ""
+
+
+@pytest.mark.parametrize("package, name, module", [
+    ("edge.modbus", "ModbusSimulator", "edge.modbus.simulator"),
+    ("edge.modbus", "load_map", "devices.modbus.register_map"),
+    ("edge.dlms", "DlmsMeterSimulator", "edge.dlms.simulator"),
+    ("edge.p1", "P1Simulator", "edge.p1.simulator"),
+])
+def test_a_name_of_the_package_imports_on_first_use(package: str, name: str, module: str) -> None:
+    code = (f"import sys, {package}\nassert {module!r} not in sys.modules\nfrom {package} import {name}\n"
+            f"assert {module!r} in sys.modules\nprint({name}.__module__)")
+    assert loaded_after(code)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import edge.dlms
+
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        edge.dlms.Nothing  # noqa: B018
