@@ -7,8 +7,9 @@ does not load pymodbus.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edge.lazy import exports
 
 if TYPE_CHECKING:
     from devices.modbus import DataType, Point, RegisterMap, RegisterMapError, RegisterType, WordOrder, available_maps, load_map
@@ -51,11 +52,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _WHERE[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(__name__, globals(), _WHERE)
