@@ -170,6 +170,31 @@ class DlmsAssociation:
         """Send the frames of an ACTION request built by gurux (e.g. remoteDisconnect)."""
         await self._exchange(frames)
 
+    async def exchange_wrapper(self, frame: bytes) -> bytes:
+        """Send one WRAPPER ``frame`` built by the caller; return the APDU of the one frame answering it.
+
+        The path of :class:`edge.dlms.block_sender.BlockSender`: no gurux parsing, one timeout for
+        the round trip. Link failures raise DlmsCommunicationError as every other request does.
+        """
+        if self._writer is None or self._reader is None or self._hdlc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: not connected over WRAPPER", meter_id=self.meter_id)
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                self._writer.write(frame)
+                await self._writer.drain()
+                answer = await read_wrapper_frame(self._reader)
+        except TimeoutError as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: no answer within {self.config.timeout_s}s",
+                                         meter_id=self.meter_id) from exc
+        except (asyncio.IncompleteReadError, OSError) as exc:
+            raise DlmsCommunicationError(f"meter {self.meter_id}: connection lost: {exc!r}",
+                                         meter_id=self.meter_id) from exc
+        if answer[2:4] != frame[4:6] or answer[4:6] != frame[2:4]:
+            raise DlmsProtocolError(f"meter {self.meter_id}: WRAPPER answer from wPort "
+                                    f"{int.from_bytes(answer[2:4], 'big')} to {int.from_bytes(answer[4:6], 'big')}",
+                                    meter_id=self.meter_id)
+        return answer[8:]
+
     # --- transport ------------------------------------------------------------------------
     async def _exchange(self, frames: Any) -> GXReplyData:
         if isinstance(frames, (bytes, bytearray)):

@@ -44,6 +44,11 @@ def _as_bytes(value: Any) -> bytes:
     raise ValueError(f"expected an octet string, got {type(value).__name__}")
 
 
+def block_result(outcome: ActionOutcome) -> int:
+    """The action-result a meter answers image_block_transfer with: 0 or the ErrorCode gurux sends."""
+    return 0 if outcome is ActionOutcome.SUCCESS else int(_ERRORS[outcome])
+
+
 class ModelImageTransfer(GXDLMSImageTransfer):
     """Image Transfer 0.0.44.0.0.255 over the meter's :class:`SimFirmware`."""
 
@@ -51,6 +56,10 @@ class ModelImageTransfer(GXDLMSImageTransfer):
         super().__init__(IMAGE_TRANSFER_OBIS)
         self._firmware = firmware
         self._meter_name = meter_name
+
+    @property
+    def firmware(self) -> SimFirmware:
+        return self._firmware
 
     def getValue(self, settings: Any, e: Any) -> Any:  # noqa: N802
         fw = self._firmware

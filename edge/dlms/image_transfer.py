@@ -8,7 +8,8 @@ The steps the standard gives, over one :class:`~edge.dlms.client.DlmsAssociation
    *initiated* and ``image_to_activate_info`` (attribute 7) names our identifier and size.
    Then the transfer resumes: only the blocks missing from ``image_transferred_blocks_status``
    (attribute 3) are sent, so a transfer cut by a dropped connection continues where it was;
-3. ``image_block_transfer(number, data)`` (method 2) per block, then attribute 3 read back to
+3. ``image_block_transfer(number, data)`` (method 2) per block (built by
+   :class:`~edge.dlms.block_sender.BlockSender`, not gurux, where it can), then attribute 3 read back to
    check that every block arrived (missing ones are sent again, a bounded number of times);
 4. ``image_verify`` (method 3) and 5. ``image_activate`` (method 4). A meter that verifies or
    activates asynchronously answers *temporary-failure*; the client then polls attribute 6
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.dlms.block_sender import BlockSender
 from edge.dlms.client import DlmsAssociation
 from edge.dlms.errors import DlmsProtocolError, DlmsResultError
 from edge.dlms.sim_firmware import ImageTransferStatus
@@ -125,10 +127,10 @@ class ImageTransferClient:
         else:
             await self._method(1, self._initiate_data(identifier, len(image)), stage="transfer")
         sent = 0
+        sender = BlockSender.for_link(self._link, obis=self._obj.logicalName, block_size=size)
         for _round in range(MAX_REPAIR_ROUNDS + 1):
             for number in todo:
-                await self._method(2, self._block_data(number, image[number * size:(number + 1) * size]),
-                                   stage="transfer")
+                await self._block(sender, number, image[number * size:(number + 1) * size])
                 sent += 1
             todo = await self.missing_blocks(count)
             if not todo:
@@ -171,6 +173,16 @@ class ImageTransferClient:
         if status is not done:
             raise ImageTransferError(f"meter {self.meter_id}: image {stage} failed (status {status.name})",
                                      stage=stage, meter_id=self.meter_id)
+
+    async def _block(self, sender: BlockSender | None, number: int, block: bytes) -> None:
+        if sender is None:
+            await self._method(2, self._block_data(number, block), stage="transfer")
+            return
+        try:
+            await sender.send(number, block)
+        except DlmsResultError as exc:
+            raise ImageTransferError(f"meter {self.meter_id}: image block transfer refused (result {exc.result})",
+                                     stage="transfer", meter_id=self.meter_id) from exc
 
     async def _method(self, index: int, data: GXByteBuffer, *, stage: Stage) -> None:
         try:

@@ -59,6 +59,8 @@ class DlmsMeterSimulator:
         # Fault: drop the connection when this many more frames have arrived (None: never).
         self.drop_after_frames: int | None = None
         self.frames_served = 0
+        # Image blocks answered by the hand-built path (edge.dlms.image_block), not gurux's.
+        self.blocks_by_hand = 0
         self.connections_refused = 0
         self.connections_accepted = 0
         # Key changes taken (global_key_transfer); with hang_after_key_change the meter then stops
@@ -168,6 +170,12 @@ class DlmsMeterSimulator:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name,
                              power_quality=self.power_quality, on_keys=self._take_keys)
+        try:
+            await self._answer(server, reader, writer)
+        finally:
+            self.blocks_by_hand += server.fast_blocks
+
+    async def _answer(self, server: CosemServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             header = await reader.readexactly(WRAPPER_HEADER)
             length = int.from_bytes(header[6:8], "big")
