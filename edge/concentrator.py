@@ -198,7 +198,8 @@ class Concentrator:
         downloader = Downloader(session=self.session, concentrator_id=self.cid,
                                 cache_dir=fw.cache_dir or self.config.state.parent / "firmware",
                                 trusted=trusted, chunk_size=fw.chunk_size,
-                                window=fw.window, request_timeout=fw.request_timeout, max_attempts=fw.max_attempts)
+                                window=fw.window, batch=fw.batch, request_timeout=fw.request_timeout,
+                                max_attempts=fw.max_attempts)
         return FirmwareAgent(downloader=downloader, exclusive=self.poller.exclusive)
 
     # --- readings in ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ starting processes. A request it cannot serve is answered with an error, never r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -52,7 +53,15 @@ def parse_request(payload: bytes) -> ChunkRequest:
 
 
 def serve_request(store: FirmwareStore, payload: bytes) -> tuple[bytes, dict[str, str]]:
-    """The answer to one request payload: (bytes, user properties). Never raises for bad input."""
+    """The first answer to one request payload: (bytes, user properties). Never raises for bad input."""
+    return serve_chunks(store, payload)[0]
+
+
+def serve_chunks(store: FirmwareStore, payload: bytes) -> list[tuple[bytes, dict[str, str]]]:
+    """Every answer to one request payload, one per chunk, or one error. Never raises for bad input.
+
+    The chunks are read from the image in one read and cut at the image's end.
+    """
     try:
         request = parse_request(payload)
         try:
@@ -63,14 +72,16 @@ def serve_request(store: FirmwareStore, payload: bytes) -> tuple[bytes, dict[str
             raise ChunkRefused(ChunkError.OUT_OF_RANGE,
                                f"offset {request.offset} is past the end of the {manifest.size}-byte image")
         try:
-            data = store.read(request.firmware_id, request.offset, request.length)
+            data = store.read(request.firmware_id, request.offset, request.length * request.count)
         except ValueError as exc:
             raise ChunkRefused(ChunkError.OUT_OF_RANGE, str(exc)) from None
         except FirmwareNotFound:
             raise ChunkRefused(ChunkError.UNKNOWN_FIRMWARE, f"no firmware {request.firmware_id!r}") from None
     except ChunkRefused as refused:
-        return b"", {"error": str(refused.code), "reason": refused.reason}
-    return data, {"firmwareId": request.firmware_id, "offset": str(request.offset)}
+        return [(b"", {"error": str(refused.code), "reason": refused.reason})]
+    length = request.length
+    return [(data[start:start + length], {"firmwareId": request.firmware_id, "offset": str(request.offset + start)})
+            for start in range(0, len(data), length)]
 
 
 def request_firmware_id(payload: bytes) -> str | None:
@@ -99,6 +110,10 @@ class ChunkServer:
         """Join the shared subscription (the session must be connected)."""
         await self._session.subscribe(self._filter, self.handle)
 
+    def answers(self, payload: bytes) -> list[tuple[bytes, dict[str, str]]]:
+        """What to publish for one request payload (:func:`serve_chunks` of the store)."""
+        return serve_chunks(self._store, payload)
+
     async def handle(self, message: Message) -> None:
         try:
             parsed = topics.parse(message.topic)
@@ -116,22 +131,25 @@ class ChunkServer:
             log.warning("firmware request from %s without usable correlation data dropped (payload %r)",
                         parsed.concentrator, message.payload[:200])
             return
-        data, props = serve_request(self._store, message.payload)
-        if "error" in props:
-            self.errors_sent += 1
-            log.warning("firmware request from %s refused: %s %s (firmware %r)", parsed.concentrator,
-                        props["error"], props["reason"], request_firmware_id(message.payload))
-        else:
-            self.chunks_served += 1
-            self.bytes_served += len(data)
-            self.bytes_by_concentrator[parsed.concentrator] = \
-                self.bytes_by_concentrator.get(parsed.concentrator, 0) + len(data)
+        answers = self.answers(message.payload)
+        for data, props in answers:
+            if "error" in props:
+                self.errors_sent += 1
+                log.warning("firmware request from %s refused: %s %s (firmware %r)", parsed.concentrator,
+                            props["error"], props["reason"], request_firmware_id(message.payload))
+            else:
+                self.chunks_served += 1
+                self.bytes_served += len(data)
+                self.bytes_by_concentrator[parsed.concentrator] = \
+                    self.bytes_by_concentrator.get(parsed.concentrator, 0) + len(data)
         try:
             answer = topics.concentrator_firmware(parsed.concentrator, CHUNK)
         except topics.TopicError:
             self.dropped += 1
             log.warning("firmware request on %r: cannot answer that concentrator id", message.topic[:200])
             return
-        await self._session.publish(answer, data, qos=1,
-                                    properties=publish_properties(correlation_data=correlation,
-                                                                  user_properties=props))
+        # Every chunk in flight at once (the session bounds how many QoS 1 messages are unacknowledged).
+        await asyncio.gather(*(
+            self._session.publish(answer, data, qos=1,
+                                  properties=publish_properties(correlation_data=correlation, user_properties=props))
+            for data, props in answers))

@@ -6,13 +6,16 @@ image in ``<cache_dir>/<sha256>.bin``:
 1. the manifest's signature is checked against the concentrator's trusted keys first
    (:class:`SignatureInvalid`, nothing is requested);
 2. a cached image is used if its sha256 still matches; else
-3. the missing chunks are requested (at most ``window`` requests in flight, each retried on
-   timeout) and written into ``<sha256>.part``; ``<sha256>.chunks`` records, after the data is
+3. the missing chunks are requested (at most ``window`` requests in flight, each for a run of
+   up to ``batch`` consecutive chunks that the server answers chunk by chunk; a request that
+   times out is sent again for the chunks still missing) and written into ``<sha256>.part``; ``<sha256>.chunks`` records, after the data is
    synced, which chunks are on disk, so a download cut by a crash or a broker outage resumes
    without asking for any chunk it already has. Data is synced in batches, off the event loop,
    while the next chunks arrive: every ``sync_bytes`` (1 MiB) and at least every
    ``sync_interval`` (0.5 s) while anything is unsynced, so a stalled download has its chunks
-   recorded too. A crash loses at most the chunks of the batch being written, fetched again;
+   recorded too. A crash loses at most the chunks of the batch being written, fetched again.
+   Once every chunk is written nothing more is synced: step 4 checks the whole file, and a
+   cached image is checked again before each use, so a crash then costs a download at most;
 4. the whole file's sha256 must equal the signed one (else :class:`SignatureInvalid`, the
    partial file is discarded) before it is renamed to ``.bin`` and handed to anyone.
 
@@ -23,10 +26,12 @@ downloaded once per concentrator however many meters need it at the same time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,7 +40,9 @@ from broker.errors import Invalid, Unavailable
 from broker.schemas.firmware import (
     CHUNK,
     MAX_CHUNK,
+    MAX_CHUNKS_PER_REQUEST,
     REQUEST,
+    ChunkError,
     ChunkRequest,
     FirmwareManifest,
     SignedManifest,
@@ -84,8 +91,8 @@ class PartialImage:
         self._fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
         self._record_fd = os.open(self.record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if os.fstat(self._record_fd).st_size == 0:
+            # Synced with the first chunks it records (commit); lost before that, nothing is claimed.
             os.write(self._record_fd, self.chunk_size.to_bytes(_RECORD, "big"))
-            os.fsync(self._record_fd)
 
     def _load(self, chunk_size: int) -> tuple[int, set[int]]:
         try:
@@ -119,6 +126,11 @@ class PartialImage:
     def received(self) -> int:
         """Chunks on disk, synced or not (for progress)."""
         return len(self.done) + len(self.unsynced)
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk written (synced or not)."""
+        return self.received >= self.count
 
     def write(self, index: int, data: bytes) -> None:
         """Write one chunk; it counts as done only once :meth:`commit` has synced and recorded it."""
@@ -166,7 +178,7 @@ class Downloader:
     """Fetches signed images over ``concentrator/<cid>/firmware/...`` into a cache by sha256."""
 
     def __init__(self, *, session: MqttSession, concentrator_id: str, cache_dir: Path,
-                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 16,
+                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 16, batch: int = 8,
                  sync_bytes: int = SYNC_BYTES, sync_interval: float = SYNC_INTERVAL,
                  request_timeout: float = 10.0, max_attempts: int = 8, download_timeout: float = 1800.0) -> None:
         if not 0 < chunk_size <= MAX_CHUNK:
@@ -177,12 +189,13 @@ class Downloader:
         self._trusted = dict(trusted)
         self._chunk_size = chunk_size
         self._window = max(1, window)
+        self._batch = min(max(1, batch), MAX_CHUNKS_PER_REQUEST)
         self._sync_bytes = max(1, sync_bytes)
         self._sync_interval = sync_interval
         self._request_timeout = request_timeout
         self._max_attempts = max(1, max_attempts)
         self._download_timeout = download_timeout
-        self._pending: dict[bytes, asyncio.Future[tuple[bytes, dict[str, str]]]] = {}
+        self._pending: dict[bytes, _Run] = {}
         self._downloads: dict[str, asyncio.Task[Path]] = {}
         # Figures for tests, benches and the status.
         self.downloads = 0
@@ -252,18 +265,20 @@ class Downloader:
             if partial.done:
                 log.info("firmware %s: resuming download, %d of %d chunks on disk", manifest.firmware_id,
                          len(partial.done), partial.count)
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for index in missing:
-                queue.put_nowait(index)
+            todo = deque(missing)
             syncing = asyncio.Lock()
+            finished = asyncio.Event()
             async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(self._worker(manifest, partial, queue, syncing),
+                workers = [group.create_task(self._worker(manifest, partial, todo, syncing),
                                              name=f"firmware-chunks-{worker}")
-                           for worker in range(min(self._window, len(missing)))]
-                committer = group.create_task(self._committer(partial, syncing), name="firmware-sync")
+                           for worker in range(min(self._window, -(-len(missing) // self._batch)))]
+                group.create_task(self._committer(partial, syncing, finished), name="firmware-sync")
                 await asyncio.wait(workers)
-                committer.cancel()
-            await self._commit(partial, syncing)
+                finished.set()
+            # Complete: nothing more is synced. The whole file is checked against the signed
+            # sha256 now and the cached image again before each use, so a crash from here on
+            # costs a download, never a wrong image.
+            partial.take_unsynced()
         except BaseExceptionGroup as failures:
             failure = next((e for e in failures.exceptions if isinstance(e, DownloadFailed)), None)
             if failure is not None:
@@ -271,11 +286,12 @@ class Downloader:
             raise
         finally:
             self.active.pop(manifest.firmware_id, None)
-            try:
-                # A failed or cancelled download keeps what it wrote, for the next attempt to resume.
-                partial.commit(partial.take_unsynced())
-            except OSError as exc:
-                log.warning("firmware %s: could not record the chunks on disk: %s", manifest.firmware_id, exc)
+            if partial.unsynced:
+                try:
+                    # A failed or cancelled download keeps what it wrote, for the next attempt to resume.
+                    partial.commit(partial.take_unsynced())
+                except OSError as exc:
+                    log.warning("firmware %s: could not record the chunks on disk: %s", manifest.firmware_id, exc)
             partial.close()
         digest = await asyncio.to_thread(sha256_of, partial.part)
         if digest != manifest.sha256:
@@ -287,66 +303,140 @@ class Downloader:
         log.info("firmware %s (%d bytes) downloaded and verified", manifest.firmware_id, manifest.size)
         return path
 
-    async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, queue: asyncio.Queue[int],
+    async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, todo: deque[int],
                       syncing: asyncio.Lock) -> None:
-        while not queue.empty():
-            index = queue.get_nowait()
-            offset, length = partial.span(index)
-            data = await self._fetch_chunk(manifest, offset, length)
-            partial.write(index, data)
-            if partial.unsynced_bytes >= self._sync_bytes and not syncing.locked():
+        while todo:
+            # The next run of consecutive missing chunks, at most ``batch`` of them: one request.
+            run = [todo.popleft()]
+            while todo and len(run) < self._batch and todo[0] == run[-1] + 1:
+                run.append(todo.popleft())
+            await self._fetch_run(manifest, partial, run)
+            if partial.unsynced_bytes >= self._sync_bytes and not syncing.locked() and not partial.complete:
                 await self._commit(partial, syncing)
 
-    async def _committer(self, partial: PartialImage, syncing: asyncio.Lock) -> None:
+    async def _committer(self, partial: PartialImage, syncing: asyncio.Lock, finished: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self._sync_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self._sync_interval)
+            if finished.is_set():
+                return
             if partial.unsynced and not syncing.locked():
                 await self._commit(partial, syncing)
 
     @staticmethod
     async def _commit(partial: PartialImage, syncing: asyncio.Lock) -> None:
-        # In a thread: the other workers go on fetching and writing while the disk syncs.
+        # In a thread: the other workers go on fetching and writing while the disk syncs. A
+        # cancelled caller still waits for the thread, so the files are never closed under it.
         async with syncing:
-            await asyncio.to_thread(partial.commit, partial.take_unsynced())
+            sync = asyncio.ensure_future(asyncio.to_thread(partial.commit, partial.take_unsynced()))
+            try:
+                await asyncio.shield(sync)
+            except asyncio.CancelledError:
+                await sync
+                raise
 
-    async def _fetch_chunk(self, manifest: FirmwareManifest, offset: int, length: int) -> bytes:
-        request = ChunkRequest(firmware_id=manifest.firmware_id, offset=offset, length=length)
+    async def _fetch_run(self, manifest: FirmwareManifest, partial: PartialImage, run: list[int]) -> None:
+        """Get chunks ``run`` (consecutive indexes) onto disk: one request, each chunk its own answer.
+
+        An attempt that times out asks again for the chunks still missing only.
+        """
         topic = topics.concentrator_firmware(self.concentrator_id, REQUEST)
+        waiting = _Run(partial)
+        missing = list(run)
         for attempt in range(1, self._max_attempts + 1):
             # Time spent offline is not an attempt: wait for the broker first.
             await self._session.connected.wait()
             correlation = uuid.uuid4().bytes
-            answer: asyncio.Future[tuple[bytes, dict[str, str]]] = asyncio.get_running_loop().create_future()
-            self._pending[correlation] = answer
+            waiting.expect({partial.span(index)[0]: index for index in missing})
+            self._pending[correlation] = waiting
+            requests = self._requests(manifest, partial, missing)
             try:
                 async with asyncio.timeout(self._request_timeout):
-                    self.chunks_requested += 1
-                    await self._session.publish(topic, request.to_wire(), qos=1,
-                                                properties=publish_properties(correlation_data=correlation))
-                    data, props = await answer
+                    for request in requests:
+                        self.chunks_requested += request.count
+                        await self._session.publish(topic, request.to_wire(), qos=1,
+                                                    properties=publish_properties(correlation_data=correlation))
+                    await waiting.done.wait()
             except (TimeoutError, MqttError) as exc:
                 self.retries += 1
-                log.info("firmware %s chunk at %d: %s on attempt %d", manifest.firmware_id, offset,
-                         type(exc).__name__, attempt)
-                continue
+                log.info("firmware %s chunks %d-%d: %s on attempt %d, %d chunks missing", manifest.firmware_id,
+                         missing[0], missing[-1], type(exc).__name__, attempt, len(waiting.expected))
             finally:
                 self._pending.pop(correlation, None)
-            if "error" in props:
-                raise DownloadFailed(f"firmware {manifest.firmware_id}: server refused the chunk at {offset}: "
-                                     f"{props['error']} {props.get('reason', '')}".rstrip())
-            if len(data) != length:
-                self.retries += 1
-                log.warning("firmware %s chunk at %d: %d bytes instead of %d; asking again", manifest.firmware_id,
-                            offset, len(data), length)
-                continue
-            return data
-        raise DownloadFailed(f"firmware {manifest.firmware_id}: no answer for the chunk at {offset} after "
-                             f"{self._max_attempts} attempts")
+            if waiting.refused is not None:
+                code, reason = waiting.refused
+                if code == ChunkError.BAD_REQUEST and any(request.count > 1 for request in requests):
+                    # A server from before multi-chunk requests: one chunk per request from now on.
+                    log.warning("firmware server refused a multi-chunk request (%s); asking chunk by chunk", reason)
+                    self._batch = 1
+                    waiting.refused = None
+                    missing = sorted(waiting.expected.values())
+                    continue
+                raise DownloadFailed(f"firmware {manifest.firmware_id}: server refused the chunk at "
+                                     f"{waiting.refused_offset}: {code} {reason}".rstrip())
+            missing = sorted(waiting.expected.values())
+            if not missing:
+                return
+        raise DownloadFailed(f"firmware {manifest.firmware_id}: no answer for the chunk at "
+                             f"{partial.span(missing[0])[0]} after {self._max_attempts} attempts")
+
+    def _requests(self, manifest: FirmwareManifest, partial: PartialImage, missing: list[int]) -> list[ChunkRequest]:
+        """Requests for ``missing`` (sorted): one per run of consecutive chunks, ``batch`` chunks at most."""
+        requests = []
+        i = 0
+        while i < len(missing):
+            j = i + 1
+            while j < len(missing) and j - i < self._batch and missing[j] == missing[j - 1] + 1:
+                j += 1
+            offset, length = partial.span(missing[i])
+            if j - i > 1:
+                length = partial.chunk_size
+            requests.append(ChunkRequest(firmware_id=manifest.firmware_id, offset=offset, length=length, count=j - i))
+            i = j
+        return requests
 
     async def _on_chunk(self, message: Message) -> None:
-        answer = self._pending.get(message.correlation_data or b"")
-        if answer is None or answer.done():
+        waiting = self._pending.get(message.correlation_data or b"")
+        if waiting is None:
             # A late answer to a request we gave up on, or one from before a restart.
             log.debug("firmware chunk without a waiting request dropped")
             return
-        answer.set_result((bytes(message.payload), dict(message.user_properties)))
+        waiting.deliver(bytes(message.payload), dict(message.user_properties))
+
+
+class _Run:
+    """The chunks one :meth:`Downloader._fetch_run` waits for, written to disk as they arrive."""
+
+    def __init__(self, partial: PartialImage) -> None:
+        self.partial = partial
+        self.expected: dict[int, int] = {}  # offset -> chunk index, still missing
+        self.done = asyncio.Event()
+        self.refused: tuple[str, str] | None = None
+        self.refused_offset = -1
+
+    def expect(self, expected: dict[int, int]) -> None:
+        self.expected = expected
+        self.done.clear()
+
+    def deliver(self, data: bytes, props: dict[str, str]) -> None:
+        if "error" in props:
+            self.refused = (props["error"], props.get("reason", ""))
+            self.refused_offset = min(self.expected, default=-1)
+            self.done.set()
+            return
+        try:
+            offset = int(props.get("offset", ""))
+        except ValueError:
+            log.warning("firmware chunk without a valid offset dropped")
+            return
+        index = self.expected.get(offset)
+        if index is None:
+            return  # a duplicate, or an answer to an attempt already served
+        if len(data) != self.partial.span(index)[1]:
+            log.warning("firmware chunk at %d: %d bytes instead of %d; asked again", offset, len(data),
+                        self.partial.span(index)[1])
+            return
+        self.partial.write(index, data)
+        del self.expected[offset]
+        if not self.expected:
+            self.done.set()

@@ -145,7 +145,8 @@ def asyncapi() -> dict[str, Any]:
                         "summary": "A meter clock measured against the concentrator's synchronised time",
                         "payload": {"$ref": "#/components/schemas/DriftReport"}},
         "FirmwareChunkRequest": {"name": "FirmwareChunkRequest", "contentType": "application/json",
-                                 "summary": "length <= 65536; MQTT 5 correlation data identifies the request",
+                                 "summary": "length <= 65536, count <= 64 chunks, each answered as its own message; "
+                                            "MQTT 5 correlation data identifies the request",
                                  "correlationId": CORRELATED["correlationId"],
                                  "payload": {"$ref": "#/components/schemas/ChunkRequest"}},
         "FirmwareChunk": {"name": "FirmwareChunk", "contentType": "application/octet-stream",

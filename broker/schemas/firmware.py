@@ -97,6 +97,8 @@ def created_now() -> datetime:
 # --- the chunk protocol ------------------------------------------------------------------------
 
 MAX_CHUNK = 65536
+# Chunks one request may ask for (each answered as its own message).
+MAX_CHUNKS_PER_REQUEST = 64
 # The last topic level of a request and of its answer (``topics.concentrator_firmware(cid, ...)``).
 REQUEST = "request"
 CHUNK = "chunk"
@@ -111,13 +113,18 @@ class ChunkError(StrEnum):
 
 
 class ChunkRequest(BaseModel):
-    """One request for ``length`` bytes of an image from ``offset``."""
+    """A request for ``count`` consecutive chunks of ``length`` bytes of an image from ``offset``."""
+
+    # Each chunk is answered as its own message (user property ``offset``); chunks are cut at the
+    # image's end (the last may be shorter, none starts past it). ``count`` 1, the default, is
+    # left out on the wire, so a single-chunk request reads as it did before ``count`` existed.
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
     firmware_id: str = Field(alias="firmwareId", pattern=FIRMWARE_ID_PATTERN)
     offset: int = Field(ge=0, strict=True)
     length: int = Field(ge=1, le=MAX_CHUNK, strict=True)
+    count: int = Field(default=1, ge=1, le=MAX_CHUNKS_PER_REQUEST, strict=True)
 
     def to_wire(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
+        return self.model_dump_json(by_alias=True, exclude_defaults=True).encode()

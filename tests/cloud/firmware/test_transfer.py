@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.schemas.firmware import SignedManifest
+from broker.schemas.firmware import ChunkRequest, SignedManifest
 from broker.session import Message, MqttSession, NegativeAckError, publish_properties
-from firmware_ota.chunk_server import ChunkServer, serve_request
+from firmware_ota.chunk_server import ChunkServer, serve_chunks, serve_request
 from firmware_ota.downloader import Downloader, DownloadFailed, SignatureInvalid
 from firmware_ota.signing import generate_key, key_id_of, sign
 from firmware_ota.store import FirmwareStore
@@ -197,3 +197,71 @@ async def test_unknown_firmware_fails_the_download_with_the_servers_reason(
         with pytest.raises(DownloadFailed, match="UNKNOWN_FIRMWARE") as caught:
             await downloader.fetch(signed)
     assert caught.value.code == "DOWNLOAD_FAILED"
+
+
+# --- several chunks per request --------------------------------------------------------------------
+
+def test_a_multi_chunk_request_is_answered_chunk_by_chunk_up_to_the_image_end(store: FirmwareStore,
+                                                                             image: bytes) -> None:
+    firmware_id = next(iter(m.manifest.firmware_id for m in store.list()))
+    length = 1000
+    offset = len(image) - 2 * length - 10  # two whole chunks, a short one, then past the end
+    payload = json.dumps({"firmwareId": firmware_id, "offset": offset, "length": length, "count": 5}).encode()
+    answers = serve_chunks(store, payload)
+    assert [props["offset"] for _, props in answers] == [str(offset), str(offset + length), str(offset + 2 * length)]
+    assert b"".join(data for data, _ in answers) == image[offset:]
+    assert ChunkRequest(firmware_id="f-1", offset=0, length=10).to_wire() == \
+        b'{"firmwareId":"f-1","offset":0,"length":10}'  # count 1 reads as before count existed
+
+
+class LossyChunkServer(ChunkServer):
+    """Loses one chunk answer the first time it serves it; can refuse multi-chunk requests as old servers did."""
+
+    def __init__(self, *, lose_offset: int, refuse_count: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.lose_offset: int | None = lose_offset
+        self.refuse_count = refuse_count
+        self.requests: list[dict[str, int]] = []
+
+    def answers(self, payload: bytes) -> list[tuple[bytes, dict[str, str]]]:
+        body = json.loads(payload)
+        self.requests.append({"offset": body["offset"], "count": body.get("count", 1)})
+        if self.refuse_count and "count" in body:
+            return [(b"", {"error": "BAD_REQUEST", "reason": "count: Extra inputs are not permitted"})]
+        answers = super().answers(payload)
+        kept = [(d, p) for d, p in answers if p.get("offset") != str(self.lose_offset)]
+        if len(kept) < len(answers):
+            self.lose_offset = None
+        return kept
+
+
+@pytest.mark.parametrize("refuse_count", [False, True], ids=["lost-answer", "old-server"])
+async def test_batched_download_asks_again_only_for_what_is_missing(
+        shared_mosquitto: LocalMosquitto, tmp_path: Path, keypair: tuple[bytes, bytes], trusted: dict[str, bytes],
+        refuse_count: bool) -> None:
+    store = FirmwareStore(root=tmp_path / "store")
+    signed = sign(make_manifest(BIG, firmware_id="big-2"), keypair[0])
+    store.add(image=BIG, signed=signed, trusted=trusted)
+    async with session(shared_mosquitto, "gridwire-cloud", session_expiry=0) as cloud, \
+            session(shared_mosquitto, "conc-2", session_expiry=0) as conc:
+        chunk_server = LossyChunkServer(session=cloud, store=store, group=f"fw-{uuid.uuid4().hex[:6]}",
+                                        lose_offset=5 * 16384, refuse_count=refuse_count)
+        await chunk_server.start()
+        downloader = Downloader(session=conc, concentrator_id="conc-2", cache_dir=tmp_path / "cache",
+                                trusted=trusted, chunk_size=16384, window=2, batch=4, request_timeout=0.5)
+        await downloader.start()
+        path = await downloader.fetch(signed)
+    assert path.read_bytes() == BIG and downloader.retries == 1
+    requests = chunk_server.requests
+    if refuse_count:
+        # Each worker's 4-chunk request refused, then one chunk per request for all 13.
+        assert sorted((r["offset"], r["count"]) for r in requests if r["count"] > 1) == [(0, 4), (65536, 4)]
+        singles = [r["offset"] for r in requests if r["count"] == 1]
+        assert sorted(set(singles)) == [n * 16384 for n in range(13)] and singles.count(5 * 16384) == 2
+    else:
+        # 13 chunks in runs of 4 (4 requests); the lost chunk alone asked again, nothing else.
+        assert [(r["offset"], r["count"]) for r in requests[4:]] == [(5 * 16384, 1)]
+        assert sorted((r["offset"], r["count"]) for r in requests[:4]) == \
+            [(0, 4), (65536, 4), (131072, 4), (196608, 1)]
+    # Published bytes (the lost answer was never published): every chunk exactly once.
+    assert chunk_server.bytes_by_concentrator == {"conc-2": len(BIG)}

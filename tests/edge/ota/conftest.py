@@ -178,7 +178,8 @@ def dlms_entry(meter_id: str, sim: DlmsMeterSimulator, *, model: str = MODEL, in
 
 
 def write_config(directory: Path, *, broker: LocalMosquitto, keys: Keys, meters: list[str],
-                 chunk_size: int = 8192, window: int = 2, request_timeout: float = 2.0) -> Path:
+                 chunk_size: int = 8192, window: int = 2, request_timeout: float = 2.0, batch: int = 1) -> Path:
+    # One chunk per request by default: GatedChunkServer holds after an exact number of chunks.
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "concentrator.toml"
     path.write_text(
@@ -187,7 +188,7 @@ def write_config(directory: Path, *, broker: LocalMosquitto, keys: Keys, meters:
         f'[broker]\nhost = "127.0.0.1"\nport = {broker.port}\nusername = "{CID}"\npassword = "conc-1-pw"\n\n'
         '[backfill]\nenabled = false\n\n'
         f'[firmware]\ntrusted_keys = ["{keys.directory}"]\nchunk_size = {chunk_size}\nwindow = {window}\n'
-        f'request_timeout = {request_timeout}\nmax_attempts = 20\n\n' + "\n".join(meters))
+        f'batch = {batch}\nrequest_timeout = {request_timeout}\nmax_attempts = 20\n\n' + "\n".join(meters))
     return path
 
 
