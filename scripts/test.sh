@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/python -m pytest -q "$@"
+# Two workers, each taking whole test files (module fixtures stay on one worker); every worker
+# starts its own Mosquitto, influxd and PostgreSQL on free ports.
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
