@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, select
 
-from bench.lights_switch import CLOUD, ORG, SECRET, _cpu_seconds, _postgres_database, _register
+from bench.lights_switch import _PROFILED, CLOUD, ORG, SECRET, _cpu_seconds, _postgres_database, _register
 from bench.query import DAY, readings
 from broker.schemas.command import CommandStatus
 from cloud.auth import issue_token
@@ -146,9 +146,13 @@ def _run(url: str, tmp: Path, args: argparse.Namespace) -> dict:
                "GRIDWIRE_MQTT_PASSWORD": CLOUD.password, "GRIDWIRE_INFLUX_URL": influxd.url,
                "GRIDWIRE_INFLUX_DATABASE": INFLUX_DB, "GRIDWIRE_INFLUX_CREATE_DATABASE": "false",
                "GRIDWIRE_MIGRATE_ON_START": "false"}
+        # GRIDWIRE_BENCH_PROFILE=<dir>: each API process writes a CPU-time cProfile file there when it stops.
+        profile = os.environ.get("GRIDWIRE_BENCH_PROFILE")
         for n in range(args.apis):
             port = free_port()
-            apis.append(ManagedProcess(argv=[sys.executable, "-m", "gridwire.cli", "cloud", "api", "--port", str(port), "--insecure-http",
+            entry = ([sys.executable, "-c", _PROFILED.format(out=str(Path(profile) / f"api-{n}.prof"))] if profile
+                     else [sys.executable, "-m", "gridwire.cli"])
+            apis.append(ManagedProcess(argv=[*entry, "cloud", "api", "--port", str(port), "--insecure-http",
                                              "--log-level", "WARNING"], log=tmp / f"api-{n}.log", port=port, env=env))
         for api in apis:
             api.start(timeout=90)

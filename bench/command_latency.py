@@ -163,22 +163,42 @@ async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light:
         if waiter is not None and not waiter.done():
             waiter.set_result(body)
 
+    # Each round's messages on every topic, as a spy on '#' sees them arrive: where the time goes.
+    seen: list[tuple[str, float]] = []
+    names = {ORG: "{org}", light: "{light}", METER: "{meter}", CONCENTRATOR.username: "{cid}"}
+
+    async def on_any(message: Message) -> None:
+        at = time.perf_counter()
+        seen.append(("/".join(names.get(part, part) for part in message.topic.split("/")), at))
+
     token = issue_token(secret=SECRET, org=ORG, ttl=timedelta(hours=2))
     figures: dict[str, dict] = {}
+    hops: dict[str, dict[str, list[float]]] = {}
     async with MqttSession(client_id=f"bench-latency-app-{os.getpid()}", host=broker.host, port=broker.port,
                            session_expiry=0, **broker.credentials(CLOUD.username)) as watcher, \
             httpx.AsyncClient(base_url=base, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
         await watcher.subscribe(f"app/{ORG}/+/+", on_note)
+        await watcher.subscribe("#", on_any)
 
-        async def one(path: str, body: dict | None) -> float:
+        async def one(path: str, body: dict | None, kind: str = "") -> float:
             loop = asyncio.get_running_loop()
+            seen.clear()
             started = time.perf_counter()
             answer = await http.post(path, json=body)
+            answered = time.perf_counter()
             answer.raise_for_status()
             accepted = answer.json()
             waiter = notes.setdefault(accepted["correlationId"], loop.create_future())
             note = await asyncio.wait_for(waiter, 30)
             took = time.perf_counter() - started
+            if kind:
+                steps = hops.setdefault(kind, {})
+                steps.setdefault("0 API answered 202", []).append(answered - started)
+                first: dict[str, float] = {}
+                for topic, at in seen:
+                    first.setdefault(topic, at - started)
+                for n, (topic, at) in enumerate(sorted(first.items(), key=lambda item: item[1]), 1):
+                    steps.setdefault(f"{n} {topic}", []).append(at)
             if note["status"] != "SUCCEEDED":
                 raise RuntimeError(f"{path}: {note}")
             stored = (await http.get(accepted["resultUrl"])).json()
@@ -187,12 +207,16 @@ async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light:
             return took
 
         kinds: dict[str, Callable[[int], Awaitable[float]]] = {
-            "light": lambda n: one(f"/v1/publiclighting/devices/{light}/light", {"on": n % 2 == 0}),
-            "dlms": lambda _n: one(f"/v1/smartmetering/devices/{METER}/actualReads", None)}
+            "light": lambda n, k="": one(f"/v1/publiclighting/devices/{light}/light", {"on": n % 2 == 0}, k),
+            "dlms": lambda _n, k="": one(f"/v1/smartmetering/devices/{METER}/actualReads", None, k)}
         for kind, call in kinds.items():
             for n in range(3):  # warm-up: connections, caches, the meter's association
                 await call(n)
-            figures[kind] = _figures([await call(n) for n in range(rounds)])
+            figures[kind] = _figures([await call(n, kind) for n in range(rounds)])
+            # The median time from the request to each step, in the order the steps came.
+            figures[kind]["steps_p50_ms"] = {step: round(1000 * statistics.median(times), 2)
+                                             for step, times in hops.get(kind, {}).items()
+                                             if len(times) >= rounds // 2}
     return figures
 
 

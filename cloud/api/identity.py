@@ -102,13 +102,14 @@ async def _verify(request: Request, token: str) -> Credential:
 
 
 async def principal_org(request: Request) -> str:
-    """The calling organisation's identification (overrides :func:`cloud.api.deps.current_org`)."""
+    """The calling organisation's identification (the platform app's ``app.state.current_org``,
+    see :func:`cloud.api.deps.current_org`)."""
     return (await authenticate(request)).org
 
 
 async def registered_principal(request: Request) -> Principal:
-    """The caller of the OMDP routes (overrides :func:`cloud.api.deps.get_principal`), with the
-    ``admin`` scope only if the registry makes its organisation a platform administrator and
+    """The caller of the OMDP routes (the platform app's ``app.state.principal``, see
+    :func:`cloud.api.deps.get_principal`), with the ``admin`` scope only if the registry makes its organisation a platform administrator and
     its credential is not limited; 403 for an unregistered or disabled organisation."""
     credential = await authenticate(request)
     org = credential.registered

@@ -25,7 +25,7 @@ from broker.session import MqttSession, NegativeAckError
 from cloud.accounts.service import AccountService
 from cloud.accounts.store import AccountStore
 from cloud.api.app import create_app
-from cloud.api.deps import Clock, current_org, get_principal
+from cloud.api.deps import Clock
 from cloud.api.identity import principal_org, registered_principal
 from cloud.api.metrics import RequestMetrics
 from cloud.api.routes import PLATFORM_ROUTERS
@@ -76,8 +76,10 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
     # A short or malformed sealing key refuses to build the app, as a weak JWT secret does.
     app.state.sealing = (KeyRing.parse(settings.secrets_key.get_secret_value())
                          if settings.secrets_key is not None else None)
-    app.dependency_overrides[current_org] = principal_org
-    app.dependency_overrides[get_principal] = registered_principal
+    # app.state, not dependency_overrides: with any override FastAPI rebuilds every route's
+    # dependency tree on every request (cloud.api.deps.current_org).
+    app.state.current_org = principal_org
+    app.state.principal = registered_principal
     _clear(app)
     store_lifespan = app.router.lifespan_context
 
