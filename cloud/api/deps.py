@@ -262,9 +262,10 @@ Admin = Annotated[OrganisationPublic, Depends(platform_admin)]
 async def require(registry: Registry, who: OrganisationPublic, device: str, function: DeviceFunction) -> None:
     """DeviceNotFound if ``device`` is unknown, NotAuthorised with the reason if ``who`` may not
     do ``function`` (404 and 403 by the error table)."""
-    await registry.get_device(device)
+    decision = await registry.permission(who.identification, device, function)  # usually one query
+    if not decision.allowed:
+        await registry.get_device(device)  # an unknown device is 404, whatever the caller's credential
     check_scope(function)
-    decision = await registry.permission(who.identification, device, function)
     if not decision.allowed:
         log.warning("refused %s on %s for %s: %s", function, device, who.identification, decision.reason)
         raise NotAuthorised(decision.reason)

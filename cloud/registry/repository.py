@@ -8,12 +8,12 @@ stateless service processes can share one database. Counters are bumped with SQL
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, and_, bindparam, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,6 +39,23 @@ log = logging.getLogger(__name__)
 # The groups whose holders may read a device's stored meter data (see cloud.registry.functions).
 METER_DATA_GROUPS: frozenset[FunctionGroup] = groups_allowing(DeviceFunction.READ_METER_DATA)
 
+# The reads every web request makes (its caller, a device, a permission), built once and run on
+# an autocommit connection: building a statement, an ORM session and its BEGIN/ROLLBACK round
+# trips cost more than the query.
+_ORGANISATION = select(*Organisation.__table__.columns).where(Organisation.identification == bindparam("org"))
+_DEVICE = select(*Device.__table__.columns).where(Device.identification == bindparam("device"))
+# A row per group held (one with NULL if none); no row if the organisation or device is unknown.
+_HELD = (select(Organisation.enabled, Device.state, DeviceAuthorisation.function_group)
+         .select_from(Organisation).join(Device, true())
+         .outerjoin(DeviceAuthorisation, and_(DeviceAuthorisation.device_id == Device.id,
+                                              DeviceAuthorisation.organisation_id == Organisation.id))
+         .where(Organisation.identification == bindparam("org"), Device.identification == bindparam("device")))
+# Of the meters asked for, those an organisation may read (see meters_for_org).
+_READABLE = (select(Device.identification).join(DeviceAuthorisation).join(Organisation)
+             .where(Organisation.identification == bindparam("org"), Organisation.enabled.is_(True),
+                    DeviceAuthorisation.function_group.in_(METER_DATA_GROUPS),
+                    Device.identification.in_(bindparam("meters", expanding=True))).distinct())
+
 
 class Registry:
     """Devices, organisations and authorisations, on SQLite or PostgreSQL.
@@ -55,6 +72,8 @@ class Registry:
         self._owns_engine = engine is None
         self.engine: AsyncEngine = engine if engine is not None else create_engine(url)  # type: ignore[arg-type]
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One statement per read: no BEGIN and ROLLBACK round trips around it.
+        self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
 
     async def close(self) -> None:
@@ -112,8 +131,11 @@ class Registry:
 
     async def get_device(self, device: str) -> DevicePublic:
         """The device named ``device``; DeviceNotFound if there is none."""
-        async with self._sessions() as session:
-            return DevicePublic.of(await self._device_row(session, device))
+        async with self._auto.connect() as conn:
+            row = (await conn.execute(_DEVICE, {"device": device})).first()
+        if row is None:
+            raise errors.DeviceNotFound(device)
+        return DevicePublic.of(row)
 
     async def list_devices(self, *, organisation: str | None = None, device_type: str | None = None,
                            concentrator_id: str | None = None, feeder: str | None = None,
@@ -224,8 +246,11 @@ class Registry:
 
     async def get_organisation(self, organisation: str) -> OrganisationPublic:
         """The organisation named ``organisation``; OrganisationNotFound if there is none."""
-        async with self._sessions() as session:
-            return OrganisationPublic.of(await self._org_row(session, organisation))
+        async with self._auto.connect() as conn:
+            row = (await conn.execute(_ORGANISATION, {"org": organisation})).first()
+        if row is None:
+            raise errors.OrganisationNotFound(organisation)
+        return OrganisationPublic.of(row)
 
     async def list_organisations(self) -> list[OrganisationPublic]:
         """Every organisation, ordered by identification."""
@@ -284,18 +309,19 @@ class Registry:
 
     async def permission(self, organisation: str, device: str, function: DeviceFunction) -> Decision:
         """Whether ``organisation`` may do ``function`` on ``device``, and why (for a 403 body)."""
-        async with self._sessions() as session:
-            org = await session.scalar(select(Organisation).where(Organisation.identification == organisation))
-            dev = await session.scalar(select(Device).where(Device.identification == device))
-            held: frozenset[FunctionGroup] = frozenset()
-            if org is not None and dev is not None:
-                held = frozenset((await session.scalars(
-                    select(DeviceAuthorisation.function_group)
-                    .where(DeviceAuthorisation.device_id == dev.id,
-                           DeviceAuthorisation.organisation_id == org.id))).all())
-        return authorise(organisation=organisation, device=device, function=function,
-                      enabled=org.enabled if org is not None else None,
-                      state=dev.state if dev is not None else None, held=held)
+        async with self._auto.connect() as conn:
+            rows = (await conn.execute(_HELD, {"org": organisation, "device": device})).all()
+            if rows:  # both known: one query
+                enabled, state = rows[0].enabled, LifecycleState(rows[0].state)
+                held = frozenset(FunctionGroup(r.function_group) for r in rows if r.function_group is not None)
+            else:  # which one is unknown (the reason says)
+                org = (await conn.execute(_ORGANISATION, {"org": organisation})).first()
+                dev = (await conn.execute(_DEVICE, {"device": device})).first()
+                enabled = org.enabled if org is not None else None
+                state = LifecycleState(dev.state) if dev is not None else None
+                held = frozenset()
+        return authorise(organisation=organisation, device=device, function=function, enabled=enabled,
+                         state=state, held=held)
 
     async def authorised(self, organisation: str, device: str, function: DeviceFunction) -> bool:
         """Whether ``organisation`` may do ``function`` on ``device`` now."""
@@ -314,6 +340,15 @@ class Registry:
                 .where(Organisation.identification == organisation, Organisation.enabled.is_(True),
                        DeviceAuthorisation.function_group.in_(METER_DATA_GROUPS)).distinct())
             return set(rows.all())
+
+    async def readable_meters(self, organisation: str, meters: Iterable[str]) -> set[str]:
+        """Of ``meters``, those whose stored data ``organisation`` may read (as :meth:`meters_for_org`),
+        without reading every device it holds."""
+        wanted = sorted(set(meters))
+        if not wanted:
+            return set()
+        async with self._auto.connect() as conn:
+            return set((await conn.execute(_READABLE, {"org": organisation, "meters": wanted})).scalars())
 
     # --- helpers ----------------------------------------------------------------------------
 
