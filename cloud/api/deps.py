@@ -141,6 +141,17 @@ async def get_allowed_meters(request: Request, principal: PrincipalDep) -> froze
 AllowedMetersDep = Annotated[frozenset[str] | None, Depends(get_allowed_meters)]
 
 
+async def allowed_among(request: Request, principal: Principal, wanted: frozenset[str] | None) -> frozenset[str] | None:
+    """What :func:`get_allowed_meters` answers, cut to ``wanted`` (None: every meter wanted), for a
+    route that names its meters: the platform app then reads only those meters' authorisations
+    (``app.state.meter_access_among``) instead of every device the organisation holds."""
+    among = getattr(request.app.state, "meter_access_among", None)
+    if wanted is not None and among is not None:
+        return await among(principal, wanted)
+    access: MeterAccess = request.app.state.meter_access
+    return await access(principal)
+
+
 # --- what the lifespan built ------------------------------------------------------------------------
 # Coroutines: FastAPI runs plain functions in a worker thread, a hop that cost more than the rest
 # of a switch request together.

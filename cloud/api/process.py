@@ -64,6 +64,22 @@ def registry_meter_access(app: FastAPI) -> Callable[[Principal], Awaitable[froze
     return access
 
 
+def registry_meter_access_among(app: FastAPI) -> Callable[[Principal, frozenset[str]], Awaitable[frozenset[str] | None]]:
+    """:func:`registry_meter_access` asked only about ``wanted`` meters: of those, the ones the
+    caller may read (None for a platform administrator: every meter)."""
+
+    async def among(principal: Principal, wanted: frozenset[str]) -> frozenset[str] | None:
+        decision = within_scope(principal.groups, DeviceFunction.READ_METER_DATA)
+        if not decision.allowed:
+            raise NotAuthorised(decision.reason)
+        if principal.admin:
+            return None
+        registry: Registry = app.state.registry
+        return frozenset(await registry.readable_meters(principal.org, wanted))
+
+    return among
+
+
 def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = None,
                         clock: Clock | None = None, metrics: MetricsRegistry | None = None) -> FastAPI:
     """The full cloud web app. ``store`` (InfluxDB) as in :func:`cloud.api.app.create_app`;
@@ -73,6 +89,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
         app.add_middleware(RequestMetrics, registry=metrics)
     app.title = "Gridwire platform API"
     app.state.meter_access = registry_meter_access(app)
+    app.state.meter_access_among = registry_meter_access_among(app)
     # A short or malformed sealing key refuses to build the app, as a weak JWT secret does.
     app.state.sealing = (KeyRing.parse(settings.secrets_key.get_secret_value())
                          if settings.secrets_key is not None else None)

@@ -7,10 +7,10 @@ import logging
 import uuid
 from typing import Annotated, cast
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from cloud.api.bulk import BulkLink, expiry, sign_link
-from cloud.api.deps import AllowedMetersDep, ClockDep, PrincipalDep, SettingsDep, StoreDep
+from cloud.api.deps import AllowedMetersDep, ClockDep, PrincipalDep, SettingsDep, StoreDep, allowed_among
 from cloud.api.schemas import BulkDownload, MeterReadingsBulkAnswer, MeterReadingsPage, MeterReadingsRequest
 from cloud.api.wire_rows import WireRenderer
 from cloud.store import InfluxStore, ReadingQuery
@@ -38,9 +38,8 @@ def privacy_refusal(minimum: int) -> HTTPException:
              responses={422: {"description": "invalid request, or an answer below the privacy minimum"},
                         401: {"description": "missing or invalid bearer token"},
                         503: {"description": "the time-series store is unavailable; retry later"}})
-async def query_meter_readings(body: MeterReadingsRequest, settings: SettingsDep, store: StoreDep,
-                               principal: PrincipalDep, allowed: AllowedMetersDep,
-                               clock: ClockDep) -> MeterReadingsBulkAnswer | Response:
+async def query_meter_readings(request: Request, body: MeterReadingsRequest, settings: SettingsDep, store: StoreDep,
+                               principal: PrincipalDep, clock: ClockDep) -> MeterReadingsBulkAnswer | Response:
     """Readings in a time range, optionally of some meters and with property filters.
 
     Only readings of meters the caller's organisation may read are seen or counted.
@@ -49,7 +48,8 @@ async def query_meter_readings(body: MeterReadingsRequest, settings: SettingsDep
         raise HTTPException(UNPROCESSABLE,
                             f"pageSize {body.page_size} is above the maximum of {settings.max_page_size}; "
                             "ask for responseFormat 'bulk' to get everything at once")
-    query = body.to_query().restricted_to(allowed)
+    query = body.to_query()
+    query = query.restricted_to(await allowed_among(request, principal, query.meters))
     offset = (body.page_number - 1) * body.page_size
     matching, rows = await _count_and_page(store, query, body, offset)
     total = matching if body.max_rows is None else min(matching, body.max_rows)
