@@ -221,6 +221,10 @@ class CommandStore:
     async def finish_many(self, outcomes: Sequence[Outcome]) -> list[CommandRecord | None]:
         """:meth:`finish_returning` for many commands (a group commit): one statement for each
         distinct outcome (status, result, error), usually one for a whole batch of a fleet's answers."""
+        if len(outcomes) == 1:  # alone (an idle platform): the statement built once, not one built per call
+            one = outcomes[0]
+            return [await self.finish_returning(one.command_id, one.status, device=one.device, result=one.result,
+                                                error=one.error)]
         groups: dict[str, list[int]] = {}
         for index, outcome in enumerate(outcomes):
             lifecycle.ends_from(outcome.status)

@@ -9,6 +9,7 @@ the durable outbox: :mod:`cloud.notify.outbox`, sent by :mod:`cloud.notify.deliv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -123,8 +124,11 @@ class ResultsConsumer:
         if self._metrics is not None:
             self._metrics.completed(request.domain, request.operation, str(status), request.created_at)
         props = publish_properties(correlation_data=bytes.fromhex(correlation_id.replace("-", "")))
-        await self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,
-                                    qos=1, properties=props)
-        await self._session.publish(topics.app_topic(request.organisation, request.domain, request.operation), body,
-                                    qos=1, properties=props)
+        # Both sent at once (in this order), then both acknowledgements awaited: one broker round
+        # trip, not two, before the response is acknowledged.
+        await asyncio.gather(
+            self._session.publish(topics.domain_topic(request.domain, "response", request.organisation), body,
+                                  qos=1, properties=props),
+            self._session.publish(topics.app_topic(request.organisation, request.domain, request.operation), body,
+                                  qos=1, properties=props))
         return True
