@@ -153,7 +153,8 @@ def _edge(tmp: Path, broker: LocalMosquitto) -> list[ManagedProcess]:
     return [sim, concentrator]
 
 
-async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light: str) -> dict[str, dict]:
+async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light: str,
+                       cpu: Callable[[], dict[str, float]]) -> dict[str, dict]:
     """Each kind of command, one at a time: request sent -> the app's notification."""
     notes: dict[str, asyncio.Future[dict]] = {}
 
@@ -212,7 +213,12 @@ async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light:
         for kind, call in kinds.items():
             for n in range(3):  # warm-up: connections, caches, the meter's association
                 await call(n)
+            before = cpu()
             figures[kind] = _figures([await call(n, kind) for n in range(rounds)])
+            after = cpu()
+            # Each process's CPU per round trip (the API's includes the result URL's GET).
+            figures[kind]["cpu_ms_per_round_trip"] = {
+                name: round(1000 * (after[name] - before.get(name, 0.0)) / rounds, 2) for name in after}
             # The median time from the request to each step, in the order the steps came.
             figures[kind]["steps_p50_ms"] = {step: round(1000 * statistics.median(times), 2)
                                              for step, times in hops.get(kind, {}).items()
@@ -258,7 +264,7 @@ def _measure_on(url: str, broker: LocalMosquitto, *, rounds: int, burst: int, tm
         _wait_for_line(edge[1], "connected (session present")
         layers.start()
         base = f"http://127.0.0.1:{layers.api_port}"
-        trips = asyncio.run(_round_trips(base, broker, rounds=rounds, light=ids[0]))
+        trips = asyncio.run(_round_trips(base, broker, rounds=rounds, light=ids[0], cpu=layers.cpu))
         result: dict = {"database": url.split(":", 1)[0], "floors": floors,
                         **{k: _with_multiples(v, floors) for k, v in trips.items()}}
         if burst:
