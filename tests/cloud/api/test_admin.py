@@ -168,6 +168,8 @@ async def test_owner_grants_and_revokes(client: httpx.AsyncClient, registry: Reg
     assert response.status_code == 422
     assert ["body", "functionGroup"] in [e["loc"] for e in response.json()["detail"]]
     assert await registry.meters_for_org("app") == {"m-1"}
+    # The same answer asked about some meters only (the readings route's question).
+    assert await registry.readable_meters("app", ["m-1", "no-such-meter"]) == {"m-1"}
     listed = (await client.get("/v1/admin/devices/m-1/authorisations", headers=as_("ops"))).json()
     assert [(a["organisation"], a["functionGroup"]) for a in listed] == [("app", "MONITORING"), ("utility", "OWNER")]
     # MONITORING lets the app see the device but not change it.
@@ -177,6 +179,7 @@ async def test_owner_grants_and_revokes(client: httpx.AsyncClient, registry: Reg
     response = await client.delete("/v1/admin/devices/m-1/authorisations/app/MONITORING", headers=as_("utility"))
     assert response.status_code == 404
     assert await registry.meters_for_org("app") == set()
+    assert await registry.readable_meters("app", ["m-1"]) == set()
 
 
 async def test_organisations_are_for_admins(client: httpx.AsyncClient) -> None:
