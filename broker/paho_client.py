@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt import _packet
+from paho.mqtt.client import PUBACK, time_func
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 
 
@@ -51,10 +54,14 @@ class OffLoopClient(paho.Client):
         # Received; anything else (QoS 2, per-filter callbacks) takes paho's own way.
         self._lean_receive = bool(kwargs.get("manual_ack"))
         # paho reads a packet in three or more recv calls (its first byte, its length a byte at
-        # a time, its body): at one reading per message that was four system calls a reading.
-        # One recv of up to _READ_SIZE bytes now serves those reads from this buffer.
-        self._read_buffer = bytearray()
-        self._more = False  # a read of what the buffer holds is scheduled
+        # a time, its body) and handles one packet per read: at one reading per message that
+        # was four system calls and paho's packet state machine per reading. loop_read here
+        # takes up to _READ_SIZE bytes in one recv and splits every whole packet out of them;
+        # the start of a packet cut off by the read waits in _partial for the rest.
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        self._wanted = 0  # bytes the packet started in _partial needs in all (0: not known yet)
+        self._more = False  # a read of what TLS holds is scheduled
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._lean_receive = False  # paho's way matches topics to these callbacks
@@ -64,11 +71,16 @@ class OffLoopClient(paho.Client):
         command = self._in_packet["command"]
         if not self._lean_receive or command & 0x06 == 0x04:  # QoS 2: paho's state machine
             return super()._handle_publish()
-        result = _packet.decode_publish(command, self._in_packet["packet"], self._protocol)
+        return self._lean_publish(command, self._in_packet["packet"])
+
+    def _lean_publish(self, command: int, packet: bytes | bytearray | memoryview) -> MQTTErrorCode:
+        """A QoS 0 or 1 PUBLISH, handed to ``on_message`` as :class:`Received` (the owner acknowledges)."""
+        result = _packet.decode_publish(command, packet, self._protocol)
         try:
             topic = bytes(result.topic).decode("utf-8")
         except UnicodeDecodeError:
-            return super()._handle_publish()  # paho reports a topic it cannot decode its own way
+            # paho reports a topic it cannot decode its own way
+            return self._paho_packet(command, packet, len(packet))
         on_message = self.on_message
         if on_message is not None:
             with self._in_callback_mutex:
@@ -79,6 +91,92 @@ class OffLoopClient(paho.Client):
                     if not self.suppress_exceptions:
                         raise
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:  # noqa: ARG002 - paho's signature
+        """Read what the socket has (one recv) and handle every whole packet in it, as paho's
+        ``loop_read`` handles them one read at a time: same callbacks, same errors."""
+        if self._sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            data = self._sock_recv(max(_READ_SIZE, self._wanted - self._partial_size))
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError as err:  # TimeoutError, ConnectionError (no socket) included
+            self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        if not data:
+            return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        with self._msgtime_mutex:
+            self._last_bytes_received = time_func()
+        if self._partial:
+            self._partial.append(data)
+            self._partial_size += len(data)
+            if self._partial_size < self._wanted:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            data = b"".join(self._partial)
+            self._partial.clear()
+            self._partial_size = self._wanted = 0
+        rc = self._packets(data)
+        return self._loop_rc_handle(rc) if rc > 0 else MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packets(self, data: bytes) -> MQTTErrorCode:
+        """Handle the whole packets in ``data``; keep an incomplete last one for the next read.
+        A lean PUBLISH's payload is a view of ``data`` (immutable, kept alive by the view)."""
+        view = memoryview(data)
+        size, pos = len(data), 0
+        lean = self._lean_receive
+        while pos < size:
+            command = data[pos]
+            length, at, shift = 0, pos + 1, 0
+            while True:
+                if at >= size:
+                    return self._keep(data, pos, 0)
+                digit = data[at]
+                at += 1
+                length += (digit & 127) << shift
+                if not digit & 128:
+                    break
+                shift += 7
+                if at - pos > 4:  # more than 4 length bytes: paho's protocol error
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL
+            end = at + length
+            if end > size:
+                return self._keep(data, pos, end - pos)
+            if lean and command & 0xF6 in (0x30, 0x32):  # PUBLISH, QoS 0 or 1
+                rc = self._lean_publish(command, view[at:end])
+            else:
+                rc = self._paho_packet(command, view[at:end], length)
+            if rc > 0:
+                return rc
+            if self._sock is None:  # the packet ended the connection (DISCONNECT)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            pos = end
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _keep(self, data: bytes, pos: int, wanted: int) -> MQTTErrorCode:
+        self._partial = [data[pos:]]
+        self._partial_size = len(data) - pos
+        self._wanted = wanted
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _paho_packet(self, command: int, body: bytes | bytearray | memoryview, length: int) -> MQTTErrorCode:
+        """One packet through paho's own handling, as its ``_packet_read`` hands it over."""
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": length, "packet": bytearray(body), "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        return rc
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages (``ack(mid, 1)`` for each), their PUBACKs in one write:
+        each is paho's, the success short form (0x40, length 2, packet id)."""
+        if self._manual_ack and mids:
+            self._packet_queue(PUBACK, struct.pack(f"!{len(mids)}L", *[_PUBACK | mid for mid in mids]), 0, 0)
 
     def drive_with(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let ``loop`` drive the socket: paho reads when it is readable, writes when it asks to."""
@@ -99,33 +197,24 @@ class OffLoopClient(paho.Client):
         self._driver.add_reader(sock, self._readable)
 
     def _readable(self) -> None:
-        """Read what arrived. The event loop calls this only while the socket has bytes: when
-        the buffer (or TLS) still holds some after paho's read, read again on the loop's next
-        turn, so other tasks get their turns between packets as they did without a buffer."""
+        """Read what arrived. The event loop calls this only while the socket has bytes; TLS
+        may hold decrypted bytes the loop cannot see: read them on the loop's next turn, so
+        other tasks get their turns between reads."""
         self.loop_read()
-        if not self._more and self._sock is not None and (self._read_buffer or _tls_pending(self._sock)):
+        if not self._more and self._sock is not None and _tls_pending(self._sock):
             assert self._driver is not None
             self._more = True
             self._driver.call_soon(self._read_more)
 
     def _read_more(self) -> None:
         self._more = False
-        if self._sock is not None and (self._read_buffer or _tls_pending(self._sock)):
+        if self._sock is not None and _tls_pending(self._sock):
             self._readable()
 
-    def _sock_recv(self, bufsize: int) -> bytes:
-        buffered = self._read_buffer
-        if not buffered:
-            data = super()._sock_recv(max(bufsize, _READ_SIZE))
-            if len(data) <= bufsize:
-                return data  # all of it asked for, or b"" (closed)
-            buffered += data
-        chunk = bytes(buffered[:bufsize])
-        del buffered[:bufsize]
-        return chunk
-
     def _sock_close(self) -> None:
-        self._read_buffer.clear()  # what a dead connection left is nothing the next one may read
+        # What a dead connection left is nothing the next one may read.
+        self._partial.clear()
+        self._partial_size = self._wanted = 0
         super()._sock_close()
 
     def _unwatch_socket(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
@@ -170,6 +259,7 @@ class OffLoopClient(paho.Client):
 
 
 _READ_SIZE = 65536
+_PUBACK = PUBACK << 24 | 2 << 16  # a PUBACK's first two bytes, over its two of packet id
 
 
 def _tls_pending(sock: Any) -> int:

@@ -58,7 +58,7 @@ def _bounded_unpack(self: Properties, buffer: bytes) -> tuple[Properties, int]:
         return _original_unpack(self, buffer)
 
 
-def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion) -> _packet.PublishPacket:
+def _decode_publish(header: int, packet: bytes | bytearray | memoryview, protocol: MQTTProtocolVersion) -> _packet.PublishPacket:
     try:
         view = memoryview(packet)
         qos = (header & 0x06) >> 1
@@ -87,7 +87,7 @@ def _decode_publish(header: int, packet: bytes | bytearray, protocol: MQTTProtoc
         return _packet.PublishPacket(dup=bool(header & 0x08), qos=qos, retain=bool(header & 0x01), topic=topic,
                                      mid=mid, properties=properties, payload=view[end:])
     except Exception:  # noqa: BLE001 - malformed: the original decides, and raises as it always did
-        return _original_decode_publish(header, packet, protocol)
+        return _original_decode_publish(header, bytearray(packet), protocol)
 
 
 def _decode_puback(header: int, packet: bytes | bytearray, protocol: MQTTProtocolVersion) -> _packet.PubackPacket:

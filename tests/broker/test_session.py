@@ -112,8 +112,9 @@ async def test_durable_session_queues_while_subscriber_is_away(shared_mosquitto)
         await sub.subscribe(topic, handler)
     async with session(shared_mosquitto, "conc-1") as pub:
         await asyncio.gather(*(pub.publish(topic, str(i).encode()) for i in range(500)))
-    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
-        sub._subscriptions[topic] = (handler, 1)  # the broker kept the subscription; route to handler
+    sub = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
+    sub.route(topic, handler)  # the broker kept the subscription: routed before the queued messages arrive
+    async with sub:
         await collect_until(received, 500)
     assert sorted(int(p) for p in received) == list(range(500))
 
