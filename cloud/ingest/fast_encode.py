@@ -101,11 +101,9 @@ class _Encoder:
     __slots__ = ("head", "stamps", "meter", "meter_doc", "meter_class", "checked", "shapes", "numbers", "value_check")
 
     def __init__(self, *, meter: str, value_check: ValueCheck | None) -> None:
-        head = _HEADS.get(meter)
-        if head is None:
-            head = _remember(_HEADS, meter, f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} ")
-        self.head = head
-        self.stamps: dict[str, int] = {}
+        self.head = f"{_MEASUREMENT},{schema.METER_TAG}={escape_key(meter)} "
+        # Reading times repeat across a fleet's meters (they read at the same quarter hours).
+        self.stamps = _STAMPS
         self.meter = meter
         self.meter_doc: Meter | None = None
         self.meter_class: str | None = None
@@ -118,7 +116,9 @@ class _Encoder:
         # The numbers of the pending lines, in order (see _finish).
         self.numbers: list[float] = []
 
-    def line(self, reading: Reading) -> str | _Pending:
+    def line(self, reading: Reading, *, alone: bool = False) -> str | _Pending:
+        """The reading's line; its numbers left pending for :func:`_finish` unless it is ``alone``
+        in its payload (then formatted here, as ``repr`` formats them)."""
         reading_id = reading.meterReadingIdentifier
         if not _UUID.fullmatch(reading_id):
             raise _Unsure
@@ -130,7 +130,12 @@ class _Encoder:
         # Every reading of a message repeats the same meterIndividual: check it once.
         meter_doc = reading.meterIndividual
         if meter_doc != self.meter_doc:
-            self.meter_class = _meter_class(meter_doc, self.meter)
+            meter_class = _meter_class(meter_doc, self.meter)
+            if meter_class != self.meter_class:
+                # What value_check judged, it judged for the meter's class: judged again.
+                self.checked.clear()
+                self.shapes.clear()
+                self.meter_class = meter_class
             self.meter_doc = meter_doc
         # Lean (see cloud.store.schema) when the id is the one derived from meter and time.
         lean = stamp % 1000 == 0 and reading_id == _derived_id(self.meter, stamp)
@@ -166,6 +171,8 @@ class _Encoder:
                 template = self.shapes.get(shape)
                 if template is None:
                     template = self._template(shape)
+                if alone:
+                    return f"{''.join(parts)}{template % tuple(map(repr, map(_NUMBER, values)))} {stamp}"
                 self.numbers.extend(map(_NUMBER, values))
                 return _Pending("".join(parts), template, f" {stamp}", count)
         checked = self.checked
@@ -226,7 +233,10 @@ class _Encoder:
         return spec
 
 
-_HEADS: dict[str, str] = {}
+# An encoder per meter (and value check), kept across payloads: at one reading per message
+# each payload is one meter's next reading, judged as the last one was. Bounded.
+_ENCODERS: dict[tuple[str, ValueCheck | None], _Encoder] = {}
+_STAMPS: dict[str, int] = {}
 _TEMPLATES: dict[tuple[object, ...], str] = {}
 
 
@@ -294,7 +304,14 @@ def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrato
         readings = decode(payload)
         if readings is None:
             return None
-        encoder = _Encoder(meter=meter, value_check=value_check)
-        return _finish([encoder.line(reading) for reading in readings], encoder.numbers)
+        encoder = _ENCODERS.get((meter, value_check))
+        if encoder is None:
+            encoder = _remember(_ENCODERS, (meter, value_check), _Encoder(meter=meter, value_check=value_check))
+        if len(_STAMPS) >= _CACHE_LIMIT:
+            _STAMPS.clear()
+        if len(readings) == 1:  # the live shape
+            return [encoder.line(readings[0], alone=True)]  # type: ignore[list-item]  # alone: a str
+        encoder.numbers = numbers = []
+        return _finish([encoder.line(reading) for reading in readings], numbers)
     except (_Unsure, UnusualTime):
         return None
