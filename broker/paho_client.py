@@ -24,10 +24,12 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt import _packet
-from paho.mqtt.client import PUBACK, time_func
+from paho.mqtt.client import PUBACK, MQTTv5, time_func
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
+
+from broker.fast_properties import unpack_publish
 
 
 class Received:
@@ -38,9 +40,15 @@ class Received:
 
     __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "topic")
 
-    def __init__(self, result: _packet.PublishPacket, topic: str) -> None:
-        self.mid, self.qos, self.retain, self.dup = result.mid, result.qos, result.retain, result.dup
-        self.topic, self.payload, self.properties = topic, result.payload, result.properties
+    def __init__(self, *, mid: int, qos: int, retain: bool, dup: bool, topic: str,
+                 payload: bytes | bytearray | memoryview, properties: Properties | None) -> None:
+        self.mid, self.qos, self.retain, self.dup = mid, qos, retain, dup
+        self.topic, self.payload, self.properties = topic, payload, properties
+
+    @classmethod
+    def of(cls, result: _packet.PublishPacket, topic: str) -> Received:
+        return cls(mid=result.mid, qos=result.qos, retain=result.retain, dup=result.dup, topic=topic,
+                   payload=result.payload, properties=result.properties)
 
 
 class OffLoopClient(paho.Client):
@@ -74,18 +82,25 @@ class OffLoopClient(paho.Client):
         return self._lean_publish(command, self._in_packet["packet"])
 
     def _lean_publish(self, command: int, packet: bytes | bytearray | memoryview) -> MQTTErrorCode:
-        """A QoS 0 or 1 PUBLISH, handed to ``on_message`` as :class:`Received` (the owner acknowledges)."""
-        result = _packet.decode_publish(command, packet, self._protocol)
+        """A QoS 0 or 1 PUBLISH, handed to ``on_message`` as :class:`Received` (the owner acknowledges).
+        An MQTT 5 packet of the usual form is parsed here (topic, packet id, properties, the
+        payload a view of ``packet``); anything else by paho's ``decode_publish``."""
         try:
-            topic = bytes(result.topic).decode("utf-8")
-        except UnicodeDecodeError:
-            # paho reports a topic it cannot decode its own way
-            return self._paho_packet(command, packet, len(packet))
+            received = _usual_publish(command, packet) if self._protocol == MQTTv5 else None
+        except (IndexError, UnicodeDecodeError, ValueError):
+            received = None
+        if received is None:
+            result = _packet.decode_publish(command, packet, self._protocol)
+            try:
+                received = Received.of(result, bytes(result.topic).decode("utf-8"))
+            except UnicodeDecodeError:
+                # paho reports a topic it cannot decode its own way
+                return self._paho_packet(command, packet, len(packet))
         on_message = self.on_message
         if on_message is not None:
             with self._in_callback_mutex:
                 try:
-                    on_message(self, self._userdata, Received(result, topic))
+                    on_message(self, self._userdata, received)
                 except Exception as err:
                     self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
                     if not self.suppress_exceptions:
@@ -259,6 +274,29 @@ class OffLoopClient(paho.Client):
 
 
 _READ_SIZE = 65536
+
+
+def _usual_publish(command: int, packet: bytes | bytearray | memoryview) -> Received | None:
+    """An MQTT 5 QoS 0/1 PUBLISH with a topic and properties of at most 127 bytes; None (or
+    an IndexError, ValueError) for anything else: paho's ``decode_publish`` decides."""
+    end = 2 + (packet[0] << 8 | packet[1])
+    if end == 2 or end >= len(packet):
+        return None  # no topic (an alias), or nothing after it
+    topic = str(packet[2:end], "utf-8")
+    mid = 0
+    if command & 0x06:
+        mid = packet[end] << 8 | packet[end + 1]
+        end += 2
+    length = packet[end]
+    if length > 127 or end + 1 + length > len(packet):
+        return None
+    properties = None
+    if length:
+        properties, used = unpack_publish(bytes(packet[end:end + 1 + length]))
+        if used != 1 + length:
+            return None
+    return Received(mid=mid, qos=(command & 0x06) >> 1, retain=bool(command & 0x01), dup=bool(command & 0x08),
+                    topic=topic, payload=packet[end + 1 + length:], properties=properties)
 _PUBACK = PUBACK << 24 | 2 << 16  # a PUBACK's first two bytes, over its two of packet id
 
 
