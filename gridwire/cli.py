@@ -283,9 +283,10 @@ _SETTINGS_HELP = ("Settings from GRIDWIRE_* variables: MQTT_HOST, MQTT_PORT, MQT
 
 
 def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object] | None = None,
-                   **overrides: object) -> None:
+                   stream: bool = False, **overrides: object) -> None:
     """Run cloud process ``name``; ``refuse(settings)`` first, whose Invalid (settings it will
-    not start with) is one line on stderr and exit 2, not a traceback."""
+    not start with) is one line on stderr and exit 2, not a traceback. A ``stream`` process
+    (one that handles a message stream) keeps its start-up heap out of the collector's way."""
     from broker.errors import Invalid
     from cloud.platform import PROCESSES, process_runner
 
@@ -297,6 +298,10 @@ def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object]
         except Invalid as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
+    if stream:
+        from cloud.runtime import steady_heap
+
+        steady_heap()
     ready = asyncio.Event()
     run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait)
 
@@ -306,7 +311,7 @@ def cloud_ingest(log_level: LogLevel = "INFO") -> None:
     """Run one ingest process: readings from the broker into InfluxDB (also INFLUX_URL,
     INGEST_BATCH_READINGS, ...). Start more of them to share the load: they form one MQTT
     shared subscription."""
-    _cloud_process("ingest", log_level)
+    _cloud_process("ingest", log_level, stream=True)
 
 
 @cloud_app.command("fanout", epilog=_SETTINGS_HELP)
