@@ -95,15 +95,34 @@ def issue_token(*, secret: str, org: str, subject: str | None = None, meters: It
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# Tokens whose signature was verified, with their claims: an application sends the same token
+# with every request, and verifying it again (base64, JSON, HMAC) is a fair part of a request's
+# CPU. What verification answers depends only on the token, the secret and the issuer, so a
+# remembered answer is the same answer; times (exp, nbf) are checked on every use below.
+_VERIFIED: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+_VERIFIED_MAX = 4096
+
+
+def _verified_claims(token: str, secret: str, issuer: str | None) -> dict[str, Any]:
+    key = (token, secret, issuer)
+    claims = _VERIFIED.get(key)
+    if claims is None:
+        try:
+            # Times are checked by decode_token against its ``now``, so an injected clock governs them.
+            claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
+                                options={"require": ["exp", "org"], "verify_exp": False, "verify_iat": False,
+                                         "verify_nbf": False})
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {exc}") from exc
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = claims
+    return dict(claims)
+
+
 def decode_token(token: str, *, secret: str, now: datetime | None = None, issuer: str | None = None) -> Principal:
     """Verify signature, expiry and shape of a bearer token; raise AuthError with the reason."""
-    try:
-        # Times are checked below against ``now`` so an injected clock governs them.
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
-                            options={"require": ["exp", "org"], "verify_exp": False, "verify_iat": False,
-                                     "verify_nbf": False})
-    except jwt.PyJWTError as exc:
-        raise AuthError(f"invalid token: {exc}") from exc
+    claims = _verified_claims(token, secret, issuer)
     moment = now or datetime.now(UTC)
     if not isinstance(claims["exp"], int | float) or moment.timestamp() >= claims["exp"]:
         raise AuthError("token has expired")
