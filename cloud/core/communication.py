@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.core.access import autocommit
@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 _COUNT = (update(Device).where(Device.identification == bindparam("b_device"))
           .values(comm_success_count=Device.comm_success_count + bindparam("b_count"), consecutive_failures=0,
                   last_seen=bindparam("b_at"),
-                  state=case((Device.state.in_([LifecycleState.REGISTERED, LifecycleState.INSTALLED]),
-                              LifecycleState.ACTIVE), else_=Device.state)))
+                  # Not IN (...): a list becomes an expanding parameter, which executemany refuses.
+                  state=case((or_(Device.state == LifecycleState.REGISTERED,
+                                  Device.state == LifecycleState.INSTALLED), LifecycleState.ACTIVE),
+                             else_=Device.state)))
 
 
 class SuccessLog:

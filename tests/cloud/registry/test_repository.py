@@ -226,3 +226,21 @@ async def test_organisations(registry: Registry) -> None:
 def test_registry_needs_exactly_one_of_engine_and_url() -> None:
     with pytest.raises(ValueError):
         Registry()
+
+
+async def test_successes_counted_together_make_registered_and_installed_devices_active(registry: Registry,
+                                                                                      orgs: dict[str, str]) -> None:
+    from cloud.core.communication import SuccessLog
+
+    for ident in ("m-1", "m-2", "m-3"):
+        await registry.create_device(meter(ident), owner="utility")
+    await registry.update_device("m-2", DeviceUpdate(state=LifecycleState.INSTALLED))
+    await registry.decommission("m-3")
+    successes = SuccessLog(registry.engine)
+    # Arriving together, they share one write (several devices: one statement executed for many rows).
+    await asyncio.gather(successes.success("m-1"), successes.success("m-2"), successes.success("m-3"),
+                         successes.success("m-1"))
+    found = {d: await registry.get_device(d) for d in ("m-1", "m-2", "m-3")}
+    assert [(found[d].state, found[d].comm_success_count) for d in ("m-1", "m-2", "m-3")] == [
+        (LifecycleState.ACTIVE, 2), (LifecycleState.ACTIVE, 1), (LifecycleState.DECOMMISSIONED, 1)]
+    assert all(found[d].last_seen is not None and found[d].consecutive_failures == 0 for d in found)
