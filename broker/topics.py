@@ -9,6 +9,8 @@ Layout (each layer its own subtree, so ACLs can fence them)::
     smartMeterMessage/{meter}/{topic}                              adapter -> concentrator (local, OMDP)
     adapter/{adapter}/ack                                          concentrator -> adapter: readings kept (local)
     concentrator/{cid}/smartMeterMessage/{meter}/{topic}           concentrator -> cloud (OMDP)
+    concentrator/{cid}/batch/meterReading                          concentrator -> cloud: live readings of
+                                                                   its meters, batched (``live_batch``)
     concentrator/{cid}/status                                      birth / death (retained, LWT)
     concentrator/{cid}/command                                     core -> concentrator generic commands
     concentrator/{cid}/response                                    concentrator -> core command results
@@ -142,6 +144,15 @@ def concentrator_meter_message(cid: str, meter: str, topic: str) -> str:
     return f"{_concentrator(cid)}/{local_meter_message(meter, topic)}"
 
 
+def concentrator_reading_batch(cid: str) -> str:
+    """Concentrator -> cloud topic for a batch of live readings of any of its meters (the
+    concentrator's ``live_batch`` option): one message per flush window instead of one per
+    reading. Each reading keeps its own outbox sequence number (``gw-seq`` holds them all, in
+    order) and names its meter in ``meterIndividual``; the per-meter OMDP topic is not used for
+    them (docs/ARCHITECTURE.md, "Live batches", says how OMDP subscribers get them per meter)."""
+    return f"{_concentrator(cid)}/batch/{ReadingTopic.METER_READING}"
+
+
 def forward_local(cid: str, local_topic: str) -> str:
     """The cloud topic a concentrator forwards a local adapter topic to, unmodified below the prefix."""
     parsed = parse(local_topic)
@@ -235,6 +246,8 @@ def shared(group: str, topic_filter: str) -> str:
 
 # What the cloud's consumer groups subscribe to.
 ALL_METER_MESSAGES = f"{CONCENTRATOR}/+/{SMART_METER_MESSAGE}/+/+"
+# Every concentrator's batches of live readings (``concentrator_reading_batch``).
+ALL_READING_BATCHES = f"{CONCENTRATOR}/+/batch/{ReadingTopic.METER_READING}"
 ALL_CONCENTRATOR_STATUS = f"{CONCENTRATOR}/+/status"
 ALL_CONCENTRATOR_RESPONSES = f"{CONCENTRATOR}/+/response"
 ALL_CONCENTRATOR_ACKS = f"{CONCENTRATOR}/+/ack"
@@ -291,6 +304,7 @@ def concentrator_subtree(cid: str) -> str:
 _PARSER = re.compile(
     r"""^(?:
       concentrator/(?P<cm_cid>[^/]+)/smartMeterMessage/(?P<cm_meter>[^/]+)/(?P<cm_topic>[^/]+)
+    | concentrator/(?P<cb_cid>[^/]+)/batch/(?P<cb_topic>meterReading)
     | smartMeterMessage/(?P<lm_meter>[^/]+)/(?P<lm_topic>[^/]+)
     | adapter/(?P<aa_adapter>[^/]+)/ack
     | concentrator/(?P<cs_cid>[^/]+)/(?P<cs_kind>status|command|response|ack)
@@ -331,6 +345,8 @@ def parse(topic: str) -> ParsedTopic:
     g = m.groupdict()
     if g["cm_cid"] is not None:
         return ParsedTopic("meter_message", concentrator=g["cm_cid"], meter=g["cm_meter"], topic=g["cm_topic"])
+    if g["cb_cid"] is not None:
+        return ParsedTopic("reading_batch", concentrator=g["cb_cid"], topic=g["cb_topic"])
     if g["lm_meter"] is not None:
         return ParsedTopic("local_meter_message", meter=g["lm_meter"], topic=g["lm_topic"])
     if g["aa_adapter"] is not None:

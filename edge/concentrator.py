@@ -41,7 +41,7 @@ from edge.config import BrokerSettings, ConcentratorConfig, ConfigError, DlmsMet
 from edge.dlms.push_listener import PushListener
 from edge.events import DeviceEvents
 from edge.local_intake import LocalIntake, adapter_individuals, adapter_meters
-from edge.forwarder import Forwarder
+from edge.forwarder import Forwarder, LiveBatch
 from edge.meter_set import MeterSet
 from edge.metrics import concentrator_metrics
 from edge.ota import FirmwareAgent
@@ -134,10 +134,12 @@ class Concentrator:
         self.session = session
         session.set_will(self._will)
         session.set_dead_letter(self._dead_letter)
-        b = config.broker
+        b, batching = config.broker, config.live_batch
         self.forwarder = Forwarder(outbox=self.outbox, session=self.session, concentrator_id=self.cid,
                                    window=b.max_inflight, confirm_timeout=config.confirm_timeout,
-                                   max_unconfirmed=config.max_unconfirmed)
+                                   max_unconfirmed=config.max_unconfirmed,
+                                   live_batch=LiveBatch(window_s=batching.window_s, max_readings=batching.max_readings)
+                                   if batching.enabled else None)
         self.meters = MeterSet(config=config, sink=self._sink, clock=clock)
         # Device events (DLMS pushes, P1 power failure log, failed firmware) into the outbox, once each.
         self.events = DeviceEvents(outbox=self.outbox, concentrator_id=self.cid, state=config.state,

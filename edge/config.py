@@ -191,6 +191,23 @@ class PushSettings(_Config):
         return self.port is not None or bool(self.serial)
 
 
+class LiveBatchSettings(_Config):
+    """Live readings to the cloud in batches (off by default): what the outbox holds of live
+    ``meterReading`` messages goes out on ``concentrator/{cid}/batch/meterReading``, one message
+    per ``window_s`` seconds or per ``max_readings`` readings, instead of one per reading on the
+    meter's OMDP topic. Each reading keeps its outbox row and sequence number and leaves the
+    outbox only when the cloud confirms it stored it, as before. The cloud's services read the
+    batch topic; an OMDP subscriber of ``concentrator/{cid}/smartMeterMessage/+/meterReading``
+    itself gets nothing while it is on (docs/ARCHITECTURE.md, "Live batches"). Historical
+    readings and events keep their own topics."""
+
+    enabled: bool = False
+    # How long the first reading of a batch waits for others (seconds).
+    window_s: float = Field(default=0.25, gt=0, le=10.0)
+    # A batch goes out at once with this many readings.
+    max_readings: int = Field(default=500, ge=1, le=10_000)
+
+
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -279,6 +296,7 @@ class ConcentratorConfig(_Config):
     software: SoftwareSettings = SoftwareSettings()
     metrics: MetricsSettings = MetricsSettings()
     push: PushSettings = PushSettings()
+    live_batch: LiveBatchSettings = LiveBatchSettings()
     # The local listener for adapters on other devices; None: every adapter runs in this process.
     local: LocalListener | None = None
     meters: list[MeterEntry] = Field(default_factory=list)

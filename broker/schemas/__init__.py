@@ -2,7 +2,7 @@
 
 from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.schemas.dead_letter import DeadLetter
-from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck, Refusal
+from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck, Refusal, parse_seq_list, seq_list
 from broker.schemas.event import DeviceEvent, DeviceEventType, EventSource
 from broker.schemas.light import LightStatus, RelayState
 from broker.schemas.meter_reading import (
@@ -26,5 +26,5 @@ __all__ = [
     "EventSource", "GenericCommand", "LightStatus", "LocalIntakeState", "MeterHealth", "MeterIndividual",
     "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
     "PhysicalMeterType", "PropertyValue", "ReadingInterval", "RelayState", "TimeRequest", "TimeResponse",
-    "ValueStatistics", "parse_meter_message",
+    "ValueStatistics", "parse_meter_message", "parse_seq_list", "seq_list",
 ]

@@ -11,6 +11,11 @@ the broker goes on queueing its share of new messages there while it is away. So
 - gone for good, its session expires after ``GRIDWIRE_INGEST_SESSION_EXPIRY`` seconds and
   the broker drops it; the concentrators' outboxes, which never got a DeliveryAck for those
   messages, send them again (after their confirm timeout) and the others store them.
+
+It also reads concentrators' live batches (``concentrator/+/batch/meterReading``, a
+concentrator's ``live_batch`` option): each reading of a batch is stored and confirmed under
+its own sequence number, or refused on its own (a dead letter, and a reason code in the
+DeliveryAck), and the batch is acknowledged once every reading is one or the other.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import pydantic_core
 from pydantic import ValidationError
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message
+from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message, parse_seq_list
+from broker.schemas.delivery import NOT_AUTHORISED, PAYLOAD_FORMAT_INVALID, Refusal
 from broker.session import Message, MqttSession, Settle
 from cloud.deadletters import DeadLetterStore
 from cloud.ingest.batcher import WriteBatcher
 from cloud.ingest.metrics import IngestMetrics
-from cloud.ingest.fast_encode import ValueCheck, encode_payload
+from cloud.ingest.fast_encode import ValueCheck, encode_batch, encode_payload
 from cloud.ingest.senders import KnownSenders
 from cloud.store.errors import StoreRejected
 from cloud.store.line_protocol import check_reading, encode_reading
@@ -80,8 +87,10 @@ class IngestConsumer:
 
     async def start(self) -> None:
         topic_filter = topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES)
+        batches = topics.shared(SHARE_GROUP, topics.ALL_READING_BATCHES)
+        await self._session.subscribe(batches, self.handle_batch)
         await self._session.subscribe(topic_filter, self.handle, now=self.take)
-        log.info("%s: subscribed to %s", self.name, topic_filter)
+        log.info("%s: subscribed to %s and %s", self.name, topic_filter, batches)
         self.ready.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -174,6 +183,127 @@ class IngestConsumer:
             self._session.publish(topics.concentrator_ack(cid), DeliveryAck.of(seqs).to_wire(), qos=1)
             for cid, seqs in seqs_by_concentrator.items()
         ))
+
+    async def handle_batch(self, message: Message) -> None:
+        """Store a live batch's readings, each confirmed under its own sequence number; refuse
+        those that cannot be stored, each with a reason code and a dead letter; then it is acked."""
+        concentrator = self._parse(message.topic).concentrator  # the subscription's filter
+        assert concentrator is not None
+        raw = message.user_properties.get(SEQ_PROPERTY)
+        try:
+            seqs = parse_seq_list(raw) if raw is not None else None
+        except ValueError as exc:
+            await self._refuse_batch(message, concentrator, None, PAYLOAD_FORMAT_INVALID, str(exc))
+            return
+        good = self._batch_fast(message, concentrator, seqs)
+        refused: list[tuple[Refusal, bytes]] = []
+        if good is None:
+            try:
+                good, refused = await self._batch_slow(message, concentrator, seqs)
+            except ValueError as exc:
+                await self._refuse_batch(message, concentrator, seqs, PAYLOAD_FORMAT_INVALID, _reason(exc))
+                return
+        failures = await self._store_batch(concentrator, good) if good else []
+        for seq, failure in failures:
+            if not isinstance(failure, StoreRejected):
+                raise failure  # not stored or not confirmed: the broker sends the batch again
+            refused.append((Refusal(seq=seq or 0, reason_code=PAYLOAD_FORMAT_INVALID,
+                                    reason=f"store rejected the reading: {failure}"[:1000]), bytes(message.payload)))
+        self.stored_messages += len(good) - len(failures) if seqs is not None else int(not failures)
+        for refusal, payload in refused:
+            await self._dead_letter(message.topic, payload, f"{refusal.reason} (gw-seq {refusal.seq})")
+        if refused and seqs is not None:
+            await self._session.publish(topics.concentrator_ack(concentrator),
+                                        DeliveryAck.of((), refused=[r for r, _ in refused]).to_wire(), qos=1)
+
+    def _batch_fast(self, message: Message, concentrator: str,
+                    seqs: list[int] | None) -> list[tuple[list[str], int | None]] | None:
+        """The batch's (lines, seq) to store when the fast path takes every reading; else None."""
+        if not self._fast:
+            return None
+        encoded = encode_batch(message.payload, value_check=self._value_check)
+        if encoded is None or (seqs is not None and len(seqs) != len(encoded)):
+            return None
+        if self._senders is not None:
+            problem = self._senders.problem
+            if any(problem(concentrator, meter) is not None for meter in {meter for meter, _ in encoded}):
+                return None
+        if seqs is None:
+            return [([line for _, line in encoded], None)]
+        return [([line], seq) for (_, line), seq in zip(encoded, seqs, strict=True)]
+
+    async def _batch_slow(self, message: Message, concentrator: str, seqs: list[int] | None
+                          ) -> tuple[list[tuple[list[str], int | None]], list[tuple[Refusal, bytes]]]:
+        """Each reading validated on its own: (lines, seq) of those to store, and a Refusal (with
+        the reading's JSON) for each of the others; ValueError if the batch itself is malformed."""
+        try:
+            document = pydantic_core.from_json(bytes(message.payload))
+        except ValueError as exc:
+            raise ValueError(f"payload is not JSON: {exc}") from exc
+        items = document.get("meterReadings") if isinstance(document, dict) else None
+        if not isinstance(items, list) or not 1 <= len(items) <= 10_000:
+            raise ValueError("a live batch is {\"meterReadings\": [1 to 10,000 MeterReadings]}")
+        if seqs is not None and len(seqs) != len(items):
+            raise ValueError(f"gw-seq names {len(seqs)} messages, the batch holds {len(items)} readings")
+        good: list[tuple[list[str], int | None]] = []
+        refused: list[tuple[Refusal, bytes]] = []
+        for n, item in enumerate(items):
+            seq = seqs[n] if seqs is not None else None
+            code = PAYLOAD_FORMAT_INVALID
+            try:
+                reading = MeterReading.model_validate(item)
+                for check in self._checks:
+                    if problem := check(reading):
+                        raise ValueError(f"reading {reading.meter_reading_identifier}: {problem}")
+                if self._senders is not None:
+                    problem = await self._senders.check(concentrator, reading.meter_id)
+                    if problem is not None:
+                        code = NOT_AUTHORISED
+                        raise ValueError(problem)
+            except ValueError as exc:
+                refused.append((Refusal(seq=seq if seq is not None else n, reason_code=code,
+                                        reason=_reason(exc)[:1000]), pydantic_core.to_json(item)))
+                continue
+            good.append(([encode_reading(reading, concentrator_id=concentrator)], seq))
+        return good, refused
+
+    async def _store_batch(self, concentrator: str, good: list[tuple[list[str], int | None]]
+                           ) -> list[tuple[int | None, Exception]]:
+        """Add every (lines, seq) to the batcher; return once each is stored and confirmed, with
+        the (seq, failure) of those that were not."""
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failures: list[tuple[int | None, Exception]] = []
+        waiting = len(good)
+
+        def done(seq: int | None, failure: Exception | None) -> None:
+            nonlocal waiting
+            if failure is not None:
+                failures.append((seq, failure))
+            waiting -= 1
+            if waiting == 0 and not finished.done():
+                finished.set_result(None)
+
+        for lines, seq in good:
+            self._batcher.add(lines, concentrator_id=concentrator, seq=seq, done=functools.partial(done, seq))
+        await finished
+        return failures
+
+    async def _refuse_batch(self, message: Message, concentrator: str, seqs: list[int] | None, code: int,
+                            reason: str) -> None:
+        """A batch that cannot be read at all: one dead letter, and every reading refused with ``code``."""
+        await self._dead_letter(message.topic, bytes(message.payload), reason)
+        if seqs:
+            refusals = [Refusal(seq=seq, reason_code=code, reason=reason[:1000]) for seq in seqs]
+            await self._session.publish(topics.concentrator_ack(concentrator),
+                                        DeliveryAck.of((), refused=refusals).to_wire(), qos=1)
+
+    async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+        log.warning("%s: dead-lettering on %s: %s (payload %r)", self.name, topic, reason, payload[:120])
+        await self._dead_letters.add(DeadLetter.of(topic=topic, payload=payload, reason=reason,
+                                                   received_at=datetime.now(UTC), consumer=self.name))
+        self.dead_lettered += 1
+        if self._metrics is not None:
+            self._metrics.dead_lettered(reason)
 
     def _parse(self, topic: str) -> topics.ParsedTopic:
         parsed = self._topics.get(topic)

@@ -315,3 +315,32 @@ def encode_payload(payload: bytes | memoryview | str, *, meter: str, concentrato
         return _finish([encoder.line(reading) for reading in readings], numbers)
     except (_Unsure, UnusualTime):
         return None
+
+
+def encode_batch(payload: bytes | memoryview, *,
+                 value_check: ValueCheck | None = None) -> list[tuple[str, str]] | None:
+    """(meter, line) for each reading of a live batch (``concentrator/{cid}/batch/meterReading``:
+    a ``meterReadings`` batch whose readings may be of several meters, each named by its own
+    ``meterIndividual``), in order; None when the full validator must decide, as for
+    :func:`encode_payload`."""
+    try:
+        readings = decode(payload)
+        if readings is None:
+            return None
+        encoders: dict[str, _Encoder] = {}
+        numbers: list[float] = []  # one list for every encoder: _finish fills the lines in order
+        meters, lines = [], []
+        for reading in readings:
+            meter = reading.meterIndividual.meterIndividualId
+            encoder = encoders.get(meter)
+            if encoder is None:
+                if not 1 <= len(meter) <= 128 or _METER_ID_FORBIDDEN.search(meter) or schema.identifier_problem(
+                        meter, what="meterIndividualId"):
+                    return None
+                encoder = encoders[meter] = _Encoder(meter=meter, value_check=value_check)
+                encoder.numbers = numbers
+            meters.append(meter)
+            lines.append(encoder.line(reading))
+        return list(zip(meters, _finish(lines, numbers), strict=True))
+    except (_Unsure, UnusualTime):
+        return None
