@@ -16,6 +16,7 @@ from broker.schemas.meter_reading import (
     ReadingInterval,
     ValueStatistics,
     parse_meter_message,
+    parse_reading_batch,
 )
 from broker.schemas.status import ConcentratorStatus, LocalIntakeState, MeterHealth, OfflinePeriod, OutboxState
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
@@ -26,5 +27,5 @@ __all__ = [
     "EventSource", "GenericCommand", "LightStatus", "LocalIntakeState", "MeterHealth", "MeterIndividual",
     "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
     "PhysicalMeterType", "PropertyValue", "ReadingInterval", "RelayState", "TimeRequest", "TimeResponse",
-    "ValueStatistics", "parse_meter_message", "parse_seq_list", "seq_list",
+    "ValueStatistics", "parse_meter_message", "parse_reading_batch", "parse_seq_list", "seq_list",
 ]

@@ -185,3 +185,23 @@ def parse_meter_message(payload: bytes | str) -> list[MeterReading]:
     if isinstance(document, dict) and "meterReadings" in document:
         return list(_BATCH.validate_python(document).meter_readings)
     return [_SINGLE.validate_python(document)]
+
+
+def parse_reading_batch(payload: bytes | str) -> list[tuple[object, MeterReading | ValueError]]:
+    """A live batch (``concentrator/{cid}/batch/meterReading``) reading by reading: each item of
+    its ``meterReadings`` with its MeterReading, or the ValueError saying why it is none, so one
+    bad reading does not take the others with it. ValueError if the payload is no batch at all."""
+    try:
+        document = pydantic_core.from_json(payload)
+    except ValueError as exc:
+        raise ValueError(f"payload is not JSON: {exc}") from exc
+    items = document.get("meterReadings") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= 10_000:
+        raise ValueError('a live batch is {"meterReadings": [1 to 10,000 MeterReadings]}')
+    out: list[tuple[object, MeterReading | ValueError]] = []
+    for item in items:
+        try:
+            out.append((item, _SINGLE.validate_python(item)))
+        except ValueError as exc:
+            out.append((item, exc))
+    return out

@@ -11,6 +11,10 @@ this process subscribed, or the message carries no sequence number) is looked up
 its reading id instead; one found nowhere within ``confirm_timeout`` is not republished (an app
 that needs it reads it from the API once stored).
 
+A concentrator's live batch (``concentrator/{cid}/batch/meterReading``, read in the same group) is
+taken apart: each of its readings waits for ingest's confirmation of its own sequence number and
+is republished as a live reading on its own meter's app topic, so apps see no difference.
+
 Each reading goes, one MQTT message per reading (QoS 1), to ``app/{org}/metering/reading/{meter}``
 for every organisation :class:`~cloud.fanout.access.ReadingAccess` says may read the meter. The
 payload is the OMDP MeterReading; a reading recovered from the meter's load profile has
@@ -34,7 +38,8 @@ from datetime import UTC
 from pydantic import ValidationError
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReading, parse_meter_message
+from broker.schemas import (SEQ_PROPERTY, DeliveryAck, MeterReading, parse_meter_message, parse_reading_batch,
+                            parse_seq_list)
 from broker.session import Message, MqttSession, publish_properties
 from cloud.fanout.access import ReadingAccess
 from cloud.fanout.confirmations import Confirmations
@@ -122,12 +127,14 @@ class FanoutConsumer:
         """Name the handlers before connecting: a resumed session's backlog arrives right after CONNACK."""
         self._session.route(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation, qos=CONFIRMATIONS_QOS)
         self._session.route(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
+        self._session.route(topics.shared(SHARE_GROUP, topics.ALL_READING_BATCHES), self.handle_batch)
 
     async def start(self) -> None:
         # Confirmations first: a reading received before the subscription to them could wait for
         # one that already went by.
         await self._session.subscribe(topics.ALL_CONCENTRATOR_ACKS, self.handle_confirmation, qos=CONFIRMATIONS_QOS)
         await self._session.subscribe(topics.shared(SHARE_GROUP, topics.ALL_METER_MESSAGES), self.handle_reading)
+        await self._session.subscribe(topics.shared(SHARE_GROUP, topics.ALL_READING_BATCHES), self.handle_batch)
         log.info("%s: republishing stored readings to app/{org}/%s/%s/{meter}", self.name, topics.METERING_DOMAIN,
                  topics.READING_KIND)
         self.ready.set()
@@ -172,6 +179,40 @@ class FanoutConsumer:
             await self._republish(held[0], historical=historical or held[0].historical)
         else:
             await asyncio.gather(*(self._republish(one, historical=historical or one.historical) for one in held))
+
+    async def handle_batch(self, message: Message) -> None:
+        """A live batch: each reading republished, as a live reading of its own meter, once ingest
+        confirmed its own sequence number; those ingest refuses are skipped. Then it is acknowledged."""
+        concentrator = self._parse(message.topic).concentrator
+        assert concentrator is not None  # the subscription's filter
+        raw = message.user_properties.get(SEQ_PROPERTY)
+        try:
+            seqs = parse_seq_list(raw) if raw is not None else None
+            items = parse_reading_batch(bytes(message.payload))
+            if seqs is not None and len(seqs) != len(items):
+                raise ValueError(f"gw-seq names {len(seqs)} messages, the batch holds {len(items)} readings")
+        except ValueError as exc:
+            self._skip(message, f"not a live batch: {str(exc)[:200]}")
+            return
+
+        async def one(reading: MeterReading | ValueError, seq: int | None) -> None:
+            if isinstance(reading, ValueError):
+                self._skip(message, f"not a MeterReading: {str(reading)[:200]}")
+                return
+            problem = next((p for check in self._checks if (p := check(reading))), None)
+            if problem is None and self._senders is not None:
+                problem = await self._senders.check(concentrator, reading.meter_id)
+            if problem is not None:
+                self._skip(message, f"{reading.meter_id}: {problem}")
+                return
+            held = _Held.of(reading, raw=None)
+            if not await self._stored(concentrator, seq, [held]):
+                self._skip(message, f"{reading.meter_id}: not confirmed stored within {self._confirm_timeout:.0f} s")
+                return
+            await self._republish(held, historical=held.historical)
+
+        await asyncio.gather(*(one(reading, seqs[n] if seqs is not None else None)
+                               for n, (_, reading) in enumerate(items)))
 
     def _parse(self, topic: str) -> topics.ParsedTopic:
         parsed = self._topics.get(topic)

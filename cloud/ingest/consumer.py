@@ -30,7 +30,8 @@ import pydantic_core
 from pydantic import ValidationError
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message, parse_seq_list
+from broker.schemas import (SEQ_PROPERTY, DeadLetter, DeliveryAck, MeterReading, parse_meter_message,
+                            parse_reading_batch, parse_seq_list)
 from broker.schemas.delivery import NOT_AUTHORISED, PAYLOAD_FORMAT_INVALID, Refusal
 from broker.session import Message, MqttSession, Settle
 from cloud.deadletters import DeadLetterStore
@@ -80,7 +81,9 @@ class IngestConsumer:
         rules = [getattr(check, "value_check", None) for check in checks]
         self._fast = all(rule is not None for rule in rules)
         self._value_check = _memoised(rules) if rules and self._fast else None
+        # Messages stored: a live batch counts one per reading (per concentrator outbox message).
         self.stored_messages = 0
+        self.batches = 0  # live batches handled
         self.dead_lettered = 0
         self.ready = asyncio.Event()
         self._rejecting: set[asyncio.Task[None]] = set()  # dead-lettering what the store refused
@@ -189,6 +192,7 @@ class IngestConsumer:
         those that cannot be stored, each with a reason code and a dead letter; then it is acked."""
         concentrator = self._parse(message.topic).concentrator  # the subscription's filter
         assert concentrator is not None
+        self.batches += 1
         raw = message.user_properties.get(SEQ_PROPERTY)
         try:
             seqs = parse_seq_list(raw) if raw is not None else None
@@ -236,22 +240,17 @@ class IngestConsumer:
                           ) -> tuple[list[tuple[list[str], int | None]], list[tuple[Refusal, bytes]]]:
         """Each reading validated on its own: (lines, seq) of those to store, and a Refusal (with
         the reading's JSON) for each of the others; ValueError if the batch itself is malformed."""
-        try:
-            document = pydantic_core.from_json(bytes(message.payload))
-        except ValueError as exc:
-            raise ValueError(f"payload is not JSON: {exc}") from exc
-        items = document.get("meterReadings") if isinstance(document, dict) else None
-        if not isinstance(items, list) or not 1 <= len(items) <= 10_000:
-            raise ValueError("a live batch is {\"meterReadings\": [1 to 10,000 MeterReadings]}")
+        items = parse_reading_batch(bytes(message.payload))
         if seqs is not None and len(seqs) != len(items):
             raise ValueError(f"gw-seq names {len(seqs)} messages, the batch holds {len(items)} readings")
         good: list[tuple[list[str], int | None]] = []
         refused: list[tuple[Refusal, bytes]] = []
-        for n, item in enumerate(items):
+        for n, (item, reading) in enumerate(items):
             seq = seqs[n] if seqs is not None else None
             code = PAYLOAD_FORMAT_INVALID
             try:
-                reading = MeterReading.model_validate(item)
+                if isinstance(reading, ValueError):
+                    raise reading
                 for check in self._checks:
                     if problem := check(reading):
                         raise ValueError(f"reading {reading.meter_reading_identifier}: {problem}")

@@ -53,7 +53,7 @@ def test_a_concentrator_may_use_every_topic_built_for_it_and_nothing_of_another(
               topics.concentrator_status("conc-1"), topics.concentrator_response("conc-1"),
               topics.concentrator_time("conc-1", "request"), topics.concentrator_time("conc-1", "drift"),
               topics.concentrator_firmware("conc-1", "request"), topics.concentrator_event("conc-1", "m1"),
-              topics.concentrator_live("conc-1", "m1")]
+              topics.concentrator_live("conc-1", "m1"), topics.concentrator_reading_batch("conc-1")]
     reads = [topics.concentrator_command("conc-1"), topics.concentrator_ack("conc-1"),
              topics.concentrator_time("conc-1", "response"), topics.concentrator_firmware("conc-1", "chunk")]
     assert all(allowed(CONC, "write", t) for t in writes)

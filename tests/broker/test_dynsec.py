@@ -44,6 +44,7 @@ REFUSALS = [
     (CONCENTRATORS[0], "sub", "#"),
     (CONCENTRATORS[0], "sub", "concentrator/conc-2/command"),
     (CONCENTRATORS[0], "pub", "concentrator/conc-2/status"),
+    (CONCENTRATORS[0], "pub", "concentrator/conc-2/batch/meterReading"),  # another's live batch
     (CONCENTRATORS[0], "pub", "device/light-1/status"),
     (CONCENTRATORS[0], "pub", "domain/smartmetering/request/org-a"),
     (DEVICES[0], "sub", "#"),
@@ -78,6 +79,7 @@ async def test_inside_its_subtree_each_kind_is_served(shared_mosquitto):
     async with login(shared_mosquitto, CONCENTRATORS[0]) as conc:
         await conc.subscribe("concentrator/conc-1/command", _nothing)
         await conc.publish("concentrator/conc-1/status", b"{}")
+        await conc.publish("concentrator/conc-1/batch/meterReading", b"{}")  # its own live batch
     async with login(shared_mosquitto, FLEET) as fleet:
         await fleet.subscribe("$share/lights/device/+/command", _nothing)
     async with login(shared_mosquitto, DEVICES[0]) as device:

@@ -40,6 +40,8 @@ def test_concentrator_subtopics_round_trip(cid):
     assert topics.parse(topics.concentrator_live(cid, cid)) == topics.ParsedTopic(
         "concentrator_live", concentrator=cid, meter=cid)
     assert topics.parse(topics.concentrator_firmware(cid, "image", "v1")).rest == ("image", "v1")
+    assert topics.parse(topics.concentrator_reading_batch(cid)) == topics.ParsedTopic(
+        "reading_batch", concentrator=cid, topic="meterReading")
 
 
 @given(org=level, domain=level, device=level, kind=level)
@@ -115,7 +117,7 @@ def test_validations_are_cached_and_refusals_are_not():
 
 @pytest.mark.parametrize("topic_filter", [
     topics.ALL_METER_MESSAGES, topics.ALL_CONCENTRATOR_STATUS, topics.ALL_CONCENTRATOR_RESPONSES,
-    topics.ALL_DEVICE_EVENTS, topics.ALL_LIVE_READINGS, topics.ALL_TIME_REQUESTS, topics.ALL_DRIFT_REPORTS, topics.ALL_FIRMWARE_REQUESTS, topics.ALL_LOCAL_METER_MESSAGES,
+    topics.ALL_DEVICE_EVENTS, topics.ALL_LIVE_READINGS, topics.ALL_READING_BATCHES, topics.ALL_TIME_REQUESTS, topics.ALL_DRIFT_REPORTS, topics.ALL_FIRMWARE_REQUESTS, topics.ALL_LOCAL_METER_MESSAGES,
     topics.ALL_CORE_REQUESTS, topics.ALL_CORE_RESPONSES, topics.ALL_DEVICE_COMMANDS, topics.ALL_DEVICE_RESPONSES,
     topics.ALL_DEVICE_STATUS, topics.EVERYTHING, topics.BROKER_STATISTICS, topics.domain_requests("publiclighting"),
     topics.organisation_domains("request", "org-a"), topics.app_subtree("org-a"), topics.device_subtree("sl-1"),
@@ -135,6 +137,7 @@ def test_each_filter_matches_what_the_builders_build_for_it(cid, meter, org, dom
         topics.ALL_CONCENTRATOR_RESPONSES: topics.concentrator_response(cid),
         topics.ALL_DEVICE_EVENTS: topics.concentrator_event(cid, device),
         topics.ALL_LIVE_READINGS: topics.concentrator_live(cid, meter),
+        topics.ALL_READING_BATCHES: topics.concentrator_reading_batch(cid),
         topics.ALL_TIME_REQUESTS: topics.concentrator_time(cid, "request"),
         topics.ALL_DRIFT_REPORTS: topics.concentrator_time(cid, "drift"),
         topics.ALL_FIRMWARE_REQUESTS: topics.concentrator_firmware(cid, "request"),
@@ -156,6 +159,8 @@ def test_each_filter_matches_what_the_builders_build_for_it(cid, meter, org, dom
     assert not matches(topics.ALL_CORE_REQUESTS, topics.core_topic("response", org))
     assert not matches(topics.ALL_DRIFT_REPORTS, topics.concentrator_time(cid, "request"))
     assert not matches(topics.ALL_DEVICE_EVENTS, topics.concentrator_meter_message(cid, meter, "meterReading"))
+    assert not matches(topics.ALL_METER_MESSAGES, topics.concentrator_reading_batch(cid))
+    assert not matches(topics.ALL_READING_BATCHES, topics.concentrator_meter_message(cid, meter, "meterReading"))
 
 
 def test_an_apps_reading_topic_is_built_and_parsed_and_stays_in_its_organisations_subtree():

@@ -30,7 +30,9 @@ T0 = datetime(2026, 3, 2, 8, 0, 0, tzinfo=UTC)
 JWT_SECRET = "e2e-secret-not-for-production-use-only"
 
 
-def write_concentrator_files(directory: Path, *, port: str, mqtt_port: int) -> Path:
+def write_concentrator_files(directory: Path, *, port: str, mqtt_port: int, live_batch: bool = False) -> Path:
+    """The P1 meter's adapter config and the concentrator's; ``live_batch``: live readings go in
+    batches on concentrator/conc-1/batch/meterReading (a window of 0.25 s)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "meter.yaml").write_text(yaml.safe_dump({
         "meterIndividualId": METER, "physicalMeterClass": "ELECTRICITY", "protocol": "p1"}))
@@ -41,7 +43,8 @@ def write_concentrator_files(directory: Path, *, port: str, mqtt_port: int) -> P
         'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstatus_interval = 5\nconfirm_timeout = 5\n\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "conc-1"\npassword = "conc-1-pw"\n\n'
         # Every telegram, each written at once: these tests count every one through the whole path.
-        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "meter.yaml"\nforward = "every"\nbatch_s = 0\n')
+        f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "meter.yaml"\nforward = "every"\nbatch_s = 0\n'
+        + ('\n[live_batch]\nenabled = true\nwindow_s = 0.25\n' if live_batch else ''))
     return config
 
 

@@ -2,7 +2,11 @@
 starts, comes up, is SIGKILLed again mid-stream, and the concentrator is SIGKILLed and started
 again while the broker is still down. Every telegram the concentrator read is stored once, with
 the value the meter sent; the only telegrams missing are those sent while no process held the
-P1 port (push-only: nobody read them)."""
+P1 port (push-only: nobody read them).
+
+The concentrator sends its live readings in live batches (concentrator/conc-1/batch/meterReading):
+what a kill interrupts is a batch, and each of its readings must still arrive once. The same kills
+with a reading per message on the meter's OMDP topic are tests/e2e/test_p1_to_api.py's."""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ async def test_broker_and_concentrator_sigkilled_around_offline_boots_lose_and_d
         tmp_path, mosquitto, influxd, influx_db, ingest):
     count = 2000
     sim = simulator(count, interval=0.01)
-    config = write_concentrator_files(tmp_path / "edge", port=sim.open(), mqtt_port=mosquitto.port)
+    config = write_concentrator_files(tmp_path / "edge", port=sim.open(), mqtt_port=mosquitto.port, live_batch=True)
     config.write_text(config.read_text().replace('password = "conc-1-pw"\n',
                                                  'password = "conc-1-pw"\nreconnect_max = 1\n'))
     outbox = config.parent / "outbox.sqlite"
@@ -76,3 +80,4 @@ async def test_broker_and_concentrator_sigkilled_around_offline_boots_lose_and_d
     spans = runs(sorted(number[t] for t, _, _ in stored))
     assert spans[0][0] == 0 and spans[-1][1] == count - 1 and len(spans) <= 2, spans
     assert await ingest.dead_letters.count() == 0
+    assert ingest.consumer.batches > 0 and ingest.consumer.stored_messages >= len(stored)  # they came in batches

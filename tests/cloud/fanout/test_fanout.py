@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY
+from broker.schemas import SEQ_PROPERTY, seq_list
 from broker.session import Message, MqttSession, NegativeAckError, publish_properties
 from cloud.registry import Registry
 from cloud.registry.functions import FunctionGroup
@@ -115,6 +115,20 @@ class Rig:
                                         properties=publish_properties(user_properties={SEQ_PROPERTY: str(next(self.seq))}))
         return str(one.meter_reading_identifier)
 
+    async def send_batch(self, sent: list[tuple[str, int]], *, refused: tuple[str, int] | None = None) -> list[str]:
+        """Readings of several meters as a concentrator's live batch (one message, a seq each),
+        and ``refused``'s reading with a property ingest refuses; the ids of the others."""
+        ones = [reading(meter, index) for meter, index in sent]
+        bodies = [one.model_dump_json(by_alias=True, exclude_none=True).encode() for one in ones]
+        if refused is not None:
+            bodies.append(reading(*refused).model_dump_json(by_alias=True, exclude_none=True).replace(
+                "OBIS_1.8.1", "NOT_IN_THE_CATALOGUE").encode())
+        seqs = [next(self.seq) for _ in bodies]
+        await self.concentrator.publish(topics.concentrator_reading_batch("conc-1"),
+                                        b'{"meterReadings":[%s]}' % b",".join(bodies), qos=1,
+                                        properties=publish_properties(user_properties={SEQ_PROPERTY: seq_list(seqs)}))
+        return [str(one.meter_reading_identifier) for one in ones]
+
 
 @pytest.fixture
 async def rig(mosquitto, influxd, influx_db, tmp_path) -> AsyncIterator[Rig]:
@@ -173,14 +187,19 @@ async def test_each_organisation_receives_the_readings_of_its_meters_once_stored
         refused = await rig.send("m1", 50, property_id="NOT_IN_THE_CATALOGUE")
         sent = {meter: [await rig.send(meter, i) for i in range(3)] for meter in ("m1", "m2", "m3")}
         recovered = await rig.send("m1", 100, historical=True)
-        await wait_for(lambda: len(apps[ORG_A].received) == 7 and len(apps[ORG_B].received) == 3, timeout=60,
-                       what="org-a's 7 and org-b's 3 readings")
+        # A concentrator's live batch: each reading reaches its meter's app topic as a live one;
+        # the one ingest refuses does not.
+        batched = await rig.send_batch([("m1", 10), ("m2", 10), ("m3", 10)], refused=("m1", 51))
+        for meter, rid in zip(("m1", "m2", "m3"), batched, strict=True):
+            sent[meter].append(rid)
+        await wait_for(lambda: len(apps[ORG_A].received) == 9 and len(apps[ORG_B].received) == 4, timeout=60,
+                       what="org-a's 9 and org-b's 4 readings")
         a, b = apps[ORG_A], apps[ORG_B]
         # Each once; in the order ingest confirmed them, which need not be the order sent.
         assert sorted(a.ids("m1")) == sorted([*sent["m1"], recovered]) and sorted(a.ids("m2")) == sorted(sent["m2"])
         assert sorted(b.ids("m2")) == sorted(sent["m2"]) and b.ids("m1") == [] and b.ids("m3") == [] == a.ids("m3")
         assert all(stored_when_received), "a reading reached an app before it was stored"
-        assert refused not in a.ids() and rig.fanout.log_count("not in the OMDP catalogue") == 1
+        assert refused not in a.ids() and rig.fanout.log_count("not in the OMDP catalogue") == 2
         # The payload is the OMDP MeterReading; a recovered one says so, in the payload and a property.
         historical = {body["meterReadingIdentifier"]: (body["historical"], props.get("historical"))
                       for _t, body, props, _r in a.received}

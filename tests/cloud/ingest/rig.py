@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReadingBatch
+from broker.schemas import SEQ_PROPERTY, DeliveryAck, MeterReadingBatch, seq_list
 from broker.session import Message, MqttSession, publish_properties
 from gridwire.procs import ManagedProcess
 from tests.factories import reading
@@ -132,8 +132,13 @@ class Concentrator:
         self.session = MqttSession(client_id=f"{cid}-{uuid.uuid4().hex[:6]}", host=mosquitto.host,
                                    port=mosquitto.port, max_inflight=100, **mosquitto.credentials(cid))
         self.acked: set[int] = set()
+        # Sequence numbers refused for good: seq -> (MQTT 5 reason code, reason).
+        self.refused: dict[int, tuple[int, str]] = {}
         self.ack_messages = 0
         self._changed = asyncio.Event()
+        # A message sent as a live batch (``publish(..., batch=True)``): its readings' seqs, until acked.
+        self._parts: dict[int, set[int]] = {}
+        self._part_of: dict[int, int] = {}
 
     async def __aenter__(self) -> Concentrator:
         await self.session.connect()
@@ -144,14 +149,37 @@ class Concentrator:
         await self.session.close()
 
     async def _on_ack(self, message: Message) -> None:
-        self.acked.update(DeliveryAck.model_validate_json(message.payload).expand())
+        ack = DeliveryAck.model_validate_json(message.payload)
+        for seq in ack.expand():
+            number = self._part_of.pop(seq, None)
+            if number is None:
+                self.acked.add(seq)
+                continue
+            self._parts[number].discard(seq)
+            if not self._parts[number]:
+                self.acked.add(number)  # every reading of that batch is stored
+        self.refused.update({r.seq: (r.reason_code, r.reason) for r in ack.refused})
         self.ack_messages += 1
         self._changed.set()
 
-    async def publish(self, seq: int, meter: str, payload: bytes) -> None:
+    async def publish(self, seq: int, meter: str, payload: bytes, *, batch: bool = False) -> None:
+        """One message with ``gw-seq`` ``seq``; ``batch``: as a live batch instead, each reading with
+        a seq of its own (``seq`` * 1000 + its index), ``seq`` counted acked once they all are."""
+        if batch:
+            count = len(MeterReadingBatch.model_validate_json(payload).meter_readings)
+            parts = [seq * 1000 + i for i in range(count)]
+            self._parts[seq] = set(parts)
+            self._part_of.update(dict.fromkeys(parts, seq))
+            await self.publish_batch(parts, payload)
+            return
         topic = topics.concentrator_meter_message(self.cid, meter, "meterReading")
         await self.session.publish(topic, payload, qos=1,
                                    properties=publish_properties(user_properties={SEQ_PROPERTY: str(seq)}))
+
+    async def publish_batch(self, seqs: list[int], payload: bytes) -> None:
+        """A live batch (``concentrator/{cid}/batch/meterReading``): ``seqs`` are its readings', in order."""
+        await self.session.publish(topics.concentrator_reading_batch(self.cid), payload, qos=1,
+                                   properties=publish_properties(user_properties={SEQ_PROPERTY: seq_list(seqs)}))
 
     async def wait_acked(self, predicate, timeout: float = 30.0) -> None:
         """Return once ``predicate(acked)`` holds; TimeoutError otherwise."""

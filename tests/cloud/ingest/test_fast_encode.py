@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.schemas import MeterReading, parse_meter_message
-from cloud.ingest.fast_encode import encode_payload
+from cloud.ingest.fast_encode import encode_batch, encode_payload
 from cloud.store.line_protocol import check_reading, encode_reading
 
 METER = "meter-1%s"
@@ -53,6 +53,32 @@ def test_usual_lean_batch_is_encoded_exactly_as_the_full_path() -> None:
     assert lines is not None and lines == slow(payload)
     assert "reading_id" not in lines[0] and "concentrator" not in lines[0]
     assert "OBIS_1.8.0__unit=\"Wh\"" in lines[0] and "OBIS_1.8.1__unit" not in lines[0]
+
+
+def test_a_live_batch_of_several_meters_is_encoded_exactly_as_the_full_path() -> None:
+    """concentrator/{cid}/batch/meterReading: each reading names its own meter; lean and not,
+    numbers and text, interleaved meters, each line as the full path writes it for that meter."""
+    meters = ["meter-a", "meter-b %s", "meter-c"]
+    docs = []
+    for i in range(30):
+        meter = meters[i % 3]
+        values = [value(f"OBIS_1.8.{k}", 1000 + i + k * 0.1) for k in range(1 + i % 4)]
+        if i % 7 == 0:
+            values.append(value("OBIS_0.2.0", None, unit=None, textValue=f"v{i}"))
+        doc = reading_doc(i, values=values, meter=meter)
+        doc["readingTime"] = f"2026-01-05T00:{i:02d}:00+01:00"
+        if i % 2:  # every other id derived from meter and time: a lean point
+            doc["meterReadingIdentifier"] = str(MeterReading.derive_id(meter, datetime.fromisoformat(doc["readingTime"])))
+        docs.append(doc)
+    encoded = encode_batch(json.dumps({"meterReadings": docs}).encode())
+    assert encoded is not None
+    assert [meter for meter, _ in encoded] == [meters[i % 3] for i in range(30)]
+    assert [line for _, line in encoded] == [slow(json.dumps(doc).encode(), doc["meterIndividual"]["meterIndividualId"])[0]
+                                             for doc in docs]
+    # Anything unusual in any reading: the full validator decides, reading by reading.
+    docs[5]["readingTime"] = "2026-01-05T00:05:00"
+    assert encode_batch(json.dumps({"meterReadings": docs}).encode()) is None
+    assert encode_batch(b"not json") is None
 
 
 def test_usual_batch_is_encoded_exactly_as_the_full_path() -> None:

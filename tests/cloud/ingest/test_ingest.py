@@ -62,6 +62,36 @@ async def test_bad_payloads_are_dead_lettered_with_reason_and_stream_continues(i
     assert len(stored(influxd, influx_db)) == 2
 
 
+async def test_a_live_batch_is_stored_and_each_reading_confirmed_or_refused_on_its_own(
+        ingest, mosquitto, influxd, influx_db):
+    """concentrator/{cid}/batch/meterReading: readings of several meters in one message, gw-seq
+    naming each one's outbox row. The good ones are stored and confirmed; a bad one is refused
+    with 0x99 and its reason, and dead-lettered, without holding the others back; a batch that
+    cannot be read at all is refused whole, with one dead letter."""
+    from tests.cloud.ingest.rig import Concentrator
+
+    no_zone = json.dumps({**json.loads(payload("meter-e", 2)), "readingTime": "2026-01-05T00:15:00"}).encode()
+    good = [payload("meter-d", 0), payload("meter-e", 0), payload("meter-d", 1)]
+    async with Concentrator(mosquitto) as conc:
+        await conc.publish_batch([1, 2, 3, 5], b'{"meterReadings":[%s]}' % b",".join([*good[:2], no_zone, good[2]]))
+        await conc.publish_batch([6, 7], b"not json")
+        await conc.publish_batch([8], b'{"meterReadings":[%s]}' % b",".join(good[:2]))  # two readings, one seq
+        await conc.wait_acked(lambda acked: acked >= {1, 2, 5} and len(conc.refused) == 4)
+    assert conc.acked == {1, 2, 5}
+    assert {seq: code for seq, (code, _) in conc.refused.items()} == {3: 0x99, 6: 0x99, 7: 0x99, 8: 0x99}
+    assert "timezone" in conc.refused[3][1] and "not JSON" in conc.refused[6][1]
+    assert "gw-seq names 1 messages, the batch holds 2 readings" in conc.refused[8][1]
+    letters = await ingest.dead_letters.list()
+    assert len(letters) == 3 and {letter.topic for letter in letters} == {topics.concentrator_reading_batch("conc-1")}
+    kept = [json.loads(letter.payload) for letter in letters if letter.payload != "not json"]
+    assert json.loads(no_zone) in kept  # the refused reading itself, not the whole batch
+    assert ingest.consumer.stored_messages == 3
+    times = {int(reading(meter, i).reading_time.timestamp() * 1e9) for meter, i in
+             (("meter-d", 0), ("meter-e", 0), ("meter-d", 1))}
+    assert {(meter, stamp) for meter, stamp, _ in stored_rows(influxd, influx_db, "reading_id")} == {
+        ("meter-d", min(times)), ("meter-e", min(times)), ("meter-d", max(times))}
+
+
 async def test_influxdb_outage_mid_stream_loses_nothing(ingest, mosquitto, influxd, influx_db):
     topic = topics.concentrator_meter_message("conc-1", "meter-c", "meterReading")
     async with concentrator_session(mosquitto) as pub:

@@ -39,8 +39,10 @@ def expected(messages: range) -> dict:
     return out
 
 
-async def publish(conc: Concentrator, messages: range) -> None:
-    await asyncio.gather(*(conc.publish(k + 1, message(k)[0], batch_payload(*message(k), PER_MESSAGE))
+async def publish(conc: Concentrator, messages: range, *, live_batches: bool = False) -> None:
+    """``live_batches``: every other message goes as a live batch (concentrator/{cid}/batch/meterReading)."""
+    await asyncio.gather(*(conc.publish(k + 1, message(k)[0], batch_payload(*message(k), PER_MESSAGE),
+                                        batch=live_batches and k % 2 == 1)
                            for k in messages))
 
 
@@ -80,11 +82,12 @@ async def test_two_processes_share_the_load_and_store_every_reading_once(ingests
 
 
 async def test_sigkill_mid_batch_loses_nothing_once_the_process_is_back(ingests, mosquitto, influxd, influx_db):
-    # A holds what it receives for a minute before writing: killed, it dies mid-batch.
+    # A holds what it receives for a minute before writing: killed, it dies mid-batch. Every other
+    # message is a live batch (each reading its own seq): both shapes come through the kill.
     a, b = ingests("ingest-a", batch_delay=60.0), ingests("ingest-b")
     await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
     async with Concentrator(mosquitto) as conc:
-        await publish(conc, range(100))
+        await publish(conc, range(100), live_batches=True)
         await conc.wait_acked(lambda acked: len(acked) >= 30)  # B confirms its share as it goes
         await asyncio.to_thread(a.kill)
         assert len(conc.acked) < 100  # A's share was received, unconfirmed, in flight
@@ -95,7 +98,7 @@ async def test_sigkill_mid_batch_loses_nothing_once_the_process_is_back(ingests,
         assert missing
         # Messages published while A is away: mosquitto 2.0 goes on giving the offline durable
         # session its turn in the shared subscription, so part of them wait for A too.
-        await publish(conc, range(100, 150))
+        await publish(conc, range(100, 150), live_batches=True)
         with pytest.raises(TimeoutError):
             await conc.wait_acked(lambda acked: acked >= set(range(101, 151)), timeout=3.0)
         assert not missing & conc.acked

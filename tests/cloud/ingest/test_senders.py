@@ -15,6 +15,7 @@ from cloud.registry import Registry
 from cloud.registry.enums import DeviceType, Protocol
 from cloud.registry.schemas import DeviceCreate, DeviceUpdate
 from tests.cloud.ingest.rig import Concentrator, IngestProcess, batch_payload, registered_fleet, stored_points
+from tests.factories import payload
 from tests.fixtures.waiting import poll_until
 
 
@@ -72,6 +73,20 @@ async def test_unknown_senders_are_dead_lettered_with_the_reason_and_known_ones_
                 (prefix.format("conc-3", "m2"), "unknown sender: 'conc-3' is a STREET_LIGHT, "
                                                     "not a concentrator or gateway"),
             ])
+
+            # A live batch (several meters, one message): each reading is taken or refused on its
+            # own, the refused ones with 0x87 (not authorised) and a dead letter each.
+            numbers = [next(seq) for _ in range(4)]
+            await one.publish_batch(numbers, b'{"meterReadings":[%s]}' % b",".join(
+                payload(meter, 10) for meter in ("m1", "stranger", "n1", "m2")))
+            await one.wait_acked(lambda acked: acked >= {numbers[0], numbers[3]} and len(one.refused) == 2)
+            assert {n: code for n, (code, _) in one.refused.items()} == {numbers[1]: 0x87, numbers[2]: 0x87}
+            assert _meters(influxd, influx_db) == {"m1", "m2", "n1", "conc-3"}
+            batch = "concentrator/conc-1/batch/meterReading"
+            assert [d for d in await _dead(registry_url) if d[0] == batch] == sorted([
+                (batch, f"unknown sender: meter 'n1' belongs to concentrator 'conc-2', not to 'conc-1' "
+                        f"(gw-seq {numbers[2]})"),
+                (batch, f"unknown sender: meter 'stranger' is not in the registry (gw-seq {numbers[1]})")])
 
             # A meter registered a moment ago is taken at once (a miss makes ingest look again).
             async with Registry(url=registry_url) as registry:

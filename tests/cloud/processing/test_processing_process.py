@@ -61,14 +61,24 @@ async def test_consumption_matches_the_worked_example_through_a_kill(mosquitto, 
         async with Concentrator(mosquitto, "conc-1") as concentrator:
             first = example.first_values()
             spike = first.pop(example.SPIKE)
+            batch: list[tuple[int, bytes]] = []
             for seq, (k, value) in enumerate(first.items(), start=1):
-                await concentrator.publish(seq, METER, example.payload(METER, day + k * example.QUARTER, value))
+                body = example.payload(METER, day + k * example.QUARTER, value)
+                if k >= 150:  # the rest as live batches, as a concentrator with live_batch on sends them
+                    batch.append((seq, body))
+                    if len(batch) == 8:
+                        await publish_batch(concentrator, batch)
+                        batch = []
+                    continue
+                await concentrator.publish(seq, METER, body)
                 if k == 60:
                     procs[0].process.kill()  # mid-stream, with messages of its share in flight
                     await concentrator.publish(10_000, METER, b"{not json")  # bad input on the way
                     await concentrator.publish(10_001, METER, example.payload("another-meter", day, 1.0))
                 if k == 120:
                     procs[0].start()  # the same client id: its session's messages come back
+            # An unknown meter's reading in a batch is skipped alone.
+            await publish_batch(concentrator, [*batch, (10_002, example.payload("another-meter", day, 1.0))])
             await poll_until(lambda: registered(influxd, influx_db), lambda n: n == len(first), timeout=120,
                              what="every register value processed once")
             await concentrator.publish(20_000, METER,
@@ -112,7 +122,13 @@ async def test_consumption_matches_the_worked_example_through_a_kill(mosquitto, 
     finally:
         for proc in procs:
             proc.process.stop()
-    assert "skipping a message" in "".join(p.log.read_text() for p in procs)
+    logs = "".join(p.log.read_text() for p in procs)
+    assert "skipping a message" in logs and "skipping a reading of a live batch" in logs
+
+
+async def publish_batch(concentrator: Concentrator, readings: list[tuple[int, bytes]]) -> None:
+    await concentrator.publish_batch([seq for seq, _ in readings],
+                                     b'{"meterReadings":[%s]}' % b",".join(body for _, body in readings))
 
 
 def _sample(text: str, series: str) -> float:
