@@ -12,6 +12,14 @@ so ``time.process_time()`` here is the concentrator's own CPU.
 ``p1``: DSMR 5 meters on ptys, a telegram each ``--interval`` seconds (simulated in the child).
 ``--paho paho,light`` runs the whole bench once with paho's own MQTT 5 properties (as before
 issue 14, ``bench/paho_before.py``) and once with the light ones, each in a fresh process.
+
+Live readings, per meter against batched (issue 14 item 5): every P1 telegram forwarded
+(``--forward every --batch-s 1``), once a message per reading on its meter's OMDP topic and
+once in live batches on ``concentrator/{cid}/batch/meterReading`` (``--live-batch off,on``,
+each a fresh process; ``--window`` is the batch window in seconds)::
+
+    .venv/bin/python bench/concentrator.py --kinds p1 --meters 100 --interval 1 --many 0 \
+        --forward every --batch-s 1 --live-batch off,on --seconds 30
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from broker import topics  # noqa: E402
 from broker.mosquitto_conf import Account  # noqa: E402
-from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck  # noqa: E402
+from broker.schemas.delivery import SEQ_PROPERTY, DeliveryAck, parse_seq_list  # noqa: E402
 from broker.session import Message, MqttSession  # noqa: E402
 from edge.dlms.cli import DEMO_AUTH_KEY, DEMO_BLOCK_KEY, DEMO_PASSWORD, build_simulator  # noqa: E402
 from edge.modbus import ModbusSimulator, load_map  # noqa: E402
@@ -70,7 +79,7 @@ async def serve(kind: str, meters: int, mqtt_port: int, interval: float) -> None
     async def on_reading(message: Message) -> None:
         seq = message.user_properties.get(SEQ_PROPERTY)
         if seq is not None:
-            seqs.append(int(seq))
+            seqs.extend(parse_seq_list(seq))  # one number, or a live batch's
 
     async def acker() -> None:
         while True:
@@ -80,6 +89,7 @@ async def serve(kind: str, meters: int, mqtt_port: int, interval: float) -> None
                 await session.publish(topics.concentrator_ack("conc-1"), batch.to_wire(), qos=1)
 
     await session.subscribe("concentrator/conc-1/smartMeterMessage/#", on_reading)
+    await session.subscribe(topics.concentrator_reading_batch("conc-1"), on_reading)
     task = asyncio.create_task(acker())
     sys.stdout.write(json.dumps(paths if kind == "p1" else [s.port for s in sims]) + "\n")
     sys.stdout.flush()
@@ -92,9 +102,11 @@ async def serve(kind: str, meters: int, mqtt_port: int, interval: float) -> None
 
 # --- parent: the concentrator under test ----------------------------------------------------------
 
-def meter_entry(kind: str, n: int, port: int | str, interval: float) -> str:
+def meter_entry(kind: str, n: int, port: int | str, interval: float, forward: str = "aggregate",
+                batch_s: float = 10.0) -> str:
     if kind == "p1":
-        return f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "p1-{n}.yaml"\n'
+        return (f'[[meters]]\nprotocol = "p1"\nport = "{port}"\nadapter_config = "p1-{n}.yaml"\n'
+                f'forward = "{forward}"\nbatch_s = {batch_s}\n')
     if kind == "modbus":
         return (f'[[meters]]\nprotocol = "modbus"\nmeterIndividualId = "mb-{n}"\nregisterMap = "solar-inverter"\n'
                 f'interval = {interval}\ntcp = {{ host = "127.0.0.1", port = {port} }}\n')
@@ -112,12 +124,15 @@ def rss_kib() -> int:
 
 
 async def measure(kind: str, meters: int, seconds: float, interval: float, mosquitto: LocalMosquitto,
-                  workdir: Path) -> dict:
+                  workdir: Path, args: argparse.Namespace) -> dict:
     from edge.concentrator import Concentrator
     from edge.config import load_config
 
+    # The child's simulators send at ``interval`` (P1: a telegram each); before, it was not passed and P1
+    # meters sent at the option's default, 0.05 s.
     child = subprocess.Popen([sys.executable, __file__, "--serve", kind, "--meters", str(meters),
-                              "--mqtt-port", str(mosquitto.port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              "--mqtt-port", str(mosquitto.port), "--interval", str(interval)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     try:
         assert child.stdout is not None
@@ -132,8 +147,10 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         config.write_text(
             'concentrator_id = "conc-1"\noutbox = "outbox.sqlite"\nstate = "state.sqlite"\nstatus_interval = 5\n'
             f'[broker]\nport = {mosquitto.port}\nusername = "conc-1"\npassword = "{CONC.password}"\n'
-            '[polling]\nbus_limit = 1\njitter = 0.0\n[backfill]\nenabled = false\n\n'
-            + "\n".join(meter_entry(kind, n, port, interval) for n, port in enumerate(ports)))
+            '[polling]\nbus_limit = 1\njitter = 0.0\n[backfill]\nenabled = false\n'
+            f'[live_batch]\nenabled = {str(args.live_batch == "on").lower()}\nwindow_s = {args.window}\n\n'
+            + "\n".join(meter_entry(kind, n, port, interval, args.forward, args.batch_s)
+                         for n, port in enumerate(ports)))
         concentrator = Concentrator.from_config(load_config(config))
         count = 0
         submit = concentrator.submit
@@ -149,17 +166,19 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         task = asyncio.create_task(concentrator.run(stop))
         await asyncio.sleep(min(3.0, seconds / 3))  # warm-up: first associations, register scalers
         start_count, cpu0, wall0 = count, time.process_time(), time.perf_counter()
-        published0 = concentrator.forwarder.published
+        published0, batches0 = concentrator.forwarder.published, concentrator.forwarder.batches
         await asyncio.sleep(seconds)
         readings, cpu, wall = count - start_count, time.process_time() - cpu0, time.perf_counter() - wall0
         forwarded = concentrator.forwarder.published - published0
+        batches = concentrator.forwarder.batches - batches0
         rss = rss_kib()
         backlog = len(concentrator.outbox)
         stop.set()
         await task
         return {"kind": kind, "meters": meters, "interval_s": interval, "seconds": round(wall, 1),
                 "readings": readings, "readings_per_s": round(readings / wall, 1),
-                "forwarded": forwarded, "cpu_s": round(cpu, 2),
+                "forwarded": forwarded, "mqtt_messages": batches or forwarded,
+                "cpu_s": round(cpu, 2),
                 "cpu_ms_per_reading": round(1000 * cpu / max(readings, 1), 3),
                 "cpu_ms_per_forwarded": round(1000 * cpu / max(forwarded, 1), 3),
                 "cpu_share": round(cpu / wall, 2), "rss_mib": round(rss / 1024, 1), "outbox_backlog": backlog}
@@ -183,8 +202,9 @@ async def main(args: argparse.Namespace) -> None:
             if args.many:
                 runs.append(("lls", args.many, args.many_interval))
             for kind, meters, interval in runs:
-                result = await measure(kind, meters, args.seconds, interval, mosquitto, workdir)
-                print(json.dumps({"properties": args.paho, **result}), flush=True)
+                result = await measure(kind, meters, args.seconds, interval, mosquitto, workdir, args)
+                print(json.dumps({"properties": args.paho, "forward": args.forward, "live_batch": args.live_batch,
+                                  **result, "load": [round(x, 2) for x in os.getloadavg()]}), flush=True)
         finally:
             mosquitto.stop()
 
@@ -201,13 +221,20 @@ if __name__ == "__main__":
     parser.add_argument("--many-interval", type=float, default=5.0)
     parser.add_argument("--paho", default="light", help="MQTT 5 properties: light (the fix), paho (paho's own, "
                         "as before issue 14), or paho,light: one fresh process each")
+    parser.add_argument("--forward", default="aggregate", choices=("aggregate", "every"),
+                        help="P1 meters: an aggregate per interval (default) or every telegram")
+    parser.add_argument("--batch-s", type=float, default=10.0, help="P1 with --forward every: seconds per outbox write")
+    parser.add_argument("--live-batch", default="off", help="live readings in live batches: off, on, or off,on "
+                        "(one fresh process each)")
+    parser.add_argument("--window", type=float, default=0.25, help="the live batch window (s)")
     cli = parser.parse_args()
     if cli.serve:
         asyncio.run(serve(cli.serve, cli.meters, cli.mqtt_port, cli.interval))
-    elif "," in cli.paho:
-        for mode in cli.paho.split(","):
+    elif "," in cli.paho or "," in cli.live_batch:
+        option = "--paho" if "," in cli.paho else "--live-batch"
+        for mode in (cli.paho if option == "--paho" else cli.live_batch).split(","):
             argv = [a for a in sys.argv[1:]]
-            at = argv.index("--paho")
+            at = argv.index(option)
             argv[at + 1] = mode
             subprocess.run([sys.executable, __file__, *argv], check=True)
     else:

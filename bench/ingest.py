@@ -1,5 +1,6 @@
-"""Bench: ingest end to end at the live shape (one reading per message) and the batch shape
-(100 per message), against raw InfluxDB and raw broker rates and the Node-RED peer, in one run.
+"""Bench: ingest end to end at the live shape (one reading per message), the live batch shape (a
+concentrator's live readings of 25 meters in one message) and the batch shape (100 per message),
+against raw InfluxDB and raw broker rates and the Node-RED peer, in one run.
 
 Starts its own Mosquitto (the project's configuration) and influxd on free ports, then prints:
 
@@ -15,7 +16,13 @@ Starts its own Mosquitto (the project's configuration) and influxd on free ports
       CPU us per reading of every process, and the wall rate beside Node-RED's figures;
   (d) the known-senders check's cost per message (in process).
 
-    .venv/bin/python bench/ingest.py                      # shapes 1 and 100, 1 and 2 ingest processes
+    .venv/bin/python bench/ingest.py                      # shapes 1, b25 and 100, 1 and 2 ingest processes
+    .venv/bin/python bench/ingest.py --shapes 1,b25 --ingest 1   # live against live batches (issue 14 item 5)
+
+A shape ``bN`` is a live batch: N readings, each of another meter of the concentrator, in one
+message on ``concentrator/{cid}/batch/meterReading`` with each reading's own seq in ``gw-seq``
+(the concentrator's ``live_batch`` option); the publishers bound unconfirmed readings, as the
+edge bounds its outbox rows.
     .venv/bin/python bench/ingest.py --shapes 1 --ingest 2 --paho paho,light   # before/after the MQTT fix
 """
 
@@ -52,22 +59,26 @@ METERS_PER_CONCENTRATOR = 50
 PEER = {"live": 12_307, "draining": 14_583, "cpu_us": 60}
 
 
-def build_messages(*, readings: int, per_message: int, properties: int, concentrators: int,
+def build_messages(*, readings: int, per_message: int | str, properties: int, concentrators: int,
                    derived_ids: bool = True) -> list[Message]:
     """Distinct readings, ``per_message`` of one meter per message (a bare MeterReading when 1,
-    as a concentrator sends live), spread over concentrators. Their ids are derived from meter
-    and time as Gridwire's adapters derive them (stored lean), or other ids (stored full)."""
+    as a concentrator sends live), spread over concentrators; ``bN``: live batches, N readings of
+    N meters of one concentrator per message. Their ids are derived from meter and time as
+    Gridwire's adapters derive them (stored lean), or other ids (stored full)."""
+    live_batch = isinstance(per_message, str)
+    size = int(per_message[1:]) if isinstance(per_message, str) else per_message
     messages: list[Message] = []
     counters: dict[str, int] = {}
     index = 0
-    while index * per_message < readings:
-        count = min(per_message, readings - index * per_message)
+    while index * size < readings:
+        count = min(size, readings - index * size)
         cid = f"conc-{index % concentrators + 1}"
-        meter = f"{cid}-m{(index // concentrators) % METERS_PER_CONCENTRATOR:04d}"
-        start = counters.get(meter, 0)
-        counters[meter] = start + count
         batch = []
-        for k in range(start, start + count):
+        for n in range(count):
+            slot = (index // concentrators) * (count if live_batch else 1) + (n if live_batch else 0)
+            meter = f"{cid}-m{slot % METERS_PER_CONCENTRATOR:04d}"
+            k = counters.get(meter, 0)
+            counters[meter] = k + 1
             moment = T0 + timedelta(minutes=15 * k)
             when = moment.isoformat()
             ident = MeterReading.derive_id(meter, moment) if derived_ids else uuid.uuid5(NAMESPACE, f"{meter}|{k}")
@@ -80,10 +91,12 @@ def build_messages(*, readings: int, per_message: int, properties: int, concentr
                 "meterIndividual": {"meterIndividualId": meter,
                                     "physicalMeterType": {"physicalMeterClass": "ELECTRICITY"}},
             })
-        doc = batch[0] if per_message == 1 else {"meterReadings": batch}
+        first = batch[0]["meterIndividual"]["meterIndividualId"]
+        doc = batch[0] if size == 1 and not live_batch else {"meterReadings": batch}
         payload = json.dumps(doc, separators=(",", ":")).encode()
-        messages.append(Message(cid, meter, topics.concentrator_meter_message(cid, meter, "meterReading"), payload,
-                                count))
+        topic = (topics.concentrator_reading_batch(cid) if live_batch
+                 else topics.concentrator_meter_message(cid, first, "meterReading"))
+        messages.append(Message(cid, first, topic, payload, count))
         index += 1
     return messages
 
@@ -136,7 +149,8 @@ async def senders_cost(url: str, messages: list[Message], repeat: int = 100_000)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="1,100", help="readings per MQTT message, one run set per shape")
+    parser.add_argument("--shapes", default="1,b25,100", help="readings per MQTT message, one run set per shape; "
+                        "bN: live batches of N meters' readings on the concentrator's batch topic")
     parser.add_argument("--readings", type=int, default=200_000, help="readings per end-to-end run")
     parser.add_argument("--properties", type=int, default=5, help="property values per reading")
     parser.add_argument("--concentrators", type=int, default=10, help="publishing concentrators")
@@ -155,7 +169,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="ingest under cProfile (implies --keep)")
     args = parser.parse_args()
     args.keep = args.keep or args.profile
-    shapes = [int(x) for x in args.shapes.split(",") if x]
+    shapes: list[int | str] = [x if x.startswith("b") else int(x) for x in args.shapes.split(",") if x]
     counts = [int(x) for x in args.ingest.split(",") if x]
     pahos = [p.strip() for p in args.paho.split(",") if p.strip()]
     modes = [m.strip() == "on" for m in args.metrics.split(",") if m.strip()]
@@ -196,10 +210,13 @@ def main() -> None:
                 messages = build_messages(readings=args.readings, per_message=shape, properties=args.properties,
                                           concentrators=args.concentrators)
                 size = sum(len(m.payload) for m in messages) / len(messages)
-                print(f"\nshape: {shape} reading(s) per message ({size:,.0f} B), {len(messages):,} messages, "
+                per = messages[0].readings
+                kind = (f"live batches of {per} meters' readings on concentrator/{{cid}}/batch/meterReading"
+                        if isinstance(shape, str) else f"{shape} reading(s) per message")
+                print(f"\nshape: {kind} ({size:,.0f} B), {len(messages):,} messages, "
                       f"{args.readings:,} readings, {args.concentrators} concentrators")
                 rate, broker_us = raw_broker(work, messages, args.concentrators)
-                print(f"(b) raw broker, QoS 1: {rate:9,.0f} msg/s = {rate * shape:,.0f} readings/s "
+                print(f"(b) raw broker, QoS 1: {rate:9,.0f} msg/s = {rate * per:,.0f} readings/s "
                       f"(mosquitto {broker_us:.1f} us CPU/message)")
                 for paho, n, metrics in [(p, n, m) for p in pahos for n in counts for m in modes]:
                     tag = f"{shape}-{n}-{paho}{'-metrics' if metrics else ''}"
@@ -207,7 +224,7 @@ def main() -> None:
                                      env_extra=env, unconfirmed=args.unconfirmed, publishers=args.publishers,
                                      registry=registry, paho=paho == "paho", tag=tag, profile=args.profile,
                                      metrics=metrics)
-                    report(run, shape=shape, processes=n, paho=paho + (", metrics on" if metrics else ""),
+                    report(run, shape=per, processes=n, paho=paho + (", metrics on" if metrics else ""),
                            readings=args.readings, raw_points=raw["lean"][0], raw_msgs=rate)
         finally:
             influx.stop()
@@ -225,7 +242,7 @@ def report(run, *, shape: int, processes: int, paho: str, readings: int, raw_poi
     label = f"{processes} ingest process{'es' if processes > 1 else ''}, {paho} properties"
     print(f"(c) end to end, {label}: {rate:9,.0f} readings/s ({rate / shape:,.0f} msg/s); "
           f"ratio to raw InfluxDB {rate / raw_points:.2f}, to raw broker {rate / shape / raw_msgs:.2f}"
-          + (f"; {rate / PEER['live']:.1f}x Node-RED live" if shape == 1 else "")
+          + (f"; {rate / PEER['live']:.1f}x Node-RED live" if shape <= 25 else "")
           + f"; stored {run.stored:,} of {readings:,} in {run.elapsed:.1f} s")
     print(f"    CPU us per reading: ingest {ingest / readings * 1e6:.1f} in all ("
           + ", ".join(f"{name} {us:.1f}" for name, us in per.items()) + ")")

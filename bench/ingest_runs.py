@@ -129,9 +129,11 @@ def raw_broker(work: Path, messages: list[Message], concentrators: int) -> tuple
     try:
         ctx = multiprocessing.get_context("fork")
         ready, results, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+        topic_filter = ("concentrator/+/batch/meterReading" if messages[0].topic.endswith("/batch/meterReading")
+                        else "concentrator/+/smartMeterMessage/+/+")
         sub = ctx.Process(target=mqtt_raw.subscribe, args=(server.host, server.port, CLOUD.username,
-                                                           CLOUD.password, "concentrator/+/smartMeterMessage/+/+",
-                                                           len(messages), ready, results))
+                                                           CLOUD.password, topic_filter, len(messages), ready,
+                                                           results))
         sub.start()
         ready.get(timeout=30)
         pubs = _publishers(ctx, server, messages, processes=1, unconfirmed=10**9, ready=ready, start=start,
@@ -158,7 +160,9 @@ def _publishers(ctx, server: LocalMosquitto, messages: list[Message], *, process
         by_cid.setdefault(m.concentrator, []).append(m)
     concs = [mqtt_raw.Concentrator(cid=cid, password=server.credentials(cid)["password"],
                                    messages=[(m.topic, m.payload) for m in ms],
-                                   warm_up=(ms[0].topic, warm_up_payload(ms[0])))
+                                   warm_up=(warm_up_topic(ms[0]), warm_up_payload(ms[0])),
+                                   counts=[m.readings for m in ms] if ms[0].topic.endswith("/batch/meterReading")
+                                   else None)
              for cid, ms in sorted(by_cid.items())]
     procs = []
     for n in range(processes):
@@ -171,6 +175,11 @@ def _publishers(ctx, server: LocalMosquitto, messages: list[Message], *, process
         proc.start()
         procs.append(proc)
     return procs
+
+
+def warm_up_topic(message: Message) -> str:
+    """Where the warm-up reading goes: its meter's own topic (a live batch's first meter's)."""
+    return f"concentrator/{message.concentrator}/smartMeterMessage/{message.meter}/meterReading"
 
 
 def warm_up_payload(message: Message) -> bytes:

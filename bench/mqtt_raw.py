@@ -46,7 +46,7 @@ def connect_packet(client_id: str, username: str, password: str) -> bytes:
     return _packet(0x10, body + _text(client_id) + _text(username) + _text(password))
 
 
-def publish_packet(topic: str, payload: bytes, mid: int, seq: int) -> bytes:
+def publish_packet(topic: str, payload: bytes, mid: int, seq: int | str) -> bytes:
     props = b"\x26" + _text(SEQ_PROPERTY) + _text(str(seq))
     return _packet(0x32, _text(topic) + mid.to_bytes(2, "big") + _vbi(len(props)) + props + payload)
 
@@ -179,6 +179,8 @@ class Concentrator:
     messages: Sequence[tuple[str, bytes]]
     warm_up: tuple[str, bytes]
     pending: set[int] = field(default_factory=set)
+    # Readings per message when a message is a live batch (a seq each: gw-seq "first-last"); None: one each.
+    counts: Sequence[int] | None = None
 
 
 def publish(host: str, port: int, concentrators: list[Concentrator], *, unconfirmed: int, ready, start,
@@ -213,6 +215,8 @@ def publish(host: str, port: int, concentrators: list[Concentrator], *, unconfir
     state = {conc.cid: [0, 0] for conc in concentrators}  # next index, in flight (PUBACK not yet back)
     for conc in concentrators:
         conc.pending = set()
+    # Each message's first seq (1, 2, ... or, for live batches, after the previous message's readings).
+    firsts = {conc.cid: _firsts(conc) for conc in concentrators}
     selector = selectors.DefaultSelector()
     for cid, conn in conns.items():
         selector.register(conn.sock, selectors.EVENT_READ, cid)
@@ -221,16 +225,29 @@ def publish(host: str, port: int, concentrators: list[Concentrator], *, unconfir
         busy = False
         for cid, conn in conns.items():
             conc, (index, inflight) = by_cid[cid], state[cid]
-            room = min(conn.receive_maximum - inflight, unconfirmed - len(conc.pending), len(conc.messages) - index)
+            room = min(conn.receive_maximum - inflight, len(conc.messages) - index)
+            if conc.counts is None:
+                room = min(room, unconfirmed - len(conc.pending))
             if room > 0:
                 parts = []
+                sent = 0
                 for k in range(index, index + room):
                     topic, payload = conc.messages[k]
-                    parts.append(publish_packet(topic, payload, conn.next_mid(), k + 1))
-                    if confirmed:
-                        conc.pending.add(k + 1)
+                    first = firsts[cid][k]
+                    if conc.counts is None:
+                        parts.append(publish_packet(topic, payload, conn.next_mid(), first))
+                        if confirmed:
+                            conc.pending.add(first)
+                    else:  # a live batch: unconfirmed bounds its readings, as the edge's outbox rows
+                        count = conc.counts[k]
+                        if conc.pending and len(conc.pending) + count > unconfirmed:
+                            break
+                        parts.append(publish_packet(topic, payload, conn.next_mid(), f"{first}-{first + count - 1}"))
+                        if confirmed:
+                            conc.pending.update(range(first, first + count))
+                    sent += 1
                 conn.out += b"".join(parts)
-                state[cid] = [index + room, inflight + room]
+                state[cid] = [index + sent, inflight + sent]
             conn.flush()
             index, inflight = state[cid]
             busy = busy or bool(conc.pending) or index < len(conc.messages) or (not confirmed and inflight > 0)
@@ -245,6 +262,16 @@ def publish(host: str, port: int, concentrators: list[Concentrator], *, unconfir
     results.put((time.monotonic(), time.process_time() - cpu))
     for conn in conns.values():
         conn.sock.close()
+
+
+def _firsts(conc: Concentrator) -> list[int]:
+    if conc.counts is None:
+        return list(range(1, len(conc.messages) + 1))
+    out, seq = [], 1
+    for count in conc.counts:
+        out.append(seq)
+        seq += count
+    return out
 
 
 def _pump(conns, concentrators, *, timeout: float, blocking: bool) -> None:

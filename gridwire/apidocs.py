@@ -72,6 +72,15 @@ def asyncapi() -> dict[str, Any]:
                                                                "sequence number, echoed in DeliveryAck"}}},
                           "payload": {"oneOf": [{"$ref": "#/components/schemas/MeterReading"},
                                                 {"$ref": "#/components/schemas/MeterReadingBatch"}]}},
+        "LiveBatch": {"name": "LiveBatch", "contentType": "application/json",
+                      "summary": "Live readings of any of the concentrator's meters, {meterReadings: [...]}, each "
+                                 "reading as it would travel alone (its meter in meterIndividual)",
+                      "headers": {"type": "object", "properties": {"gw-seq": {
+                          "type": "string", "pattern": "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+                          "description": "MQTT 5 user property: the outbox sequence numbers of the readings, in "
+                                         "their order, as ranges (\"41-57,60\"); each is confirmed, or refused with "
+                                         "a reason code, on its own in DeliveryAck"}}},
+                      "payload": {"$ref": "#/components/schemas/MeterReadingBatch"}},
         "DeviceEvent": {"name": "DeviceEvent", "contentType": "application/json",
                         "summary": "One event of one device (power failure, tamper, disconnector, alarm bit, failed "
                                    "firmware); its id derives from device, type, time and cause, so a repeat is the "
@@ -187,9 +196,22 @@ def asyncapi() -> dict[str, Any]:
             params={"adapter": "adapter id (its broker username)"}, publisher="concentrator",
             message="DeliveryAck", subscriber="adapter", bindings=qos1)},
         "concentrator/{cid}/smartMeterMessage/{meter}/meterReading": _channel(
-            "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...)",
+            "Live readings (OMDP topic, forwarded unmodified from the adapter's smartMeterMessage/{meter}/...); "
+            "with the concentrator's live_batch option on they go on concentrator/{cid}/batch/meterReading instead",
             params={**cid, **meter}, publisher="concentrator", message="MeterReadings",
             subscriber=("ingest ($share/ingest/concentrator/+/smartMeterMessage/+/+); fanout ($share/fanout/...); "
+                        "processing ($share/processing/...)"),
+            bindings=qos1),
+        "concentrator/{cid}/batch/meterReading": _channel(
+            "Live readings in batches, instead of one message each on concentrator/{cid}/smartMeterMessage/{meter}/"
+            "meterReading, when the concentrator's live_batch option is on (off by default): what its outbox holds "
+            "of live readings, sent once per window (0.25 s) or per max_readings (500). Each reading is confirmed "
+            "on concentrator/{cid}/ack under its own sequence number once stored, or refused with 0x99 (not a "
+            "MeterReading, a gw-seq that does not name each reading) or 0x87 (not this concentrator's meter) and "
+            "dead-lettered, without holding back the others. Nobody outside the cloud reads it: apps get each "
+            "reading on app/{org}/metering/reading/{meter}, as from the per-meter topic",
+            params=cid, publisher="concentrator (live_batch on)", message="LiveBatch",
+            subscriber=("ingest ($share/ingest/concentrator/+/batch/meterReading); fanout ($share/fanout/...); "
                         "processing ($share/processing/...)"),
             bindings=qos1),
         "concentrator/{cid}/smartMeterMessage/{meter}/historicalMeterReading": _channel(
