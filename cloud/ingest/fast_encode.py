@@ -327,7 +327,9 @@ def encode_batch(payload: bytes | memoryview, *,
         readings = decode(payload)
         if readings is None:
             return None
-        encoders: dict[str, _Encoder] = {}
+        if len(_STAMPS) >= _CACHE_LIMIT:
+            _STAMPS.clear()
+        encoders: dict[str, _Encoder] = {}  # this payload's, each meter's kept across payloads
         numbers: list[float] = []  # one list for every encoder: _finish fills the lines in order
         meters, lines = [], []
         for reading in readings:
@@ -337,7 +339,10 @@ def encode_batch(payload: bytes | memoryview, *,
                 if not 1 <= len(meter) <= 128 or _METER_ID_FORBIDDEN.search(meter) or schema.identifier_problem(
                         meter, what="meterIndividualId"):
                     return None
-                encoder = encoders[meter] = _Encoder(meter=meter, value_check=value_check)
+                encoder = _ENCODERS.get((meter, value_check))
+                if encoder is None:
+                    encoder = _remember(_ENCODERS, (meter, value_check), _Encoder(meter=meter, value_check=value_check))
+                encoders[meter] = encoder
                 encoder.numbers = numbers
             meters.append(meter)
             lines.append(encoder.line(reading))
