@@ -9,8 +9,10 @@ simulators over loopback TCP (half LLS, half HLS-GMAC). Prints, from the same ru
 - (a) raw broker: bytes/s of QoS 1 messages of the chunk size from one session to another;
 - (b) MQTT download: bytes/s of one image through ChunkServer -> Downloader (signature check,
   chunk file writes with fsync, whole-image sha256), and its ratio to (a);
-- (c) DLMS block transfer to one meter alone, LLS and HLS-GMAC: blocks/s and KiB/s; HLS-GMAC
-  again with gurux-dlms's pure-Python AES-GCM, the baseline of edge.dlms.native_gcm;
+- (c) DLMS block transfer to one meter alone, LLS and HLS-GMAC: blocks/s, KiB/s and CPU per
+  block (the meter's frame handling apart from the rest), with the blocks built by hand
+  (edge.dlms.image_block) and, as the baseline, by gurux on both sides; HLS-GMAC again with
+  gurux-dlms's pure-Python AES-GCM, the baseline of edge.dlms.native_gcm;
 - (d) end to end: ``update_firmware`` to all N meters at once through the broker (one download,
   N transfers in parallel), the wall time and chunk requests the server saw.
 Everything shares one event loop on one core, so the figures are the combined cost of both ends.
@@ -50,6 +52,8 @@ from edge.dlms import (
     SecurityMode,
     ServerSecurity,
 )
+from edge.dlms.block_sender import BlockSender
+from edge.dlms.cosem_server import CosemServer
 from edge.dlms.sim_firmware import SimFirmware, build_sim_image
 from firmware_ota.chunk_server import ChunkServer
 from firmware_ota.downloader import Downloader
@@ -102,15 +106,46 @@ def meter_entry(meter_id: str, sim: DlmsMeterSimulator) -> str:
             f'{extra}\n')
 
 
-async def dlms_alone(mode: SecurityMode, image: bytes, work: Path, block_size: int) -> tuple[float, int]:
+METER_CPU = [0.0]
+
+
+def _timed_handle_frame(server: CosemServer, frame: bytes) -> bytes | None:
+    started = time.process_time()
+    try:
+        return _HANDLE_FRAME(server, frame)
+    finally:
+        METER_CPU[0] += time.process_time() - started
+
+
+_HANDLE_FRAME = CosemServer.handle_frame
+CosemServer.handle_frame = _timed_handle_frame  # type: ignore[method-assign]
+
+
+async def dlms_alone(mode: SecurityMode, image: bytes, work: Path, block_size: int) -> tuple[float, int, float, float]:
+    """(seconds, blocks, CPU s in the meter's frame handling, CPU s of the rest) of one transfer alone."""
     async with DlmsMeterSimulator(model=MeterModel(firmware=SimFirmware(block_size=block_size)),
                                   security=security(mode)) as sim:
         config = DlmsMeterConfig(meter_id=f"alone-{mode}", host="127.0.0.1", port=sim.port, security=mode,
                                  password=SecretStr(PASSWORD), block_cipher_key=SecretStr(KEY_A.hex()),
                                  authentication_key=SecretStr(KEY_B.hex()), timeout_s=10)
         adapter = DlmsMeterAdapter(config=config, counters=InvocationCounterStore(work / f"counters-{mode}.sqlite"))
+        METER_CPU[0] = 0.0
+        cpu = time.process_time()
         report = await adapter.update_firmware(identifier=b"bench", image=image)
-        return report.seconds, report.blocks_total
+        cpu = time.process_time() - cpu
+        return report.seconds, report.blocks_total, METER_CPU[0], cpu - METER_CPU[0]
+
+
+@contextlib.contextmanager
+def gurux_blocks():
+    """Image blocks built and answered by gurux on both sides (before edge.dlms.image_block), for a baseline."""
+    for_link, answer = BlockSender.for_link, CosemServer._image_block
+    BlockSender.for_link = classmethod(lambda cls, *args, **kwargs: None)  # type: ignore[method-assign,assignment]
+    CosemServer._image_block = lambda self, frame, apdu: None  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        BlockSender.for_link, CosemServer._image_block = for_link, answer  # type: ignore[method-assign]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -147,7 +182,7 @@ async def run(args: argparse.Namespace, broker: LocalMosquitto, work: Path, imag
         server = ChunkServer(session=cloud, store=store)
         await server.start()
         downloader = Downloader(session=conc, concentrator_id=CID, cache_dir=work / "dl-cache", trusted=trusted,
-                                chunk_size=chunk, window=args.window)
+                                chunk_size=chunk, window=args.window, batch=args.batch)
         await downloader.start()
         started = time.perf_counter()
         await downloader.fetch(signed)
@@ -155,15 +190,19 @@ async def run(args: argparse.Namespace, broker: LocalMosquitto, work: Path, imag
     print(f"(b) MQTT download    {rate / 1e6:8.2f} MB/s  ({rate / raw:.2f} of raw)")
 
     for mode in (SecurityMode.LLS, SecurityMode.HLS_GMAC):
-        seconds, blocks = await dlms_alone(mode, image, work, args.block)
-        print(f"(c) DLMS {mode.value:9s}  {blocks / seconds:8.0f} blocks/s  {len(image) / 1024 / seconds:7.1f} KiB/s"
-              f"  ({seconds:.2f} s for the image)")
+        for label, path in (("blocks by hand", contextlib.nullcontext), ("blocks by gurux", gurux_blocks)):
+            with path():
+                seconds, blocks, meter, rest = await dlms_alone(mode, image, work, args.block)
+            print(f"(c) DLMS {mode.value:9s} {label:15s} {blocks / seconds:8.0f} blocks/s "
+                  f"{len(image) / 1024 / seconds:7.1f} KiB/s ({seconds:.2f} s for the image); CPU per block "
+                  f"{(meter + rest) / blocks * 1e3:.3f} ms: meter's frame handling {meter / blocks * 1e3:.3f} ms, "
+                  f"the rest (concentrator side, both event loops) {rest / blocks * 1e3:.3f} ms")
         if mode is SecurityMode.HLS_GMAC:
             native_rate = blocks / seconds
-            with pure_python_gcm():
-                seconds, blocks = await dlms_alone(mode, image, work, args.block)
-            print(f"    HLS-GMAC with gurux's pure-Python AES-GCM (the baseline): {blocks / seconds:8.0f} blocks/s;"
-                  f" native is {native_rate / (blocks / seconds):.1f}x that")
+            with pure_python_gcm(), gurux_blocks():
+                seconds, blocks, _, _ = await dlms_alone(mode, image, work, args.block)
+            print(f"    HLS-GMAC by gurux with its pure-Python AES-GCM (the first baseline): {blocks / seconds:8.0f} "
+                  f"blocks/s; native GCM (gurux blocks) is {native_rate / (blocks / seconds):.1f}x that")
 
     await end_to_end(args, broker, work, signed, store, chunk)
 
@@ -248,5 +287,6 @@ if __name__ == "__main__":
     parser.add_argument("--meters", type=int, default=8)
     parser.add_argument("--chunk-kib", type=int, default=32)
     parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8, help="chunks per download request")
     parser.add_argument("--block", type=int, default=512, help="the simulated meters' image_block_size")
     asyncio.run(main(parser.parse_args()))

@@ -123,7 +123,8 @@ async def host_meters(args: argparse.Namespace) -> None:
     for sim in sims:
         await sim.stop()
     print(json.dumps({"versions": versions, "cpu_s": cpu_seconds(),
-                      "frames": sum(sim.frames_served for sim in sims)}), flush=True)
+                      "frames": sum(sim.frames_served for sim in sims),
+                      "blocks_by_hand": sum(sim.blocks_by_hand for sim in sims)}), flush=True)
 
 
 # --- child: one concentrator, its firmware steps timed ---------------------------------------
@@ -207,7 +208,7 @@ def concentrator_config(work: Path, c: int, broker: LocalMosquitto, ports: list[
         f'invocation_counters = "counters.sqlite"\n\n[broker]\nhost = "127.0.0.1"\nport = {broker.port}\n'
         f'username = "{account.username}"\npassword = "{account.password}"\n\n[backfill]\nenabled = false\n\n'
         f'[firmware]\ntrusted_keys = ["{work / "keys"}"]\nchunk_size = {args.chunk_kib * 1024}\n'
-        f'window = {args.window}\n\n'
+        f'window = {args.window}\nbatch = {args.batch}\n\n'
         + "\n".join(meter_entry(m, p, mode) for m, p in zip(meters_of(c, args), ports, strict=True)))
     return config
 
@@ -261,7 +262,7 @@ async def download_rates(broker: LocalMosquitto, work: Path, store: FirmwareStor
             raws.append(await raw_broker(broker, size=chunk, count=max(50, 4 * size // chunk)))
             downloader = Downloader(session=conc, concentrator_id=account.username,
                                     cache_dir=work / f"rate-cache-{attempt}", trusted=trusted, chunk_size=chunk,
-                                    window=args.window)
+                                    window=args.window, batch=args.batch)
             await downloader.start()
             profile = cProfile.Profile(time.process_time) if args.profile and attempt == 0 else None
             started = time.perf_counter()
@@ -275,7 +276,8 @@ async def download_rates(broker: LocalMosquitto, work: Path, store: FirmwareStor
     pairs = ", ".join(f"{r / 1e6:.1f}/{w / 1e6:.1f}" for r, w in zip(rates, raws, strict=True))
     ratios = sorted(r / w for r, w in zip(rates, raws, strict=True))
     print(f"(a) raw broker       {max(raws) / 1e6:8.2f} MB/s  (best; QoS 1, {chunk // 1024} KiB messages)")
-    print(f"(b) MQTT download    {max(rates) / 1e6:8.2f} MB/s  (best; window {args.window}); download/raw per pair "
+    print(f"(b) MQTT download    {max(rates) / 1e6:8.2f} MB/s  (best; window {args.window}, batch {args.batch}); "
+          f"download/raw per pair "
           f"(MB/s) {pairs}: median ratio {ratios[len(ratios) // 2]:.2f}, best/best {max(rates) / max(raws):.2f}")
 
 
@@ -300,7 +302,6 @@ async def campaign(broker: LocalMosquitto, registry: Registry, catalogue: Firmwa
     for s in sessions:
         await s.connect()
     try:
-        await wait_online(sessions[2], [conc_id(c) for c in range(1, args.concentrators + 1)])
         dead_letters = DeadLetterStore(engine=registry.engine)
         await dead_letters.create_schema()
         core = CoreDispatcher(session=sessions[0], registry=registry, store=CommandStore(registry.engine),
@@ -433,6 +434,9 @@ async def parent(args: argparse.Namespace, work: Path) -> None:
             ids = await register(registry, args)
             catalogue = FirmwareCatalogue(registry.engine)
             await catalogue.record(signed, uploaded_by="bench")
+            # Every concentrator up (its start-up CPU is not the campaign's) before the CPU is read.
+            async with session(broker, CLOUD, "bench-online") as watcher:
+                await wait_online(watcher, [conc_id(c) for c in range(1, args.concentrators + 1)])
             cpu_before = {"bench (core, runner, ChunkServer)": cpu_seconds(),
                           "mosquitto": cpu_of_pid(broker.process.proc.pid)}
             cpu_before |= {f"{cid} process": cpu_of_pid(child.proc.pid) for cid, child in concs.items()}
@@ -455,6 +459,15 @@ async def parent(args: argparse.Namespace, work: Path) -> None:
             print(f"  {name:36s} {used:8.1f}")
         wall = result["finished"] - result["started"]
         print(f"  {'all':36s} {total:8.1f}  ({total / wall:.2f} cores busy on average over {wall:.1f} s)")
+        blocks = sum(fig["blocks"] for fig in conc_figures.values())
+        if blocks:
+            concs_cpu = sum(cpu_after[f"{cid} process"] - cpu_before[f"{cid} process"] for cid in concs)
+            hosts_cpu = sum(cpu_after[f"meters of {conc_id(n)}"] - cpu_before[f"meters of {conc_id(n)}"]
+                            for n in range(1, len(hosts) + 1))
+            by_hand = sum(fig.get("blocks_by_hand", 0) for fig in host_figures)
+            print(f"  per DLMS block ({blocks} blocks; all of each process's CPU, association and polls included): "
+                  f"concentrators {concs_cpu / blocks * 1e6:.0f} us, simulated meters {hosts_cpu / blocks * 1e6:.0f} "
+                  f"us; the meters answered {by_hand} blocks by hand, {blocks - by_hand} through gurux")
     finally:
         for child in children:
             if child.proc.poll() is None:
@@ -473,6 +486,7 @@ def main() -> None:
                         choices=[m.value for m in (SecurityMode.LLS, SecurityMode.HLS_GMAC)])
     parser.add_argument("--chunk-kib", type=int, default=32)
     parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="chunks per download request")
     parser.add_argument("--feeders-per", type=int, default=4, help="feeders per concentrator")
     parser.add_argument("--canary", type=int, default=10)
     parser.add_argument("--groups-per-wave", type=int, default=5, help="substations (concentrators) per wave")
