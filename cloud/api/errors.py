@@ -7,6 +7,12 @@ message, or what its ``public_detail()`` returns when it has one: a structured d
 devices refused, each with why), or a message without internals (a store's address).
 Routes raise the errors and no longer map them; ``HTTPException`` stays for what is HTTP's
 own (401 with ``WWW-Authenticate``, 410 for an expired link).
+
+The registry's database is the one collaborator reached through a third-party error family
+(SQLAlchemy's): a second handler turns a database that cannot be reached (stopped, restarting,
+the network, :func:`cloud.registry.db.unreachable`) or that has no pooled connection free into
+:class:`~cloud.registry.errors.RegistryUnavailable`, answered as any ``Unavailable``: 503 with
+``Retry-After``. Any other database error is a bug and stays a 500.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from types import MappingProxyType
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 
 from broker.errors import (
     Conflict,
@@ -26,6 +33,8 @@ from broker.errors import (
     NotFound,
     Unavailable,
 )
+from cloud.registry.db import unreachable
+from cloud.registry.errors import RegistryUnavailable
 from cloud.store import StoreRejected
 from firmware_ota.signing import SignatureError
 from firmware_ota.store import ImageRejected
@@ -68,18 +77,36 @@ def detail_of(error: GridwireError) -> object:
     return public() if callable(public) else str(error)
 
 
-async def _answer(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, GridwireError)
+def _respond(request: Request, error: GridwireError, cause: BaseException | None = None) -> JSONResponse:
     code = status_of(error)
     log.log(logging.WARNING if code >= 500 or code == status.HTTP_400_BAD_REQUEST else logging.INFO,
-            "%s %s: %d %s: %s", request.method, request.url.path, code, type(error).__name__, error)
+            "%s %s: %d %s: %s%s", request.method, request.url.path, code, type(error).__name__, error,
+            f" ({type(cause).__name__}: {cause})" if cause is not None else "")
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
     return JSONResponse({"detail": detail_of(error)}, status_code=code, headers=headers)
 
 
+async def _answer(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, GridwireError)
+    return _respond(request, error)
+
+
+async def _database(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, sa_exc.TimeoutError):  # the pool's wait for a free connection ran out
+        reason = "the registry database has no connection free for now; retry later"
+    elif unreachable(error):
+        reason = "the registry database is unreachable; retry later"
+    else:
+        raise error  # a broken statement or a constraint nobody expected: a bug, a 500
+    return _respond(request, RegistryUnavailable(reason), cause=error)
+
+
 def install_error_table(app: FastAPI) -> None:
-    """Answer every :class:`GridwireError` a route raises as :data:`STATUS` says."""
+    """Answer every :class:`GridwireError` a route raises as :data:`STATUS` says, and a registry
+    database out of reach as :class:`RegistryUnavailable`."""
     app.add_exception_handler(GridwireError, _answer)
+    app.add_exception_handler(sa_exc.DBAPIError, _database)
+    app.add_exception_handler(sa_exc.TimeoutError, _database)
 
 
 __all__ = ["REFUSALS", "RETRY_AFTER_SECONDS", "STATUS", "detail_of", "install_error_table", "status_of"]

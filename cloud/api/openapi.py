@@ -2,8 +2,9 @@
 those its route names: what the guards, the credential check and the error table answer.
 
 FastAPI documents what a route declares. The refusals common to many routes are added here,
-from what the operation has: a bearer credential (401, 403), a path naming a resource (404), a
-body (400, 413 from the body guard), and 422 for any (the guard refuses a NUL in any URL); each refusal's body is
+from what the operation has: a bearer credential (401, 403, and 503 while the registry that
+checks it cannot be reached), a path naming a resource (404), a body (400, 413 from the body
+guard), and 422 for any (the guard refuses a NUL in any URL); each refusal's body is
 ``{"detail": ...}`` (:data:`REFUSAL`), and a 503 says when to ask again (``Retry-After``).
 """
 
@@ -54,6 +55,8 @@ _COMMON: dict[str, str] = {
     "404": "The named resource does not exist, or is not visible to the caller",
     "413": "The body is larger than the API accepts",
     "422": "The request does not match its schema, or breaks a rule the schema cannot say (the reason tells)",
+    "503": "A collaborator is unavailable for now (the registry database unreachable or busy, the time-series "
+           "store, the broker): ask again after Retry-After",
 }
 
 
@@ -75,7 +78,8 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             codes: list[str] = []
             if operation.get("security"):
-                codes += ["401", "403"]
+                # Every credential is checked against the registry, so any of these may meet it down.
+                codes += ["401", "403", "503"]
             if "{" in path:
                 codes.append("404")
             if "requestBody" in operation:

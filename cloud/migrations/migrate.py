@@ -6,8 +6,6 @@ import asyncio
 import logging
 from pathlib import Path
 
-import asyncpg
-
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -15,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from broker.backoff import Backoff
-from cloud.registry.db import create_engine
+from cloud.registry.db import create_engine, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +76,6 @@ async def migrate_when_reachable(url: str, *, wait: float, revision: str = "head
                         delay)
             attempt += 1
             await asyncio.sleep(delay)
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) says the database cannot be reached for now: nothing
-    listens, its name does not resolve yet, it is starting up or shutting down, the connection
-    dropped. Errors of the database's answers (a missing database, a refused login) are not."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 async def current_revision(url: str) -> str | None:

@@ -3,7 +3,7 @@ API maps them to HTTP once (``cloud/api/errors.py``) and callers catch them by m
 
 from __future__ import annotations
 
-from broker.errors import Conflict, Forbidden, GridwireError, NotFound
+from broker.errors import Conflict, Forbidden, GridwireError, NotFound, Unavailable
 
 
 class RegistryError(GridwireError):
@@ -69,3 +69,8 @@ class InvalidStateChange(InvalidChange):
 class NotAuthorised(RegistryError, Forbidden):
     """The organisation may not do this: unregistered, disabled, not an administrator, or
     without the function group a device function needs. The message is the reason."""
+
+
+class RegistryUnavailable(RegistryError, Unavailable):
+    """The registry's database cannot be reached (stopped, restarting, the network) or has no
+    connection free for now; trying again later may work. The message names no address."""
