@@ -1,7 +1,8 @@
 """An asyncio DLMS/COSEM meter simulator over TCP (WRAPPER), for tests, benches and the demo.
 
 One :class:`DlmsMeterSimulator` is one meter: a listening socket, a shared
-:class:`MeterModel` and one gurux server (:class:`CosemServer`) per connection. Faults for
+:class:`MeterModel` and one gurux server (:class:`CosemServer`) per connection, each
+connection an asyncio protocol that answers a frame in the callback that received it. Faults for
 tests: ``unresponsive`` (frames are read and never answered, to exercise timeouts and
 retries), ``drop_after_frames`` (the connection is cut after that many more frames, e.g. in
 the middle of an image transfer) and down windows (connections are dropped while the meter is "down", to exercise
@@ -11,7 +12,6 @@ gap backfill from the load profile).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from datetime import datetime
@@ -54,8 +54,7 @@ class DlmsMeterSimulator:
         self._down_windows: list[tuple[datetime, datetime]] = []
         self._down = False
         self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[_MeterConnection] = set()
         # Fault: drop the connection when this many more frames have arrived (None: never).
         self.drop_after_frames: int | None = None
         self.frames_served = 0
@@ -70,22 +69,19 @@ class DlmsMeterSimulator:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._on_connect, self.host, self._requested_port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, self.host, self._requested_port)
         logger.info("DLMS simulator %s listening on %s:%d (%s)", self.name, self.host, self.port, self.security)
 
     async def stop(self) -> None:
         if self._server is None:
             return
         self._server.close()
-        # Closing the transports ends each handler's pending read with EOF, so handlers finish
-        # on their own; cancelling them instead makes asyncio log the cancelled callback.
-        for writer in list(self._writers):
-            writer.close()
-        handlers = list(self._handlers)
-        if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=5.0)
-            for task in pending:
-                task.cancel()
+        connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+        if connections:
+            await asyncio.wait([c.closed for c in connections], timeout=5.0)
         await self._server.wait_closed()
         await self.pusher.close()
         self._server = None
@@ -109,8 +105,8 @@ class DlmsMeterSimulator:
         """Take the meter off the network now (True) or bring it back (False)."""
         self._down = down
         if down:
-            for writer in list(self._writers):
-                writer.close()
+            for connection in list(self._connections):
+                connection.close()
 
     async def pull_power(self) -> None:
         """Cut the meter's power: it pushes its last gasp (a power failure) and stops answering."""
@@ -149,50 +145,86 @@ class DlmsMeterSimulator:
             self.unresponsive = True
 
     # --- connections ----------------------------------------------------------------------
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self._writers.add(writer)
-        try:
-            if self.is_down():
-                self.connections_refused += 1
-                return
-            self.connections_accepted += 1
-            await self._serve(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            self._handlers.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
+    def _connection(self) -> _MeterConnection:
+        return _MeterConnection(self)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name,
-                             power_quality=self.power_quality, on_keys=self._take_keys)
-        try:
-            await self._answer(server, reader, writer)
-        finally:
-            self.blocks_by_hand += server.fast_blocks
+    def _server_for_connection(self) -> CosemServer:
+        return CosemServer(model=self.model, security=self.security, guard=self.guard, meter_name=self.name,
+                           power_quality=self.power_quality, on_keys=self._take_keys)
 
-    async def _answer(self, server: CosemServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            header = await reader.readexactly(WRAPPER_HEADER)
-            length = int.from_bytes(header[6:8], "big")
-            body = await reader.readexactly(length)
-            if self.is_down():
+
+class _MeterConnection(asyncio.Protocol):
+    """One TCP connection to a simulated meter: WRAPPER frames in, the gurux server's answers out.
+
+    A protocol, not a stream reader/writer pair: the frame is answered in the callback that
+    received it, with no task to wake per frame (an image transfer is thousands of frames).
+    """
+
+    def __init__(self, meter: DlmsMeterSimulator) -> None:
+        self._meter = meter
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._server: CosemServer | None = None
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        meter = self._meter
+        self._transport = transport  # type: ignore[assignment]
+        meter._connections.add(self)
+        if meter.is_down():
+            meter.connections_refused += 1
+            transport.close()
+            return
+        meter.connections_accepted += 1
+        self._server = meter._server_for_connection()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= WRAPPER_HEADER and self._server is not None:
+            end = WRAPPER_HEADER + int.from_bytes(buffer[6:8], "big")
+            if len(buffer) < end:
                 return
-            if self.drop_after_frames is not None:
-                self.drop_after_frames -= 1
-                if self.drop_after_frames <= 0:
-                    self.drop_after_frames = None
-                    return
-            if self.unresponsive:
-                continue
-            reply = server.handle_frame(header + body)
-            if reply:
-                self.frames_served += 1
-                writer.write(reply)
-                await writer.drain()
+            frame = bytes(buffer[:end])
+            del buffer[:end]
+            self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        meter, transport, server = self._meter, self._transport, self._server
+        assert transport is not None and server is not None
+        if meter.is_down():
+            self.close()
+            return
+        if meter.drop_after_frames is not None:
+            meter.drop_after_frames -= 1
+            if meter.drop_after_frames <= 0:
+                meter.drop_after_frames = None
+                self.close()
+                return
+        if meter.unresponsive:
+            return
+        try:
+            reply = server.handle_frame(frame)
+        except Exception:  # a server fault ends this connection only, as a crashed meter task would
+            logger.exception("DLMS simulator %s: frame handling failed; connection closed", meter.name)
+            self.close()
+            return
+        if reply:
+            meter.frames_served += 1
+            transport.write(reply)
+
+    def close(self) -> None:
+        self._server_done()
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server_done()
+        self._meter._connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _server_done(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            self._meter.blocks_by_hand += server.fast_blocks
