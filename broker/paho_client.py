@@ -38,12 +38,16 @@ class Received:
     ``threading.Condition`` for its publish-wait, a topic decoded at every access, a match of
     the topic against per-filter callbacks nobody added)."""
 
-    __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "topic")
+    __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "topic", "user_property")
 
     def __init__(self, *, mid: int, qos: int, retain: bool, dup: bool, topic: str,
-                 payload: bytes | bytearray | memoryview, properties: Properties | None) -> None:
+                 payload: bytes | bytearray | memoryview, properties: Properties | None,
+                 user_property: tuple[str, str] | None = None) -> None:
         self.mid, self.qos, self.retain, self.dup = mid, qos, retain, dup
         self.topic, self.payload, self.properties = topic, payload, properties
+        # A PUBLISH whose only property is one user property (a concentrator's sequence
+        # number) has it here, and no ``properties``.
+        self.user_property = user_property
 
     @classmethod
     def of(cls, result: _packet.PublishPacket, topic: str) -> Received:
@@ -290,13 +294,32 @@ def _usual_publish(command: int, packet: bytes | bytearray | memoryview) -> Rece
     length = packet[end]
     if length > 127 or end + 1 + length > len(packet):
         return None
-    properties = None
+    properties = user = None
     if length:
-        properties, used = unpack_publish(bytes(packet[end:end + 1 + length]))
-        if used != 1 + length:
-            return None
+        user = _one_user_property(packet[end + 1:end + 1 + length])
+        if user is None:
+            properties, used = unpack_publish(bytes(packet[end:end + 1 + length]))
+            if used != 1 + length:
+                return None
     return Received(mid=mid, qos=(command & 0x06) >> 1, retain=bool(command & 0x01), dup=bool(command & 0x08),
-                    topic=topic, payload=packet[end + 1 + length:], properties=properties)
+                    topic=topic, payload=packet[end + 1 + length:], properties=properties, user_property=user)
+
+
+def _one_user_property(buffer: bytes | bytearray | memoryview) -> tuple[str, str] | None:
+    """The key and value when ``buffer`` (a PUBLISH's properties) is exactly one user property
+    of MQTT strings paho accepts; None otherwise (UnicodeDecodeError for bad UTF-8)."""
+    if buffer[0] != _USER_PROPERTY or len(buffer) < 5:
+        return None
+    key_end = 3 + (buffer[1] << 8 | buffer[2])
+    if key_end + 2 > len(buffer) or key_end + 2 + (buffer[key_end] << 8 | buffer[key_end + 1]) != len(buffer):
+        return None
+    key, value = str(buffer[3:key_end], "utf-8"), str(buffer[key_end + 2:], "utf-8")
+    if "\x00" in key or "\ufeff" in key or "\x00" in value or "\ufeff" in value:
+        return None  # paho refuses these: its parser raises
+    return key, value
+
+
+_USER_PROPERTY = 38
 _PUBACK = PUBACK << 24 | 2 << 16  # a PUBACK's first two bytes, over its two of packet id
 
 

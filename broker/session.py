@@ -288,7 +288,11 @@ class MqttSession(SessionConnection):
         return found
 
     def _message(self, raw: Received) -> Message:
-        props = getattr(raw, "properties", None)
+        props = raw.properties
+        if props is None:
+            user = raw.user_property
+            return Message(topic=raw.topic, payload=raw.payload if self._payload_views else bytes(raw.payload),
+                           qos=raw.qos, retain=bool(raw.retain), user_properties={user[0]: user[1]} if user else {})
         return Message(
             topic=raw.topic, payload=raw.payload if self._payload_views else bytes(raw.payload), qos=raw.qos,
             retain=bool(raw.retain),

@@ -80,10 +80,13 @@ BATCHES = (msgspec.json.Decoder(NumericBatch), msgspec.json.Decoder(Batch))
 SINGLES = (msgspec.json.Decoder(NumericReading), msgspec.json.Decoder(Reading))
 
 
+_BATCH_FIRST = (*BATCHES, *SINGLES)
+_SINGLE_FIRST = (*SINGLES, *BATCHES)
+
+
 def decode(payload: bytes | memoryview) -> list[Reading] | None:
     """The payload's readings, a ``meterReadings`` batch or a single reading; None if not usual."""
-    batch_first = b'"meterReadings"' in bytes(payload[:64])
-    for decoder in (*BATCHES, *SINGLES) if batch_first else (*SINGLES, *BATCHES):
+    for decoder in _BATCH_FIRST if b'"meterReadings"' in bytes(payload[:64]) else _SINGLE_FIRST:
         try:
             document = decoder.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
