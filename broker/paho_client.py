@@ -12,6 +12,13 @@ each attempt over a slow WAN. :class:`OffLoopClient` opens the socket in
 a worker thread, and then hands the open socket to paho on the loop
 (:meth:`~OffLoopClient.connect_on`). Everything else paho does (its state, its queues, its
 callbacks) stays on the event loop's thread; paho is not thread-safe.
+
+Receiving is the client's own (issue 14, ingest at one reading per message): ``loop_read``
+takes what the socket holds in one ``recv`` (up to 64 KiB) and splits every whole packet out
+of it; a usual MQTT 5 QoS 0/1 PUBLISH is parsed here into :class:`Received` (its payload a
+view of the read), anything else (CONNACK, SUBACK, PUBACK, QoS 2, an unusual PUBLISH) goes
+through paho's own ``_packet_handle`` as paho's reader would hand it over. :meth:`ack_many`
+writes the PUBACKs of many messages as one write.
 """
 
 from __future__ import annotations

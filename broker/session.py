@@ -9,7 +9,8 @@ What it guarantees, and why each matters for "nothing lost":
 - Flow control: at most ``max_inflight`` unacknowledged QoS 1 publishes; further publishers
   wait instead of overrunning the broker's receive maximum.
 - A received QoS 1 message is acknowledged only after its handler returned (or, for a
-  subscription with a ``now`` handler that took it, once that handler settled it). A handler that
+  subscription with a ``now`` handler that took it, once that handler settled it); the
+  PUBACKs of messages settled in the same turn of the event loop go out in one write. A handler that
   raises leaves the message unacknowledged; the session then reconnects after a backoff so the
   broker redelivers it (MQTT 5 redelivers unacknowledged messages only on a new connection).
 - Redeliveries are capped: a message its handler failed on ``max_deliveries`` times goes to
