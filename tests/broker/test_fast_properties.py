@@ -11,8 +11,8 @@ from broker import paho_fixes
 from broker.fast_properties import PublishProperties, unpack_publish
 from broker.session import publish_properties
 
-# MQTT strings: UTF-8 without NUL (paho refuses NUL, and surrogates cannot be encoded).
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+# MQTT strings: UTF-8 without NUL or U+FEFF (paho refuses both, [MQTT-1.5.4-3]; surrogates cannot be encoded).
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\ufeff"), max_size=12)
 spec = st.fixed_dictionaries({}, optional={
     "correlation_data": st.binary(max_size=20), "response_topic": st.from_regex(r"[a-z0-9/]{1,12}", fullmatch=True),
     "message_expiry": st.integers(1, 2**32 - 1), "user_properties": st.dictionaries(text, text, max_size=4),
