@@ -36,6 +36,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from broker.errors import Invalid
+
 IMAGE_TRANSFER_CLASS = 18
 BLOCK_TRANSFER_METHOD = 2
 ACTION_REQUEST = 0xC3
@@ -55,7 +57,7 @@ SUCCESS = 0
 _BLOCK_DESCRIPTOR_TAIL = bytes([BLOCK_TRANSFER_METHOD, 0x01, 0x02, 0x02, 0x06])  # method, params, structure{2}, uint32
 
 
-class ApduError(ValueError):
+class ApduError(Invalid):
     """The bytes are not the APDU expected (or a ciphered one fails its tag)."""
 
 
