@@ -69,6 +69,7 @@ from broker.paho_client import OffLoopClient, Received
 from broker.redelivery import Redeliveries, is_transient
 from broker.session_connection import SessionConnection
 from broker.topics import validate_filter, validate_publish_topic
+from broker.window import Window
 
 log = logging.getLogger(__name__)
 paho_fixes.apply()
@@ -114,9 +115,12 @@ class MqttSession(SessionConnection):
         # which connection it belongs to (the concentrator numbers its sessions).
         self._will = will
         self._client.connect_timeout = connect_timeout
-        self._client.max_inflight_messages_set(max_inflight)
+        # The window below keeps at most ``max_inflight`` QoS 1 messages in paho's hands (a slot
+        # is held until the broker's PUBACK, even when the publisher was cancelled meanwhile), so
+        # paho is left unlimited: its own limit rescans every message in flight on each PUBACK.
+        self._client.max_inflight_messages_set(0)
         self._client.max_queued_messages_set(0)
-        self._inflight = asyncio.Semaphore(max_inflight)
+        self._inflight = Window(max_inflight)
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._subscriptions: dict[str, tuple[Handler, int]] = {}
         self._routes: dict[str, Handler | None] = {}  # topic -> handler, see _handler_for
@@ -217,7 +221,8 @@ class MqttSession(SessionConnection):
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
             return
-        async with self._inflight:
+        await self._inflight.acquire()
+        try:
             await self.connected.wait()
             fut: asyncio.Future[None] = self._loop.create_future()
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
@@ -225,11 +230,22 @@ class MqttSession(SessionConnection):
                 raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
             # paho may have handled the PUBACK already if the socket raced ahead; keep both paths.
             if info.is_published():
+                self._inflight.release()
                 return
             self._pending[info.mid] = fut
-            # A message in flight when the connection drops stays in paho's queue and is sent
-            # again after the reconnect, so this future simply completes later.
-            await fut
+        except BaseException:
+            self._inflight.release()
+            raise
+        # The slot is the message's until the broker answers it (or the session closes), whether
+        # or not this caller still waits. A message in flight when the connection drops stays in
+        # paho's queue and is sent again after the reconnect, so this future simply completes later.
+        fut.add_done_callback(self._answered)
+        await asyncio.shield(fut)
+
+    def _answered(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a caller that stopped waiting is not told twice
+        self._inflight.release()
 
     # --- subscribing --------------------------------------------------------------------------
 
