@@ -336,11 +336,11 @@ def encode_batch(payload: bytes | memoryview, *,
             meter = reading.meterIndividual.meterIndividualId
             encoder = encoders.get(meter)
             if encoder is None:
-                if not 1 <= len(meter) <= 128 or _METER_ID_FORBIDDEN.search(meter) or schema.identifier_problem(
-                        meter, what="meterIndividualId"):
-                    return None
-                encoder = _ENCODERS.get((meter, value_check))
+                encoder = _ENCODERS.get((meter, value_check))  # only a valid meter id has one
                 if encoder is None:
+                    if not 1 <= len(meter) <= 128 or _METER_ID_FORBIDDEN.search(meter) or schema.identifier_problem(
+                            meter, what="meterIndividualId"):
+                        return None
                     encoder = _remember(_ENCODERS, (meter, value_check), _Encoder(meter=meter, value_check=value_check))
                 encoders[meter] = encoder
                 encoder.numbers = numbers
