@@ -10,6 +10,8 @@ so ``time.process_time()`` here is the concentrator's own CPU.
     .venv/bin/python bench/concentrator.py --kinds p1 --meters 100 --interval 1 --many 0 --paho paho,light
 
 ``p1``: DSMR 5 meters on ptys, a telegram each ``--interval`` seconds (simulated in the child).
+``outbox``: no meters; a reading of each of ``--meters`` meters put in the outbox every
+``--interval`` seconds, as P1 readers would: the forwarder's own cost.
 ``--paho paho,light`` runs the whole bench once with paho's own MQTT 5 properties (as before
 issue 14, ``bench/paho_before.py``) and once with the light ones, each in a fresh process.
 
@@ -64,6 +66,8 @@ async def serve(kind: str, meters: int, mqtt_port: int, interval: float) -> None
                                                    gas_equipment_id=f"G{n:016d}"), interval=interval)
                       for n in range(meters)]
         paths = [sim.open() for sim in sims]
+    elif kind == "outbox":  # no meters: the parent feeds the outbox itself
+        sims = []
     elif kind == "modbus":
         register_map = load_map("solar-inverter")
         sims = [ModbusSimulator(register_map=register_map) for _ in range(meters)]
@@ -123,6 +127,23 @@ def rss_kib() -> int:
     return -1
 
 
+async def feed_outbox(concentrator, meters: int, interval: float, fed) -> None:  # noqa: ANN001
+    """``--kinds outbox``: a live reading of each of ``meters`` meters into the outbox every
+    ``interval`` seconds, as the P1 readers put them, but built once: the forwarding alone."""
+    from datetime import UTC, datetime
+
+    from edge.outbox import Keep
+    from tests.factories import payload
+
+    items = [(topics.concentrator_meter_message("conc-1", f"p1-{m}", "meterReading"),
+              payload(f"p1-{m}", 0, start=datetime(2026, 1, 1, tzinfo=UTC))) for m in range(meters)]
+    while True:
+        concentrator.outbox.put_many(items, keep=Keep.LIVE)
+        concentrator.forwarder.notify()
+        fed(meters)
+        await asyncio.sleep(interval)
+
+
 async def measure(kind: str, meters: int, seconds: float, interval: float, mosquitto: LocalMosquitto,
                   workdir: Path, args: argparse.Namespace) -> dict:
     from edge.concentrator import Concentrator
@@ -139,6 +160,8 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         ports = json.loads(child.stdout.readline())
         directory = workdir / f"{kind}-{meters}"
         directory.mkdir()
+        if kind == "outbox":
+            ports = []
         for n in range(meters if kind == "p1" else 0):
             (directory / f"p1-{n}.yaml").write_text(
                 f"meterIndividualId: p1-{n}\nphysicalMeterClass: ELECTRICITY\nprotocol: p1\nsubMeters:\n"
@@ -164,6 +187,12 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         concentrator.submit = counting  # type: ignore[method-assign]
         stop = asyncio.Event()
         task = asyncio.create_task(concentrator.run(stop))
+        if kind == "outbox":
+            def fed(readings: int) -> None:
+                nonlocal count
+                count += readings
+
+            feeder = asyncio.create_task(feed_outbox(concentrator, meters, interval, fed))
         await asyncio.sleep(min(3.0, seconds / 3))  # warm-up: first associations, register scalers
         start_count, cpu0, wall0 = count, time.process_time(), time.perf_counter()
         published0, batches0 = concentrator.forwarder.published, concentrator.forwarder.batches
@@ -173,6 +202,8 @@ async def measure(kind: str, meters: int, seconds: float, interval: float, mosqu
         batches = concentrator.forwarder.batches - batches0
         rss = rss_kib()
         backlog = len(concentrator.outbox)
+        if kind == "outbox":
+            feeder.cancel()
         stop.set()
         await task
         return {"kind": kind, "meters": meters, "interval_s": interval, "seconds": round(wall, 1),

@@ -247,7 +247,8 @@ def asyncapi() -> dict[str, Any]:
             "GRIDWIRE_FANOUT_PROPERTIES lists for the organisation, if it lists any. A revoked authorisation stops "
             "the stream within GRIDWIRE_FANOUT_ACCESS_REFRESH_SECONDS. docs/APPS.md",
             params={"org": "organisation id", **meter}, publisher="fanout ($share/fanout/concentrator/+/"
-            "smartMeterMessage/+/+, after ingest's DeliveryAck)", message="AppMeterReading",
+            "smartMeterMessage/+/+ and concentrator/+/batch/meterReading, each reading after ingest's "
+            "DeliveryAck)", message="AppMeterReading",
             subscriber="the organisation's apps (app.{org}: app/{org}/# only)", bindings=qos1),
         "concentrator/{cid}/status": _channel(
             "Concentrator liveness and meter health (retained)", params=cid, publisher="concentrator",

@@ -58,7 +58,8 @@ _MEMO_LIMIT = 4096
 
 
 class IngestConsumer:
-    """Reads ``concentrator/+/smartMeterMessage/+/+`` and stores what it reads."""
+    """Reads ``concentrator/+/smartMeterMessage/+/+`` and ``concentrator/+/batch/meterReading``;
+    stores what it reads."""
 
     def __init__(self, *, session: MqttSession, batcher: WriteBatcher, dead_letters: DeadLetterStore,
                  name: str = "ingest", checks: tuple[ReadingCheck, ...] = (),

@@ -30,7 +30,8 @@ SHARE_GROUP = "processing"
 
 
 class ProcessingConsumer:
-    """Reads ``concentrator/+/smartMeterMessage/+/+`` and processes the readings in it."""
+    """Reads ``concentrator/+/smartMeterMessage/+/+`` and ``concentrator/+/batch/meterReading``;
+    processes their readings."""
 
     def __init__(self, *, session: MqttSession, processor: Processor, name: str = "processing",
                  senders: KnownSenders | None = None) -> None:
