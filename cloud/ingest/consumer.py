@@ -214,7 +214,7 @@ class IngestConsumer:
                 raise failure  # not stored or not confirmed: the broker sends the batch again
             refused.append((Refusal(seq=seq or 0, reason_code=PAYLOAD_FORMAT_INVALID,
                                     reason=f"store rejected the reading: {failure}"[:1000]), bytes(message.payload)))
-        self.stored_messages += len(good) - len(failures) if seqs is not None else int(not failures)
+        self.stored_messages += len(good) - len(failures)  # a reading each (one, without gw-seq)
         for refusal, payload in refused:
             await self._dead_letter(message.topic, payload, f"{refusal.reason} (gw-seq {refusal.seq})")
         if refused and seqs is not None:
