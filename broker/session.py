@@ -68,7 +68,7 @@ from broker.mqtt_types import (
 from broker.paho_client import OffLoopClient, Received
 from broker.redelivery import Redeliveries, is_transient
 from broker.session_connection import SessionConnection
-from broker.topics import validate_filter, validate_publish_topic
+from broker.topics import matches, validate_filter, validate_publish_topic
 from broker.window import Window
 
 log = logging.getLogger(__name__)
@@ -289,14 +289,15 @@ class MqttSession(SessionConnection):
                                    reason_code=codes[0].value)
 
     def _handler_for(self, topic: str) -> Handler | None:
-        # Matching a topic against every filter costs more than the rest of dispatching a
-        # message (paho builds a matcher per call), and topics repeat: remember (bounded).
+        # Matching a topic against every filter once cost more than the rest of dispatching a
+        # message (paho builds a matcher per call; broker.topics.matches does not), and topics
+        # repeat: remember (bounded).
         if topic in self._routes:
             return self._routes[topic]
         found = None
         for topic_filter, (handler, _qos) in self._subscriptions.items():
             plain = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-            if paho.topic_matches_sub(plain, topic):
+            if matches(plain, topic):
                 found = handler
                 break
         if len(self._routes) >= _ROUTE_CACHE:

@@ -87,6 +87,32 @@ def validate_publish_topic(topic: str) -> str:
 
 
 @lru_cache(maxsize=_CACHED)
+@lru_cache(maxsize=1024)
+def _filter_levels(topic_filter: str) -> tuple[str, ...]:
+    return tuple(topic_filter.split("/"))
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``topic_filter`` (MQTT's rules, as paho's ``topic_matches_sub``:
+    ``+`` one level, ``#`` this level and all below, neither at the first level of a ``$`` topic),
+    without building a matcher per call as paho does: a message on a topic of its own (a device's
+    status, a device's answer) is matched against every subscription of the session."""
+    wanted = _filter_levels(topic_filter)
+    levels = topic.split("/")
+    normal = not topic.startswith("$")
+    for i, part in enumerate(wanted):
+        if part == "#":
+            return normal or i > 0
+        if i == len(levels):
+            return False
+        if part == "+":
+            if not normal and i == 0:
+                return False
+        elif part != levels[i]:
+            return False
+    return len(levels) == len(wanted)
+
+
 def validate_filter(topic_filter: str) -> str:
     """Return ``topic_filter`` if MQTT allows it as a subscription filter, else raise TopicError."""
     if not topic_filter:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from paho.mqtt.client import topic_matches_sub as paho_matches
 
 from broker import topics
 from broker.topics import TopicError
@@ -176,3 +178,14 @@ def test_an_apps_reading_topic_is_built_and_parsed_and_stays_in_its_organisation
     for bad in ("a/b", "+", "#"):
         with pytest.raises(topics.TopicError):
             topics.app_reading("org-a", bad)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "", "$sys", "+", "#"]), min_size=1, max_size=4),
+       st.lists(st.sampled_from(["a", "b", "", "$sys", "c"]), min_size=1, max_size=4))
+def test_matches_agrees_with_paho(filter_levels: list[str], topic_levels: list[str]) -> None:
+    """broker.topics.matches answers as paho's topic_matches_sub, for every filter shape ('#' last)."""
+    if "#" in filter_levels[:-1]:
+        return  # not a valid filter: '#' only last
+    topic_filter, topic = "/".join(filter_levels), "/".join(topic_levels)
+    assert topics.matches(topic_filter, topic) == paho_matches(topic_filter, topic), (topic_filter, topic)
