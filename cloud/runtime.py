@@ -24,6 +24,7 @@ from broker.metrics import Registry as MetricsRegistry
 from broker.metrics import process_metrics
 from broker.metrics_http import serving
 from broker.redelivery import is_transient
+from broker.sealing import KeyRing
 from broker.schemas import DeadLetter
 from broker.session import DeadLetterSink, Message, MqttSession
 from cloud.deadletters import DeadLetterStore
@@ -140,10 +141,12 @@ async def open_engine(role: str, settings: DatabaseSettings) -> AsyncIterator[As
 
 
 @asynccontextmanager
-async def open_registry(role: str, settings: DatabaseSettings) -> AsyncIterator[Registry]:
-    """A Registry on the process's own engine, disposed on exit. The schema must be migrated."""
+async def open_registry(role: str, settings: DatabaseSettings, *,
+                        sealing: KeyRing | None = None) -> AsyncIterator[Registry]:
+    """A Registry on the process's own engine, disposed on exit (``sealing``: the key ring it seals
+    webhook secrets with, for a process that writes them). The schema must be migrated."""
     async with open_engine(role, settings) as engine:
-        yield Registry(engine=engine)
+        yield Registry(engine=engine, sealing=sealing)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.sealing import KeyRing
 from broker.session import TlsSettings
 
 # The embedded default; production sets a PostgreSQL URL.
@@ -210,6 +211,16 @@ class CloudSettings(BaseSettings):
                                        validation_alias=AliasChoices("gridwire_database", "gridwire_registry"))
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    # The sealing key ring for the registry's secrets at rest (device secrets: DLMS keys and
+    # passwords; organisations' webhook secrets): `<id>:<base64url 32-byte key>`, comma-separated,
+    # the first sealing (`gridwire secrets new-key` makes one). Without it none can be stored, and
+    # the processes that use them (the API; the domain processes, which sign webhook deliveries)
+    # refuse to start while the registry holds any.
+    secrets_key: SecretStr | None = None
+
+    def sealing(self) -> KeyRing | None:
+        """The sealing key ring, or None when none is set; SealingError for a malformed one."""
+        return KeyRing.parse(self.secrets_key.get_secret_value()) if self.secrets_key is not None else None
 
 
 class ApiSettings(CloudSettings):
@@ -231,11 +242,6 @@ class ApiSettings(CloudSettings):
     # one shorter than 32 characters or a well-known default (`gridwire admin secret` makes one).
     jwt_secret: SecretStr | None = None
     jwt_issuer: str | None = None
-    # The sealing key ring for device secrets at rest (DLMS keys, passwords): `<id>:<base64url
-    # 32-byte key>`, comma-separated, the first sealing (`gridwire secrets new-key` makes one).
-    # Without it no device secret can be stored, and the API refuses to start while the registry
-    # holds any.
-    secrets_key: SecretStr | None = None
 
     # OMDP privacy rule: answers with fewer rows than this are refused.
     min_result_rows: int = Field(default=20, ge=1)

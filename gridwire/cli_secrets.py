@@ -2,9 +2,10 @@
 
 ``new-key`` prints a fresh key ring entry for ``GRIDWIRE_SECRETS_KEY`` (the cloud) or a
 concentrator's ``secrets_key_file``. ``seal-config`` seals, in place, the secrets a concentrator
-config holds in clear. ``reseal`` seals the registry's secrets with the ring's first key: what
-was in clear, and what an older key sealed (rotation: put the new key first, keep the old one
-after it, reseal, then drop the old one).
+config holds in clear. ``reseal`` seals the registry's secrets (device secrets, organisations'
+webhook secrets) with the ring's first key: what was in clear (stored by an older release), and
+what an older key sealed (rotation: put the new key first, keep the old one after it, reseal,
+then drop the old one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Annotated, Optional
 
 import typer
 
-secrets_app = typer.Typer(no_args_is_help=True, help="Device secrets at rest: the sealing key, sealing in place.")
+secrets_app = typer.Typer(no_args_is_help=True,
+                          help="Device and webhook secrets at rest: the sealing key, sealing in place.")
 
 KeyOption = Annotated[Optional[Path], typer.Option(
     "--key-file", help="The sealing key ring file (default: GRIDWIRE_SECRETS_KEY, or the config's secrets_key_file).")]
@@ -97,18 +99,19 @@ def seal_config(config: Annotated[Path, typer.Argument(help="The concentrator's 
 def reseal(url: Annotated[str, typer.Option("--url", envvar=["GRIDWIRE_DATABASE_URL", "GRIDWIRE_REGISTRY_URL"],
                                             help="The registry's database (SQLAlchemy async URL).")],
            key_file: KeyOption = None) -> None:
-    """Seal the registry's device secrets with the ring's first key (those in clear, those of older keys)."""
+    """Seal the registry's device and webhook secrets with the ring's first key (those in clear, those of older keys)."""
+    from cloud.registry import webhook_secrets
     from cloud.registry.db import create_engine
     from cloud.registry.secrets import DeviceSecrets
 
     ring = _ring(key_file)
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         engine = create_engine(url)
         try:
-            return await DeviceSecrets(engine, ring).reseal()
+            return await DeviceSecrets(engine, ring).reseal(), await webhook_secrets.reseal(engine, ring)
         finally:
             await engine.dispose()
 
-    count = asyncio.run(run())
-    typer.echo(f"{count} device secret value(s) sealed with key {ring.current}")
+    devices, webhooks = asyncio.run(run())
+    typer.echo(f"{devices} device secret value(s) and {webhooks} webhook secret(s) sealed with key {ring.current}")

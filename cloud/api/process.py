@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from broker.dynsec import DynsecAccounts
 from broker.errors import Invalid
 from broker.metrics import Registry as MetricsRegistry
-from broker.sealing import KeyRing
 from broker.session import MqttSession, NegativeAckError
 from cloud.accounts.service import AccountService
 from cloud.accounts.store import AccountStore
@@ -37,6 +36,7 @@ from cloud.domains.requests import RequestStore
 from cloud.migrations import migrate
 from cloud.registry import DeviceFunction, NotAuthorised, Registry
 from cloud.registry.functions import within_scope
+from cloud.registry import webhook_secrets
 from cloud.registry.secrets import DeviceSecrets
 from cloud.runtime import connected_session, metrics_registry, open_registry
 from cloud.scheduler import ScheduleStore
@@ -91,8 +91,7 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
     app.state.meter_access = registry_meter_access(app)
     app.state.meter_access_among = registry_meter_access_among(app)
     # A short or malformed sealing key refuses to build the app, as a weak JWT secret does.
-    app.state.sealing = (KeyRing.parse(settings.secrets_key.get_secret_value())
-                         if settings.secrets_key is not None else None)
+    app.state.sealing = settings.sealing()
     # app.state, not dependency_overrides: with any override FastAPI rebuilds every route's
     # dependency tree on every request (cloud.api.deps.current_org).
     app.state.current_org = principal_org
@@ -106,9 +105,12 @@ def create_platform_app(settings: ApiSettings, *, store: InfluxStore | None = No
             await exits.enter_async_context(store_lifespan(app))
             if settings.migrate_on_start:
                 await migrate(settings.database.url)
-            registry = await exits.enter_async_context(open_registry("api", settings.database))
-            # Refuse to serve with no sealing key, or the wrong one, while device secrets are stored.
+            registry = await exits.enter_async_context(open_registry("api", settings.database,
+                                                                     sealing=app.state.sealing))
+            # Refuse to serve with no sealing key, or the wrong one, while secrets are stored (or
+            # any is in clear).
             await DeviceSecrets(registry.engine, app.state.sealing).check_ring()
+            await webhook_secrets.check_ring(registry.engine, app.state.sealing)
             # Publish-only: nothing needs to be queued for it while it is away.
             session = await exits.enter_async_context(connected_session("api", settings.mqtt))
             app.state.accounts = await _accounts(settings, registry, session)

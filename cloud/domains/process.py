@@ -23,7 +23,7 @@ from cloud.deadletters import DeadLetterStore
 from cloud.events import DeviceEventConsumer, EventNotifier, EventStore
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
-from cloud.registry import Registry
+from cloud.registry import Registry, webhook_secrets
 from cloud.runtime import connected, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, Section
 
@@ -64,7 +64,8 @@ def resend_as_requested(*, session: MqttSession, registry: Registry, requests: R
 
 
 class DomainSettings(CloudSettings):
-    """What a domain process reads: broker, database and webhook delivery."""
+    """What a domain process reads: broker, database, the sealing key ring (the webhook secrets
+    it signs with) and webhook delivery."""
 
     webhook: WebhookOptions = Field(default_factory=WebhookOptions)
 
@@ -72,11 +73,14 @@ class DomainSettings(CloudSettings):
 async def run_domain(settings: DomainSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
     """Serve every domain, the results path and the webhook delivery loop (which also sends what
     stopped or crashed processes left in the outbox) until ``stop``; ``ready`` is set once subscribed."""
+    sealing = settings.sealing()  # a malformed key refuses before anything starts
     async with metrics_registry("domain", settings.metrics) as metrics, \
             connected("domain", settings) as (session, registry):
+        # The delivery loop signs with the webhook secrets: refuse to start unable to open them.
+        await webhook_secrets.check_ring(registry.engine, sealing)
         session_metrics(metrics, session)
         requests = RequestStore(registry.engine)
-        webhooks = WebhookSender(engine=registry.engine)
+        webhooks = WebhookSender(engine=registry.engine, sealing=sealing)
         delivery = WebhookDelivery(sender=webhooks, policy=settings.webhook.policy(), worker=session.client_id)
         results = ResultsConsumer(session=session, requests=requests, webhooks=webhooks, domains=DOMAINS.values(),
                                   metrics=DomainMetrics(metrics))

@@ -1,12 +1,16 @@
 """Webhook targets and single signed POSTs; :meth:`WebhookSender.submit` puts a notification in the outbox.
 
-The target (URL and secret) is read from the registry's organisation row and kept for
+The target (URL and sealed secret) is read from the registry's organisation row and kept for
 ``TARGET_CACHE_SECONDS``, so a changed webhook takes effect within that time (reading it for
 every notification was a database round trip per switched light). A notification is stored in
 the ``webhook_delivery`` outbox (:mod:`cloud.notify.outbox`) and sent by the delivery loop
 (:mod:`cloud.notify.delivery`); :meth:`WebhookSender.post` is one attempt, judged here: a 2xx
 answer is a delivery; 4xx other than 408/429 is the receiver refusing the body and is not
 retried; anything else (5xx, timeouts, refused connections) may be retried.
+
+The secret stays sealed (:mod:`cloud.registry.webhook_secrets`) until :meth:`WebhookSender.post`
+opens it to sign, with the sender's ``sealing`` key ring; one it cannot open (no ring, another
+key) is an attempt to retry, with the reason, so a platform restarted with the right key sends it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ import asyncio
 import enum
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker.sealing import KeyRing, SealingError
 from cloud.core.access import autocommit
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import SIGNATURE_HEADER, sign
+from cloud.registry import webhook_secrets
 from cloud.registry.models import Organisation
+from cloud.registry.secrets import NoSealingKey
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +43,9 @@ EVENT_HEADER = "X-Gridwire-Event"
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
+    organisation: str
     url: str
-    secret: str
+    sealed_secret: str = field(repr=False)
 
 
 class Verdict(enum.Enum):
@@ -53,11 +61,13 @@ class Attempt:
 
 
 class WebhookSender:
-    """Organisations' webhook targets, one signed POST at a time, and the outbox to submit into."""
+    """Organisations' webhook targets, one signed POST at a time, and the outbox to submit into.
+    ``sealing`` opens the secrets to sign with; a process that only submits needs none."""
 
-    def __init__(self, *, engine: AsyncEngine, outbox: WebhookOutbox | None = None,
+    def __init__(self, *, engine: AsyncEngine, sealing: KeyRing | None = None, outbox: WebhookOutbox | None = None,
                  client: httpx.AsyncClient | None = None, timeout: float = 10.0) -> None:
         self._engine = engine
+        self._sealing = sealing
         self.outbox = outbox or WebhookOutbox(engine)
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
@@ -81,7 +91,7 @@ class WebhookSender:
                                       .where(Organisation.identification == organisation))).first()
         if row is None or not row.webhook_url or not row.webhook_secret:
             return None
-        return WebhookTarget(url=row.webhook_url, secret=row.webhook_secret)
+        return WebhookTarget(organisation=organisation, url=row.webhook_url, sealed_secret=row.webhook_secret)
 
     async def submit(self, organisation: str, body: bytes, *, event: str = "notification",
                      key: str | None = None) -> str | None:
@@ -97,7 +107,12 @@ class WebhookSender:
 
     async def post(self, target: WebhookTarget, body: bytes, *, event: str, delivery: str) -> Attempt:
         """One signed POST of ``body`` and what it means for the delivery."""
-        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(target.secret, body),
+        try:
+            secret = webhook_secrets.reveal(self._sealing, target.organisation, target.sealed_secret)
+        except (SealingError, NoSealingKey) as exc:
+            log.warning("webhook of %s: delivery %s not signed: %s", target.organisation, delivery, exc)
+            return Attempt(Verdict.RETRY, f"the webhook secret cannot be opened: {exc}")
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body),
                    EVENT_HEADER: event, DELIVERY_HEADER: delivery}
         try:
             answer = await self._client.post(target.url, content=body, headers=headers)

@@ -90,7 +90,9 @@ class Organisation(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     role: Mapped[PlatformRole] = mapped_column(_enum(PlatformRole), default=PlatformRole.USER)
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
-    webhook_secret: Mapped[str | None] = mapped_column(String(255))
+    # Sealed (cloud.registry.webhook_secrets), never in clear: a 255-character secret seals to
+    # about 400 characters, so the column is text.
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -17,7 +17,8 @@ from sqlalchemy import Select, and_, bindparam, delete, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from cloud.registry import errors
+from broker.sealing import KeyRing
+from cloud.registry import errors, webhook_secrets
 from cloud.registry.db import create_engine
 from cloud.registry.enums import DeviceType, LifecycleState, can_update_state
 from cloud.registry.functions import Decision, DeviceFunction, FunctionGroup, authorise, groups_allowing
@@ -62,11 +63,13 @@ class Registry:
 
     Give either an ``engine`` (shared with the caller, who disposes it) or a ``url`` (the
     registry makes its own engine and disposes it in :meth:`close`). The schema must already
-    be migrated (:func:`cloud.migrations.migrate`).
+    be migrated (:func:`cloud.migrations.migrate`). ``sealing`` is the platform's sealing key
+    ring: webhook secrets are written sealed with it (:mod:`cloud.registry.webhook_secrets`),
+    and refused without one.
     """
 
     def __init__(self, *, engine: AsyncEngine | None = None, url: str | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, sealing: KeyRing | None = None) -> None:
         if (engine is None) == (url is None):
             raise ValueError("give exactly one of engine and url")
         self._owns_engine = engine is None
@@ -75,6 +78,7 @@ class Registry:
         # One statement per read: no BEGIN and ROLLBACK round trips around it.
         self._auto = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._clock = clock
+        self._sealing = sealing
 
     async def close(self) -> None:
         """Release the database connections, if the registry made the engine."""
@@ -213,12 +217,14 @@ class Registry:
     # --- organisations ----------------------------------------------------------------------
 
     async def add_organisation(self, spec: OrganisationCreate) -> OrganisationPublic:
-        """Add an organisation; OrganisationExists if the identification is taken."""
+        """Add an organisation; OrganisationExists if the identification is taken, NoSealingKey for a
+        webhook secret with no sealing key."""
         now = self._clock()
+        secret = (webhook_secrets.seal(self._sealing, spec.identification, spec.webhook_secret.get_secret_value())
+                  if spec.webhook_secret else None)
         row = Organisation(identification=spec.identification, name=spec.name, enabled=spec.enabled,
                            role=spec.role, created_at=now, updated_at=now,
-                           webhook_url=str(spec.webhook_url) if spec.webhook_url else None,
-                           webhook_secret=spec.webhook_secret.get_secret_value() if spec.webhook_secret else None)
+                           webhook_url=str(spec.webhook_url) if spec.webhook_url else None, webhook_secret=secret)
         async with self._sessions.begin() as session:
             session.add(row)
             try:
@@ -229,14 +235,17 @@ class Registry:
             return OrganisationPublic.of(row)
 
     async def update_organisation(self, organisation: str, change: OrganisationUpdate) -> OrganisationPublic:
-        """Change the fields given in ``change``."""
+        """Change the fields given in ``change`` (a webhook secret sealed: NoSealingKey without a key)."""
+        # Sealed before the transaction: a refusal changes nothing.
+        secret = (webhook_secrets.seal(self._sealing, organisation, change.webhook_secret.get_secret_value())
+                  if change.webhook_secret else None)
         async with self._sessions.begin() as session:
             row = await self._org_row(session, organisation)
             for name, value in change.model_dump(exclude_unset=True).items():
                 if name == "webhook_url":
                     value = str(value) if value is not None else None
                 elif name == "webhook_secret":
-                    value = change.webhook_secret.get_secret_value() if change.webhook_secret else None
+                    value = secret
                 elif value is None:
                     continue  # name, enabled and role cannot be cleared
                 setattr(row, name, value)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic import ConfigDict
@@ -81,6 +81,24 @@ def check_value(name: str, value: str) -> None:
         raise InvalidSecret("password must be 1 to 64 bytes")
 
 
+def check_sealed(ring: KeyRing | None, values: Sequence[tuple[str, str]], *, what: str) -> None:
+    """Refuse to run on stored secrets, ``(value, context)`` each, that cannot be used: one in
+    clear (named, with the step that seals it), any at all with no ring, or a ring that does not
+    open them (one value opened per key id: a missing key, or another key under the same id, is
+    named). The rule for every secret the registry holds at rest."""
+    checked: set[str] = set()
+    for value, where in values:
+        if not is_sealed(value):
+            raise SealingError(f"{where} is in clear: run `gridwire secrets reseal`")
+        if ring is None:
+            raise SealingError(f"the registry holds {len(values)} sealed {what} but {KEY_ENV} is not set: "
+                               "the platform cannot start without its sealing key")
+        kid = ring.key_id_of(value)
+        if kid not in checked:
+            ring.open(value, context=where)
+            checked.add(kid)
+
+
 class DeviceSecrets:
     """The registry's sealed device secrets. ``ring`` None: nothing can be sealed or opened, but
     secrets can still be listed and pending keys made active."""
@@ -120,26 +138,14 @@ class DeviceSecrets:
             return int((await session.execute(select(func.count()).select_from(DeviceSecret))).scalar_one())
 
     async def check_ring(self) -> int:
-        """Refuse a ring that cannot open what the registry holds: one value opened per key id
-        (a missing key, or another key under the same id, is named). Returns the secrets held."""
+        """Refuse a ring that cannot open what the registry holds (:func:`check_sealed`);
+        returns the secrets held."""
         async with self._sessions() as session:
             rows = (await session.execute(
                 select(DeviceSecret.name, DeviceSecret.active, Device.identification)
                 .join(Device, Device.id == DeviceSecret.device_id))).all()
-        if not rows:
-            return 0
-        checked: set[str] = set()
-        for name, value, device in rows:
-            if not is_sealed(value):
-                raise SealingError(f"{context(device, name)} is in clear: run `gridwire secrets reseal`")
-            ring = self.ring if self._ring is not None else None
-            if ring is None:
-                raise SealingError(f"the registry holds {len(rows)} sealed device secret(s) but {KEY_ENV} is not "
-                                   "set: the platform cannot start without its sealing key")
-            kid = ring.key_id_of(value)
-            if kid not in checked:
-                ring.open(value, context=context(device, name))
-                checked.add(kid)
+        check_sealed(self._ring, [(value, context(device, name)) for name, value, device in rows],
+                     what="device secret(s)")
         return len(rows)
 
     # --- writing ------------------------------------------------------------------------------

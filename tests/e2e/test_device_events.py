@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from broker.sealing import KeyRing, new_key
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import verify
@@ -40,6 +41,8 @@ from tests.fixtures.waiting import poll_until, wait_for
 ORG_A, ORG_B = "org-a", "org-b"
 METER = "meter-ev-1"
 HOOK_SECRET = "event-hook-secret-0123456789"
+# The platform seals webhook secrets with it (the domain process opens them to sign).
+HOOK_KEY = new_key("e2e")
 
 
 def listening(port: int) -> bool:
@@ -72,11 +75,11 @@ async def domain_process(settings) -> AsyncIterator[None]:
 
 async def test_a_power_failure_reaches_webhook_app_and_history_once_and_survives_a_kill(
         tmp_path: Path, mosquitto: MosquittoServer, postgres_url: str) -> None:
-    settings = platform_settings(mosquitto, postgres_url)
+    settings = platform_settings(mosquitto, postgres_url, secrets_key=HOOK_KEY)
     async with webhook_server() as hook, serve_with_lifespan(settings) as base, \
             httpx.AsyncClient(base_url=base, timeout=10) as http, \
             dlms_simulator(lambda: datetime.now(UTC), SecurityMode.LLS, serial="GWEVENT00001") as sim:
-        async with Registry(url=postgres_url) as registry:
+        async with Registry(url=postgres_url, sealing=KeyRing.parse(HOOK_KEY)) as registry:
             await registry.add_organisation(OrganisationCreate(identification=OPERATOR, name="Operator",
                                                                role=PlatformRole.ADMIN))
             await registry.add_organisation(OrganisationCreate(identification=ORG_A, name="A", webhook_url=hook.url,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from cloud.monitoring import MonitoringStore
 from cloud.monitoring.events import EventType, make_event
 from cloud.monitoring.process import MonitorOptions
+from broker.sealing import KeyRing, new_key
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import verify
@@ -39,6 +40,8 @@ from tests.fixtures.waiting import poll_until
 
 ORG_A, ORG_B = "org-a", "org-b"
 HOOK_SECRET = "monitoring-hook-secret-0123456789"
+# The platform seals webhook secrets with it (the domain process opens them to sign).
+HOOK_KEY = new_key("e2e")
 
 
 @asynccontextmanager
@@ -56,10 +59,10 @@ async def platform_process(name: str, settings) -> AsyncIterator[None]:
 
 async def test_a_concentrator_going_offline_reaches_the_webhook_once(
         tmp_path: Path, mosquitto: MosquittoServer, postgres_url: str) -> None:
-    settings = platform_settings(mosquitto, postgres_url)
+    settings = platform_settings(mosquitto, postgres_url, secrets_key=HOOK_KEY)
     async with webhook_server() as hook, serve_with_lifespan(settings) as base, \
             httpx.AsyncClient(base_url=base, timeout=10) as http:
-        async with Registry(url=postgres_url) as registry:
+        async with Registry(url=postgres_url, sealing=KeyRing.parse(HOOK_KEY)) as registry:
             await registry.add_organisation(OrganisationCreate(identification=OPERATOR, name="Operator",
                                                                role=PlatformRole.ADMIN))
             for org in (ORG_A, ORG_B):
@@ -113,10 +116,11 @@ async def test_a_concentrator_going_offline_reaches_the_webhook_once(
 
 async def test_an_event_stored_by_a_killed_monitor_is_served_by_the_next(
         mosquitto: MosquittoServer, postgres_url: str) -> None:
-    settings = platform_settings(mosquitto, postgres_url, monitor=MonitorOptions(sweep_seconds=0.2))
+    settings = platform_settings(mosquitto, postgres_url, secrets_key=HOOK_KEY,
+                                 monitor=MonitorOptions(sweep_seconds=0.2))
     async with webhook_server() as hook, serve_with_lifespan(settings) as base, \
             httpx.AsyncClient(base_url=base, timeout=10) as http:
-        async with Registry(url=postgres_url) as registry:
+        async with Registry(url=postgres_url, sealing=KeyRing.parse(HOOK_KEY)) as registry:
             await registry.add_organisation(OrganisationCreate(identification=ORG_A, name=ORG_A, webhook_url=hook.url,
                                                                webhook_secret=HOOK_SECRET))
         added = await http.post("/v1/installation/devices", headers=bearer(ORG_A),

@@ -43,7 +43,8 @@ _MADE = {"links": {"GetOrganisation": {
 
 
 @router.post("/organisations", status_code=status.HTTP_201_CREATED, response_model=OrganisationPublic,
-             responses={**REFUSALS, 201: _MADE, 409: {"description": "Identification taken"}})
+             responses={**REFUSALS, 201: _MADE, 409: {"description": "Identification taken, or a webhook secret "
+                                                                 "while the platform has no sealing key"}})
 async def add_organisation(spec: OrganisationCreate, registry: RegistryDep, _admin: Admin) -> OrganisationPublic:
     """Add an organisation."""
     return await registry.add_organisation(spec)
@@ -63,10 +64,12 @@ async def get_organisation(organisation: str, registry: RegistryDep, who: Caller
     return await registry.get_organisation(organisation)
 
 
-@router.patch("/organisations/{organisation}", response_model=OrganisationPublic, responses=REFUSALS)
+@router.patch("/organisations/{organisation}", response_model=OrganisationPublic,
+              responses={**REFUSALS, 409: {"description": "A webhook secret while the platform has no sealing key"}})
 async def update_organisation(organisation: str, change: OrganisationUpdate, registry: RegistryDep,
                               _admin: Admin) -> OrganisationPublic:
-    """Rename, enable or disable an organisation, or set its webhook."""
+    """Rename, enable or disable an organisation, or set its webhook (the secret is stored sealed and
+    never shown: ``hasWebhookSecret`` says whether one is set)."""
     return await registry.update_organisation(organisation, change)
 
 

@@ -1,6 +1,7 @@
 """A webhook delivery loop in a process of its own, for tests that SIGKILL it mid-POST.
 
 Usage: python -m tests.cloud.core.delivery_child <registry url> <lease seconds> <http timeout seconds>
+(the sealing key ring that opens the webhook secrets in GRIDWIRE_SECRETS_KEY)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import sys
 from datetime import timedelta
 
+from broker.sealing import KeyRing
 from broker.session import Backoff
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.webhook import WebhookSender
@@ -18,7 +20,7 @@ from cloud.registry.db import create_engine
 
 async def main(url: str, lease: float, timeout: float) -> None:
     engine = create_engine(url)
-    sender = WebhookSender(engine=engine, timeout=timeout)
+    sender = WebhookSender(engine=engine, sealing=KeyRing.from_environment(), timeout=timeout)
     policy = DeliveryPolicy(lease=timedelta(seconds=lease), poll_interval=0.05,
                             backoff=Backoff(initial=0.05, maximum=0.2))
     await WebhookDelivery(sender=sender, policy=policy, worker="child").run()

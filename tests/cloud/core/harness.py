@@ -246,13 +246,13 @@ async def platform(broker: MosquittoServer, db_url: str, *, cores: int = 1, conc
     """Start everything; stop it all (in reverse) on exit."""
     await migrate(db_url)
     async with AsyncExitStack() as exits:
-        registry = await exits.enter_async_context(Registry(url=db_url))
+        registry = await exits.enter_async_context(Registry(url=db_url, sealing=sealing))
         await seed(registry, webhook_url=webhook_url, webhook_secret=webhook_secret)
         store = CommandStore(registry.engine)
         requests = RequestStore(registry.engine)
         dead_letters = DeadLetterStore(engine=registry.engine)
         await dead_letters.create_schema()
-        webhooks = WebhookSender(engine=registry.engine)
+        webhooks = WebhookSender(engine=registry.engine, sealing=sealing)
         exits.push_async_callback(webhooks.close)
         delivery = WebhookDelivery(sender=webhooks, policy=FAST_WEBHOOKS)
         delivery.start()

@@ -1,4 +1,5 @@
-"""Webhooks: signed with the organisation's secret, stored in the outbox, retried, through the whole platform."""
+"""Webhooks: signed with the organisation's secret (sealed at rest, opened only to sign), stored in
+the outbox, retried, through the whole platform."""
 
 from __future__ import annotations
 
@@ -10,21 +11,24 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import text
 
+from broker.sealing import KeyRing, new_key
 from broker.session import Backoff
 from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import StoredDelivery
 from cloud.notify.signing import sign, verify
-from cloud.notify.webhook import WebhookSender
-from cloud.registry import OrganisationCreate, Registry
+from cloud.notify.webhook import Verdict, WebhookSender
+from cloud.registry import OrganisationCreate, Registry, webhook_secrets
 from tests.cloud.core.harness import LIGHT, Stack, platform
 from tests.cloud.core.webhook_server import WebhookServer, webhook_server
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.waiting import poll_until, wait_for
 
 SECRET = "s3cret-for-webhook-tests"
+SEALING = KeyRing.parse(new_key("hooks"))
 
 
 @given(secret=st.text(min_size=16, max_size=64), body=st.binary(max_size=512), other=st.binary(max_size=512))
@@ -40,11 +44,11 @@ async def hooked(tmp_path: Path, hook: WebhookServer, *, max_attempts: int) -> A
     """A registry with org-h (webhook ``hook``) and org-none (no webhook), and a running delivery loop."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'hooks.db'}"
     await migrate(url)
-    async with Registry(url=url) as registry:
+    async with Registry(url=url, sealing=SEALING) as registry:
         await registry.add_organisation(OrganisationCreate(identification="org-h", name="Hooked",
                                                            webhook_url=hook.url, webhook_secret=SECRET))
         await registry.add_organisation(OrganisationCreate(identification="org-none", name="No hook"))
-        sender = WebhookSender(engine=registry.engine)
+        sender = WebhookSender(engine=registry.engine, sealing=SEALING)
         delivery = WebhookDelivery(sender=sender, policy=DeliveryPolicy(
             max_attempts=max_attempts, backoff=Backoff(initial=0.02, maximum=0.1), poll_interval=0.05))
         delivery.start()
@@ -102,7 +106,7 @@ async def test_delivery_gives_up_on_a_refusal_and_after_max_attempts(tmp_path: P
 async def test_platform_result_reaches_the_webhook_signed(shared_mosquitto: MosquittoServer, tmp_path: Path) -> None:
     async with webhook_server(script=[502]) as hook:
         async with platform(shared_mosquitto, f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", webhook_url=hook.url,
-                            webhook_secret=SECRET) as stack:
+                            webhook_secret=SECRET, sealing=SEALING) as stack:
             stack: Stack
             answer = await stack.post(f"/v1/publiclighting/devices/{LIGHT}/light", {"on": True, "dimLevel": 55})
             correlation = answer.json()["correlationId"]
@@ -115,3 +119,46 @@ async def test_platform_result_reaches_the_webhook_signed(shared_mosquitto: Mosq
     payload = json.loads(delivered.body)
     assert payload["correlationId"] == correlation and payload["status"] == "SUCCEEDED"
     assert payload["result"]["dimLevel"] == 55 and delivered.headers["x-gridwire-event"] == "publiclighting.setLight"
+
+
+async def test_a_sealed_secret_signs_deliveries_that_verify_before_and_after_a_key_rotation(registry_url: str) -> None:
+    await migrate(registry_url)
+    async with webhook_server() as hook, Registry(url=registry_url, sealing=SEALING) as registry:
+        await registry.add_organisation(OrganisationCreate(identification="org-h", name="Hooked",
+                                                           webhook_url=hook.url, webhook_secret=SECRET))
+
+        async def at_rest() -> str:
+            async with registry.engine.connect() as conn:
+                return (await conn.execute(text("SELECT webhook_secret FROM organisation"))).scalar_one()
+
+        assert (await at_rest()).startswith("sealed:v1:hooks:") and SECRET not in await at_rest()
+
+        async def attempt(ring: KeyRing | None, delivery: str) -> Verdict:
+            sender = WebhookSender(engine=registry.engine, sealing=ring)
+            try:
+                target = await sender.target("org-h")
+                assert target is not None and SECRET not in repr(target)
+                outcome = await sender.post(target, b'{"n": "%s"}' % delivery.encode(), event="test.event",
+                                            delivery=delivery)
+            finally:
+                await sender.close()
+            if outcome.verdict is Verdict.RETRY:
+                assert "the webhook secret cannot be opened" in outcome.reason and SECRET not in outcome.reason
+            return outcome.verdict
+
+        # No key, or another key under the same id: nothing is sent, the delivery is tried again later.
+        assert await attempt(None, "d-none") is Verdict.RETRY
+        assert await attempt(KeyRing.parse(new_key("hooks")), "d-other") is Verdict.RETRY
+        assert hook.received == []
+
+        rotated = KeyRing(KeyRing.parse(new_key("next")).keys + SEALING.keys)  # the new key first
+        assert await attempt(SEALING, "d-1") is Verdict.DELIVERED
+        assert await attempt(rotated, "d-2") is Verdict.DELIVERED  # sealed with the old key: still opens
+        assert await webhook_secrets.reseal(registry.engine, rotated) == 1
+        assert (await at_rest()).startswith("sealed:v1:next:")
+        only_new = KeyRing(rotated.keys[:1])
+        assert await attempt(only_new, "d-3") is Verdict.DELIVERED  # the old key dropped
+        assert await attempt(SEALING, "d-old") is Verdict.RETRY  # and it no longer opens the secret
+    assert [got.headers["x-gridwire-delivery"] for got in hook.received] == ["d-1", "d-2", "d-3"]
+    for got in hook.received:
+        assert verify(SECRET, got.body, got.headers["x-gridwire-signature"]), got.headers

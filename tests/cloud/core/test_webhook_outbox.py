@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
+from broker.sealing import KEY_ENV, KeyRing, new_key
 from broker.session import Backoff
 from cloud.migrations import migrate
 from cloud.notify.delivery import DeliveryPolicy, WebhookDelivery
@@ -27,6 +28,8 @@ from tests.fixtures.procs import ManagedProcess, free_port
 from tests.fixtures.waiting import poll_until, wait_for
 
 SECRET = "s3cret-for-outbox-tests"
+KEY = new_key("outbox")
+SEALING = KeyRing.parse(KEY)
 ORG = "org-h"
 FAST = DeliveryPolicy(backoff=Backoff(initial=0.05, maximum=0.2), poll_interval=0.05)
 
@@ -34,7 +37,7 @@ FAST = DeliveryPolicy(backoff=Backoff(initial=0.05, maximum=0.2), poll_interval=
 @asynccontextmanager
 async def registry_with_hook(url: str, hook_url: str) -> AsyncIterator[Registry]:
     await migrate(url)
-    async with Registry(url=url) as registry:
+    async with Registry(url=url, sealing=SEALING) as registry:
         await registry.add_organisation(OrganisationCreate(identification=ORG, name="Hooked", webhook_url=hook_url,
                                                            webhook_secret=SECRET))
         yield registry
@@ -63,7 +66,7 @@ async def test_receiver_down_then_up_gets_every_notification(registry_url: str) 
     port = free_port()
     hook_url = f"http://127.0.0.1:{port}/hooks/gridwire"
     async with registry_with_hook(registry_url, hook_url) as registry:
-        sender = WebhookSender(engine=registry.engine, timeout=1.0)
+        sender = WebhookSender(engine=registry.engine, sealing=SEALING, timeout=1.0)
         delivery = WebhookDelivery(sender=sender, policy=FAST)
         delivery.start()
         try:
@@ -86,10 +89,11 @@ async def test_receiver_down_then_up_gets_every_notification(registry_url: str) 
 async def test_sender_killed_mid_post_leaves_its_notifications_to_another(registry_url: str, tmp_path: Path) -> None:
     gate = asyncio.Event()
     async with webhook_server(gate=gate) as hook, registry_with_hook(registry_url, hook.url) as registry:
-        sender = WebhookSender(engine=registry.engine)
+        sender = WebhookSender(engine=registry.engine, sealing=SEALING)
         bodies = await submit_many(sender, 5)
         child = ManagedProcess(argv=[sys.executable, "-m", "tests.cloud.core.delivery_child", registry_url, "3", "1"],
-                               log=tmp_path / "child.log", cwd=Path(__file__).resolve().parents[3])
+                               log=tmp_path / "child.log", cwd=Path(__file__).resolve().parents[3],
+                               env={KEY_ENV: KEY})
         child.start()
         try:
             # The receiver holds every POST open: the child is in the middle of sending all of them.
@@ -117,7 +121,7 @@ async def test_sender_killed_mid_post_leaves_its_notifications_to_another(regist
 
 async def test_two_loops_deliver_each_notification_once(registry_url: str) -> None:
     async with webhook_server() as hook, registry_with_hook(registry_url, hook.url) as registry:
-        sender = WebhookSender(engine=registry.engine)
+        sender = WebhookSender(engine=registry.engine, sealing=SEALING)
         bodies = await submit_many(sender, 60)
         small = DeliveryPolicy(backoff=FAST.backoff, poll_interval=0.02, batch=4)
         loops = [WebhookDelivery(sender=sender, policy=small, worker=f"loop-{n}") for n in range(2)]

@@ -1,4 +1,5 @@
-"""A migrated registry on each backend (SQLite file and a fresh PostgreSQL database)."""
+"""A migrated registry on each backend (SQLite file and a fresh PostgreSQL database), with a
+sealing key ring as a deployment has (webhook secrets are refused without one)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from broker.sealing import KeyRing, new_key
 from cloud.migrations import migrate
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
+
+SEALING = KeyRing.parse(new_key("test"))
 
 
 @pytest.fixture
 async def registry(registry_url: str) -> AsyncIterator[Registry]:
     """A Registry over a database brought up by the real migrations (never create_all)."""
     await migrate(registry_url)
-    async with Registry(url=registry_url) as reg:
+    async with Registry(url=registry_url, sealing=SEALING) as reg:
         yield reg
 
 
