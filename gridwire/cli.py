@@ -353,8 +353,9 @@ def cloud_core(log_level: LogLevel = "INFO") -> None:
 @cloud_app.command("domain", epilog=_SETTINGS_HELP)
 def cloud_domain(log_level: LogLevel = "INFO") -> None:
     """Run one domain process: the functional-domain consumer (requests to generic commands) and
-    the results consumer (outcomes to apps and webhooks; also WEBHOOK_MAX_ATTEMPTS, ...).
-    Start more to share the load."""
+    the results consumer (outcomes to apps and webhooks; also WEBHOOK_MAX_ATTEMPTS, ...). It signs
+    webhook deliveries with the organisations' sealed secrets: with any stored it needs
+    GRIDWIRE_SECRETS_KEY, as the API does. Start more to share the load."""
     _cloud_process("domain", log_level)
 
 

@@ -1,5 +1,6 @@
 """The registry's PostgreSQL stopped under a running API: every operation that checks a
-credential answers 503 with ``Retry-After`` and the reason in the error format, never a 500;
+credential, and the claim exchange, answers 503 with ``Retry-After`` and the reason in the error
+format, never a 500;
 the process keeps serving, and once PostgreSQL is back it answers as before (reads and writes),
 with no restart. A real cluster, stopped and started again mid-test."""
 
@@ -48,6 +49,10 @@ async def test_every_operation_answers_503_while_postgresql_is_down_and_serves_a
                 assert answer.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
                 assert "503" in operation["responses"], (method, path)  # and the document says so
         assert len(answered) > 80 and 500 not in answered.values()
+        # The claim exchange, given a claim to look up, meets the registry down too.
+        redeem = await http.post("/v1/installation/provision", json={"claim": "a-claim", "csr": "a-csr"})
+        assert (redeem.status_code, redeem.json()) == (503, {"detail": REASON})
+        assert redeem.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
 
         await asyncio.to_thread(cluster.start)
         listed = await http.get("/v1/admin/organisations", headers=admin)
