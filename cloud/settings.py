@@ -17,7 +17,7 @@ Environment variables: ``GRIDWIRE_<SECTION>_<FIELD>``, e.g. ``GRIDWIRE_MQTT_HOST
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -25,6 +25,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.sealing import KeyRing
 from broker.session import TlsSettings
+
+if TYPE_CHECKING:
+    from cloud.processing.rules import Thresholds
+    from cloud.processing.series import Estimation
 
 # The embedded default; production sets a PostgreSQL URL.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gridwire.sqlite"
@@ -126,6 +130,38 @@ class ConsumptionSettings(Section):
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
+
+
+class ProcessingOptions(Section):
+    """Processing's settings (``GRIDWIRE_PROCESSING_*``), read by processing and by the web API,
+    which recomputes a meter's intervals when a meter exchange is recorded."""
+
+    # How long the broker keeps this process's session while it is away (see ingest's).
+    session_expiry: int = Field(default=300, ge=0)
+    # Gaps between measured register values up to this long are interpolated.
+    max_gap_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    # A boundary with measured values this close on both sides counts as measured.
+    tolerance_seconds: float = Field(default=30.0, ge=0)
+    # Time-stamp sanity: readings this far ahead of the processing's clock, or older, or
+    # stamped by a clock possibly this far off, fail validation.
+    future_seconds: float = Field(default=300.0, ge=0)
+    max_age_seconds: float = Field(default=400 * 86_400.0, gt=0)
+    clock_drift_seconds: float = Field(default=60.0, gt=0)
+    # As ingest's: readings from senders the registry does not know are skipped (``refuse``),
+    # since ingest does not store them; ``accept`` processes them, for commissioning.
+    unknown_senders: Literal["refuse", "accept"] = "refuse"
+    senders_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    def estimation(self) -> Estimation:
+        from cloud.processing.series import Estimation  # noqa: PLC0415 - settings import no processing at load
+
+        return Estimation(max_gap_seconds=self.max_gap_seconds, tolerance_seconds=self.tolerance_seconds)
+
+    def thresholds(self) -> Thresholds:
+        from cloud.processing.rules import Thresholds  # noqa: PLC0415
+
+        return Thresholds(future_seconds=self.future_seconds, max_age_seconds=self.max_age_seconds,
+                          clock_drift_seconds=self.clock_drift_seconds)
 
 
 class InfluxSettings(Section):
@@ -231,6 +267,7 @@ class ApiSettings(CloudSettings):
     firmware: FirmwareOptions = Field(default_factory=FirmwareOptions)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     consumption: ConsumptionSettings = Field(default_factory=ConsumptionSettings)
+    processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
 
     # Where `gridwire cloud api` listens (its --host and --port override these).
     api_host: str = "127.0.0.1"

@@ -13,40 +13,11 @@ from cloud.ingest.senders import KnownSenders, UnknownSenders
 from cloud.processing.consumer import ProcessingConsumer
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.processor import Processor
-from cloud.processing.rules import Thresholds
-from cloud.processing.series import Estimation
 from cloud.processing.store import ProcessingStore
 from cloud.runtime import connected, influx_store, metrics_registry, session_metrics
-from cloud.settings import CloudSettings, ConsumptionSettings, InfluxSettings, Section
+from cloud.settings import CloudSettings, ConsumptionSettings, InfluxSettings, ProcessingOptions
 
 log = logging.getLogger(__name__)
-
-
-class ProcessingOptions(Section):
-    """Processing's own settings (``GRIDWIRE_PROCESSING_*``)."""
-
-    # How long the broker keeps this process's session while it is away (see ingest's).
-    session_expiry: int = Field(default=300, ge=0)
-    # Gaps between measured register values up to this long are interpolated.
-    max_gap_seconds: float = Field(default=7 * 86_400.0, gt=0)
-    # A boundary with measured values this close on both sides counts as measured.
-    tolerance_seconds: float = Field(default=30.0, ge=0)
-    # Time-stamp sanity: readings this far ahead of the processing's clock, or older, or
-    # stamped by a clock possibly this far off, fail validation.
-    future_seconds: float = Field(default=300.0, ge=0)
-    max_age_seconds: float = Field(default=400 * 86_400.0, gt=0)
-    clock_drift_seconds: float = Field(default=60.0, gt=0)
-    # As ingest's: readings from senders the registry does not know are skipped (``refuse``),
-    # since ingest does not store them; ``accept`` processes them, for commissioning.
-    unknown_senders: UnknownSenders = UnknownSenders.REFUSE
-    senders_refresh_seconds: float = Field(default=5.0, gt=0)
-
-    def estimation(self) -> Estimation:
-        return Estimation(max_gap_seconds=self.max_gap_seconds, tolerance_seconds=self.tolerance_seconds)
-
-    def thresholds(self) -> Thresholds:
-        return Thresholds(future_seconds=self.future_seconds, max_age_seconds=self.max_age_seconds,
-                          clock_drift_seconds=self.clock_drift_seconds)
 
 
 class ProcessingSettings(CloudSettings):
@@ -70,7 +41,7 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
                               estimation=options.estimation(), thresholds=options.thresholds(),
                               zone=settings.consumption.zone())
         senders = (KnownSenders(engine=registry.engine, refresh_seconds=options.senders_refresh_seconds)
-                   if options.unknown_senders is UnknownSenders.REFUSE else None)
+                   if options.unknown_senders == UnknownSenders.REFUSE else None)
         consumer = ProcessingConsumer(session=session, processor=processor, name=session.client_id, senders=senders)
         _watch(metrics, consumer, processor)
         try:

@@ -19,7 +19,7 @@ from broker.schemas import MeterReading
 from cloud.catalogue import Catalogue
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.intervals import Interval, floor, following, starts, storable
-from cloud.processing.rules import (RegisterPoint, Thresholds, clock_error, exchanged_between, is_register,
+from cloud.processing.rules import (REGISTER_DECREASED, RULES, SPIKE, RegisterPoint, Thresholds, clock_error, exchanged_between, is_register,
                                    limits_for, to_base, validate)
 from cloud.processing.series import Consumption, Estimation, Series
 from cloud.processing.store import NewPoint, ProcessingStore
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # The intervals recomputed from the values of the days they lie in.
 _WITHIN_DAYS = (Interval.QUARTER_HOUR, Interval.HOUR, Interval.DAY)
+# The rules a value fails by its neighbours (judged again when the meter's exchanges change).
+_NEIGHBOUR_RULES = frozenset((REGISTER_DECREASED, SPIKE))
+_REJUDGE_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +119,7 @@ class Processor:
         # around them, unless those are too far away to interpolate from.
         lo = before.t if before is not None and first - before.t <= self._max_gap else first
         hi = after.t if after is not None and after.t - last <= self._max_gap else last
-        # Quarter-hours, hours and days are recomputed from the days they lie in; a month from
-        # its two ends and its days (unless an exchange lies in it: then from all its values).
-        zone = self._zone
-        start, end = floor(lo - 1, Interval.DAY, zone), following(floor(hi, Interval.DAY, zone), Interval.DAY, zone)
-        # Widened to whole UTC hours: a local day of a half-hour zone ends inside one.
-        start, end = floor(start, Interval.HOUR), following(floor(end - 1, Interval.HOUR), Interval.HOUR)
-        points = await self._store.window(meter, prop, start, end)
+        points = await self._store.window(meter, prop, *self._span(lo, hi))
         by_time = {p.t: p for p in points}
         now = self._clock()
         new: list[NewPoint] = []
@@ -136,15 +133,31 @@ class Processor:
             point = RegisterPoint(t=value.t, value=value.value, failed=failed)
             by_time[value.t] = point
             points = sorted(by_time.values(), key=lambda p: p.t)
-            new.append(NewPoint(point=point, unit=value.unit, reading_id=value.reading_id))
+            new.append(NewPoint(point=point, unit=value.unit, reading_id=value.reading_id,
+                                meter_class=value.meter_class))
             self.values += 1
             if failed:
                 self.failed += 1
                 self.failed_by_rule.update(failed)
                 log.info("meter %s %s at %s failed %s (value %s %s)", meter, prop, from_ns(value.t).isoformat(),
                          ",".join(failed), value.value, value.unit)
+        await self._recompute(meter, prop, lo, hi, points, new, exchanges, values[0].unit)
+
+    def _span(self, lo: int, hi: int) -> tuple[int, int]:
+        """The values read back to recompute the intervals whose boundaries lie in [lo, hi]."""
+        # Quarter-hours, hours and days are recomputed from the days they lie in; a month from
+        # its two ends and its days (unless an exchange lies in it: then from all its values).
+        zone = self._zone
+        start, end = floor(lo - 1, Interval.DAY, zone), following(floor(hi, Interval.DAY, zone), Interval.DAY, zone)
+        # Widened to whole UTC hours: a local day of a half-hour zone ends inside one.
+        return floor(start, Interval.HOUR), following(floor(end - 1, Interval.HOUR), Interval.HOUR)
+
+    async def _recompute(self, meter: str, prop: str, lo: int, hi: int, points: list[RegisterPoint],
+                         new: Sequence[NewPoint], exchanges: list[int], unit: str) -> None:
+        """Write ``new`` and every interval with a boundary in [lo, hi], from ``points`` (the
+        values of :meth:`_span`, ``new`` among them)."""
+        zone = self._zone
         series = Series(points, exchanges=exchanges, estimation=self._estimation)
-        unit = values[0].unit
         changed: list[tuple[Interval, Consumption]] = [
             (interval, one) for interval in _WITHIN_DAYS for one in series.aggregate(lo - 1, hi, interval, zone=zone)]
         # Written before the months are made from them: killed in between, the message comes again.
@@ -152,6 +165,72 @@ class Processor:
         months = [await self._month(meter, prop, month, exchanges)
                   for month in starts(lo - 1, hi, Interval.MONTH, zone)]
         await self._store.write(meter, prop, points=(), consumption=[(Interval.MONTH, m) for m in months], unit=unit)
+
+    async def exchanges_changed(self, meter: str, at: int) -> int:
+        """After a meter exchange at ``at`` was recorded (or removed) for ``meter``: judge its
+        stored values from there again and recompute the intervals they change, as if the
+        exchanges had been known from the start; how many values changed verdict."""
+        exchanges = await self._facts.exchanges(meter)
+        props = await self._store.properties(meter)
+        changed = 0
+        async with self._locks.hold(meter):
+            for prop in props:
+                changed += await self._rejudge(meter, prop, at, exchanges)
+        return changed
+
+    async def _rejudge(self, meter: str, prop: str, at: int, exchanges: list[int]) -> int:
+        """Judge ``prop``'s values after the last measured one before ``at`` again, in time order,
+        each against the measured value before it (as values arriving in time order are), up to
+        the first one at or after ``at`` that stays measured; then recompute as for new values."""
+        anchor, _ = await self._store.neighbours(meter, prop, at, at)
+        cursor = anchor.t if anchor is not None else -(2**62)
+        previous: list[RegisterPoint] = [anchor] if anchor is not None else []
+        rejudged: list[NewPoint] = []
+        first = last = stop = None
+        unit = None
+        while stop is None:
+            batch = await self._store.stored_after(meter, prop, cursor, _REJUDGE_BATCH)
+            for stored in batch:
+                point = stored.point
+                kept = set(point.failed) - _NEIGHBOUR_RULES
+                meter_class = stored.meter_class or self._only_class(prop)
+                judged = validate(t=point.t, value=point.value, limits=limits_for(meter_class, stored.unit),
+                                  neighbours=previous, exchanges=exchanges, now=point.t,
+                                  thresholds=self._thresholds, clock_error_seconds=0.0)
+                failed = tuple(rule for rule in RULES
+                               if rule in kept or (rule in judged and rule in _NEIGHBOUR_RULES))
+                first = point.t if first is None else first
+                unit = unit or stored.unit
+                if point.t >= at and not failed and not point.failed:
+                    stop = point  # measured before and after: what follows is judged as it was
+                    break
+                last = point.t
+                if failed != point.failed:
+                    rejudged.append(NewPoint(point=RegisterPoint(point.t, point.value, failed), unit=stored.unit,
+                                             reading_id=stored.reading_id, meter_class=stored.meter_class))
+                if not failed:
+                    previous = [RegisterPoint(point.t, point.value)]
+            if len(batch) < _REJUDGE_BATCH:
+                break
+            cursor = batch[-1].point.t
+        if first is None or unit is None:
+            return 0
+        lo = anchor.t if anchor is not None and first - anchor.t <= self._max_gap else first
+        hi = last if last is not None else first
+        if stop is not None and (last is None or stop.t - last <= self._max_gap):
+            hi = stop.t
+        by_time = {p.t: p for p in await self._store.window(meter, prop, *self._span(lo, hi))}
+        by_time.update((new.point.t, new.point) for new in rejudged)
+        points = sorted(by_time.values(), key=lambda p: p.t)
+        if rejudged:
+            log.info("meter %s %s: %d values judged again after the exchanges changed at %s", meter, prop,
+                     len(rejudged), from_ns(at).isoformat())
+        await self._recompute(meter, prop, lo, hi, points, rejudged, exchanges, unit)
+        return len(rejudged)
+
+    def _only_class(self, prop: str) -> str | None:
+        definition = self._catalogue.property(prop)
+        return definition.meter_classes[0] if definition is not None and len(definition.meter_classes) == 1 else None
 
     async def _month(self, meter: str, prop: str, start: int, exchanges: list[int]) -> Consumption:
         """A month's consumption: its ends' values less one another, its days' readings and rules."""

@@ -32,6 +32,7 @@ class NewPoint:
     point: RegisterPoint
     unit: str
     reading_id: str
+    meter_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,28 @@ class ProcessingStore:
         points = {p.t: p for rows in edges for p in _points(rows)}
         return sorted(points.values(), key=lambda p: p.t), _stored(days)
 
+    async def properties(self, meter: str) -> list[str]:
+        """The registers processing holds values of for ``meter``."""
+        (rows,) = await self.influx.query_each([
+            f'SHOW TAG VALUES FROM {REGISTER} WITH KEY = "property" WHERE {quote_identifier("meter")} = '
+            f"{quote_literal(meter)}"])
+        return sorted({row[columns.index("value")] for columns, values in rows for row in values})
+
+    async def stored_after(self, meter: str, prop: str, after: int, limit: int) -> list[NewPoint]:
+        """Up to ``limit`` stored values (measured and failed) after ``after``, in time order, as
+        they were written (unit, reading and meter class with them: to be judged again)."""
+        (rows,) = await self.influx.query_each([
+            f'SELECT "value", "rules", "unit", "reading_id", "meter_class" FROM {REGISTER} '
+            f"WHERE {_series(meter, prop)} AND time > {after} ORDER BY time LIMIT {int(limit)}"])
+        found = []
+        for columns, values in rows:
+            index = {name: i for i, name in enumerate(columns)}
+            for row in values:
+                found.append(NewPoint(point=_point(row, index["time"], index["value"], index["rules"]),
+                                      unit=row[index["unit"]], reading_id=row[index["reading_id"]] or "",
+                                      meter_class=row[index["meter_class"]] if "meter_class" in index else None))
+        return found
+
     async def write(self, meter: str, prop: str, *, points: Sequence[NewPoint],
                     consumption: Iterable[tuple[Interval, Consumption]], unit: str) -> int:
         """Store the new register values and the recomputed intervals in one write."""
@@ -101,7 +124,8 @@ class ProcessingStore:
             quality = "failed_validation" if point.failed else "measured"
             lines.append(f"{REGISTER},meter={tags} value={format_float(point.value)},unit={quote_string(new.unit)},"
                          f"quality={quote_string(quality)},rules={quote_string(','.join(point.failed))},"
-                         f"reading_id={quote_string(new.reading_id)} {point.t}")
+                         f"reading_id={quote_string(new.reading_id)}"
+                         f"{'' if new.meter_class is None else ',meter_class=' + quote_string(new.meter_class)} {point.t}")
         for interval, one in consumption:
             fields = [f"unit={quote_string(unit)}", f"quality={quote_string(one.quality.value)}",
                       f"rules={quote_string(','.join(one.rules))}", f"method={quote_string(one.method or '')}",

@@ -3,19 +3,28 @@
 Processing (docs/PROCESSING.md) lets a cumulative register restart at a recorded exchange
 instead of flagging the drop, and counts consumption across it. Recording one needs the
 function UPDATE_DEVICE on the meter (installation work); reading them, the same.
+
+Recording one (or recording it again) judges the meter's stored register values from the
+exchange on again and recomputes the consumption intervals they change, through processing's
+incremental path, before answering: the intervals end as if the exchange had been known from
+the start. If the time-series store is unavailable the exchange stays recorded and the answer
+is a 503; recording it again does the recompute.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from cloud.api.deps import Caller, RegistryDep, require
+from cloud.api.deps import Caller, CatalogueDep, RegistryDep, SettingsDep, get_store, require
 from cloud.api.errors import REFUSALS
-from cloud.processing.facts import MeterFacts
+from cloud.processing.facts import MeterFacts, MeterLocks
+from cloud.processing.processor import Processor
+from cloud.processing.store import ProcessingStore
 from cloud.registry import DeviceFunction
+from cloud.store.line_protocol import to_ns
 
 router = APIRouter(prefix="/v1/installation", tags=["installation"])
 
@@ -39,13 +48,22 @@ class MeterExchangePublic(BaseModel):
 
 
 @router.post("/devices/{device}/meterExchanges", status_code=status.HTTP_201_CREATED, responses={
-    **REFUSALS, 200: {"description": "that exchange was recorded already"}})
+    **REFUSALS, 200: {"description": "that exchange was recorded already"},
+    503: {"description": "recorded, but the time-series store is unavailable: record it again to recompute"}})
 async def record_meter_exchange(device: str, exchange: MeterExchangeCreate, registry: RegistryDep, who: Caller,
-                                response: Response) -> None:
-    """Record that the meter's physical meter was replaced at ``exchangedAt`` (repeating it is harmless)."""
+                                response: Response, settings: SettingsDep, catalogue: CatalogueDep,
+                                request: Request) -> None:
+    """Record that the meter's physical meter was replaced at ``exchangedAt`` (repeating it is
+    harmless), and recompute the consumption intervals that change."""
     await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
-    if not await MeterFacts(registry.engine).record_exchange(device, exchange.exchanged_at, note=exchange.note):
+    facts = MeterFacts(registry.engine)
+    if not await facts.record_exchange(device, exchange.exchanged_at, note=exchange.note):
         response.status_code = status.HTTP_200_OK
+    store = get_store(request)  # after recording: a 503 leaves the exchange recorded
+    processor = Processor(store=ProcessingStore(store), facts=facts, locks=MeterLocks(registry.engine),
+                          catalogue=catalogue, estimation=settings.processing.estimation(),
+                          thresholds=settings.processing.thresholds(), zone=settings.consumption.zone())
+    await processor.exchanges_changed(device, to_ns(exchange.exchanged_at))
 
 
 @router.get("/devices/{device}/meterExchanges", response_model=list[MeterExchangePublic],
