@@ -52,6 +52,12 @@ class Consumption:
     rules: tuple[str, ...]
     method: str | None
     readings: int
+    # Which boundary values were estimated: START_ESTIMATED | END_ESTIMATED (a day of another
+    # zone made from hours is estimated only if its own two ends are).
+    estimated_ends: int = 0
+
+
+START_ESTIMATED, END_ESTIMATED = 1, 2
 
 
 class Series:
@@ -113,7 +119,9 @@ class Series:
             return Consumption(start, end, None, Quality.MISSING, rules, None, readings)
         estimated = first[1] or last[1]
         quality = Quality.FAILED if rules else Quality.ESTIMATED if estimated else Quality.MEASURED
-        return Consumption(start, end, last[0] - first[0], quality, rules, LINEAR if estimated else None, readings)
+        ends = (START_ESTIMATED if first[1] else 0) | (END_ESTIMATED if last[1] else 0)
+        return Consumption(start, end, last[0] - first[0], quality, rules, LINEAR if estimated else None, readings,
+                           ends)
 
     def aggregate(self, first: int, last: int, interval: Interval, *, zone: tzinfo = UTC) -> list[Consumption]:
         """The consumption of every ``interval`` from the one holding ``first`` to the one holding

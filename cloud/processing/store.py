@@ -46,6 +46,8 @@ class StoredConsumption:
     rules: tuple[str, ...]
     method: str | None
     readings: int
+    # START_ESTIMATED | END_ESTIMATED (series.py); None for an interval stored before it was kept.
+    estimated_ends: int | None = None
 
 
 class ProcessingStore:
@@ -129,7 +131,7 @@ class ProcessingStore:
         for interval, one in consumption:
             fields = [f"unit={quote_string(unit)}", f"quality={quote_string(one.quality.value)}",
                       f"rules={quote_string(','.join(one.rules))}", f"method={quote_string(one.method or '')}",
-                      f"readings={one.readings}i"]
+                      f"readings={one.readings}i", f"estimated_ends={one.estimated_ends}i"]
             if one.value is not None:
                 fields.insert(0, f"value={format_float(one.value)}")
             lines.append(f"{CONSUMPTION},interval={interval.value},meter={tags} {','.join(fields)} {one.start}")
@@ -143,7 +145,8 @@ class ProcessingStore:
 
     @staticmethod
     def _consumption_statement(meter: str, prop: str, interval: Interval, start: int, end: int) -> str:
-        return (f'SELECT "value", "unit", "quality", "rules", "method", "readings" FROM {CONSUMPTION} '
+        return (f'SELECT "value", "unit", "quality", "rules", "method", "readings", "estimated_ends" '
+                f"FROM {CONSUMPTION} "
                 f"WHERE {_series(meter, prop)} AND \"interval\" = {quote_literal(interval.value)} "
                 f"AND time >= {start} AND time < {end} ORDER BY time")
 
@@ -152,6 +155,7 @@ def _stored(rows: list[RowSeries]) -> list[StoredConsumption]:
     found = []
     for columns, values in rows:
         index = {name: i for i, name in enumerate(columns)}
+        ends = index.get("estimated_ends")
         for row in values:
             quality = Quality(row[index["quality"]])
             value = row[index["value"]]
@@ -160,7 +164,8 @@ def _stored(rows: list[RowSeries]) -> list[StoredConsumption]:
                 start=int(row[index["time"]]),
                 value=None if quality is Quality.MISSING or value is None else float(value),
                 unit=row[index["unit"]], quality=quality, rules=tuple(rules.split(",")) if rules else (),
-                method=row[index["method"]] or None, readings=int(row[index["readings"]] or 0)))
+                method=row[index["method"]] or None, readings=int(row[index["readings"]] or 0),
+                estimated_ends=None if ends is None or row[ends] is None else int(row[ends])))
     return found
 
 
