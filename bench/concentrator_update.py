@@ -15,6 +15,7 @@
 
     .venv/bin/python bench/concentrator_update.py
     .venv/bin/python bench/concentrator_update.py --checkout OTHER_TREE   # rss only, of a source tree
+    .venv/bin/python bench/concentrator_update.py --checkout TREE --python EDGE_VENV/bin/python
 """
 
 from __future__ import annotations
@@ -227,6 +228,14 @@ def rss_of(pid: int) -> float:
     return -1.0
 
 
+def rss_split(pid: int) -> dict[str, float]:
+    """The resident memory by kind (/proc/PID/status): anonymous (heaps, Python objects) and
+    file-backed (the interpreter's and extension modules' code, shared with other processes)."""
+    kinds = {"RssAnon:": "anon_mib", "RssFile:": "file_mib"}
+    return {kinds[line.split()[0]]: round(int(line.split()[1]) / 1024, 1)
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.split()[0] in kinds}
+
+
 def import_rss(python: Path, env: dict[str, str] | None = None) -> dict[str, float]:
     probe = "import sys; {}; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
     return {name: round(int(subprocess.run([str(python), "-c", probe.format(code or "pass")], check=True,
@@ -262,7 +271,8 @@ async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: in
             await asyncio.sleep(1)
             samples.append(rss_of(process.pid))
         emit("rss", meters=meters, seconds=seconds, concentrator_rss_mib=round(samples[-1], 1),
-             peak_rss_mib=round(max(samples), 1), imports_rss_mib=import_rss(python, env))
+             peak_rss_mib=round(max(samples), 1), **rss_split(process.pid),
+             imports_rss_mib=import_rss(python, env))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -278,7 +288,7 @@ async def main(args: argparse.Namespace) -> None:
             mosquitto = LocalMosquitto(directory=work / "mosquitto", port=free_port(), accounts=[CLOUD, CONC])
             mosquitto.start()
             try:
-                await memory(work, Path(sys.executable), mosquitto, args.meters, args.seconds,
+                await memory(work, args.python or Path(sys.executable), mosquitto, args.meters, args.seconds,
                              env={**os.environ, "PYTHONPATH": str(args.checkout.resolve())})
             finally:
                 mosquitto.stop()
@@ -302,4 +312,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the rss run")
     parser.add_argument("--checkout", type=Path, help="only rss, of this source tree run by this Python (no "
                         "package, no install): before/after comparisons of a change")
+    parser.add_argument("--python", type=Path, help="with --checkout: the Python that runs it (default: this "
+                        "one); a venv of the edge extra alone is closest to the installed concentrator")
     asyncio.run(main(parser.parse_args()))

@@ -24,11 +24,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from broker.errors import Invalid
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 PREFIX = "sealed:v1:"
 KEY_BYTES = 32
@@ -64,6 +65,10 @@ class KeyRing:
     _by_id: dict[str, AESGCM] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        # cryptography (about 7 MiB resident) loads with the first key ring, not with the module:
+        # a concentrator whose config holds no sealed secret never needs it (docs/FIRMWARE.md, "Memory").
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if not self.keys:
             raise SealingError("the sealing key ring is empty")
         by_id: dict[str, AESGCM] = {}
@@ -132,6 +137,8 @@ class KeyRing:
         if aead is None:
             raise SealingError(f"{context}: sealed with key {kid!r}, which the sealing key ring "
                                f"({', '.join(self.key_ids)}) does not hold")
+        from cryptography.exceptions import InvalidTag
+
         try:
             return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(kid, context)).decode()
         except (InvalidTag, UnicodeDecodeError):

@@ -2,6 +2,10 @@
 
 Signing keys stay offline (the `gridwire firmware sign` CLI); the cloud and the concentrators
 hold only trusted public keys, keyed by `key_id_of(public_pem)`.
+
+`cryptography` (about 7 MiB resident) is imported by the functions that sign or verify, not by
+the module: a concentrator loads its trusted keys at start-up (their ids need only the key's
+bytes) and loads `cryptography` with its first update (docs/FIRMWARE.md, "Memory").
 """
 
 from __future__ import annotations
@@ -9,18 +13,21 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING
 
 from broker.errors import Invalid
 from broker.schemas.firmware import FirmwareManifest, SignedManifest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# An Ed25519 SubjectPublicKeyInfo in DER (RFC 8410) is these 12 bytes and the 32-byte key; DER
+# has one encoding per value, so every Ed25519 public key PEM decodes to exactly this.
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_PUBLIC_PEM = re.compile(rb"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", re.DOTALL)
 
 
 class SignatureError(Invalid):
@@ -29,6 +36,9 @@ class SignatureError(Invalid):
 
 def generate_key() -> tuple[bytes, bytes]:
     """A new Ed25519 key pair as (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
         encoding=serialization.Encoding.PEM,
@@ -40,10 +50,22 @@ def generate_key() -> tuple[bytes, bytes]:
 
 def key_id_of(public_pem: bytes) -> str:
     """Short hex id of a public key: the first 16 hex digits of sha256 over the raw key bytes."""
-    raw = _load_public(public_pem).public_bytes(
-        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
-    )
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(_raw_public(public_pem)).hexdigest()[:16]
+
+
+def _raw_public(public_pem: bytes) -> bytes:
+    """The 32 bytes of an Ed25519 public key PEM, read without `cryptography`; ValueError as
+    :func:`_load_public` would raise it."""
+    match = _PUBLIC_PEM.search(public_pem)
+    if match is None:
+        raise ValueError("not a PEM public key")
+    try:
+        der = base64.b64decode(b"".join(match.group(1).split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not a PEM public key") from None
+    if len(der) != len(_ED25519_SPKI) + 32 or not der.startswith(_ED25519_SPKI):
+        raise ValueError("public key is not Ed25519")
+    return der[len(_ED25519_SPKI):]
 
 
 def public_key_of(private_pem: bytes) -> bytes:
@@ -64,6 +86,8 @@ def sign(manifest: FirmwareManifest, private_pem: bytes) -> SignedManifest:
 
 def verify(signed: SignedManifest, trusted: Mapping[str, bytes]) -> FirmwareManifest:
     """The manifest if a trusted key signed it; SignatureError naming why otherwise."""
+    from cryptography.exceptions import InvalidSignature
+
     public_pem = trusted.get(signed.key_id)
     if public_pem is None:
         raise SignatureError(f"unknown signing key {signed.key_id!r}: not among the trusted keys")
@@ -93,12 +117,17 @@ def load_trusted_keys(paths: list[Path]) -> dict[str, bytes]:
 
 
 def _public_pem(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(
         encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def _load_private(private_pem: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(private_pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -109,6 +138,9 @@ def _load_private(private_pem: bytes) -> Ed25519PrivateKey:
 
 
 def _load_public(public_pem: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(public_pem)
     except (ValueError, TypeError) as exc:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from pydantic import ValidationError
 
-from broker.schemas.firmware import FirmwareManifest, SignedManifest, created_now
-from firmware_ota.signing import generate_key, key_id_of, sign
+# The manifest models (pydantic) and the signing (cryptography) are imported by the commands that
+# use them: the concentrator's `gridwire concentrator run` builds this app too, and should not
+# carry them (docs/FIRMWARE.md, "Memory").
 
 firmware_app = typer.Typer(no_args_is_help=True, help="Firmware: signing keys, signed manifests, uploads.")
 
@@ -35,6 +35,8 @@ def keygen(out: Annotated[Path, typer.Option("--out", help="Directory for signin
            force: Annotated[bool, typer.Option(help="Overwrite an existing signing.key.")] = False) -> None:
     """Make an Ed25519 signing key pair: keep signing.key offline; give the .pem to the cloud and
     the concentrators as a trusted key."""
+    from firmware_ota.signing import generate_key, key_id_of
+
     out.mkdir(parents=True, exist_ok=True)
     private_file = out / "signing.key"
     if private_file.exists() and not force:
@@ -64,6 +66,11 @@ def sign_command(
         = "meter-firmware",
 ) -> None:
     """Write the signed manifest of a firmware image."""
+    from pydantic import ValidationError
+
+    from broker.schemas.firmware import FirmwareManifest, created_now
+    from firmware_ota.signing import sign
+
     data = image.read_bytes()
     try:
         manifest = FirmwareManifest(firmware_id=firmware_id, version=version, device_models=model,
@@ -93,6 +100,9 @@ def upload(
 ) -> None:
     """Upload an image and its signed manifest to the platform's firmware repository."""
     import httpx
+    from pydantic import ValidationError
+
+    from broker.schemas.firmware import SignedManifest
 
     try:
         signed = SignedManifest.from_wire(manifest.read_bytes())

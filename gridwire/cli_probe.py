@@ -10,8 +10,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
@@ -56,6 +54,9 @@ def probe_http(
     """GET a URL; healthy when it answers 2xx (an HTTPS server's certificate is verified)."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None) \
         if url.startswith("https:") else None
+
+    import urllib.error
+    import urllib.request
 
     def check() -> str:
         try:

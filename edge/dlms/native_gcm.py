@@ -24,9 +24,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 TAG_SIZE = 12
 _installed = False
 
@@ -70,6 +67,11 @@ class NativeGcmStream:
         self._data += bytes(data)
 
     def flushFinalBlock(self) -> bytearray:
+        # cryptography (about 7 MiB resident) loads with the first ciphered APDU: a concentrator
+        # whose meters all use no security or LLS never loads it (docs/FIRMWARE.md, "Memory").
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         data = bytes(self._data)
         self._data = bytearray()
         if self.security == _ENCRYPTION:

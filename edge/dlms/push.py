@@ -26,9 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from edge.dlms import gurux_fixes
 
 gurux_fixes.apply()
@@ -149,6 +146,10 @@ def unseal(parts: Sealed, *, block_cipher_key: bytes, authentication_key: bytes)
     if parts.security_control != AUTHENTICATED_ENCRYPTED:
         raise PushError(f"security control 0x{parts.security_control:02X} is not authenticated encryption "
                         f"with suite 0 (0x{AUTHENTICATED_ENCRYPTED:02X})")
+    # cryptography loads with the first ciphered push, not with the concentrator (docs/FIRMWARE.md, "Memory").
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     nonce = parts.system_title + parts.invocation_counter.to_bytes(4, "big")
     decryptor = Cipher(algorithms.AES(block_cipher_key),
                        modes.GCM(nonce, parts.tag, min_tag_length=GCM_TAG_BYTES)).decryptor()

@@ -16,8 +16,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-
 from edge.dlms import gurux_fixes
 
 gurux_fixes.apply()
@@ -38,11 +36,16 @@ _NAMES = {number: name for name, number in KEY_TYPES.items()}
 
 def wrap(master_key: bytes, key: bytes) -> bytes:
     """``key`` wrapped with the master key (24 bytes for an AES-128 key)."""
+    # cryptography loads with a key change, not with the concentrator (docs/FIRMWARE.md, "Memory").
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
     return aes_key_wrap(master_key, key)
 
 
 def unwrap(master_key: bytes, wrapped: bytes) -> bytes:
     """The key inside ``wrapped``; ValueError if another master key wrapped it."""
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
     try:
         return aes_key_unwrap(master_key, wrapped)
     except InvalidUnwrap:
