@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.backoff import Backoff
 from broker.sealing import KEY_ENV, SealingError
+from devices.profiles import MeterProfile, load_profile
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
 from edge.commands.key_change import attach_key_store
@@ -74,6 +75,9 @@ class MeterSet:
         self._counters: InvocationCounterStore | None = None
         # Keys changed through the platform, sealed: only with a sealing key (else key changes are refused).
         self.key_store: DlmsKeyStore | None = None
+        # One loaded profile per name, shared by its meters (a frozen model): loading it per meter
+        # cost about 10 KiB of objects each, 1 MiB for 100 meters (docs/FIRMWARE.md, "Memory").
+        self._profiles: dict[str, MeterProfile] = {}
         maps: dict[str, RegisterMap] = {}
         for meter in config.meters:
             if isinstance(meter, DlmsMeter):
@@ -89,7 +93,10 @@ class MeterSet:
 
     def _add_dlms(self, meter: DlmsMeter) -> None:
         plain = DlmsMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
-        adapter = DlmsMeterAdapter(config=plain, counters=self._counters, time_source=self._clock)
+        if plain.profile not in self._profiles:
+            self._profiles[plain.profile] = load_profile(plain.profile)
+        adapter = DlmsMeterAdapter(config=plain, counters=self._counters, profile=self._profiles[plain.profile],
+                                   time_source=self._clock)
         if self.key_store is not None:
             attach_key_store(adapter, self.key_store)
         spec = adapter.profile.load_profile
