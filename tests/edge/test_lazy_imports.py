@@ -1,5 +1,6 @@
 """The concentrator loads what its meters need (issue 15: RSS): a concentrator with only DLMS
-meters loads no pymodbus and no meter simulator; the packages' names still import on first use
+meters loads no pymodbus and no meter simulator, and without a sealed secret, a ciphered meter
+or an update no cryptography (nor does the CLI that runs it); the packages' names still import on first use
 (edge/dlms, edge/modbus and edge/p1 resolve them lazily, PEP 562). Fresh processes: this test
 process has imported everything already."""
 
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 NOT_FOR_DLMS = ["pymodbus", "edge.modbus.adapter", "edge.modbus.simulator", "edge.dlms.simulator",
-                "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader"]
+                "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader", "cryptography"]
 
 DLMS_ONLY = """
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from edge.config import load_config
 from edge.meter_set import MeterSet
 import edge.concentrator
+import gridwire.cli
 config = Path(sys.argv[1]) / "c.toml"
 config.write_text('concentrator_id = "conc-1"\\n[broker]\\nhost = "127.0.0.1"\\n'
                   '[[meters]]\\nprotocol = "dlms"\\nmeter_id = "m-1"\\nhost = "127.0.0.1"\\nport = 4059\\n'

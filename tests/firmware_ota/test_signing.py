@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import string
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -82,6 +83,31 @@ def test_key_id_is_stable_short_hex(keypair) -> None:
     assert key_id_of(keypair[1]) == key_id_of(keypair[1])
     assert len(key_id_of(keypair[1])) == 16
     assert key_id_of(generate_key()[1]) != key_id_of(keypair[1])
+
+
+def test_key_id_read_from_the_pem_is_the_sha256_of_the_raw_key(keypair) -> None:
+    # key_id_of reads the key's bytes from the DER without cryptography (the concentrator loads
+    # its trusted keys at start-up); cryptography's own reading of the same key agrees.
+    from cryptography.hazmat.primitives import serialization
+
+    raw = serialization.load_pem_public_key(keypair[1]).public_bytes(
+        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
+    assert key_id_of(keypair[1]) == hashlib.sha256(raw).hexdigest()[:16]
+    assert key_id_of(b"comment line\n" + keypair[1].replace(b"\n", b"\r\n")) == key_id_of(keypair[1])
+
+
+def test_key_id_refuses_what_is_not_an_ed25519_public_key(keypair) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ValueError, match="not Ed25519"):
+        key_id_of(p256)
+    with pytest.raises(ValueError, match="not a PEM public key"):
+        key_id_of(keypair[0])  # the private key
+    with pytest.raises(ValueError, match="not a PEM public key"):
+        key_id_of(keypair[1].replace(b"A", b"*", 1))
 
 
 @pytest.mark.parametrize("field,value", [
