@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.errors import Invalid
 
@@ -153,6 +153,10 @@ class GloCipher:
     def __post_init__(self) -> None:
         if self.security not in (AUTHENTICATION, ENCRYPTION, AUTHENTICATED_ENCRYPTION):
             raise ValueError(f"security control 0x{self.security:02x} is not suite-0 glo ciphering")
+        # cryptography loads with the first ciphered transfer, not with the concentrator
+        # (docs/FIRMWARE.md, "Memory").
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(self.block_cipher_key)
 
     def protect(self, apdu: bytes, *, tag: int, invocation_counter: int) -> bytes:
@@ -210,6 +214,9 @@ class GloCipher:
             if not hmac.compare_digest(expected, received):
                 raise ApduError("invalid tag")
             return tag, ic, data
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         decryptor = Cipher(algorithms.AES(self.block_cipher_key),
                            modes.GCM(iv, received, min_tag_length=TAG_SIZE)).decryptor()
         decryptor.authenticate_additional_data(bytes((sc,)) + self.authentication_key)
@@ -221,5 +228,7 @@ class GloCipher:
 
 def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
     # GCM's key stream without a tag (encryption only): counter blocks from J0 + 1 = IV || 00000002.
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     ctr = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
     return ctr.update(data) + ctr.finalize()
