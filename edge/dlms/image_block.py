@@ -33,10 +33,10 @@ import hmac
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from broker.errors import Invalid
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from broker.errors import Invalid
 
 IMAGE_TRANSFER_CLASS = 18
 BLOCK_TRANSFER_METHOD = 2
