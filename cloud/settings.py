@@ -17,7 +17,7 @@ Environment variables: ``GRIDWIRE_<SECTION>_<FIELD>``, e.g. ``GRIDWIRE_MQTT_HOST
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -25,10 +25,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.sealing import KeyRing
 from broker.session import TlsSettings
-
-if TYPE_CHECKING:
-    from cloud.processing.rules import Thresholds
-    from cloud.processing.series import Estimation
 
 # The embedded default; production sets a PostgreSQL URL.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/gridwire.sqlite"
@@ -151,17 +147,6 @@ class ProcessingOptions(Section):
     # since ingest does not store them; ``accept`` processes them, for commissioning.
     unknown_senders: Literal["refuse", "accept"] = "refuse"
     senders_refresh_seconds: float = Field(default=5.0, gt=0)
-
-    def estimation(self) -> Estimation:
-        from cloud.processing.series import Estimation  # noqa: PLC0415 - settings import no processing at load
-
-        return Estimation(max_gap_seconds=self.max_gap_seconds, tolerance_seconds=self.tolerance_seconds)
-
-    def thresholds(self) -> Thresholds:
-        from cloud.processing.rules import Thresholds  # noqa: PLC0415
-
-        return Thresholds(future_seconds=self.future_seconds, max_age_seconds=self.max_age_seconds,
-                          clock_drift_seconds=self.clock_drift_seconds)
 
 
 class InfluxSettings(Section):

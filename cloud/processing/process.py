@@ -13,6 +13,8 @@ from cloud.ingest.senders import KnownSenders, UnknownSenders
 from cloud.processing.consumer import ProcessingConsumer
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.processor import Processor
+from cloud.processing.rules import Thresholds
+from cloud.processing.series import Estimation
 from cloud.processing.store import ProcessingStore
 from cloud.runtime import connected, influx_store, metrics_registry, session_metrics
 from cloud.settings import CloudSettings, ConsumptionSettings, InfluxSettings, ProcessingOptions
@@ -38,7 +40,7 @@ async def run_processing(settings: ProcessingSettings, stop: asyncio.Event, *,
         store = influx_store(settings.influx)
         processor = Processor(store=ProcessingStore(store), facts=MeterFacts(registry.engine),
                               locks=MeterLocks(registry.engine), catalogue=default_catalogue(),
-                              estimation=options.estimation(), thresholds=options.thresholds(),
+                              estimation=Estimation.of(options), thresholds=Thresholds.of(options),
                               zone=settings.consumption.zone())
         senders = (KnownSenders(engine=registry.engine, refresh_seconds=options.senders_refresh_seconds)
                    if options.unknown_senders == UnknownSenders.REFUSE else None)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from cloud.catalogue.models import OperationalPropertyDefinition
+
+if TYPE_CHECKING:
+    from cloud.settings import ProcessingOptions
 
 # The rules, by the names flagged readings and the API carry.
 REGISTER_DECREASED = "register_decreased"
@@ -71,6 +74,11 @@ class Thresholds:
     future_seconds: float = 300.0
     max_age_seconds: float = 400 * 86_400.0
     clock_drift_seconds: float = 60.0
+
+    @classmethod
+    def of(cls, options: ProcessingOptions) -> Thresholds:
+        return cls(future_seconds=options.future_seconds, max_age_seconds=options.max_age_seconds,
+                   clock_drift_seconds=options.clock_drift_seconds)
 
 
 class RegisterPoint(NamedTuple):

@@ -14,9 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from cloud.processing.intervals import Interval, following, starts
 from cloud.processing.rules import RULES, RegisterPoint, exchanged_between
+
+if TYPE_CHECKING:
+    from cloud.settings import ProcessingOptions
 
 LINEAR = "linear_interpolation"
 _NS = 1_000_000_000
@@ -38,6 +42,10 @@ class Estimation:
 
     max_gap_seconds: float = 7 * 86_400.0
     tolerance_seconds: float = 30.0
+
+    @classmethod
+    def of(cls, options: ProcessingOptions) -> Estimation:
+        return cls(max_gap_seconds=options.max_gap_seconds, tolerance_seconds=options.tolerance_seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from cloud.api.deps import Caller, CatalogueDep, RegistryDep, SettingsDep, get_s
 from cloud.api.errors import REFUSALS
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.processor import Processor
+from cloud.processing.rules import Thresholds
+from cloud.processing.series import Estimation
 from cloud.processing.store import ProcessingStore
 from cloud.registry import DeviceFunction
 from cloud.store.line_protocol import to_ns
@@ -61,8 +63,8 @@ async def record_meter_exchange(device: str, exchange: MeterExchangeCreate, regi
         response.status_code = status.HTTP_200_OK
     store = get_store(request)  # after recording: a 503 leaves the exchange recorded
     processor = Processor(store=ProcessingStore(store), facts=facts, locks=MeterLocks(registry.engine),
-                          catalogue=catalogue, estimation=settings.processing.estimation(),
-                          thresholds=settings.processing.thresholds(), zone=settings.consumption.zone())
+                          catalogue=catalogue, estimation=Estimation.of(settings.processing),
+                          thresholds=Thresholds.of(settings.processing), zone=settings.consumption.zone())
     await processor.exchanges_changed(device, to_ns(exchange.exchanged_at))
 
 
