@@ -37,6 +37,16 @@ class MeterFacts:
             return False
         return True
 
+    async def remove_exchange(self, meter_id: str, exchanged_at: datetime) -> bool:
+        """Remove an exchange recorded wrongly; False if there was none at that time."""
+        async with self._sessions.begin() as session:
+            row = (await session.scalars(select(MeterExchangeRow).where(
+                MeterExchangeRow.meter_id == meter_id, MeterExchangeRow.exchanged_at == exchanged_at))).first()
+            if row is None:
+                return False
+            await session.delete(row)
+        return True
+
     async def exchange_rows(self, meter_id: str) -> list[MeterExchangeRow]:
         """The meter's recorded exchanges, oldest first."""
         query = (select(MeterExchangeRow).where(MeterExchangeRow.meter_id == meter_id)

@@ -7,25 +7,30 @@ function UPDATE_DEVICE on the meter (installation work); reading them, the same.
 Recording one (or recording it again) judges the meter's stored register values from the
 exchange on again and recomputes the consumption intervals they change, through processing's
 incremental path, before answering: the intervals end as if the exchange had been known from
-the start. If the time-series store is unavailable the exchange stays recorded and the answer
+the start. Removing one recorded wrongly (``DELETE`` with ``exchangedAt``) does the same, as if
+it had never been recorded; a wrong time is corrected by recording the right one and removing
+the wrong one. If the time-series store is unavailable the exchange stays recorded and the answer
 is a 503; recording it again does the recompute.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from cloud.api.deps import Caller, CatalogueDep, RegistryDep, SettingsDep, get_store, require
 from cloud.api.errors import REFUSALS
+from cloud.catalogue import Catalogue
 from cloud.processing.facts import MeterFacts, MeterLocks
 from cloud.processing.processor import Processor
 from cloud.processing.rules import Thresholds
 from cloud.processing.series import Estimation
 from cloud.processing.store import ProcessingStore
-from cloud.registry import DeviceFunction
+from cloud.registry import DeviceFunction, Registry
+from cloud.settings import ApiSettings
 from cloud.store.line_protocol import to_ns
 
 router = APIRouter(prefix="/v1/installation", tags=["installation"])
@@ -61,11 +66,32 @@ async def record_meter_exchange(device: str, exchange: MeterExchangeCreate, regi
     facts = MeterFacts(registry.engine)
     if not await facts.record_exchange(device, exchange.exchanged_at, note=exchange.note):
         response.status_code = status.HTTP_200_OK
-    store = get_store(request)  # after recording: a 503 leaves the exchange recorded
-    processor = Processor(store=ProcessingStore(store), facts=facts, locks=MeterLocks(registry.engine),
-                          catalogue=catalogue, estimation=Estimation.of(settings.processing),
+    await _recompute(request, registry, settings, catalogue, device, exchange.exchanged_at)
+
+
+@router.delete("/devices/{device}/meterExchanges", status_code=status.HTTP_204_NO_CONTENT, responses={
+    **REFUSALS, 503: {"description": "removed, but the time-series store is unavailable: the intervals are "
+                                     "recomputed by recording it again and removing it again"}})
+async def remove_meter_exchange(device: str, registry: RegistryDep, who: Caller, settings: SettingsDep,
+                                catalogue: CatalogueDep, request: Request,
+                                exchanged_at: Annotated[AwareDatetime, Query(alias="exchangedAt")]) -> None:
+    """Remove an exchange recorded wrongly (to correct its time, record the right one and remove
+    this), and recompute the consumption intervals that change."""
+    await require(registry, who, device, DeviceFunction.UPDATE_DEVICE)
+    if not await MeterFacts(registry.engine).remove_exchange(device, exchanged_at):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no exchange of {device!r} recorded at {exchanged_at}")
+    await _recompute(request, registry, settings, catalogue, device, exchanged_at)
+
+
+async def _recompute(request: Request, registry: Registry, settings: ApiSettings, catalogue: Catalogue, device: str,
+                     at: datetime) -> None:
+    """Judge the meter's values from ``at`` again and recompute their intervals (docs/PROCESSING.md)."""
+    store = get_store(request)  # after the change: a 503 leaves it made
+    processor = Processor(store=ProcessingStore(store), facts=MeterFacts(registry.engine),
+                          locks=MeterLocks(registry.engine), catalogue=catalogue,
+                          estimation=Estimation.of(settings.processing),
                           thresholds=Thresholds.of(settings.processing), zone=settings.consumption.zone())
-    await processor.exchanges_changed(device, to_ns(exchange.exchanged_at))
+    await processor.exchanges_changed(device, to_ns(at))
 
 
 @router.get("/devices/{device}/meterExchanges", response_model=list[MeterExchangePublic],

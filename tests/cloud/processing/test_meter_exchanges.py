@@ -151,10 +151,14 @@ async def test_an_exchange_recorded_late_recomputes_as_if_known_from_the_start(
 
     # Unknown, the exchange fails every new-meter value but the spike (above the old meter's last).
     assert rules("m-x") == {k: "register_decreased" for k in range(42, 73) if k != 60}
-    async with InfluxStore(url=influxd.url, database=influx_db) as influx:
-        hours = [await ProcessingStore(influx).consumption(meter, "OBIS_1.8.0", Interval.HOUR, to_ns(DAY),
-                                                           to_ns(DAY + timedelta(days=1))) for meter in ("m-x", "m-k")]
-    assert [h.readings for h in hours[0]] != [h.readings for h in hours[1]]
+
+    async def stored(meter: str) -> list:
+        async with InfluxStore(url=influxd.url, database=influx_db) as influx:
+            return [await ProcessingStore(influx).consumption(meter, "OBIS_1.8.0", interval, to_ns(DAY),
+                                                              to_ns(DAY + timedelta(days=1))) for interval in Interval]
+
+    unknown = await stored("m-x")
+    assert [h.readings for h in unknown[1]] != [h.readings for h in (await stored("m-k"))[1]]
     assert (await client.post("/v1/installation/devices/m-x/meterExchanges", json=exchange,
                               headers=utility)).status_code == 201
     assert rules("m-x") == rules("m-k") == {60: "spike"}
@@ -171,3 +175,10 @@ async def test_an_exchange_recorded_late_recomputes_as_if_known_from_the_start(
     assert (await client.post("/v1/installation/devices/m-x/meterExchanges", json=exchange,
                               headers=utility)).status_code == 200
     assert await consumption("m-x", "15min") == await consumption("m-k", "15min")
+    # Removing it, recorded wrongly, leaves what there was before it was recorded.
+    path = "/v1/installation/devices/m-x/meterExchanges"
+    assert (await client.delete(path, params=exchange, headers=utility)).status_code == 204
+    assert (await client.delete(path, params=exchange, headers=utility)).status_code == 404
+    assert (await client.delete(path, params=exchange, headers={"x-test-org": "app"})).status_code == 403
+    assert rules("m-x") == {k: "register_decreased" for k in range(42, 73) if k != 60}
+    assert await stored("m-x") == unknown
