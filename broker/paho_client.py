@@ -31,7 +31,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt import _packet
-from paho.mqtt.client import PUBACK, MQTTv5, time_func
+from paho.mqtt.client import DISCONNECT, PUBACK, MQTTv5, _ConnectionState, time_func
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
@@ -204,6 +204,18 @@ class OffLoopClient(paho.Client):
         if self._manual_ack and mids:
             self._packet_queue(PUBACK, struct.pack(f"!{len(mids)}L", *[_PUBACK | mid for mid in mids]), 0, 0)
 
+    def finish(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages and disconnect: their PUBACKs and the DISCONNECT in one
+        write, the socket left open. paho's ``disconnect`` closes the socket as soon as the
+        DISCONNECT is handed to the kernel, and nothing then tells whether the broker read
+        what came before it (see ``MqttSession._leave``). Here the broker closes the
+        connection once it has read the DISCONNECT (MQTT 5, 3.14.4), which the reader sees as
+        the end of the connection (``on_disconnect``, no error: paho's state is "disconnecting")."""
+        acks = struct.pack(f"!{len(mids)}L", *[_PUBACK | mid for mid in mids]) if self._manual_ack else b""
+        self._state = _ConnectionState.MQTT_CS_DISCONNECTING
+        # Not queued as a DISCONNECT: paho closes the socket after writing one.
+        self._packet_queue(0, acks + _DISCONNECT, 0, 0)
+
     def drive_with(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let ``loop`` drive the socket: paho reads when it is readable, writes when it asks to."""
         self._driver = loop
@@ -328,6 +340,7 @@ def _one_user_property(buffer: bytes | bytearray | memoryview) -> tuple[str, str
 
 _USER_PROPERTY = 38
 _PUBACK = PUBACK << 24 | 2 << 16  # a PUBACK's first two bytes, over its two of packet id
+_DISCONNECT = bytes((DISCONNECT, 0))  # normal disconnection, no reason code or properties
 
 
 def _tls_pending(sock: Any) -> int:

@@ -38,6 +38,7 @@ handling, acknowledging and publishing are here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import ssl
@@ -77,6 +78,8 @@ paho_fixes.apply()
 _ROUTE_CACHE = 10_000
 # Seconds a message no handler takes yet is held for one (see MqttSession._hold).
 UNROUTED_GRACE = 30.0
+# Seconds close() waits for the broker to close the connection after our DISCONNECT (see _leave).
+CLOSE_WAIT = 2.0
 _LOGGED_PAYLOAD = 200
 
 class MqttSession(SessionConnection):
@@ -142,6 +145,7 @@ class MqttSession(SessionConnection):
         self.connected = asyncio.Event()
         self._reconnected = asyncio.Event()
         self._closing = False
+        self._left: asyncio.Future[None] | None = None  # the broker closed the connection close() ended
         self.connections = 0
         # When the last connection was lost (time.time()); None before the first one is made.
         self.lost_at: float | None = None
@@ -191,16 +195,37 @@ class MqttSession(SessionConnection):
             task.cancel()
         if self._handler_tasks:
             await asyncio.gather(*self._handler_tasks, return_exceptions=True)
-        if self.connected.is_set():
-            self._send_acks()  # settled: stored, so acknowledged before leaving
-            self._client.disconnect()
-            self._client.loop_write()
-        self._drop_socket()
+        try:
+            if self.connected.is_set():
+                await self._leave()
+        finally:
+            self._drop_socket()
         self.connected.clear()
         for fut in list(self._pending.values()) + list(self._pending_subs.values()):
             if not fut.done():
                 fut.set_exception(MqttError("session closed"))
         await asyncio.gather(*background, return_exceptions=True)
+
+    async def _leave(self) -> None:
+        """Acknowledge the settled messages (stored, so acknowledged before leaving) and
+        disconnect, then wait, at most CLOSE_WAIT seconds, for the broker to close its side.
+
+        The broker has read the PUBACKs once it has read the DISCONNECT behind them, and it
+        closes the connection then. Closing our side right after writing them was not enough:
+        Mosquitto 2.0 reads a connection one packet per turn of its loop, and a client taking
+        the session over (this session resumed at once) could be served before the last of
+        them; they were dropped with the old connection and the broker delivered those
+        messages again."""
+        mids, self._acks = self._acks, []
+        if self._acks_connection != self.connections:
+            mids = []  # they came on a connection since lost: the broker sends them again
+        assert self._loop is not None
+        self._left = left = self._loop.create_future()
+        self._lost()  # nothing is acknowledged after the DISCONNECT
+        self._client.finish(mids)
+        self._client.loop_write()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(left), CLOSE_WAIT)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
         """Start a named background task that :meth:`close` cancels and awaits."""
@@ -499,6 +524,8 @@ class MqttSession(SessionConnection):
 
     def _on_message(self, _client: paho.Client, _userdata: Any, raw: Received) -> None:
         assert self._loop is not None
+        if self._closing:
+            return  # not handled, not acknowledged: the broker sends it again to the next session
         message = None
         if self._now:
             message = self._take_now(raw)

@@ -127,6 +127,8 @@ class SessionConnection:
         self._lost()
         self._drop_unrouted(acknowledge=False)  # the broker sends them again on the next connection
         if self._closing:
+            if self._left is not None and not self._left.done():
+                self._left.set_result(None)  # close() waits for this
             return
         log.warning("%s disconnected: %s; reconnecting", self.client_id, reason_code)
         self._schedule_reconnect()
