@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from broker import topics
 from broker.backoff import Backoff
 from broker.metrics_http import serving
-from broker.schemas import ConcentratorStatus, MeterHealth, MeterReading, OfflinePeriod, OutboxState
+from broker.schemas import ConcentratorStatus, LiveBatchState, MeterHealth, MeterReading, OfflinePeriod, OutboxState
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
 from edge.clock_state import ConcentratorClock
@@ -309,7 +309,15 @@ class Concentrator:
             completeness={m: self.completeness(m, days) for m in sorted(self.meters.periods)}
             if online and days else None,
             localIntake=self.intake.state() if online and self.intake is not None else None,
+            liveBatch=self.live_batch_state(),
         )
+
+    def live_batch_state(self) -> LiveBatchState:
+        """Whether live readings go out in batches (the ``live_batch`` option), and how."""
+        batching = self.config.live_batch
+        if not batching.enabled:
+            return LiveBatchState(enabled=False)
+        return LiveBatchState(enabled=True, windowSeconds=batching.window_s, maxReadings=batching.max_readings)
 
     def outbox_state(self) -> OutboxState:
         """The outbox against its limit, and what it gave up at the limit since start."""

@@ -18,14 +18,15 @@ from broker.schemas.meter_reading import (
     parse_meter_message,
     parse_reading_batch,
 )
-from broker.schemas.status import ConcentratorStatus, LocalIntakeState, MeterHealth, OfflinePeriod, OutboxState
+from broker.schemas.status import (ConcentratorStatus, LiveBatchState, LocalIntakeState, MeterHealth, OfflinePeriod,
+                                   OutboxState)
 from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 
 __all__ = [
     "EXCHANGE_EXPIRY_SECONDS", "SEQ_PROPERTY", "ClockState", "CommandError", "CommandResponse", "CommandStatus",
     "ConcentratorStatus", "DeadLetter", "DeliveryAck", "Refusal", "DeviceEvent", "DeviceEventType", "DriftReport",
-    "EventSource", "GenericCommand", "LightStatus", "LocalIntakeState", "MeterHealth", "MeterIndividual",
-    "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
+    "EventSource", "GenericCommand", "LightStatus", "LiveBatchState", "LocalIntakeState", "MeterHealth",
+    "MeterIndividual", "MeterReading", "MeterReadingBatch", "OfflinePeriod", "OperationalPropertyRef", "OutboxState",
     "PhysicalMeterType", "PropertyValue", "ReadingInterval", "RelayState", "TimeRequest", "TimeResponse",
     "ValueStatistics", "parse_meter_message", "parse_reading_batch", "parse_seq_list", "seq_list",
 ]

@@ -68,6 +68,18 @@ class LocalIntakeState(BaseModel):
     last_refused: str | None = Field(default=None, alias="lastRefused")
 
 
+class LiveBatchState(BaseModel):
+    """Whether the concentrator sends its live readings in batches (its ``live_batch`` option) on
+    ``concentrator/{cid}/batch/meterReading`` rather than one per reading on the meters' topics;
+    with the window and size a batch goes out at (when enabled only)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    enabled: bool
+    window_seconds: float | None = Field(default=None, gt=0, alias="windowSeconds")
+    max_readings: int | None = Field(default=None, ge=1, alias="maxReadings")
+
+
 class ConcentratorStatus(BaseModel):
     """Published retained on ``concentrator/{cid}/status``: ONLINE at birth, OFFLINE as the will."""
 
@@ -94,6 +106,8 @@ class ConcentratorStatus(BaseModel):
     completeness: dict[str, dict[str, float]] | None = None
     # Readings from external adapters on the local listener (ONLINE, with a listener only).
     local_intake: LocalIntakeState | None = Field(default=None, alias="localIntake")
+    # Live readings in batches or not (its live_batch option); absent from older concentrators.
+    live_batch: LiveBatchState | None = Field(default=None, alias="liveBatch")
 
     def to_wire(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()

@@ -81,7 +81,8 @@ def modbus_entry(meter_id: str, sim: ModbusSimulator, *, interval: float = 0.2) 
 
 
 def write_config(directory: Path, *, mqtt_port: int, meters: list[str], initial_hours: float = 1.0,
-                 status_interval: float = 0.5) -> Path:
+                 status_interval: float = 0.5, live_batch: str = "") -> Path:
+    """A concentrator's TOML config; ``live_batch``: the ``[live_batch]`` table's lines, if any."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "concentrator.toml"
     path.write_text(
@@ -89,7 +90,8 @@ def write_config(directory: Path, *, mqtt_port: int, meters: list[str], initial_
         f'invocation_counters = "counters.sqlite"\nstatus_interval = {status_interval}\nconfirm_timeout = 5\n\n'
         f'[broker]\nhost = "127.0.0.1"\nport = {mqtt_port}\nusername = "conc-1"\npassword = "conc-1-pw"\n\n'
         '[polling]\nretry_base_s = 0.05\nretry_cap_s = 0.3\nunhealthy_after = 2\njitter = 0.05\n\n'
-        f'[backfill]\ninitial_hours = {initial_hours}\nlookahead_hours = 1\n\n' + "\n".join(meters))
+        f'[backfill]\ninitial_hours = {initial_hours}\nlookahead_hours = 1\n\n'
+        + (f'[live_batch]\n{live_batch}\n\n' if live_batch else "") + "\n".join(meters))
     return path
 
 

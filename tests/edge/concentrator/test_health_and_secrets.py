@@ -54,12 +54,13 @@ async def test_silent_meter_is_retried_and_reported_unhealthy_while_others_are_r
     assert health(latest, "hls-1")["healthy"] and health(latest, "hls-1")["consecutiveFailures"] == 0
     assert "no answer within 0.3s" in health(latest, "lls-1")["lastError"]
     assert set(latest["completeness"]) == {"lls-1", "hls-1"}
+    assert latest["liveBatch"] == {"enabled": False}  # the option's default: off
 
     lls_sim.unresponsive = False
     await wait_for(lambda: health(statuses[-1], "lls-1")["healthy"], what="lls-1 healthy again")
     await run.finish()
     await cloud.close()
-    assert statuses[-1]["state"] == "OFFLINE"
+    assert statuses[-1]["state"] == "OFFLINE" and statuses[-1]["liveBatch"] == {"enabled": False}
 
 
 async def test_dlms_secrets_never_reach_the_log_or_a_repr(tmp_path, mosquitto, clock, lls_sim, hls_sim,

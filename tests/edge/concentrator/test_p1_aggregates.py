@@ -87,7 +87,8 @@ async def test_refused_telegrams_show_in_the_status_with_a_reason_and_a_cut_one_
     kinds = [sim.telegram_kind(n) for n in range(20)]
     path = sim.open()
     config = write_config(tmp_path, mqtt_port=mosquitto.port, meters=[
-        f'[[meters]]\nprotocol = "p1"\nport = "{path}"\nadapter_config = "meter.yaml"\n'])
+        f'[[meters]]\nprotocol = "p1"\nport = "{path}"\nadapter_config = "meter.yaml"\n'],
+        live_batch="enabled = true\nwindow_s = 0.5\nmax_readings = 40")  # on: the status says so too
     concentrator = Concentrator.from_config(load_config(config))
     stop = asyncio.Event()
     task = asyncio.create_task(concentrator.run(stop), name="concentrator-under-test")
@@ -109,4 +110,5 @@ async def test_refused_telegrams_show_in_the_status_with_a_reason_and_a_cut_one_
     assert health.telegram_errors["droppedBytes"] > 0
     assert health.last_telegram_error  # the reason of the last one refused
     assert wire["meters"][0]["telegramErrors"]["crc"] == kinds.count("corrupt")
+    assert wire["liveBatch"] == {"enabled": True, "windowSeconds": 0.5, "maxReadings": 40}
     assert any("cut short" in r.getMessage() for r in caplog.records)
