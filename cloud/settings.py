@@ -88,6 +88,9 @@ class DatabaseSettings(Section):
     # Extra connections are opened and closed per use: under load that costs more than waiting.
     max_overflow: int = Field(default=0, ge=0)
     pool_timeout: float = Field(default=60.0, gt=0)
+    # Seconds to open a PostgreSQL connection (asyncpg's own default is 60): a host that drops
+    # packets makes a request fail (503) after this, not after a minute.
+    connect_timeout: float = Field(default=5.0, gt=0)
 
     def engine_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`cloud.registry.db.create_engine` (a pool on PostgreSQL)."""
@@ -98,7 +101,7 @@ class DatabaseSettings(Section):
         # No ping per checkout (a round trip per transaction); a dropped connection is recycled
         # by the pool's own error handling and the message is redelivered.
         return {"pool_size": self.pool_size, "max_overflow": self.max_overflow, "pool_timeout": self.pool_timeout,
-                "pool_pre_ping": False}
+                "pool_pre_ping": False, "connect_args": {"timeout": self.connect_timeout}}
 
     def safe_url(self) -> str:
         """The URL without its password, for logs."""

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 # aiosqlite waits this long for another writer's lock before "database is locked".
 SQLITE_BUSY_SECONDS = 30.0
+# Seconds to open a PostgreSQL connection when the caller names none (the processes pass
+# GRIDWIRE_DATABASE_CONNECT_TIMEOUT, cloud.settings.DatabaseSettings; asyncpg's default is 60).
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -29,7 +32,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     On SQLite, foreign keys are switched on for every connection (SQLite leaves them off, and
     authorisations rely on cascading deletes) and WAL lets readers run beside a writer. On
     PostgreSQL a connection refused or timed out is raised as SQLAlchemy's ``OperationalError``
-    (asyncpg raises the bare ``OSError``), so callers see one family of database errors.
+    (asyncpg raises the bare ``OSError``, a ``TimeoutError`` after the connect timeout:
+    ``connect_args={"timeout": seconds}``, :data:`CONNECT_TIMEOUT_SECONDS` unless given), so
+    callers see one family of database errors.
     """
     if is_sqlite(url):
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_SECONDS})
@@ -37,6 +42,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.get("connect_args", {})}
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _connect)
     return engine

@@ -128,7 +128,9 @@ async def test_store_down_is_503() -> None:
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             health = await client.get("/healthz")
-            assert health.status_code == 503 and health.json()["status"] == "degraded"
+            assert health.status_code == 503 and health.headers["Retry-After"] == "5"
+            assert health.json() == {"detail": {"status": "degraded",
+                                                "influx": "unavailable: no answer to its ping"}}
             token = issue_token(secret=SECRET, org="o", scopes=["admin"])
             r = await client.post("/v1/meterReadings", json=window(), headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 503 and r.headers["Retry-After"] == "5"
