@@ -47,16 +47,21 @@ from cloud.timesync.store import DriftStore
 log = logging.getLogger(__name__)
 
 
+def _reads_every_meter(principal: Principal) -> bool:
+    """True for a platform administrator; NotAuthorised for a key limited to other function groups."""
+    decision = within_scope(principal.groups, DeviceFunction.READ_METER_DATA)
+    if not decision.allowed:
+        raise NotAuthorised(decision.reason)
+    return principal.admin
+
+
 def registry_meter_access(app: FastAPI) -> Callable[[Principal], Awaitable[frozenset[str] | None]]:
     """Meter-data access decided by the registry: every meter for a platform administrator (by
     the registry, see :func:`cloud.api.identity.registered_principal`), else what the
     organisation holds OWNER, AD_HOC or MONITORING on; 403 for a key limited to other groups."""
 
     async def access(principal: Principal) -> frozenset[str] | None:
-        decision = within_scope(principal.groups, DeviceFunction.READ_METER_DATA)
-        if not decision.allowed:
-            raise NotAuthorised(decision.reason)
-        if principal.admin:
+        if _reads_every_meter(principal):
             return None
         registry: Registry = app.state.registry
         return frozenset(await registry.meters_for_org(principal.org))
@@ -69,10 +74,7 @@ def registry_meter_access_among(app: FastAPI) -> Callable[[Principal, frozenset[
     caller may read (None for a platform administrator: every meter)."""
 
     async def among(principal: Principal, wanted: frozenset[str]) -> frozenset[str] | None:
-        decision = within_scope(principal.groups, DeviceFunction.READ_METER_DATA)
-        if not decision.allowed:
-            raise NotAuthorised(decision.reason)
-        if principal.admin:
+        if _reads_every_meter(principal):
             return None
         registry: Registry = app.state.registry
         return frozenset(await registry.readable_meters(principal.org, wanted))

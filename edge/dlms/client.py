@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -178,17 +179,11 @@ class DlmsAssociation:
         """
         if self._writer is None or self._reader is None or self._hdlc:
             raise DlmsCommunicationError(f"meter {self.meter_id}: not connected over WRAPPER", meter_id=self.meter_id)
-        try:
+        with self._link_errors():
             async with asyncio.timeout(self.config.timeout_s):
                 self._writer.write(frame)
                 await self._writer.drain()
                 answer = await read_wrapper_frame(self._reader)
-        except TimeoutError as exc:
-            raise DlmsCommunicationError(f"meter {self.meter_id}: no answer within {self.config.timeout_s}s",
-                                         meter_id=self.meter_id) from exc
-        except (asyncio.IncompleteReadError, OSError) as exc:
-            raise DlmsCommunicationError(f"meter {self.meter_id}: connection lost: {exc!r}",
-                                         meter_id=self.meter_id) from exc
         if answer[2:4] != frame[4:6] or answer[4:6] != frame[2:4]:
             raise DlmsProtocolError(f"meter {self.meter_id}: WRAPPER answer from wPort "
                                     f"{int.from_bytes(answer[2:4], 'big')} to {int.from_bytes(answer[4:6], 'big')}",
@@ -226,7 +221,7 @@ class DlmsAssociation:
 
     async def _receive_into(self, reply: GXReplyData) -> None:
         assert self._reader is not None
-        try:
+        with self._link_errors():
             read_frame = read_hdlc_frame if self._hdlc else read_wrapper_frame
             while True:
                 try:
@@ -243,6 +238,12 @@ class DlmsAssociation:
                                             meter_id=self.meter_id) from exc
                 if complete:
                     return
+
+    @contextlib.contextmanager
+    def _link_errors(self) -> Iterator[None]:
+        """A timeout or a lost connection while talking to the meter, as DlmsCommunicationError."""
+        try:
+            yield
         except TimeoutError as exc:
             raise DlmsCommunicationError(f"meter {self.meter_id}: no answer within {self.config.timeout_s}s",
                                          meter_id=self.meter_id) from exc

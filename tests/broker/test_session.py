@@ -64,6 +64,23 @@ async def test_payloads_are_bytes_or_views_of_the_packet_as_asked(shared_mosquit
     assert [m.user_properties for m in received] == [{"gw-seq": "1"}, {"gw-seq": "2"}]
 
 
+async def assert_nothing_queued(broker, client_id: str, topic: str) -> None:
+    """The durable session ``client_id`` holds nothing more on ``topic``: resumed, it gets only a
+    marker published after it is back."""
+    again: list[bytes] = []
+
+    async def record(msg: Message) -> None:
+        again.append(msg.payload)
+
+    resumed = session(broker, "gridwire-cloud", client_id=client_id)
+    resumed.route(topic, record)
+    async with resumed:
+        async with session(broker, "conc-1") as pub:
+            await pub.publish(topic, b"marker")
+        await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
+    assert again == [b"marker"]
+
+
 async def test_wrong_password_is_a_connect_error(shared_mosquitto):
     bad = MqttSession(client_id="intruder", host=shared_mosquitto.host, port=shared_mosquitto.port,
                       username="conc-1", password="wrong")
@@ -240,18 +257,7 @@ async def test_a_message_its_handler_always_fails_on_is_dead_lettered_and_acknow
     assert connections == 4 and sub.dead_lettered == 1
 
     # Acknowledged: the durable session holds nothing more for it.
-    again: list[bytes] = []
-
-    async def record(msg: Message) -> None:
-        again.append(msg.payload)
-
-    resumed = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
-    resumed.route(topic, record)
-    async with resumed:
-        async with session(shared_mosquitto, "conc-1") as pub:
-            await pub.publish(topic, b"marker")
-        await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
-    assert again == [b"marker"]
+    await assert_nothing_queued(shared_mosquitto, client_id, topic)
 
 
 async def test_a_message_failing_for_want_of_a_collaborator_waits_and_is_never_dead_lettered(shared_mosquitto):
@@ -398,15 +404,4 @@ async def test_a_now_handler_takes_messages_without_a_task_and_they_are_acknowle
         await sub.drain(timeout=1)
 
     # Acknowledged: the durable session holds nothing more.
-    again: list[bytes] = []
-
-    async def record(msg: Message) -> None:
-        again.append(msg.payload)
-
-    resumed = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
-    resumed.route(topic, record)
-    async with resumed:
-        async with session(shared_mosquitto, "conc-1") as pub:
-            await pub.publish(topic, b"marker")
-        await wait_for(lambda: b"marker" in again, what="the marker", timeout=30)
-    assert again == [b"marker"]
+    await assert_nothing_queued(shared_mosquitto, client_id, topic)

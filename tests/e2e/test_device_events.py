@@ -10,12 +10,9 @@ are stored exactly once.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,14 +23,14 @@ from broker.sealing import KeyRing, new_key
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import verify
-from cloud.platform import process_runner
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from edge.dlms import SecurityMode
 from edge.dlms.alarms import ALARM_BITS
 from gridwire.procs import free_port
 from tests.cloud.core.harness import Inbox, json_of, session_for
 from tests.cloud.core.webhook_server import webhook_server
-from tests.cloud.platform.test_platform import OPERATOR, bearer, platform_settings, serve_with_lifespan
+from tests.cloud.platform.test_platform import (OPERATOR, bearer, platform_process, platform_settings,
+                                                serve_with_lifespan)
 from tests.edge.concentrator.conftest import concentrator_process, dlms_entry, dlms_simulator, write_config
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.waiting import poll_until, wait_for
@@ -58,19 +55,6 @@ def events_in_outbox(path: Path, event_type: str | None = None) -> int:
     with sqlite3.connect(path) as db:
         return db.execute("SELECT count(*) FROM outbox WHERE topic LIKE 'concentrator/%/event/%' "
                           "AND CAST(payload AS TEXT) LIKE ?", (like,)).fetchone()[0]
-
-
-@asynccontextmanager
-async def domain_process(settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(process_runner("domain", settings, ready=ready)(stop), name="domain")
-    try:
-        async with asyncio.timeout(20):
-            await ready.wait()
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 async def test_a_power_failure_reaches_webhook_app_and_history_once_and_survives_a_kill(
@@ -114,7 +98,7 @@ async def test_a_power_failure_reaches_webhook_app_and_history_once_and_survives
             concentrator.start()
             try:
                 await wait_for(lambda: listening(push_port), timeout=30, what="the concentrator's push listener")
-                async with domain_process(settings):
+                async with platform_process("domain", settings):
                     await sim.pull_power()
                     await wait_for(lambda: hook.accepted, timeout=30, what="the webhook")
                     note = await inbox_a.wait_for(lambda m: m.topic.endswith("/POWER_FAILURE"), timeout=10)
@@ -138,7 +122,7 @@ async def test_a_power_failure_reaches_webhook_app_and_history_once_and_survives
                                what="the alarms in the outbox")
                 concentrator.kill()
                 assert events_in_outbox(outbox, "METER_ALARM") >= len(bits)  # still there: never confirmed
-                async with domain_process(settings):
+                async with platform_process("domain", settings):
                     concentrator.start()
                     await wait_for(lambda: events_in_outbox(outbox) == 0, timeout=60,
                                    what="every event confirmed after the restart")

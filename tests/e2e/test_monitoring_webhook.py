@@ -12,10 +12,7 @@ by the next monitor's sweep, once.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,11 +26,11 @@ from broker.sealing import KeyRing, new_key
 from cloud.notify.models import DeliveryState
 from cloud.notify.outbox import WebhookOutbox
 from cloud.notify.signing import verify
-from cloud.platform import process_runner
 from cloud.registry import OrganisationCreate, PlatformRole, Registry
 from tests.cloud.core.harness import Inbox, json_of, session_for
 from tests.cloud.core.webhook_server import webhook_server
-from tests.cloud.platform.test_platform import OPERATOR, bearer, platform_settings, serve_with_lifespan
+from tests.cloud.platform.test_platform import (OPERATOR, bearer, platform_process, platform_settings,
+                                                serve_with_lifespan)
 from tests.edge.concentrator.conftest import concentrator_process, write_config
 from tests.fixtures.mosquitto import MosquittoServer
 from tests.fixtures.waiting import poll_until
@@ -42,19 +39,6 @@ ORG_A, ORG_B = "org-a", "org-b"
 HOOK_SECRET = "monitoring-hook-secret-0123456789"
 # The platform seals webhook secrets with it (the domain process opens them to sign).
 HOOK_KEY = new_key("e2e")
-
-
-@asynccontextmanager
-async def platform_process(name: str, settings) -> AsyncIterator[None]:
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(process_runner(name, settings, ready=ready)(stop), name=name)
-    try:
-        async with asyncio.timeout(20):
-            await ready.wait()
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 async def test_a_concentrator_going_offline_reaches_the_webhook_once(

@@ -52,6 +52,21 @@ async def serve_with_lifespan(settings: PlatformSettings) -> AsyncIterator[str]:
         yield base_url
 
 
+
+@asynccontextmanager
+async def platform_process(name: str, settings: PlatformSettings) -> AsyncIterator[None]:
+    """One of the platform's processes (``process_runner``) in this event loop, ready when entered."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(process_runner(name, settings, ready=ready)(stop), name=name)
+    try:
+        async with asyncio.timeout(20):
+            await ready.wait()
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 @dataclass
 class Running:
     http: httpx.AsyncClient
