@@ -25,6 +25,9 @@ from cloud.store.line_protocol import LineProtocolError, encode_reading
 from cloud.store.query import ReadingQuery
 from cloud.store.rows import iter_readings
 
+# What InfluxDB answers for the statements after one that failed.
+NOT_EXECUTED = "not executed"
+
 # One result series as rows: (columns, values), values in column order ("time" in ns).
 RowSeries = tuple[list[str], list[list[Any]]]
 
@@ -168,6 +171,20 @@ class InfluxStore:
         response = await self._request("POST", "/query", data=data)
         return _rows_of(response.content, statement)
 
+    async def count_and_rows(self, query: ReadingQuery, *, limit: int,
+                             offset: int = 0) -> tuple[int, list[RowSeries]]:
+        """What ``count_readings`` and ``query_rows`` answer, asked in one request: a page of
+        readings with its total costs one round trip to InfluxDB, not two."""
+        if query.empty:
+            return 0, []
+        if limit == 0:
+            return await self.count_readings(query), []
+        counted, rows = await self.query_each([influxql.count_statement(query),
+                                               influxql.select_statement(query, limit=limit, offset=offset)])
+        if not counted or not counted[0][1]:
+            return 0, rows
+        return int(counted[0][1][0][1] or 0), rows
+
     async def stream_rows(self, query: ReadingQuery, *, limit: int | None = None,
                           chunk_size: int = 5000) -> AsyncIterator[RowSeries]:
         """The stored rows behind ``stream_readings``, one InfluxDB chunk (at most ``chunk_size``
@@ -209,10 +226,25 @@ class InfluxStore:
         statement = ";".join(statements)
         data = {"q": statement, "db": self.database, "epoch": "ns", **self._params}
         response = await self._request("POST", "/query", data=data)
-        answer = _ANSWER.decode(response.content)
+        try:
+            answer = _ANSWER.decode(response.content)
+        except msgspec.DecodeError as exc:
+            raise StoreRejected(f"InfluxDB answered {statement[:200]!r} with unreadable JSON: {exc}") from exc
         if answer.error is not None:
             raise StoreRejected(f"InfluxDB refused {statement[:200]!r}: {answer.error}")
         each: list[list[RowSeries]] = []
+        # After a statement fails the later ones answer "not executed": name the first failure,
+        # and a missing database (a deployment fault, retried) whichever statement met it.
+        missing = [r.error for r in answer.results if r.error is not None and "database not found" in r.error]
+        if missing:
+            raise StoreUnavailable(f"InfluxDB: {missing[0]}")
+        if any(r.error == NOT_EXECUTED for r in answer.results) and not any(
+                r.error not in (None, NOT_EXECUTED) for r in answer.results):
+            # InfluxDB 1.x answers a batch on a missing database with only "not executed": ask
+            # each statement alone for the reason (a failure path: one more request).
+            for one in statements:
+                await self._query(one)
+            raise StoreRejected(f"InfluxDB did not execute {statement[:200]!r}")
         for result in answer.results:
             if result.error is not None:
                 if "database not found" in result.error:

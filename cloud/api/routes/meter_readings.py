@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
@@ -87,20 +86,14 @@ async def query_meter_readings(request: Request, body: MeterReadingsRequest, set
 
 async def _count_and_page(store: InfluxStore, query: ReadingQuery, body: MeterReadingsRequest,
                           offset: int) -> tuple[int, list[RowSeries]]:
-    """The count and (for a JSON answer) the page's rows, asked of the store at once: the page
-    no longer waits for the count. The rows are the same as when asked after counting (a
+    """The count and (for a JSON answer) the page's rows, asked of the store in one request: the
+    page does not wait for the count. The rows are the same as when asked after counting (a
     shorter LIMIT gives a prefix of the same rows); they are dropped if the answer is refused
     or goes bulk."""
     cap = body.page_size if body.max_rows is None else min(body.page_size, body.max_rows - offset)
     if body.response_format == "bulk" or cap <= 0:
         return await store.count_readings(query), []
-    results = await asyncio.gather(store.count_readings(query), store.query_rows(query, limit=cap, offset=offset),
-                                   return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    matching, rows = results
-    return cast(int, matching), cast(list[RowSeries], rows)
+    return await store.count_and_rows(query, limit=cap, offset=offset)
 
 
 def _first(rows: list[RowSeries], count: int) -> list[RowSeries]:

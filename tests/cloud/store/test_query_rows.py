@@ -59,3 +59,21 @@ async def test_pages_of_rows_are_slices_of_the_whole_answer(store: InfluxStore) 
     assert [row for page in pages for row in page] == whole and len(whole) == 100
     assert await store.query_rows(query, limit=0) == []
     assert await store.query_rows(ReadingQuery(start=T0, end=T0, meters=frozenset())) == []
+
+
+async def test_a_count_and_a_page_in_one_request_are_what_each_answers_alone(store: InfluxStore) -> None:
+    await store.write_readings([reading(f"K{m}", T0 + timedelta(minutes=15 * i), energy=float(i))
+                                for m in range(3) for i in range(40)])
+    day = ReadingQuery(start=T0, end=T0 + timedelta(days=1))
+    for query in (day, ReadingQuery(start=T0, end=T0 + timedelta(hours=2), meters=frozenset({"K1"})),
+                  ReadingQuery(start=T0 - timedelta(days=2), end=T0 - timedelta(days=1)),
+                  day.restricted_to(frozenset())):
+        for limit, offset in ((100, 0), (7, 5), (10, 115), (3, 500), (0, 0)):
+            count, rows = await store.count_and_rows(query, limit=limit, offset=offset)
+            assert count == await store.count_readings(query)
+            assert flat(rows) == flat(await store.query_rows(query, limit=limit, offset=offset))
+    count, rows = await store.count_and_rows(day, limit=50, offset=100)
+    assert count == 120 and len(flat(rows)) == 20
+    store.database = "no_such_db_here"
+    with pytest.raises(StoreUnavailable, match="database not found"):
+        await store.count_and_rows(day, limit=5)
