@@ -10,8 +10,9 @@
    second meanwhile; the forwarding pause (the longest gap between confirmed readings at the
    cloud) and the meter's reading gap; nothing lost (the outbox sequence numbers have no gap);
 4. ``rss``: the resident memory of the installed ``gridwire concentrator run`` with 100 DLMS
-   meters (LLS, polled every 5 s by a simulator child that also confirms every message), and of
-   the installed Python importing each part, to see where the memory goes.
+   meters (LLS, polled every 5 s by a simulator child that also confirms every message), started
+   as the unit starts it, by ``gridwire concentrator supervise`` (whose memory it prints too), and
+   of the installed Python importing each part, to see where the memory goes.
 
     .venv/bin/python bench/concentrator_update.py
     .venv/bin/python bench/concentrator_update.py --checkout OTHER_TREE   # rss only, of a source tree
@@ -218,7 +219,8 @@ IMPORTS = [("python", ""), ("pydantic", "import pydantic"), ("paho", "import pah
            ("gurux_dlms", "import gurux_dlms"), ("pymodbus", "import pymodbus.client"),
            ("typer", "import typer"), ("edge.concentrator", "import edge.concentrator"),
            ("edge.concentrator+gurux", "import edge.concentrator, gurux_dlms"),
-           ("gridwire.cli", "import gridwire.cli")]
+           ("gridwire.cli", "import gridwire.cli"),
+           ("supervisor", "import gridwire.concentrator_process, edge.selfupdate.supervisor")]
 
 
 def rss_of(pid: int) -> float:
@@ -245,8 +247,9 @@ def import_rss(python: Path, env: dict[str, str] | None = None) -> dict[str, flo
 
 async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: int, seconds: float,
                  env: dict[str, str] | None = None) -> None:
-    """``python -m gridwire.cli concentrator run`` with ``meters`` DLMS meters: its RSS after
-    ``seconds``, and ``python``'s RSS importing each part."""
+    """``python -m gridwire concentrator supervise`` running ``concentrator run`` with ``meters``
+    DLMS meters: the concentrator's and the supervisor's RSS after ``seconds``, and ``python``'s
+    RSS importing each part."""
     child = subprocess.Popen([sys.executable, str(ROOT / "bench" / "concentrator.py"), "--serve", "lls",
                               "--meters", str(meters), "--mqtt-port", str(mosquitto.port)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -262,16 +265,32 @@ async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: in
             f'[[meters]]\nprotocol = "dlms"\nmeter_id = "lls-{n}"\nhost = "127.0.0.1"\nport = {port}\n'
             f'security = "lls"\npassword = "{DEMO_PASSWORD}"\nprofile = "smr-5"\ninterval_s = 5\n'
             for n, port in enumerate(ports)))
-    process = subprocess.Popen([str(python), "-m", "gridwire.cli", "concentrator", "run", str(config), "--log-level",
-                                "WARNING"], cwd=directory, env=env)
+    # As the unit runs it: the supervisor and the concentrator it starts, `<factory>/bin/gridwire
+    # concentrator run`; that entry runs ``python`` as an over-the-air tree's does. (`-m gridwire.cli`
+    # for a tree older than gridwire/__main__.py.)
+    source = Path((env or {}).get("PYTHONPATH", ROOT))
+    module = "gridwire" if (source / "gridwire" / "__main__.py").exists() else "gridwire.cli"
+    entry = directory / "factory" / "bin" / "gridwire"
+    entry.parent.mkdir(parents=True)
+    entry.write_text(f'#!/bin/sh\nexec "{python}" -m {module} "$@"\n')
+    entry.chmod(0o755)
+    process = subprocess.Popen([str(python), "-m", module, "concentrator", "supervise", str(config),
+                                "--software-dir", str(directory / "software"), "--factory", str(entry.parent.parent),
+                                "--log-level", "WARNING"], cwd=directory, env=env)
     try:
+        while not (concentrator := concentrator_of(process.pid)):  # the supervisor is still importing
+            assert process.poll() is None, "the supervisor ended"
+            await asyncio.sleep(0.2)
         samples = []
         started = time.perf_counter()
         while time.perf_counter() - started < seconds:
             await asyncio.sleep(1)
-            samples.append(rss_of(process.pid))
+            samples.append(rss_of(concentrator))
+        assert concentrator_of(process.pid) == concentrator, "the concentrator was restarted"
         emit("rss", meters=meters, seconds=seconds, concentrator_rss_mib=round(samples[-1], 1),
-             peak_rss_mib=round(max(samples), 1), **rss_split(process.pid),
+             peak_rss_mib=round(max(samples), 1), **rss_split(concentrator),
+             supervisor_rss_mib=round(rss_of(process.pid), 1),
+             supervisor_anon_mib=rss_split(process.pid)["anon_mib"],
              imports_rss_mib=import_rss(python, env))
     finally:
         process.send_signal(signal.SIGTERM)
@@ -279,6 +298,13 @@ async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: in
         assert child.stdin is not None
         child.stdin.close()
         child.wait(30)
+
+
+def concentrator_of(supervisor: int) -> int:
+    """The supervisor's child, the concentrator (0: not started yet)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    assert len(children) <= 1, f"the supervisor has children {children}"
+    return int(children[0]) if children else 0
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ import typer
 from gridwire.cli_adapter import adapter_app
 from gridwire.cli_admin import admin_app
 from gridwire.cli_broker import broker_app
-from gridwire.cli_common import LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
+from gridwire.cli_common import LogFormatError, LogLevel, _logging, run_until_signal  # noqa: F401 - run_until_signal re-exported
 from gridwire.cli_firmware import firmware_app
 from gridwire.cli_ops import campaign_app, fleet_app
 from gridwire.cli_probe import probe_app
@@ -101,32 +101,11 @@ def demo(
 def concentrator_run(config: Annotated[Path, typer.Argument(help="The concentrator's TOML config file.")],
                      log_level: LogLevel = "INFO") -> None:
     """Run a concentrator: read its meters, keep readings in the durable outbox, forward them."""
-    from edge.concentrator import Concentrator
-    from edge.config import ConfigError, load_config
+    from gridwire.concentrator_process import run
 
-    _logging(log_level, process="concentrator")
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    built: list[Concentrator] = []
-    made = asyncio.Event()
-
-    async def run(stop: asyncio.Event) -> None:
-        # Built inside the event loop: pymodbus's async clients (Modbus meters) need a running one.
-        built.append(Concentrator.from_config(cfg))
-        made.set()
-        await built[0].run(stop)
-
-    async def ready() -> None:
-        # Ready once connected to the broker (its outbox keeps readings whether it is or not).
-        await made.wait()
-        await built[0].session.connected.wait()
-
-    run_until_signal(run, ready=ready)
-    if built and built[0].exit_code:
-        raise typer.Exit(built[0].exit_code)  # a self-update's restart or rollback, for the supervisor
+    code = _usage_errors(run, config, log_level=log_level)
+    if code:
+        raise typer.Exit(code)  # a bad config (2), or a self-update's restart or rollback, for the supervisor
 
 
 @concentrator_app.command("supervise")
@@ -143,14 +122,17 @@ def concentrator_supervise(
     version's `gridwire concentrator run`, restart it on a version an update switched to, and
     roll back to the previous version when the new one fails its health check or ends before
     passing it (docs/FIRMWARE.md, "The concentrator's own software")."""
-    import sys
+    from gridwire.concentrator_process import supervise
 
-    from edge.selfupdate.supervisor import supervise
+    raise typer.Exit(_usage_errors(supervise, config, software_dir=software_dir, factory=factory, log_level=log_level))
 
-    _logging(log_level, process="supervisor")
-    code = supervise(software_dir=software_dir, factory=factory or Path(sys.prefix),
-                     args=["concentrator", "run", str(config), "--log-level", log_level])
-    raise typer.Exit(code)
+
+def _usage_errors(command: Callable[..., int], *args: Any, **kwargs: Any) -> int:
+    """``command``'s exit code, a bad GRIDWIRE_LOG_FORMAT as a usage error (as every command)."""
+    try:
+        return command(*args, **kwargs)
+    except LogFormatError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 @concentrator_app.command("check")

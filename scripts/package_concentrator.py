@@ -151,7 +151,7 @@ SOFTWARE_ENTRY = """\
 # Gridwire concentrator {version}: a tree an over-the-air update unpacked (docs/FIRMWARE.md).
 tree=$(cd "$(dirname "$0")/.." && pwd -P)
 # -P: the working directory is not put on the path, so only the tree's code runs.
-PYTHONPATH="$tree/lib" exec {interpreter} -P -m gridwire.cli "$@"
+PYTHONPATH="$tree/lib" exec {interpreter} -P -m gridwire "$@"
 """
 
 

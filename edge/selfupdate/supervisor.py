@@ -28,7 +28,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge import outbox_schema
 from edge.selfupdate.releases import ENTRY_POINT, InstallError, Releases
 
 log = logging.getLogger(__name__)
@@ -109,6 +108,10 @@ class Supervisor:
             reason = f"version {version} exited with code {code} before its health check passed"
         back = self.releases.roll_back()
         if state.outbox and state.outbox_schema is not None:
+            # Imported here, not at the top: the supervisor stays resident and sqlite3 is only for
+            # this (issue 15: RSS); it runs from the factory tree, which no update replaces.
+            from edge import outbox_schema
+
             try:  # before the previous version starts: it must be able to read the outbox
                 outbox_schema.downgrade(Path(state.outbox), state.outbox_schema)
             except Exception as exc:  # logged; the previous version then refuses the outbox and says so
