@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broker.errors import Conflict
 from cloud.core.models import CommandRow
@@ -39,6 +39,28 @@ log = logging.getLogger(__name__)
 
 T = TargetState
 INSERT_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSnapshot:
+    """A campaign with its waves, their counts per state and its failed targets, read at once."""
+
+    campaign: CampaignRow
+    waves: list[CampaignWaveRow]
+    counts: list[WaveCounts]
+    failed: list[CampaignTargetRow]
+
+
+def _wave_counts(waves: Sequence[tuple[int, int]], counts: Sequence[tuple[int, str, int]]) -> list[WaveCounts]:
+    """Each wave's (index, target count) with its targets per state, in the order given."""
+    per: dict[int, dict[str, int]] = {}
+    for wave, state, count in counts:
+        per.setdefault(wave, {})[state] = count
+    return [WaveCounts(index=index, total=total, pending=per.get(index, {}).get(T.PENDING, 0),
+                       in_flight=per.get(index, {}).get(T.IN_FLIGHT, 0),
+                       succeeded=per.get(index, {}).get(T.SUCCEEDED, 0),
+                       failed=per.get(index, {}).get(T.FAILED, 0),
+                       cancelled=per.get(index, {}).get(T.CANCELLED, 0)) for index, total in waves]
 
 
 class InvalidTransition(Conflict):
@@ -154,18 +176,33 @@ class CampaignStore:
             waves = (await session.execute(
                 select(CampaignWaveRow.index, CampaignWaveRow.target_count)
                 .where(CampaignWaveRow.campaign_id == campaign_id).order_by(CampaignWaveRow.index))).all()
-            counts = (await session.execute(
-                select(CampaignTargetRow.wave, CampaignTargetRow.state, func.count())
-                .where(CampaignTargetRow.campaign_id == campaign_id)
-                .group_by(CampaignTargetRow.wave, CampaignTargetRow.state))).all()
-        per: dict[int, dict[str, int]] = {}
-        for wave, state, count in counts:
-            per.setdefault(wave, {})[state] = count
-        return [WaveCounts(index=index, total=total, pending=per.get(index, {}).get(T.PENDING, 0),
-                           in_flight=per.get(index, {}).get(T.IN_FLIGHT, 0),
-                           succeeded=per.get(index, {}).get(T.SUCCEEDED, 0),
-                           failed=per.get(index, {}).get(T.FAILED, 0),
-                           cancelled=per.get(index, {}).get(T.CANCELLED, 0)) for index, total in waves]
+            return _wave_counts([(index, total) for index, total in waves],
+                                await self._state_counts(session, campaign_id))
+
+    async def snapshot(self, campaign_id: str, *, failed_limit: int) -> CampaignSnapshot:
+        """The campaign, its waves with their counts per state and its first ``failed_limit``
+        failed targets, read in one session (what a status report needs, four queries)."""
+        async with self._sessions() as session:
+            row = await session.get(CampaignRow, campaign_id)
+            if row is None:
+                raise CampaignNotFound(campaign_id)
+            waves = list((await session.scalars(select(CampaignWaveRow).where(
+                CampaignWaveRow.campaign_id == campaign_id).order_by(CampaignWaveRow.index))).all())
+            counts = _wave_counts([(w.index, w.target_count) for w in waves],
+                                  await self._state_counts(session, campaign_id))
+            failed = list((await session.scalars(
+                select(CampaignTargetRow).where(CampaignTargetRow.campaign_id == campaign_id,
+                                                CampaignTargetRow.state == T.FAILED.value)
+                .order_by(CampaignTargetRow.wave, CampaignTargetRow.device).limit(failed_limit))).all())
+        return CampaignSnapshot(campaign=row, waves=waves, counts=counts, failed=failed)
+
+    @staticmethod
+    async def _state_counts(session: AsyncSession, campaign_id: str) -> list[tuple[int, str, int]]:
+        rows = (await session.execute(
+            select(CampaignTargetRow.wave, CampaignTargetRow.state, func.count())
+            .where(CampaignTargetRow.campaign_id == campaign_id)
+            .group_by(CampaignTargetRow.wave, CampaignTargetRow.state))).all()
+        return [(wave, state, count) for wave, state, count in rows]
 
     async def fleet_counts(self) -> dict[tuple[str, str], int]:
         """Campaigns by state, and the targets of active campaigns by state:

@@ -15,7 +15,7 @@ from broker.errors import Forbidden, Invalid
 from cloud.core.access import permissions
 from cloud.firmware.campaign_store import CampaignStore
 from cloud.firmware.catalogue import FirmwareCatalogue
-from cloud.firmware.models import CampaignRow
+from cloud.firmware.models import CampaignRow, CampaignWaveRow
 from cloud.firmware.schemas import (
     CampaignCreate,
     CampaignPublic,
@@ -130,12 +130,11 @@ class CampaignService:
 
     async def status(self, campaign_id: str) -> CampaignStatus:
         """Counts per state overall and per wave, and the failed devices with their reasons."""
-        campaign = await self.public(campaign_id)
-        counts = await self.store.wave_counts(campaign_id)
-        waves = await self.store.waves(campaign_id)
+        snapshot = await self.store.snapshot(campaign_id, failed_limit=MAX_FAILED_LISTED)
+        campaign = await self._public(snapshot.campaign, snapshot.waves)
         total: Counter[TargetState] = Counter()
         wave_views = []
-        for wave, count in zip(waves, counts, strict=True):
+        for wave, count in zip(snapshot.waves, snapshot.counts, strict=True):
             per = {TargetState.PENDING: count.pending, TargetState.IN_FLIGHT: count.in_flight,
                    TargetState.SUCCEEDED: count.succeeded, TargetState.FAILED: count.failed,
                    TargetState.CANCELLED: count.cancelled}
@@ -145,7 +144,7 @@ class CampaignService:
         failed = [FailedTarget(device=t.device, wave=t.wave, group=t.group_key, attempts=t.attempts,
                                failure_code=t.failure_code, failure_reason=t.failure_reason,
                                command_id=t.command_id, finished_at=t.finished_at)
-                  for t in await self.store.targets(campaign_id, state=TargetState.FAILED, limit=MAX_FAILED_LISTED)]
+                  for t in snapshot.failed]
         return CampaignStatus(campaign=campaign, counts={s: total.get(s, 0) for s in TargetState}, waves=wave_views,
                               failed=failed)
 
@@ -160,9 +159,10 @@ class CampaignService:
                              issued_at=t.issued_at, finished_at=t.finished_at, extra=t.result)
                 for t in rows]
 
-    async def _public(self, row: CampaignRow) -> CampaignPublic:
+    async def _public(self, row: CampaignRow, waves: Sequence[CampaignWaveRow] | None = None) -> CampaignPublic:
         firmware = await self.catalogue.get(row.firmware_id)
-        waves = await self.store.waves(row.id)
+        if waves is None:
+            waves = await self.store.waves(row.id)
         return CampaignPublic(
             id=row.id, name=row.name, organisation=row.organisation, firmware_id=row.firmware_id,
             version=firmware.version, state=row.state, state_reason=row.state_reason, active=row.active,

@@ -155,6 +155,7 @@ async def test_firmware_upload_campaign_and_status(mosquitto: MosquittoServer, t
         assert sorted(t["device"] for p in pages for t in p) == meter_ids(4)
         assert (await http.get(targets, params={"pageSize": 0}, headers=operator)).status_code == 422
         assert (await http.get("/v1/campaigns/nope/targets", headers=operator)).status_code == 404
+        assert (await http.get("/v1/campaigns/nope/status", headers=operator)).status_code == 404
         assert (await http.get(targets, headers=bearer("stranger"))).status_code == 403
         assert [c["id"] for c in (await http.get("/v1/campaigns", headers=operator)).json()] == [campaign["id"]]
         assert (await http.get(f"/v1/campaigns/{campaign['id']}/status", headers=admin)).status_code == 200
