@@ -3,14 +3,19 @@
 gurux-dlms is GPLv2-only; Gridwire is GPL-2.0-or-later, so the edge may import it.
 
 The names below are imported when first used (PEP 562): a concentrator without DLMS meters
-does not load gurux-dlms, and one with them does not load the simulators.
+does not load gurux-dlms, and one with them does not load the simulators, nor the parts of
+gurux-dlms it does not use (:mod:`edge.dlms.gurux_loader`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edge.dlms import gurux_loader
 from edge.lazy import exports
+
+# gurux-dlms in part: only the modules used (edge/dlms/gurux_loader.py; issue 15: RSS).
+gurux_loader.install()
 
 if TYPE_CHECKING:
     from edge.dlms.adapter import DlmsMeterAdapter
