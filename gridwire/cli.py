@@ -265,10 +265,11 @@ _SETTINGS_HELP = ("Settings from GRIDWIRE_* variables: MQTT_HOST, MQTT_PORT, MQT
 
 
 def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object] | None = None,
-                   stream: bool = False, **overrides: object) -> None:
+                   stream: bool = False, uvloop: bool = False, **overrides: object) -> None:
     """Run cloud process ``name``; ``refuse(settings)`` first, whose Invalid (settings it will
     not start with) is one line on stderr and exit 2, not a traceback. A ``stream`` process
-    (one that handles a message stream) keeps its start-up heap out of the collector's way."""
+    (one that handles a message stream) keeps its start-up heap out of the collector's way;
+    ``uvloop`` runs it on uvloop's event loop when that is installed."""
     from broker.errors import Invalid
     from cloud.platform import PROCESSES, process_runner
 
@@ -284,8 +285,13 @@ def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object]
         from cloud.runtime import steady_heap
 
         steady_heap()
+    loop_factory = None
+    if uvloop:
+        from cloud.runtime import api_event_loop
+
+        loop_factory = api_event_loop()
     ready = asyncio.Event()
-    run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait)
+    run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait, loop_factory=loop_factory)
 
 
 @cloud_app.command("ingest", epilog=_SETTINGS_HELP)
@@ -321,7 +327,8 @@ def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to liste
     from cloud.api.process import https
 
     chosen = {"api_host": host, "api_port": port, "api_insecure_http": insecure_http or None}
-    _cloud_process("api", log_level, refuse=https, **{key: value for key, value in chosen.items() if value is not None})
+    _cloud_process("api", log_level, refuse=https, uvloop=True,
+                   **{key: value for key, value in chosen.items() if value is not None})
 
 
 @cloud_app.command("core", epilog=_SETTINGS_HELP)

@@ -43,11 +43,13 @@ def configure_logging(level: str, *, process: str | None = None, format: str | N
 
 
 def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], *,
-                     ready: Callable[[], Awaitable[object]] | None = None) -> None:
+                     ready: Callable[[], Awaitable[object]] | None = None,
+                     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
     """Run ``main(stop)`` until SIGINT or SIGTERM sets ``stop``.
 
     ``ready`` returns once the process serves (subscribed, listening); with GRIDWIRE_READY_FILE
-    set, that file is written then and removed when ``main`` returns.
+    set, that file is written then and removed when ``main`` returns. ``loop_factory`` makes the
+    event loop (default: asyncio's own).
     """
     import asyncio
 
@@ -59,7 +61,8 @@ def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], *,
         async with _ready_file(ready):
             await main(stop)
 
-    asyncio.run(runner())
+    with asyncio.Runner(loop_factory=loop_factory) as run:
+        run.run(runner())
 
 
 @contextlib.asynccontextmanager

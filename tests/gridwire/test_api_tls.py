@@ -1,6 +1,7 @@
 """The real ``gridwire cloud api`` process serves HTTPS, or plain HTTP only when told so: with no
 certificate and no ``--insecure-http`` (or GRIDWIRE_API_INSECURE_HTTP) it refuses to start with
-one clear line and exit 2; told so, it serves plain HTTP and logs a warning saying so once."""
+one clear line and exit 2; told so, it serves plain HTTP and logs a warning saying so once. It
+runs on uvloop's event loop."""
 
 from __future__ import annotations
 
@@ -104,3 +105,5 @@ def test_with_a_certificate_it_serves_https_only(api_env: dict[str, str], tmp_pa
     with pytest.raises(httpx.HTTPError):  # plain HTTP on the same port gets no answer
         httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5)
     assert "plain HTTP" not in log.read_text()
+    # On uvloop's event loop (a cloud dependency), TLS included.
+    assert "the API runs on uvloop's event loop" in log.read_text()
