@@ -274,6 +274,7 @@ async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: in
     entry.parent.mkdir(parents=True)
     entry.write_text(f'#!/bin/sh\nexec "{python}" -m {module} "$@"\n')
     entry.chmod(0o755)
+    env = {**(env or os.environ), **unit_environment(source)}
     process = subprocess.Popen([str(python), "-m", module, "concentrator", "supervise", str(config),
                                 "--software-dir", str(directory / "software"), "--factory", str(entry.parent.parent),
                                 "--log-level", "WARNING"], cwd=directory, env=env)
@@ -298,6 +299,13 @@ async def memory(work: Path, python: Path, mosquitto: LocalMosquitto, meters: in
         assert child.stdin is not None
         child.stdin.close()
         child.wait(30)
+
+
+def unit_environment(tree: Path) -> dict[str, str]:
+    """The ``Environment=`` settings of the tree's systemd unit, which the appliance runs them with."""
+    unit = tree / "config" / "systemd" / "gridwire-concentrator.service"
+    return dict(line.removeprefix("Environment=").split("=", 1) for line in unit.read_text().splitlines()
+                if line.startswith("Environment="))
 
 
 def concentrator_of(supervisor: int) -> int:

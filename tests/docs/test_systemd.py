@@ -83,3 +83,16 @@ def _commands(unit: str) -> list[list[str]]:
 def test_each_gridwire_command_a_unit_runs_exists(unit: str) -> None:
     for words in _commands(unit):
         assert_gridwire_command(words, where=unit)
+
+
+def test_the_concentrator_runs_python_without_debug_ranges() -> None:
+    """Issue 15 (RSS): the concentrator's unit, and so its supervisor and the concentrator the
+    supervisor starts (which inherits the environment), run Python without PEP 657's column
+    positions; a Python given the unit's environment has none."""
+    unit = (UNITS / "gridwire-concentrator.service").read_text().splitlines()
+    environment = dict(line.removeprefix("Environment=").split("=", 1) for line in unit
+                       if line.startswith("Environment="))
+    assert environment.get("PYTHONNODEBUGRANGES") == "1"
+    probe = "import sys; print(set(column for *_, column in compile('x = 1', 'x', 'exec').co_positions()))"
+    done = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "{None}", done.stderr
