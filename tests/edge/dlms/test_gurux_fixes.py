@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from edge.dlms import gurux_fixes
@@ -15,6 +18,27 @@ def test_installed_version_is_the_pinned_one() -> None:
 def test_other_version_is_refused_with_a_clear_error() -> None:
     with pytest.raises(gurux_fixes.GuruxVersionError, match=r"gurux-dlms 1\.0\.999 .* 1\.0\.203"):
         gurux_fixes.check_version("1.0.999")
+
+
+@pytest.mark.parametrize("distribution", ["gurux-dlms", "gurux_dlms", "paho-mqtt", "PyYAML", "pyserial", "pydantic",
+                                          "pytest", "not-a-distribution-here"])
+def test_the_installed_version_is_importlib_metadatas(distribution: str) -> None:
+    import importlib.metadata
+
+    try:
+        expected: str | None = importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        expected = None
+    assert gurux_fixes.installed_version(distribution) == expected
+
+
+def test_the_version_check_does_not_load_importlib_metadata() -> None:
+    """Issue 15 (RSS): importlib.metadata (email, zipfile, csv) is about 2 MiB nothing else on the
+    concentrator's path needs. A fresh process: this one has it already."""
+    code = ("import sys\nfrom edge.dlms import gurux_fixes\nprint(gurux_fixes.check_version(), "
+            "'importlib.metadata' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [gurux_fixes.PINNED_GURUX_VERSION, "False"], done.stderr
 
 
 def test_aarq_invocation_counter_parsing() -> None:
