@@ -36,6 +36,7 @@ from cloud.firmware.campaigns import CampaignService
 from cloud.firmware.catalogue import FirmwareCatalogue
 from cloud.registry import (
     DeviceFunction,
+    DevicePublic,
     NotAuthorised,
     OrganisationNotFound,
     OrganisationPublic,
@@ -270,16 +271,18 @@ async def platform_admin(who: Caller) -> OrganisationPublic:
 Admin = Annotated[OrganisationPublic, Depends(platform_admin)]
 
 
-async def require(registry: Registry, who: OrganisationPublic, device: str, function: DeviceFunction) -> None:
-    """DeviceNotFound if ``device`` is unknown, NotAuthorised with the reason if ``who`` may not
-    do ``function`` (404 and 403 by the error table)."""
-    decision = await registry.permission(who.identification, device, function)  # usually one query
+async def require(registry: Registry, who: OrganisationPublic, device: str, function: DeviceFunction) -> DevicePublic:
+    """The device, as registered, if ``who`` may do ``function`` on it; DeviceNotFound if
+    ``device`` is unknown, NotAuthorised with the reason if ``who`` may not (404 and 403 by the
+    error table)."""
+    decision, found = await registry.permitted_device(who.identification, device, function)  # usually one query
     if not decision.allowed:
         await registry.get_device(device)  # an unknown device is 404, whatever the caller's credential
     check_scope(function)
-    if not decision.allowed:
+    if not decision.allowed or found is None:
         log.warning("refused %s on %s for %s: %s", function, device, who.identification, decision.reason)
         raise NotAuthorised(decision.reason)
+    return found
 
 
 # --- functional requests -----------------------------------------------------------------------------

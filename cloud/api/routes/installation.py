@@ -77,8 +77,7 @@ async def list_devices(
 @router.get("/devices/{device}", response_model=DevicePublic, responses=REFUSALS)
 async def get_device(device: str, registry: RegistryDep, who: Caller) -> DevicePublic:
     """One device, for an organisation holding any function group on it."""
-    await require(registry, who, device, DeviceFunction.GET_DEVICE)
-    return await registry.get_device(device)
+    return await require(registry, who, device, DeviceFunction.GET_DEVICE)
 
 
 @router.patch("/devices/{device}", response_model=DevicePublic,

@@ -244,3 +244,31 @@ async def test_successes_counted_together_make_registered_and_installed_devices_
     assert [(found[d].state, found[d].comm_success_count) for d in ("m-1", "m-2", "m-3")] == [
         (LifecycleState.ACTIVE, 2), (LifecycleState.ACTIVE, 1), (LifecycleState.DECOMMISSIONED, 1)]
     assert all(found[d].last_seen is not None and found[d].consecutive_failures == 0 for d in found)
+
+
+async def test_a_permission_with_its_device_is_what_permission_and_get_device_answer(
+        registry: Registry, orgs: dict[str, str]) -> None:
+    await registry.create_device(meter("m-1"), owner="utility")
+    await registry.create_device(meter("m-2"), owner="utility")
+    await registry.grant("m-1", "app", G.MONITORING)
+    await registry.grant("m-1", "app", G.SCHEDULING)
+    await registry.decommission("m-2")
+
+    async def both(org: str, device: str, function: DeviceFunction) -> None:
+        decision, found = await registry.permitted_device(org, device, function)
+        assert decision == await registry.permission(org, device, function)
+        if org in orgs and device in ("m-1", "m-2"):
+            assert found == await registry.get_device(device)
+        else:
+            assert found is None
+
+    for org in ("utility", "app", "nobody"):
+        for device in ("m-1", "m-2", "nope"):
+            for function in (F.GET_DEVICE, F.DISCONNECT, F.GET_PERIODIC_METER_READS, F.SET_TARIFF_SCHEDULE):
+                await both(org, device, function)
+    allowed, found = await registry.permitted_device("app", "m-1", F.GET_PERIODIC_METER_READS)
+    assert allowed.allowed and found is not None and found.grid == GridPosition(feeder="F1", transformer="T7",
+                                                                                 substation="SS-North")
+    await registry.update_organisation("utility", OrganisationUpdate(enabled=False))
+    await both("utility", "m-1", F.GET_DEVICE)
+    assert not (await registry.permitted_device("utility", "m-1", F.GET_DEVICE))[0].allowed
