@@ -287,6 +287,6 @@ if __name__ == "__main__":
     parser.add_argument("--meters", type=int, default=8)
     parser.add_argument("--chunk-kib", type=int, default=32)
     parser.add_argument("--window", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=8, help="chunks per download request")
+    parser.add_argument("--batch", type=int, default=32, help="chunks per download request")
     parser.add_argument("--block", type=int, default=512, help="the simulated meters' image_block_size")
     asyncio.run(main(parser.parse_args()))

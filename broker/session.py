@@ -288,8 +288,9 @@ class MqttSession(SessionConnection):
         self._route_held()
         await self._send_subscribe(topic_filter, qos)
 
-    def route(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> None:
-        """Register a subscription before :meth:`connect`; it is subscribed on connection.
+    def route(self, topic_filter: str, handler: Handler, *, qos: int = 1, now: NowHandler | None = None) -> None:
+        """Register a subscription before :meth:`connect`; it is subscribed on connection
+        (``now`` as for :meth:`subscribe`).
 
         A durable session's broker redelivers unacknowledged messages right after CONNACK,
         before a ``subscribe`` made after ``connect`` could register its handler; routes set
@@ -297,6 +298,8 @@ class MqttSession(SessionConnection):
         """
         validate_filter(topic_filter)
         self._subscriptions[topic_filter] = (handler, qos)
+        if now is not None:
+            self._now[handler] = now
         self._routes.clear()
 
     async def _send_subscribe(self, topic_filter: str, qos: int) -> None:

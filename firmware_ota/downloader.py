@@ -11,7 +11,7 @@ image in ``<cache_dir>/<sha256>.bin``:
    times out is sent again for the chunks still missing) and written into ``<sha256>.part``; ``<sha256>.chunks`` records, after the data is
    synced, which chunks are on disk, so a download cut by a crash or a broker outage resumes
    without asking for any chunk it already has. Data is synced in batches, off the event loop,
-   while the next chunks arrive: every ``sync_bytes`` (1 MiB) and at least every
+   by a task of its own while the workers fetch on: every ``sync_bytes`` (1 MiB) and at least every
    ``sync_interval`` (0.5 s) while anything is unsynced, so a stalled download has its chunks
    recorded too. A crash loses at most the chunks of the batch being written, fetched again.
    Once every chunk is written nothing more is synced: step 4 checks the whole file, and a
@@ -37,6 +37,7 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid, Unavailable
+from broker.mqtt_types import Settle
 from broker.schemas.firmware import (
     CHUNK,
     MAX_CHUNK,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SYNC_BYTES = 1 << 20  # chunks written between two syncs of the partial file and its record
 SYNC_INTERVAL = 0.5  # seconds: the longest a written chunk stays unrecorded
+HASH_STEP = 1 << 20  # bytes read and hashed at a time
 _RECORD = 4  # bytes per entry of the .chunks file (big-endian chunk index; the first entry is the chunk size)
 
 
@@ -72,8 +74,23 @@ class SignatureInvalid(Invalid, DownloadFailed):
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
+        while block := handle.read(HASH_STEP):
             digest.update(block)
+    return digest.hexdigest()
+
+
+async def sha256_on_loop(path: Path) -> str:
+    """:func:`sha256_of` on the event loop, a step (``HASH_STEP`` bytes, about a millisecond of
+    CPU) at a time with the loop's other tasks run between steps.
+
+    In a worker thread the hashing leaves the loop free, but the hand-over costs two wake-ups
+    (the thread's, then the loop's); on a busy machine those took 1-11 ms, more than hashing a
+    1 MiB image takes (bench/README.md, fleet_ota)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_STEP):
+            digest.update(block)
+            await asyncio.sleep(0)
     return digest.hexdigest()
 
 
@@ -178,7 +195,7 @@ class Downloader:
     """Fetches signed images over ``concentrator/<cid>/firmware/...`` into a cache by sha256."""
 
     def __init__(self, *, session: MqttSession, concentrator_id: str, cache_dir: Path,
-                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 16, batch: int = 8,
+                 trusted: Mapping[str, bytes], chunk_size: int = 32 * 1024, window: int = 4, batch: int = 32,
                  sync_bytes: int = SYNC_BYTES, sync_interval: float = SYNC_INTERVAL,
                  request_timeout: float = 10.0, max_attempts: int = 8, download_timeout: float = 1800.0) -> None:
         if not 0 < chunk_size <= MAX_CHUNK:
@@ -208,11 +225,13 @@ class Downloader:
 
     def route(self) -> None:
         """Set up the chunk subscription before the session connects (see :meth:`MqttSession.route`)."""
-        self._session.route(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk)
+        self._session.route(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk,
+                            now=self._take_chunk)
 
     async def start(self) -> None:
         """Subscribe to this concentrator's chunk answers (the session must be connected)."""
-        await self._session.subscribe(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk)
+        await self._session.subscribe(topics.concentrator_firmware(self.concentrator_id, CHUNK), self._on_chunk,
+                                      now=self._take_chunk)
 
     def verify(self, signed: SignedManifest) -> FirmwareManifest:
         """The manifest if a trusted key signed it, else :class:`SignatureInvalid`."""
@@ -268,13 +287,16 @@ class Downloader:
             todo = deque(missing)
             syncing = asyncio.Lock()
             finished = asyncio.Event()
+            due = asyncio.Event()  # sync_bytes are written and unsynced: the committer's turn
             async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(self._worker(manifest, partial, todo, syncing),
+                workers = [group.create_task(self._worker(manifest, partial, todo, due),
                                              name=f"firmware-chunks-{worker}")
                            for worker in range(min(self._window, -(-len(missing) // self._batch)))]
-                group.create_task(self._committer(partial, syncing, finished), name="firmware-sync")
-                await asyncio.wait(workers)
+                group.create_task(self._committer(partial, syncing, finished, due), name="firmware-sync")
+                if workers:  # none when every chunk was on disk already
+                    await asyncio.wait(workers)
                 finished.set()
+                due.set()
             # Complete: nothing more is synced. The whole file is checked against the signed
             # sha256 now and the cached image again before each use, so a crash from here on
             # costs a download, never a wrong image.
@@ -293,7 +315,7 @@ class Downloader:
                 except OSError as exc:
                     log.warning("firmware %s: could not record the chunks on disk: %s", manifest.firmware_id, exc)
             partial.close()
-        digest = await asyncio.to_thread(sha256_of, partial.part)
+        digest = await sha256_on_loop(partial.part)
         if digest != manifest.sha256:
             partial.discard()
             raise SignatureInvalid(f"firmware {manifest.firmware_id}: downloaded image has sha256 {digest}, "
@@ -304,20 +326,23 @@ class Downloader:
         return path
 
     async def _worker(self, manifest: FirmwareManifest, partial: PartialImage, todo: deque[int],
-                      syncing: asyncio.Lock) -> None:
+                      due: asyncio.Event) -> None:
         while todo:
             # The next run of consecutive missing chunks, at most ``batch`` of them: one request.
             run = [todo.popleft()]
             while todo and len(run) < self._batch and todo[0] == run[-1] + 1:
                 run.append(todo.popleft())
             await self._fetch_run(manifest, partial, run)
-            if partial.unsynced_bytes >= self._sync_bytes and not syncing.locked() and not partial.complete:
-                await self._commit(partial, syncing)
+            if partial.unsynced_bytes >= self._sync_bytes and not partial.complete:
+                due.set()  # the committer syncs; this worker asks for its next run meanwhile
 
-    async def _committer(self, partial: PartialImage, syncing: asyncio.Lock, finished: asyncio.Event) -> None:
+    async def _committer(self, partial: PartialImage, syncing: asyncio.Lock, finished: asyncio.Event,
+                         due: asyncio.Event) -> None:
+        """Syncs what the workers wrote when ``due`` (sync_bytes of it) and every sync_interval."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), self._sync_interval)
+                await asyncio.wait_for(due.wait(), self._sync_interval)
+            due.clear()
             if finished.is_set():
                 return
             if partial.unsynced and not syncing.locked():
@@ -395,7 +420,18 @@ class Downloader:
             i = j
         return requests
 
+    def _take_chunk(self, message: Message, settle: Settle) -> bool:
+        """A chunk handled in the session's network callback, without a task of its own (its
+        write is one ``pwrite`` to the page cache); acknowledged once written. A failure (the
+        disk) propagates, and the session hands the message to :meth:`_on_chunk` as usual."""
+        self._deliver(message)
+        settle(None)
+        return True
+
     async def _on_chunk(self, message: Message) -> None:
+        self._deliver(message)
+
+    def _deliver(self, message: Message) -> None:
         waiting = self._pending.get(message.correlation_data or b"")
         if waiting is None:
             # A late answer to a request we gave up on, or one from before a restart.

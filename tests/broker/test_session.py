@@ -405,3 +405,34 @@ async def test_a_now_handler_takes_messages_without_a_task_and_they_are_acknowle
 
     # Acknowledged: the durable session holds nothing more.
     await assert_nothing_queued(shared_mosquitto, client_id, topic)
+
+
+async def test_a_route_offers_the_backlog_after_connack_to_its_now_handler(shared_mosquitto):
+    """``route(..., now=...)`` as ``subscribe(..., now=...)``: what the broker sends right after
+    CONNACK (queued while the durable session was away) is taken without a task, and is
+    acknowledged once settled."""
+    client_id = f"routed-{uuid.uuid4().hex[:6]}"
+    topic = f"concentrator/conc-1/smartMeterMessage/route-{uuid.uuid4().hex[:6]}/meterReading"
+    taken: list[bytes] = []
+    handled: list[bytes] = []
+
+    def now(msg: Message, settle) -> bool:
+        taken.append(msg.payload)
+        settle(None)
+        return True
+
+    async def handler(msg: Message) -> None:
+        handled.append(msg.payload)
+
+    async with session(shared_mosquitto, "gridwire-cloud", client_id=client_id) as sub:
+        await sub.subscribe(topic, handler)
+    async with session(shared_mosquitto, "conc-1") as pub:
+        await asyncio.gather(*(pub.publish(topic, str(i).encode()) for i in range(50)))
+    back = session(shared_mosquitto, "gridwire-cloud", client_id=client_id)
+    back.route(topic, handler, now=now)
+    async with back:
+        await collect_until(taken, 50)
+        assert not back._handler_tasks and back.handling == 0  # noqa: SLF001 - no task per message
+    assert sorted(int(p) for p in taken) == list(range(50))
+    assert handled == []
+    await assert_nothing_queued(shared_mosquitto, client_id, topic)
