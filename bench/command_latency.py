@@ -156,13 +156,16 @@ def _edge(tmp: Path, broker: LocalMosquitto) -> list[ManagedProcess]:
 async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light: str,
                        cpu: Callable[[], dict[str, float]]) -> dict[str, dict]:
     """Each kind of command, one at a time: request sent -> the app's notification."""
-    notes: dict[str, asyncio.Future[dict]] = {}
+    notes: dict[str, asyncio.Future[tuple[dict, float]]] = {}
 
     async def on_note(message: Message) -> None:
+        at = time.perf_counter()
         body = json.loads(message.payload)
-        waiter = notes.pop(body["correlationId"], None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(body)
+        waiter = notes.setdefault(body["correlationId"], asyncio.get_running_loop().create_future())
+        if not waiter.done():
+            # The notification may come before the 202 has been read here: the waiter is then
+            # made here, done, and found by the request's id.
+            waiter.set_result((body, at))
 
     # Each round's messages on every topic, as a spy on '#' sees them arrive: where the time goes.
     seen: list[tuple[str, float]] = []
@@ -190,8 +193,9 @@ async def _round_trips(base: str, broker: LocalMosquitto, *, rounds: int, light:
             answer.raise_for_status()
             accepted = answer.json()
             waiter = notes.setdefault(accepted["correlationId"], loop.create_future())
-            note = await asyncio.wait_for(waiter, 30)
-            took = time.perf_counter() - started
+            note, arrived = await asyncio.wait_for(waiter, 30)
+            del notes[accepted["correlationId"]]
+            took = arrived - started
             if kind:
                 steps = hops.setdefault(kind, {})
                 steps.setdefault("0 API answered 202", []).append(answered - started)

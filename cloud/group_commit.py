@@ -19,6 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.held import Held, holding
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -33,8 +37,11 @@ class GroupCommit(Generic[T, R]):
     """Runs ``flush`` on the items waiting, one flush at a time; ``flush`` answers each item, in order."""
 
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, name: str,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, hold: AsyncEngine | None = None) -> None:
+        """``hold``: the flushes' statements on this engine share one connection the writer keeps
+        (:mod:`cloud.held`), not one from the pool each."""
         self._flush = flush
+        self._held = Held(hold) if hold is not None else None
         self._name = name
         self._max = max_batch
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
@@ -51,6 +58,10 @@ class GroupCommit(Generic[T, R]):
         return await answer
 
     async def _run(self) -> None:
+        with holding(self._held):
+            await self._run_held()
+
+    async def _run_held(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
             items = [item for item, _ in batch]
@@ -77,6 +88,8 @@ class GroupCommit(Generic[T, R]):
         """Wait for the flush in flight (and those queued behind it)."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._held is not None:
+            await self._held.close()
 
 
 __all__ = ["MAX_BATCH", "GroupCommit"]

@@ -16,19 +16,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, bindparam, select, true
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.group_commit import GroupCommit
+from cloud.held import autocommit, connect  # noqa: F401 - autocommit: imported from here too
 from cloud.registry import Decision, DeviceFunction, FunctionGroup, LifecycleState, Protocol, Registry, Route
 from cloud.registry.schemas import reached_through
 from cloud.registry.functions import authorise
 from cloud.registry.models import Device, DeviceAuthorisation, Organisation
-
-
-@functools.lru_cache(maxsize=32)
-def autocommit(engine: AsyncEngine) -> AsyncEngine:
-    """``engine`` in autocommit mode, made once per engine (each one copies the engine's event set)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +51,7 @@ async def accesses(registry: Registry, organisation: str, devices: Iterable[str]
     if not wanted:
         return {}
     # Autocommit: one read needs no BEGIN/ROLLBACK round trips around it.
-    async with autocommit(registry.engine).connect() as conn:
+    async with connect(registry.engine) as conn:
         rows = (await conn.execute(_QUERY, {"org": organisation, "devices": wanted})).all()
     found: dict[str, tuple[LifecycleState, Route]] = {}
     held: dict[str, set[FunctionGroup]] = {}

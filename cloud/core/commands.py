@@ -13,17 +13,18 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.schemas.command import CommandError, CommandStatus, GenericCommand
 from cloud.core import lifecycle
 from cloud.core.access import autocommit
+from cloud.held import connect
 from cloud.core.lifecycle import FINAL, OPEN
 from cloud.core.models import CommandRow, DeviceLockRow
 from cloud.registry.models import utcnow
@@ -117,6 +118,30 @@ _FINISH = (update(CommandRow)
                   CommandRow.status.in_([s.value for s in OPEN]))
            .returning(*CommandRow.__table__.columns))
 _UNLOCK = delete(DeviceLockRow).where(DeviceLockRow.command_id == bindparam("b_id"))
+_GET = select(*CommandRow.__table__.columns).where(CommandRow.id == bindparam("b_id"))
+# The pump's reads, twice a second in every core process and after every sequential command.
+_DUE = (select(*CommandRow.__table__.columns)
+        .where(CommandRow.status == S.QUEUED.value, CommandRow.not_before <= bindparam("b_now"))
+        .order_by(CommandRow.priority, CommandRow.created_at).limit(bindparam("b_limit")))
+_OVERDUE = (select(*CommandRow.__table__.columns)
+            .where(CommandRow.status.in_([s.value for s in OPEN]), CommandRow.expires_at <= bindparam("b_now"))
+            .order_by(CommandRow.expires_at).limit(bindparam("b_limit")))
+# Correlated per lock (a primary-key lookup each): the lock table is small, the command table is not.
+_STALE_LOCKS = delete(DeviceLockRow).where(~select(CommandRow.id).where(
+    CommandRow.id == DeviceLockRow.command_id, CommandRow.status.not_in([s.value for s in FINAL])).exists())
+_HOLDER = select(DeviceLockRow.command_id).where(DeviceLockRow.device == bindparam("b_device"))
+_UNLOCK_DEVICE = delete(DeviceLockRow).where(DeviceLockRow.device == bindparam("b_device"),
+                                             DeviceLockRow.command_id == bindparam("b_id"))
+# A queued command made due (not a transition: it only becomes due), and QUEUED -> SENT.
+_MAKE_DUE = (update(CommandRow)
+             .where(CommandRow.id == bindparam("b_id"), CommandRow.status == S.QUEUED.value,
+                    CommandRow.not_before > bindparam("b_now"))
+             .values(not_before=bindparam("b_now")))
+_MARK_SENT = (update(CommandRow)
+              .where(CommandRow.id == bindparam("b_id"),
+                     CommandRow.status.in_([s.value for s in lifecycle.sources(S.SENT)]),
+                     CommandRow.expires_at > bindparam("b_now"))
+              .values(status=S.SENT.value, sent_at=bindparam("b_now"), attempts=CommandRow.attempts + 1))
 
 
 def insert_ignoring(engine: AsyncEngine, model: type) -> Any:
@@ -131,13 +156,13 @@ class CommandStore:
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Single statements and plain reads run in autocommit: on PostgreSQL a transaction block
         # is two more round trips (BEGIN, COMMIT/ROLLBACK) than the statement itself.
         self._auto = autocommit(engine)
         self._reads = async_sessionmaker(self._auto, expire_on_commit=False)
         self._add_command = insert_ignoring(engine, CommandRow)
         self._add_returning = self._add_command.returning(CommandRow.id)
+        self._add_lock = insert_ignoring(engine, DeviceLockRow)
         self._clock = clock
 
     def now(self) -> datetime:
@@ -146,26 +171,29 @@ class CommandStore:
     # --- commands -------------------------------------------------------------------------------
 
     async def add(self, command: GenericCommand, *, correlation_id: str, domain: str,
-                  default_ttl: timedelta = timedelta(minutes=5)) -> tuple[CommandRecord, bool]:
+                  default_ttl: timedelta = timedelta(minutes=5), due: bool = False) -> tuple[CommandRecord, bool]:
         """Store a new QUEUED command; on a redelivery return the stored one and False.
 
         It is not due (the pump will not send it) until :meth:`make_due`: the core first
-        checks the organisation's authorisation.
+        checks the organisation's authorisation. ``due``: it was checked already, due at once.
         """
-        expires = command.expires_at or self.now() + default_ttl
-        row = CommandRow(id=str(command.command_id), correlation_id=correlation_id,
-                         organisation=command.organisation or "", device=command.device_id, domain=domain,
-                         name=command.name, parameters=command.parameters, priority=command.priority,
-                         status=S.QUEUED.value, attempts=0, created_at=command.issued_at,
-                         expires_at=expires, not_before=expires)
-        try:
-            async with self._sessions.begin() as session:
-                session.add(row)
-        except IntegrityError:
+        now = self.now()
+        expires = command.expires_at or now + default_ttl
+        row = {"id": str(command.command_id), "correlation_id": correlation_id,
+               "organisation": command.organisation or "", "device": command.device_id, "domain": domain,
+               "name": command.name, "parameters": command.parameters, "priority": command.priority,
+               "status": S.QUEUED.value, "attempts": 0, "created_at": command.issued_at,
+               "sent_at": None, "completed_at": None, "result": None, "error": None,
+               "expires_at": expires, "not_before": now if due else expires}
+        # One statement in autocommit (ON CONFLICT DO NOTHING: a redelivery stores nothing), not a
+        # transaction block: on PostgreSQL that was three round trips.
+        async with connect(self.engine) as conn:
+            stored = (await conn.execute(self._add_returning, row)).first()
+        if stored is None:
             existing = await self.get(str(command.command_id))
             assert existing is not None
             return existing, False
-        return CommandRecord.of(row), True
+        return CommandRecord.of(SimpleNamespace(**row)), True  # type: ignore[arg-type]
 
     async def add_decided(self, command: GenericCommand, *, correlation_id: str, domain: str,
                           status: CommandStatus, error: CommandError | None = None,
@@ -186,7 +214,7 @@ class CommandStore:
                "error": error.model_dump() if error else None, "result": None,
                "expires_at": command.expires_at or now + default_ttl,
                "not_before": now}
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             done = await conn.execute(self._add_command, row)
         return done.rowcount == 1  # type: ignore[attr-defined]
 
@@ -195,7 +223,7 @@ class CommandStore:
         for each, True if it is new, False if it was stored before."""
         now = self.now()
         rows = [self._decided_row(d, now) for d in decided]
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             # One statement executed for many rows: compiled once and cached, SQLAlchemy sends the
             # rows as multi-row VALUES ("insertmanyvalues"). A multi-row .values() construct is
             # compiled afresh for every batch, which cost more CPU than the rows themselves.
@@ -231,7 +259,7 @@ class CommandStore:
             groups.setdefault(outcome.key(), []).append(index)
         found: dict[tuple[str, str], CommandRecord] = {}
         now = self.now()
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             for indexes in groups.values():
                 first = outcomes[indexes[0]]
                 statement = (update(CommandRow)
@@ -254,14 +282,14 @@ class CommandStore:
         lifecycle.ends_from(status)
         values = {"b_id": command_id, "b_device": device, "status": status.value, "result": result,
                   "error": error.model_dump() if error else None, "completed_at": self.now()}
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             row = (await conn.execute(_FINISH, values)).first()
         return CommandRecord.of(row) if row is not None else None  # type: ignore[arg-type]
 
     async def get(self, command_id: str) -> CommandRecord | None:
-        async with self._reads() as session:
-            row = await session.get(CommandRow, command_id)
-            return CommandRecord.of(row) if row is not None else None
+        async with connect(self.engine) as conn:
+            row = (await conn.execute(_GET, {"b_id": command_id})).first()
+        return CommandRecord.of(row) if row is not None else None  # type: ignore[arg-type]
 
     async def of_request(self, correlation_id: str) -> list[CommandRecord]:
         """The commands of one functional request, oldest first."""
@@ -272,14 +300,17 @@ class CommandStore:
 
     async def make_due(self, command_id: str) -> bool:
         """Let the pump send a queued command from now on (it was authorised)."""
-        # Not a transition: a queued command only becomes due.
-        return await self._update(command_id, (S.QUEUED,), CommandRow.not_before > self.now(), not_before=self.now())
+        return await self._changed(_MAKE_DUE, {"b_id": command_id, "b_now": self.now()})
 
     async def mark_sent(self, command_id: str) -> bool:
         """QUEUED -> SENT (counting the attempt) if still queued and not yet expired."""
-        now = self.now()
-        return await self._move(command_id, S.SENT, CommandRow.expires_at > now, sent_at=now,
-                                attempts=CommandRow.attempts + 1)
+        return await self._changed(_MARK_SENT, {"b_id": command_id, "b_now": self.now()})
+
+    async def _changed(self, statement: Any, values: dict[str, Any]) -> bool:
+        """Run a prebuilt compare-and-set; True if it changed the row."""
+        async with connect(self.engine) as conn:
+            done = await conn.execute(statement, values)
+        return done.rowcount == 1  # type: ignore[attr-defined]
 
     async def mark_delivered(self, command_id: str) -> bool:
         """SENT -> DELIVERED: the concentrator has it and is working on it."""
@@ -300,7 +331,7 @@ class CommandStore:
         return await self._update(command_id, lifecycle.sources(target), *extra, status=target.value, **values)
 
     async def _update(self, command_id: str, sources: tuple[CommandStatus, ...], *extra: Any, **values: Any) -> bool:
-        async with self._auto.connect() as session:
+        async with connect(self.engine) as session:
             done = await session.execute(
                 update(CommandRow)
                 .where(CommandRow.id == command_id, CommandRow.status.in_([s.value for s in sources]), *extra)
@@ -309,12 +340,7 @@ class CommandStore:
 
     async def due(self, *, limit: int = 100) -> list[CommandRecord]:
         """Queued commands whose wait is over, most urgent (lowest priority number) first."""
-        now = self.now()
-        async with self._reads() as session:
-            rows = await session.scalars(
-                select(CommandRow).where(CommandRow.status == S.QUEUED.value, CommandRow.not_before <= now)
-                .order_by(CommandRow.priority, CommandRow.created_at).limit(limit))
-            return [CommandRecord.of(r) for r in rows]
+        return await self._records(_DUE, {"b_now": self.now(), "b_limit": limit})
 
     async def overdue(self, *, limit: int = 500) -> list[CommandRecord]:
         """Non-final commands whose time-to-live has passed, the longest overdue first, at most ``limit``.
@@ -322,36 +348,34 @@ class CommandStore:
         Answered from the (status, expires_at) index: its cost follows the overdue commands
         found, not the open ones (the pump runs it twice a second in every core process).
         """
-        now = self.now()
-        async with self._reads() as session:
-            rows = await session.scalars(
-                select(CommandRow).where(CommandRow.status.in_([s.value for s in OPEN]),
-                                         CommandRow.expires_at <= now)
-                .order_by(CommandRow.expires_at).limit(limit))
-            return [CommandRecord.of(r) for r in rows]
+        return await self._records(_OVERDUE, {"b_now": self.now(), "b_limit": limit})
+
+    async def _records(self, statement: Any, values: dict[str, Any]) -> list[CommandRecord]:
+        # A prebuilt statement on an autocommit connection: no ORM session, no BEGIN/ROLLBACK.
+        async with connect(self.engine) as conn:
+            rows = (await conn.execute(statement, values)).all()
+        return [CommandRecord.of(r) for r in rows]  # type: ignore[arg-type]
 
     # --- one command at a time per device --------------------------------------------------------
 
     async def lock_device(self, device: str, command_id: str) -> bool:
         """Take ``device`` for ``command_id``; True if taken (or already held by it)."""
-        try:
-            async with self._sessions.begin() as session:
-                session.add(DeviceLockRow(device=device, command_id=command_id, acquired_at=self.now()))
-        except IntegrityError:
-            async with self._reads() as session:
-                holder = await session.scalar(select(DeviceLockRow.command_id).where(DeviceLockRow.device == device))
-            return holder == command_id
-        return True
+        async with connect(self.engine) as conn:
+            taken = await conn.execute(self._add_lock, {"device": device, "command_id": command_id,
+                                                        "acquired_at": self.now()})
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                return True
+            holder = (await conn.execute(_HOLDER, {"b_device": device})).scalar_one_or_none()
+        return holder == command_id
 
     async def unlock_device(self, device: str, command_id: str) -> None:
         """Release ``device`` if ``command_id`` holds it."""
-        async with self._sessions.begin() as session:
-            await session.execute(delete(DeviceLockRow).where(DeviceLockRow.device == device,
-                                                              DeviceLockRow.command_id == command_id))
+        async with connect(self.engine) as conn:
+            await conn.execute(_UNLOCK_DEVICE, {"b_device": device, "b_id": command_id})
 
     async def unlock_command(self, command_id: str) -> bool:
         """Release whatever device ``command_id`` holds; True if it held one (one statement)."""
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             done = await conn.execute(_UNLOCK, {"b_id": command_id})
         return done.rowcount == 1  # type: ignore[attr-defined]
 
@@ -359,17 +383,13 @@ class CommandStore:
         """Release whatever devices ``command_ids`` hold (one statement); how many locks were held."""
         if not command_ids:
             return 0
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             done = await conn.execute(delete(DeviceLockRow).where(DeviceLockRow.command_id.in_(list(command_ids))))
         return done.rowcount or 0  # type: ignore[attr-defined]
 
     async def release_stale_locks(self) -> int:
         """Drop locks whose command is final or gone (a core process died holding them)."""
-        final = [s.value for s in FINAL]
-        async with self._sessions.begin() as session:
-            # Correlated per lock (a primary-key lookup each): the lock table is small, the command table is not.
-            live = select(CommandRow.id).where(CommandRow.id == DeviceLockRow.command_id,
-                                               CommandRow.status.not_in(final))
-            done = await session.execute(delete(DeviceLockRow).where(~live.exists())
-                                         .execution_options(synchronize_session=False))
+        # One statement: atomic on its own, so autocommit (no BEGIN/COMMIT round trips).
+        async with connect(self.engine) as conn:
+            done = await conn.execute(_STALE_LOCKS)
         return done.rowcount or 0  # type: ignore[attr-defined]

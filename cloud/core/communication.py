@@ -20,7 +20,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud.core.access import autocommit
+from cloud.held import Held
 from cloud.registry import LifecycleState
 from cloud.registry.models import Device, utcnow
 
@@ -43,6 +43,8 @@ class SuccessLog:
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._engine = engine
+        # The writer runs one write at a time: it keeps one connection (cloud.held).
+        self._held = Held(engine)
         self._clock = clock
         self._pending: dict[str, tuple[int, datetime]] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -80,11 +82,14 @@ class SuccessLog:
         # Sorted, so two core processes lock device rows in the same order (no deadlock).
         devices = sorted(batch)
         # Autocommit: each statement is atomic on its own, and BEGIN/COMMIT would be two more round trips.
-        async with autocommit(self._engine).connect() as conn:
-            await conn.execute(_COUNT, [{"b_device": d, "b_count": batch[d][0], "b_at": batch[d][1]} for d in devices])
+        rows = [{"b_device": d, "b_count": batch[d][0], "b_at": batch[d][1]} for d in devices]
+        async with self._held.use() as conn:
+            # One device (an idle platform): executed as one statement, not an executemany.
+            await conn.execute(_COUNT, rows[0] if len(rows) == 1 else rows)
         self.transactions += 1
 
     async def close(self) -> None:
         """Wait for the writes in flight."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        await self._held.close()

@@ -68,8 +68,8 @@ class CoreDispatcher:
         self._successes = SuccessLog(store.engine, clock=store.now)
         # The common cases (a new command for a device that takes commands concurrently, a
         # device's final answer) share statements with every message that arrives meanwhile.
-        self._deciding = GroupCommit(self._decide_many, name=f"core-decide-{session.client_id}")
-        self._finishing = GroupCommit(self._finish_many, name=f"core-finish-{session.client_id}")
+        self._deciding = GroupCommit(self._decide_many, name=f"core-decide-{session.client_id}", hold=store.engine)
+        self._finishing = GroupCommit(self._finish_many, name=f"core-finish-{session.client_id}", hold=store.engine)
         # The rest holds a database connection per message: at most ``concurrency`` at once.
         self._slow: AbstractAsyncContextManager[Any] = (
             asyncio.Semaphore(concurrency) if concurrency is not None else contextlib.nullcontext())
@@ -102,14 +102,21 @@ class CoreDispatcher:
 
     async def accept(self, incoming: CommandIn) -> None:
         """Take a new generic command: refuse it, or send it now or once its device is free."""
-        if await self._decide(incoming):
+        decided = await self._decide(incoming)
+        if decided is True:
             return
         async with self._slow:
-            await self._accept_slowly(incoming)
+            await self._accept_slowly(incoming, known=decided or None)
 
-    async def _accept_slowly(self, incoming: CommandIn) -> None:
+    async def _accept_slowly(self, incoming: CommandIn, *, known: Access | None = None) -> None:
+        """``known``: the fast path's authorisation check of this command (a sequential device),
+        so it is not asked again."""
         command = incoming.command
-        record, new = await self._store.add(command, correlation_id=incoming.correlation, domain=incoming.domain)
+        # Authorised already: stored due at once (one statement fewer). Either way the send
+        # itself is the compare-and-set QUEUED -> SENT under the device's lock.
+        due = known is not None and known.decision.allowed
+        record, new = await self._store.add(command, correlation_id=incoming.correlation, domain=incoming.domain,
+                                            due=due)
         if not new and record.status is not S.QUEUED:
             await self._redelivered(record)
             return
@@ -118,12 +125,14 @@ class CoreDispatcher:
         if function is None:
             await self._finish(record, S.FAILED, error=lifecycle.unsupported(command.name))
             return
-        decision = await permission(self._registry, incoming.organisation, command.device_id, function)
-        if not decision.allowed:
-            self._refused(command, incoming.organisation, decision.reason)
-            await self._finish(record, S.FAILED, error=lifecycle.not_authorised(decision.reason))
-            return
-        await self._store.make_due(record.id)
+        if not due:
+            decision = (known.decision if known is not None
+                        else await permission(self._registry, incoming.organisation, command.device_id, function))
+            if not decision.allowed:
+                self._refused(command, incoming.organisation, decision.reason)
+                await self._finish(record, S.FAILED, error=lifecycle.not_authorised(decision.reason))
+                return
+            await self._store.make_due(record.id)
         await self._try_send(record)
 
     async def _redelivered(self, record: CommandRecord) -> None:
@@ -145,17 +154,20 @@ class CoreDispatcher:
         if route.protocol not in SEQUENTIAL_PROTOCOLS:
             await self._publish_command(record, route)
 
-    async def _decide(self, incoming: CommandIn) -> bool:
+    async def _decide(self, incoming: CommandIn) -> bool | Access:
         """The fast path: decide a new command for a device that takes commands concurrently and
         store it SENT (then publish it) or FAILED, in a statement shared with the commands that
-        arrived meanwhile. False if the slow path must handle it: a sequential device, an unknown
-        device or command, or a redelivery."""
+        arrived meanwhile: True. If the slow path must handle it, False, or for a sequential
+        device the access found (the slow path need not ask again); also for an unknown device or
+        command, or a redelivery."""
         command = incoming.command
         if function_of(command.name) is None or command.expires_at is None or command.expires_at <= self._store.now():
             return False
         decided = await self._deciding(incoming)
         if decided is None:
             return False
+        if isinstance(decided, Access):
+            return decided
         route, status, error = decided
         self.commands_accepted += 1
         record = CommandRecord.of_new(command, correlation_id=incoming.correlation, domain=incoming.domain,
@@ -166,9 +178,10 @@ class CoreDispatcher:
             await self._announce(record, status, result=None, error=error)
         return True
 
-    async def _decide_many(self, batch: Sequence[CommandIn]) -> list[Plan | None]:
+    async def _decide_many(self, batch: Sequence[CommandIn]) -> list[Plan | Access | None]:
         """Authorise a batch (one query per organisation and function) and store the commands of
-        devices that take commands concurrently, decided, in one statement; None for the others."""
+        devices that take commands concurrently, decided, in one statement; for a sequential
+        device's command its access (the slow path sends it), None for the others."""
         wanted: dict[tuple[str, DeviceFunction], list[str]] = {}
         for item in batch:
             function = function_of(item.command.name)
@@ -178,16 +191,19 @@ class CoreDispatcher:
         for (organisation, function), devices in wanted.items():
             for device, access in (await accesses(self._registry, organisation, devices, function)).items():
                 found[(organisation, function, device)] = access
-        plans: list[Plan | None] = []
+        plans: list[Plan | Access | None] = []
         rows: list[Decided] = []
         for item in batch:
             command = item.command
             access = found[(item.organisation, function_of(command.name), command.device_id)]  # type: ignore[index]
             route = access.route
-            if route is None or route.protocol in SEQUENTIAL_PROTOCOLS:
+            if route is None:
                 plans.append(None)
                 continue
             self._routes.remember(route)
+            if route.protocol in SEQUENTIAL_PROTOCOLS:
+                plans.append(access)
+                continue
             status, error = S.SENT, None
             if not access.decision.allowed:
                 self._refused(command, item.organisation, access.decision.reason)
@@ -197,7 +213,8 @@ class CoreDispatcher:
             plans.append((route, status, error))
         stored = iter(await self._store.add_decided_many(rows) if rows else [])
         # A command stored before (a redelivery) goes the slow way, which knows what it became.
-        return [plan if plan is not None and next(stored) else None for plan in plans]
+        return [plan if isinstance(plan, Access) or (plan is not None and next(stored)) else None
+                for plan in plans]
 
     @staticmethod
     def _refused(command: GenericCommand, organisation: str, reason: str) -> None:
@@ -356,20 +373,33 @@ class CoreDispatcher:
             status, error = lifecycle.overdue(record.status)
             await self._finish(record, status, error=error)
         await self._store.release_stale_locks()
+        await self.send_due()
+
+    async def send_due(self) -> None:
+        """Send the queued commands whose wait is over (a device freed, a retry's time come)."""
         for record in await self._store.due():
             await self._try_send(record)
 
     async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        swept = loop.time()
         while not self._stopping:
             try:
-                await asyncio.wait_for(self._kick.wait(), self._interval)
+                await asyncio.wait_for(self._kick.wait(), max(0.0, swept + self._interval - loop.time()))
             except TimeoutError:
                 pass
             self._kick.clear()
             if self._stopping:
                 return
             try:
-                await self.pump_once()
+                # A kick (a device freed, a retry queued) needs only what is due; the sweep for
+                # overdue commands and dead commands' locks keeps its interval however often
+                # kicks come (it was three statements after every sequential command).
+                if loop.time() >= swept + self._interval:
+                    swept = loop.time()
+                    await self.pump_once()
+                else:
+                    await self.send_due()
             except asyncio.CancelledError:
                 raise
             except Exception:

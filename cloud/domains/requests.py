@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.schemas.command import CommandError, CommandStatus
 from cloud.core.access import autocommit
+from cloud.held import connect
 from cloud.core.commands import CommandRecord, insert_ignoring
 from cloud.core.models import CommandRow
 from cloud.domains.models import FunctionalRequestRow
@@ -127,7 +128,7 @@ class RequestStore:
         rows = [{"correlation_id": r.correlation_id, "organisation": r.organisation, "device": r.device,
                  "domain": r.domain, "operation": r.operation, "command_ids": list(r.command_ids),
                  "status": PENDING, "created_at": now} for r in requests]
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             # One cached statement for many rows (SQLAlchemy's "insertmanyvalues": multi-row VALUES
             # in batches under each database's limits), not a multi-row construct compiled per call.
             new = set((await conn.execute(self._add_returning, rows)).scalars())
@@ -148,7 +149,7 @@ class RequestStore:
     async def with_commands_many(self, correlation_ids: Sequence[str]
                                  ) -> list[tuple[FunctionalRecord | None, list[CommandRecord]]]:
         """:meth:`with_commands` for many requests in one round trip (a group commit's read)."""
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             rows = (await conn.execute(_WITH_COMMANDS, {"cids": list(set(correlation_ids))})).all()
         found: dict[str, tuple[FunctionalRecord, list[CommandRecord]]] = {}
         for row in rows:
@@ -170,7 +171,7 @@ class RequestStore:
         now = self._clock()
         if len(completions) == 1:  # alone (an idle platform): the statement built once, not one per call
             one = completions[0]
-            async with self._auto.connect() as conn:
+            async with connect(self.engine) as conn:
                 done_one = (await conn.execute(_COMPLETE, {
                     "b_cid": one.correlation_id, "status": one.status.value, "result": one.result,
                     "error": one.error.model_dump() if one.error else None, "completed_at": now})).first()
@@ -179,7 +180,7 @@ class RequestStore:
         for completion in completions:
             groups.setdefault(completion.key(), []).append(completion)
         done: set[str] = set()
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             for group in groups.values():
                 first = group[0]
                 ids = [c.correlation_id for c in group]
@@ -201,7 +202,7 @@ class RequestStore:
         query = select(FunctionalRequestRow).order_by(FunctionalRequestRow.created_at.desc()).limit(limit)
         if device is not None:
             query = query.where(FunctionalRequestRow.device == device)
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             rows = (await conn.execute(query)).all()
         return [FunctionalRecord(correlation_id=r.correlation_id, organisation=r.organisation, device=r.device,
                                  domain=r.domain, operation=r.operation, command_ids=list(r.command_ids),
@@ -211,5 +212,5 @@ class RequestStore:
 
     async def correlation_of(self, command_id: str) -> str | None:
         """The request a command belongs to, or None for a command the core does not know."""
-        async with self._auto.connect() as conn:
+        async with connect(self.engine) as conn:
             return (await conn.execute(_CORRELATION, {"cid": command_id})).scalar_one_or_none()

@@ -64,8 +64,10 @@ class ResultsConsumer:
         self._domains = {d.name: d for d in domains}
         self._group = share_group
         # Reads and completions shared with the responses that arrive meanwhile (group commits).
-        self._reading = GroupCommit(requests.with_commands_many, name=f"results-read-{session.client_id}")
-        self._completing = GroupCommit(requests.complete_many, name=f"results-complete-{session.client_id}")
+        self._reading = GroupCommit(requests.with_commands_many, name=f"results-read-{session.client_id}",
+                                    hold=requests.engine)
+        self._completing = GroupCommit(requests.complete_many, name=f"results-complete-{session.client_id}",
+                                       hold=requests.engine)
         # No sealing key: a confirmed change moves the sealed keys as they are.
         self._secrets = DeviceSecrets(requests.engine, None)
 
