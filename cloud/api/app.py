@@ -14,6 +14,7 @@ from cloud.api.errors import install_error_table
 from cloud.api.guards import install_guards
 from cloud.api.openapi import install_openapi
 from cloud.api.routes import OMDP_ROUTERS
+from cloud.api.wire_rows import WireRenderer
 from cloud.auth import MeterAccess, meters_from_claims, secret_problem
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.deadletters import DeadLetterStore
@@ -67,6 +68,8 @@ def create_app(*, settings: ApiSettings, store: InfluxStore | None = None, meter
     app.state.clock = clock or _utc_now
     app.state.dead_letters = dead_letters
     app.state.catalogue = catalogue or default_catalogue()
+    # Renders JSON pages of readings; its caches (times, meters, units) are shared by every request.
+    app.state.wire_renderer = WireRenderer()
 
     install_error_table(app)
     install_guards(app, limit=settings.max_body_bytes)

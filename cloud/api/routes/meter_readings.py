@@ -79,8 +79,10 @@ async def query_meter_readings(request: Request, body: MeterReadingsRequest, set
                             f"pageNumber {body.page_number} is past the last page ({last}) of this answer")
     # The page was asked for before the total was known: keep the rows the total allows.
     rows = _first(rows, total - offset)
-    # A MeterReadingsPage, rendered straight from the stored rows (see cloud.api.wire_rows).
-    page = WireRenderer().page(rows, page_number=body.page_number, page_size=body.page_size, total_rows=total)
+    # A MeterReadingsPage, rendered straight from the stored rows (see cloud.api.wire_rows), by
+    # the app's renderer: its caches of times and meters serve every request.
+    renderer: WireRenderer = request.app.state.wire_renderer
+    page = renderer.page(rows, page_number=body.page_number, page_size=body.page_size, total_rows=total)
     return Response(content=page, media_type="application/json")
 
 

@@ -100,6 +100,10 @@ def stored_series(draw: st.DrawFn) -> tuple[list[str], list[list[Any]]]:
     return columns, rows
 
 
+# One renderer across every example, as the API keeps one across requests.
+SHARED = WireRenderer()
+
+
 def reference_page(columns: list[str], rows: list[list[Any]]) -> dict:
     readings = list(iter_readings(columns, rows))
     page = MeterReadingsPage(meterReadings=readings, pageNumber=3, pageSize=100, totalRows=1234)
@@ -129,6 +133,8 @@ def test_fast_rendering_equals_the_reference(series: tuple[list[str], list[list[
         page = renderer.page([(columns, rows)], page_number=3, page_size=100, total_rows=1234)
         assert json.loads(page) == expected_page
         assert warnings(caplog) == skipped  # the same malformed rows, each logged once per rendering
+        # The API keeps one renderer for every request: caches filled by other answers change nothing.
+        assert SHARED.page([(columns, rows)], page_number=3, page_size=100, total_rows=1234) == page
 
 
 def test_plain_rows_take_the_fast_path_and_malformed_ones_are_logged(caplog: pytest.LogCaptureFixture,
