@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from broker.errors import Invalid
+
+if TYPE_CHECKING:
+    from tarfile import TarInfo
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,11 @@ class Releases:
         """Unpack ``archive`` (a tar, possibly compressed, of a tree with ``bin/gridwire``) as
         ``releases/<version>``, replacing an earlier unpacking of that version. Check the archive
         (its signature and digest) before calling this: it only refuses unsafe members."""
+        # Here, not at the top: the supervisor, which stays resident, imports this module and never
+        # unpacks nor prunes (issue 15: RSS); the concentrator's update agent does.
+        import shutil
+        import tarfile
+
         final = self.tree(version)
         if self._current_target() == final:
             raise InstallError(f"version {version} is the running one; it cannot be unpacked over itself")
@@ -167,6 +174,8 @@ class Releases:
     def prune(self) -> list[str]:
         """Remove every installed version but ``current`` and ``previous`` (and half-unpacked
         trees); the versions removed. Run once an update is committed."""
+        import shutil
+
         keep = {self._resolved(self.current_link), self._resolved(self.previous_link)}
         removed = []
         for tree in sorted(self.releases.glob("*")) if self.releases.is_dir() else []:
@@ -223,7 +232,7 @@ def _checked_version(version: str) -> str:
     return version
 
 
-def _check_members(members: list[tarfile.TarInfo]) -> None:
+def _check_members(members: list[TarInfo]) -> None:
     """Refuse what could write outside the tree: absolute or ``..`` names, devices, hard links
     out of the archive, and any member under a symlink the archive makes (a symlink itself may
     point anywhere: a virtualenv's bin/python names the system's Python)."""

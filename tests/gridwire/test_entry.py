@@ -112,5 +112,6 @@ async def test_the_supervisor_and_its_concentrator_run_without_the_cli_modules(
     assert {"edge.selfupdate.supervisor", "gridwire.concentrator_process"} <= supervising
     assert cli_modules(concentrator) == set()
     assert cli_modules(supervising) == set()
-    # The supervisor runs no event loop and opens no outbox: no asyncio (ssl), no sqlite3.
-    assert {"asyncio", "ssl", "sqlite3", "edge.concentrator"} & supervising == set()
+    # The supervisor runs no event loop, opens no outbox and unpacks no update: no asyncio (ssl),
+    # no sqlite3, no tarfile nor shutil (edge/selfupdate/releases.py imports them to install).
+    assert {"asyncio", "ssl", "sqlite3", "tarfile", "shutil", "edge.concentrator"} & supervising == set()
