@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -117,7 +116,7 @@ class LazyPackage(types.ModuleType):
         object.__setattr__(self, name, value)
 
 
-class _PackageLoader(importlib.abc.Loader):
+class _PackageLoader:  # the loader protocol (importlib.abc would import importlib.resources: ~1 MiB)
     def __init__(self, spec: importlib.machinery.ModuleSpec) -> None:
         self.real = spec
 
@@ -133,7 +132,7 @@ class _PackageLoader(importlib.abc.Loader):
             object.__setattr__(module, name, value)
 
 
-class _FactoryLoader(importlib.abc.Loader):
+class _FactoryLoader:
     def __init__(self, spec: importlib.machinery.ModuleSpec) -> None:
         self.real = spec
 
@@ -218,7 +217,7 @@ def lazy_factory(source: str, *, origin: str) -> type:
     return _GXObjectFactory
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:  # the meta path finder protocol
     """Finds gurux's packages (and its object factory) for the loaders above."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None,

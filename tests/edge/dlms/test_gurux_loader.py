@@ -132,3 +132,12 @@ def test_a_factory_written_otherwise_is_refused() -> None:
         factory_table(good.replace("ret = GXDLMSData()", "ret = make(ot)"), origin="f")
     with pytest.raises(GuruxLayoutError):
         factory_table(good.replace("ot == ObjectType.DATA", "ot in TABLE"), origin="f")
+
+
+def test_the_loader_itself_is_light() -> None:
+    """importlib.abc would import importlib.resources, tempfile, random, bz2 and lzma (about 1 MiB):
+    the finder and loaders follow the protocols without its base classes."""
+    code = ("import sys\nimport edge.dlms\nfrom gurux_dlms.GXDLMSClient import GXDLMSClient\n"
+            "print(type(sys.modules['gurux_dlms']).__name__, 'importlib.abc' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["LazyPackage", "False"], done.stderr
