@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker.errors import Invalid
-from broker.schemas import MeterIndividual, PhysicalMeterType
+from broker.lean import MeterIndividual, PhysicalMeterType
 
 MeterClass = Literal["ELECTRICITY", "GAS", "WATER", "HEAT"]
 

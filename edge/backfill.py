@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from edge.completeness import ReadingLedger
 from edge.config import BackfillSettings
 from edge.polling import MeterError, MeterPoller

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broker.schemas import ClockState
+from broker.lean import ClockState
 
 log = logging.getLogger(__name__)
 

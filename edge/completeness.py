@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 
 DAY_S = 86_400
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from broker import topics
 from broker.backoff import Backoff
 from broker.metrics_http import serving
-from broker.schemas import ConcentratorStatus, LiveBatchState, MeterHealth, MeterReading, OfflinePeriod, OutboxState
+from broker.lean import ConcentratorStatus, LiveBatchState, MeterHealth, MeterReading, OfflinePeriod, OutboxState
 from broker.session import Message, MqttError, MqttSession, TlsSettings, Will
 from edge.backfill import Backfiller
 from edge.clock_state import ConcentratorClock
@@ -224,11 +224,11 @@ class Concentrator:
                                       else topics.ReadingTopic.METER_READING)
             if clock is not None and not reading.historical and reading.meter_id in self.meters.periods:
                 # Stamped by our clock (a poll), not the meter's (P1, load profile): say how sure it is.
-                reading = reading.model_copy(update={"clock": clock})
+                reading = reading.replace(clock=clock)
             keep = Keep.PROFILE if reading.historical else Keep.LIVE if specific_topic is None else Keep.EVENT
             local = topics.local_meter_message(reading.meter_id, kind)
             by_class.setdefault(keep, []).append((topics.forward_local(self.cid, local),
-                                                  reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
+                                                  reading.wire_bytes()))
             if reading.meter_id not in self.meters.periods:
                 self._mark_success(reading.meter_id, protocol)
         for keep, items in by_class.items():
@@ -345,8 +345,7 @@ class Concentrator:
         for health in self.p1_health.all():
             reader = readers.get(health.meter_id)
             if reader is not None and reader.errors:
-                health = health.model_copy(update={"telegram_errors": reader.errors,
-                                                   "last_telegram_error": reader.last_problem})
+                health = health.replace(telegram_errors=reader.errors, last_telegram_error=reader.last_problem)
             out.append(health)
         return out
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from broker import topics
-from broker.schemas import DeviceEvent
+from broker.lean import DeviceEvent
 from edge.outbox import Keep, Outbox, OutboxFull
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from broker import topics
-from broker.schemas import SEQ_PROPERTY, DeliveryAck, seq_list
+from broker.lean import SEQ_PROPERTY, DeliveryAck, seq_list
 from broker.session import Message, MqttError, MqttSession, NegativeAckError, publish_properties
 from edge.outbox import Outbox, OutboxMessage
 
@@ -273,7 +273,7 @@ class Forwarder:
 
     async def _on_ack(self, message: Message) -> None:
         try:
-            ack = DeliveryAck.model_validate_json(message.payload)
+            ack = DeliveryAck.parse(message.payload)
             seqs = ack.expand()
         except ValueError as exc:
             log.warning("ignoring malformed delivery confirmation on %s: %s", message.topic, exc)

@@ -11,7 +11,7 @@ each message:
    The payload may also be the OMDP reference adapter's flat document (``readingTime``,
    ``meterId``, ``propertyValues`` with ``propertyName``), which it publishes on
    ``smartMeterMessage/{meter}/readings`` without a sequence number or Response Topic: it is read
-   into a MeterReading (``broker/schemas/omdp_reference.py``, the id derived from meter and time)
+   into a MeterReading (``broker/lean/omdp_reference.py``, the id derived from meter and time)
    and then takes the same path; such an adapter hears only the broker's PUBACK;
 2. puts the readings into the durable outbox (:meth:`Concentrator.submit`: committed, fsynced;
    the messages that arrive within a few milliseconds share one commit);
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid
-from broker.schemas import (
+from broker.lean import (
     SEQ_PROPERTY,
     DeliveryAck,
     LocalIntakeState,
@@ -45,7 +45,7 @@ from broker.schemas import (
     Refusal,
     parse_meter_message,
 )
-from broker.schemas.omdp_reference import REFERENCE_TOPIC, parse_reference_message
+from broker.lean.omdp_reference import REFERENCE_TOPIC, parse_reference_message
 from broker.session import Message, MqttError, MqttSession
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from pydantic import ValidationError
-
 from broker import topics
-from broker.schemas.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
+from broker.lean import ContractError
+from broker.lean.timesync import EXCHANGE_EXPIRY_SECONDS, DriftReport, TimeRequest, TimeResponse
 from broker.session import Message, MqttSession, publish_properties
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class TimeSyncClient:
             props = publish_properties(correlation_data=request_id.encode(), response_topic=self._response_topic,
                                        message_expiry=EXCHANGE_EXPIRY_SECONDS)
             await self.session.publish(topics.concentrator_time(self.cid, "request"),
-                                       TimeRequest(request_id=request_id, t1=t1).model_dump_json(by_alias=True),
+                                       TimeRequest(request_id=request_id, t1=t1).dump_json(),
                                        qos=1, properties=props)
             sample = await asyncio.wait_for(future, timeout)
         finally:
@@ -158,8 +157,8 @@ class TimeSyncClient:
     async def _on_response(self, message: Message) -> None:
         t4 = self.clock()  # first, before any parsing adds to the measured delay
         try:
-            response = TimeResponse.model_validate_json(message.payload)
-        except ValidationError as exc:
+            response = TimeResponse.parse(message.payload)
+        except ContractError as exc:
             log.warning("bad time response on %s: %s; payload %r", message.topic, exc, message.payload[:200])
             return
         waiting = self._waiting.get(response.request_id)
@@ -194,4 +193,4 @@ class TimeSyncClient:
 
 async def publish_drift(session: MqttSession, concentrator_id: str, report: DriftReport) -> None:
     """Send one drift measurement to the cloud (QoS 1; returns once the broker has it)."""
-    await session.publish(topics.concentrator_time(concentrator_id, "drift"), report.model_dump_json(by_alias=True), qos=1)
+    await session.publish(topics.concentrator_time(concentrator_id, "drift"), report.dump_json(), qos=1)

@@ -37,8 +37,7 @@ from pathlib import Path
 
 from broker import topics
 from broker.errors import Invalid, Unavailable
-from broker.mqtt_types import Settle
-from broker.schemas.firmware import (
+from broker.lean.firmware import (
     CHUNK,
     MAX_CHUNK,
     MAX_CHUNKS_PER_REQUEST,
@@ -48,6 +47,7 @@ from broker.schemas.firmware import (
     FirmwareManifest,
     SignedManifest,
 )
+from broker.mqtt_types import Settle
 from broker.session import Message, MqttError, MqttSession, publish_properties
 from firmware_ota.signing import SignatureError, verify
 

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broker.errors import Invalid
-from broker.schemas.firmware import FirmwareManifest, SignedManifest
+from broker.lean.firmware import FirmwareManifest as LeanManifest
+from broker.lean.firmware import SignedManifest as LeanSigned
 
 if TYPE_CHECKING:
+    from broker.schemas.firmware import FirmwareManifest, SignedManifest
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 # An Ed25519 SubjectPublicKeyInfo in DER (RFC 8410) is these 12 bytes and the 32-byte key; DER
@@ -77,11 +79,21 @@ def sign(manifest: FirmwareManifest, private_pem: bytes) -> SignedManifest:
     """Sign the manifest's canonical bytes with an Ed25519 private key."""
     private = _load_private(private_pem)
     signature = private.sign(manifest.canonical_bytes())
-    return SignedManifest(
+    return _signed_class(manifest)(
         manifest=manifest,
         key_id=key_id_of(_public_pem(private.public_key())),
         signature=base64.b64encode(signature).decode("ascii"),
     )
+
+
+def _signed_class(manifest: FirmwareManifest | LeanManifest) -> type:
+    """The SignedManifest of the manifest's side: the concentrator's lean one, or the cloud's model
+    (pydantic, imported here: a concentrator only verifies)."""
+    if isinstance(manifest, LeanManifest):
+        return LeanSigned
+    from broker.schemas.firmware import SignedManifest
+
+    return SignedManifest
 
 
 def verify(signed: SignedManifest, trusted: Mapping[str, bytes]) -> FirmwareManifest:

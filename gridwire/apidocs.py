@@ -119,7 +119,7 @@ def asyncapi() -> dict[str, Any]:
         "ReferenceAdapterReading": {
             "name": "ReferenceAdapterReading", "contentType": "application/json",
             "summary": "The OMDP reference SmartMeterAdapter's flat reading (no gw-seq, no Response Topic): read "
-                       "into a MeterReading by the concentrator (broker/schemas/omdp_reference.py, its id derived "
+                       "into a MeterReading by the concentrator (broker/lean/omdp_reference.py, its id derived "
                        "from meter and time), refused with 0x99 and the reason when it cannot be",
             "payload": {"type": "object", "required": ["readingTime", "meterId", "propertyValues"], "properties": {
                 "readingTime": {"type": ["string", "number"],

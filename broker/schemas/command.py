@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from broker.lean.command import COMMAND_NAME_PATTERN, CommandStatus
 from broker.schemas.meter_reading import AwareDatetime
 
-
-class CommandStatus(StrEnum):
-    QUEUED = "QUEUED"
-    SENT = "SENT"
-    DELIVERED = "DELIVERED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    TIMEOUT = "TIMEOUT"
-    EXPIRED = "EXPIRED"
-
-    @property
-    def final(self) -> bool:
-        return self in (CommandStatus.SUCCEEDED, CommandStatus.FAILED, CommandStatus.TIMEOUT, CommandStatus.EXPIRED)
+__all__ = ["CommandError", "CommandResponse", "CommandStatus", "GenericCommand"]
 
 
 class CommandError(BaseModel):
@@ -47,7 +35,7 @@ class GenericCommand(BaseModel):
 
     command_id: uuid.UUID = Field(alias="commandId", default_factory=uuid.uuid4)
     device_id: str = Field(alias="deviceId", min_length=1, max_length=128)
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(min_length=1, max_length=64, pattern=COMMAND_NAME_PATTERN)
     parameters: dict[str, Any] = Field(default_factory=dict)
     organisation: str | None = None
     priority: int = Field(default=4, ge=0, le=9)

@@ -22,44 +22,11 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SEQ_PROPERTY = "gw-seq"
-# The MQTT 5 reason codes a refusal gives.
-NOT_AUTHORISED = 0x87
-PAYLOAD_FORMAT_INVALID = 0x99
-# The most sequence numbers one ``gw-seq`` may name (a batch's readings: MeterReadingBatch's bound).
-MAX_SEQS = 10_000
+from broker.lean.delivery import (MAX_SEQS, NOT_AUTHORISED, PAYLOAD_FORMAT_INVALID, SEQ_PROPERTY, expand_ranges,
+                                  parse_seq_list, seq_list, seq_ranges)
 
-
-def seq_list(seqs: Iterable[int]) -> str:
-    """``seqs`` (in their order) as a ``gw-seq`` value: ascending runs written ``first-last``,
-    comma separated; a single number is written as itself, as on a one-reading message."""
-    parts: list[str] = []
-    first = last = None
-    for seq in seqs:
-        if last is not None and seq == last + 1:
-            last = seq
-            continue
-        if first is not None:
-            parts.append(str(first) if first == last else f"{first}-{last}")
-        first = last = seq
-    if first is not None:
-        parts.append(str(first) if first == last else f"{first}-{last}")
-    return ",".join(parts)
-
-
-def parse_seq_list(raw: str) -> list[int]:
-    """The sequence numbers a ``gw-seq`` value names, in order; ValueError if it is malformed or
-    names more than MAX_SEQS."""
-    out: list[int] = []
-    for part in raw.split(","):
-        first, sep, last = part.partition("-")
-        if not first.isdigit() or (sep and not last.isdigit()):
-            raise ValueError(f"gw-seq {raw[:80]!r} is not a list of numbers and ranges")
-        start, end = int(first), int(last) if sep else int(first)
-        if end < start or len(out) + end - start >= MAX_SEQS:
-            raise ValueError(f"gw-seq {raw[:80]!r}: bad range or more than {MAX_SEQS} numbers")
-        out.extend(range(start, end + 1))
-    return out
+__all__ = ["MAX_SEQS", "NOT_AUTHORISED", "PAYLOAD_FORMAT_INVALID", "SEQ_PROPERTY", "DeliveryAck", "Refusal",
+           "parse_seq_list", "seq_list"]
 
 
 class Refusal(BaseModel):
@@ -81,21 +48,10 @@ class DeliveryAck(BaseModel):
 
     @classmethod
     def of(cls, seqs: Iterable[int], *, refused: Iterable[Refusal] = ()) -> DeliveryAck:
-        ranges: list[tuple[int, int]] = []
-        for seq in sorted(set(seqs)):
-            if ranges and seq == ranges[-1][1] + 1:
-                ranges[-1] = (ranges[-1][0], seq)
-            else:
-                ranges.append((seq, seq))
-        return cls(seqs=ranges, refused=list(refused))
+        return cls(seqs=seq_ranges(seqs), refused=list(refused))
 
     def expand(self) -> list[int]:
-        out: list[int] = []
-        for first, last in self.seqs:
-            if last < first or last - first > 1_000_000:
-                raise ValueError(f"bad range [{first}, {last}]")
-            out.extend(range(first, last + 1))
-        return out
+        return expand_ranges(self.seqs)
 
     def to_wire(self) -> bytes:
         if not self.refused:

@@ -11,37 +11,14 @@ telegram repeats, a redelivery) is the same row in the cloud's store.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-EVENT_NAMESPACE = uuid.UUID("0d5f6f0e-7a53-4b8e-9d8e-6c2a7f3e1b44")
+from broker.lean.event import (DEVICE_ID_PATTERN, EVENT_NAMESPACE, DeviceEventType, EventSource, Scalar,
+                               derive_event_id)
 
-Scalar = str | int | float | bool | None
-
-
-class DeviceEventType(StrEnum):
-    """The kinds of event a device reports (the cloud's monitoring vocabulary includes them all)."""
-
-    POWER_FAILURE = "POWER_FAILURE"
-    POWER_RESTORED = "POWER_RESTORED"
-    TAMPER = "TAMPER"
-    DISCONNECTOR_OPENED = "DISCONNECTOR_OPENED"
-    DISCONNECTOR_CLOSED = "DISCONNECTOR_CLOSED"
-    # A bit of the meter's alarm register not named by a type above.
-    METER_ALARM = "METER_ALARM"
-    # A logged meter event not named by a type above (its code and name are in the detail).
-    METER_EVENT = "METER_EVENT"
-    FIRMWARE_FAILED = "FIRMWARE_FAILED"
-
-
-class EventSource(StrEnum):
-    """What reported the event."""
-
-    DLMS_PUSH = "dlms-push"
-    P1_FAILURE_LOG = "p1-failure-log"
-    FIRMWARE = "firmware"
+__all__ = ["EVENT_NAMESPACE", "DeviceEvent", "DeviceEventType", "EventSource", "Scalar"]
 
 
 class DeviceEvent(BaseModel):
@@ -50,7 +27,7 @@ class DeviceEvent(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     event_id: uuid.UUID = Field(alias="eventId")
-    device_id: str = Field(alias="deviceId", min_length=1, max_length=128, pattern=r"^[^/+#\x00-\x1f]+$")
+    device_id: str = Field(alias="deviceId", min_length=1, max_length=128, pattern=DEVICE_ID_PATTERN)
     event_type: DeviceEventType = Field(alias="eventType")
     occurred_at: AwareDatetime = Field(alias="occurredAt")
     source: EventSource
@@ -58,11 +35,8 @@ class DeviceEvent(BaseModel):
 
     @classmethod
     def derive_id(cls, device_id: str, event_type: DeviceEventType, occurred_at: datetime, key: str = "") -> uuid.UUID:
-        """The event's id: the same device, type, instant (to the second, in UTC) and ``key``
-        (what distinguishes two events of one type at one instant: an alarm bit, a code) give
-        the same id."""
-        moment = occurred_at.astimezone(UTC).replace(microsecond=0).isoformat()
-        return uuid.uuid5(EVENT_NAMESPACE, f"{device_id}|{event_type.value}|{moment}|{key}")
+        """The event's id (:func:`broker.lean.event.derive_event_id`)."""
+        return derive_event_id(device_id, event_type, occurred_at, key)
 
     @classmethod
     def make(cls, device_id: str, event_type: DeviceEventType, occurred_at: datetime, *, source: EventSource,

@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-# Safe as an MQTT topic level and as a directory name: no "/", "+", "#", NUL, no leading "." or "$".
-FIRMWARE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
-# What an image is for: a meter's firmware (DLMS image transfer), or the concentrator's own
-# software (an A/B install on the appliance, edge/selfupdate).
-METER_FIRMWARE = "meter-firmware"
-CONCENTRATOR_SOFTWARE = "concentrator-software"
+from broker.lean.firmware import (CHUNK, CONCENTRATOR_SOFTWARE, FIRMWARE_ID_PATTERN, MAX_CHUNK, MAX_CHUNKS_PER_REQUEST,
+                                  MAX_IMAGE_BYTES, METER_FIRMWARE, REQUEST, ChunkError)
+
+__all__ = ["CHUNK", "CONCENTRATOR_SOFTWARE", "FIRMWARE_ID_PATTERN", "MAX_CHUNK", "MAX_CHUNKS_PER_REQUEST",
+           "MAX_IMAGE_BYTES", "METER_FIRMWARE", "REQUEST", "ChunkError", "ChunkRequest", "FirmwareManifest",
+           "ImageKind", "SignedManifest", "created_now"]
+
 ImageKind = Literal["meter-firmware", "concentrator-software"]
 
 
@@ -95,22 +94,6 @@ def created_now() -> datetime:
 
 
 # --- the chunk protocol ------------------------------------------------------------------------
-
-MAX_CHUNK = 65536
-# Chunks one request may ask for (each answered as its own message).
-MAX_CHUNKS_PER_REQUEST = 64
-# The last topic level of a request and of its answer (``topics.concentrator_firmware(cid, ...)``).
-REQUEST = "request"
-CHUNK = "chunk"
-
-
-class ChunkError(StrEnum):
-    """Why a chunk request was not served (user property ``error`` of the answer)."""
-
-    UNKNOWN_FIRMWARE = "UNKNOWN_FIRMWARE"
-    OUT_OF_RANGE = "OUT_OF_RANGE"
-    BAD_REQUEST = "BAD_REQUEST"
-
 
 class ChunkRequest(BaseModel):
     """A request for ``count`` consecutive chunks of ``length`` bytes of an image from ``offset``."""

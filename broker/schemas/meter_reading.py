@@ -9,21 +9,18 @@ name (``physicalMeter`` is accepted on input), ``propertyDescription`` is the na
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 import pydantic_core
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-# Namespace for reading ids derived from (meter, reading time): a re-read or a redelivery of
-# the same reading carries the same id, which is what makes writes idempotent end to end.
-READING_ID_NAMESPACE = uuid.UUID("6f1d8c3e-5b0a-4c57-9a53-2f1f5d0e7a11")
+from broker.lean.reading import METER_ID_PATTERN, READING_ID_NAMESPACE, derive_reading_id
+from broker.lean.reading import require_tz as _require_tz
 
-
-def _require_tz(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timezone information must be included")
-    return value
+__all__ = ["READING_ID_NAMESPACE", "AwareDatetime", "ClockState", "MeterIndividual", "MeterReading",
+           "MeterReadingBatch", "OperationalPropertyRef", "PhysicalMeterType", "PropertyValue", "ReadingInterval",
+           "ValueStatistics", "parse_meter_message", "parse_reading_batch"]
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_require_tz)]
@@ -104,7 +101,7 @@ class PhysicalMeterType(_Wire):
 
 
 class MeterIndividual(_Wire):
-    meter_individual_id: str = Field(alias="meterIndividualId", min_length=1, max_length=128, pattern=r"^[^/+#\x00]+$")
+    meter_individual_id: str = Field(alias="meterIndividualId", min_length=1, max_length=128, pattern=METER_ID_PATTERN)
     household_id: str | None = Field(default=None, alias="householdId")
     physical_meter_type: PhysicalMeterType | None = Field(
         default=None,
@@ -149,10 +146,7 @@ class MeterReading(_Wire):
     @staticmethod
     def derive_id(meter_id: str, reading_time: datetime) -> uuid.UUID:
         """The reading id for a meter at a time; the same inputs always give the same id."""
-        # In UTC, so the same instant written with another offset (P1's local time, DLMS's
-        # deviation, a UTC backfill) gives the same id.
-        instant = _require_tz(reading_time).astimezone(UTC)
-        return uuid.uuid5(READING_ID_NAMESPACE, f"{meter_id}|{instant.isoformat()}")
+        return derive_reading_id(meter_id, reading_time)
 
     def to_wire(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-# A time answer older than this is useless (its delay bound would be huge): let the broker drop it.
-EXCHANGE_EXPIRY_SECONDS = 30
+from broker.lean.timesync import EXCHANGE_EXPIRY_SECONDS
+
+__all__ = ["EXCHANGE_EXPIRY_SECONDS", "DriftReport", "TimeRequest", "TimeResponse"]
 
 
 class TimeRequest(BaseModel):

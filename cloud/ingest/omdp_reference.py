@@ -36,8 +36,8 @@ import pydantic_core
 
 from broker import topics
 from broker.schemas import MeterReading
-from broker.schemas.omdp_reference import MAX_VALUES, is_reference_payload, number, property_id
-from broker.schemas.omdp_reference import reading_time as shared_reading_time
+from broker.lean.omdp_reference import MAX_VALUES, is_reference_payload, number, property_id
+from broker.lean.omdp_reference import reading_time as shared_reading_time
 from broker.session import Message
 from cloud.catalogue import Catalogue, default_catalogue
 from cloud.registry import DeviceNotFound, PayloadFormat, Registry

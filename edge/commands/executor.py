@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from broker import topics
-from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
+from broker.lean import ContractError
+from broker.lean.command import CommandError, CommandResponse, CommandStatus, GenericCommand
 from broker.session import Message, MqttSession, publish_properties
 from edge.commands.errors import CommandFailed, ErrorCode
 
@@ -54,7 +53,7 @@ async def execute(command: GenericCommand, handlers: Mapping[str, CommandHandler
         result = await handler(dict(command.parameters))
     except CommandFailed as exc:
         return failed(exc.code, exc.message, transient=exc.transient)
-    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         return failed(ErrorCode.INVALID_PARAMETERS, f"{type(exc).__name__}: {exc}")
     except (TimeoutError, ConnectionError, OSError) as exc:
         return failed(ErrorCode.DEVICE_UNREACHABLE, f"{type(exc).__name__}: {exc}", transient=True)
@@ -93,8 +92,8 @@ class CommandExecutor:
 
     async def handle(self, message: Message) -> None:
         try:
-            command = GenericCommand.model_validate_json(message.payload)
-        except ValidationError as exc:
+            command = GenericCommand.parse(message.payload)
+        except ContractError as exc:
             log.warning("dropping bad command on %s: %s (payload %r)", message.topic, exc, message.payload[:200])
             return
         handlers = self._handlers.get(command.device_id)

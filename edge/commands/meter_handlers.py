@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from edge.commands.errors import CommandFailed, DeviceUnreachable, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
 from edge.commands.key_change import key_change_handler

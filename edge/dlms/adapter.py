@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.schemas import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
+from broker.lean import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
 from devices.profiles import MeterProfile, load_profile
 from devices.profiles.power_quality import PowerQualitySpec
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_LOG_OBIS

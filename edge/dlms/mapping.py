@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PropertyValue
+from broker.lean import MeterIndividual, MeterReading, OperationalPropertyRef, PropertyValue
 from devices.adapter_config import PropertyMapping
 
 # DLMS/COSEM unit enumeration (IEC 62056-62) for the units meters here report.

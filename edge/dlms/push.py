@@ -37,7 +37,7 @@ from gurux_dlms.internal._GXCommon import _GXCommon  # noqa: E402
 from gurux_dlms.internal._GXDataInfo import _GXDataInfo  # noqa: E402
 from gurux_dlms.GXDLMSSettings import GXDLMSSettings  # noqa: E402
 
-from broker.schemas import DeviceEvent, DeviceEventType, EventSource  # noqa: E402
+from broker.lean import DeviceEvent, DeviceEventType, EventSource  # noqa: E402
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_CODE_OBIS, decode_alarms, event_name  # noqa: E402
 from edge.dlms.cosem_objects import DEVICE_NAME_OBIS, DISCONNECT_OBIS, from_gx_datetime  # noqa: E402
 from edge.dlms.errors import DlmsProtocolError  # noqa: E402

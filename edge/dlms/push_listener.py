@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import serial
 
 from broker.backoff import Backoff
-from broker.schemas import DeviceEvent
+from broker.lean import DeviceEvent
 from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.links import FramingError, open_serial, read_hdlc_frame, read_wrapper_frame
 from edge.dlms.push import Notification, PushError, Sealed, decode_apdu, frame_apdu, notification_events, sealed, unseal

@@ -17,7 +17,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from devices.modbus.data_types import DataType
 from devices.modbus.register_map import Point, RegisterMap, RegisterType, ScheduleBlock
 from edge.modbus.codec import CodecError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from broker.schemas import MeterIndividual, MeterReading, OperationalPropertyRef, PhysicalMeterType, PropertyValue
+from broker.lean import MeterIndividual, MeterReading, OperationalPropertyRef, PhysicalMeterType, PropertyValue
 from devices.modbus.register_map import Point, RegisterMap
 from edge.modbus.plan import Value
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from devices.modbus.register_map import RegisterMap, load_map
 from edge.modbus.adapter import ModbusAdapter, ModbusClient
 from edge.modbus.config import ModbusMeterConfig

@@ -26,10 +26,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import ValidationError
-
-from broker.schemas import DeviceEvent, DeviceEventType, EventSource
-from broker.schemas.firmware import METER_FIRMWARE, SignedManifest
+from broker.lean import ContractError, DeviceEvent, DeviceEventType, EventSource
+from broker.lean.firmware import METER_FIRMWARE, SignedManifest
 from edge.commands.errors import CommandFailed, InvalidParameters
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import meter_errors
@@ -154,7 +152,7 @@ def signed_manifest(params: dict[str, Any]) -> SignedManifest:
     if raw is None:
         raise InvalidParameters("update_firmware needs 'signedManifest' (a signed firmware manifest)")
     try:
-        return SignedManifest.model_validate(raw)
-    except ValidationError as exc:
+        return SignedManifest.validate(raw)
+    except ContractError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise InvalidParameters(f"signedManifest is not a signed firmware manifest: {problems}") from None

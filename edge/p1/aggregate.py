@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from broker.schemas import MeterReading, ReadingInterval, ValueStatistics
+from broker.lean import MeterReading, ReadingInterval, ValueStatistics
 
 
 def interval_of(moment: datetime, period_s: float) -> int:
@@ -62,12 +62,11 @@ class _Window:
         for value in self.last.property_values:
             stats = self.series.get(value.property_id) if value.numerical_value is not None else None
             if stats is not None:
-                value = value.model_copy(update={"statistics": ValueStatistics(
-                    mean=stats.total / stats.count, min=stats.low, max=stats.high, count=stats.count)})
+                value = value.replace(statistics=ValueStatistics(
+                    mean=stats.total / stats.count, min=stats.low, max=stats.high, count=stats.count))
             values.append(value)
-        return self.last.model_copy(update={
-            "property_values": values,
-            "interval": ReadingInterval(start=self.first.reading_time, end=self.last.reading_time)})
+        return self.last.replace(property_values=values,
+                                 interval=ReadingInterval(start=self.first.reading_time, end=self.last.reading_time))
 
 
 class Aggregator:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker.schemas import DeviceEvent, DeviceEventType, EventSource
+from broker.lean import DeviceEvent, DeviceEventType, EventSource
 from edge.p1.telegram import PowerFailure, Telegram
 
 

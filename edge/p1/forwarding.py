@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from broker import topics
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from broker.session import MqttError, MqttSession
 from edge.p1.aggregate import Aggregator
 
@@ -56,7 +56,7 @@ class LiveReadings:
             self._sent[meter_id] = now
             try:
                 await session.publish(topics.concentrator_live(concentrator_id, meter_id),
-                                      reading.model_dump_json(by_alias=True, exclude_none=True).encode(),
+                                      reading.wire_bytes(),
                                       qos=0, retain=True)
             except MqttError as exc:  # offline: the next reading is published when the link is back
                 log.debug("live reading of %s not published: %s", meter_id, exc)

@@ -15,7 +15,7 @@ import logging
 from datetime import datetime
 from decimal import Decimal
 
-from broker.schemas import MeterReading, OperationalPropertyRef, PropertyValue
+from broker.lean import MeterReading, OperationalPropertyRef, PropertyValue
 from devices.adapter_config import PropertyMapping, SmartMeterAdapterConfig, SubMeterConfig
 from devices.p1 import DEFAULT_MBUS_PROPERTIES, DEFAULT_P1_PROPERTIES
 from edge.p1.telegram import Quantity, Telegram, TelegramError, decode_hex_text

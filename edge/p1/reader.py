@@ -24,7 +24,7 @@ from decimal import Decimal
 import serial
 
 from broker.errors import Unavailable
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from devices.adapter_config import SmartMeterAdapterConfig
 from edge.p1.framer import DEFAULT_MAX_SIZE, TelegramFramer
 from edge.p1.mapping import P1Mapper

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from broker.schemas import MeterHealth
+from broker.lean import MeterHealth
 
 # Longer error texts are cut: the health record travels in the retained status message.
 _MAX_ERROR_CHARS = 300

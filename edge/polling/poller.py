@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from broker.backoff import Backoff
-from broker.schemas import MeterHealth, MeterReading
+from broker.lean import MeterHealth, MeterReading
 from edge.polling.errors import MeterError
 from edge.polling.health import HealthTracker
 from edge.polling.source import MeterSource

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker.schemas.firmware import CONCENTRATOR_SOFTWARE, SignedManifest
+from broker.lean.firmware import CONCENTRATOR_SOFTWARE, SignedManifest
 from edge.commands.errors import CommandFailed
 from edge.commands.executor import CommandHandler
 from edge.ota.agent import signed_manifest

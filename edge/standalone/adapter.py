@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from broker import topics
 from broker.backoff import Backoff
-from broker.schemas import MeterReading
+from broker.lean import MeterReading
 from broker.session import MqttSession, TlsSettings
 from edge.config import P1Meter
 from edge.forwarder import Forwarder
@@ -84,7 +84,7 @@ class StandaloneAdapter:
             kind = topics.ReadingTopic.HISTORICAL if reading.historical else topics.ReadingTopic.METER_READING
             keep = Keep.PROFILE if reading.historical else Keep.LIVE
             by_class.setdefault(keep, []).append((topics.local_meter_message(reading.meter_id, kind),
-                                                  reading.model_dump_json(by_alias=True, exclude_none=True).encode()))
+                                                  reading.wire_bytes()))
         for keep, items in by_class.items():
             try:
                 self.outbox.put_many(items, keep=keep)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from broker import lean
 from broker.schemas import ClockState, MeterIndividual, MeterReading, OperationalPropertyRef, PropertyValue
 from cloud.api.wire_rows import WireRenderer
 from cloud.store import schema
@@ -16,15 +17,15 @@ from edge.clock_state import ConcentratorClock
 def test_free_running_until_synced_and_the_last_offset_survives_a_restart(tmp_path):
     ticks = iter([100.0, 112.5, 130.0])
     clock = ConcentratorClock(tmp_path / "state.sqlite", monotonic=lambda: next(ticks), wall=lambda: 1_700_000_000.0)
-    assert clock.state() == ClockState(freeRunningSeconds=12.5)  # never compared, nothing known
+    assert clock.state() == lean.ClockState(freeRunningSeconds=12.5)  # never compared, nothing known
     clock.synced(-0.75)
     assert clock.synchronised and clock.state() is None
     clock.close()
 
     again = ConcentratorClock(tmp_path / "state.sqlite", monotonic=lambda: 5.0)
     state = again.state()
-    assert state == ClockState(freeRunningSeconds=0.0, lastOffsetSeconds=-0.75,
-                               lastSyncedAt=datetime.fromtimestamp(1_700_000_000, UTC))
+    assert state == lean.ClockState(freeRunningSeconds=0.0, lastOffsetSeconds=-0.75,
+                                    lastSyncedAt=datetime.fromtimestamp(1_700_000_000, UTC))
     again.close()
 
 

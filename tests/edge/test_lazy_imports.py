@@ -1,7 +1,8 @@
 """The concentrator loads what its meters need (issue 15: RSS): a concentrator with only DLMS
 meters loads no pymodbus and no meter simulator, and without a sealed secret, a ciphered meter
-or an update no cryptography (nor does the CLI that runs it); the packages' names still import on first use
-(edge/dlms, edge/modbus and edge/p1 resolve them lazily, PEP 562). Fresh processes: this test
+or an update no cryptography (nor does the CLI that runs it), nor the contract's pydantic models
+(broker/schemas: the concentrator's messages are broker/lean); the packages' names still import on
+first use (edge/dlms, edge/modbus and edge/p1 resolve them lazily, PEP 562). Fresh processes: this test
 process has imported everything already."""
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 import pytest
 
 NOT_FOR_DLMS = ["pymodbus", "edge.modbus.adapter", "edge.modbus.simulator", "edge.dlms.simulator",
-                "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader", "cryptography"]
+                "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader", "cryptography",
+                # The contract's pydantic models are the cloud's: the concentrator's messages are broker/lean.
+                "broker.schemas"]
 
 DLMS_ONLY = """
 import sys
@@ -28,6 +31,7 @@ config.write_text('concentrator_id = "conc-1"\\n[broker]\\nhost = "127.0.0.1"\\n
                   'security = "none"\\n')
 meters = MeterSet(config=load_config(config), sink=None, clock=lambda: datetime.now(UTC))
 meters.close()
+import edge.timesync, edge.ota, edge.selfupdate.agent, firmware_ota.downloader
 print(" ".join(sorted(name for name in {names} if name in sys.modules)))
 """
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.schemas import MeterReading, OperationalPropertyRef, PropertyValue
+from broker.lean import MeterReading, OperationalPropertyRef, PropertyValue
 from edge.outbox import Outbox
 from edge.p1.aggregate import Aggregator
 from edge.p1.forwarding import LiveReadings, P1Forwarding
@@ -76,7 +76,7 @@ def run_policy(tmp_path: Path, *, telegrams: int, **policy: object) -> tuple[int
 
     def submit(readings: list[MeterReading]) -> None:
         outbox.put_many([(f"concentrator/c/smartMeterMessage/{r.meter_id}/meterReading",
-                          r.model_dump_json(by_alias=True, exclude_none=True).encode()) for r in readings])
+                          r.wire_bytes()) for r in readings])
         transactions[0] += 1
 
     forwarding = P1Forwarding(submit=submit, live=LiveReadings(), clock=lambda: clock[0], **policy)

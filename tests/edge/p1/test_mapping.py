@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from broker.schemas import MeterReading, parse_meter_message
+from broker.lean import MeterReading, parse_meter_message
 from devices.adapter_config import parse_adapter_config
 from devices.p1 import DEFAULT_P1_PROPERTIES
 from edge.p1.mapping import MappingError, P1Mapper, telegram_to_readings

@@ -33,7 +33,7 @@ def test_long_errors_are_cut_and_snapshots_serialise() -> None:
     tracker.record_failure("m1", at=T0, error=MeterCommunicationError("x" * 5000))
     health = tracker.snapshot("m1")
     assert len(health.last_error or "") == 300
-    assert health.model_dump(by_alias=True)["consecutiveFailures"] == 1
+    assert health.dump()["consecutiveFailures"] == 1
     assert [h.meter_id for h in tracker.all()] == ["m1"]
 
 

@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pydantic_core
-
-from broker.schemas.meter_reading import MeterIndividual, MeterReading
+from broker.lean.base import load_json
+from broker.lean.reading import MeterIndividual, MeterReading
 
 # A short OBIS code: C.D.E, optionally with A-B: before it and *F after it, or A.B.C.D.E.F.
 _OBIS = re.compile(r"^(?:(\d{1,3})-(\d{1,3}):)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[.*](\d{1,3}))?$")
@@ -122,11 +121,11 @@ def reading_from_reference(document: dict[str, Any], *, meter: str, historical: 
         else:
             raise ValueError(f"{where}: neither numericalValue nor textValue")
         values.append(value)
-    return MeterReading.model_validate({
+    return MeterReading.validate({
         "meterReadingIdentifier": str(MeterReading.derive_id(meter, moment)), "historical": historical,
         "readingTime": moment.isoformat(), "propertyValues": values,
         "meterIndividual": ({"meterIndividualId": meter} if individual is None
-                            else individual.model_dump(mode="json", by_alias=True, exclude_none=True)),
+                            else individual.dump(exclude_none=True)),
     })
 
 
@@ -135,7 +134,7 @@ def parse_reference_message(payload: bytes | str, *, meter: str, historical: boo
     """The readings of a reference payload, None when the payload does not have that shape (not
     JSON, or Gridwire's own); ValueError naming what cannot be read in one that does."""
     try:
-        document = pydantic_core.from_json(payload)
+        document = load_json(payload)
     except ValueError:
         return None
     if not is_reference_payload(document):
