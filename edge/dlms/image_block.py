@@ -170,7 +170,7 @@ class GloCipher:
         elif sc == AUTHENTICATION:
             body = apdu + self._aead.encrypt(iv, b"", bytes((sc,)) + self.authentication_key + apdu)[:TAG_SIZE]
         else:
-            body = _ctr(self.block_cipher_key, iv, apdu)
+            body = self._key_stream_xor(iv, apdu)
         content = b"".join((bytes((sc,)), ic, body))
         if tag == GENERAL_GLO_CIPHERING:
             return b"".join((bytes((tag,)), ber_length(len(self.system_title)), self.system_title,
@@ -204,7 +204,7 @@ class GloCipher:
         iv = peer_title + ciphered[pos + 1:pos + 5]
         body = ciphered[pos + 5:]
         if sc == ENCRYPTION:
-            return tag, ic, _ctr(self.block_cipher_key, iv, body)
+            return tag, ic, self._key_stream_xor(iv, body)
         if len(body) < TAG_SIZE:
             raise ApduError("ciphered APDU shorter than its tag")
         data, received = body[:-TAG_SIZE], body[-TAG_SIZE:]
@@ -214,21 +214,19 @@ class GloCipher:
             if not hmac.compare_digest(expected, received):
                 raise ApduError("invalid tag")
             return tag, ic, data
-        from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        # Deciphered with GCM's key stream, then the tag checked by ciphering the plain text again
+        # (the same cipher text and its full tag): two calls into OpenSSL, where a GCM decryptor
+        # taking a 12-byte tag is four Python objects per APDU (8.8 -> 2.5 us for a 512-byte block).
+        plain = self._key_stream_xor(iv, data)
+        aad = bytes((sc,)) + self.authentication_key
+        assert self._aead is not None
+        expected = self._aead.encrypt(iv, plain, aad)[-16:-16 + TAG_SIZE]
+        if not hmac.compare_digest(expected, received):
+            raise ApduError("invalid tag")
+        return tag, ic, plain
 
-        decryptor = Cipher(algorithms.AES(self.block_cipher_key),
-                           modes.GCM(iv, received, min_tag_length=TAG_SIZE)).decryptor()
-        decryptor.authenticate_additional_data(bytes((sc,)) + self.authentication_key)
-        try:
-            return tag, ic, decryptor.update(data) + decryptor.finalize()
-        except InvalidTag:
-            raise ApduError("invalid tag") from None
-
-
-def _ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
-    # GCM's key stream without a tag (encryption only): counter blocks from J0 + 1 = IV || 00000002.
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    ctr = Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
-    return ctr.update(data) + ctr.finalize()
+    def _key_stream_xor(self, iv: bytes, data: bytes) -> bytes:
+        """``data`` XOR GCM's key stream for ``iv`` (counter blocks from J0 + 1 = IV || 00000002):
+        ciphering and deciphering alike, no tag (AES-GCM's cipher text is exactly that)."""
+        assert self._aead is not None
+        return self._aead.encrypt(iv, data, None)[:len(data)]

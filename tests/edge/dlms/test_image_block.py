@@ -144,3 +144,39 @@ async def test_the_simulator_answers_blocks_as_gurux_would(mode: SecurityMode, m
             assert model.firmware.version == "2.1.0"
         assert sim.blocks_by_hand == (4 if hand_built else 0)
     assert len(answers[0]) == 4 and answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("security", [0x10, 0x20, 0x30])
+def test_ciphering_matches_openssls_gcm_and_a_changed_tag_is_refused(security: int) -> None:
+    """GloCipher against cryptography's GCM and CTR objects built the long way (a 12-byte tag):
+    the same cipher text both ways, and a tag with one bit changed is refused."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    client = GloCipher(security=security, system_title=b"GWEDGE01", block_cipher_key=BLOCK_KEY,
+                       authentication_key=AUTH_KEY)
+    meter = GloCipher(security=security, system_title=SERVER_TITLE, block_cipher_key=BLOCK_KEY,
+                      authentication_key=AUTH_KEY)
+    apdu = block_request(invoke=0xC1, obis=bytes([0, 0, 44, 0, 0, 255]), number=3, block=BLOCK)
+    ciphered = client.protect(apdu, tag=0xCB, invocation_counter=41)
+    iv = b"GWEDGE01" + (41).to_bytes(4, "big")
+    aad = bytes((security,)) + AUTH_KEY
+    body = ciphered[-(len(apdu) + (0 if security == 0x20 else 12)):]
+    if security == 0x20:
+        ctr = Cipher(algorithms.AES(BLOCK_KEY), modes.CTR(iv + b"\x00\x00\x00\x02")).encryptor()
+        assert body == ctr.update(apdu) + ctr.finalize()
+    elif security == 0x30:
+        encryptor = Cipher(algorithms.AES(BLOCK_KEY), modes.GCM(iv)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        assert body == encryptor.update(apdu) + encryptor.finalize() + encryptor.tag[:12]
+    else:
+        encryptor = Cipher(algorithms.AES(BLOCK_KEY), modes.GCM(iv)).encryptor()
+        encryptor.authenticate_additional_data(aad + apdu)
+        encryptor.finalize()
+        assert body == apdu + encryptor.tag[:12]
+    assert meter.unprotect(ciphered, peer_title=b"GWEDGE01") == (0xCB, 41, apdu)
+    if security != 0x20:  # encryption alone has no tag
+        for position in (-1, -12):
+            tampered = bytearray(ciphered)
+            tampered[position] ^= 0x80
+            with pytest.raises(ApduError):
+                meter.unprotect(bytes(tampered), peer_title=b"GWEDGE01")
