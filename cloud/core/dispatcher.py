@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -36,6 +36,7 @@ from cloud.core.metrics import CoreMetrics
 from cloud.core.route_cache import RouteCache
 from cloud.deadletters import DeadLetterStore
 from cloud.group_commit import GroupCommit
+from cloud.held import Held, holding
 from cloud.registry import DeviceDecommissioned, DeviceFunction, DeviceNotFound, Registry, Route
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,19 @@ class CoreDispatcher:
         decided = await self._decide(incoming)
         if decided is True:
             return
-        async with self._slow:
+        async with self._slow, self._one_connection():
             await self._accept_slowly(incoming, known=decided or None)
+
+    @contextlib.asynccontextmanager
+    async def _one_connection(self) -> AsyncIterator[None]:
+        """The store's statements in this task share one connection (a sequential device's
+        command runs four or five in turn), returned to the pool at the end."""
+        held = Held(self._store.engine)
+        try:
+            with holding(held):
+                yield
+        finally:
+            await held.close()
 
     async def _accept_slowly(self, incoming: CommandIn, *, known: Access | None = None) -> None:
         """``known``: the fast path's authorisation check of this command (a sequential device),
@@ -276,7 +288,7 @@ class CoreDispatcher:
                 await self._finished(done, response.status, result=response.result, error=response.error,
                                      unlocked=True)
                 return
-        async with self._slow:
+        async with self._slow, self._one_connection():
             await self._settle_slowly(response, transient=transient)
 
     async def _finish_many(self, outcomes: Sequence[Outcome]) -> list[CommandRecord | None]:
@@ -381,6 +393,15 @@ class CoreDispatcher:
             await self._try_send(record)
 
     async def _pump(self) -> None:
+        # One task, one statement at a time: it keeps one connection.
+        held = Held(self._store.engine)
+        try:
+            with holding(held):
+                await self._pump_rounds()
+        finally:
+            await held.close()
+
+    async def _pump_rounds(self) -> None:
         loop = asyncio.get_running_loop()
         swept = loop.time()
         while not self._stopping:
