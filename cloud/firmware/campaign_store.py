@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broker.errors import Conflict
 from cloud.core.models import CommandRow
-from cloud.firmware.models import CampaignRow, CampaignTargetRow, CampaignWaveRow
+from cloud.firmware.models import CampaignRow, CampaignTargetRow, CampaignWaveRow, FirmwareRow
 from cloud.registry.models import utcnow
 from firmware_ota.campaign_logic import (
     TRANSITIONS,
@@ -49,6 +49,7 @@ class CampaignSnapshot:
     waves: list[CampaignWaveRow]
     counts: list[WaveCounts]
     failed: list[CampaignTargetRow]
+    version: str | None  # the firmware's, None if it is not in the catalogue
 
 
 def _wave_counts(waves: Sequence[tuple[int, int]], counts: Sequence[tuple[int, str, int]]) -> list[WaveCounts]:
@@ -180,12 +181,15 @@ class CampaignStore:
                                 await self._state_counts(session, campaign_id))
 
     async def snapshot(self, campaign_id: str, *, failed_limit: int) -> CampaignSnapshot:
-        """The campaign, its waves with their counts per state and its first ``failed_limit``
-        failed targets, read in one session (what a status report needs, four queries)."""
+        """The campaign, its firmware's version, its waves with their counts per state and its
+        first ``failed_limit`` failed targets, read in one session (what a status report needs,
+        five queries)."""
         async with self._sessions() as session:
             row = await session.get(CampaignRow, campaign_id)
             if row is None:
                 raise CampaignNotFound(campaign_id)
+            version = await session.scalar(select(FirmwareRow.version)
+                                           .where(FirmwareRow.firmware_id == row.firmware_id))
             waves = list((await session.scalars(select(CampaignWaveRow).where(
                 CampaignWaveRow.campaign_id == campaign_id).order_by(CampaignWaveRow.index))).all())
             counts = _wave_counts([(w.index, w.target_count) for w in waves],
@@ -194,7 +198,7 @@ class CampaignStore:
                 select(CampaignTargetRow).where(CampaignTargetRow.campaign_id == campaign_id,
                                                 CampaignTargetRow.state == T.FAILED.value)
                 .order_by(CampaignTargetRow.wave, CampaignTargetRow.device).limit(failed_limit))).all())
-        return CampaignSnapshot(campaign=row, waves=waves, counts=counts, failed=failed)
+        return CampaignSnapshot(campaign=row, waves=waves, counts=counts, failed=failed, version=version)
 
     @staticmethod
     async def _state_counts(session: AsyncSession, campaign_id: str) -> list[tuple[int, str, int]]:

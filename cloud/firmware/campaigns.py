@@ -131,7 +131,7 @@ class CampaignService:
     async def status(self, campaign_id: str) -> CampaignStatus:
         """Counts per state overall and per wave, and the failed devices with their reasons."""
         snapshot = await self.store.snapshot(campaign_id, failed_limit=MAX_FAILED_LISTED)
-        campaign = await self._public(snapshot.campaign, snapshot.waves)
+        campaign = await self._public(snapshot.campaign, snapshot.waves, snapshot.version)
         total: Counter[TargetState] = Counter()
         wave_views = []
         for wave, count in zip(snapshot.waves, snapshot.counts, strict=True):
@@ -159,13 +159,15 @@ class CampaignService:
                              issued_at=t.issued_at, finished_at=t.finished_at, extra=t.result)
                 for t in rows]
 
-    async def _public(self, row: CampaignRow, waves: Sequence[CampaignWaveRow] | None = None) -> CampaignPublic:
-        firmware = await self.catalogue.get(row.firmware_id)
+    async def _public(self, row: CampaignRow, waves: Sequence[CampaignWaveRow] | None = None,
+                      version: str | None = None) -> CampaignPublic:
+        if version is None:
+            version = (await self.catalogue.get(row.firmware_id)).version  # FirmwareNotFound if it is gone
         if waves is None:
             waves = await self.store.waves(row.id)
         return CampaignPublic(
             id=row.id, name=row.name, organisation=row.organisation, firmware_id=row.firmware_id,
-            version=firmware.version, state=row.state, state_reason=row.state_reason, active=row.active,
+            version=version, state=row.state, state_reason=row.state_reason, active=row.active,
             grouping=row.grouping, max_groups_per_wave=row.max_groups_per_wave, canary_size=row.canary_size,
             success_threshold=row.success_threshold, error_threshold=row.error_threshold,
             max_in_flight=row.max_in_flight, max_in_flight_per_feeder=row.max_in_flight_per_feeder,

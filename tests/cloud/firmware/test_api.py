@@ -143,6 +143,7 @@ async def test_firmware_upload_campaign_and_status(mosquitto: MosquittoServer, t
             stop.set()
             await asyncio.gather(*tasks)
         assert status["campaign"]["state"] == "FAILED_THRESHOLD"
+        assert status["campaign"]["version"] == "2.1.0" and status["campaign"]["targetCount"] == 4
         assert status["counts"] == {"PENDING": 0, "IN_FLIGHT": 0, "SUCCEEDED": 3, "FAILED": 1, "CANCELLED": 0}
         assert [(f["device"], f["failureCode"]) for f in status["failed"]] == [("m003", "VERIFY_FAILED")]
         assert [w["groups"] for w in status["waves"]] == [["F0"], ["F0"], ["F1"]]
