@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from broker.errors import Invalid
 from broker.logs import configure
 
 if TYPE_CHECKING:  # asyncio (and ssl with it) only in the processes that run a loop: not the supervisor
@@ -23,7 +24,7 @@ LOG_FORMAT_VARIABLE = "GRIDWIRE_LOG_FORMAT"
 READY_FILE_ENV = "GRIDWIRE_READY_FILE"
 
 
-class LogFormatError(ValueError):
+class LogFormatError(Invalid):
     """GRIDWIRE_LOG_FORMAT names neither text nor json."""
 
 
