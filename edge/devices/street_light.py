@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from broker import topics
 from broker.errors import Invalid
-from broker.schemas import LightStatus, RelayState
-from broker.schemas.command import CommandError, CommandResponse, CommandStatus, GenericCommand
+from broker.lean import ContractError
+from broker.lean.command import CommandError, CommandResponse, CommandStatus, GenericCommand
+from broker.lean.light import LightStatus, RelayState
 from broker.session import Message, MqttError, MqttSession, publish_properties
 from edge.devices.light_schedule import DeviceSchedule, LightScheduleError, parse_schedule
 
@@ -161,8 +160,8 @@ class StreetLightFleet:
     async def handle(self, message: Message) -> None:
         try:
             light_id = topics.parse(message.topic).device
-            command = GenericCommand.model_validate_json(message.payload)
-        except (topics.TopicError, ValidationError) as exc:
+            command = GenericCommand.parse(message.payload)
+        except (topics.TopicError, ContractError) as exc:
             log.warning("dropping bad command on %s: %s (payload %r)", message.topic, exc, message.payload[:200])
             return
         state = self.lights.get(light_id or "")

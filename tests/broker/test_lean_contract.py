@@ -26,6 +26,7 @@ from pydantic.fields import FieldInfo
 import broker.lean as lean
 import broker.schemas as schemas
 import broker.lean.firmware as lean_firmware
+import broker.lean.light as lean_light
 import broker.lean.timesync as lean_timesync
 import broker.schemas.firmware as schemas_firmware
 import broker.schemas.timesync as schemas_timesync
@@ -40,7 +41,8 @@ PAIRS: list[tuple[type[Lean], type[BaseModel]]] = [
 ] + [(getattr(lean_timesync, name), getattr(schemas_timesync, name)) for name in ["TimeRequest", "TimeResponse",
                                                                                   "DriftReport"]] + \
     [(getattr(lean_firmware, name), getattr(schemas_firmware, name)) for name in ["FirmwareManifest", "SignedManifest",
-                                                                                  "ChunkRequest"]]
+                                                                                  "ChunkRequest"]] + \
+    [(lean_light.RelayState, schemas.RelayState), (lean_light.LightStatus, schemas.LightStatus)]
 IDS = [pair[0].__name__ for pair in PAIRS]
 
 

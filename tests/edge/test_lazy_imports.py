@@ -46,6 +46,13 @@ def test_a_concentrator_with_only_dlms_meters_loads_no_modbus_nor_simulators(tmp
     assert loaded_after(DLMS_ONLY.replace("{names}", repr(NOT_FOR_DLMS)), str(tmp_path)) == ""
 
 
+def test_the_street_light_service_loads_no_pydantic() -> None:
+    """A fleet of simulated lights in one process: its messages are broker/lean's."""
+    names = ["pydantic", "pydantic_core", "broker.schemas"]
+    code = f"import sys, edge.devices.service\nprint(' '.join(n for n in {names!r} if n in sys.modules))"
+    assert loaded_after(code) == ""
+
+
 @pytest.mark.parametrize("package, name, module", [
     ("edge.modbus", "ModbusSimulator", "edge.modbus.simulator"),
     ("edge.modbus", "load_map", "devices.modbus.register_map"),
