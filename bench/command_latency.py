@@ -277,6 +277,9 @@ def _measure_on(url: str, broker: LocalMosquitto, *, rounds: int, burst: int, tm
             cpu_after = layers.cpu()
             spent = sum(cpu_after.get(n, 0.0) - cpu_before.get(n, 0.0) for n in cpu_after)
             result["burst"]["cpu_ms_per_command"] = round(1000 * spent / len(ids), 2)
+            # Where it goes: each process's CPU per command (the bench's own is bench_cpu_s).
+            result["burst"]["cpu_ms_per_command_by_process"] = {
+                name: round(1000 * (cpu_after[name] - cpu_before.get(name, 0.0)) / len(ids), 3) for name in cpu_after}
         return result
     finally:
         layers.stop()

@@ -197,14 +197,14 @@ __all__ = ["Run", "connected", "connected_session", "database_engine", "dead_let
            "transient"]
 
 
-def api_event_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The web API's event loop: uvloop's when it is installed (a cloud dependency on Linux; about
-    a tenth less CPU per API request than asyncio's own loop, bench/api_load.py), else None
-    (asyncio's)."""
+def api_event_loop(role: str = "API") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop of the web API (and the core and domain processes, ``role``): uvloop's when
+    it is installed (a cloud dependency on Linux; about a tenth less CPU per API request than
+    asyncio's own loop, bench/api_load.py), else None (asyncio's)."""
     try:
         import uvloop
     except ImportError:
-        log.info("uvloop is not installed: the API runs on asyncio's own event loop")
+        log.info("uvloop is not installed: the %s runs on asyncio's own event loop", role)
         return None
-    log.info("the API runs on uvloop's event loop")
+    log.info("the %s runs on uvloop's event loop", role)
     return uvloop.new_event_loop

@@ -289,7 +289,7 @@ def _cloud_process(name: str, log_level: str, *, refuse: Callable[[Any], object]
     if uvloop:
         from cloud.runtime import api_event_loop
 
-        loop_factory = api_event_loop()
+        loop_factory = api_event_loop("API" if name == "api" else f"{name} process")
     ready = asyncio.Event()
     run_until_signal(process_runner(name, settings, ready=ready), ready=ready.wait, loop_factory=loop_factory)
 
@@ -336,7 +336,7 @@ def cloud_core(log_level: LogLevel = "INFO") -> None:
     """Run one core process: authorise generic commands, route them to devices, follow them to
     an end (retries, time-to-live). Start more to share the load (MQTT shared subscription).
     Run `gridwire cloud api` (or `gridwire registry migrate`) first: it migrates."""
-    _cloud_process("core", log_level)
+    _cloud_process("core", log_level, stream=True, uvloop=True)
 
 
 @cloud_app.command("domain", epilog=_SETTINGS_HELP)
@@ -345,7 +345,7 @@ def cloud_domain(log_level: LogLevel = "INFO") -> None:
     the results consumer (outcomes to apps and webhooks; also WEBHOOK_MAX_ATTEMPTS, ...). It signs
     webhook deliveries with the organisations' sealed secrets: with any stored it needs
     GRIDWIRE_SECRETS_KEY, as the API does. Start more to share the load."""
-    _cloud_process("domain", log_level)
+    _cloud_process("domain", log_level, stream=True, uvloop=True)
 
 
 @cloud_app.command("scheduler", epilog=_SETTINGS_HELP)

@@ -1,5 +1,5 @@
-"""The event loop a process runs on: the web API's is uvloop's (a cloud dependency), every other
-process keeps asyncio's own."""
+"""The event loop a process runs on: the web API's, the core's and the domain's are uvloop's (a
+cloud dependency), every other process keeps asyncio's own."""
 
 from __future__ import annotations
 
