@@ -15,6 +15,11 @@ def run(config: Path, *, log_level: str) -> int:
     self-update's restart or rollback code, for the supervisor)."""
     import asyncio
 
+    from gridwire import deferred
+
+    # paho-mqtt imports urllib.request (and with it email, http.client...) for its proxy settings,
+    # which it reads only with PySocks installed: loaded if that ever happens (issue 15: RSS).
+    deferred.defer("urllib.request")
     from edge.concentrator import Concentrator
     from edge.config import ConfigError, load_config
 

@@ -115,3 +115,8 @@ async def test_the_supervisor_and_its_concentrator_run_without_the_cli_modules(
     # The supervisor runs no event loop, opens no outbox and unpacks no update: no asyncio (ssl),
     # no sqlite3, no tarfile nor shutil (edge/selfupdate/releases.py imports them to install).
     assert {"asyncio", "ssl", "sqlite3", "tarfile", "shutil", "edge.concentrator"} & supervising == set()
+    # paho's urllib.request (and http.client, email with it) is deferred (gridwire/deferred.py):
+    # paho reads the proxy settings through it only with PySocks installed. email stays while
+    # importlib.metadata (pydantic's plugin loader) loads it for itself.
+    assert {"urllib.request", "http.client"} & concentrator == set()
+    assert "email" not in concentrator or "importlib.metadata" in concentrator
