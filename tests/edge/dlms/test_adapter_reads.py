@@ -41,6 +41,26 @@ async def test_lls_reads_registers_with_scaler_and_unit(lls_meter: DlmsMeterSimu
         assert got[pid][0] == pytest.approx(value, abs=1e-9), pid
 
 
+async def test_scaler_and_unit_are_read_once_per_meter(lls_meter: DlmsMeterSimulator, model: MeterModel,
+                                                       clock: ManualClock,
+                                                       config_for: Callable[..., DlmsMeterConfig]) -> None:
+    """Attribute 3 (scaler, unit) is read on the first poll only; later polls read attribute 2
+    and still scale it (the adapter keeps the two values, not the register objects)."""
+    adapter = DlmsMeterAdapter(config=config_for(lls_meter), time_source=clock)
+    registers = len(adapter.profile.registers)
+    frames: list[int] = []
+    for _ in range(3):
+        before = lls_meter.frames_served
+        reading = await adapter.read_registers()
+        frames.append(lls_meter.frames_served - before)
+        got = _values(reading)
+        for pid, (value, unit) in _expected_register_values(model).items():
+            assert got[pid][1] == unit
+            assert got[pid][0] == pytest.approx(value, abs=1e-9), pid
+    assert frames[0] - frames[1] == registers
+    assert frames[1] == frames[2]
+
+
 async def test_lls_reads_clock_with_drift_and_status(lls_meter: DlmsMeterSimulator, model: MeterModel,
                                                      config_for: Callable[..., DlmsMeterConfig]) -> None:
     model.clock_offset = timedelta(seconds=-42)
