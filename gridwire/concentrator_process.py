@@ -17,9 +17,12 @@ def run(config: Path, *, log_level: str) -> int:
 
     from gridwire import deferred
 
-    # paho-mqtt imports urllib.request (and with it email, http.client...) for its proxy settings,
-    # which it reads only with PySocks installed: loaded if that ever happens (issue 15: RSS).
-    deferred.defer("urllib.request")
+    # Loaded on first use (issue 15: RSS): paho-mqtt imports urllib.request (and with it email,
+    # http.client...) for its proxy settings, which it reads only with PySocks installed; gurux's
+    # object collection, XML reader and writer import ElementTree (pyexpat) and minidom, which only
+    # their XML save and load use (about 1.2 MiB).
+    for module in deferred.CONCENTRATOR:
+        deferred.defer(module)
     from edge.concentrator import Concentrator
     from edge.config import ConfigError, load_config
 

@@ -89,3 +89,35 @@ def test_a_module_that_does_not_exist_fails_on_first_use_and_again_after() -> No
                  "    except ModuleNotFoundError as exc:\n        print(exc.name)\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["json.no_such_module", "json.no_such_module"]
+
+
+GURUX_SAVE = """
+import sys
+from edge.dlms import gurux_loader  # noqa: F401  (installs the loader, as edge.dlms does)
+import edge.dlms.client  # noqa: F401
+from gurux_dlms.objects import GXDLMSObjectCollection, GXDLMSRegister, GXDLMSClock
+loaded = sorted(m for m in ("xml.etree.ElementTree", "xml.dom.minidom", "pyexpat")
+                if type(sys.modules.get(m)).__name__ == "module")  # not a deferred placeholder
+objects = GXDLMSObjectCollection()
+objects.append(GXDLMSRegister("1.0.1.8.0.255"))
+objects.append(GXDLMSClock("0.0.1.0.0.255"))
+objects.save(sys.argv[1])
+print(",".join(loaded) or "-")
+"""
+
+
+def test_gurux_loads_without_xml_and_its_xml_save_writes_the_same_file(tmp_path: Path) -> None:
+    """gurux's object collection imports ElementTree and minidom for its XML save and load only."""
+    lazy_file, eager_file = tmp_path / "deferred.xml", tmp_path / "plain.xml"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    defer_all = "from gridwire import deferred\nfor m in deferred.CONCENTRATOR: deferred.defer(m)\n"
+    lazy = subprocess.run([sys.executable, "-c", defer_all + GURUX_SAVE, str(lazy_file)],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    eager = subprocess.run([sys.executable, "-c", GURUX_SAVE, str(eager_file)],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+    assert lazy.returncode == 0, lazy.stderr
+    assert eager.returncode == 0, eager.stderr
+    assert lazy.stdout.strip() == "-"
+    assert "xml.dom.minidom" in eager.stdout
+    assert lazy_file.read_text() == eager_file.read_text()
+    assert "<LN>1.0.1.8.0.255</LN>" in lazy_file.read_text()
