@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-
-import serial
+from typing import TYPE_CHECKING
 
 from broker.errors import Invalid
+
+if TYPE_CHECKING:  # pyserial is imported by open_serial: TCP meters never load it (issue 15: RSS)
+    import serial
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class SerialWriter:
 
 async def open_serial(port: str, *, baudrate: int, write_timeout: float) -> tuple[asyncio.StreamReader, SerialWriter]:
     """Open a serial port (8N1, raw) and return an asyncio reader and writer for it."""
+    import serial  # only serial (HDLC) meters and push lines need pyserial, termios with it
+
     loop = asyncio.get_running_loop()
     device = serial.Serial(port, baudrate=baudrate, bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
                            stopbits=serial.STOPBITS_ONE, timeout=0, write_timeout=write_timeout)

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import serial
 
 from broker.backoff import Backoff
 from broker.lean import DeviceEvent
@@ -167,6 +166,8 @@ class PushListener:
     # --- HDLC ---------------------------------------------------------------------------------
 
     async def _serve_line(self, line: str) -> None:
+        import serial  # pyserial only for HDLC push lines (issue 15: RSS)
+
         failures = 0
         while True:
             try:

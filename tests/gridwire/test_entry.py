@@ -119,6 +119,8 @@ async def test_the_supervisor_and_its_concentrator_run_without_the_cli_modules(
     # paho reads the proxy settings through it only with PySocks installed. email stays while
     # importlib.metadata (pydantic's plugin loader) loads it for itself.
     assert {"urllib.request", "http.client"} & concentrator == set()
+    # A TCP meter's link needs no pyserial (nor termios): edge/dlms/links.py imports it to open a port.
+    assert {"serial", "termios"} & concentrator == set()
     # gurux's XML save and load (xml.etree, minidom, pyexpat) are deferred too.
     assert {"xml.etree.ElementTree", "xml.etree.cElementTree", "xml.dom.minidom", "pyexpat"} & concentrator == set()
     assert "email" not in concentrator or "importlib.metadata" in concentrator
