@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from broker.lean import MeterReading
 from edge.completeness import ReadingLedger
-from edge.config import BackfillSettings
 from edge.polling import MeterError, MeterPoller
+
+if TYPE_CHECKING:
+    from edge.config_lean import BackfillSettings
 
 log = logging.getLogger(__name__)
 

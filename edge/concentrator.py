@@ -37,7 +37,7 @@ from edge.clock_state import ConcentratorClock
 from edge.clock_sync import keep_meter_clocks
 from edge.commands import CommandExecutor
 from edge.completeness import ReadingLedger
-from edge.config import BrokerSettings, ConcentratorConfig, ConfigError, DlmsMeter, P1Meter
+from edge.config import ConfigError
 from edge.dlms.push_listener import PushListener
 from edge.events import DeviceEvents
 from edge.local_intake import LocalIntake, adapter_individuals, adapter_meters
@@ -55,6 +55,7 @@ from firmware_ota.signing import load_trusted_keys
 
 if TYPE_CHECKING:
     from devices.adapter_config import SmartMeterAdapterConfig
+    from edge.config_lean import BrokerSettings, ConcentratorConfig, P1Meter
     from edge.p1.events import FailureLogWatch
     from edge.p1.reader import P1Reader
 
@@ -145,7 +146,7 @@ class Concentrator:
         self.events = DeviceEvents(outbox=self.outbox, concentrator_id=self.cid, state=config.state,
                                    notify=self.forwarder.notify)
         push = config.push
-        self.push = PushListener(meters=[m for m in config.meters if isinstance(m, DlmsMeter)],
+        self.push = PushListener(meters=[m for m in config.meters if m.protocol == "dlms"],
                                  sink=self.events.submit, host=push.host, port=push.port,
                                  serial_lines=push.serial, baudrate=push.baudrate, clock=clock,
                                  keys_of=self.meters.push_keys) if push.enabled else None
@@ -451,7 +452,7 @@ class Concentrator:
                          tg.create_task(self._status_loop(), name="status"),
                          tg.create_task(self.self_update.run(), name="self-update")]
                 for meter in self.config.meters:
-                    if isinstance(meter, P1Meter):
+                    if meter.protocol == "p1":
                         tasks.append(tg.create_task(self._run_p1(meter), name=f"p1 {meter.port}"))
                 # Always: the first time exchange ends the readings' free-running clock state.
                 tasks.append(tg.create_task(keep_meter_clocks(
@@ -459,7 +460,7 @@ class Concentrator:
                     exclusive=self.poller.exclusive, interval=self.config.clock_check_interval,
                     threshold=timedelta(seconds=self.config.clock_drift_threshold), on_sync=self.clock_state.synced),
                     name="clocks"))
-                if any(isinstance(meter, P1Meter) for meter in self.config.meters):
+                if any(meter.protocol == "p1" for meter in self.config.meters):
                     tasks.append(tg.create_task(run_live(self.session, self.cid, live=self.live,
                                                          forwardings=lambda: list(self.p1_forwarding.values())),
                                                 name="p1-live"))

@@ -17,11 +17,15 @@ text beyond loopback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from broker.accounts import Account, Kind
 from broker.mosquitto_conf import BrokerConfig
-from edge.config import ConfigError, LocalListener
+from edge.config import ConfigError
 from edge.local_intake import adapter_meters
+
+if TYPE_CHECKING:
+    from edge.config_lean import LocalListener
 
 
 def local_accounts(local: LocalListener) -> list[Account]:

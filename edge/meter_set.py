@@ -15,19 +15,34 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.backoff import Backoff
 from broker.sealing import KEY_ENV, SealingError
-from devices.profiles import MeterProfile, load_profile
+from devices.profiles.loader import load_profile
 from edge.commands.executor import CommandHandler
 from edge.commands.meter_handlers import CompletenessQuery, dlms_handlers, modbus_handlers
 from edge.commands.key_change import attach_key_store
-from edge.config import DlmsMeter, ModbusMeter, PollingSettings, key_ring
-from edge.dlms import DlmsMeterAdapter, DlmsMeterConfig, InvocationCounterStore
+from edge import config_lean
+from edge.config import key_ring
+from edge.dlms import DlmsMeterAdapter, InvocationCounterStore
 from edge.dlms.key_store import DlmsKeyStore
 from edge.polling import MeterPoller, RecoveredHook, Sink
 
 if TYPE_CHECKING:  # imported by the first Modbus meter: a concentrator without one loads no pymodbus
+    from devices.profiles.lean import MeterProfile
+    from edge.config_lean import DlmsMeterConfig, PollingSettings
     from edge.modbus import ModbusConnections, ModbusMeterSource, RegisterMap
 
 log = logging.getLogger(__name__)
+
+
+def _by_name(meter: Any, plain: type[config_lean.Lean]) -> dict[str, Any]:
+    """A meter entry's fields (the lean config's, or the pydantic model's a caller built) by name,
+    nested settings as dicts, for the plain config without ``protocol``."""
+    def value(item: Any) -> Any:
+        if isinstance(item, config_lean.Lean):
+            return {f.name: value(getattr(item, f.name)) for f in item.fields}
+        if hasattr(item, "model_fields"):  # a pydantic model
+            return {name: value(getattr(item, name)) for name in type(item).model_fields}
+        return item
+    return {f.name: value(getattr(meter, f.name)) for f in plain.fields}
 
 
 class PolledConfig(Protocol):
@@ -80,19 +95,20 @@ class MeterSet:
         self._profiles: dict[str, MeterProfile] = {}
         maps: dict[str, RegisterMap] = {}
         for meter in config.meters:
-            if isinstance(meter, DlmsMeter):
+            protocol = getattr(meter, "protocol", None)
+            if protocol == "dlms":
                 if self._counters is None:
                     self._counters = InvocationCounterStore(config.invocation_counters)
                     self.key_store = _key_store(config)
                 self._add_dlms(meter)
-            elif isinstance(meter, ModbusMeter):
+            elif protocol == "modbus":
                 if meter.register_map not in maps:
                     from devices.modbus import load_map
                     maps[meter.register_map] = load_map(meter.register_map)
                 self._add_modbus(meter, maps[meter.register_map])
 
-    def _add_dlms(self, meter: DlmsMeter) -> None:
-        plain = DlmsMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
+    def _add_dlms(self, meter: Any) -> None:
+        plain = config_lean.DlmsMeterConfig.validate(_by_name(meter, config_lean.DlmsMeterConfig))
         if plain.profile not in self._profiles:
             self._profiles[plain.profile] = load_profile(plain.profile)
         adapter = DlmsMeterAdapter(config=plain, counters=self._counters, profile=self._profiles[plain.profile],
@@ -113,12 +129,12 @@ class MeterSet:
         pending = adapter.pending_keys() if adapter.pending_keys is not None else None
         return [adapter.config, *([pending] if pending is not None else [])]
 
-    def _add_modbus(self, meter: ModbusMeter, register_map: RegisterMap) -> None:
-        from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterConfig, ModbusMeterSource
+    def _add_modbus(self, meter: Any, register_map: RegisterMap) -> None:
+        from edge.modbus import ModbusAdapter, ModbusConnections, ModbusMeterSource
 
         if self.connections is None:
             self.connections = ModbusConnections()
-        plain = ModbusMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
+        plain = config_lean.ModbusMeterConfig.validate(_by_name(meter, config_lean.ModbusMeterConfig))
         adapter = ModbusAdapter(register_map=register_map, meter_id=plain.meter_id,
                                 client=self.connections.client_for(plain), unit_id=plain.unit_id, clock=self._clock)
         source = ModbusMeterSource(config=plain, adapter=adapter, clock=self._clock)

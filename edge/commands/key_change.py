@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any
 
 from edge.commands.errors import CommandFailed, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
-from edge.dlms.config import DlmsMeterConfig, SecurityMode
+from broker.lean.base import Lean, Secret
+from edge.config_lean import SecurityMode
 from edge.dlms.key_store import DlmsKeyStore
 from edge.dlms.security_setup import KEY_TYPES, unwrap
 from edge.polling import MeterPoller
+
+if TYPE_CHECKING:
+    from edge.config_lean import DlmsMeterConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ _WRAPPED = re.compile(r"^[0-9a-fA-F]{48}$")
 
 def with_keys(config: DlmsMeterConfig, keys: dict[str, str]) -> DlmsMeterConfig:
     """``config`` with ``keys`` (name -> hex) in place of its own."""
+    if isinstance(config, Lean):  # the concentrator's (edge.config_lean)
+        return config.replace(**{name: Secret(value) for name, value in keys.items()})
+    from pydantic import SecretStr  # a caller's pydantic DlmsMeterConfig
+
     return config.model_copy(update={name: SecretStr(value) for name, value in keys.items()})
 
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from devices.modbus.register_map import Point, RegisterMap
-from devices.modbus.roles import power_limit_point, relay_points
 from edge.commands.errors import CommandFailed, ErrorCode, InvalidParameters
 from edge.commands.executor import CommandHandler
-from edge.modbus.plan import Value
 from edge.polling import MeterPoller
 from edge.switching import ScheduleError, SwitchPoint, entries_of, switch_points
+
+if TYPE_CHECKING:  # Modbus meters only: a concentrator without one loads no register maps
+    from devices.modbus.register_map import Point, RegisterMap
+    from edge.modbus.plan import Value
 
 
 def schedule_result(points: list[SwitchPoint], held: list[SwitchPoint], meter_id: str) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def load_control_handlers(*, source: Any, poller: MeterPoller,
                           meter_errors: Callable[[], AbstractAsyncContextManager[None]]) -> dict[str, CommandHandler]:
     """The handlers ``source``'s register map supports (an :class:`edge.modbus.ModbusMeterSource`;
     ``meter_errors`` turns its failures into command failures). ``get_status`` always."""
+    from devices.modbus.roles import power_limit_point, relay_points
+
     register_map: RegisterMap = source.adapter.register_map
     meter_id: str = source.meter_id
     relays = relay_points(register_map)

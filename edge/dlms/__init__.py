@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _WHERE = {
     "DlmsMeterAdapter": "edge.dlms.adapter",
     "DlmsMeterConfig": "edge.dlms.config",
-    "SecurityMode": "edge.dlms.config",
+    "SecurityMode": "edge.config_lean",
     "ServerSecurity": "edge.dlms.cosem_server",
     "InvocationCounterStore": "edge.dlms.counter_store",
     "DlmsAuthenticationError": "edge.dlms.errors",

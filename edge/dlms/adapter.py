@@ -12,14 +12,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker.lean import MeterIndividual, MeterReading, PhysicalMeterType, PropertyValue
-from devices.profiles import MeterProfile, load_profile
-from devices.profiles.power_quality import PowerQualitySpec
+from devices.profiles.loader import load_profile
 from edge.dlms.alarms import ALARM_REGISTER_OBIS, STANDARD_EVENT_LOG_OBIS
 from edge.dlms.client import DlmsAssociation
-from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.cosem_objects import from_gx_datetime, to_gx_datetime
 from edge.dlms.counter_store import InvocationCounterStore
 from edge.dlms.errors import DlmsAuthenticationError, DlmsProtocolError
@@ -27,6 +25,10 @@ from edge.dlms.image_objects import FIRMWARE_VERSION_OBIS
 from edge.dlms.image_transfer import ImageTransferClient, TransferReport
 from edge.dlms.mapping import meter_reading, property_value, unit_symbol
 from edge.dlms.security_setup import key_transfer_request
+
+if TYPE_CHECKING:
+    from devices.profiles.lean import MeterProfile, PowerQualitySpec
+    from edge.config_lean import DlmsMeterConfig
 
 from gurux_dlms.objects.GXDLMSClock import GXDLMSClock  # noqa: I001  (after edge.dlms.client applied the fixes)
 from gurux_dlms.objects.GXDLMSData import GXDLMSData

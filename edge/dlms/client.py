@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.dlms import gurux_fixes
 
@@ -27,7 +27,7 @@ from gurux_dlms.GXDLMSException import GXDLMSException  # noqa: E402
 from gurux_dlms.GXReplyData import GXReplyData  # noqa: E402
 from gurux_dlms.secure.GXDLMSSecureClient import GXDLMSSecureClient  # noqa: E402
 
-from edge.dlms.config import DlmsMeterConfig, SecurityMode  # noqa: E402
+from edge.config_lean import SecurityMode  # noqa: E402
 from edge.dlms.counter_store import InvocationCounterStore  # noqa: E402
 from edge.dlms.errors import (  # noqa: E402
     DlmsAuthenticationError,
@@ -36,6 +36,9 @@ from edge.dlms.errors import (  # noqa: E402
     DlmsResultError,
 )
 from edge.dlms.links import FramingError, SerialWriter, open_serial, read_hdlc_frame, read_wrapper_frame  # noqa: E402
+
+if TYPE_CHECKING:
+    from edge.config_lean import DlmsMeterConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,26 +6,12 @@ and errors from this module name the field, not the value.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-
-SERIAL_BAUDRATES = frozenset({300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200})
-
-
-class SecurityMode(StrEnum):
-    """The association security levels the simulator and the adapter support."""
-
-    NONE = "none"
-    LLS = "lls"
-    HLS_GMAC = "hls-gmac"
-
-    @property
-    def authentication(self) -> int:
-        # gurux Authentication enum values: NONE 0, LOW 1, HIGH_GMAC 5.
-        return {SecurityMode.NONE: 0, SecurityMode.LLS: 1, SecurityMode.HLS_GMAC: 5}[self]
+# Defined once, without pydantic, beside the concentrator's lean config.
+from edge.config_lean import SERIAL_BAUDRATES, SecurityMode
 
 
 class DlmsMeterConfig(BaseModel):

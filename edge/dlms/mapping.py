@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from broker.lean import MeterIndividual, MeterReading, OperationalPropertyRef, PropertyValue
-from devices.adapter_config import PropertyMapping
+
+if TYPE_CHECKING:
+    from devices.profiles.lean import PropertyMapping
 
 # DLMS/COSEM unit enumeration (IEC 62056-62) for the units meters here report.
 DLMS_UNITS: dict[int, str] = {

@@ -29,13 +29,16 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 
 from broker.backoff import Backoff
 from broker.lean import DeviceEvent
-from edge.dlms.config import DlmsMeterConfig
 from edge.dlms.links import FramingError, open_serial, read_hdlc_frame, read_wrapper_frame
 from edge.dlms.push import Notification, PushError, Sealed, decode_apdu, frame_apdu, notification_events, sealed, unseal
+
+if TYPE_CHECKING:
+    from edge.config_lean import DlmsMeterConfig
 
 log = logging.getLogger(__name__)
 

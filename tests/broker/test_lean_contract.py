@@ -16,11 +16,12 @@ import typing
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
 import broker.lean as lean
@@ -170,6 +171,10 @@ def values_for(annotation: object, metadata: list, depth: int) -> st.SearchStrat
         return st.one_of(_uuid_values(), JUNK)
     if annotation in (datetime, AwareDatetime):
         return _datetime_values()
+    if annotation is Path:  # config files (tests/edge/test_config_lean.py)
+        return st.one_of(st.sampled_from(["", ".", "var/x.sqlite", "/etc/gridwire/c.pem", "a\x00b"]), JUNK)
+    if annotation is SecretStr:
+        return st.one_of(_bounded_text(), st.sampled_from(["00" * 16, "0F" * 16, "zz" * 16, "00" * 8]), JUNK)
     raise AssertionError(f"no strategy for {annotation!r}")
 
 

@@ -37,7 +37,7 @@ CLASSES = exception_classes()
 def test_the_walk_finds_the_packages_errors() -> None:
     names = {f"{c.__module__}.{c.__qualname__}" for c in CLASSES}
     assert "broker.mqtt_types.MqttError" in names
-    assert {"edge.polling.errors.MeterCommunicationError", "edge.config.ConfigError", "edge.outbox.OutboxFull",
+    assert {"edge.polling.errors.MeterCommunicationError", "edge.config_lean.ConfigError", "edge.outbox.OutboxFull",
             "edge.p1.reader.P1PortError", "devices.adapter_config.AdapterConfigError",
             "devices.profiles.loader.ProfileError", "devices.modbus.register_map.RegisterMapError"} <= names
 

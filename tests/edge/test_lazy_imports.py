@@ -16,6 +16,12 @@ NOT_FOR_DLMS = ["pymodbus", "edge.modbus.adapter", "edge.modbus.simulator", "edg
                 "edge.dlms.cosem_server", "edge.p1.simulator", "edge.p1.reader", "cryptography",
                 # The contract's pydantic models are the cloud's: the concentrator's messages are broker/lean.
                 "broker.schemas"]
+# The concentrator as the unit runs it (gridwire.entry, gridwire.concentrator_process; the typer CLI
+# imports the cloud's commands) reads its config and profiles with edge/config_lean.py and
+# devices/profiles/lean.py: no pydantic at all (the models that define them load only to word a refusal).
+NO_PYDANTIC = ["pydantic", "pydantic_core", "annotated_types", "typing_inspection", "edge.config_model",
+               "devices.profiles.model", "devices.adapter_config", "devices.modbus.register_map",
+               "edge.dlms.config", "edge.modbus.config"]
 
 DLMS_ONLY = """
 import sys
@@ -44,6 +50,23 @@ def loaded_after(code: str, *args: str) -> str:
 
 def test_a_concentrator_with_only_dlms_meters_loads_no_modbus_nor_simulators(tmp_path) -> None:
     assert loaded_after(DLMS_ONLY.replace("{names}", repr(NOT_FOR_DLMS)), str(tmp_path)) == ""
+
+
+def test_a_concentrator_with_only_dlms_meters_loads_no_pydantic(tmp_path) -> None:
+    code = DLMS_ONLY.replace("import gridwire.cli\n", "import gridwire.entry, gridwire.concentrator_process\n")
+    assert "gridwire.cli" not in code
+    assert loaded_after(code.replace("{names}", repr(NO_PYDANTIC)), str(tmp_path)) == ""
+
+
+def test_a_refused_config_still_gets_pydantic_s_words(tmp_path) -> None:
+    """Only then does pydantic load: the error is the one the config's definition gives."""
+    code = ("import sys\nfrom pathlib import Path\nfrom edge.config import ConfigError, load_config\n"
+            "path = Path(sys.argv[1]) / 'c.toml'\n"
+            "path.write_text('concentrator_id = \"conc-1\"\\n[[meters]]\\nprotocol = \"dlms\"\\nmeter_id = \"m-1\"\\n'"
+            " 'host = \"h\"\\nport = 0\\nsecurity = \"none\"\\n')\n"
+            "try:\n    load_config(path)\nexcept ConfigError as exc:\n    print(exc, 'pydantic' in sys.modules)\n")
+    assert loaded_after(code, str(tmp_path)).endswith(
+        "c.toml: meter m-1: port: Input should be greater than or equal to 1 True")
 
 
 def test_the_street_light_service_loads_no_pydantic() -> None:

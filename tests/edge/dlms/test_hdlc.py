@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from edge.config import ConfigError, DlmsMeter, load_config
+from edge import config_lean
+from edge.config import ConfigError, load_config
 from edge.dlms import (
     DlmsAuthenticationError,
     DlmsCommunicationError,
@@ -140,9 +141,10 @@ def test_concentrator_config_accepts_a_serial_dlms_meter(tmp_path: Path) -> None
                     'serial = "/dev/ttyUSB0"\nbaudrate = 19200\nphysical_address = 17\nsecurity = "lls"\n'
                     'password = "pw"\n')
     meter = load_config(path).meters[0]
-    assert isinstance(meter, DlmsMeter)
-    # The concentrator's MeterSet re-validates the entry as a plain DlmsMeterConfig.
-    plain = DlmsMeterConfig.model_validate(meter.model_dump(exclude={"protocol"}))
+    assert isinstance(meter, config_lean.DlmsMeter)
+    # The concentrator's MeterSet re-validates the entry as a plain DlmsMeterConfig (lean, as it reads it).
+    fields = config_lean.DlmsMeterConfig.fields
+    plain = config_lean.DlmsMeterConfig.validate({f.name: getattr(meter, f.name) for f in fields})
     assert (plain.link, plain.endpoint, plain.baudrate, plain.physical_address) == (
         "serial", "serial:/dev/ttyUSB0", 19200, 17)
     path.write_text('concentrator_id = "c1"\n[[meters]]\nprotocol = "dlms"\nmeter_id = "m-both"\n'
