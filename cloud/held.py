@@ -26,6 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
+# The most connections one process's writers keep at once: the core's decide and finish writers,
+# its pump and its success log (the domain's results consumer keeps two). A process's pool is
+# sized with them on top of ``GRIDWIRE_DATABASE_POOL_SIZE`` (cloud.settings.DatabaseSettings), so
+# the statements that check a connection out per use still find the pool the setting says, and a
+# small pool cannot be taken whole by writers that never give theirs back.
+HELD_PER_PROCESS = 4
+
 
 @functools.lru_cache(maxsize=32)
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
@@ -82,4 +89,4 @@ def holding(held: Held | None) -> Iterator[None]:
         _HELD.reset(token)
 
 
-__all__ = ["Held", "autocommit", "connect", "holding"]
+__all__ = ["HELD_PER_PROCESS", "Held", "autocommit", "connect", "holding"]

@@ -117,7 +117,8 @@ def database_engine(role: str, settings: DatabaseSettings) -> AsyncEngine:
     """The database engine of a ``role`` process, pooled as ``settings`` say (the caller disposes it)."""
     options = settings.engine_options()
     engine = create_engine(settings.url, **options)
-    pool = f"{engine.pool.size()} + {options['max_overflow']}" if options else "unsized (SQLite)"
+    pool = (f"{settings.pool_size} + {options['max_overflow']} (and {engine.pool.size() - settings.pool_size} "
+            "its writers keep)") if options else "unsized (SQLite)"
     log.info("%s: database %s, pool %s", role, settings.safe_url(), pool)
     return engine
 

@@ -98,9 +98,12 @@ class DatabaseSettings(Section):
 
         if is_sqlite(self.url):
             return {}
+        from cloud.held import HELD_PER_PROCESS
+
         # No ping per checkout (a round trip per transaction); a dropped connection is recycled
-        # by the pool's own error handling and the message is redelivered.
-        return {"pool_size": self.pool_size, "max_overflow": self.max_overflow, "pool_timeout": self.pool_timeout,
+        # by the pool's own error handling and the message is redelivered. The group-commit
+        # writers' kept connections come on top of ``pool_size`` (cloud.held).
+        return {"pool_size": self.pool_size + HELD_PER_PROCESS, "max_overflow": self.max_overflow, "pool_timeout": self.pool_timeout,
                 "pool_pre_ping": False, "connect_args": {"timeout": self.connect_timeout}}
 
     def safe_url(self) -> str:

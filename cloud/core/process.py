@@ -17,6 +17,7 @@ from cloud.core.lifecycle import RetryPolicy
 from cloud.deadletters import DeadLetterStore
 from cloud.core.metrics import CoreMetrics
 from cloud.runtime import connected, metrics_registry, session_metrics
+from cloud.held import HELD_PER_PROCESS
 from cloud.settings import CloudSettings
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,13 @@ CoreSettings = CloudSettings
 
 def handler_concurrency(engine_options: Mapping[str, Any] | None) -> int | None:
     """Messages a core handles at once on its slow path (each holding a connection) for a database
-    pool, less one that the pump and the group commits find free. None (unbounded) without a sized pool (SQLite)."""
+    pool: the pool less the connections its writers keep (:data:`cloud.held.HELD_PER_PROCESS`) and
+    less one that the other statements find free. None (unbounded) without a sized pool (SQLite)."""
     options = engine_options or {}
     if "pool_size" not in options:
         return None
     connections = int(options["pool_size"]) + int(options.get("max_overflow", 0))
-    return max(1, connections - 1)
+    return max(1, connections - HELD_PER_PROCESS - 1)
 
 
 async def run_core(settings: CoreSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None,

@@ -16,8 +16,10 @@ from cloud.core.commands import CommandStore
 from cloud.core.consumer import CommandIn, CoreConsumer
 from cloud.core.process import handler_concurrency
 from cloud.deadletters import DeadLetterStore
+from cloud.held import HELD_PER_PROCESS
 from cloud.migrations import migrate
 from cloud.registry.db import create_engine
+from cloud.settings import DatabaseSettings
 
 S = CommandStatus
 
@@ -52,11 +54,20 @@ async def test_overdue_is_oldest_first_bounded_and_skips_final_and_live(store: C
     assert live.id not in {r.id for r in await store.overdue()}
 
 
-def test_handler_concurrency_leaves_a_connection_for_the_pump() -> None:
+def test_handler_concurrency_leaves_the_writers_their_kept_connections_and_one_more() -> None:
     assert handler_concurrency(None) is None  # SQLite: no sized pool
-    assert handler_concurrency({"pool_size": 10, "max_overflow": 0}) == 9
-    assert handler_concurrency({"pool_size": 4, "max_overflow": 2}) == 5
-    assert handler_concurrency({"pool_size": 1}) == 1
+
+    def sized(pool_size: int, max_overflow: int = 0) -> dict[str, object]:
+        return DatabaseSettings(url="postgresql+asyncpg://gridwire@db/gridwire", pool_size=pool_size,
+                                max_overflow=max_overflow).engine_options()
+
+    # The pool a process opens is the setting plus the writers' kept connections; the slow path
+    # gets the setting less one, so the writers and the other statements always find theirs.
+    assert sized(10)["pool_size"] == 10 + HELD_PER_PROCESS
+    assert handler_concurrency(sized(10)) == 9
+    assert handler_concurrency(sized(4, 2)) == 5
+    assert handler_concurrency(sized(2)) == 1
+    assert handler_concurrency(sized(1)) == 1
 
 
 async def test_consumer_handles_at_most_concurrency_messages_at_once(tmp_path: Path) -> None:

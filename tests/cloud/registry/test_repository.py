@@ -238,8 +238,11 @@ async def test_successes_counted_together_make_registered_and_installed_devices_
     await registry.decommission("m-3")
     successes = SuccessLog(registry.engine)
     # Arriving together, they share one write (several devices: one statement executed for many rows).
-    await asyncio.gather(successes.success("m-1"), successes.success("m-2"), successes.success("m-3"),
-                         successes.success("m-1"))
+    try:
+        await asyncio.gather(successes.success("m-1"), successes.success("m-2"), successes.success("m-3"),
+                             successes.success("m-1"))
+    finally:
+        await successes.close()  # the connection its writer keeps (cloud.held)
     found = {d: await registry.get_device(d) for d in ("m-1", "m-2", "m-3")}
     assert [(found[d].state, found[d].comm_success_count) for d in ("m-1", "m-2", "m-3")] == [
         (LifecycleState.ACTIVE, 2), (LifecycleState.ACTIVE, 1), (LifecycleState.DECOMMISSIONED, 1)]
