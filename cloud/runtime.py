@@ -199,9 +199,10 @@ __all__ = ["Run", "connected", "connected_session", "database_engine", "dead_let
 
 
 def api_event_loop(role: str = "API") -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop of the web API (and the core and domain processes, ``role``): uvloop's when
-    it is installed (a cloud dependency on Linux; about a tenth less CPU per API request than
-    asyncio's own loop, bench/api_load.py), else None (asyncio's)."""
+    """An event loop for a cloud process (``role``) asked to run on uvloop: uvloop's when it is
+    installed (a cloud dependency on Linux; about a tenth less CPU per API read than asyncio's own
+    loop, bench/api_load.py), else None (asyncio's). No process asks by default: the bulk command
+    path took two to three times the CPU a light on it (bench/README.md, issue 12)."""
     try:
         import uvloop
     except ImportError:

@@ -327,7 +327,10 @@ def cloud_api(host: Annotated[Optional[str], typer.Option(help="Address to liste
     from cloud.api.process import https
 
     chosen = {"api_host": host, "api_port": port, "api_insecure_http": insecure_http or None}
-    _cloud_process("api", log_level, refuse=https, uvloop=True,
+    # Not on uvloop (uvloop=True): it took a tenth off the API's CPU per read (bench/api_load.py)
+    # but made 40,000 lights switched in bulk take 100 s instead of 43 s, the broker backing up
+    # behind the API's faster publishing (bench/README.md, issue 12).
+    _cloud_process("api", log_level, refuse=https,
                    **{key: value for key, value in chosen.items() if value is not None})
 
 
@@ -336,7 +339,7 @@ def cloud_core(log_level: LogLevel = "INFO") -> None:
     """Run one core process: authorise generic commands, route them to devices, follow them to
     an end (retries, time-to-live). Start more to share the load (MQTT shared subscription).
     Run `gridwire cloud api` (or `gridwire registry migrate`) first: it migrates."""
-    _cloud_process("core", log_level, stream=True, uvloop=True)
+    _cloud_process("core", log_level, stream=True)
 
 
 @cloud_app.command("domain", epilog=_SETTINGS_HELP)
@@ -345,7 +348,7 @@ def cloud_domain(log_level: LogLevel = "INFO") -> None:
     the results consumer (outcomes to apps and webhooks; also WEBHOOK_MAX_ATTEMPTS, ...). It signs
     webhook deliveries with the organisations' sealed secrets: with any stored it needs
     GRIDWIRE_SECRETS_KEY, as the API does. Start more to share the load."""
-    _cloud_process("domain", log_level, stream=True, uvloop=True)
+    _cloud_process("domain", log_level, stream=True)
 
 
 @cloud_app.command("scheduler", epilog=_SETTINGS_HELP)
