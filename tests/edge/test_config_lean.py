@@ -27,7 +27,8 @@ import devices.adapter_config as adapter_model
 import devices.profiles.lean as lean_profiles
 import devices.profiles.model as profile_model
 import devices.profiles.power_quality as pq_model
-from broker.lean.base import Lean, Secret, _has_surrogate
+from broker.lean.base import Lean, Secret
+from broker.lean.wire import _has_surrogate
 from broker.topics import TopicError
 from tests.broker.test_lean_contract import _input_names, documents, values_for
 
