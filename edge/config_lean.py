@@ -14,7 +14,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from broker.lean.base import Lean  # noqa: F401 (the base of these classes, for their users)
 from broker.lean.base import (Field, Secret, boolean, choice, constant, integer, list_of, member, model, number,
@@ -42,6 +42,47 @@ class SecurityMode(StrEnum):
     def authentication(self) -> int:
         # gurux Authentication enum values: NONE 0, LOW 1, HIGH_GMAC 5.
         return {SecurityMode.NONE: 0, SecurityMode.LLS: 1, SecurityMode.HLS_GMAC: 5}[self]
+
+
+# Rules across fields, one definition for these classes and the pydantic models that define the
+# config (edge.config_model, edge.dlms.config, edge.modbus.config), whose validators call them.
+
+def dlms_link_rules(meter: Any) -> None:
+    """A DLMS meter has one link, TCP or HDLC serial, and only that link's settings."""
+    if (meter.host is None) == (meter.serial is None):
+        raise ValueError("set exactly one of 'host' (TCP) or 'serial' (HDLC serial port)")
+    if meter.transport is not None and meter.transport != meter.link:
+        raise ValueError(f"transport '{meter.transport}' does not match the configured {meter.link} link")
+    if meter.serial is not None and meter.baudrate not in SERIAL_BAUDRATES:
+        raise ValueError(f"baudrate must be one of {sorted(SERIAL_BAUDRATES)}")
+    if meter.host is not None and meter.physical_address is not None:
+        raise ValueError("physical_address is an HDLC address: it needs 'serial'")
+
+
+def modbus_target_rules(meter: Any) -> None:
+    if (meter.tcp is None) == (meter.serial is None):
+        raise ValueError(f"meter {meter.meter_id!r}: give exactly one of tcp and serial")
+
+
+def modbus_connection_key(meter: Any) -> str:
+    """Identifies a Modbus meter's physical connection; meters with the same key share a client."""
+    if meter.tcp is not None:
+        return f"tcp:{meter.tcp.host}:{meter.tcp.port}"
+    assert meter.serial is not None
+    return f"serial:{meter.serial.port}"
+
+
+def local_listener_rules(listener: Any) -> None:
+    """The local listener is secure by default: TLS off loopback, complete TLS settings, unique adapters."""
+    if listener.host not in _LOOPBACK and listener.ca_file is None:
+        raise ValueError(f"the local listener at {listener.host} is not on loopback: give ca_file (TLS)")
+    if listener.tls_port is not None and None in (listener.tls_ca_file, listener.tls_cert_file, listener.tls_key_file):
+        raise ValueError("tls_port needs tls_ca_file, tls_cert_file and tls_key_file (the broker's certificate)")
+    if listener.tls_bind is not None and listener.tls_port is None:
+        raise ValueError("tls_bind needs tls_port: adapters on the network connect over TLS only")
+    ids = [a.adapter_id for a in listener.adapters]
+    if len(ids) != len(set(ids)):
+        raise ValueError("local.adapters: an adapter_id appears twice")
 
 
 class _Config(Lean):
@@ -148,14 +189,7 @@ class DlmsMeterConfig(_Config):
     fields = _DLMS_FIELDS
 
     def _after(self) -> None:
-        if (self.host is None) == (self.serial is None):
-            raise ValueError("set exactly one of 'host' (TCP) or 'serial' (HDLC serial port)")
-        if self.transport is not None and self.transport != self.link:
-            raise ValueError(f"transport '{self.transport}' does not match the configured {self.link} link")
-        if self.serial is not None and self.baudrate not in SERIAL_BAUDRATES:
-            raise ValueError(f"baudrate must be one of {sorted(SERIAL_BAUDRATES)}")
-        if self.host is not None and self.physical_address is not None:
-            raise ValueError("physical_address is an HDLC address: it needs 'serial'")
+        dlms_link_rules(self)
         if self.security is SecurityMode.LLS and not self.password:
             raise ValueError("security 'lls' needs a password")
         if self.security is SecurityMode.HLS_GMAC:
@@ -231,16 +265,12 @@ class ModbusMeterConfig(_Config):
     fields = _MODBUS_FIELDS
 
     def _after(self) -> None:
-        if (self.tcp is None) == (self.serial is None):
-            raise ValueError(f"meter {self.meter_id!r}: give exactly one of tcp and serial")
+        modbus_target_rules(self)
 
     @property
     def connection_key(self) -> str:
         """Identifies the physical connection; meters with the same key share a client."""
-        if self.tcp is not None:
-            return f"tcp:{self.tcp.host}:{self.tcp.port}"
-        assert self.serial is not None
-        return f"serial:{self.serial.port}"
+        return modbus_connection_key(self)
 
     @property
     def bus_key(self) -> str:
@@ -347,15 +377,7 @@ class LocalListener(BrokerSettings):
     )
 
     def _after(self) -> None:
-        if self.host not in _LOOPBACK and self.ca_file is None:
-            raise ValueError(f"the local listener at {self.host} is not on loopback: give ca_file (TLS)")
-        if self.tls_port is not None and None in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file):
-            raise ValueError("tls_port needs tls_ca_file, tls_cert_file and tls_key_file (the broker's certificate)")
-        if self.tls_bind is not None and self.tls_port is None:
-            raise ValueError("tls_bind needs tls_port: adapters on the network connect over TLS only")
-        ids = [a.adapter_id for a in self.adapters]
-        if len(ids) != len(set(ids)):
-            raise ValueError("local.adapters: an adapter_id appears twice")
+        local_listener_rules(self)
 
 
 METER_ENTRY = tagged("protocol", {"p1": P1Meter, "dlms": DlmsMeter, "modbus": ModbusMeter})

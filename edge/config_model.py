@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from broker.topics import validate_level
-from edge.config_lean import ConfigError
+from edge.config_lean import ConfigError, local_listener_rules
 from edge.dlms.config import DlmsMeterConfig
 from edge.modbus.config import ModbusMeterConfig
 
@@ -203,8 +203,6 @@ class LiveBatchSettings(_Config):
 
 MeterEntry = Annotated[P1Meter | DlmsMeter | ModbusMeter, Field(discriminator="protocol")]
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
 
 class LocalAdapter(_Config):
     """An external SmartMeterAdapter (another device) allowed on the local listener: its broker
@@ -242,15 +240,7 @@ class LocalListener(BrokerSettings):
 
     @model_validator(mode="after")
     def _secure_by_default(self) -> LocalListener:
-        if self.host not in _LOOPBACK and self.ca_file is None:
-            raise ValueError(f"the local listener at {self.host} is not on loopback: give ca_file (TLS)")
-        if self.tls_port is not None and None in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file):
-            raise ValueError("tls_port needs tls_ca_file, tls_cert_file and tls_key_file (the broker's certificate)")
-        if self.tls_bind is not None and self.tls_port is None:
-            raise ValueError("tls_bind needs tls_port: adapters on the network connect over TLS only")
-        ids = [a.adapter_id for a in self.adapters]
-        if len(ids) != len(set(ids)):
-            raise ValueError("local.adapters: an adapter_id appears twice")
+        local_listener_rules(self)
         return self
 
 

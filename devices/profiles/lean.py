@@ -34,6 +34,18 @@ def _obis(check: Check) -> Check:
 _OBIS = _obis(text())
 
 
+
+def power_quality_rules(spec: Any) -> None:
+    """OBIS codes unique over values and counters; profile columns among the values. One definition
+    for this class and the pydantic model (devices.profiles.power_quality), whose validator calls it."""
+    obis = [v.obis for v in spec.values] + [c.obis for c in spec.counters]
+    if len(set(obis)) != len(obis):
+        raise ValueError("powerQuality: an OBIS code appears twice")
+    if spec.profile is not None:
+        unknown = set(spec.profile.columns) - {v.obis for v in spec.values}
+        if unknown:
+            raise ValueError(f"powerQuality.profile: columns {sorted(unknown)} are not among the values")
+
 class _Spec(Lean):
     forbid_extra = True
     frozen = True
@@ -122,13 +134,7 @@ class PowerQualitySpec(_Spec):
     )
 
     def _after(self) -> None:
-        obis = [v.obis for v in self.values] + [c.obis for c in self.counters]
-        if len(set(obis)) != len(obis):
-            raise ValueError("powerQuality: an OBIS code appears twice")
-        if self.profile is not None:
-            unknown = set(self.profile.columns) - {v.obis for v in self.values}
-            if unknown:
-                raise ValueError(f"powerQuality.profile: columns {sorted(unknown)} are not among the values")
+        power_quality_rules(self)
 
     def value(self, obis: str) -> PqValue:
         return next(v for v in self.values if v.obis == obis)

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from devices.profiles.lean import power_quality_rules
+
 Phase = Literal["L1", "L2", "L3"]
 Quantity = Literal["voltage", "current", "powerFactor", "frequency", "thdVoltage", "thdCurrent"]
 PqEventKind = Literal["sag", "swell"]
@@ -92,13 +94,7 @@ class PowerQualitySpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> PowerQualitySpec:
-        obis = [v.obis for v in self.values] + [c.obis for c in self.counters]
-        if len(set(obis)) != len(obis):
-            raise ValueError("powerQuality: an OBIS code appears twice")
-        if self.profile is not None:
-            unknown = set(self.profile.columns) - {v.obis for v in self.values}
-            if unknown:
-                raise ValueError(f"powerQuality.profile: columns {sorted(unknown)} are not among the values")
+        power_quality_rules(self)
         return self
 
     def value(self, obis: str) -> PqValue:

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 # Defined once, without pydantic, beside the concentrator's lean config.
-from edge.config_lean import SERIAL_BAUDRATES, SecurityMode
+from edge.config_lean import SecurityMode, dlms_link_rules
 
 
 class DlmsMeterConfig(BaseModel):
@@ -54,14 +54,7 @@ class DlmsMeterConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_link(self) -> DlmsMeterConfig:
-        if (self.host is None) == (self.serial is None):
-            raise ValueError("set exactly one of 'host' (TCP) or 'serial' (HDLC serial port)")
-        if self.transport is not None and self.transport != self.link:
-            raise ValueError(f"transport '{self.transport}' does not match the configured {self.link} link")
-        if self.serial is not None and self.baudrate not in SERIAL_BAUDRATES:
-            raise ValueError(f"baudrate must be one of {sorted(SERIAL_BAUDRATES)}")
-        if self.host is not None and self.physical_address is not None:
-            raise ValueError("physical_address is an HDLC address: it needs 'serial'")
+        dlms_link_rules(self)
         return self
 
     @property

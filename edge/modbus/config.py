@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.config_lean import modbus_connection_key, modbus_target_rules
+
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
@@ -46,17 +48,13 @@ class ModbusMeterConfig(_Config):
 
     @model_validator(mode="after")
     def _one_target(self) -> ModbusMeterConfig:
-        if (self.tcp is None) == (self.serial is None):
-            raise ValueError(f"meter {self.meter_id!r}: give exactly one of tcp and serial")
+        modbus_target_rules(self)
         return self
 
     @property
     def connection_key(self) -> str:
         """Identifies the physical connection; meters with the same key share a client."""
-        if self.tcp is not None:
-            return f"tcp:{self.tcp.host}:{self.tcp.port}"
-        assert self.serial is not None
-        return f"serial:{self.serial.port}"
+        return modbus_connection_key(self)
 
     @property
     def bus_key(self) -> str:
